@@ -1,0 +1,1 @@
+//! santad's engine (filled by the "Workspace and the hotpath engine" issue).

@@ -1,0 +1,1 @@
+//! santad's benchmarks and harnesses.

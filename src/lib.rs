@@ -1,0 +1,1 @@
+//! santad: the daemon's library half (config, event sources, wiring, control protocol).

@@ -1,0 +1,147 @@
+//! Per-core counters, readable at any time as one summed snapshot.
+//!
+//! Each answering thread (worker, deadline thread, external submitter) bumps its own
+//! cache-line-padded block with relaxed atomics, so counting never bounces a line between cores.
+
+use crossbeam_utils::CachePadded;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Why the decision cache was flushed; flushes are counted per reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FlushReason {
+    /// Rules were added, changed or removed in a way that needs a flush (Santa's flush rule).
+    Rules,
+    /// The client mode changed (Monitor ↔ Lockdown).
+    Mode,
+    /// Path scopes or other config that decisions depend on changed.
+    Config,
+    /// An operator asked for it (`santactl flushcache`).
+    Operator,
+}
+
+impl FlushReason {
+    /// Every reason, in counter order.
+    pub const ALL: [FlushReason; 4] = [Self::Rules, Self::Mode, Self::Config, Self::Operator];
+
+    /// A stable lower-case name for reports and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Rules => "rules",
+            Self::Mode => "mode",
+            Self::Config => "config",
+            Self::Operator => "operator",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One thread's counters.
+#[derive(Debug, Default)]
+pub(crate) struct CoreCounters {
+    pub events: AtomicU64,
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub waits: AtomicU64,
+    pub evaluations: AtomicU64,
+    pub evaluator_panics: AtomicU64,
+    pub deadline_defaults: AtomicU64,
+    pub queue_full_defaults: AtomicU64,
+    pub slots_full_defaults: AtomicU64,
+    pub shutdown_defaults: AtomicU64,
+    pub steals: AtomicU64,
+    pub wakeups: AtomicU64,
+}
+
+#[inline]
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Relaxed);
+}
+
+/// All counters summed over threads at one moment (each counter read once; the sum is not an
+/// atomic cut across counters, which is fine for monitoring).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CountersSnapshot {
+    /// Events taken off a queue by a worker.
+    pub events: u64,
+    /// Answered from the decision cache.
+    pub hits: u64,
+    /// Not in the cache: this worker evaluated.
+    pub misses: u64,
+    /// Another worker was already evaluating the same file: waited for its decision.
+    pub waits: u64,
+    /// Evaluations started (equals misses).
+    pub evaluations: u64,
+    /// Evaluations that panicked; answered with the default.
+    pub evaluator_panics: u64,
+    /// Answered with the default because the deadline came first.
+    pub deadline_defaults: u64,
+    /// Answered with the default because the target queue was full.
+    pub queue_full_defaults: u64,
+    /// Answered with the default because every in-flight slot was taken.
+    pub slots_full_defaults: u64,
+    /// Answered with the default because the engine was shutting down.
+    pub shutdown_defaults: u64,
+    /// Events a worker took from another worker's queue.
+    pub steals: u64,
+    /// Times an idle worker was woken for new work.
+    pub wakeups: u64,
+    /// Cache flushes, by [`FlushReason`] (indexed as [`FlushReason::ALL`]).
+    pub flushes: [u64; 4],
+    /// Single-file invalidations (the file was written).
+    pub invalidations: u64,
+}
+
+impl CountersSnapshot {
+    /// Flushes for one reason.
+    pub fn flushes_for(&self, reason: FlushReason) -> u64 {
+        self.flushes[reason.index()]
+    }
+
+    /// Every answer given with the default instead of a decision.
+    pub fn defaults(&self) -> u64 {
+        self.deadline_defaults
+            + self.queue_full_defaults
+            + self.slots_full_defaults
+            + self.shutdown_defaults
+            + self.evaluator_panics
+    }
+}
+
+/// Counters for `threads` answering threads.
+#[derive(Debug)]
+pub(crate) struct Counters {
+    cores: Box<[CachePadded<CoreCounters>]>,
+}
+
+impl Counters {
+    pub fn new(threads: usize) -> Self {
+        Self { cores: (0..threads.max(1)).map(|_| CachePadded::new(CoreCounters::default())).collect() }
+    }
+
+    #[inline]
+    pub fn core(&self, index: usize) -> &CoreCounters {
+        &self.cores[index % self.cores.len()]
+    }
+
+    pub fn snapshot(&self) -> CountersSnapshot {
+        let mut s = CountersSnapshot::default();
+        for c in self.cores.iter() {
+            s.events += c.events.load(Relaxed);
+            s.hits += c.hits.load(Relaxed);
+            s.misses += c.misses.load(Relaxed);
+            s.waits += c.waits.load(Relaxed);
+            s.evaluations += c.evaluations.load(Relaxed);
+            s.evaluator_panics += c.evaluator_panics.load(Relaxed);
+            s.deadline_defaults += c.deadline_defaults.load(Relaxed);
+            s.queue_full_defaults += c.queue_full_defaults.load(Relaxed);
+            s.slots_full_defaults += c.slots_full_defaults.load(Relaxed);
+            s.shutdown_defaults += c.shutdown_defaults.load(Relaxed);
+            s.steals += c.steals.load(Relaxed);
+            s.wakeups += c.wakeups.load(Relaxed);
+        }
+        s
+    }
+}

@@ -1,1 +1,10 @@
 //! santad: the daemon's library half (config, event sources, wiring, control protocol).
+//!
+//! Building blocks that do not depend on the engine, signing or rules crates:
+//! - [`fanotify`]: the Linux event source (group, marks, reads, responses, kernel allow cache).
+//! - [`mount`]: a private tmpfs or loop-mounted ext2 guard for tests, benchmarks and the demo.
+
+#[cfg(target_os = "linux")]
+pub mod fanotify;
+#[cfg(target_os = "linux")]
+pub mod mount;

@@ -1,0 +1,1111 @@
+//! A small fanotify wrapper over `libc`, made for a permission listener that must never lose an
+//! event.
+//!
+//! Data flow: [`Fanotify::new`] opens a `FAN_CLASS_CONTENT` group; [`Fanotify::add_watch`] puts a
+//! mount or filesystem mark on a path; each worker polls the group fd together with a [`WakeFd`]
+//! ([`Fanotify::wait`]), then [`Fanotify::read`]s into its own preallocated [`EventBuffer`] and
+//! walks the [`Events`] iterator. Every event owns its file descriptor ([`EventFd`], closed on drop,
+//! exactly once) and, on kernels with `FAN_REPORT_PIDFD`, a pidfd of the process. A permission
+//! event is answered with [`Fanotify::respond`]; a cacheable allow adds a kernel-side ignore mark
+//! with [`Fanotify::ignore_inode`]; a policy change drops them all with
+//! [`Fanotify::flush_ignores`].
+//!
+//! No allocation happens on the read → walk → respond path: the buffer is the caller's, parsing
+//! copies fields out of the bytes, and the response is written from the stack.
+//!
+//! Kernel facts this module relies on (fanotify_mark(2), fanotify(7), verified on 6.18 by
+//! `tests/fanotify_wrapper.rs`):
+//! - `FAN_MARK_IGNORE` (Linux 6.0) on a non-directory inode mark without
+//!   `FAN_MARK_IGNORED_SURV_MODIFY` is cleared by the kernel at the file's next modify event, so
+//!   the kernel asks again after the file is written. On mount and filesystem marks the kernel
+//!   requires the survive-modify flag, which is why the ignore marks here are always inode marks.
+//!   Older kernels only know the legacy `FAN_MARK_IGNORED_MASK` with the same modify rule; it is
+//!   used as a fallback when `FAN_MARK_IGNORE` is refused with `EINVAL`.
+//! - `FAN_MARK_FLUSH` without `FAN_MARK_MOUNT`/`FAN_MARK_FILESYSTEM` removes the group's inode
+//!   marks only; mount and filesystem marks stay, so watching goes on. Our only inode marks are
+//!   the ignore marks, so a flush drops exactly the kernel allow cache.
+//! - `FAN_MARK_EVICTABLE` (Linux 5.19) lets the kernel drop an inode mark together with the inode
+//!   under memory pressure, instead of pinning every allowed inode in memory; a dropped ignore
+//!   mark only means the kernel asks again. Used when available.
+//! - A permission event that is never answered holds its process forever, until the group is
+//!   closed (then the kernel allows everything pending: fail open). Hence [`Events`] answers
+//!   `FAN_ALLOW` for every event its caller did not take before dropping the iterator.
+
+use std::ffi::CString;
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// Size of `struct fanotify_event_metadata` as the kernel writes it (`FAN_EVENT_METADATA_LEN`).
+pub const EVENT_METADATA_LEN: usize = 24;
+/// Size of `struct fanotify_event_info_header`.
+const INFO_HEADER_LEN: usize = 4;
+/// Size of `struct fanotify_event_info_pidfd` (header + `__s32 pidfd`).
+const INFO_PIDFD_LEN: usize = 8;
+/// The metadata version this parser understands (`FANOTIFY_METADATA_VERSION`).
+const METADATA_VERSION: u8 = libc::FANOTIFY_METADATA_VERSION;
+
+/// Smallest buffer [`EventBuffer::new`] accepts: one event with a pidfd record is 32 bytes and the
+/// kernel fails a read with `EINVAL` when the first pending event does not fit; 256 bytes leaves
+/// room for events with larger info records (file handles) should a group ever ask for them.
+pub const EVENT_BUFFER_BYTES_MIN: usize = 256;
+/// Largest buffer [`EventBuffer::new`] accepts. A worker that reads N events handles them one
+/// after another while the other workers may be idle, so large reads trade latency for syscalls;
+/// 64 KiB (2,048 exec events) is already far past the useful end.
+pub const EVENT_BUFFER_BYTES_MAX: usize = 64 * 1024;
+/// Default per-worker read buffer: 32 exec events with pidfd records. Small on purpose, so a
+/// burst spreads across the workers that poll the same group instead of queueing behind one.
+pub const EVENT_BUFFER_BYTES_DEFAULT: usize = 1024;
+
+/// The exec permission event: the kernel holds `execve` until we answer.
+pub const MASK_OPEN_EXEC_PERM: u64 = libc::FAN_OPEN_EXEC_PERM;
+/// The exec notification: sent after a successful exec open, including execs the kernel answered
+/// from an ignore mark; it never holds the process.
+pub const MASK_OPEN_EXEC: u64 = libc::FAN_OPEN_EXEC;
+/// Sent when a file opened for writing is closed: user-space cache invalidation.
+pub const MASK_CLOSE_WRITE: u64 = libc::FAN_CLOSE_WRITE;
+/// The kernel's queue overflowed; events were lost (only notifications can be lost: permission
+/// events block their process instead).
+pub const MASK_Q_OVERFLOW: u64 = libc::FAN_Q_OVERFLOW;
+
+/// Everything that can fail in this module, with the call and its object.
+#[derive(Debug)]
+pub enum Error {
+    /// `fanotify_init` failed (`EPERM`: no `CAP_SYS_ADMIN`; `EINVAL`: flags this kernel lacks).
+    Init {
+        /// The flags passed.
+        flags: u32,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// `fanotify_mark` on a watched path failed.
+    Mark {
+        /// What was attempted (`"add mount mark"`, ...).
+        call: &'static str,
+        /// The path marked.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// A path given to `fanotify_mark` contains a NUL byte.
+    PathNul {
+        /// The offending path.
+        path: PathBuf,
+    },
+    /// `fanotify_mark` on an event's file (ignore mark, flush) failed. `ENOSPC`: the group's mark
+    /// limit (`/proc/sys/fs/fanotify/max_user_marks`) is reached; the caller simply does without
+    /// the kernel cache for this file.
+    InodeMark {
+        /// What was attempted.
+        call: &'static str,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// `read` on the group failed (other than `EAGAIN`/`EINTR`, which read as "no events").
+    Read {
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Writing a `struct fanotify_response` failed (`ENOENT`: no pending permission event with
+    /// that fd — it was already answered).
+    Respond {
+        /// The event fd answered.
+        fd: RawFd,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// `poll`, `eventfd` or writing to the eventfd failed.
+    Wait {
+        /// The call that failed.
+        call: &'static str,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The kernel wrote a metadata version this parser does not know: nothing in the buffer can
+    /// be trusted, and its fds cannot be found. The caller should close the group (which releases
+    /// every held exec) and start over.
+    Version {
+        /// The version found.
+        found: u8,
+    },
+    /// An event header breaks the layout rules (`event_len` shorter than the header or past the
+    /// bytes read). Events after it cannot be found; same remedy as [`Error::Version`].
+    Malformed {
+        /// Which rule was broken.
+        what: &'static str,
+        /// Byte offset of the event in the buffer.
+        offset: usize,
+    },
+    /// A requested buffer size is outside
+    /// [`EVENT_BUFFER_BYTES_MIN`]..=[`EVENT_BUFFER_BYTES_MAX`].
+    BufferSize {
+        /// The size asked for.
+        bytes: usize,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Init { flags, source } => {
+                write!(f, "fanotify_init(flags={flags:#x}) failed: {source}")
+            }
+            Error::Mark { call, path, source } => {
+                write!(f, "fanotify_mark ({call}) on {}: {source}", path.display())
+            }
+            Error::PathNul { path } => {
+                write!(f, "path contains a NUL byte: {}", path.display())
+            }
+            Error::InodeMark { call, source } => write!(f, "fanotify_mark ({call}): {source}"),
+            Error::Read { source } => write!(f, "read from fanotify group: {source}"),
+            Error::Respond { fd, source } => {
+                write!(f, "writing fanotify response for fd {fd}: {source}")
+            }
+            Error::Wait { call, source } => write!(f, "{call}: {source}"),
+            Error::Version { found } => write!(
+                f,
+                "fanotify metadata version {found}, expected {METADATA_VERSION}"
+            ),
+            Error::Malformed { what, offset } => {
+                write!(f, "malformed fanotify event at byte {offset}: {what}")
+            }
+            Error::BufferSize { bytes } => write!(
+                f,
+                "event buffer of {bytes} bytes outside {EVENT_BUFFER_BYTES_MIN}..={EVENT_BUFFER_BYTES_MAX}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Init { source, .. }
+            | Error::Mark { source, .. }
+            | Error::InodeMark { source, .. }
+            | Error::Read { source }
+            | Error::Respond { source, .. }
+            | Error::Wait { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Which object a watch mark covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkScope {
+    /// `FAN_MARK_MOUNT`: the mount the path is on. Files reached through another mount of the same
+    /// filesystem (a bind mount) are not seen.
+    Mount,
+    /// `FAN_MARK_FILESYSTEM`: the whole filesystem, through every mount.
+    Filesystem,
+}
+
+impl MarkScope {
+    fn flag(self) -> u32 {
+        match self {
+            MarkScope::Mount => libc::FAN_MARK_MOUNT,
+            MarkScope::Filesystem => libc::FAN_MARK_FILESYSTEM,
+        }
+    }
+}
+
+/// The answer to a permission event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Response {
+    /// `FAN_ALLOW`: the exec proceeds.
+    Allow,
+    /// `FAN_DENY`: `execve` fails with `EPERM`.
+    Deny,
+}
+
+/// Options for [`Fanotify::new`].
+#[derive(Debug, Clone, Copy)]
+pub struct InitOptions {
+    /// Ask for `FAN_REPORT_PIDFD` (Linux 5.15); silently not used when the kernel refuses it.
+    pub report_pidfd: bool,
+    /// `FAN_ENABLE_AUDIT`: lets a response carry `FAN_AUDIT` (the kernel then writes an audit
+    /// record). Needs `CAP_AUDIT_WRITE`.
+    pub enable_audit: bool,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            report_pidfd: true,
+            enable_audit: false,
+        }
+    }
+}
+
+/// Which ignore-mark flavour the running kernel accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IgnoreFlavor {
+    /// `FAN_MARK_IGNORE | FAN_MARK_EVICTABLE` (Linux 6.0+).
+    IgnoreEvictable,
+    /// `FAN_MARK_IGNORE` without eviction.
+    Ignore,
+    /// Legacy `FAN_MARK_IGNORED_MASK` (pre-6.0 kernels).
+    LegacyIgnoredMask,
+}
+
+impl IgnoreFlavor {
+    fn flags(self) -> u32 {
+        match self {
+            IgnoreFlavor::IgnoreEvictable => libc::FAN_MARK_IGNORE | libc::FAN_MARK_EVICTABLE,
+            IgnoreFlavor::Ignore => libc::FAN_MARK_IGNORE,
+            IgnoreFlavor::LegacyIgnoredMask => libc::FAN_MARK_IGNORED_MASK,
+        }
+    }
+}
+
+/// An fanotify group (`FAN_CLASS_CONTENT`, non-blocking, close-on-exec).
+///
+/// `FAN_NONBLOCK` is required by the design: several workers poll the same group fd, and all of
+/// them wake for one event; with a blocking fd the losers would sit in `read` and miss their stop
+/// signal. With it, they see `EAGAIN` and go back to [`Fanotify::wait`].
+#[derive(Debug)]
+pub struct Fanotify {
+    fd: OwnedFd,
+    pidfd_reported: bool,
+    /// Index into [`IGNORE_FLAVORS`] of the first flavour not yet refused by the kernel.
+    ignore_flavor: std::sync::atomic::AtomicU8,
+}
+
+const IGNORE_FLAVORS: [IgnoreFlavor; 3] = [
+    IgnoreFlavor::IgnoreEvictable,
+    IgnoreFlavor::Ignore,
+    IgnoreFlavor::LegacyIgnoredMask,
+];
+
+impl Fanotify {
+    /// Opens a group: `FAN_CLASS_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK` (+ `FAN_REPORT_PIDFD` when
+    /// asked and supported), event fds opened `O_RDONLY | O_LARGEFILE | O_CLOEXEC`.
+    pub fn new(options: InitOptions) -> Result<Fanotify, Error> {
+        let mut base = libc::FAN_CLASS_CONTENT | libc::FAN_CLOEXEC | libc::FAN_NONBLOCK;
+        if options.enable_audit {
+            base |= libc::FAN_ENABLE_AUDIT;
+        }
+        let event_f_flags = (libc::O_RDONLY | libc::O_LARGEFILE | libc::O_CLOEXEC) as u32;
+        let attempt = |flags: u32| -> Result<OwnedFd, io::Error> {
+            // SAFETY: fanotify_init takes two integers and returns a new fd or -1; no memory is
+            // passed.
+            let fd = unsafe { libc::fanotify_init(flags, event_f_flags) };
+            if fd < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                // SAFETY: fd was just returned by the kernel, is valid and owned by nobody else.
+                Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+            }
+        };
+        if options.report_pidfd {
+            let flags = base | libc::FAN_REPORT_PIDFD;
+            match attempt(flags) {
+                Ok(fd) => return Ok(Fanotify::from_fd(fd, true)),
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+                Err(source) => return Err(Error::Init { flags, source }),
+            }
+        }
+        attempt(base)
+            .map(|fd| Fanotify::from_fd(fd, false))
+            .map_err(|source| Error::Init {
+                flags: base,
+                source,
+            })
+    }
+
+    fn from_fd(fd: OwnedFd, pidfd_reported: bool) -> Fanotify {
+        Fanotify {
+            fd,
+            pidfd_reported,
+            ignore_flavor: std::sync::atomic::AtomicU8::new(0),
+        }
+    }
+
+    /// Whether events carry a pidfd record.
+    pub fn reports_pidfd(&self) -> bool {
+        self.pidfd_reported
+    }
+
+    /// The ignore-mark flavour in use (the first one this kernel has not refused).
+    pub fn ignore_flavor(&self) -> IgnoreFlavor {
+        let i = self
+            .ignore_flavor
+            .load(std::sync::atomic::Ordering::Relaxed) as usize;
+        IGNORE_FLAVORS[i.min(IGNORE_FLAVORS.len() - 1)]
+    }
+
+    fn mark_path(
+        &self,
+        flags: u32,
+        mask: u64,
+        path: &Path,
+        call: &'static str,
+    ) -> Result<(), Error> {
+        let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::PathNul {
+            path: path.to_path_buf(),
+        })?;
+        // SAFETY: the group fd is valid for self's lifetime; c_path is a NUL-terminated string
+        // that outlives the call; AT_FDCWD resolves a relative path against the cwd.
+        let rc = unsafe {
+            libc::fanotify_mark(
+                self.fd.as_raw_fd(),
+                flags,
+                mask,
+                libc::AT_FDCWD,
+                c_path.as_ptr(),
+            )
+        };
+        if rc < 0 {
+            return Err(Error::Mark {
+                call,
+                path: path.to_path_buf(),
+                source: io::Error::last_os_error(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Adds `mask` (e.g. [`MASK_OPEN_EXEC_PERM`] | [`MASK_OPEN_EXEC`] | [`MASK_CLOSE_WRITE`]) to a
+    /// mount or filesystem mark on `path`.
+    pub fn add_watch(&self, path: &Path, scope: MarkScope, mask: u64) -> Result<(), Error> {
+        let call = match scope {
+            MarkScope::Mount => "add mount mark",
+            MarkScope::Filesystem => "add filesystem mark",
+        };
+        self.mark_path(libc::FAN_MARK_ADD | scope.flag(), mask, path, call)
+    }
+
+    /// Removes `mask` from the mount or filesystem mark on `path`.
+    pub fn remove_watch(&self, path: &Path, scope: MarkScope, mask: u64) -> Result<(), Error> {
+        self.mark_path(
+            libc::FAN_MARK_REMOVE | scope.flag(),
+            mask,
+            path,
+            "remove watch mark",
+        )
+    }
+
+    /// Tells the kernel not to send `mask` events (normally [`MASK_OPEN_EXEC_PERM`]) for the file
+    /// behind `file` until the file is modified: an inode ignore mark without survive-modify.
+    ///
+    /// Notifications outside `mask` (the exec notification, close-after-write) keep coming.
+    /// Fails with `ENOSPC` inside [`Error::InodeMark`] when the group's mark limit is reached.
+    pub fn ignore_inode(&self, file: BorrowedFd<'_>, mask: u64) -> Result<(), Error> {
+        use std::sync::atomic::Ordering;
+        loop {
+            let index = self.ignore_flavor.load(Ordering::Relaxed) as usize;
+            let flavor = IGNORE_FLAVORS[index.min(IGNORE_FLAVORS.len() - 1)];
+            let flags = libc::FAN_MARK_ADD | flavor.flags();
+            // SAFETY: both fds are valid for the duration of the call (self owns the group fd,
+            // the caller lends `file`); a NULL path makes the kernel mark the object `file` refers
+            // to.
+            let rc = unsafe {
+                libc::fanotify_mark(
+                    self.fd.as_raw_fd(),
+                    flags,
+                    mask,
+                    file.as_raw_fd(),
+                    std::ptr::null(),
+                )
+            };
+            if rc == 0 {
+                return Ok(());
+            }
+            let source = io::Error::last_os_error();
+            // EINVAL: this kernel does not know the flag; try the next flavour once, for all
+            // threads (the index only moves forward).
+            if source.raw_os_error() == Some(libc::EINVAL) && index + 1 < IGNORE_FLAVORS.len() {
+                let _ = self.ignore_flavor.compare_exchange(
+                    index as u8,
+                    index as u8 + 1,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+                continue;
+            }
+            return Err(Error::InodeMark {
+                call: "add inode ignore mark",
+                source,
+            });
+        }
+    }
+
+    /// Drops every inode mark of the group — the kernel allow cache built by
+    /// [`Fanotify::ignore_inode`] — and keeps the mount and filesystem watch marks
+    /// (`FAN_MARK_FLUSH` without a mount/filesystem flag).
+    pub fn flush_ignores(&self) -> Result<(), Error> {
+        // SAFETY: the group fd is valid; FAN_MARK_FLUSH ignores mask, dirfd and path (since Linux
+        // 3.16 the path need not name a valid object), and NULL is never dereferenced.
+        let rc = unsafe {
+            libc::fanotify_mark(
+                self.fd.as_raw_fd(),
+                libc::FAN_MARK_FLUSH,
+                0,
+                libc::AT_FDCWD,
+                std::ptr::null(),
+            )
+        };
+        if rc < 0 {
+            return Err(Error::InodeMark {
+                call: "flush inode marks",
+                source: io::Error::last_os_error(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Waits until the group has events or `wake` was signalled, at most `timeout_ms`
+    /// (negative: forever). `EINTR` reads as a timeout.
+    pub fn wait(&self, wake: &WakeFd, timeout_ms: i32) -> Result<Readiness, Error> {
+        let mut fds = [
+            libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: wake.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: fds points to two initialised pollfd structs that live across the call, and
+        // the count passed matches the array length.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+        if rc < 0 {
+            let source = io::Error::last_os_error();
+            if source.raw_os_error() == Some(libc::EINTR) {
+                return Ok(Readiness {
+                    events: false,
+                    woken: false,
+                });
+            }
+            return Err(Error::Wait {
+                call: "poll",
+                source,
+            });
+        }
+        Ok(Readiness {
+            events: fds[0].revents != 0,
+            woken: fds[1].revents != 0,
+        })
+    }
+
+    /// Reads pending events into `buf` and returns an iterator over them. No events pending (the
+    /// group is non-blocking) or an interrupted read gives an empty iterator.
+    pub fn read<'a>(&'a self, buf: &'a mut EventBuffer) -> Result<Events<'a>, Error> {
+        // SAFETY: buf.bytes is an initialised, exclusively borrowed allocation of bytes.len()
+        // bytes; the kernel writes at most that many.
+        let n = unsafe {
+            libc::read(
+                self.fd.as_raw_fd(),
+                buf.bytes.as_mut_ptr().cast(),
+                buf.bytes.len(),
+            )
+        };
+        let len = if n < 0 {
+            let source = io::Error::last_os_error();
+            match source.raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::EINTR) => 0,
+                _ => return Err(Error::Read { source }),
+            }
+        } else {
+            n as usize
+        };
+        Ok(Events {
+            group: self.fd.as_fd(),
+            bytes: &buf.bytes[..len.min(buf.bytes.len())],
+            offset: 0,
+            failed: false,
+        })
+    }
+
+    /// Answers the permission event whose fd is `fd`. `audit` adds `FAN_AUDIT` (needs
+    /// [`InitOptions::enable_audit`]).
+    pub fn respond(
+        &self,
+        fd: BorrowedFd<'_>,
+        response: Response,
+        audit: bool,
+    ) -> Result<(), Error> {
+        respond_raw(self.fd.as_fd(), fd.as_raw_fd(), response, audit)
+    }
+}
+
+impl AsFd for Fanotify {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+fn respond_raw(
+    group: BorrowedFd<'_>,
+    fd: RawFd,
+    response: Response,
+    audit: bool,
+) -> Result<(), Error> {
+    let mut code = match response {
+        Response::Allow => libc::FAN_ALLOW,
+        Response::Deny => libc::FAN_DENY,
+    };
+    if audit {
+        code |= libc::FAN_AUDIT;
+    }
+    let msg = libc::fanotify_response { fd, response: code };
+    let len = std::mem::size_of::<libc::fanotify_response>();
+    // SAFETY: msg is a plain repr(C) struct on the stack, valid for `len` bytes for the duration
+    // of the call; the group fd is valid.
+    let n = unsafe { libc::write(group.as_raw_fd(), (&raw const msg).cast(), len) };
+    if n < 0 {
+        return Err(Error::Respond {
+            fd,
+            source: io::Error::last_os_error(),
+        });
+    }
+    if n as usize != len {
+        return Err(Error::Respond {
+            fd,
+            source: io::Error::from(io::ErrorKind::WriteZero),
+        });
+    }
+    Ok(())
+}
+
+/// What [`Fanotify::wait`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readiness {
+    /// The group has events to read.
+    pub events: bool,
+    /// The wake fd was signalled (stop).
+    pub woken: bool,
+}
+
+/// An eventfd that wakes every worker polling alongside the group. It stays readable once
+/// signalled (nobody drains it), which is what a stop signal needs: every poller sees it.
+#[derive(Debug)]
+pub struct WakeFd {
+    fd: OwnedFd,
+}
+
+impl WakeFd {
+    /// Creates the eventfd (`EFD_NONBLOCK | EFD_CLOEXEC`).
+    pub fn new() -> Result<WakeFd, Error> {
+        // SAFETY: eventfd takes two integers and returns a new fd or -1.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(Error::Wait {
+                call: "eventfd",
+                source: io::Error::last_os_error(),
+            });
+        }
+        // SAFETY: fd was just returned by the kernel and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(WakeFd { fd })
+    }
+
+    /// Signals every waiter, now and later.
+    pub fn wake(&self) -> Result<(), Error> {
+        let one: u64 = 1;
+        // SAFETY: writes the 8 bytes of a stack u64, as eventfd requires; the fd is valid.
+        let n = unsafe { libc::write(self.fd.as_raw_fd(), (&raw const one).cast(), 8) };
+        if n != 8 {
+            let source = io::Error::last_os_error();
+            // EAGAIN: the counter is at its maximum, so it is signalled already.
+            if source.raw_os_error() != Some(libc::EAGAIN) {
+                return Err(Error::Wait {
+                    call: "eventfd write",
+                    source,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A caller-owned read buffer, allocated once per worker and reused for every read.
+///
+/// Parsing copies each field out of the bytes (`from_ne_bytes`), so the buffer needs no
+/// alignment: the kernel packs events with info records at 4-byte multiples anyway.
+#[derive(Debug)]
+pub struct EventBuffer {
+    bytes: Box<[u8]>,
+}
+
+impl EventBuffer {
+    /// A buffer of `bytes` bytes, within [`EVENT_BUFFER_BYTES_MIN`]..=[`EVENT_BUFFER_BYTES_MAX`].
+    pub fn new(bytes: usize) -> Result<EventBuffer, Error> {
+        if !(EVENT_BUFFER_BYTES_MIN..=EVENT_BUFFER_BYTES_MAX).contains(&bytes) {
+            return Err(Error::BufferSize { bytes });
+        }
+        Ok(EventBuffer {
+            bytes: vec![0u8; bytes].into_boxed_slice(),
+        })
+    }
+
+    /// The capacity in bytes.
+    pub fn capacity(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+/// An event's file descriptor: owned, closed exactly once when dropped.
+#[derive(Debug)]
+pub struct EventFd(OwnedFd);
+
+impl EventFd {
+    /// The raw fd number, as written in a response.
+    pub fn raw(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+
+    /// Gives up the typed wrapper (e.g. to park the fd in an in-flight slot).
+    pub fn into_owned(self) -> OwnedFd {
+        self.0
+    }
+}
+
+impl AsFd for EventFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+/// The process's pidfd from a `FAN_EVENT_INFO_TYPE_PIDFD` record, or why there is none.
+#[derive(Debug)]
+pub enum PidFd {
+    /// A pidfd owned by this event (closed on drop).
+    Fd(OwnedFd),
+    /// `FAN_NOPIDFD`: the process had exited by the time the event was read.
+    Exited,
+    /// `FAN_EPIDFD` or another negative value: the kernel could not make a pidfd.
+    Error(i32),
+}
+
+/// One info record after the event header, borrowed from the read buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct InfoRecord<'a> {
+    /// `info_type` (`FAN_EVENT_INFO_TYPE_*`).
+    pub info_type: u8,
+    /// The record's bytes after the 4-byte header.
+    pub body: &'a [u8],
+}
+
+/// One event, borrowed from the read buffer.
+#[derive(Debug)]
+pub struct Event<'a> {
+    /// The event mask (`FAN_OPEN_EXEC_PERM`, `FAN_OPEN_EXEC`, `FAN_CLOSE_WRITE`, `FAN_Q_OVERFLOW`).
+    pub mask: u64,
+    /// The file, opened by the kernel for us; `None` for `FAN_Q_OVERFLOW` (`FAN_NOFD`).
+    pub fd: Option<EventFd>,
+    /// The pid (thread-group id) of the process that caused the event.
+    pub pid: i32,
+    /// The pidfd record, when the group reports pidfds and the event had one.
+    pub pidfd: Option<PidFd>,
+    /// An info record broke the layout rules: the records were skipped (the event itself is
+    /// still delivered so that it can be answered and its fd closed).
+    pub info_malformed: bool,
+    info: &'a [u8],
+}
+
+impl<'a> Event<'a> {
+    /// Whether the kernel holds the process until this event is answered.
+    pub fn is_permission(&self) -> bool {
+        self.mask & (libc::FAN_OPEN_EXEC_PERM | libc::FAN_OPEN_PERM | libc::FAN_ACCESS_PERM) != 0
+    }
+
+    /// The raw info records (already parsed for pidfd); empty when malformed.
+    pub fn info_records(&self) -> InfoRecords<'a> {
+        InfoRecords {
+            bytes: if self.info_malformed { &[] } else { self.info },
+            offset: 0,
+        }
+    }
+}
+
+/// Iterator over the info records of one event.
+#[derive(Debug)]
+pub struct InfoRecords<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+}
+
+impl<'a> Iterator for InfoRecords<'a> {
+    type Item = InfoRecord<'a>;
+    fn next(&mut self) -> Option<InfoRecord<'a>> {
+        let (record, len) = parse_info_header(self.bytes, self.offset)?;
+        self.offset += len;
+        Some(record)
+    }
+}
+
+/// Parses the info record at `offset`; `None` at the end or on a malformed header.
+fn parse_info_header(bytes: &[u8], offset: usize) -> Option<(InfoRecord<'_>, usize)> {
+    let header = bytes.get(offset..offset.checked_add(INFO_HEADER_LEN)?)?;
+    let info_type = header[0];
+    let len = u16::from_ne_bytes([header[2], header[3]]) as usize;
+    if len < INFO_HEADER_LEN {
+        return None;
+    }
+    let body = bytes.get(offset + INFO_HEADER_LEN..offset.checked_add(len)?)?;
+    Some((InfoRecord { info_type, body }, len))
+}
+
+/// Checks that the info area is a sequence of well-formed records covering it exactly.
+fn info_well_formed(bytes: &[u8]) -> bool {
+    let mut offset = 0;
+    while offset < bytes.len() {
+        match parse_info_header(bytes, offset) {
+            Some((record, len)) => {
+                if record.info_type == libc::FAN_EVENT_INFO_TYPE_PIDFD && len != INFO_PIDFD_LEN {
+                    return false;
+                }
+                offset += len;
+            }
+            None => return false,
+        }
+    }
+    true
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> u32 {
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_ne_bytes(b)
+}
+
+fn read_i32(bytes: &[u8], at: usize) -> i32 {
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&bytes[at..at + 4]);
+    i32::from_ne_bytes(b)
+}
+
+fn read_u64(bytes: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_ne_bytes(b)
+}
+
+/// Takes ownership of an fd number the kernel handed us in an event.
+fn own_fd(fd: i32) -> OwnedFd {
+    // SAFETY: `fd` is non-negative and was installed in our fd table by the kernel for this event
+    // only; each event's bytes are parsed once (the iterator's offset only moves forward), so no
+    // other OwnedFd for this number exists.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// The events of one read. Yields each event once; a malformed buffer yields one error and
+/// ends. Dropping the iterator before the end answers `FAN_ALLOW` to the permission events it
+/// did not hand out and closes their fds, so no process is left waiting.
+#[derive(Debug)]
+pub struct Events<'a> {
+    group: BorrowedFd<'a>,
+    bytes: &'a [u8],
+    offset: usize,
+    failed: bool,
+}
+
+impl<'a> Events<'a> {
+    /// Bytes the kernel wrote in this read.
+    pub fn bytes_read(&self) -> usize {
+        self.bytes.len()
+    }
+
+    fn parse_next(&mut self) -> Option<Result<Event<'a>, Error>> {
+        if self.failed || self.offset >= self.bytes.len() {
+            return None;
+        }
+        let start = self.offset;
+        let rest = &self.bytes[start..];
+        if rest.len() < EVENT_METADATA_LEN {
+            self.failed = true;
+            return Some(Err(Error::Malformed {
+                what: "truncated event header",
+                offset: start,
+            }));
+        }
+        let event_len = read_u32(rest, 0) as usize;
+        let version = rest[4];
+        let metadata_len = u16::from_ne_bytes([rest[6], rest[7]]) as usize;
+        if version != METADATA_VERSION {
+            self.failed = true;
+            return Some(Err(Error::Version { found: version }));
+        }
+        if event_len < EVENT_METADATA_LEN
+            || metadata_len < EVENT_METADATA_LEN
+            || metadata_len > event_len
+        {
+            self.failed = true;
+            return Some(Err(Error::Malformed {
+                what: "event_len or metadata_len too small",
+                offset: start,
+            }));
+        }
+        if event_len > rest.len() {
+            self.failed = true;
+            return Some(Err(Error::Malformed {
+                what: "event_len past the bytes read",
+                offset: start,
+            }));
+        }
+        self.offset = start + event_len;
+        let event_bytes = &rest[..event_len];
+        let mask = read_u64(event_bytes, 8);
+        let fd = read_i32(event_bytes, 16);
+        let pid = read_i32(event_bytes, 20);
+        let info = &event_bytes[metadata_len..];
+        let fd = if fd >= 0 {
+            Some(EventFd(own_fd(fd)))
+        } else {
+            None
+        };
+        let info_malformed = !info_well_formed(info);
+        let mut pidfd = None;
+        if !info_malformed {
+            let mut records = InfoRecords {
+                bytes: info,
+                offset: 0,
+            };
+            for record in &mut records {
+                if record.info_type == libc::FAN_EVENT_INFO_TYPE_PIDFD {
+                    let value = read_i32(record.body, 0);
+                    let parsed = if value >= 0 {
+                        PidFd::Fd(own_fd(value))
+                    } else if value == libc::FAN_NOPIDFD {
+                        PidFd::Exited
+                    } else {
+                        PidFd::Error(value)
+                    };
+                    // A second pidfd record would be a kernel bug; the first one wins and any
+                    // later fd is still owned, so it is closed right here.
+                    if pidfd.is_none() {
+                        pidfd = Some(parsed);
+                    }
+                }
+            }
+        }
+        Some(Ok(Event {
+            mask,
+            fd,
+            pid,
+            pidfd,
+            info_malformed,
+            info,
+        }))
+    }
+}
+
+impl<'a> Iterator for Events<'a> {
+    type Item = Result<Event<'a>, Error>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.parse_next()
+    }
+}
+
+impl Drop for Events<'_> {
+    fn drop(&mut self) {
+        while let Some(item) = self.parse_next() {
+            if let Ok(event) = item
+                && event.is_permission()
+                && let Some(fd) = &event.fd
+            {
+                // Nobody took this event: let the process go rather than hold it forever.
+                let _ = respond_raw(self.group, fd.raw(), Response::Allow, false);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(
+        event_len: u32,
+        version: u8,
+        metadata_len: u16,
+        mask: u64,
+        fd: i32,
+        pid: i32,
+    ) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&event_len.to_ne_bytes());
+        v.push(version);
+        v.push(0);
+        v.extend_from_slice(&metadata_len.to_ne_bytes());
+        v.extend_from_slice(&mask.to_ne_bytes());
+        v.extend_from_slice(&fd.to_ne_bytes());
+        v.extend_from_slice(&pid.to_ne_bytes());
+        v
+    }
+
+    fn pidfd_record(value: i32) -> Vec<u8> {
+        let mut v = vec![libc::FAN_EVENT_INFO_TYPE_PIDFD, 0];
+        v.extend_from_slice(&(INFO_PIDFD_LEN as u16).to_ne_bytes());
+        v.extend_from_slice(&value.to_ne_bytes());
+        v
+    }
+
+    /// Stands in for the group fd in parsing tests: a response written to /dev/null goes
+    /// nowhere, so the tests need no privileges and no kernel events.
+    fn group() -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .expect("open /dev/null")
+    }
+
+    fn events_of<'a>(group: &'a std::fs::File, bytes: &'a [u8]) -> Events<'a> {
+        Events {
+            group: group.as_fd(),
+            bytes,
+            offset: 0,
+            failed: false,
+        }
+    }
+
+    #[test]
+    fn parses_overflow_event_with_nofd_and_pidfd_records() {
+        let g = group();
+        let mut bytes = header(32, METADATA_VERSION, 24, MASK_Q_OVERFLOW, libc::FAN_NOFD, 0);
+        bytes.extend(pidfd_record(libc::FAN_NOPIDFD));
+        bytes.extend(header(
+            24,
+            METADATA_VERSION,
+            24,
+            MASK_Q_OVERFLOW,
+            libc::FAN_NOFD,
+            7,
+        ));
+        let mut events = events_of(&g, &bytes);
+        let first = events.next().expect("one").expect("ok");
+        assert_eq!(first.mask, MASK_Q_OVERFLOW);
+        assert!(first.fd.is_none());
+        assert!(matches!(first.pidfd, Some(PidFd::Exited)));
+        assert!(!first.info_malformed);
+        assert_eq!(first.info_records().count(), 1);
+        let second = events.next().expect("two").expect("ok");
+        assert_eq!(second.pid, 7);
+        assert!(second.pidfd.is_none());
+        assert!(events.next().is_none());
+    }
+
+    #[test]
+    fn rejects_wrong_version_once() {
+        let g = group();
+        let bytes = header(24, 2, 24, MASK_Q_OVERFLOW, libc::FAN_NOFD, 0);
+        let mut events = events_of(&g, &bytes);
+        assert!(matches!(
+            events.next(),
+            Some(Err(Error::Version { found: 2 }))
+        ));
+        assert!(events.next().is_none());
+    }
+
+    #[test]
+    fn rejects_event_len_past_buffer_and_too_small() {
+        let g = group();
+        let bytes = header(
+            4096,
+            METADATA_VERSION,
+            24,
+            MASK_Q_OVERFLOW,
+            libc::FAN_NOFD,
+            0,
+        );
+        let mut events = events_of(&g, &bytes);
+        assert!(matches!(
+            events.next(),
+            Some(Err(Error::Malformed { offset: 0, .. }))
+        ));
+        assert!(events.next().is_none());
+
+        let bytes = header(8, METADATA_VERSION, 24, MASK_Q_OVERFLOW, libc::FAN_NOFD, 0);
+        assert!(matches!(
+            events_of(&g, &bytes).next(),
+            Some(Err(Error::Malformed { .. }))
+        ));
+
+        let bytes = header(24, METADATA_VERSION, 24, MASK_Q_OVERFLOW, libc::FAN_NOFD, 0);
+        assert!(matches!(
+            events_of(&g, &bytes[..20]).next(),
+            Some(Err(Error::Malformed { .. }))
+        ));
+    }
+
+    #[test]
+    fn malformed_info_record_still_delivers_event() {
+        let g = group();
+        // A record claiming 200 bytes inside a 32-byte event.
+        let mut bytes = header(32, METADATA_VERSION, 24, MASK_Q_OVERFLOW, libc::FAN_NOFD, 3);
+        bytes.extend([libc::FAN_EVENT_INFO_TYPE_PIDFD, 0, 200, 0, 0, 0, 0, 0]);
+        let event = events_of(&g, &bytes).next().expect("one").expect("ok");
+        assert!(event.info_malformed);
+        assert!(event.pidfd.is_none());
+        assert_eq!(event.info_records().count(), 0);
+
+        // A zero-length record would loop forever if accepted.
+        let mut bytes = header(32, METADATA_VERSION, 24, MASK_Q_OVERFLOW, libc::FAN_NOFD, 3);
+        bytes.extend([9, 0, 0, 0, 0, 0, 0, 0]);
+        let event = events_of(&g, &bytes).next().expect("one").expect("ok");
+        assert!(event.info_malformed);
+    }
+
+    #[test]
+    fn event_fd_and_pidfd_are_owned_and_closed_on_drop() {
+        let g = group();
+        let (read_a, write_a) = pipe();
+        let (read_b, write_b) = pipe();
+        let mut bytes = header(32, METADATA_VERSION, 24, libc::FAN_CLOSE_WRITE, read_a, 1);
+        bytes.extend(pidfd_record(read_b));
+        {
+            let event = events_of(&g, &bytes).next().expect("one").expect("ok");
+            assert_eq!(event.fd.as_ref().map(EventFd::raw), Some(read_a));
+            assert!(matches!(event.pidfd, Some(PidFd::Fd(_))));
+            assert!(
+                write_ok(&write_a) && write_ok(&write_b),
+                "read ends still open"
+            );
+        }
+        // With both read ends closed, writes fail with EPIPE: both fds were closed on drop.
+        assert!(
+            !write_ok(&write_a),
+            "event fd must be closed when the event is dropped"
+        );
+        assert!(
+            !write_ok(&write_b),
+            "pidfd must be closed when the event is dropped"
+        );
+    }
+
+    fn pipe() -> (RawFd, OwnedFd) {
+        let mut fds = [0; 2];
+        // SAFETY: fds is a two-element array as pipe2 requires.
+        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+        assert_eq!(rc, 0, "pipe2: {}", io::Error::last_os_error());
+        // SAFETY: fds[1] was just created and is owned by nobody else.
+        (fds[0], unsafe { OwnedFd::from_raw_fd(fds[1]) })
+    }
+
+    fn write_ok(fd: &OwnedFd) -> bool {
+        // SAFETY: writes one byte from a stack array to a valid fd.
+        unsafe { libc::write(fd.as_raw_fd(), [0u8].as_ptr().cast(), 1) == 1 }
+    }
+
+    #[test]
+    fn buffer_bounds() {
+        assert!(matches!(
+            EventBuffer::new(10),
+            Err(Error::BufferSize { bytes: 10 })
+        ));
+        assert!(EventBuffer::new(EVENT_BUFFER_BYTES_MAX + 1).is_err());
+        assert_eq!(
+            EventBuffer::new(EVENT_BUFFER_BYTES_DEFAULT)
+                .map(|b| b.capacity())
+                .ok(),
+            Some(1024)
+        );
+    }
+}

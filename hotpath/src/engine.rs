@@ -166,6 +166,12 @@ pub trait Responder<P, D>: Send + Sync + 'static {
     fn respond(&self, by: AnsweredBy, payload: &P, answer: Answer<'_, D>);
 }
 
+impl<P, D, T: Responder<P, D>> Responder<P, D> for Arc<T> {
+    fn respond(&self, by: AnsweredBy, payload: &P, answer: Answer<'_, D>) {
+        (**self).respond(by, payload, answer)
+    }
+}
+
 /// What happened to a submitted event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Submitted {

@@ -3,8 +3,11 @@
 //! Building blocks that do not depend on the engine, signing or rules crates:
 //! - [`fanotify`]: the Linux event source (group, marks, reads, responses, kernel allow cache).
 //! - [`mount`]: a private tmpfs or loop-mounted ext2 guard for tests, benchmarks and the demo.
+//! - [`config`]: the TOML configuration with Santa's key names, validated key by key.
 
 #[cfg(target_os = "linux")]
 pub mod fanotify;
 #[cfg(target_os = "linux")]
 pub mod mount;
+
+pub mod config;

@@ -1,0 +1,948 @@
+//! santad's configuration: a TOML file with Santa's key names where Santa has the setting
+//! (`ClientMode`, `FailClosed`, `AllowedPathRegex`, ...; see Santa's `SNTConfigurator`), plus ours
+//! for what only this daemon has (`WatchPaths`, `DeadlineMs`, `MaxHashBytes`, ...).
+//!
+//! Where it comes from ([`load`]): `santad --config FILE`; else `/etc/santa/santad.toml` when it
+//! exists; else the embedded defaults — Monitor mode, watch `/`, log to stdout.
+//!
+//! Every key is checked: an unknown key, a wrong type or a value out of its bound is an error that
+//! names the key and the file; nothing falls back silently. Every bound is a named constant below
+//! with the reason for it.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Where santad looks for its config when no `--config` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/santa/santad.toml";
+
+/// A config file larger than this is refused before parsing: a real one is a few hundred bytes,
+/// and the limit keeps a wrong path (a log, a binary) from being read whole into memory.
+pub const CONFIG_FILE_BYTES_MAX: u64 = 1 << 20;
+
+/// `DeadlineMs` bounds. Below 10 ms a first exec of any real binary cannot be hashed in time and
+/// every first exec would get the default answer; above 60 s a held exec looks like a hung system
+/// to its user (Santa itself answers well before the macOS ES deadline of about a minute).
+pub const DEADLINE_MS_MIN: u64 = 10;
+/// See [`DEADLINE_MS_MIN`].
+pub const DEADLINE_MS_MAX: u64 = 60_000;
+/// Default deadline: long enough to hash a few hundred MB at the measured ~1.8 GB/s.
+pub const DEADLINE_MS_DEFAULT: u64 = 5_000;
+
+/// `MaxHashBytes` bounds. Smaller than 1 MiB would leave ordinary binaries unhashable; above 16 GiB
+/// hashing cannot finish inside [`DEADLINE_MS_MAX`] even at SHA-NI speed.
+pub const MAX_HASH_BYTES_MIN: u64 = 1 << 20;
+/// See [`MAX_HASH_BYTES_MIN`].
+pub const MAX_HASH_BYTES_MAX: u64 = 16 << 30;
+/// Default: 1 GiB, about 0.6 s at 1.8 GB/s — far inside the default deadline.
+pub const MAX_HASH_BYTES_DEFAULT: u64 = 1 << 30;
+
+/// `WorkerCount` upper bound (0 means one per online core): per-core queues are arrays sized at
+/// start, and more workers than this is a typo, not a machine.
+pub const WORKER_COUNT_MAX: u64 = 1024;
+
+/// `CacheCapacity` bounds (entries). Under 1,024 the cache thrashes on an ordinary desktop's
+/// working set; 16 M entries at ~100 bytes each is 1.6 GB, the most a daemon should ever hold.
+pub const CACHE_CAPACITY_MIN: u64 = 1_024;
+/// See [`CACHE_CAPACITY_MIN`].
+pub const CACHE_CAPACITY_MAX: u64 = 16 << 20;
+/// Default: 64 Ki entries (~6.5 MB).
+pub const CACHE_CAPACITY_DEFAULT: u64 = 64 << 10;
+
+/// `DenyCacheTtlMs` upper bound: a deny is cached only briefly so that a new allow rule takes
+/// effect without a flush; a minute is the longest a user should wait for that. 0 disables.
+pub const DENY_CACHE_TTL_MS_MAX: u64 = 60_000;
+/// Default deny lifetime, as in the design (1500 ms).
+pub const DENY_CACHE_TTL_MS_DEFAULT: u64 = 1_500;
+
+/// `InFlightSlots` bounds. Each slot holds an open event fd, so the upper bound stays well inside
+/// the fd limit santad raises itself to; below 16 a short burst of execs overflows at once.
+pub const IN_FLIGHT_SLOTS_MIN: u64 = 16;
+/// See [`IN_FLIGHT_SLOTS_MIN`].
+pub const IN_FLIGHT_SLOTS_MAX: u64 = 65_536;
+/// Default: 4,096 held execs, far above any measured exec storm's concurrency.
+pub const IN_FLIGHT_SLOTS_DEFAULT: u64 = 4_096;
+
+/// `QueueDepth` (per core) bounds; it may not exceed `InFlightSlots` either, since every queued
+/// item is a slot.
+pub const QUEUE_DEPTH_MIN: u64 = 16;
+/// See [`QUEUE_DEPTH_MIN`].
+pub const QUEUE_DEPTH_MAX: u64 = 65_536;
+/// Default per-core queue depth.
+pub const QUEUE_DEPTH_DEFAULT: u64 = 1_024;
+
+/// `EventLogRingSize` bounds (records). Each record is a preallocated fixed-size buffer of about
+/// 5 KiB (path and arguments), so 65,536 records is ~330 MB, the most worth holding for a logger
+/// that fell behind; below 64 a single burst of execs drops log lines.
+pub const EVENT_LOG_RING_MIN: u64 = 64;
+/// See [`EVENT_LOG_RING_MIN`].
+pub const EVENT_LOG_RING_MAX: u64 = 65_536;
+/// Default ring: 4,096 records.
+pub const EVENT_LOG_RING_DEFAULT: u64 = 4_096;
+
+/// Longest string value accepted (messages, URLs, regexes): a block message is a paragraph; the
+/// limit keeps a stray file from becoming a terminal message.
+pub const STRING_BYTES_MAX: usize = 4_096;
+/// At most this many `WatchPaths`: each is a kernel mark; a real host has a handful of mounts.
+pub const WATCH_PATHS_MAX: usize = 64;
+/// Unix socket paths must fit `sockaddr_un.sun_path` (108 bytes with its NUL).
+pub const SOCKET_PATH_BYTES_MAX: usize = 107;
+
+/// Santa's client mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientMode {
+    /// Unknown binaries run (logged).
+    Monitor,
+    /// Only allowed binaries run.
+    Lockdown,
+}
+
+impl ClientMode {
+    /// The single letter Santa logs (`mode=M`, `mode=L`).
+    pub fn log_letter(self) -> char {
+        match self {
+            ClientMode::Monitor => 'M',
+            ClientMode::Lockdown => 'L',
+        }
+    }
+}
+
+/// Which mark covers a watch path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchScope {
+    /// The mount the path is on.
+    Mount,
+    /// The whole filesystem, through every mount.
+    Filesystem,
+}
+
+/// One `WatchPaths` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchPath {
+    /// Absolute path on the mount or filesystem.
+    pub path: PathBuf,
+    /// Mark kind.
+    pub scope: WatchScope,
+}
+
+/// The decision log's line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Santa's `key=value|…` lines; `timestamp_prefix` adds `[2024-01-01T00:00:00.000Z] I santad: `
+    /// (Santa prefixes file logs, not syslog, which stamps lines itself).
+    KeyValue {
+        /// Whether to prefix the timestamp.
+        timestamp_prefix: bool,
+    },
+    /// One JSON object per line.
+    Json,
+}
+
+/// Where the decision log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogDestination {
+    /// Standard output (the journal, under systemd).
+    Stdout,
+    /// A file, reopened on SIGHUP and when rotated away.
+    File(PathBuf),
+    /// Nowhere (`EventLogType = "null"`).
+    Null,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `ClientMode`: `"MONITOR"`/`"LOCKDOWN"` (any case) or Santa's numbers 1/2. Default Monitor.
+    pub client_mode: ClientMode,
+    /// `FailClosed`: in Lockdown, answer deny (not allow) when the deadline passes. Default false.
+    pub fail_closed: bool,
+    /// `AllowedPathRegex` (checked to compile).
+    pub allowed_path_regex: Option<String>,
+    /// `BlockedPathRegex` (checked to compile).
+    pub blocked_path_regex: Option<String>,
+    /// `EnableBadSignatureProtection`. Default false.
+    pub enable_bad_signature_protection: bool,
+    /// From `EventLogType`: `"file"` (Santa's default: key=value lines with timestamp),
+    /// `"syslog"` (key=value lines without timestamp, on stdout — journald is this platform's
+    /// syslog), `"json"` (JSON lines), `"null"` (no log). Santa's protobuf types are refused.
+    pub event_log_format: LogFormat,
+    /// From `EventLogType` and `EventLogPath` (`"-"` means stdout).
+    pub event_log_destination: LogDestination,
+    /// `EventDetailURL`: template for the "More info" URL (`"null"` or empty: none).
+    pub event_detail_url: Option<String>,
+    /// `EventDetailText`: label for the URL (GUI only in Santa; kept for the block message).
+    pub event_detail_text: Option<String>,
+    /// `UnknownBlockMessage`: replaces the default text for a block in Lockdown with no rule.
+    pub unknown_block_message: Option<String>,
+    /// `BannedBlockMessage`: replaces the default text for a block by a rule.
+    pub banned_block_message: Option<String>,
+    /// `MachineID`: for `%machine_id%` and the `machineid=` log field.
+    pub machine_id: Option<String>,
+    /// `EnableMachineIDDecoration`: append `|machineid=…` to every log line. Default false.
+    pub enable_machine_id_decoration: bool,
+    /// `WatchPaths` (ours): strings (mount marks) or `{ Path = "/", Scope = "filesystem" }`.
+    /// Default `["/"]`.
+    pub watch_paths: Vec<WatchPath>,
+    /// `DeadlineMs` (ours).
+    pub deadline_ms: u64,
+    /// `MaxHashBytes` (ours).
+    pub max_hash_bytes: u64,
+    /// `WorkerCount` (ours): 0 = one per online core.
+    pub worker_count: u64,
+    /// `CacheCapacity` (ours).
+    pub cache_capacity: u64,
+    /// `DenyCacheTtlMs` (ours).
+    pub deny_cache_ttl_ms: u64,
+    /// `InFlightSlots` (ours).
+    pub in_flight_slots: u64,
+    /// `QueueDepth` (ours, per core).
+    pub queue_depth: u64,
+    /// `EventLogRingSize` (ours).
+    pub event_log_ring_size: u64,
+    /// `RulesDbPath` (ours). Default `/var/db/santa/rules.db` (Santa's location).
+    pub rules_db_path: PathBuf,
+    /// `ControlSocketPath` (ours). Default `/run/santad/santad.sock`.
+    pub control_socket_path: PathBuf,
+    /// `LogExecNotifications` (ours): also log execs the kernel cache answered, from the
+    /// `FAN_OPEN_EXEC` notification. Default true.
+    pub log_exec_notifications: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            client_mode: ClientMode::Monitor,
+            fail_closed: false,
+            allowed_path_regex: None,
+            blocked_path_regex: None,
+            enable_bad_signature_protection: false,
+            event_log_format: LogFormat::KeyValue {
+                timestamp_prefix: false,
+            },
+            event_log_destination: LogDestination::Stdout,
+            event_detail_url: None,
+            event_detail_text: None,
+            unknown_block_message: None,
+            banned_block_message: None,
+            machine_id: None,
+            enable_machine_id_decoration: false,
+            watch_paths: vec![WatchPath {
+                path: PathBuf::from("/"),
+                scope: WatchScope::Mount,
+            }],
+            deadline_ms: DEADLINE_MS_DEFAULT,
+            max_hash_bytes: MAX_HASH_BYTES_DEFAULT,
+            worker_count: 0,
+            cache_capacity: CACHE_CAPACITY_DEFAULT,
+            deny_cache_ttl_ms: DENY_CACHE_TTL_MS_DEFAULT,
+            in_flight_slots: IN_FLIGHT_SLOTS_DEFAULT,
+            queue_depth: QUEUE_DEPTH_DEFAULT,
+            event_log_ring_size: EVENT_LOG_RING_DEFAULT,
+            rules_db_path: PathBuf::from("/var/db/santa/rules.db"),
+            control_socket_path: PathBuf::from("/run/santad/santad.sock"),
+            log_exec_notifications: true,
+        }
+    }
+}
+
+/// Santa's default file log path, used when `EventLogType = "file"` or `"json"` has no path.
+pub const SANTA_EVENT_LOG_PATH: &str = "/var/db/santa/santa.log";
+
+impl Config {
+    /// `WorkerCount`, with 0 resolved to the number of online cores (at least 1).
+    pub fn worker_count_resolved(&self) -> usize {
+        if self.worker_count > 0 {
+            return self.worker_count as usize;
+        }
+        // SAFETY: sysconf takes an integer name and returns a value or -1.
+        let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+        if n < 1 { 1 } else { n as usize }
+    }
+}
+
+/// Where the loaded configuration came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// The file given with `--config`.
+    Cli(PathBuf),
+    /// [`DEFAULT_CONFIG_PATH`].
+    DefaultFile(PathBuf),
+    /// No file: embedded defaults.
+    Embedded,
+}
+
+/// A configuration error; its message names the file and the key.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The file could not be read (or is larger than [`CONFIG_FILE_BYTES_MAX`]).
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The file is not valid TOML.
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (with line and column).
+        message: String,
+    },
+    /// A key santad does not know (a typo would otherwise be ignored silently).
+    UnknownKey {
+        /// The file.
+        path: PathBuf,
+        /// The key, with its table (e.g. `WatchPaths[1].Paht`).
+        key: String,
+    },
+    /// A key has a value of the wrong type or out of bounds.
+    Value {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: String,
+        /// What is wrong and what is expected.
+        message: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read { path, source } => write!(f, "{}: {source}", path.display()),
+            ConfigError::Syntax { path, message } => {
+                write!(f, "{}: invalid TOML: {message}", path.display())
+            }
+            ConfigError::UnknownKey { path, key } => {
+                write!(f, "{}: unknown key `{key}`", path.display())
+            }
+            ConfigError::Value { path, key, message } => {
+                write!(f, "{}: key `{key}`: {message}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConfigError::Read { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Loads the configuration: `cli_path` if given (it must exist), else [`DEFAULT_CONFIG_PATH`] if
+/// it exists, else the embedded defaults.
+pub fn load(cli_path: Option<&Path>) -> Result<(Config, ConfigSource), ConfigError> {
+    load_from(cli_path, Path::new(DEFAULT_CONFIG_PATH))
+}
+
+/// [`load`] with the default path as a parameter (for tests).
+pub fn load_from(
+    cli_path: Option<&Path>,
+    default_path: &Path,
+) -> Result<(Config, ConfigSource), ConfigError> {
+    if let Some(path) = cli_path {
+        return Ok((from_file(path)?, ConfigSource::Cli(path.to_path_buf())));
+    }
+    match std::fs::metadata(default_path) {
+        Ok(_) => Ok((
+            from_file(default_path)?,
+            ConfigSource::DefaultFile(default_path.to_path_buf()),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Ok((Config::default(), ConfigSource::Embedded))
+        }
+        Err(source) => Err(ConfigError::Read {
+            path: default_path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Reads and parses one file.
+pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+    use std::io::Read;
+    let read_err = |source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let mut text = String::new();
+    file.take(CONFIG_FILE_BYTES_MAX + 1)
+        .read_to_string(&mut text)
+        .map_err(read_err)?;
+    if text.len() as u64 > CONFIG_FILE_BYTES_MAX {
+        return Err(read_err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {CONFIG_FILE_BYTES_MAX} bytes"),
+        )));
+    }
+    from_toml_str(&text, path)
+}
+
+/// Parses TOML text; `origin` names the file in errors.
+pub fn from_toml_str(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+    let table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        path: origin.to_path_buf(),
+        message: e.to_string().trim().to_owned(),
+    })?;
+    Parser { origin }.parse(&table)
+}
+
+struct Parser<'a> {
+    origin: &'a Path,
+}
+
+fn type_name(v: &toml::Value) -> &'static str {
+    match v {
+        toml::Value::String(_) => "a string",
+        toml::Value::Integer(_) => "an integer",
+        toml::Value::Float(_) => "a float",
+        toml::Value::Boolean(_) => "a boolean",
+        toml::Value::Datetime(_) => "a datetime",
+        toml::Value::Array(_) => "an array",
+        toml::Value::Table(_) => "a table",
+    }
+}
+
+impl Parser<'_> {
+    fn err(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Value {
+            path: self.origin.to_path_buf(),
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn boolean(&self, key: &str, v: &toml::Value) -> Result<bool, ConfigError> {
+        v.as_bool()
+            .ok_or_else(|| self.err(key, format!("expected a boolean, found {}", type_name(v))))
+    }
+
+    fn integer(&self, key: &str, v: &toml::Value, min: u64, max: u64) -> Result<u64, ConfigError> {
+        let n = v
+            .as_integer()
+            .ok_or_else(|| self.err(key, format!("expected an integer, found {}", type_name(v))))?;
+        match u64::try_from(n) {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(self.err(key, format!("{n} is outside {min}..={max}"))),
+        }
+    }
+
+    fn string<'v>(&self, key: &str, v: &'v toml::Value) -> Result<&'v str, ConfigError> {
+        let s = v
+            .as_str()
+            .ok_or_else(|| self.err(key, format!("expected a string, found {}", type_name(v))))?;
+        if s.len() > STRING_BYTES_MAX {
+            return Err(self.err(key, format!("longer than {STRING_BYTES_MAX} bytes")));
+        }
+        if s.contains('\0') {
+            return Err(self.err(key, "contains a NUL character"));
+        }
+        Ok(s)
+    }
+
+    fn optional_text(&self, key: &str, v: &toml::Value) -> Result<Option<String>, ConfigError> {
+        let s = self.string(key, v)?;
+        Ok(if s.is_empty() {
+            None
+        } else {
+            Some(s.to_owned())
+        })
+    }
+
+    fn absolute_path(&self, key: &str, v: &toml::Value) -> Result<PathBuf, ConfigError> {
+        let s = self.string(key, v)?;
+        if !s.starts_with('/') {
+            return Err(self.err(key, format!("`{s}` is not an absolute path")));
+        }
+        Ok(PathBuf::from(s))
+    }
+
+    fn regex(&self, key: &str, v: &toml::Value) -> Result<Option<String>, ConfigError> {
+        let s = self.string(key, v)?;
+        if s.is_empty() {
+            return Ok(None);
+        }
+        regex::Regex::new(s)
+            .map_err(|e| self.err(key, format!("invalid regular expression: {e}")))?;
+        Ok(Some(s.to_owned()))
+    }
+
+    fn client_mode(&self, key: &str, v: &toml::Value) -> Result<ClientMode, ConfigError> {
+        match v {
+            toml::Value::Integer(1) => Ok(ClientMode::Monitor),
+            toml::Value::Integer(2) => Ok(ClientMode::Lockdown),
+            toml::Value::Integer(3) => Err(self.err(
+                key,
+                "3 (Standalone) is not supported by santad; use 1 (Monitor) or 2 (Lockdown)",
+            )),
+            toml::Value::String(s) if s.eq_ignore_ascii_case("monitor") => Ok(ClientMode::Monitor),
+            toml::Value::String(s) if s.eq_ignore_ascii_case("lockdown") => {
+                Ok(ClientMode::Lockdown)
+            }
+            other => Err(self.err(
+                key,
+                format!(
+                    "expected \"MONITOR\", \"LOCKDOWN\", 1 or 2, found {}",
+                    shown(other)
+                ),
+            )),
+        }
+    }
+
+    fn watch_paths(&self, key: &str, v: &toml::Value) -> Result<Vec<WatchPath>, ConfigError> {
+        let items = v
+            .as_array()
+            .ok_or_else(|| self.err(key, format!("expected an array, found {}", type_name(v))))?;
+        if items.is_empty() {
+            return Err(self.err(
+                key,
+                "must name at least one path (santad would watch nothing)",
+            ));
+        }
+        if items.len() > WATCH_PATHS_MAX {
+            return Err(self.err(key, format!("more than {WATCH_PATHS_MAX} entries")));
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let item_key = format!("{key}[{i}]");
+            let watch = match item {
+                toml::Value::String(_) => WatchPath {
+                    path: self.absolute_path(&item_key, item)?,
+                    scope: WatchScope::Mount,
+                },
+                toml::Value::Table(t) => {
+                    let mut path = None;
+                    let mut scope = WatchScope::Mount;
+                    for (k, v) in t {
+                        let sub = format!("{item_key}.{k}");
+                        match k.as_str() {
+                            "Path" => path = Some(self.absolute_path(&sub, v)?),
+                            "Scope" => {
+                                scope = match self.string(&sub, v)? {
+                                    s if s.eq_ignore_ascii_case("mount") => WatchScope::Mount,
+                                    s if s.eq_ignore_ascii_case("filesystem") => {
+                                        WatchScope::Filesystem
+                                    }
+                                    s => {
+                                        return Err(self.err(
+                                            &sub,
+                                            format!("expected \"mount\" or \"filesystem\", found \"{s}\""),
+                                        ));
+                                    }
+                                }
+                            }
+                            _ => {
+                                return Err(ConfigError::UnknownKey {
+                                    path: self.origin.to_path_buf(),
+                                    key: sub,
+                                });
+                            }
+                        }
+                    }
+                    let path = path.ok_or_else(|| self.err(&item_key, "missing `Path`"))?;
+                    WatchPath { path, scope }
+                }
+                other => {
+                    return Err(self.err(
+                        &item_key,
+                        format!(
+                            "expected a path string or a table {{ Path, Scope }}, found {}",
+                            type_name(other)
+                        ),
+                    ));
+                }
+            };
+            out.push(watch);
+        }
+        Ok(out)
+    }
+
+    fn parse(&self, table: &toml::Table) -> Result<Config, ConfigError> {
+        let mut c = Config::default();
+        let mut log_type: Option<String> = None;
+        let mut log_path: Option<String> = None;
+        for (key, v) in table {
+            let k = key.as_str();
+            match k {
+                "ClientMode" => c.client_mode = self.client_mode(k, v)?,
+                "FailClosed" => c.fail_closed = self.boolean(k, v)?,
+                "AllowedPathRegex" => c.allowed_path_regex = self.regex(k, v)?,
+                "BlockedPathRegex" => c.blocked_path_regex = self.regex(k, v)?,
+                "EnableBadSignatureProtection" => {
+                    c.enable_bad_signature_protection = self.boolean(k, v)?
+                }
+                "EventLogType" => log_type = Some(self.string(k, v)?.to_ascii_lowercase()),
+                "EventLogPath" => {
+                    let s = self.string(k, v)?;
+                    if s != "-" && !s.starts_with('/') {
+                        return Err(self.err(
+                            k,
+                            format!("`{s}` is neither an absolute path nor \"-\" (stdout)"),
+                        ));
+                    }
+                    log_path = Some(s.to_owned());
+                }
+                "EventDetailURL" => {
+                    c.event_detail_url = self.optional_text(k, v)?.filter(|s| s != "null");
+                }
+                "EventDetailText" => c.event_detail_text = self.optional_text(k, v)?,
+                "UnknownBlockMessage" => c.unknown_block_message = self.optional_text(k, v)?,
+                "BannedBlockMessage" => c.banned_block_message = self.optional_text(k, v)?,
+                "MachineID" => c.machine_id = self.optional_text(k, v)?,
+                "EnableMachineIDDecoration" => {
+                    c.enable_machine_id_decoration = self.boolean(k, v)?
+                }
+                "WatchPaths" => c.watch_paths = self.watch_paths(k, v)?,
+                "DeadlineMs" => {
+                    c.deadline_ms = self.integer(k, v, DEADLINE_MS_MIN, DEADLINE_MS_MAX)?
+                }
+                "MaxHashBytes" => {
+                    c.max_hash_bytes = self.integer(k, v, MAX_HASH_BYTES_MIN, MAX_HASH_BYTES_MAX)?
+                }
+                "WorkerCount" => c.worker_count = self.integer(k, v, 0, WORKER_COUNT_MAX)?,
+                "CacheCapacity" => {
+                    c.cache_capacity = self.integer(k, v, CACHE_CAPACITY_MIN, CACHE_CAPACITY_MAX)?
+                }
+                "DenyCacheTtlMs" => {
+                    c.deny_cache_ttl_ms = self.integer(k, v, 0, DENY_CACHE_TTL_MS_MAX)?
+                }
+                "InFlightSlots" => {
+                    c.in_flight_slots =
+                        self.integer(k, v, IN_FLIGHT_SLOTS_MIN, IN_FLIGHT_SLOTS_MAX)?
+                }
+                "QueueDepth" => {
+                    c.queue_depth = self.integer(k, v, QUEUE_DEPTH_MIN, QUEUE_DEPTH_MAX)?
+                }
+                "EventLogRingSize" => {
+                    c.event_log_ring_size =
+                        self.integer(k, v, EVENT_LOG_RING_MIN, EVENT_LOG_RING_MAX)?
+                }
+                "RulesDbPath" => c.rules_db_path = self.absolute_path(k, v)?,
+                "ControlSocketPath" => {
+                    let p = self.absolute_path(k, v)?;
+                    if p.as_os_str().len() > SOCKET_PATH_BYTES_MAX {
+                        return Err(self.err(
+                            k,
+                            format!("longer than {SOCKET_PATH_BYTES_MAX} bytes (sun_path)"),
+                        ));
+                    }
+                    c.control_socket_path = p;
+                }
+                "LogExecNotifications" => c.log_exec_notifications = self.boolean(k, v)?,
+                _ => {
+                    return Err(ConfigError::UnknownKey {
+                        path: self.origin.to_path_buf(),
+                        key: key.clone(),
+                    });
+                }
+            }
+        }
+        if c.queue_depth > c.in_flight_slots {
+            return Err(self.err(
+                "QueueDepth",
+                format!(
+                    "{} exceeds InFlightSlots ({}): every queued event holds a slot",
+                    c.queue_depth, c.in_flight_slots
+                ),
+            ));
+        }
+        let file_destination = |path: &Option<String>| match path.as_deref() {
+            Some("-") => LogDestination::Stdout,
+            Some(p) => LogDestination::File(PathBuf::from(p)),
+            None => LogDestination::File(PathBuf::from(SANTA_EVENT_LOG_PATH)),
+        };
+        match log_type.as_deref() {
+            // No type: the embedded default (syslog-style lines on stdout), unless a path was
+            // given, which only makes sense for a file log.
+            None if log_path.is_none() => {}
+            None | Some("file") => {
+                c.event_log_format = LogFormat::KeyValue {
+                    timestamp_prefix: true,
+                };
+                c.event_log_destination = file_destination(&log_path);
+            }
+            Some("json") => {
+                c.event_log_format = LogFormat::Json;
+                c.event_log_destination = file_destination(&log_path);
+            }
+            Some("syslog") => {
+                c.event_log_format = LogFormat::KeyValue {
+                    timestamp_prefix: false,
+                };
+                c.event_log_destination = LogDestination::Stdout;
+            }
+            Some("null") => c.event_log_destination = LogDestination::Null,
+            Some(t) if t.starts_with("protobuf") => {
+                return Err(self.err(
+                    "EventLogType",
+                    format!("\"{t}\" is not supported by santad; use file, json, syslog or null"),
+                ));
+            }
+            Some(t) => {
+                return Err(self.err(
+                    "EventLogType",
+                    format!("unknown type \"{t}\"; use file, json, syslog or null"),
+                ));
+            }
+        }
+        Ok(c)
+    }
+}
+
+fn shown(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => format!("\"{s}\""),
+        toml::Value::Integer(n) => n.to_string(),
+        other => type_name(other).to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        from_toml_str(text, Path::new("/etc/santa/test.toml"))
+    }
+
+    fn message(text: &str) -> String {
+        match parse(text) {
+            Ok(c) => panic!("expected an error, got {c:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn empty_file_gives_the_embedded_defaults() {
+        let c = parse("").expect("empty is valid");
+        assert_eq!(c, Config::default());
+        assert_eq!(c.client_mode, ClientMode::Monitor);
+        assert_eq!(
+            c.watch_paths,
+            vec![WatchPath {
+                path: "/".into(),
+                scope: WatchScope::Mount
+            }]
+        );
+        assert_eq!(c.event_log_destination, LogDestination::Stdout);
+        assert_eq!(c.deny_cache_ttl_ms, 1_500);
+        assert!(c.log_exec_notifications);
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let c = parse(
+            r#"
+            ClientMode = "LOCKDOWN"
+            FailClosed = true
+            AllowedPathRegex = "^/opt/allowed/"
+            BlockedPathRegex = "^/tmp/"
+            EnableBadSignatureProtection = true
+            EventLogType = "json"
+            EventLogPath = "/var/log/santa.json"
+            EventDetailURL = "https://example.com/%file_sha%"
+            EventDetailText = "Open"
+            UnknownBlockMessage = "Ask IT"
+            BannedBlockMessage = "Banned"
+            MachineID = "host-1"
+            EnableMachineIDDecoration = true
+            WatchPaths = ["/", { Path = "/home", Scope = "filesystem" }]
+            DeadlineMs = 2000
+            MaxHashBytes = 104857600
+            WorkerCount = 2
+            CacheCapacity = 4096
+            DenyCacheTtlMs = 0
+            InFlightSlots = 256
+            QueueDepth = 128
+            EventLogRingSize = 1024
+            RulesDbPath = "/tmp/rules.db"
+            ControlSocketPath = "/tmp/santad.sock"
+            LogExecNotifications = false
+            "#,
+        )
+        .expect("valid");
+        assert_eq!(c.client_mode, ClientMode::Lockdown);
+        assert!(
+            c.fail_closed && c.enable_bad_signature_protection && c.enable_machine_id_decoration
+        );
+        assert_eq!(c.event_log_format, LogFormat::Json);
+        assert_eq!(
+            c.event_log_destination,
+            LogDestination::File("/var/log/santa.json".into())
+        );
+        assert_eq!(
+            c.watch_paths[1],
+            WatchPath {
+                path: "/home".into(),
+                scope: WatchScope::Filesystem
+            }
+        );
+        assert_eq!(
+            (
+                c.deadline_ms,
+                c.worker_count,
+                c.queue_depth,
+                c.in_flight_slots
+            ),
+            (2000, 2, 128, 256)
+        );
+        assert_eq!(c.worker_count_resolved(), 2);
+        assert!(!c.log_exec_notifications);
+        assert_eq!(
+            c.event_detail_url.as_deref(),
+            Some("https://example.com/%file_sha%")
+        );
+    }
+
+    #[test]
+    fn client_mode_accepts_santa_numbers_and_any_case() {
+        assert_eq!(
+            parse("ClientMode = 1").expect("1").client_mode,
+            ClientMode::Monitor
+        );
+        assert_eq!(
+            parse("ClientMode = 2").expect("2").client_mode,
+            ClientMode::Lockdown
+        );
+        assert_eq!(
+            parse("ClientMode = \"monitor\"").expect("s").client_mode,
+            ClientMode::Monitor
+        );
+        let m = message("ClientMode = 3");
+        assert!(
+            m.contains("`ClientMode`") && m.contains("Standalone"),
+            "{m}"
+        );
+        let m = message("ClientMode = \"strict\"");
+        assert!(
+            m.contains("/etc/santa/test.toml")
+                && m.contains("`ClientMode`")
+                && m.contains("\"strict\""),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key_and_file() {
+        let m = message("DeadlineMs = 5");
+        assert!(
+            m.starts_with("/etc/santa/test.toml: key `DeadlineMs`") && m.contains("10..=60000"),
+            "{m}"
+        );
+        let m = message("DeadlineMs = -1");
+        assert!(m.contains("`DeadlineMs`"), "{m}");
+        let m = message("FailClosed = \"yes\"");
+        assert!(m.contains("`FailClosed`") && m.contains("boolean"), "{m}");
+        let m = message("BlockedPathRegex = \"([\"");
+        assert!(
+            m.contains("`BlockedPathRegex`") && m.contains("regular expression"),
+            "{m}"
+        );
+        let m = message("WatchPaths = [\"relative\"]");
+        assert!(m.contains("`WatchPaths[0]`"), "{m}");
+        let m = message("WatchPaths = [{ Path = \"/\", Scope = \"tree\" }]");
+        assert!(m.contains("`WatchPaths[0].Scope`"), "{m}");
+        let m = message("WatchPaths = []");
+        assert!(m.contains("`WatchPaths`"), "{m}");
+        let m = message("QueueDepth = 512\nInFlightSlots = 256");
+        assert!(
+            m.contains("`QueueDepth`") && m.contains("InFlightSlots"),
+            "{m}"
+        );
+        let m = message("EventLogType = \"protobuf\"");
+        assert!(
+            m.contains("`EventLogType`") && m.contains("not supported"),
+            "{m}"
+        );
+        let m = message("ControlSocketPath = \"/");
+        assert!(m.contains("invalid TOML"), "{m}");
+        let long = format!("ControlSocketPath = \"/{}\"", "a".repeat(200));
+        assert!(message(&long).contains("`ControlSocketPath`"));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_by_name() {
+        let m = message("ClientMod = 1");
+        assert_eq!(m, "/etc/santa/test.toml: unknown key `ClientMod`");
+        let m = message("WatchPaths = [{ Paht = \"/\" }]");
+        assert!(m.contains("unknown key `WatchPaths[0].Paht`"), "{m}");
+        let m = message("[section]\nDeadlineMs = 100");
+        assert!(m.contains("unknown key `section`"), "{m}");
+    }
+
+    #[test]
+    fn syntax_errors_name_the_file() {
+        let m = message("ClientMode = ");
+        assert!(m.starts_with("/etc/santa/test.toml: invalid TOML"), "{m}");
+    }
+
+    #[test]
+    fn event_log_types_map_to_format_and_destination() {
+        let c = parse("EventLogType = \"file\"").expect("file");
+        assert_eq!(
+            c.event_log_format,
+            LogFormat::KeyValue {
+                timestamp_prefix: true
+            }
+        );
+        assert_eq!(
+            c.event_log_destination,
+            LogDestination::File(SANTA_EVENT_LOG_PATH.into())
+        );
+        let c = parse("EventLogType = \"FILE\"\nEventLogPath = \"-\"").expect("stdout file");
+        assert_eq!(c.event_log_destination, LogDestination::Stdout);
+        let c = parse("EventLogType = \"syslog\"").expect("syslog");
+        assert_eq!(
+            c.event_log_format,
+            LogFormat::KeyValue {
+                timestamp_prefix: false
+            }
+        );
+        assert_eq!(c.event_log_destination, LogDestination::Stdout);
+        let c = parse("EventLogType = \"null\"").expect("null");
+        assert_eq!(c.event_log_destination, LogDestination::Null);
+        let c = parse("EventLogPath = \"/var/log/x.log\"").expect("path only");
+        assert_eq!(
+            c.event_log_destination,
+            LogDestination::File("/var/log/x.log".into())
+        );
+        assert!(message("EventLogPath = \"relative.log\"").contains("`EventLogPath`"));
+        let c = parse("EventDetailURL = \"null\"").expect("null url");
+        assert_eq!(c.event_detail_url, None);
+    }
+
+    #[test]
+    fn load_prefers_cli_then_default_file_then_embedded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("missing.toml");
+        let (c, source) = load_from(None, &missing).expect("embedded");
+        assert_eq!((c, source), (Config::default(), ConfigSource::Embedded));
+
+        let default_file = dir.path().join("santad.toml");
+        std::fs::write(&default_file, "ClientMode = 2\n").expect("write");
+        let (c, source) = load_from(None, &default_file).expect("default file");
+        assert_eq!(c.client_mode, ClientMode::Lockdown);
+        assert_eq!(source, ConfigSource::DefaultFile(default_file.clone()));
+
+        let cli = dir.path().join("cli.toml");
+        std::fs::write(&cli, "DeadlineMs = 100\n").expect("write");
+        let (c, source) = load_from(Some(&cli), &default_file).expect("cli file");
+        assert_eq!((c.deadline_ms, c.client_mode), (100, ClientMode::Monitor));
+        assert_eq!(source, ConfigSource::Cli(cli));
+
+        let err = load_from(Some(&missing), &default_file).expect_err("missing --config file");
+        assert!(matches!(err, ConfigError::Read { .. }));
+        assert!(err.to_string().contains("missing.toml"));
+
+        std::fs::write(&default_file, "DeadlineMs = true\n").expect("write");
+        let err = load_from(None, &default_file).expect_err("bad default file");
+        assert!(
+            err.to_string().contains("santad.toml: key `DeadlineMs`"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,703 @@
+//! The rule model: types, states, identifiers and their validation.
+//!
+//! Values and spellings follow Santa (`SNTCommonEnums.h`, `SNTRule.mm`) because they are stored in
+//! its database and written in its JSON exports: a rule written by Santa must mean the same here.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// Longest identifier echoed back inside an error message. Identifiers come from operators' files
+/// and sync servers; an error must not carry megabytes of them into a log line.
+const ERROR_IDENTIFIER_CHARS_MAX: usize = 96;
+
+/// Longest Signing ID accepted (after the `TEAMID:` prefix). Santa sets no bound; real Signing IDs
+/// are bundle-identifier-like strings well under 256 bytes, and each one is held in memory by the
+/// snapshot, so a bound keeps a hostile rule file from inflating it.
+pub const SIGNING_ID_BYTES_MAX: usize = 4096;
+
+/// Length of an Apple Team ID (Santa: `kExpectedTeamIDLength`).
+pub const TEAM_ID_LEN: usize = 10;
+
+/// The identifier kind a rule matches on. The discriminants are Santa's database values, which are
+/// also its precedence: a lower value wins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u16)]
+pub enum RuleType {
+    /// The code directory hash of a signed Mach-O (20 bytes).
+    CdHash = 500,
+    /// The SHA-256 of the file's contents.
+    Binary = 1000,
+    /// `TEAMID:signing-id` or `platform:signing-id`.
+    SigningId = 2000,
+    /// The SHA-256 of the leaf signing certificate.
+    Certificate = 3000,
+    /// The Apple developer Team ID (10 upper-case alphanumerics).
+    TeamId = 4000,
+}
+
+impl RuleType {
+    /// Every rule type, in precedence order (highest first).
+    pub const ALL: [RuleType; 5] = [
+        RuleType::CdHash,
+        RuleType::Binary,
+        RuleType::SigningId,
+        RuleType::Certificate,
+        RuleType::TeamId,
+    ];
+
+    /// The value stored in the `type` column.
+    pub fn db_value(self) -> i64 {
+        self as u16 as i64
+    }
+
+    /// The rule type for a `type` column value, if it is one Santa defines.
+    pub fn from_db_value(value: i64) -> Option<RuleType> {
+        RuleType::ALL.into_iter().find(|t| t.db_value() == value)
+    }
+
+    /// The spelling in Santa's JSON (`rule_type`) and on `santactl`'s command line.
+    pub fn santa_name(self) -> &'static str {
+        match self {
+            RuleType::CdHash => "CDHASH",
+            RuleType::Binary => "BINARY",
+            RuleType::SigningId => "SIGNINGID",
+            RuleType::Certificate => "CERTIFICATE",
+            RuleType::TeamId => "TEAMID",
+        }
+    }
+
+    /// Parses Santa's spelling, ignoring ASCII case (Santa upper-cases the value before comparing).
+    pub fn from_santa_name(name: &str) -> Option<RuleType> {
+        RuleType::ALL
+            .into_iter()
+            .find(|t| t.santa_name().eq_ignore_ascii_case(name))
+    }
+}
+
+impl fmt::Display for RuleType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.santa_name())
+    }
+}
+
+/// What a stored rule says. Discriminants are Santa's `SNTRuleState` database values.
+///
+/// Removal (Santa's state 4) is not a stored state; it is [`RuleChange::Remove`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum RuleState {
+    /// Allow execution.
+    Allow = 1,
+    /// Deny execution and tell the user.
+    Block = 2,
+    /// Deny execution without telling the user (neither GUI nor TTY).
+    SilentBlock = 3,
+    /// Allow, and treat the process as a compiler whose outputs get transitive rules (when
+    /// transitive rules are enabled; otherwise a plain allow).
+    AllowCompiler = 5,
+    /// Allow: a rule written locally for a file a compiler produced. Ranks below every configured
+    /// rule type and only counts while transitive rules are enabled.
+    AllowTransitive = 6,
+    /// Allow, approved locally by the user for this binary (Binary rules only).
+    AllowLocalBinary = 7,
+    /// Allow, approved locally by the user for this Signing ID (Signing ID rules only).
+    AllowLocalSigningId = 8,
+    /// A CEL expression decides (Santa v1 CEL). Kept so Santa databases carry over; this crate
+    /// cannot evaluate CEL, see the pipeline for what such a match does.
+    Cel = 9,
+    /// A CEL v2 expression decides. Kept for fidelity; not evaluated here.
+    CelV2 = 10,
+    /// Allowed only inside a seatbelt sandbox (macOS). Not enforceable here: denies, uncached.
+    Seatbelt = 11,
+    /// Deny without a GUI notification (TTY message still shown).
+    SilentBlockGui = 12,
+    /// Deny without a TTY message (GUI notification still shown).
+    SilentBlockTty = 13,
+}
+
+impl RuleState {
+    /// Every stored state.
+    pub const ALL: [RuleState; 12] = [
+        RuleState::Allow,
+        RuleState::Block,
+        RuleState::SilentBlock,
+        RuleState::AllowCompiler,
+        RuleState::AllowTransitive,
+        RuleState::AllowLocalBinary,
+        RuleState::AllowLocalSigningId,
+        RuleState::Cel,
+        RuleState::CelV2,
+        RuleState::Seatbelt,
+        RuleState::SilentBlockGui,
+        RuleState::SilentBlockTty,
+    ];
+
+    /// Santa's database value for "remove" (never stored; appears only in change lists).
+    pub const REMOVE_DB_VALUE: i64 = 4;
+
+    /// The value stored in the `state` column.
+    pub fn db_value(self) -> i64 {
+        self as u8 as i64
+    }
+
+    /// The state for a `state` column value, if it is a storable Santa state.
+    pub fn from_db_value(value: i64) -> Option<RuleState> {
+        RuleState::ALL.into_iter().find(|s| s.db_value() == value)
+    }
+
+    /// Santa's JSON `policy` spelling, for states that `santactl rule --import` accepts.
+    /// `None` for states Santa never exports in importable form (transitive, CEL v2, seatbelt).
+    pub fn policy_name(self) -> Option<&'static str> {
+        Some(match self {
+            RuleState::Allow => "ALLOWLIST",
+            RuleState::Block => "BLOCKLIST",
+            RuleState::SilentBlock => "SILENT_BLOCKLIST",
+            RuleState::AllowCompiler => "ALLOWLIST_COMPILER",
+            RuleState::AllowLocalBinary => "ALLOWLIST_LOCAL_BINARY",
+            RuleState::AllowLocalSigningId => "ALLOWLIST_LOCAL_SIGNINGID",
+            RuleState::Cel => "CEL",
+            RuleState::SilentBlockGui => "SILENT_GUI_BLOCKLIST",
+            RuleState::SilentBlockTty => "SILENT_TTY_BLOCKLIST",
+            RuleState::AllowTransitive | RuleState::CelV2 | RuleState::Seatbelt => return None,
+        })
+    }
+
+    /// True for the plain allow state: the only state whose addition never needs a cache flush.
+    pub fn is_plain_allow(self) -> bool {
+        self == RuleState::Allow
+    }
+
+    /// True for every deny state.
+    pub fn is_block(self) -> bool {
+        matches!(
+            self,
+            RuleState::Block
+                | RuleState::SilentBlock
+                | RuleState::SilentBlockGui
+                | RuleState::SilentBlockTty
+        )
+    }
+}
+
+/// A policy string from Santa's JSON: a storable state, or a removal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    /// Store a rule with this state.
+    Set(RuleState),
+    /// Delete the rule with this identifier and type.
+    Remove,
+}
+
+impl Policy {
+    /// Parses a `policy` value, ignoring ASCII case and accepting Santa's deprecated spellings
+    /// (`WHITELIST`, `BLACKLIST`, ...).
+    pub fn from_santa_name(name: &str) -> Option<Policy> {
+        let upper = name.to_ascii_uppercase();
+        Some(match upper.as_str() {
+            "ALLOWLIST" | "WHITELIST" => Policy::Set(RuleState::Allow),
+            "ALLOWLIST_COMPILER" | "WHITELIST_COMPILER" => Policy::Set(RuleState::AllowCompiler),
+            "ALLOWLIST_LOCAL_BINARY" => Policy::Set(RuleState::AllowLocalBinary),
+            "ALLOWLIST_LOCAL_SIGNINGID" => Policy::Set(RuleState::AllowLocalSigningId),
+            "BLOCKLIST" | "BLACKLIST" => Policy::Set(RuleState::Block),
+            "SILENT_BLOCKLIST" | "SILENT_BLACKLIST" => Policy::Set(RuleState::SilentBlock),
+            "SILENT_GUI_BLOCKLIST" => Policy::Set(RuleState::SilentBlockGui),
+            "SILENT_TTY_BLOCKLIST" => Policy::Set(RuleState::SilentBlockTty),
+            "CEL" => Policy::Set(RuleState::Cel),
+            "REMOVE" => Policy::Remove,
+            _ => return None,
+        })
+    }
+}
+
+/// A SHA-256 digest: a file's contents (Binary rules) or a leaf certificate (Certificate rules).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Sha256(pub [u8; 32]);
+
+/// A code directory hash (CDHash), truncated to 20 bytes as the kernel reports it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CdHash(pub [u8; 20]);
+
+/// An Apple Team ID: exactly ten ASCII upper-case letters or digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TeamId([u8; TEAM_ID_LEN]);
+
+fn parse_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let bytes = text.as_bytes();
+    if bytes.len() != N * 2 {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    for b in bytes {
+        write!(f, "{b:02x}")?;
+    }
+    Ok(())
+}
+
+impl Sha256 {
+    /// Parses 64 hexadecimal characters in either case.
+    pub fn from_hex(text: &str) -> Option<Sha256> {
+        parse_hex::<32>(text).map(Sha256)
+    }
+}
+
+impl CdHash {
+    /// Parses 40 hexadecimal characters in either case.
+    pub fn from_hex(text: &str) -> Option<CdHash> {
+        parse_hex::<20>(text).map(CdHash)
+    }
+}
+
+impl TeamId {
+    /// Parses a Team ID written in a rule: ten ASCII alphanumerics, upper-cased (as Santa does).
+    pub fn parse_rule(text: &str) -> Option<TeamId> {
+        let bytes = text.as_bytes();
+        if bytes.len() != TEAM_ID_LEN || !bytes.iter().all(u8::is_ascii_alphanumeric) {
+            return None;
+        }
+        let mut out = [0u8; TEAM_ID_LEN];
+        for (o, b) in out.iter_mut().zip(bytes) {
+            *o = b.to_ascii_uppercase();
+        }
+        Some(TeamId(out))
+    }
+
+    /// Takes a Team ID exactly as a code signature states it. No case folding: Santa compares the
+    /// signature's Team ID byte for byte, so a lower-case one never matches an (upper-case) rule.
+    /// `None` if it is not ten upper-case letters or digits; such a file has no usable Team ID.
+    pub fn from_signature(bytes: &[u8]) -> Option<TeamId> {
+        let arr: [u8; TEAM_ID_LEN] = bytes.try_into().ok()?;
+        arr.iter()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            .then_some(TeamId(arr))
+    }
+
+    /// The ten bytes.
+    pub fn as_bytes(&self) -> &[u8; TEAM_ID_LEN] {
+        &self.0
+    }
+
+    /// The Team ID as text (always ASCII by construction).
+    pub fn as_str(&self) -> &str {
+        // Constructors admit only ASCII alphanumerics, so this cannot fail; the fallback keeps the
+        // function total without a panic path.
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+}
+
+macro_rules! hex_fmt {
+    ($t:ty) => {
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write_hex(f, &self.0)
+            }
+        }
+        impl fmt::Debug for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}(", stringify!($t))?;
+                write_hex(f, &self.0)?;
+                f.write_str(")")
+            }
+        }
+    };
+}
+hex_fmt!(Sha256);
+hex_fmt!(CdHash);
+
+impl fmt::Display for TeamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for TeamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TeamId({})", self.as_str())
+    }
+}
+
+/// Whose Signing ID it is: a developer team, or Apple's platform binaries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SigningIdPrefix {
+    /// `platform:` — Apple platform binaries, which have no Team ID.
+    Platform,
+    /// `TEAMID:` — a developer team.
+    Team(TeamId),
+}
+
+impl SigningIdPrefix {
+    /// The prefix text without the colon.
+    pub fn as_str(&self) -> &str {
+        match self {
+            SigningIdPrefix::Platform => "platform",
+            SigningIdPrefix::Team(t) => t.as_str(),
+        }
+    }
+}
+
+/// A normalised Signing ID rule identifier: `TEAMID:ident` or `platform:ident`.
+///
+/// Held as one shared string so that decisions can carry the matched identifier by reference count
+/// instead of by allocation.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SigningId {
+    text: Arc<str>,
+    prefix: SigningIdPrefix,
+}
+
+impl SigningId {
+    /// Parses and normalises as Santa does: the part before the first `:` is `platform` (any case,
+    /// stored lower-case) or a Team ID (upper-cased); the rest, which may itself contain `:`, is
+    /// the signing identifier, kept byte for byte and non-empty.
+    pub fn parse(text: &str) -> Result<SigningId, &'static str> {
+        let Some((team, ident)) = text.split_once(':') else {
+            return Err("expected TEAMID:signing-id or platform:signing-id");
+        };
+        let prefix = if team.eq_ignore_ascii_case("platform") {
+            SigningIdPrefix::Platform
+        } else {
+            match TeamId::parse_rule(team) {
+                Some(t) => SigningIdPrefix::Team(t),
+                None => {
+                    return Err(
+                        "the part before ':' must be \"platform\" or a Team ID of 10 letters or digits",
+                    );
+                }
+            }
+        };
+        if ident.is_empty() {
+            return Err("the signing identifier after ':' is empty");
+        }
+        if ident.len() > SIGNING_ID_BYTES_MAX {
+            return Err("the signing identifier is longer than 4096 bytes");
+        }
+        Ok(SigningId::from_parts(prefix, ident))
+    }
+
+    /// Builds from an already-valid prefix and identifier.
+    pub fn from_parts(prefix: SigningIdPrefix, ident: &str) -> SigningId {
+        let mut s = String::with_capacity(prefix.as_str().len() + 1 + ident.len());
+        s.push_str(prefix.as_str());
+        s.push(':');
+        s.push_str(ident);
+        SigningId {
+            text: Arc::from(s),
+            prefix,
+        }
+    }
+
+    /// Whose Signing ID.
+    pub fn prefix(&self) -> SigningIdPrefix {
+        self.prefix
+    }
+
+    /// The signing identifier after the prefix.
+    pub fn ident(&self) -> &str {
+        let skip = self.prefix.as_str().len() + 1;
+        self.text.get(skip..).unwrap_or("")
+    }
+
+    /// The whole normalised identifier.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The shared string (cheap to clone into a decision).
+    pub fn shared(&self) -> &Arc<str> {
+        &self.text
+    }
+}
+
+impl fmt::Display for SigningId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl fmt::Debug for SigningId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SigningId({})", self.text)
+    }
+}
+
+/// A validated, normalised rule identifier; its variant is the rule's type.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum RuleIdentifier {
+    /// A CDHash rule.
+    CdHash(CdHash),
+    /// A Binary (file SHA-256) rule.
+    Binary(Sha256),
+    /// A Signing ID rule.
+    SigningId(SigningId),
+    /// A Certificate (leaf certificate SHA-256) rule.
+    Certificate(Sha256),
+    /// A Team ID rule.
+    TeamId(TeamId),
+}
+
+/// A rule identifier that is not valid for its type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentifierError {
+    /// The type the identifier was given for.
+    pub rule_type: RuleType,
+    /// The identifier as given (shortened if very long).
+    pub identifier: String,
+    /// What is wrong with it.
+    pub problem: &'static str,
+}
+
+impl fmt::Display for IdentifierError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid {} identifier {:?}: {}",
+            self.rule_type, self.identifier, self.problem
+        )
+    }
+}
+
+impl std::error::Error for IdentifierError {}
+
+/// Shortens text for an error message, on a character boundary.
+pub(crate) fn shorten(text: &str) -> String {
+    if text.chars().count() <= ERROR_IDENTIFIER_CHARS_MAX {
+        return text.to_owned();
+    }
+    let mut s: String = text.chars().take(ERROR_IDENTIFIER_CHARS_MAX).collect();
+    s.push('…');
+    s
+}
+
+impl RuleIdentifier {
+    /// Validates and normalises `text` as an identifier of `rule_type`, as Santa's `SNTRule` does:
+    /// SHA-256 and certificate 64 hex (lower-cased), CDHash 40 hex (lower-cased), Team ID ten
+    /// alphanumerics (upper-cased), Signing ID `TEAMID:ident` or `platform:ident`.
+    pub fn parse(rule_type: RuleType, text: &str) -> Result<RuleIdentifier, IdentifierError> {
+        let err = |problem| IdentifierError {
+            rule_type,
+            identifier: shorten(text),
+            problem,
+        };
+        if text.is_empty() {
+            return Err(err("the identifier is empty"));
+        }
+        match rule_type {
+            RuleType::CdHash => CdHash::from_hex(text)
+                .map(RuleIdentifier::CdHash)
+                .ok_or_else(|| err("expected 40 hexadecimal characters")),
+            RuleType::Binary => Sha256::from_hex(text)
+                .map(RuleIdentifier::Binary)
+                .ok_or_else(|| err("expected 64 hexadecimal characters")),
+            RuleType::Certificate => Sha256::from_hex(text)
+                .map(RuleIdentifier::Certificate)
+                .ok_or_else(|| err("expected 64 hexadecimal characters")),
+            RuleType::TeamId => TeamId::parse_rule(text)
+                .map(RuleIdentifier::TeamId)
+                .ok_or_else(|| err("expected 10 letters or digits")),
+            RuleType::SigningId => SigningId::parse(text)
+                .map(RuleIdentifier::SigningId)
+                .map_err(err),
+        }
+    }
+
+    /// The rule type this identifier belongs to.
+    pub fn rule_type(&self) -> RuleType {
+        match self {
+            RuleIdentifier::CdHash(_) => RuleType::CdHash,
+            RuleIdentifier::Binary(_) => RuleType::Binary,
+            RuleIdentifier::SigningId(_) => RuleType::SigningId,
+            RuleIdentifier::Certificate(_) => RuleType::Certificate,
+            RuleIdentifier::TeamId(_) => RuleType::TeamId,
+        }
+    }
+}
+
+impl fmt::Display for RuleIdentifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RuleIdentifier::CdHash(h) => h.fmt(f),
+            RuleIdentifier::Binary(h) | RuleIdentifier::Certificate(h) => h.fmt(f),
+            RuleIdentifier::SigningId(s) => s.fmt(f),
+            RuleIdentifier::TeamId(t) => t.fmt(f),
+        }
+    }
+}
+
+impl fmt::Debug for RuleIdentifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.rule_type(), self)
+    }
+}
+
+/// A stored execution rule with every column Santa keeps, so that a database or export written by
+/// Santa round-trips without loss.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// What the rule matches (its variant is the rule type).
+    pub identifier: RuleIdentifier,
+    /// What the rule says.
+    pub state: RuleState,
+    /// Message shown to the user when this rule blocks.
+    pub custom_msg: Option<String>,
+    /// URL offered to the user when this rule blocks.
+    pub custom_url: Option<String>,
+    /// Label of the button in the block dialog (Santa's `event_detail_button_text`).
+    pub event_detail_button_text: Option<String>,
+    /// Free text for operators; not used in decisions.
+    pub comment: Option<String>,
+    /// The CEL expression of a CEL rule.
+    pub cel_expr: Option<String>,
+    /// The seatbelt policy of a Seatbelt rule.
+    pub seatbelt_policy: Option<String>,
+    /// The sync server's rule id (0 when none).
+    pub rule_id: i64,
+    /// Seconds since 2001-01-01 (Apple's reference date) when a transitive rule was last used; 0
+    /// for other rules. Santa culls old transitive rules by it.
+    pub timestamp: i64,
+}
+
+impl Rule {
+    /// A rule with no custom text.
+    pub fn new(identifier: RuleIdentifier, state: RuleState) -> Rule {
+        Rule {
+            identifier,
+            state,
+            custom_msg: None,
+            custom_url: None,
+            event_detail_button_text: None,
+            comment: None,
+            cel_expr: None,
+            seatbelt_policy: None,
+            rule_id: 0,
+            timestamp: 0,
+        }
+    }
+
+    /// The rule type.
+    pub fn rule_type(&self) -> RuleType {
+        self.identifier.rule_type()
+    }
+}
+
+/// One change to the rule set, as `santactl rule` or an import sends it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RuleChange {
+    /// Insert the rule, replacing any with the same identifier and type.
+    Upsert(Rule),
+    /// Delete the rule with this identifier (and its type).
+    Remove(RuleIdentifier),
+}
+
+impl RuleChange {
+    /// The identifier the change is about.
+    pub fn identifier(&self) -> &RuleIdentifier {
+        match self {
+            RuleChange::Upsert(r) => &r.identifier,
+            RuleChange::Remove(id) => id,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_values_are_santas_and_ordered_by_precedence() {
+        let values: Vec<i64> = RuleType::ALL.iter().map(|t| t.db_value()).collect();
+        assert_eq!(values, [500, 1000, 2000, 3000, 4000]);
+        for t in RuleType::ALL {
+            assert_eq!(RuleType::from_db_value(t.db_value()), Some(t));
+            assert_eq!(
+                RuleType::from_santa_name(&t.santa_name().to_lowercase()),
+                Some(t)
+            );
+        }
+        assert_eq!(RuleType::from_db_value(1), None);
+    }
+
+    #[test]
+    fn state_values_round_trip_and_remove_is_not_stored() {
+        for s in RuleState::ALL {
+            assert_eq!(RuleState::from_db_value(s.db_value()), Some(s));
+        }
+        assert_eq!(RuleState::from_db_value(RuleState::REMOVE_DB_VALUE), None);
+        assert_eq!(RuleState::from_db_value(0), None);
+        assert_eq!(
+            Policy::from_santa_name("whitelist"),
+            Some(Policy::Set(RuleState::Allow))
+        );
+        assert_eq!(Policy::from_santa_name("REMOVE"), Some(Policy::Remove));
+        assert_eq!(Policy::from_santa_name("ALLOW"), None);
+        for s in RuleState::ALL {
+            if let Some(name) = s.policy_name() {
+                assert_eq!(Policy::from_santa_name(name), Some(Policy::Set(s)));
+            }
+        }
+    }
+
+    #[test]
+    fn hashes_are_lowercased_and_length_checked() {
+        let upper = "84DE9C61777CA36B13228E2446D53E966096E78DB7A72C632B5C185B2FFE68A6";
+        let id = RuleIdentifier::parse(RuleType::Binary, upper).unwrap();
+        assert_eq!(id.to_string(), upper.to_lowercase());
+        let cert = RuleIdentifier::parse(RuleType::Certificate, upper).unwrap();
+        assert_eq!(cert.rule_type(), RuleType::Certificate);
+        assert!(RuleIdentifier::parse(RuleType::Binary, &upper[1..]).is_err());
+        let bad = upper.replace('8', "g");
+        let e = RuleIdentifier::parse(RuleType::Binary, &bad).unwrap_err();
+        assert!(e.to_string().contains(&bad), "{e}");
+        assert!(e.to_string().contains("64 hexadecimal"), "{e}");
+        let cd = "DEADBEEFDEADBEEFDEADBEEFDEADBEEFDEADBEEF";
+        assert_eq!(
+            RuleIdentifier::parse(RuleType::CdHash, cd)
+                .unwrap()
+                .to_string(),
+            cd.to_lowercase()
+        );
+        assert!(RuleIdentifier::parse(RuleType::CdHash, upper).is_err());
+        // A multi-byte character must not be taken for two hex digits.
+        let uni = format!("é{}", &upper[2..]);
+        assert!(RuleIdentifier::parse(RuleType::Binary, &uni).is_err());
+    }
+
+    #[test]
+    fn team_ids_are_uppercased_in_rules_but_exact_in_signatures() {
+        let t = RuleIdentifier::parse(RuleType::TeamId, "eqhxz8m8av").unwrap();
+        assert_eq!(t.to_string(), "EQHXZ8M8AV");
+        assert!(RuleIdentifier::parse(RuleType::TeamId, "EQHXZ8M8A").is_err());
+        assert!(RuleIdentifier::parse(RuleType::TeamId, "EQHXZ8M8A-").is_err());
+        assert!(TeamId::from_signature(b"EQHXZ8M8AV").is_some());
+        assert!(TeamId::from_signature(b"eqhxz8m8av").is_none());
+        assert!(TeamId::from_signature(b"EQHXZ8M8AVX").is_none());
+    }
+
+    #[test]
+    fn signing_ids_normalise_prefix_and_keep_ident() {
+        let s = RuleIdentifier::parse(RuleType::SigningId, "eqhxz8m8av:com.Google.Chrome").unwrap();
+        assert_eq!(s.to_string(), "EQHXZ8M8AV:com.Google.Chrome");
+        let p = RuleIdentifier::parse(RuleType::SigningId, "PLATFORM:com.apple.ls").unwrap();
+        assert_eq!(p.to_string(), "platform:com.apple.ls");
+        let c = RuleIdentifier::parse(RuleType::SigningId, "platform:a:b:c").unwrap();
+        let RuleIdentifier::SigningId(c) = c else {
+            panic!("wrong variant")
+        };
+        assert_eq!(c.ident(), "a:b:c");
+        assert_eq!(c.prefix(), SigningIdPrefix::Platform);
+        for bad in ["com.apple.ls", "platform:", "SHORT:x", ":x", "ABCDEFGHI!:x"] {
+            let e = RuleIdentifier::parse(RuleType::SigningId, bad).unwrap_err();
+            assert!(e.to_string().contains(bad), "{e}");
+        }
+        let long = format!("platform:{}", "x".repeat(SIGNING_ID_BYTES_MAX + 1));
+        let e = RuleIdentifier::parse(RuleType::SigningId, &long).unwrap_err();
+        assert!(e.identifier.len() < 200, "error must not echo megabytes");
+    }
+}

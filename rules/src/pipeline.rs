@@ -1,0 +1,628 @@
+//! The decision pipeline: Santa's order over a file's identities, the rules snapshot, path scopes
+//! and the client mode (`SNTPolicyProcessor decisionForFileInfo:`).
+//!
+//! 1. failsafe: the daemon's own binaries and configured critical paths are allowed;
+//! 2. identities filtered by signing status ([`FileIdentity::rule_identifiers`]);
+//! 3. the highest-precedence rule ([`Snapshot::lookup`]), if its type and state make a decision;
+//! 4. bad-signature protection (when enabled): an invalid signature is denied;
+//! 5. platform binaries are allowed;
+//! 6. `BlockedPathRegex` denies, then `AllowedPathRegex` allows (SCOPE), in every mode;
+//! 7. the client mode: Monitor allows, Lockdown denies (UNKNOWN).
+//!
+//! The hot path is [`Evaluator::decide`]: two lock-free `arc-swap` loads, at most five hash
+//! probes, two regex-set scans, no allocation.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use regex::bytes::{RegexSet, RegexSetBuilder};
+
+use crate::identity::{FileIdentity, SigningStatus};
+use crate::model::{RuleIdentifier, RuleState, RuleType, Sha256, shorten};
+use crate::snapshot::{CustomText, RuleMatch, Snapshot, SnapshotCell};
+
+/// Bound on the compiled size of each path regex set. A path regex comes from configuration or a
+/// sync server; this keeps a pathological pattern from costing hundreds of MiB per worker clone.
+pub const PATH_REGEX_COMPILED_BYTES_MAX: usize = 8 << 20;
+
+/// Most patterns in each of `AllowedPathRegex` and `BlockedPathRegex`. Santa takes one pattern;
+/// we take a list (any match counts) and bound it to keep the per-exec scan short.
+pub const PATH_REGEX_PATTERNS_MAX: usize = 256;
+
+/// Most failsafe paths and failsafe hashes, each.
+pub const FAILSAFE_ENTRIES_MAX: usize = 1024;
+
+/// What happens to files no rule or scope decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ClientMode {
+    /// Allow and log (Santa's `M`).
+    Monitor,
+    /// Deny (Santa's `L`).
+    Lockdown,
+}
+
+impl ClientMode {
+    /// Santa's one-letter log spelling.
+    pub fn log_letter(self) -> &'static str {
+        match self {
+            ClientMode::Monitor => "M",
+            ClientMode::Lockdown => "L",
+        }
+    }
+}
+
+/// Policy settings the daemon reads from its configuration (or a sync server) and passes in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyConfig {
+    /// Monitor or Lockdown.
+    pub mode: ClientMode,
+    /// `EnableBadSignatureProtection`: deny files whose signature fails to verify, in every mode,
+    /// unless a rule decided first. Off by default, as in Santa.
+    pub enable_bad_signature_protection: bool,
+    /// `EnableTransitiveRules`: compiler rules mark processes as compilers and transitive rules
+    /// count. Off: compiler rules are plain allows and transitive rules are ignored.
+    pub enable_transitive_rules: bool,
+    /// `FailClosed`: in Lockdown, a rule this crate cannot evaluate (CEL) denies instead of
+    /// falling through. Santa applies FailClosed only in Lockdown.
+    pub fail_closed: bool,
+    /// `AllowedPathRegex` patterns; a pattern not starting with `^` gets one, as in Santa.
+    pub allowed_path_regex: Vec<String>,
+    /// `BlockedPathRegex` patterns; a pattern not starting with `^` gets one, as in Santa.
+    pub blocked_path_regex: Vec<String>,
+    /// Exact paths always allowed: the daemon's own binaries and critical system binaries.
+    pub failsafe_paths: Vec<Vec<u8>>,
+    /// File hashes always allowed (the daemon's own binaries, hashed at start).
+    pub failsafe_sha256: Vec<Sha256>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            mode: ClientMode::Monitor,
+            enable_bad_signature_protection: false,
+            enable_transitive_rules: false,
+            fail_closed: false,
+            allowed_path_regex: Vec::new(),
+            blocked_path_regex: Vec::new(),
+            failsafe_paths: Vec::new(),
+            failsafe_sha256: Vec::new(),
+        }
+    }
+}
+
+/// Which setting a bad regex came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathRegexKind {
+    /// `AllowedPathRegex`.
+    Allowed,
+    /// `BlockedPathRegex`.
+    Blocked,
+}
+
+impl fmt::Display for PathRegexKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PathRegexKind::Allowed => "AllowedPathRegex",
+            PathRegexKind::Blocked => "BlockedPathRegex",
+        })
+    }
+}
+
+/// The policy configuration is unusable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PolicyError {
+    /// A path pattern does not compile (or is too large once compiled).
+    BadPathRegex {
+        /// Which setting.
+        kind: PathRegexKind,
+        /// The pattern as configured.
+        pattern: String,
+        /// The regex engine's message.
+        detail: String,
+    },
+    /// More patterns than [`PATH_REGEX_PATTERNS_MAX`].
+    TooManyPathRegexes {
+        /// Which setting.
+        kind: PathRegexKind,
+        /// How many were given.
+        count: usize,
+    },
+    /// More failsafe entries than [`FAILSAFE_ENTRIES_MAX`].
+    TooManyFailsafeEntries {
+        /// How many were given.
+        count: usize,
+    },
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PolicyError::BadPathRegex {
+                kind,
+                pattern,
+                detail,
+            } => write!(f, "{kind} pattern {pattern:?} does not compile: {detail}"),
+            PolicyError::TooManyPathRegexes { kind, count } => write!(
+                f,
+                "{kind} has {count} patterns; at most {PATH_REGEX_PATTERNS_MAX} are allowed"
+            ),
+            PolicyError::TooManyFailsafeEntries { count } => write!(
+                f,
+                "{count} failsafe entries; at most {FAILSAFE_ENTRIES_MAX} are allowed"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
+/// Compiled path scopes. Each worker holds its own clone: a regex clone has its own match cache,
+/// so workers never contend on it.
+#[derive(Clone, Debug, Default)]
+pub struct PathScopes {
+    allowed: Option<RegexSet>,
+    blocked: Option<RegexSet>,
+}
+
+fn compile_scope(
+    kind: PathRegexKind,
+    patterns: &[String],
+) -> Result<Option<RegexSet>, PolicyError> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    if patterns.len() > PATH_REGEX_PATTERNS_MAX {
+        return Err(PolicyError::TooManyPathRegexes {
+            kind,
+            count: patterns.len(),
+        });
+    }
+    let anchored: Vec<String> = patterns
+        .iter()
+        .map(|p| {
+            if p.starts_with('^') {
+                p.clone()
+            } else {
+                format!("^{p}")
+            }
+        })
+        .collect();
+    // Compile one by one first so an error names the pattern at fault.
+    for (p, a) in patterns.iter().zip(&anchored) {
+        RegexSetBuilder::new([a])
+            .size_limit(PATH_REGEX_COMPILED_BYTES_MAX)
+            .build()
+            .map_err(|e| PolicyError::BadPathRegex {
+                kind,
+                pattern: shorten(p),
+                detail: e.to_string(),
+            })?;
+    }
+    RegexSetBuilder::new(&anchored)
+        .size_limit(PATH_REGEX_COMPILED_BYTES_MAX)
+        .build()
+        .map(Some)
+        .map_err(|e| PolicyError::BadPathRegex {
+            kind,
+            pattern: format!("<all {} patterns together>", patterns.len()),
+            detail: e.to_string(),
+        })
+}
+
+impl PathScopes {
+    /// Compiles both settings.
+    pub fn new(allowed: &[String], blocked: &[String]) -> Result<PathScopes, PolicyError> {
+        Ok(PathScopes {
+            allowed: compile_scope(PathRegexKind::Allowed, allowed)?,
+            blocked: compile_scope(PathRegexKind::Blocked, blocked)?,
+        })
+    }
+
+    /// `BlockedPathRegex` matches the path.
+    #[inline]
+    pub fn is_blocked(&self, path: &[u8]) -> bool {
+        self.blocked.as_ref().is_some_and(|r| r.is_match(path))
+    }
+
+    /// `AllowedPathRegex` matches the path.
+    #[inline]
+    pub fn is_allowed(&self, path: &[u8]) -> bool {
+        self.allowed.as_ref().is_some_and(|r| r.is_match(path))
+    }
+}
+
+/// A compiled, immutable policy configuration.
+#[derive(Debug)]
+pub struct Policy {
+    config: PolicyConfig,
+    scopes: PathScopes,
+    failsafe_paths: HashSet<Box<[u8]>, foldhash::quality::RandomState>,
+    failsafe_sha256: HashSet<Sha256, foldhash::quality::RandomState>,
+}
+
+impl Policy {
+    /// Validates and compiles a configuration.
+    pub fn new(config: PolicyConfig) -> Result<Policy, PolicyError> {
+        let count = config
+            .failsafe_paths
+            .len()
+            .max(config.failsafe_sha256.len());
+        if count > FAILSAFE_ENTRIES_MAX {
+            return Err(PolicyError::TooManyFailsafeEntries { count });
+        }
+        let scopes = PathScopes::new(&config.allowed_path_regex, &config.blocked_path_regex)?;
+        let failsafe_paths = config
+            .failsafe_paths
+            .iter()
+            .map(|p| p.clone().into_boxed_slice())
+            .collect();
+        let failsafe_sha256 = config.failsafe_sha256.iter().copied().collect();
+        Ok(Policy {
+            config,
+            scopes,
+            failsafe_paths,
+            failsafe_sha256,
+        })
+    }
+
+    /// The configuration it was built from.
+    pub fn config(&self) -> &PolicyConfig {
+        &self.config
+    }
+
+    /// A clone of the compiled scopes for one worker.
+    pub fn scopes(&self) -> PathScopes {
+        self.scopes.clone()
+    }
+
+    #[inline]
+    fn failsafe(&self, file: &FileIdentity<'_>) -> Option<&'static str> {
+        if !self.failsafe_sha256.is_empty() && self.failsafe_sha256.contains(&file.sha256) {
+            return Some("failsafe binary");
+        }
+        if !self.failsafe_paths.is_empty() && self.failsafe_paths.contains(file.path) {
+            return Some("failsafe path");
+        }
+        None
+    }
+}
+
+/// Allow or deny: what the daemon answers the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Let the execution proceed.
+    Allow,
+    /// Refuse the execution.
+    Deny,
+}
+
+/// Why: Santa's `reason=` values (`SNTEventState` as its logs spell them), plus `FAILSAFE`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// A Binary (SHA-256) rule, including compiler and local-binary allows.
+    Binary,
+    /// A Certificate rule, or bad-signature protection.
+    Cert,
+    /// A Team ID rule.
+    TeamId,
+    /// A Signing ID rule.
+    SigningId,
+    /// A CDHash rule.
+    CdHash,
+    /// A path scope (`BlockedPathRegex`, `AllowedPathRegex`).
+    Scope,
+    /// No rule or scope: the client mode decided.
+    Unknown,
+    /// A transitive Binary rule (file produced by a compiler).
+    Transitive,
+    /// A platform (Apple OS) binary.
+    Platform,
+    /// The failsafe list (our own binaries, critical paths). Santa reports its critical system
+    /// binaries as SIGNINGID; on Linux there is no Signing ID, so this reason says what happened.
+    Failsafe,
+}
+
+impl Reason {
+    /// The log spelling (`reason=...`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Binary => "BINARY",
+            Reason::Cert => "CERT",
+            Reason::TeamId => "TEAMID",
+            Reason::SigningId => "SIGNINGID",
+            Reason::CdHash => "CDHASH",
+            Reason::Scope => "SCOPE",
+            Reason::Unknown => "UNKNOWN",
+            Reason::Transitive => "TRANSITIVE",
+            Reason::Platform => "PLATFORM",
+            Reason::Failsafe => "FAILSAFE",
+        }
+    }
+
+    fn for_type(t: RuleType) -> Reason {
+        match t {
+            RuleType::CdHash => Reason::CdHash,
+            RuleType::Binary => Reason::Binary,
+            RuleType::SigningId => Reason::SigningId,
+            RuleType::Certificate => Reason::Cert,
+            RuleType::TeamId => Reason::TeamId,
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which user notifications a silent block suppresses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Silence {
+    /// No GUI notification.
+    pub gui: bool,
+    /// No message on the terminal.
+    pub tty: bool,
+}
+
+/// The rule that decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MatchedRule {
+    /// Its identifier (and so its type).
+    pub identifier: RuleIdentifier,
+    /// Its state.
+    pub state: RuleState,
+    /// The sync server's rule id (0 when none).
+    pub rule_id: i64,
+}
+
+/// The outcome for one file. Cloning costs at most a few reference-count increments (the custom
+/// texts and a Signing ID are `Arc<str>`), so the engine can cache it and hand it to waiters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Allow or deny.
+    pub action: Action,
+    /// Why.
+    pub reason: Reason,
+    /// Extra words for the log (`explain=`), when the reason alone does not say enough.
+    pub explain: Option<&'static str>,
+    /// The rule that decided, if one did.
+    pub matched: Option<MatchedRule>,
+    /// The rule's custom message, URL and button label.
+    pub custom: CustomText,
+    /// Notifications to suppress (silent block rules).
+    pub silence: Silence,
+    /// The process becomes a compiler (an allow-compiler rule with transitive rules enabled).
+    pub compiler: bool,
+    /// The decision depends only on the file, so the daemon may cache it (and, for allows, ask
+    /// the kernel to cache it).
+    pub cacheable: bool,
+    /// The client mode at the time of the decision (Santa logs it).
+    pub mode: ClientMode,
+    /// Generation of the rules snapshot that was consulted.
+    pub rules_generation: u64,
+}
+
+impl Decision {
+    fn new(action: Action, reason: Reason, mode: ClientMode, generation: u64) -> Decision {
+        Decision {
+            action,
+            reason,
+            explain: None,
+            matched: None,
+            custom: CustomText::default(),
+            silence: Silence::default(),
+            compiler: false,
+            cacheable: true,
+            mode,
+            rules_generation: generation,
+        }
+    }
+
+    fn explained(mut self, explain: &'static str) -> Decision {
+        self.explain = Some(explain);
+        self
+    }
+
+    /// Santa's `decision=` spelling: `ALLOW`, `ALLOW_COMPILER` or `DENY`.
+    pub fn log_decision(&self) -> &'static str {
+        match (self.action, self.compiler) {
+            (Action::Allow, true) => "ALLOW_COMPILER",
+            (Action::Allow, false) => "ALLOW",
+            (Action::Deny, _) => "DENY",
+        }
+    }
+}
+
+/// The decision a matched rule makes, or `None` when Santa treats the match as "no rule": an
+/// invalid type/state pair, a transitive rule with transitive rules off, an unevaluated CEL rule.
+/// As in Santa, a lower-precedence rule is then *not* consulted; the pipeline goes on to step 4.
+fn rule_decision(m: &RuleMatch<'_>, policy: &Policy, generation: u64) -> Option<Decision> {
+    let cfg = &policy.config;
+    let t = m.rule_type();
+    let state = m.state();
+    let base_reason = Reason::for_type(t);
+    let signed_code_type = matches!(t, RuleType::CdHash | RuleType::Binary | RuleType::SigningId);
+    let mut d = match state {
+        RuleState::Allow => Decision::new(Action::Allow, base_reason, cfg.mode, generation),
+        RuleState::AllowCompiler if signed_code_type => {
+            let mut d = Decision::new(Action::Allow, base_reason, cfg.mode, generation);
+            d.compiler = cfg.enable_transitive_rules;
+            d
+        }
+        RuleState::AllowTransitive if t == RuleType::Binary => {
+            if !cfg.enable_transitive_rules {
+                return None;
+            }
+            Decision::new(Action::Allow, Reason::Transitive, cfg.mode, generation)
+        }
+        RuleState::AllowLocalBinary if t == RuleType::Binary => {
+            Decision::new(Action::Allow, Reason::Binary, cfg.mode, generation)
+        }
+        RuleState::AllowLocalSigningId if t == RuleType::SigningId => {
+            Decision::new(Action::Allow, Reason::SigningId, cfg.mode, generation)
+        }
+        RuleState::Block => Decision::new(Action::Deny, base_reason, cfg.mode, generation),
+        RuleState::SilentBlock | RuleState::SilentBlockGui | RuleState::SilentBlockTty => {
+            let mut d = Decision::new(Action::Deny, base_reason, cfg.mode, generation);
+            d.silence = Silence {
+                gui: state != RuleState::SilentBlockTty,
+                tty: state != RuleState::SilentBlockGui,
+            };
+            d
+        }
+        // Santa starts a seatbelt match as a block and flips it only after checking the sandbox
+        // expectation; with no sandbox here the fail-safe outcome stands. Never cached: the
+        // check is per execution.
+        RuleState::Seatbelt => {
+            let mut d = Decision::new(Action::Deny, base_reason, cfg.mode, generation)
+                .explained("seatbelt sandbox rules cannot be enforced here");
+            d.cacheable = false;
+            d
+        }
+        // No CEL evaluator here: Santa's "evaluator unavailable" path. Fail closed only when
+        // configured and in Lockdown.
+        RuleState::Cel | RuleState::CelV2 => {
+            if cfg.fail_closed && cfg.mode == ClientMode::Lockdown {
+                return Some(
+                    Decision::new(Action::Deny, Reason::Unknown, cfg.mode, generation)
+                        .explained("CEL rule matched but CEL is not evaluated (FailClosed)"),
+                );
+            }
+            return None;
+        }
+        // Invalid type/state pairs (e.g. a compiler Team ID rule): stale data or a bug; Santa
+        // treats them as no rule.
+        RuleState::AllowCompiler
+        | RuleState::AllowTransitive
+        | RuleState::AllowLocalBinary
+        | RuleState::AllowLocalSigningId => return None,
+    };
+    let identifier = m.identifier()?;
+    d.matched = Some(MatchedRule {
+        identifier,
+        state,
+        rule_id: m.rule_id(),
+    });
+    d.custom = m.custom().clone();
+    Some(d)
+}
+
+/// Runs the pipeline for one file against one snapshot and policy, with the caller's scopes
+/// (normally a worker's own clone, see [`Evaluator`]).
+pub fn decide(
+    snapshot: &Snapshot,
+    policy: &Policy,
+    scopes: &PathScopes,
+    file: &FileIdentity<'_>,
+) -> Decision {
+    let cfg = &policy.config;
+    let generation = snapshot.generation();
+    let new = |action, reason| Decision::new(action, reason, cfg.mode, generation);
+
+    if let Some(why) = policy.failsafe(file) {
+        return new(Action::Allow, Reason::Failsafe).explained(why);
+    }
+
+    let ids = file.rule_identifiers();
+    if let Some(m) = snapshot.lookup(&ids)
+        && let Some(d) = rule_decision(&m, policy, generation)
+    {
+        return d;
+    }
+
+    if cfg.enable_bad_signature_protection && file.signing_status == SigningStatus::Invalid {
+        return new(Action::Deny, Reason::Cert).explained("Blocked due to signature error");
+    }
+
+    if file.is_platform_binary {
+        return new(Action::Allow, Reason::Platform).explained("Platform Binary");
+    }
+
+    if scopes.is_blocked(file.path) {
+        return new(Action::Deny, Reason::Scope).explained("Blocked Path Regex");
+    }
+    if scopes.is_allowed(file.path) {
+        return new(Action::Allow, Reason::Scope).explained("Allowed Path Regex");
+    }
+
+    match cfg.mode {
+        ClientMode::Monitor => new(Action::Allow, Reason::Unknown),
+        ClientMode::Lockdown => new(Action::Deny, Reason::Unknown),
+    }
+}
+
+/// The shared, swappable state every worker reads: the rules snapshot and the policy.
+#[derive(Debug)]
+pub struct PolicyEngine {
+    snapshot: SnapshotCell,
+    policy: ArcSwap<Policy>,
+}
+
+impl PolicyEngine {
+    /// Starts with a snapshot and a policy.
+    pub fn new(snapshot: Snapshot, policy: Policy) -> PolicyEngine {
+        PolicyEngine {
+            snapshot: SnapshotCell::new(snapshot),
+            policy: ArcSwap::from_pointee(policy),
+        }
+    }
+
+    /// Publishes a new rules snapshot; returns the one it replaced. The caller then bumps its
+    /// decision-cache epoch if [`crate::store::ApplyOutcome::flush_cache`] said so.
+    pub fn publish_snapshot(&self, snapshot: Snapshot) -> Arc<Snapshot> {
+        self.snapshot.publish(snapshot)
+    }
+
+    /// Publishes a new policy (mode, scopes, flags). Workers pick up their own regex clones on
+    /// their next decision. Any policy change invalidates cached decisions.
+    pub fn set_policy(&self, policy: Policy) -> Arc<Policy> {
+        self.policy.swap(Arc::new(policy))
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// The current policy.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.load_full()
+    }
+
+    /// A per-worker evaluator. Create one per worker thread and keep it for the thread's life.
+    pub fn evaluator(self: &Arc<Self>) -> Evaluator {
+        let policy = self.policy.load_full();
+        Evaluator {
+            engine: Arc::clone(self),
+            scopes: policy.scopes(),
+            policy,
+        }
+    }
+}
+
+/// One worker's view: its own regex clones and the policy they were cloned from.
+#[derive(Debug)]
+pub struct Evaluator {
+    engine: Arc<PolicyEngine>,
+    policy: Arc<Policy>,
+    scopes: PathScopes,
+}
+
+impl Evaluator {
+    /// Decides for one file. Lock-free; allocates only on the first decision after a policy
+    /// change (to clone that policy's regexes for this worker).
+    #[inline]
+    pub fn decide(&mut self, file: &FileIdentity<'_>) -> Decision {
+        let current = self.engine.policy.load();
+        if !Arc::ptr_eq(&current, &self.policy) {
+            self.policy = Arc::clone(&current);
+            self.scopes = self.policy.scopes();
+        }
+        drop(current);
+        let snapshot = self.engine.snapshot.load();
+        decide(&snapshot, &self.policy, &self.scopes, file)
+    }
+}

@@ -1,0 +1,637 @@
+//! The immutable in-memory rule index the workers read, and its lock-free publication.
+//!
+//! Layout: one open-addressing table per rule type (`hashbrown::HashTable<u32>`) holding only a
+//! 4-byte index into a dense vector of entries `{ key, state, rule_id, custom }`. Keys are
+//! fixed-size arrays for the digests and the Team ID, and one shared string for a Signing ID, so a
+//! probe hashes the file's bytes directly and never allocates. A miss is usually settled by the
+//! table's control bytes alone; a hit touches one entry. A lookup probes at most five tables.
+//!
+//! Custom messages and URLs are interned once per snapshot and handed to decisions as `Arc<str>`
+//! clones, so a decision stays valid after the snapshot it came from has been replaced.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, Guard};
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
+
+use crate::identity::{RuleIdentifiers, SigningIdRef};
+use crate::model::{CdHash, Rule, RuleIdentifier, RuleState, RuleType, Sha256, SigningId, TeamId};
+
+/// Most rules one snapshot holds. Entry indices are `u32`; at about 60 bytes a rule this bound is
+/// also about 1 GiB of index, far above any real deployment (Santa starts culling transitive rules
+/// at 500,000), so hitting it means a runaway sync rather than a legitimate rule set.
+pub const SNAPSHOT_RULES_MAX: usize = 1 << 24;
+
+/// The user-facing text attached to a rule, interned per snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CustomText {
+    /// Message shown when the rule blocks.
+    pub msg: Option<Arc<str>>,
+    /// URL offered when the rule blocks.
+    pub url: Option<Arc<str>>,
+    /// Label for the block dialog's button.
+    pub button: Option<Arc<str>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Meta {
+    state: RuleState,
+    /// Index into `Snapshot::customs`; 0 is "no custom text".
+    custom: u32,
+    rule_id: i64,
+}
+
+#[derive(Debug)]
+struct Entry_<K> {
+    key: K,
+    meta: Meta,
+}
+
+/// One rule type's table.
+#[derive(Debug)]
+struct Index<K> {
+    entries: Vec<Entry_<K>>,
+    table: HashTable<u32>,
+}
+
+impl<K> Default for Index<K> {
+    fn default() -> Self {
+        Index {
+            entries: Vec::new(),
+            table: HashTable::new(),
+        }
+    }
+}
+
+impl<K> Index<K> {
+    fn with_capacity(n: usize) -> Self {
+        Index {
+            entries: Vec::with_capacity(n),
+            table: HashTable::with_capacity(n),
+        }
+    }
+
+    #[inline]
+    fn find(&self, hash: u64, mut eq: impl FnMut(&K) -> bool) -> Option<(u32, &Entry_<K>)> {
+        let entries = &self.entries;
+        let &i = self.table.find(hash, |&i| {
+            entries.get(i as usize).map(|e| eq(&e.key)).unwrap_or(false)
+        })?;
+        entries.get(i as usize).map(|e| (i, e))
+    }
+
+    /// Inserts or replaces. Returns true if the key was new.
+    fn upsert(
+        &mut self,
+        hash: u64,
+        key: K,
+        meta: Meta,
+        eq: impl Fn(&K, &K) -> bool,
+        rehash: impl Fn(&K) -> u64,
+    ) -> bool {
+        let entries = &self.entries;
+        let next = entries.len() as u32;
+        let found = self.table.entry(
+            hash,
+            |&i| entries.get(i as usize).is_some_and(|e| eq(&e.key, &key)),
+            |&i| entries.get(i as usize).map_or(0, |e| rehash(&e.key)),
+        );
+        match found {
+            Entry::Occupied(o) => {
+                let i = *o.get() as usize;
+                if let Some(e) = self.entries.get_mut(i) {
+                    e.meta = meta;
+                }
+                false
+            }
+            Entry::Vacant(v) => {
+                v.insert(next);
+                self.entries.push(Entry_ { key, meta });
+                true
+            }
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.entries.capacity() * std::mem::size_of::<Entry_<K>>() + self.table.allocation_size()
+    }
+}
+
+/// Counts describing a snapshot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotStats {
+    /// Rules per type, in [`RuleType::ALL`] order.
+    pub rules_by_type: [usize; 5],
+    /// Distinct custom texts (message, URL, button) interned.
+    pub custom_texts: usize,
+    /// Bytes of heap the index holds (tables, entries, strings).
+    pub heap_bytes: usize,
+}
+
+impl SnapshotStats {
+    /// All rules.
+    pub fn rules(&self) -> usize {
+        self.rules_by_type.iter().sum()
+    }
+}
+
+/// An immutable index of every rule, answering "which rule applies to these identifiers".
+#[derive(Debug)]
+pub struct Snapshot {
+    generation: u64,
+    hasher: foldhash::quality::RandomState,
+    cdhash: Index<[u8; 20]>,
+    binary: Index<[u8; 32]>,
+    signing_id: Index<SigningId>,
+    certificate: Index<[u8; 32]>,
+    team_id: Index<TeamId>,
+    customs: Vec<CustomText>,
+    signing_id_bytes: usize,
+}
+
+/// The rule a lookup found, borrowed from the snapshot.
+#[derive(Clone, Copy, Debug)]
+pub struct RuleMatch<'s> {
+    snapshot: &'s Snapshot,
+    rule_type: RuleType,
+    index: u32,
+    meta: Meta,
+}
+
+impl<'s> RuleMatch<'s> {
+    /// The matched rule's type.
+    pub fn rule_type(&self) -> RuleType {
+        self.rule_type
+    }
+
+    /// The matched rule's state.
+    pub fn state(&self) -> RuleState {
+        self.meta.state
+    }
+
+    /// The sync server's id of the matched rule.
+    pub fn rule_id(&self) -> i64 {
+        self.meta.rule_id
+    }
+
+    /// The matched rule's custom message, URL and button label.
+    pub fn custom(&self) -> &'s CustomText {
+        self.snapshot
+            .customs
+            .get(self.meta.custom as usize)
+            .unwrap_or(&EMPTY_CUSTOM)
+    }
+
+    /// The matched rule's identifier. Cheap: a copy of a digest or a reference-count increment.
+    pub fn identifier(&self) -> Option<RuleIdentifier> {
+        let s = self.snapshot;
+        let i = self.index as usize;
+        Some(match self.rule_type {
+            RuleType::CdHash => RuleIdentifier::CdHash(CdHash(s.cdhash.entries.get(i)?.key)),
+            RuleType::Binary => RuleIdentifier::Binary(Sha256(s.binary.entries.get(i)?.key)),
+            RuleType::SigningId => {
+                RuleIdentifier::SigningId(s.signing_id.entries.get(i)?.key.clone())
+            }
+            RuleType::Certificate => {
+                RuleIdentifier::Certificate(Sha256(s.certificate.entries.get(i)?.key))
+            }
+            RuleType::TeamId => RuleIdentifier::TeamId(s.team_id.entries.get(i)?.key),
+        })
+    }
+}
+
+static EMPTY_CUSTOM: CustomText = CustomText {
+    msg: None,
+    url: None,
+    button: None,
+};
+
+impl Snapshot {
+    /// A snapshot with no rules.
+    pub fn empty(generation: u64) -> Snapshot {
+        SnapshotBuilder::new(generation).build()
+    }
+
+    /// Builds a snapshot from rules; a later rule with the same type and identifier replaces an
+    /// earlier one.
+    pub fn from_rules<'r>(
+        generation: u64,
+        rules: impl IntoIterator<Item = &'r Rule>,
+    ) -> Result<Snapshot, SnapshotError> {
+        let mut b = SnapshotBuilder::new(generation);
+        for r in rules {
+            b.insert(r)?;
+        }
+        Ok(b.build())
+    }
+
+    /// The generation it was built with (the store's change counter); decisions carry it.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    #[inline]
+    fn hash_bytes(&self, bytes: &[u8]) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        h.write(bytes);
+        h.finish()
+    }
+
+    #[inline]
+    fn hash_signing_id(&self, prefix: &str, ident: &str) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        h.write(prefix.as_bytes());
+        h.write_u8(b':');
+        h.write(ident.as_bytes());
+        h.finish()
+    }
+
+    #[inline]
+    fn probe<'s, K>(
+        &'s self,
+        index: &'s Index<K>,
+        rule_type: RuleType,
+        hash: u64,
+        eq: impl FnMut(&K) -> bool,
+    ) -> Option<RuleMatch<'s>> {
+        index.find(hash, eq).map(|(i, e)| RuleMatch {
+            snapshot: self,
+            rule_type,
+            index: i,
+            meta: e.meta,
+        })
+    }
+
+    fn find_cdhash(&self, key: &[u8; 20]) -> Option<RuleMatch<'_>> {
+        self.probe(&self.cdhash, RuleType::CdHash, self.hash_bytes(key), |k| {
+            k == key
+        })
+    }
+
+    fn find_binary(&self, key: &[u8; 32]) -> Option<RuleMatch<'_>> {
+        self.probe(&self.binary, RuleType::Binary, self.hash_bytes(key), |k| {
+            k == key
+        })
+    }
+
+    fn find_signing_id(&self, sid: &SigningIdRef<'_>) -> Option<RuleMatch<'_>> {
+        let hash = self.hash_signing_id(sid.prefix.as_str(), sid.ident);
+        self.probe(&self.signing_id, RuleType::SigningId, hash, |k| {
+            k.prefix() == sid.prefix && k.ident() == sid.ident
+        })
+    }
+
+    fn find_certificate(&self, key: &[u8; 32]) -> Option<RuleMatch<'_>> {
+        self.probe(
+            &self.certificate,
+            RuleType::Certificate,
+            self.hash_bytes(key),
+            |k| k == key,
+        )
+    }
+
+    fn find_team_id(&self, key: &TeamId) -> Option<RuleMatch<'_>> {
+        self.probe(
+            &self.team_id,
+            RuleType::TeamId,
+            self.hash_bytes(key.as_bytes()),
+            |k| k == key,
+        )
+    }
+
+    /// The highest-precedence rule over all of the given identifiers: CDHash > Binary > Signing ID
+    /// > Certificate > Team ID > transitive Binary (Santa's `executionRuleForIdentifiers:`).
+    ///
+    /// A transitive Binary rule ranks below every configured type because it is not policy an
+    /// operator wrote: a compiler happened to produce the file.
+    #[inline]
+    pub fn lookup(&self, ids: &RuleIdentifiers<'_>) -> Option<RuleMatch<'_>> {
+        if let Some(m) = ids.cdhash.and_then(|k| self.find_cdhash(&k.0)) {
+            return Some(m);
+        }
+        let binary = ids.binary.and_then(|k| self.find_binary(&k.0));
+        let transitive = match binary {
+            Some(m) if m.state() != RuleState::AllowTransitive => return Some(m),
+            other => other,
+        };
+        if let Some(m) = ids.signing_id.and_then(|s| self.find_signing_id(&s)) {
+            return Some(m);
+        }
+        if let Some(m) = ids.certificate.and_then(|k| self.find_certificate(&k.0)) {
+            return Some(m);
+        }
+        if let Some(m) = ids.team_id.and_then(|k| self.find_team_id(&k)) {
+            return Some(m);
+        }
+        transitive
+    }
+
+    /// Counts and memory.
+    pub fn stats(&self) -> SnapshotStats {
+        let custom_bytes: usize = self
+            .customs
+            .iter()
+            .map(|c| {
+                [&c.msg, &c.url, &c.button]
+                    .iter()
+                    .filter_map(|s| s.as_ref().map(|s| s.len() + 16))
+                    .sum::<usize>()
+            })
+            .sum();
+        SnapshotStats {
+            rules_by_type: [
+                self.cdhash.entries.len(),
+                self.binary.entries.len(),
+                self.signing_id.entries.len(),
+                self.certificate.entries.len(),
+                self.team_id.entries.len(),
+            ],
+            custom_texts: self.customs.len().saturating_sub(1),
+            heap_bytes: self.cdhash.heap_bytes()
+                + self.binary.heap_bytes()
+                + self.signing_id.heap_bytes()
+                + self.certificate.heap_bytes()
+                + self.team_id.heap_bytes()
+                + self.signing_id_bytes
+                + self.customs.capacity() * std::mem::size_of::<CustomText>()
+                + custom_bytes,
+        }
+    }
+}
+
+/// The snapshot could not be built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SnapshotError {
+    /// More rules than [`SNAPSHOT_RULES_MAX`].
+    TooManyRules {
+        /// The bound that was reached.
+        max: usize,
+    },
+}
+
+impl std::fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SnapshotError::TooManyRules { max } => {
+                write!(
+                    f,
+                    "more than {max} rules: refusing to build a rules snapshot"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for SnapshotError {}
+
+/// Accumulates rules into a [`Snapshot`].
+#[derive(Debug)]
+pub struct SnapshotBuilder {
+    snapshot: Snapshot,
+    custom_ids: HashMap<CustomText, u32>,
+    rules: usize,
+}
+
+fn opt_arc(s: &Option<String>) -> Option<Arc<str>> {
+    s.as_deref().filter(|s| !s.is_empty()).map(Arc::from)
+}
+
+impl SnapshotBuilder {
+    /// An empty builder.
+    pub fn new(generation: u64) -> SnapshotBuilder {
+        SnapshotBuilder::with_capacity(generation, [0; 5])
+    }
+
+    /// An empty builder sized for the given number of rules per type ([`RuleType::ALL`] order),
+    /// which saves rehashing while a large rule set is loaded.
+    pub fn with_capacity(generation: u64, per_type: [usize; 5]) -> SnapshotBuilder {
+        let cap = |n: usize| n.min(SNAPSHOT_RULES_MAX);
+        SnapshotBuilder {
+            snapshot: Snapshot {
+                generation,
+                hasher: foldhash::quality::RandomState::default(),
+                cdhash: Index::with_capacity(cap(per_type[0])),
+                binary: Index::with_capacity(cap(per_type[1])),
+                signing_id: Index::with_capacity(cap(per_type[2])),
+                certificate: Index::with_capacity(cap(per_type[3])),
+                team_id: Index::with_capacity(cap(per_type[4])),
+                customs: vec![CustomText::default()],
+                signing_id_bytes: 0,
+            },
+            custom_ids: HashMap::new(),
+            rules: 0,
+        }
+    }
+
+    fn intern(&mut self, rule: &Rule) -> u32 {
+        let custom = CustomText {
+            msg: opt_arc(&rule.custom_msg),
+            url: opt_arc(&rule.custom_url),
+            button: opt_arc(&rule.event_detail_button_text),
+        };
+        if custom == CustomText::default() {
+            return 0;
+        }
+        if let Some(&i) = self.custom_ids.get(&custom) {
+            return i;
+        }
+        let i = self.snapshot.customs.len() as u32;
+        self.snapshot.customs.push(custom.clone());
+        self.custom_ids.insert(custom, i);
+        i
+    }
+
+    /// Adds a rule, replacing one with the same type and identifier.
+    pub fn insert(&mut self, rule: &Rule) -> Result<(), SnapshotError> {
+        if self.rules >= SNAPSHOT_RULES_MAX {
+            return Err(SnapshotError::TooManyRules {
+                max: SNAPSHOT_RULES_MAX,
+            });
+        }
+        let meta = Meta {
+            state: rule.state,
+            custom: self.intern(rule),
+            rule_id: rule.rule_id,
+        };
+        let s = &mut self.snapshot;
+        let h = s.hasher.clone();
+        let hb = move |b: &[u8]| {
+            let mut x = h.build_hasher();
+            x.write(b);
+            x.finish()
+        };
+        let added = match &rule.identifier {
+            RuleIdentifier::CdHash(k) => {
+                s.cdhash
+                    .upsert(hb(&k.0), k.0, meta, |a, b| a == b, |k| hb(k))
+            }
+            RuleIdentifier::Binary(k) => {
+                s.binary
+                    .upsert(hb(&k.0), k.0, meta, |a, b| a == b, |k| hb(k))
+            }
+            RuleIdentifier::Certificate(k) => {
+                s.certificate
+                    .upsert(hb(&k.0), k.0, meta, |a, b| a == b, |k| hb(k))
+            }
+            RuleIdentifier::TeamId(k) => s.team_id.upsert(
+                hb(k.as_bytes()),
+                *k,
+                meta,
+                |a, b| a == b,
+                |k| hb(k.as_bytes()),
+            ),
+            RuleIdentifier::SigningId(k) => {
+                let hasher = s.hasher.clone();
+                let hs = move |sid: &SigningId| {
+                    let mut x = hasher.build_hasher();
+                    x.write(sid.prefix().as_str().as_bytes());
+                    x.write_u8(b':');
+                    x.write(sid.ident().as_bytes());
+                    x.finish()
+                };
+                let added = s
+                    .signing_id
+                    .upsert(hs(k), k.clone(), meta, |a, b| a == b, hs);
+                if added {
+                    s.signing_id_bytes += k.as_str().len() + 16;
+                }
+                added
+            }
+        };
+        if added {
+            self.rules += 1;
+        }
+        Ok(())
+    }
+
+    /// Finishes the snapshot.
+    pub fn build(self) -> Snapshot {
+        let mut s = self.snapshot;
+        s.customs.shrink_to_fit();
+        s
+    }
+}
+
+/// Where the current snapshot is published. Readers `load` without locking (arc-swap); the
+/// control thread `publish`es a new one atomically.
+#[derive(Debug)]
+pub struct SnapshotCell {
+    current: ArcSwap<Snapshot>,
+}
+
+impl SnapshotCell {
+    /// Publishes `initial`.
+    pub fn new(initial: Snapshot) -> SnapshotCell {
+        SnapshotCell {
+            current: ArcSwap::from_pointee(initial),
+        }
+    }
+
+    /// The current snapshot, for the duration of one decision. Lock-free and allocation-free.
+    #[inline]
+    pub fn load(&self) -> Guard<Arc<Snapshot>> {
+        self.current.load()
+    }
+
+    /// The current snapshot as an owned `Arc`, for holding longer.
+    pub fn load_full(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Replaces the snapshot; returns the previous one. Readers in flight finish on the old one.
+    pub fn publish(&self, next: Snapshot) -> Arc<Snapshot> {
+        self.current.swap(Arc::new(next))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::FileIdentity;
+    use crate::model::SigningIdPrefix;
+
+    fn rule(t: RuleType, id: &str, state: RuleState) -> Rule {
+        Rule::new(RuleIdentifier::parse(t, id).unwrap(), state)
+    }
+
+    #[test]
+    fn replace_keeps_one_entry_and_latest_state() {
+        let h = "a".repeat(64);
+        let mut r = rule(RuleType::Binary, &h, RuleState::Allow);
+        let mut b = SnapshotBuilder::new(1);
+        b.insert(&r).unwrap();
+        r.state = RuleState::Block;
+        r.custom_msg = Some("no".into());
+        b.insert(&r).unwrap();
+        let s = b.build();
+        assert_eq!(s.stats().rules(), 1);
+        let ids = RuleIdentifiers {
+            binary: Some(Sha256([0xaa; 32])),
+            ..Default::default()
+        };
+        let m = s.lookup(&ids).unwrap();
+        assert_eq!(m.state(), RuleState::Block);
+        assert_eq!(m.custom().msg.as_deref(), Some("no"));
+        assert_eq!(m.identifier().unwrap().to_string(), h);
+    }
+
+    #[test]
+    fn signing_id_lookup_uses_parts() {
+        let s = Snapshot::from_rules(
+            7,
+            &[
+                rule(RuleType::SigningId, "ABCDE12345:com.x", RuleState::Block),
+                rule(
+                    RuleType::SigningId,
+                    "platform:com.apple.ls",
+                    RuleState::Allow,
+                ),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.generation(), 7);
+        let team = TeamId::from_signature(b"ABCDE12345").unwrap();
+        let mut f = FileIdentity::unsigned(Sha256([0; 32]), b"/x");
+        f.signing_status = crate::identity::SigningStatus::Production;
+        f.signing_id = Some("com.x");
+        f.team_id = Some(team);
+        let m = s.lookup(&f.rule_identifiers()).unwrap();
+        assert_eq!(m.rule_type(), RuleType::SigningId);
+        assert_eq!(m.identifier().unwrap().to_string(), "ABCDE12345:com.x");
+        f.signing_id = Some("com.X");
+        assert!(
+            s.lookup(&f.rule_identifiers()).is_none(),
+            "signing ids are case-sensitive"
+        );
+        f.team_id = None;
+        f.is_platform_binary = true;
+        f.signing_id = Some("com.apple.ls");
+        let m = s.lookup(&f.rule_identifiers()).unwrap();
+        assert_eq!(m.state(), RuleState::Allow);
+        let ids = f.rule_identifiers();
+        assert_eq!(ids.signing_id.unwrap().prefix, SigningIdPrefix::Platform);
+    }
+
+    #[test]
+    fn custom_text_is_interned() {
+        let mut a = rule(RuleType::Binary, &"1".repeat(64), RuleState::Block);
+        let mut b = rule(RuleType::Binary, &"2".repeat(64), RuleState::Block);
+        a.custom_msg = Some("same".into());
+        b.custom_msg = Some("same".into());
+        let s = Snapshot::from_rules(0, &[a, b]).unwrap();
+        assert_eq!(s.stats().custom_texts, 1);
+    }
+
+    #[test]
+    fn publish_swaps_atomically() {
+        let cell = SnapshotCell::new(Snapshot::empty(1));
+        let old = cell.load_full();
+        let prev = cell.publish(Snapshot::empty(2));
+        assert!(Arc::ptr_eq(&old, &prev));
+        assert_eq!(cell.load().generation(), 2);
+        assert_eq!(old.generation(), 1, "a reader's snapshot stays valid");
+    }
+}

@@ -72,13 +72,13 @@ pub const QUEUE_DEPTH_MAX: u64 = 65_536;
 pub const QUEUE_DEPTH_DEFAULT: u64 = 1_024;
 
 /// `EventLogRingSize` bounds (records). Each record is a preallocated fixed-size buffer of about
-/// 5 KiB (path and arguments), so 65,536 records is ~330 MB, the most worth holding for a logger
-/// that fell behind; below 64 a single burst of execs drops log lines.
+/// 11 KiB (path, arguments, bundle fields: see `eventlog`), so 16,384 records is ~180 MB, the
+/// most worth holding for a logger that fell behind; below 64 a single burst drops log lines.
 pub const EVENT_LOG_RING_MIN: u64 = 64;
 /// See [`EVENT_LOG_RING_MIN`].
-pub const EVENT_LOG_RING_MAX: u64 = 65_536;
-/// Default ring: 4,096 records.
-pub const EVENT_LOG_RING_DEFAULT: u64 = 4_096;
+pub const EVENT_LOG_RING_MAX: u64 = 16_384;
+/// Default ring: 1,024 records (~11 MB), a second of a heavy exec storm.
+pub const EVENT_LOG_RING_DEFAULT: u64 = 1_024;
 
 /// Longest string value accepted (messages, URLs, regexes): a block message is a paragraph; the
 /// limit keeps a stray file from becoming a terminal message.

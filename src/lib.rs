@@ -3,6 +3,7 @@
 //! Building blocks that do not depend on the engine, signing or rules crates:
 //! - [`fanotify`]: the Linux event source (group, marks, reads, responses, kernel allow cache).
 //! - [`mount`]: a private tmpfs or loop-mounted ext2 guard for tests, benchmarks and the demo.
+//! - [`eventlog`]: the decision log (Santa's line format, JSON lines, bounded ring, logger thread).
 //! - [`config`]: the TOML configuration with Santa's key names, validated key by key.
 
 #[cfg(target_os = "linux")]
@@ -11,3 +12,4 @@ pub mod fanotify;
 pub mod mount;
 
 pub mod config;
+pub mod eventlog;

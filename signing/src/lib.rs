@@ -1,7 +1,47 @@
-//! File identity for santad.
+//! File identity for santad: everything it learns about a file before a rule is consulted.
 //!
-//! This crate will hold everything santad learns about a file before a rule is consulted: its
-//! SHA-256 (over an mmap, with a `read()` fallback), its Mach-O structure (thin and fat), its code
-//! signature (CDHash, Signing ID, Team ID, flags, certificate chain, verification) and the bundle
-//! it belongs to. It is filled by the "signing" issue.
-#![forbid(unsafe_code)]
+//! Data flows in one direction:
+//!
+//! 1. [`file`]: the file's bytes, mapped (or read, when small or unmappable) from an fd the
+//!    kernel handed over or from a path, with the `fstat` stamp `(dev, ino, ctime, size)` taken
+//!    before and re-checked after — [`hash_file`] / [`hash_path`] give the SHA-256 and whether
+//!    the file changed meanwhile. Bounded by [`HashLimits`].
+//! 2. [`macho`]: thin or fat Mach-O, each [`macho::Slice`] with its CPU, file type,
+//!    `__PAGEZERO` and code-signature location; scripts are recognised by `#!`.
+//! 3. [`codesign`]: per slice, the SuperBlob, every CodeDirectory, the CDHash, identifiers,
+//!    flags; [`cms`] and [`x509`] read the CMS blob and its certificates (BER through the
+//!    bounded reader in `asn1`).
+//! 4. [`verify`]: page hashes, special slots, the CMS signature, hash agility and the chain to
+//!    Apple Root CA, ending in a [`SigningStatus`] per slice and for the whole file.
+//! 5. [`bundle`]: the highest ancestor bundle of a binary, its executables and Santa's bundle
+//!    hash.
+//! 6. [`fileinfo`]: one call returning everything `santactl fileinfo` prints.
+//!
+//! Every parser works on attacker-supplied bytes: offsets are checked, counts are capped before
+//! allocation, and malformed input becomes a typed error or an `Invalid` status, never a panic.
+//! The crate has exactly one `unsafe` call, the `mmap` in `file::map`, with its contract written
+//! beside it.
+#![deny(unsafe_code)]
+
+mod asn1;
+pub mod bundle;
+mod bytes;
+pub mod cms;
+pub mod codesign;
+pub mod entitlements;
+pub mod file;
+pub mod fileinfo;
+mod ids;
+pub mod macho;
+pub mod plist;
+pub mod verify;
+pub mod x509;
+
+pub use asn1::{Asn1Error, format_unix_utc};
+pub use file::{
+    FileBytes, FileHash, FileStamp, HashError, HashLimits, ReadMethod, hash_file, hash_path,
+    sha1_path,
+};
+pub use fileinfo::{FileInfo, FileInfoError, FileInfoOptions, FileSigning, file_info, inspect};
+pub use ids::{CdHash, Sha1, Sha256, SigningId, TeamId};
+pub use verify::{InvalidReason, SigningStatus};

@@ -1,0 +1,299 @@
+//! One call for everything `santactl fileinfo` prints, and the signing facts santad needs.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::bundle::{self, Bundle};
+use crate::file::{FileBytes, FileStamp, HashError, HashLimits};
+use crate::ids::{CdHash, Sha1, Sha256, SigningId, TeamId};
+use crate::macho::{self, CpuType, FileFormat};
+use crate::verify::{self, ExternalFiles, InvalidReason, SigningStatus, SliceReport};
+use crate::x509::Certificate;
+
+/// The signing facts of a whole (thin or fat) Mach-O file.
+#[derive(Clone, Debug, Serialize)]
+pub struct FileSigning {
+    /// The file had a fat header.
+    pub fat: bool,
+    /// Every slice, in header order.
+    pub slices: Vec<SliceReport>,
+    /// The whole file's status (Santa's all-architectures rule).
+    pub status: SigningStatus,
+    /// Index of the slice whose identities are reported: the host's architecture if present,
+    /// else the first signed slice, else the first.
+    pub primary_slice: usize,
+}
+
+impl FileSigning {
+    /// Parses and verifies every slice of `bytes`. `Err` only when the bytes are not Mach-O
+    /// at all; a malformed Mach-O gives an `Invalid` status with the reason.
+    pub fn from_bytes(
+        bytes: &[u8],
+        external: &ExternalFiles,
+        now_unix: i64,
+    ) -> Result<Self, FileFormat> {
+        let format = macho::classify(bytes);
+        if !matches!(format, FileFormat::MachO | FileFormat::FatMachO) {
+            return Err(format);
+        }
+        let parsed = match macho::parse(bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                return Ok(Self {
+                    fat: format == FileFormat::FatMachO,
+                    slices: Vec::new(),
+                    status: SigningStatus::Invalid(InvalidReason::MachO(e)),
+                    primary_slice: 0,
+                });
+            }
+        };
+        let slices: Vec<SliceReport> = parsed
+            .slices
+            .iter()
+            .map(|s| verify::verify_slice(s, external, now_unix))
+            .collect();
+        let status = verify::combine_status(&slices);
+        let host = CpuType::host();
+        let primary_slice = slices
+            .iter()
+            .position(|s| Some(s.arch) == host)
+            .or_else(|| slices.iter().position(|s| s.signature.is_some()))
+            .unwrap_or(0);
+        Ok(Self {
+            fat: parsed.fat,
+            slices,
+            status,
+            primary_slice,
+        })
+    }
+
+    fn primary(&self) -> Option<&SliceReport> {
+        self.slices.get(self.primary_slice)
+    }
+
+    /// CDHash of the primary slice.
+    pub fn cdhash(&self) -> Option<CdHash> {
+        self.primary()?.signature.as_ref().map(|s| s.cdhash)
+    }
+
+    /// Team ID of the primary slice.
+    pub fn team_id(&self) -> Option<&TeamId> {
+        self.primary()?.signature.as_ref()?.team_id.as_ref()
+    }
+
+    /// Santa Signing ID of the primary slice.
+    pub fn signing_id(&self) -> Option<&SigningId> {
+        self.primary()?.signature.as_ref()?.signing_id.as_ref()
+    }
+
+    /// Certificate chain of the primary slice, leaf first.
+    pub fn chain(&self) -> &[Certificate] {
+        self.primary()
+            .and_then(|s| s.signature.as_ref())
+            .map_or(&[], |s| s.chain.as_slice())
+    }
+
+    /// SHA-256 of the primary slice's leaf certificate.
+    pub fn leaf_certificate_sha256(&self) -> Option<Sha256> {
+        self.chain().first().map(|c| c.sha256)
+    }
+}
+
+/// What `santactl fileinfo` prints, with Santa's field names in `Display`.
+#[derive(Clone, Debug, Serialize)]
+pub struct FileInfo {
+    /// The path asked about.
+    pub path: PathBuf,
+    /// SHA-256 of the file.
+    pub sha256: Sha256,
+    /// SHA-1 of the file.
+    pub sha1: Sha1,
+    /// The stamp the bytes were read under.
+    pub stamp: FileStamp,
+    /// The file changed while it was read: every value below may be wrong.
+    pub changed: bool,
+    /// What the file is.
+    pub format: FileFormat,
+    /// Santa's Type line: `Executable (x86_64, arm64)`, `Script`, ...
+    pub type_description: String,
+    /// Signing facts, for Mach-O files.
+    pub signing: Option<FileSigning>,
+    /// Santa's Code-signed line.
+    pub code_signed: String,
+    /// Team ID.
+    pub team_id: Option<TeamId>,
+    /// Signing ID (`TEAMID:ident` / `platform:ident`).
+    pub signing_id: Option<SigningId>,
+    /// CDHash.
+    pub cdhash: Option<CdHash>,
+    /// The signing chain, leaf first.
+    pub signing_chain: Vec<Certificate>,
+    /// The bundle the file belongs to.
+    pub bundle: Option<Bundle>,
+}
+
+/// Options for [`file_info`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FileInfoOptions {
+    /// Size and mapping limits.
+    pub limits: HashLimits,
+}
+
+/// Why [`file_info`] failed.
+#[derive(Debug)]
+pub enum FileInfoError {
+    /// The file could not be read.
+    Hash(HashError),
+}
+
+impl fmt::Display for FileInfoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Hash(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for FileInfoError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Hash(e) => Some(e),
+        }
+    }
+}
+
+impl From<HashError> for FileInfoError {
+    fn from(e: HashError) -> Self {
+        Self::Hash(e)
+    }
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Signing facts of already-loaded bytes (santad's hot path: hash and parse share one read).
+/// `None` for files that are not Mach-O.
+pub fn inspect(bytes: &[u8], external: &ExternalFiles) -> Option<FileSigning> {
+    FileSigning::from_bytes(bytes, external, now_unix()).ok()
+}
+
+/// Everything `santactl fileinfo` prints about `path`.
+pub fn file_info(path: &Path, options: &FileInfoOptions) -> Result<FileInfo, FileInfoError> {
+    let file = std::fs::File::open(path).map_err(|source| HashError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let bytes = FileBytes::load(&file, &options.limits).map_err(|e| HashError::AtPath {
+        path: path.to_path_buf(),
+        source: Box::new(e),
+    })?;
+    let bundle = bundle::find_ancestor_bundle(path);
+    let external = bundle::external_files_for(path);
+    let format = macho::classify(&bytes);
+    let signing = FileSigning::from_bytes(&bytes, &external, now_unix()).ok();
+    let sha256 = bytes.sha256();
+    let sha1 = bytes.sha1();
+    let changed = !bytes.unchanged(&file)?;
+    let type_description = match (&signing, format) {
+        (Some(s), _) if !s.slices.is_empty() => {
+            let archs: Vec<String> = s.slices.iter().map(|sl| sl.arch.to_string()).collect();
+            let kind = s.slices[s.primary_slice].file_type.description();
+            format!("{kind} ({})", archs.join(", "))
+        }
+        (Some(_), _) => "Mach-O (malformed)".into(),
+        (None, FileFormat::Script) => "Script".into(),
+        (None, _) => "Unknown (not executable)".into(),
+    };
+    let code_signed = signing
+        .as_ref()
+        .map_or_else(|| "No".into(), |s| s.status.code_signed_text());
+    Ok(FileInfo {
+        path: path.to_path_buf(),
+        sha256,
+        sha1,
+        stamp: bytes.stamp(),
+        changed,
+        format,
+        type_description,
+        team_id: signing.as_ref().and_then(|s| s.team_id().cloned()),
+        signing_id: signing.as_ref().and_then(|s| s.signing_id().cloned()),
+        cdhash: signing.as_ref().and_then(FileSigning::cdhash),
+        signing_chain: signing
+            .as_ref()
+            .map(|s| s.chain().to_vec())
+            .unwrap_or_default(),
+        code_signed,
+        signing,
+        bundle,
+    })
+}
+
+impl fmt::Display for FileInfo {
+    /// Santa's `fileinfo` layout: `Name : value` lines, then the chain.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let line =
+            |f: &mut fmt::Formatter<'_>, k: &str, v: &dyn fmt::Display| writeln!(f, "{k:<22}: {v}");
+        line(f, "Path", &self.path.display())?;
+        line(f, "SHA-256", &self.sha256)?;
+        line(f, "SHA-1", &self.sha1)?;
+        if let Some(b) = &self.bundle {
+            line(f, "Bundle Name", &b.name.as_deref().unwrap_or(""))?;
+            line(f, "Bundle Version", &b.version.as_deref().unwrap_or(""))?;
+            line(
+                f,
+                "Bundle Version Str",
+                &b.short_version.as_deref().unwrap_or(""),
+            )?;
+        }
+        line(f, "Type", &self.type_description)?;
+        line(f, "Code-signed", &self.code_signed)?;
+        let none = "";
+        match &self.team_id {
+            Some(t) => line(f, "Team ID", t)?,
+            None => line(f, "Team ID", &none)?,
+        }
+        match &self.signing_id {
+            Some(s) => line(f, "Signing ID", s)?,
+            None => line(f, "Signing ID", &none)?,
+        }
+        match &self.cdhash {
+            Some(c) => line(f, "CDHash", c)?,
+            None => line(f, "CDHash", &none)?,
+        }
+        if self.changed {
+            line(f, "Warning", &"file changed while it was read")?;
+        }
+        if !self.signing_chain.is_empty() {
+            writeln!(f, "Signing Chain:")?;
+            for (i, c) in self.signing_chain.iter().enumerate() {
+                writeln!(f, "    {}. SHA-256             : {}", i + 1, c.sha256)?;
+                writeln!(f, "       SHA-1               : {}", c.sha1)?;
+                let opt = |o: &Option<String>| o.clone().unwrap_or_default();
+                writeln!(
+                    f,
+                    "       Common Name         : {}",
+                    opt(&c.subject.common_name)
+                )?;
+                writeln!(
+                    f,
+                    "       Organization        : {}",
+                    opt(&c.subject.organization)
+                )?;
+                writeln!(
+                    f,
+                    "       Organizational Unit : {}",
+                    opt(&c.subject.organizational_unit)
+                )?;
+                writeln!(f, "       Valid From          : {}", c.valid_from)?;
+                writeln!(f, "       Valid Until         : {}", c.valid_until)?;
+            }
+        }
+        Ok(())
+    }
+}

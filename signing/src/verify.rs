@@ -1,0 +1,676 @@
+//! Verification of a slice's code signature, and the signing status Santa decides on.
+//!
+//! Order of checks, first failure wins: the SuperBlob and CodeDirectories parse; every code
+//! page of every CodeDirectory hashes to its slot; every special slot matches its blob (or the
+//! external file, when given); then, unless ad-hoc, the CMS: its message digest is the digest of
+//! the slot-0 CodeDirectory, its signature verifies with the leaf key, the hash-agility
+//! attributes bind every other CodeDirectory, each certificate is signed by its issuer, the
+//! chain ends at Apple Root CA, and every certificate was valid at signing time.
+
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+
+use crate::cms::{CmsError, CmsSignature};
+use crate::codesign::{
+    self, CodeDirectory, CodeSignFlags, EmbeddedSignature, HashType, SignatureError,
+};
+use crate::ids::{CdHash, Sha256, SigningId, TeamId};
+use crate::macho::{CpuType, MachFileType, MachOError, Slice};
+use crate::x509::{Certificate, SignatureCheck, oid};
+
+/// SHA-256 of Apple Root CA (the 2006 RSA root that anchors Developer ID and Apple's own
+/// software signing), the trust anchor of every production signature.
+pub const APPLE_ROOT_CA_SHA256: Sha256 = Sha256([
+    0xb0, 0xb1, 0x73, 0x0e, 0xcb, 0xc7, 0xff, 0x45, 0x05, 0x14, 0x2c, 0x49, 0xf1, 0x29, 0x5e, 0x6e,
+    0xda, 0x6b, 0xca, 0xed, 0x7e, 0x2c, 0x68, 0xc5, 0xbe, 0x91, 0xb5, 0xa1, 0x10, 0x01, 0xf0, 0x24,
+]);
+
+/// Why a signature is invalid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InvalidReason {
+    /// The Mach-O structure itself is malformed.
+    MachO(MachOError),
+    /// The SuperBlob or a CodeDirectory is malformed.
+    Malformed(SignatureError),
+    /// A code page does not hash to its slot: the code was modified after signing.
+    PageHashMismatch {
+        /// Slot of the CodeDirectory (0 or 0x1000..).
+        code_directory: u32,
+        /// Page index.
+        page: u32,
+    },
+    /// A special slot does not match its blob or file (requirements, entitlements,
+    /// Info.plist, resources).
+    SpecialSlotMismatch {
+        /// Slot of the CodeDirectory.
+        code_directory: u32,
+        /// Special slot number (1 = Info.plist, 2 = requirements, ...).
+        special_slot: u32,
+    },
+    /// A blob (such as entitlements) that no CodeDirectory seals.
+    UnsealedBlob {
+        /// Its slot type.
+        slot: u32,
+    },
+    /// Not ad-hoc, yet no CMS signature.
+    MissingCms,
+    /// The CMS blob is malformed.
+    Cms(CmsError),
+    /// The CMS message digest is not the digest of the slot-0 CodeDirectory.
+    CmsDigestMismatch,
+    /// The CMS signature does not verify with the signer's key.
+    CmsSignatureInvalid,
+    /// A key or signature algorithm this crate cannot verify.
+    UnsupportedAlgorithm,
+    /// An alternate CodeDirectory not bound by the hash-agility attributes.
+    UnboundCodeDirectory {
+        /// Its slot.
+        code_directory: u32,
+    },
+    /// A certificate is not signed by its issuer.
+    CertificateSignatureInvalid {
+        /// SHA-256 of the certificate.
+        certificate: Sha256,
+    },
+    /// The chain stops before a self-signed root.
+    ChainIncomplete,
+    /// The chain ends at a root other than Apple Root CA.
+    UntrustedRoot {
+        /// SHA-256 of the root found.
+        root: Sha256,
+    },
+    /// A certificate was not valid at signing time.
+    CertificateNotValidAtSigningTime {
+        /// SHA-256 of the certificate.
+        certificate: Sha256,
+    },
+    /// The slices of a fat file are not all signed the same way (Santa refuses these).
+    InconsistentArchitectures,
+}
+
+impl fmt::Display for InvalidReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MachO(e) => write!(f, "malformed Mach-O: {e}"),
+            Self::Malformed(e) => write!(f, "malformed signature: {e}"),
+            Self::PageHashMismatch {
+                code_directory,
+                page,
+            } => write!(
+                f,
+                "code page {page} does not match CodeDirectory {code_directory:#x}"
+            ),
+            Self::SpecialSlotMismatch {
+                code_directory,
+                special_slot,
+            } => write!(
+                f,
+                "special slot -{special_slot} does not match CodeDirectory {code_directory:#x}"
+            ),
+            Self::UnsealedBlob { slot } => write!(f, "blob in slot {slot:#x} is not sealed"),
+            Self::MissingCms => write!(f, "not ad-hoc but no CMS signature"),
+            Self::Cms(e) => write!(f, "{e}"),
+            Self::CmsDigestMismatch => {
+                write!(f, "CMS message digest does not match the CodeDirectory")
+            }
+            Self::CmsSignatureInvalid => write!(f, "CMS signature does not verify"),
+            Self::UnsupportedAlgorithm => write!(f, "unsupported signature algorithm"),
+            Self::UnboundCodeDirectory { code_directory } => write!(
+                f,
+                "CodeDirectory {code_directory:#x} is not bound by the CMS signature"
+            ),
+            Self::CertificateSignatureInvalid { certificate } => {
+                write!(f, "certificate {certificate} is not signed by its issuer")
+            }
+            Self::ChainIncomplete => write!(f, "certificate chain does not reach a root"),
+            Self::UntrustedRoot { root } => write!(f, "chain ends at untrusted root {root}"),
+            Self::CertificateNotValidAtSigningTime { certificate } => {
+                write!(f, "certificate {certificate} was not valid at signing time")
+            }
+            Self::InconsistentArchitectures => {
+                write!(f, "signing is not consistent for all architectures")
+            }
+        }
+    }
+}
+
+impl Serialize for InvalidReason {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Santa's signing status of a binary; it decides which identities the rules may match on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", content = "reason")]
+pub enum SigningStatus {
+    /// No code signature.
+    Unsigned,
+    /// A signature that does not verify; identity by SHA-256 only.
+    Invalid(InvalidReason),
+    /// Valid ad-hoc signature (no certificate): CDHash and SHA-256.
+    Adhoc,
+    /// Valid, signed with a development certificate: CDHash, SHA-256, certificate.
+    Development,
+    /// Valid, signed with a production certificate (Developer ID, App Store, Apple):
+    /// every identity.
+    Production,
+}
+
+impl SigningStatus {
+    /// The status is a verified signature (ad-hoc or certificate).
+    pub fn is_valid(&self) -> bool {
+        matches!(self, Self::Adhoc | Self::Development | Self::Production)
+    }
+
+    /// Santa's `fileinfo` wording for the Code-signed line.
+    pub fn code_signed_text(&self) -> String {
+        match self {
+            Self::Unsigned => "No".into(),
+            Self::Invalid(InvalidReason::InconsistentArchitectures) => {
+                "Yes, but signing is not consistent for all architectures".into()
+            }
+            Self::Invalid(r) => format!("Yes, but code/signature changed/unverifiable ({r})"),
+            Self::Adhoc => "Yes, but ad-hoc".into(),
+            Self::Development => "Yes, with a development certificate".into(),
+            Self::Production => "Yes".into(),
+        }
+    }
+}
+
+/// Files outside the binary that special slots seal (the bundle's), when known.
+#[derive(Clone, Debug, Default)]
+pub struct ExternalFiles {
+    /// `Contents/Info.plist` bytes (special slot 1).
+    pub info_plist: Option<Vec<u8>>,
+    /// `Contents/_CodeSignature/CodeResources` bytes (special slot 3).
+    pub code_resources: Option<Vec<u8>>,
+}
+
+/// What a special slot was compared with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", content = "hash")]
+pub enum SlotState {
+    /// Matches the blob or file it seals.
+    Verified,
+    /// Seals a file outside the binary that was not available; the sealed hash.
+    External(String),
+    /// Does not match.
+    Mismatch,
+}
+
+/// One non-empty special slot of a CodeDirectory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SpecialSlot {
+    /// Slot number (slot -n in codesign's notation).
+    pub slot: u32,
+    /// Name: InfoSlot, Requirements, ResourceDir, Entitlements, DEREntitlements, ...
+    pub name: &'static str,
+    /// Result of the comparison.
+    pub state: SlotState,
+}
+
+fn special_slot_name(n: u32) -> &'static str {
+    match n {
+        codesign::SLOT_INFO => "InfoSlot",
+        codesign::SLOT_REQUIREMENTS => "Requirements",
+        codesign::SLOT_RESOURCE_DIR => "ResourceDir",
+        codesign::SLOT_APPLICATION => "Application",
+        codesign::SLOT_ENTITLEMENTS => "Entitlements",
+        codesign::SLOT_REP_SPECIFIC => "RepSpecific",
+        codesign::SLOT_DER_ENTITLEMENTS => "DEREntitlements",
+        8 => "LaunchConstraintSelf",
+        9 => "LaunchConstraintParent",
+        10 => "LaunchConstraintResponsible",
+        11 => "LibraryConstraint",
+        _ => "Unknown",
+    }
+}
+
+/// A CodeDirectory's facts and its verification.
+#[derive(Clone, Debug, Serialize)]
+pub struct CodeDirectoryReport {
+    /// SuperBlob slot (0, or 0x1000.. for alternates).
+    pub slot: u32,
+    /// Format version.
+    pub version: u32,
+    /// Flags.
+    pub flags: CodeSignFlags,
+    /// Hash type.
+    pub hash_type: HashType,
+    /// log2 of the page size.
+    pub page_size_log2: u8,
+    /// Number of code slots.
+    pub n_code_slots: u32,
+    /// Number of special slots.
+    pub n_special_slots: u32,
+    /// Bytes covered by page hashes.
+    pub code_limit: u64,
+    /// First 20 bytes of the digest.
+    pub cdhash: CdHash,
+    /// The full digest, lowercase hex.
+    pub digest: String,
+    /// Every code page matched its hash.
+    pub pages_verified: bool,
+    /// The non-empty special slots.
+    pub special_slots: Vec<SpecialSlot>,
+}
+
+/// Everything a slice's signature says, verified.
+#[derive(Clone, Debug, Serialize)]
+pub struct SignatureReport {
+    /// Every CodeDirectory, slot order.
+    pub code_directories: Vec<CodeDirectoryReport>,
+    /// CDHash of the best CodeDirectory.
+    pub cdhash: CdHash,
+    /// Hash type of that CodeDirectory.
+    pub hash_type: HashType,
+    /// Raw signing identifier.
+    pub identifier: String,
+    /// Team ID.
+    pub team_id: Option<TeamId>,
+    /// Santa's Signing ID (`TEAMID:ident` or `platform:ident`).
+    pub signing_id: Option<SigningId>,
+    /// Flags of the best CodeDirectory.
+    pub flags: CodeSignFlags,
+    /// Platform identifier byte.
+    pub platform: u8,
+    /// Entitlements, from the XML blob or else the DER blob.
+    pub entitlements: Option<serde_json::Value>,
+    /// The XML entitlements blob is present.
+    pub has_xml_entitlements: bool,
+    /// The DER entitlements blob is present.
+    pub has_der_entitlements: bool,
+    /// Number of requirements in the requirements set.
+    pub requirements_count: Option<u32>,
+    /// The CMS signature (absent for ad-hoc).
+    pub cms: Option<CmsSignature>,
+    /// The certificate chain, leaf first.
+    pub chain: Vec<Certificate>,
+    /// Signed by Apple's Software Signing certificate under Apple Root CA.
+    pub platform_binary: bool,
+}
+
+impl SignatureReport {
+    /// SHA-256 of the leaf certificate (Santa's CERTIFICATE identity).
+    pub fn leaf_certificate_sha256(&self) -> Option<Sha256> {
+        self.chain.first().map(|c| c.sha256)
+    }
+}
+
+/// One architecture's facts and signing status.
+#[derive(Clone, Debug, Serialize)]
+pub struct SliceReport {
+    /// CPU family.
+    pub arch: CpuType,
+    /// Raw `cputype`.
+    pub cpu_type: i32,
+    /// `cpusubtype` without capability bits.
+    pub cpu_subtype: u32,
+    /// File type.
+    pub file_type: MachFileType,
+    /// Offset of the slice in the file.
+    pub offset: u64,
+    /// Size of the slice.
+    pub size_bytes: u64,
+    /// The slice has a proper `__PAGEZERO`.
+    pub has_pagezero: bool,
+    /// The signature, if one was found and parsed.
+    pub signature: Option<SignatureReport>,
+    /// The slice's signing status.
+    pub status: SigningStatus,
+}
+
+/// Parses and verifies the signature of one slice.
+pub fn verify_slice(slice: &Slice<'_>, external: &ExternalFiles, now_unix: i64) -> SliceReport {
+    let mut report = SliceReport {
+        arch: slice.cpu,
+        cpu_type: slice.cpu_type_raw,
+        cpu_subtype: slice.cpu_subtype,
+        file_type: slice.file_type,
+        offset: slice.offset,
+        size_bytes: slice.size_bytes(),
+        has_pagezero: slice.has_pagezero,
+        signature: None,
+        status: SigningStatus::Unsigned,
+    };
+    let Some(loc) = slice.code_signature else {
+        return report;
+    };
+    // The Mach-O parser checked the area lies inside the slice.
+    let area = crate::bytes::slice_at(
+        slice.bytes,
+        loc.data_offset as usize,
+        loc.data_size as usize,
+    )
+    .unwrap_or(&[]);
+    let sig = match EmbeddedSignature::parse(area, slice.size_bytes()) {
+        Ok(s) => s,
+        Err(e) => {
+            report.status = SigningStatus::Invalid(InvalidReason::Malformed(e));
+            return report;
+        }
+    };
+    let (signature, status) = verify_embedded(slice.bytes, &sig, external, now_unix);
+    report.signature = Some(signature);
+    report.status = status;
+    report
+}
+
+fn first_err(acc: &mut Option<InvalidReason>, r: InvalidReason) {
+    if acc.is_none() {
+        *acc = Some(r);
+    }
+}
+
+fn verify_embedded(
+    code: &[u8],
+    sig: &EmbeddedSignature<'_>,
+    external: &ExternalFiles,
+    now_unix: i64,
+) -> (SignatureReport, SigningStatus) {
+    let mut failure: Option<InvalidReason> = None;
+    let mut cd_reports = Vec::with_capacity(sig.code_directories.len());
+    for cd in &sig.code_directories {
+        let pages = verify_pages(code, cd);
+        if let Err(r) = &pages {
+            first_err(&mut failure, r.clone());
+        }
+        let specials = verify_special_slots(sig, cd, external, &mut failure);
+        cd_reports.push(CodeDirectoryReport {
+            slot: cd.slot,
+            version: cd.version,
+            flags: cd.flags,
+            hash_type: cd.hash_type,
+            page_size_log2: cd.page_size_log2,
+            n_code_slots: cd.n_code_slots,
+            n_special_slots: cd.n_special_slots,
+            code_limit: cd.code_limit,
+            cdhash: cd.cdhash(),
+            digest: crate::ids::hex(&cd.digest()),
+            pages_verified: pages.is_ok(),
+            special_slots: specials,
+        });
+    }
+    // Internal blobs that no CodeDirectory seals could be swapped freely.
+    for b in &sig.superblob.blobs {
+        let sealable = b.slot > 0 && b.slot < codesign::SLOT_ALTERNATE_CODE_DIRECTORIES;
+        if sealable
+            && sig
+                .code_directories
+                .iter()
+                .any(|cd| b.slot > cd.n_special_slots)
+        {
+            first_err(&mut failure, InvalidReason::UnsealedBlob { slot: b.slot });
+        }
+    }
+
+    let best = sig.best_code_directory();
+    let xml = sig
+        .superblob
+        .blob(codesign::SLOT_ENTITLEMENTS)
+        .filter(|b| b.magic == codesign::MAGIC_ENTITLEMENTS);
+    let der = sig
+        .superblob
+        .blob(codesign::SLOT_DER_ENTITLEMENTS)
+        .filter(|b| b.magic == codesign::MAGIC_DER_ENTITLEMENTS);
+    let entitlements = xml
+        .and_then(|b| crate::entitlements::from_xml(b.payload()).ok())
+        .or_else(|| der.and_then(|b| crate::entitlements::from_der(b.payload()).ok()));
+    let team_id = best.team();
+    let mut report = SignatureReport {
+        code_directories: cd_reports,
+        cdhash: best.cdhash(),
+        hash_type: best.hash_type,
+        identifier: best.identifier.to_string(),
+        signing_id: SigningId::format(best.identifier, team_id.as_ref(), best.platform),
+        team_id,
+        flags: best.flags,
+        platform: best.platform,
+        entitlements,
+        has_xml_entitlements: xml.is_some(),
+        has_der_entitlements: der.is_some(),
+        requirements_count: sig.requirements_count(),
+        cms: None,
+        chain: Vec::new(),
+        platform_binary: false,
+    };
+
+    let adhoc = best.flags.adhoc();
+    let cms = match (sig.cms_payload(), adhoc) {
+        (None, true) => None,
+        (None, false) => {
+            first_err(&mut failure, InvalidReason::MissingCms);
+            None
+        }
+        (Some(payload), _) => match CmsSignature::parse(payload) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                // An ad-hoc signature's CMS is ignored by the kernel; a broken one is still
+                // a sign of tampering.
+                first_err(&mut failure, InvalidReason::Cms(e));
+                None
+            }
+        },
+    };
+    let mut production_leaf = false;
+    if let (Some(cms), false) = (&cms, adhoc) {
+        if let Err(r) = verify_cms(cms, sig, now_unix) {
+            first_err(&mut failure, r);
+        }
+        let chain: Vec<Certificate> = cms
+            .chain_indices()
+            .into_iter()
+            .map(|i| cms.certificates[i].clone())
+            .collect();
+        let anchored = chain
+            .last()
+            .is_some_and(|root| root.sha256 == APPLE_ROOT_CA_SHA256);
+        let leaf = &chain[0];
+        report.platform_binary = anchored && leaf.has_extension(oid::APPLE_SOFTWARE_SIGNING);
+        production_leaf = [
+            oid::APPLE_MAC_APP_STORE,
+            oid::APPLE_DEVELOPER_ID_APPLICATION,
+            oid::APPLE_IOS_APP_STORE,
+            oid::APPLE_SOFTWARE_SIGNING,
+        ]
+        .iter()
+        .any(|o| leaf.has_extension(o));
+        report.chain = chain;
+    }
+    report.cms = cms;
+    let status = match failure {
+        Some(r) => SigningStatus::Invalid(r),
+        None if adhoc => SigningStatus::Adhoc,
+        None if report.platform_binary || production_leaf => SigningStatus::Production,
+        None => SigningStatus::Development,
+    };
+    (report, status)
+}
+
+/// Hashes every code page and compares it with its slot.
+fn verify_pages(code: &[u8], cd: &CodeDirectory<'_>) -> Result<(), InvalidReason> {
+    // `EmbeddedSignature::parse` checked `code_limit <= code.len()`.
+    let limit = usize::try_from(cd.code_limit)
+        .unwrap_or(usize::MAX)
+        .min(code.len());
+    let page = cd
+        .page_size_bytes()
+        .map_or(limit.max(1), |p| usize::try_from(p).unwrap_or(usize::MAX));
+    let size = cd.hash_type.hash_size();
+    for i in 0..cd.n_code_slots {
+        let mismatch = InvalidReason::PageHashMismatch {
+            code_directory: cd.slot,
+            page: i,
+        };
+        let start = (i as usize).saturating_mul(page);
+        let end = start.saturating_add(page).min(limit);
+        let bytes = code.get(start..end).ok_or(mismatch.clone())?;
+        let want = cd.code_slot(i).ok_or(mismatch.clone())?;
+        if &cd.hash_type.digest(bytes).as_ref()[..size] != want {
+            return Err(mismatch);
+        }
+    }
+    Ok(())
+}
+
+fn verify_special_slots(
+    sig: &EmbeddedSignature<'_>,
+    cd: &CodeDirectory<'_>,
+    external: &ExternalFiles,
+    failure: &mut Option<InvalidReason>,
+) -> Vec<SpecialSlot> {
+    let mut out = Vec::new();
+    let size = cd.hash_type.hash_size();
+    for n in 1..=cd.n_special_slots {
+        let Some(want) = cd.special_slot(n) else {
+            continue;
+        };
+        let empty = want.iter().all(|&b| b == 0);
+        let mismatch = InvalidReason::SpecialSlotMismatch {
+            code_directory: cd.slot,
+            special_slot: n,
+        };
+        let matches = |bytes: &[u8]| &cd.hash_type.digest(bytes).as_ref()[..size] == want;
+        let external_file = match n {
+            codesign::SLOT_INFO => Some(external.info_plist.as_deref()),
+            codesign::SLOT_RESOURCE_DIR => Some(external.code_resources.as_deref()),
+            codesign::SLOT_APPLICATION | codesign::SLOT_REP_SPECIFIC => Some(None),
+            _ => None,
+        };
+        let state = match (sig.superblob.blob(n), external_file) {
+            (Some(blob), _) if matches(blob.bytes) => SlotState::Verified,
+            (Some(_), _) => SlotState::Mismatch,
+            (None, _) if empty => continue,
+            (None, Some(Some(file))) if matches(file) => SlotState::Verified,
+            (None, Some(Some(_))) => SlotState::Mismatch,
+            (None, Some(None)) => SlotState::External(crate::ids::hex(want)),
+            // A sealed internal blob that is missing.
+            (None, None) => SlotState::Mismatch,
+        };
+        if state == SlotState::Mismatch {
+            first_err(failure, mismatch);
+        }
+        out.push(SpecialSlot {
+            slot: n,
+            name: special_slot_name(n),
+            state,
+        });
+    }
+    out
+}
+
+fn verify_cms(
+    cms: &CmsSignature,
+    sig: &EmbeddedSignature<'_>,
+    now_unix: i64,
+) -> Result<(), InvalidReason> {
+    let cd0 = &sig.code_directories[0];
+    let leaf = cms.signer();
+    let signed_content = match &cms.signed_attributes {
+        Some(attrs) => {
+            let digest = cms.digest_algorithm.digest(cd0.bytes);
+            if cms.message_digest.as_deref() != Some(digest.as_slice()) {
+                return Err(InvalidReason::CmsDigestMismatch);
+            }
+            attrs.as_slice()
+        }
+        None => cd0.bytes,
+    };
+    match leaf
+        .public_key
+        .verify(cms.digest_algorithm, signed_content, &cms.signature)
+    {
+        SignatureCheck::Valid => {}
+        SignatureCheck::Invalid => return Err(InvalidReason::CmsSignatureInvalid),
+        SignatureCheck::Unsupported => return Err(InvalidReason::UnsupportedAlgorithm),
+    }
+    // Every CodeDirectory other than slot 0 must be named by a signed attribute, or an
+    // attacker could swap in an alternate CD (the kernel may pick it) with other page hashes.
+    for cd in &sig.code_directories[1..] {
+        let full = cd.digest();
+        let in_v2 = cms
+            .cdhashes_v2
+            .iter()
+            .any(|h| h.algorithm == Some(cd.hash_type.cms_algorithm()) && h.digest == full);
+        let in_v1 = cms
+            .cdhashes_v1
+            .iter()
+            .any(|h| h.as_slice() == &full[..20.min(full.len())]);
+        if !(in_v2 || in_v1) {
+            return Err(InvalidReason::UnboundCodeDirectory {
+                code_directory: cd.slot,
+            });
+        }
+    }
+    let chain = cms.chain_indices();
+    for pair in chain.windows(2) {
+        let (child, issuer) = (&cms.certificates[pair[0]], &cms.certificates[pair[1]]);
+        match child.signed_by(issuer) {
+            SignatureCheck::Valid => {}
+            SignatureCheck::Invalid => {
+                return Err(InvalidReason::CertificateSignatureInvalid {
+                    certificate: child.sha256,
+                });
+            }
+            SignatureCheck::Unsupported => return Err(InvalidReason::UnsupportedAlgorithm),
+        }
+    }
+    let root_index = chain.last().copied().unwrap_or(cms.signer_index);
+    let root = &cms.certificates[root_index];
+    if !root.is_self_issued() {
+        return Err(InvalidReason::ChainIncomplete);
+    }
+    match root.signed_by(root) {
+        SignatureCheck::Valid => {}
+        SignatureCheck::Invalid => {
+            return Err(InvalidReason::CertificateSignatureInvalid {
+                certificate: root.sha256,
+            });
+        }
+        SignatureCheck::Unsupported => return Err(InvalidReason::UnsupportedAlgorithm),
+    }
+    if root.sha256 != APPLE_ROOT_CA_SHA256 {
+        return Err(InvalidReason::UntrustedRoot { root: root.sha256 });
+    }
+    // Without a signing time, validity is judged now, as codesign does.
+    let at = cms.signing_time_unix.unwrap_or(now_unix);
+    for &i in &chain {
+        let c = &cms.certificates[i];
+        if at < c.not_before_unix || at > c.not_after_unix {
+            return Err(InvalidReason::CertificateNotValidAtSigningTime {
+                certificate: c.sha256,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The signing status of a whole file from its slices: a fat file is valid only if every
+/// slice is signed and all are signed alike (same kind, same leaf certificate) — Santa's rule.
+pub fn combine_status(slices: &[SliceReport]) -> SigningStatus {
+    if slices.iter().all(|s| s.status == SigningStatus::Unsigned) {
+        return SigningStatus::Unsigned;
+    }
+    if let Some(s) = slices
+        .iter()
+        .find(|s| matches!(s.status, SigningStatus::Invalid(_)))
+    {
+        return s.status.clone();
+    }
+    let first = &slices[0];
+    let leaf = |s: &SliceReport| {
+        s.signature
+            .as_ref()
+            .and_then(SignatureReport::leaf_certificate_sha256)
+    };
+    let consistent = slices
+        .iter()
+        .all(|s| s.status == first.status && leaf(s) == leaf(first));
+    if consistent {
+        first.status.clone()
+    } else {
+        SigningStatus::Invalid(InvalidReason::InconsistentArchitectures)
+    }
+}

@@ -26,6 +26,19 @@ use std::time::Duration;
 /// Placeholders preallocated per shard; more are possible but then the map allocates.
 const PENDING_PER_SHARD_PREALLOC: usize = 16;
 
+/// Device number of the dead entries a new cache is filled with. No filesystem reports it
+/// (`st_dev` is a small major/minor pair), so a real file never matches one.
+const DEAD_DEV: u64 = u64::MAX;
+
+/// Dummy insertions per entry of capacity made at construction (bounded in total by
+/// [`PREWARM_PUSHES_MAX`]). A full LRU churns its hash table (one remove and one insert per
+/// eviction); hashbrown cannot rehash a table in place above half load, so each table grows
+/// exactly once when its tombstones run out — after ~1–14 × capacity insertions, measured.
+/// Doing that churn at start-up moves the one allocation per shard out of the exec path.
+const PREWARM_PUSHES_PER_ENTRY: usize = 16;
+/// At most this many dummy insertions in all (~0.3 s), for very large caches.
+const PREWARM_PUSHES_MAX: usize = 4 << 20;
+
 /// How an evaluation's decision may be kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cacheability {
@@ -141,13 +154,29 @@ impl<D: Clone> DecisionCache<D> {
     /// keeping deny decisions for `deny_ttl_ns`.
     pub fn new(capacity: usize, shards: usize, deny_ttl_ns: u64, hasher: KeyHashBuilder) -> Self {
         let shards = shards.clamp(1, 1 << 12).next_power_of_two();
-        let per_shard = NonZeroUsize::new(capacity.div_ceil(shards).max(1)).unwrap_or(NonZeroUsize::MIN);
+        let per_shard =
+            NonZeroUsize::new(capacity.div_ceil(shards).max(1)).unwrap_or(NonZeroUsize::MIN);
+        let churn = (per_shard.get() * PREWARM_PUSHES_PER_ENTRY).min(PREWARM_PUSHES_MAX / shards);
         let shards_vec: Box<[CachePadded<Shard<D>>]> = (0..shards)
             .map(|_| {
+                let mut lru = LruCache::with_hasher(per_shard, hasher);
+                // Every node is allocated now, as a dead entry that real ones evict and reuse.
+                for ino in 0..(per_shard.get() + churn) as u64 {
+                    let dead = Entry {
+                        stamp: FileStamp::default(),
+                        epoch: 0,
+                        expires_ns: 0,
+                        decision: None,
+                    };
+                    lru.push(FileKey { dev: DEAD_DEV, ino }, dead);
+                }
                 CachePadded::new(Shard {
                     inner: Mutex::new(ShardInner {
-                        lru: LruCache::with_hasher(per_shard, hasher),
-                        pending: HashMap::with_capacity_and_hasher(PENDING_PER_SHARD_PREALLOC, hasher),
+                        lru,
+                        pending: HashMap::with_capacity_and_hasher(
+                            PENDING_PER_SHARD_PREALLOC,
+                            hasher,
+                        ),
                         next_seq: 0,
                     }),
                     changed: Condvar::new(),
@@ -206,9 +235,23 @@ impl<D: Clone> DecisionCache<D> {
         let seq = inner.next_seq;
         inner.next_seq += 1;
         if placeholder {
-            inner.pending.insert(key, Placeholder { seq, stamp, waiters: 0, outcome: Outcome::Running });
+            inner.pending.insert(
+                key,
+                Placeholder {
+                    seq,
+                    stamp,
+                    waiters: 0,
+                    outcome: Outcome::Running,
+                },
+            );
         }
-        Lookup::Miss(Ticket { key, stamp, epoch, seq, placeholder })
+        Lookup::Miss(Ticket {
+            key,
+            stamp,
+            epoch,
+            seq,
+            placeholder,
+        })
     }
 
     /// Publishes the decision of the evaluation `ticket` stands for: waiters take it, and it is
@@ -217,18 +260,24 @@ impl<D: Clone> DecisionCache<D> {
     pub fn complete(&self, ticket: Ticket, decision: &D, cacheability: Cacheability, now_ns: u64) {
         let shard = self.shard(&ticket.key);
         let mut inner = lock(&shard.inner);
-        let notify = ticket.placeholder && Self::resolve(
-            &mut inner,
-            &ticket,
-            Outcome::Done(decision.clone(), cacheability != Cacheability::Never),
-        );
+        let notify = ticket.placeholder
+            && Self::resolve(
+                &mut inner,
+                &ticket,
+                Outcome::Done(decision.clone(), cacheability != Cacheability::Never),
+            );
         let expires_ns = match cacheability {
             Cacheability::UntilChanged => Some(u64::MAX),
             Cacheability::DenyTtl => Some(now_ns.saturating_add(self.deny_ttl_ns)),
             Cacheability::Never => None,
         };
         if let Some(expires_ns) = expires_ns {
-            let entry = Entry { stamp: ticket.stamp, epoch: ticket.epoch, expires_ns, decision: Some(decision.clone()) };
+            let entry = Entry {
+                stamp: ticket.stamp,
+                epoch: ticket.epoch,
+                expires_ns,
+                decision: Some(decision.clone()),
+            };
             if let Some(existing) = inner.lru.get_mut(&ticket.key) {
                 *existing = entry;
             } else {
@@ -266,7 +315,11 @@ impl<D: Clone> DecisionCache<D> {
             }
             // Only the ticket's owner removes a running placeholder, so it must be there.
             other => {
-                debug_assert!(other.is_none(), "placeholder of {:?} replaced while running", ticket.key);
+                debug_assert!(
+                    other.is_none(),
+                    "placeholder of {:?} replaced while running",
+                    ticket.key
+                );
                 false
             }
         }
@@ -277,9 +330,17 @@ impl<D: Clone> DecisionCache<D> {
         let shard = self.shard(&wait.key);
         let mut inner = lock(&shard.inner);
         loop {
-            let Some(p) = inner.pending.get_mut(&wait.key).filter(|p| p.seq == wait.seq) else {
+            let Some(p) = inner
+                .pending
+                .get_mut(&wait.key)
+                .filter(|p| p.seq == wait.seq)
+            else {
                 // Placeholders with waiters are only removed by their last waiter.
-                debug_assert!(false, "placeholder of {:?} vanished under a waiter", wait.key);
+                debug_assert!(
+                    false,
+                    "placeholder of {:?} vanished under a waiter",
+                    wait.key
+                );
                 return WaitOutcome::Abandoned;
             };
             let outcome = match &p.outcome {
@@ -302,7 +363,11 @@ impl<D: Clone> DecisionCache<D> {
                 return outcome;
             }
             let left = Duration::from_nanos(deadline_ns.saturating_sub(now_ns()));
-            inner = shard.changed.wait_timeout(inner, left).unwrap_or_else(PoisonError::into_inner).0;
+            inner = shard
+                .changed
+                .wait_timeout(inner, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
     }
 
@@ -333,19 +398,40 @@ impl<D: Clone> DecisionCache<D> {
         self.invalidations.load(Ordering::Relaxed)
     }
 
-    /// Entries held (live, stale and dead), summed over shards.
+    /// Live entries (holding a decision, possibly stale), summed over shards. Walks every
+    /// shard: for status and tests, not the hot path.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| lock(&s.inner).lru.len()).sum()
+        self.shards
+            .iter()
+            .map(|s| {
+                lock(&s.inner)
+                    .lru
+                    .iter()
+                    .filter(|(_, e)| e.decision.is_some())
+                    .count()
+            })
+            .sum()
     }
 
-    /// Whether no entry is held.
+    /// Whether no live entry is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// Entries the cache can hold (summed over shards).
+    pub fn capacity(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| lock(&s.inner).lru.cap().get())
+            .sum()
+    }
+
     /// Evaluations in progress or with waiters still to leave, summed over shards.
     pub fn pending_len(&self) -> usize {
-        self.shards.iter().map(|s| lock(&s.inner).pending.len()).sum()
+        self.shards
+            .iter()
+            .map(|s| lock(&s.inner).pending.len())
+            .sum()
     }
 }
 
@@ -355,14 +441,22 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::AtomicUsize;
 
-    const STAMP: FileStamp = FileStamp { ctime_ns: 1, size: 10 };
+    const STAMP: FileStamp = FileStamp {
+        ctime_ns: 1,
+        size: 10,
+    };
 
     fn key(ino: u64) -> FileKey {
         FileKey { dev: 1, ino }
     }
 
     fn cache(capacity: usize, shards: usize) -> DecisionCache<u32> {
-        DecisionCache::new(capacity, shards, 1_500_000_000, KeyHashBuilder::with_seed(1))
+        DecisionCache::new(
+            capacity,
+            shards,
+            1_500_000_000,
+            KeyHashBuilder::with_seed(1),
+        )
     }
 
     fn miss(c: &DecisionCache<u32>, k: FileKey, now: u64) -> Ticket {
@@ -370,6 +464,24 @@ mod tests {
             Lookup::Miss(t) => t,
             other => panic!("expected a miss for {k:?}, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_new_cache_is_full_of_dead_entries_that_never_hit() {
+        let c = cache(64, 4);
+        assert_eq!(c.capacity(), 64);
+        assert!(c.is_empty(), "dead entries are not live");
+        assert!(matches!(
+            c.lookup(
+                FileKey {
+                    dev: DEAD_DEV,
+                    ino: 0
+                },
+                FileStamp::default(),
+                0
+            ),
+            Lookup::Miss(_)
+        ));
     }
 
     #[test]
@@ -386,7 +498,10 @@ mod tests {
         let c = cache(16, 2);
         let t = miss(&c, key(1), 0);
         c.complete(t, &7, Cacheability::UntilChanged, 0);
-        let newer = FileStamp { ctime_ns: 2, size: 10 };
+        let newer = FileStamp {
+            ctime_ns: 2,
+            size: 10,
+        };
         assert!(matches!(c.lookup(key(1), newer, 0), Lookup::Miss(_)));
     }
 
@@ -395,8 +510,14 @@ mod tests {
         let c = cache(16, 2);
         let t = miss(&c, key(1), 1_000);
         c.complete(t, &9, Cacheability::DenyTtl, 1_000);
-        assert!(matches!(c.lookup(key(1), STAMP, 1_000 + 1_499_999_999), Lookup::Hit(9)));
-        assert!(matches!(c.lookup(key(1), STAMP, 1_000 + 1_500_000_000), Lookup::Miss(_)));
+        assert!(matches!(
+            c.lookup(key(1), STAMP, 1_000 + 1_499_999_999),
+            Lookup::Hit(9)
+        ));
+        assert!(matches!(
+            c.lookup(key(1), STAMP, 1_000 + 1_500_000_000),
+            Lookup::Miss(_)
+        ));
     }
 
     #[test]
@@ -416,7 +537,10 @@ mod tests {
         }
         c.flush(FlushReason::Rules);
         for i in 0..8 {
-            assert!(matches!(c.lookup(key(i), STAMP, 0), Lookup::Miss(_)), "key {i} survived the flush");
+            assert!(
+                matches!(c.lookup(key(i), STAMP, 0), Lookup::Miss(_)),
+                "key {i} survived the flush"
+            );
         }
         assert_eq!(c.flush_counts()[FlushReason::Rules.index()], 1);
     }
@@ -474,7 +598,9 @@ mod tests {
     fn waiter_times_out_at_its_deadline() {
         let c = cache(16, 2);
         let _owner = miss(&c, key(1), 0);
-        let Lookup::Pending(w) = c.lookup(key(1), STAMP, 0) else { panic!("expected pending") };
+        let Lookup::Pending(w) = c.lookup(key(1), STAMP, 0) else {
+            panic!("expected pending")
+        };
         assert_eq!(c.wait(w, 100, || 100), WaitOutcome::TimedOut);
     }
 
@@ -482,7 +608,9 @@ mod tests {
     fn abandoned_evaluation_tells_waiters() {
         let c = cache(16, 2);
         let owner = miss(&c, key(1), 0);
-        let Lookup::Pending(w) = c.lookup(key(1), STAMP, 0) else { panic!("expected pending") };
+        let Lookup::Pending(w) = c.lookup(key(1), STAMP, 0) else {
+            panic!("expected pending")
+        };
         c.abandon(owner);
         assert_eq!(c.wait(w, u64::MAX, || 0), WaitOutcome::Abandoned);
         assert_eq!(c.pending_len(), 0);

@@ -29,7 +29,11 @@ impl MonotonicClock {
             // SAFETY: `info` is a valid, writable `mach_timebase_info` for the duration of the
             // call; the function only writes to it.
             let kr = unsafe { mach2::mach_time::mach_timebase_info(&mut info) };
-            let timebase = if kr == 0 && info.denom != 0 { (info.numer, info.denom) } else { (1, 1) };
+            let timebase = if kr == 0 && info.denom != 0 {
+                (info.numer, info.denom)
+            } else {
+                (1, 1)
+            };
             Self { timebase }
         }
         #[cfg(not(target_os = "macos"))]
@@ -43,12 +47,17 @@ impl MonotonicClock {
 impl Clock for MonotonicClock {
     #[inline]
     fn now_ns(&self) -> u64 {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux, and
         // the call goes through the vDSO (no syscall).
         let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
         debug_assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC) cannot fail");
-        (ts.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(ts.tv_nsec as u64)
+        (ts.tv_sec as u64)
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(ts.tv_nsec as u64)
     }
 }
 
@@ -82,7 +91,9 @@ pub struct SimClock {
 impl SimClock {
     /// A simulated clock reading `start_ns`.
     pub fn new(start_ns: u64) -> Self {
-        Self { now_ns: AtomicU64::new(start_ns) }
+        Self {
+            now_ns: AtomicU64::new(start_ns),
+        }
     }
 
     /// Moves the clock forward by `delta_ns`.

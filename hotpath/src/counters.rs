@@ -118,7 +118,11 @@ pub(crate) struct Counters {
 
 impl Counters {
     pub fn new(threads: usize) -> Self {
-        Self { cores: (0..threads.max(1)).map(|_| CachePadded::new(CoreCounters::default())).collect() }
+        Self {
+            cores: (0..threads.max(1))
+                .map(|_| CachePadded::new(CoreCounters::default()))
+                .collect(),
+        }
     }
 
     #[inline]

@@ -273,7 +273,11 @@ where
         let counters = self.counters.core(core.min(self.external_core()));
         if !self.running.load(Ordering::Acquire) {
             bump(&counters.shutdown_defaults);
-            self.responder.respond(AnsweredBy::Submitter, &event.payload, Answer::Default(DefaultReason::ShuttingDown));
+            self.responder.respond(
+                AnsweredBy::Submitter,
+                &event.payload,
+                Answer::Default(DefaultReason::ShuttingDown),
+            );
             return Submitted::Answered(DefaultReason::ShuttingDown);
         }
         let deadline_ns = event.deadline_ns;
@@ -281,7 +285,11 @@ where
             Ok(slot) => slot,
             Err(event) => {
                 bump(&counters.slots_full_defaults);
-                self.responder.respond(AnsweredBy::Submitter, &event.payload, Answer::Default(DefaultReason::SlotsFull));
+                self.responder.respond(
+                    AnsweredBy::Submitter,
+                    &event.payload,
+                    Answer::Default(DefaultReason::SlotsFull),
+                );
                 return Submitted::Answered(DefaultReason::SlotsFull);
             }
         };
@@ -301,7 +309,11 @@ where
             }
             Err(_) => {
                 bump(&counters.queue_full_defaults);
-                self.answer(AnsweredBy::Submitter, slot, Answer::Default(DefaultReason::QueueFull));
+                self.answer(
+                    AnsweredBy::Submitter,
+                    slot,
+                    Answer::Default(DefaultReason::QueueFull),
+                );
                 self.slots.release(slot);
                 Submitted::Answered(DefaultReason::QueueFull)
             }
@@ -363,7 +375,8 @@ where
     #[inline]
     fn answer(&self, by: AnsweredBy, slot: SlotRef, answer: Answer<'_, E::Decision>) {
         if self.slots.try_answer(slot) {
-            self.responder.respond(by, &self.slots.data(slot).payload, answer);
+            self.responder
+                .respond(by, &self.slots.data(slot).payload, answer);
         }
     }
 
@@ -373,19 +386,41 @@ where
         let by = AnsweredBy::Worker(worker);
         let slot = self.slots.held(index);
         let event = self.slots.data(slot);
-        match self.cache.lookup(event.key, event.stamp, self.clock.now_ns()) {
+        match self
+            .cache
+            .lookup(event.key, event.stamp, self.clock.now_ns())
+        {
             Lookup::Hit(decision) => {
                 bump(&counters.hits);
-                self.answer(by, slot, Answer::Decided { decision: &decision, origin: Origin::Cache, cacheable: true });
+                self.answer(
+                    by,
+                    slot,
+                    Answer::Decided {
+                        decision: &decision,
+                        origin: Origin::Cache,
+                        cacheable: true,
+                    },
+                );
             }
             Lookup::Miss(ticket) => {
                 bump(&counters.misses);
                 bump(&counters.evaluations);
-                match catch_unwind(AssertUnwindSafe(|| self.evaluator.evaluate(local, &event.payload))) {
+                match catch_unwind(AssertUnwindSafe(|| {
+                    self.evaluator.evaluate(local, &event.payload)
+                })) {
                     Ok(evaluation) => {
                         let cacheable = evaluation.cacheability != Cacheability::Never;
-                        self.cache.complete(ticket, &evaluation.decision, evaluation.cacheability, self.clock.now_ns());
-                        let answer = Answer::Decided { decision: &evaluation.decision, origin: Origin::Evaluated, cacheable };
+                        self.cache.complete(
+                            ticket,
+                            &evaluation.decision,
+                            evaluation.cacheability,
+                            self.clock.now_ns(),
+                        );
+                        let answer = Answer::Decided {
+                            decision: &evaluation.decision,
+                            origin: Origin::Evaluated,
+                            cacheable,
+                        };
                         self.answer(by, slot, answer);
                     }
                     Err(_) => {
@@ -397,16 +432,27 @@ where
             }
             Lookup::Pending(wait) => {
                 bump(&counters.waits);
-                match self.cache.wait(wait, event.deadline_ns, || self.clock.now_ns()) {
+                match self
+                    .cache
+                    .wait(wait, event.deadline_ns, || self.clock.now_ns())
+                {
                     WaitOutcome::Decided(decision) => {
                         // The owner already let the kernel cache it if it could.
-                        let answer = Answer::Decided { decision: &decision, origin: Origin::Coalesced, cacheable: false };
+                        let answer = Answer::Decided {
+                            decision: &decision,
+                            origin: Origin::Coalesced,
+                            cacheable: false,
+                        };
                         self.answer(by, slot, answer);
                     }
                     WaitOutcome::TimedOut => {
                         if self.slots.try_answer(slot) {
                             bump(&counters.deadline_defaults);
-                            self.responder.respond(by, &event.payload, Answer::Default(DefaultReason::Deadline));
+                            self.responder.respond(
+                                by,
+                                &event.payload,
+                                Answer::Default(DefaultReason::Deadline),
+                            );
                         }
                     }
                     WaitOutcome::Abandoned => {
@@ -454,7 +500,11 @@ where
         let now = self.clock.now_ns();
         self.slots.expire_due(now, |event| {
             bump(&counters.deadline_defaults);
-            self.responder.respond(AnsweredBy::Deadline, &event.payload, Answer::Default(DefaultReason::Deadline));
+            self.responder.respond(
+                AnsweredBy::Deadline,
+                &event.payload,
+                Answer::Default(DefaultReason::Deadline),
+            );
         })
     }
 
@@ -519,13 +569,17 @@ where
 
 impl<P, E: Evaluator<P>, R, C, S> Clone for Handle<P, E, R, C, S> {
     fn clone(&self) -> Self {
-        Self { shared: self.shared.clone() }
+        Self {
+            shared: self.shared.clone(),
+        }
     }
 }
 
 impl<P, E: Evaluator<P>, R, C, S> std::fmt::Debug for Handle<P, E, R, C, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Handle").field("workers", &self.shared.queues.len()).finish_non_exhaustive()
+        f.debug_struct("Handle")
+            .field("workers", &self.shared.queues.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -538,7 +592,9 @@ where
     S: Source<P>,
 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("workers", &self.workers.len()).finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("workers", &self.workers.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -606,16 +662,28 @@ where
     S: Source<P>,
 {
     /// Builds the engine and starts its workers (and deadline thread, if configured).
-    pub fn start(config: EngineConfig, evaluator: E, responder: R, clock: C, source: S) -> std::io::Result<Self> {
+    pub fn start(
+        config: EngineConfig,
+        evaluator: E,
+        responder: R,
+        clock: C,
+        source: S,
+    ) -> std::io::Result<Self> {
         let workers = if config.workers == 0 {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
         } else {
             config.workers
         };
         let shared = Arc::new(Shared {
             slots: Slots::new(config.inflight_max),
-            queues: (0..workers).map(|_| CachePadded::new(ArrayQueue::new(config.queue_depth_max.max(1)))).collect(),
-            sleeping: (0..workers).map(|_| CachePadded::new(AtomicBool::new(false))).collect(),
+            queues: (0..workers)
+                .map(|_| CachePadded::new(ArrayQueue::new(config.queue_depth_max.max(1))))
+                .collect(),
+            sleeping: (0..workers)
+                .map(|_| CachePadded::new(AtomicBool::new(false)))
+                .collect(),
             worker_threads: (0..workers).map(|_| OnceLock::new()).collect(),
             cache: DecisionCache::new(
                 config.cache_capacity,
@@ -635,24 +703,36 @@ where
             deadline_thread: OnceLock::new(),
             deadline_stop: AtomicBool::new(false),
         });
-        let mut engine = Engine { shared: shared.clone(), workers: Vec::with_capacity(workers), deadline: None };
+        let mut engine = Engine {
+            shared: shared.clone(),
+            workers: Vec::with_capacity(workers),
+            deadline: None,
+        };
         if config.deadline_thread {
             let s = shared.clone();
-            let handle = std::thread::Builder::new().name("santad-deadline".into()).spawn(move || s.run_deadline())?;
+            let handle = std::thread::Builder::new()
+                .name("santad-deadline".into())
+                .spawn(move || s.run_deadline())?;
             let _ = shared.deadline_thread.set(handle.thread().clone());
             engine.deadline = Some(handle);
         }
-        let cores = if config.pin_workers { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
+        let cores = if config.pin_workers {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         for w in 0..workers {
             let s = shared.clone();
             let core = (!cores.is_empty()).then(|| cores[w % cores.len()]);
-            let handle = std::thread::Builder::new().name(format!("santad-worker-{w}")).spawn(move || {
-                if let Some(core) = core {
-                    // Best effort: an unpinned worker is slower, not wrong.
-                    core_affinity::set_for_current(core);
-                }
-                s.run_worker(w);
-            })?;
+            let handle = std::thread::Builder::new()
+                .name(format!("santad-worker-{w}"))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        // Best effort: an unpinned worker is slower, not wrong.
+                        core_affinity::set_for_current(core);
+                    }
+                    s.run_worker(w);
+                })?;
             engine.workers.push(handle);
         }
         Ok(engine)
@@ -660,7 +740,9 @@ where
 
     /// A handle for outside threads.
     pub fn handle(&self) -> Handle<P, E, R, C, S> {
-        Handle { shared: self.shared.clone() }
+        Handle {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Answers every pending event whose deadline has passed, with the default; returns the
@@ -695,7 +777,11 @@ where
                 let slot = s.slots.held(index);
                 if s.slots.try_answer(slot) {
                     bump(&s.counters.core(s.external_core()).shutdown_defaults);
-                    s.responder.respond(AnsweredBy::Submitter, &s.slots.data(slot).payload, Answer::Default(DefaultReason::ShuttingDown));
+                    s.responder.respond(
+                        AnsweredBy::Submitter,
+                        &s.slots.data(slot).payload,
+                        Answer::Default(DefaultReason::ShuttingDown),
+                    );
                 }
                 s.slots.release(slot);
             }

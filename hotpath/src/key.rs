@@ -31,7 +31,7 @@ pub struct KeyHashBuilder {
 impl KeyHashBuilder {
     /// A builder seeded from the standard library's per-process random keys.
     pub fn random() -> Self {
-        let seed = std::collections::hash_map::RandomState::new().hash_one(0x5a17_au64);
+        let seed = std::collections::hash_map::RandomState::new().hash_one(0x5a17_u64);
         Self { seed }
     }
 
@@ -110,7 +110,10 @@ mod tests {
             counts[((h >> 20) % shards) as usize] += 1;
         }
         let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
-        assert!(*min > 800 && *max < 1_200, "shard spread too uneven: {min}..{max}");
+        assert!(
+            *min > 800 && *max < 1_200,
+            "shard spread too uneven: {min}..{max}"
+        );
     }
 
     #[test]

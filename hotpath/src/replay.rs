@@ -39,7 +39,10 @@ pub enum TraceError {
 impl std::fmt::Display for TraceError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::BadLine { line, reason } => write!(f, "trace line {line}: {reason} (want `dev ino ctime_ns size`)"),
+            Self::BadLine { line, reason } => write!(
+                f,
+                "trace line {line}: {reason} (want `dev ino ctime_ns size`)"
+            ),
             Self::TooLong => write!(f, "trace has more than {TRACE_EVENTS_MAX} events"),
         }
     }
@@ -66,7 +69,8 @@ pub struct Trace {
     events: Vec<TraceEvent>,
 }
 
-/// First inode number used for never-seen files, far above the hot set.
+/// First inode number used for never-seen files, far above the hot set; each seed gets its own
+/// range of 2^24 inodes above it, so traces with different seeds never share a "new" file.
 const NEW_INO_BASE: u64 = 1 << 40;
 
 impl Trace {
@@ -78,10 +82,17 @@ impl Trace {
             if line.is_empty() {
                 continue;
             }
-            let bad = |reason| TraceError::BadLine { line: i + 1, reason };
+            let bad = |reason| TraceError::BadLine {
+                line: i + 1,
+                reason,
+            };
             let mut fields = line.split_ascii_whitespace();
             let mut next = || -> Result<u64, TraceError> {
-                fields.next().ok_or(bad("too few fields"))?.parse::<u64>().map_err(|_| bad("not an unsigned number"))
+                fields
+                    .next()
+                    .ok_or(bad("too few fields"))?
+                    .parse::<u64>()
+                    .map_err(|_| bad("not an unsigned number"))
             };
             let (dev, ino, ctime_ns, size) = (next()?, next()?, next()?, next()?);
             if fields.next().is_some() {
@@ -91,7 +102,10 @@ impl Trace {
             if events.len() == TRACE_EVENTS_MAX {
                 return Err(TraceError::TooLong);
             }
-            events.push(TraceEvent { key: FileKey { dev, ino }, stamp: FileStamp { ctime_ns, size } });
+            events.push(TraceEvent {
+                key: FileKey { dev, ino },
+                stamp: FileStamp { ctime_ns, size },
+            });
         }
         Ok(Self { events })
     }
@@ -99,17 +113,23 @@ impl Trace {
     /// Generates a synthetic trace (deterministic for a seed).
     pub fn synthetic(spec: &Synthetic) -> Self {
         let mut rng = SplitMix64(spec.seed);
-        let mut next_new = NEW_INO_BASE;
+        let mut next_new = NEW_INO_BASE + ((spec.seed & 0xff_ffff) << 24);
         let events = (0..spec.events.min(TRACE_EVENTS_MAX))
             .map(|_| {
-                let new = spec.hot_files == 0 || rng.next() % 100 < u64::from(spec.new_percent);
+                let new = spec.hot_files == 0 || rng.next_u64() % 100 < u64::from(spec.new_percent);
                 let ino = if new {
                     next_new += 1;
                     next_new
                 } else {
-                    rng.next() % spec.hot_files
+                    rng.next_u64() % spec.hot_files
                 };
-                TraceEvent { key: FileKey { dev: 1, ino }, stamp: FileStamp { ctime_ns: 1, size: 4096 } }
+                TraceEvent {
+                    key: FileKey { dev: 1, ino },
+                    stamp: FileStamp {
+                        ctime_ns: 1,
+                        size: 4096,
+                    },
+                }
             })
             .collect();
         Self { events }
@@ -117,20 +137,36 @@ impl Trace {
 
     /// `copies` events of one file, in a row: the duplicate burst.
     pub fn burst(key: FileKey, copies: usize) -> Self {
-        let event = TraceEvent { key, stamp: FileStamp { ctime_ns: 1, size: 4096 } };
-        Self { events: vec![event; copies.min(TRACE_EVENTS_MAX)] }
+        let event = TraceEvent {
+            key,
+            stamp: FileStamp {
+                ctime_ns: 1,
+                size: 4096,
+            },
+        };
+        Self {
+            events: vec![event; copies.min(TRACE_EVENTS_MAX)],
+        }
     }
 
-    /// One event per hot file, to warm a cache before measuring hits.
+    /// One event per hot file (inodes `0..hot_files`, as [`Trace::synthetic`] uses), to warm a
+    /// cache before measuring hits.
     pub fn warmup(hot_files: u64) -> Self {
-        Self::synthetic(&Synthetic { events: 0, hot_files, new_percent: 0, seed: 0 }).with_events(
-            (0..hot_files.min(TRACE_EVENTS_MAX as u64))
-                .map(|ino| TraceEvent { key: FileKey { dev: 1, ino }, stamp: FileStamp { ctime_ns: 1, size: 4096 } }),
-        )
+        Self::default().extended((0..hot_files.min(TRACE_EVENTS_MAX as u64)).map(|ino| {
+            TraceEvent {
+                key: FileKey { dev: 1, ino },
+                stamp: FileStamp {
+                    ctime_ns: 1,
+                    size: 4096,
+                },
+            }
+        }))
     }
 
-    fn with_events(mut self, events: impl Iterator<Item = TraceEvent>) -> Self {
-        self.events.extend(events);
+    /// This trace followed by `events` (up to [`TRACE_EVENTS_MAX`] in all).
+    pub fn extended(mut self, events: impl IntoIterator<Item = TraceEvent>) -> Self {
+        let room = TRACE_EVENTS_MAX - self.events.len();
+        self.events.extend(events.into_iter().take(room));
         self
     }
 
@@ -156,7 +192,7 @@ pub struct SplitMix64(pub u64);
 
 impl SplitMix64 {
     /// The next 64 random bits.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -231,7 +267,12 @@ where
             let payload = (self.make_payload)(event, now);
             submit.submit(
                 worker,
-                Event { payload, key: event.key, stamp: event.stamp, deadline_ns: now.saturating_add(self.deadline_ns) },
+                Event {
+                    payload,
+                    key: event.key,
+                    stamp: event.stamp,
+                    deadline_ns: now.saturating_add(self.deadline_ns),
+                },
             );
         }
         end.saturating_sub(start)
@@ -254,26 +295,83 @@ mod tests {
         let t = Trace::parse("# dev ino ctime size\n1 2 3 4\n\n5 6 7 8 # trailing\n").unwrap();
         assert_eq!(t.len(), 2);
         assert_eq!(t.events()[1].key, FileKey { dev: 5, ino: 6 });
-        assert_eq!(t.events()[1].stamp, FileStamp { ctime_ns: 7, size: 8 });
+        assert_eq!(
+            t.events()[1].stamp,
+            FileStamp {
+                ctime_ns: 7,
+                size: 8
+            }
+        );
     }
 
     #[test]
     fn rejects_bad_lines_with_their_number() {
-        assert_eq!(Trace::parse("1 2 3\n").unwrap_err(), TraceError::BadLine { line: 1, reason: "too few fields" });
+        assert_eq!(
+            Trace::parse("1 2 3\n").unwrap_err(),
+            TraceError::BadLine {
+                line: 1,
+                reason: "too few fields"
+            }
+        );
         assert_eq!(
             Trace::parse("1 2 3 4\n1 2 x 4\n").unwrap_err(),
-            TraceError::BadLine { line: 2, reason: "not an unsigned number" }
+            TraceError::BadLine {
+                line: 2,
+                reason: "not an unsigned number"
+            }
         );
-        assert_eq!(Trace::parse("1 2 3 4 5").unwrap_err(), TraceError::BadLine { line: 1, reason: "too many fields" });
-        assert!(matches!(Trace::parse("1 2 18446744073709551615 4"), Err(TraceError::BadLine { .. })));
+        assert_eq!(
+            Trace::parse("1 2 3 4 5").unwrap_err(),
+            TraceError::BadLine {
+                line: 1,
+                reason: "too many fields"
+            }
+        );
+        assert!(matches!(
+            Trace::parse("1 2 18446744073709551615 4"),
+            Err(TraceError::BadLine { .. })
+        ));
+    }
+
+    #[test]
+    fn different_seeds_never_share_new_files() {
+        let a = Trace::synthetic(&Synthetic {
+            events: 1_000,
+            hot_files: 0,
+            new_percent: 100,
+            seed: 1,
+        });
+        let b = Trace::synthetic(&Synthetic {
+            events: 1_000,
+            hot_files: 0,
+            new_percent: 100,
+            seed: 2,
+        });
+        let a: std::collections::HashSet<_> = a.events().iter().map(|e| e.key).collect();
+        assert_eq!(a.len(), 1_000);
+        assert!(b.events().iter().all(|e| !a.contains(&e.key)));
     }
 
     #[test]
     fn synthetic_mix_has_the_asked_share_of_new_files() {
-        let t = Trace::synthetic(&Synthetic { events: 100_000, hot_files: 100, new_percent: 10, seed: 42 });
-        let new = t.events().iter().filter(|e| e.key.ino >= NEW_INO_BASE).count();
+        let t = Trace::synthetic(&Synthetic {
+            events: 100_000,
+            hot_files: 100,
+            new_percent: 10,
+            seed: 42,
+        });
+        let new = t
+            .events()
+            .iter()
+            .filter(|e| e.key.ino >= NEW_INO_BASE)
+            .count();
         assert!((9_000..11_000).contains(&new), "{new} new files of 100000");
-        let again = Trace::synthetic(&Synthetic { events: 100_000, hot_files: 100, new_percent: 10, seed: 42 });
+        let again = Trace::synthetic(&Synthetic {
+            events: 100_000,
+            hot_files: 100,
+            new_percent: 10,
+            seed: 42,
+        });
         assert_eq!(t.events(), again.events(), "same seed, same trace");
     }
 }

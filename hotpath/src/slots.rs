@@ -91,7 +91,10 @@ unsafe impl<P: Send> Send for Slots<P> {}
 
 impl<P> std::fmt::Debug for Slots<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Slots").field("capacity", &self.slots.len()).field("free", &self.free.len()).finish()
+        f.debug_struct("Slots")
+            .field("capacity", &self.slots.len())
+            .field("free", &self.free.len())
+            .finish()
     }
 }
 
@@ -127,17 +130,24 @@ impl<P> Slots<P> {
     /// Claims a free slot for `data` and publishes it as pending with one reference; hands the
     /// data back if every slot is taken.
     pub fn claim(&self, data: Event<P>) -> Result<SlotRef, Event<P>> {
-        let Some(index) = self.free.pop() else { return Err(data) };
+        let Some(index) = self.free.pop() else {
+            return Err(data);
+        };
         let slot = &self.slots[index as usize];
         let state = slot.state.load(Ordering::Acquire);
-        debug_assert_eq!(state & PHASE_MASK, FREE, "slot {index} on the free list but not free");
+        debug_assert_eq!(
+            state & PHASE_MASK,
+            FREE,
+            "slot {index} on the free list but not free"
+        );
         let generation = generation(state);
         slot.deadline_ns.store(data.deadline_ns, Ordering::Relaxed);
         // SAFETY: the index came off the free list, so this thread owns the slot exclusively
         // until the store below publishes it; the previous payload was dropped before the
         // index went back on the list.
         unsafe { (*slot.data.get()).write(data) };
-        slot.state.store(pack(generation, 1, PENDING), Ordering::SeqCst);
+        slot.state
+            .store(pack(generation, 1, PENDING), Ordering::SeqCst);
         Ok(SlotRef { index, generation })
     }
 
@@ -148,8 +158,14 @@ impl<P> Slots<P> {
     #[inline]
     pub fn held(&self, index: u32) -> SlotRef {
         let state = self.slots[index as usize].state.load(Ordering::Acquire);
-        debug_assert!(refs(state) >= 1 && state & PHASE_MASK != FREE, "slot {index} is not held");
-        SlotRef { index, generation: generation(state) }
+        debug_assert!(
+            refs(state) >= 1 && state & PHASE_MASK != FREE,
+            "slot {index} is not held"
+        );
+        SlotRef {
+            index,
+            generation: generation(state),
+        }
     }
 
     /// The data of a slot the caller holds a reference to.
@@ -183,17 +199,28 @@ impl<P> Slots<P> {
     pub fn release(&self, slot: SlotRef) {
         let s = &self.slots[slot.index as usize];
         let prev = s.state.fetch_sub(REF_ONE, Ordering::AcqRel);
-        debug_assert_eq!(generation(prev), slot.generation, "release of a stale slot reference");
+        debug_assert_eq!(
+            generation(prev),
+            slot.generation,
+            "release of a stale slot reference"
+        );
         debug_assert!(refs(prev) >= 1, "release without a reference");
         if refs(prev) == 1 {
-            debug_assert_eq!(prev & PHASE_MASK, ANSWERED, "slot released before it was answered");
+            debug_assert_eq!(
+                prev & PHASE_MASK,
+                ANSWERED,
+                "slot released before it was answered"
+            );
             // SAFETY: that was the last reference. Every holder answers (or loses the answer
             // CAS) before releasing, so the phase is ANSWERED and no new reference can be taken
             // (the deadline thread takes one only by a CAS from PENDING); nobody else can reach
             // the data, which was initialised by `claim` and not dropped since.
             unsafe { (*s.data.get()).assume_init_drop() };
             s.deadline_ns.store(u64::MAX, Ordering::Relaxed);
-            s.state.store(pack(slot.generation.wrapping_add(1), 0, FREE), Ordering::Release);
+            s.state.store(
+                pack(slot.generation.wrapping_add(1), 0, FREE),
+                Ordering::Release,
+            );
             // Cannot fail: every index is on the list at most once and the list holds them all.
             let pushed = self.free.push(slot.index);
             debug_assert!(pushed.is_ok(), "free list overflow");
@@ -228,7 +255,10 @@ impl<P> Slots<P> {
                 )
                 .is_ok()
             {
-                let slot = SlotRef { index: index as u32, generation };
+                let slot = SlotRef {
+                    index: index as u32,
+                    generation,
+                };
                 on_due(self.data(slot));
                 self.release(slot);
             }
@@ -256,7 +286,12 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     fn data<P>(payload: P, deadline_ns: u64) -> Event<P> {
-        Event { payload, key: FileKey { dev: 0, ino: 0 }, stamp: FileStamp::default(), deadline_ns }
+        Event {
+            payload,
+            key: FileKey { dev: 0, ino: 0 },
+            stamp: FileStamp::default(),
+            deadline_ns,
+        }
     }
 
     /// Counts drops, to show every payload is dropped exactly once.
@@ -299,8 +334,15 @@ mod tests {
         assert_eq!(answered, 0);
         assert_eq!(slots.expire_due(100, |_| answered += 1), u64::MAX);
         assert_eq!(answered, 1);
-        assert_eq!(drops.load(Ordering::SeqCst), 0, "payload still held by the worker");
-        assert!(!slots.try_answer(s), "the worker must lose after the deadline answered");
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            0,
+            "payload still held by the worker"
+        );
+        assert!(
+            !slots.try_answer(s),
+            "the worker must lose after the deadline answered"
+        );
         slots.release(s);
         assert_eq!(drops.load(Ordering::SeqCst), 1);
         assert_eq!(slots.expire_due(1_000, |_| answered += 1), u64::MAX);
@@ -363,8 +405,16 @@ mod tests {
         }
         stop.store(true, Ordering::SeqCst);
         scanner.join().unwrap();
-        assert_eq!(answers.load(Ordering::SeqCst), N, "every event answered exactly once");
-        assert_eq!(drops.load(Ordering::SeqCst), N, "every payload dropped exactly once");
+        assert_eq!(
+            answers.load(Ordering::SeqCst),
+            N,
+            "every event answered exactly once"
+        );
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            N,
+            "every payload dropped exactly once"
+        );
         assert_eq!(slots.in_flight(), 0);
     }
 }

@@ -1,16 +1,22 @@
 //! The engine end to end, with real worker threads: every event answered exactly once.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
 use santa_hotpath::replay::{ReplaySource, Synthetic, Trace, TraceEvent};
 use santa_hotpath::{
-    Answer, AnsweredBy, Cacheability, Clock, DefaultReason, Engine, EngineConfig, Evaluation, Evaluator, Event,
-    ExternalSource, FileKey, FileStamp, FlushReason, MonotonicClock, Origin, Responder, SimClock, Submitted,
+    Answer, AnsweredBy, Cacheability, Clock, DefaultReason, Engine, EngineConfig, Evaluation,
+    Evaluator, Event, ExternalSource, FileKey, FileStamp, FlushReason, MonotonicClock, Origin,
+    Responder, SimClock, Submitted,
 };
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
-const STAMP: FileStamp = FileStamp { ctime_ns: 1, size: 100 };
+const STAMP: FileStamp = FileStamp {
+    ctime_ns: 1,
+    size: 100,
+};
 
 /// Event payload: an id to count answers by.
 #[derive(Debug)]
@@ -33,17 +39,30 @@ struct Recorder {
 impl Recorder {
     fn new(events: usize) -> (Arc<Self>, mpsc::Receiver<(usize, Seen)>) {
         let (tx, rx) = mpsc::channel();
-        let r = Self { answers: (0..events).map(|_| AtomicU8::new(0)).collect(), total: AtomicUsize::new(0), tx: Mutex::new(Some(tx)) };
+        let r = Self {
+            answers: (0..events).map(|_| AtomicU8::new(0)).collect(),
+            total: AtomicUsize::new(0),
+            tx: Mutex::new(Some(tx)),
+        };
         (Arc::new(r), rx)
     }
 
     fn counting_only(events: usize) -> Arc<Self> {
-        Arc::new(Self { answers: (0..events).map(|_| AtomicU8::new(0)).collect(), total: AtomicUsize::new(0), tx: Mutex::new(None) })
+        Arc::new(Self {
+            answers: (0..events).map(|_| AtomicU8::new(0)).collect(),
+            total: AtomicUsize::new(0),
+            tx: Mutex::new(None),
+        })
     }
 
     fn assert_each_answered_once(&self) {
         for (id, n) in self.answers.iter().enumerate() {
-            assert_eq!(n.load(Ordering::SeqCst), 1, "event {id} answered {} times", n.load(Ordering::SeqCst));
+            assert_eq!(
+                n.load(Ordering::SeqCst),
+                1,
+                "event {id} answered {} times",
+                n.load(Ordering::SeqCst)
+            );
         }
     }
 }
@@ -54,7 +73,9 @@ impl Responder<Id, u32> for Recorder {
         self.total.fetch_add(1, Ordering::SeqCst);
         if let Some(tx) = self.tx.lock().unwrap().as_ref() {
             let seen = match answer {
-                Answer::Decided { decision, origin, .. } => Seen::Decided(*decision, origin),
+                Answer::Decided {
+                    decision, origin, ..
+                } => Seen::Decided(*decision, origin),
                 Answer::Default(reason) => Seen::Default(reason),
             };
             let _ = tx.send((payload.0, seen));
@@ -81,7 +102,14 @@ struct Gate {
 impl Gate {
     fn new() -> (Arc<Self>, mpsc::Receiver<()>) {
         let (tx, rx) = mpsc::channel();
-        (Arc::new(Self { open: Mutex::new(false), cv: std::sync::Condvar::new(), entered: Mutex::new(tx) }), rx)
+        (
+            Arc::new(Self {
+                open: Mutex::new(false),
+                cv: std::sync::Condvar::new(),
+                entered: Mutex::new(tx),
+            }),
+            rx,
+        )
     }
     fn pass(&self) {
         let _ = self.entered.lock().unwrap().send(());
@@ -114,16 +142,29 @@ impl Evaluator<Id> for ById {
             gate.pass();
         }
         let decision = (ino as u32) * 10 + self.inner.rules_version.load(Ordering::SeqCst);
-        Evaluation { decision, cacheability: Cacheability::UntilChanged }
+        Evaluation {
+            decision,
+            cacheability: Cacheability::UntilChanged,
+        }
     }
 }
 
 fn config(workers: usize) -> EngineConfig {
-    EngineConfig { workers, pin_workers: false, idle_spins: 64, ..EngineConfig::default() }
+    EngineConfig {
+        workers,
+        pin_workers: false,
+        idle_spins: 64,
+        ..EngineConfig::default()
+    }
 }
 
 fn event(id: usize, ino: u64, deadline_ns: u64) -> Event<Id> {
-    Event { payload: Id(id), key: FileKey { dev: 1, ino }, stamp: STAMP, deadline_ns }
+    Event {
+        payload: Id(id),
+        key: FileKey { dev: 1, ino },
+        stamp: STAMP,
+        deadline_ns,
+    }
 }
 
 #[test]
@@ -131,19 +172,46 @@ fn every_event_answered_exactly_once_under_contention() {
     const PRODUCERS: usize = 8;
     const PER_PRODUCER: usize = 125_000;
     const EVENTS: usize = PRODUCERS * PER_PRODUCER;
-    let seed = std::env::var("SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_u64);
+    let seed = std::env::var("SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_u64);
     println!("seed {seed} (rerun with SEED={seed})");
-    let trace = Trace::synthetic(&Synthetic { events: EVENTS, hot_files: 2_000, new_percent: 5, seed });
+    let trace = Trace::synthetic(&Synthetic {
+        events: EVENTS,
+        hot_files: 2_000,
+        new_percent: 5,
+        seed,
+    });
     let inos: Arc<Vec<u64>> = Arc::new(trace.events().iter().map(|e| e.key.ino).collect());
     let recorder = Recorder::counting_only(EVENTS);
-    let evaluator = ById { inner: Arc::new(Scripted::default()), inos: inos.clone() };
-    let cfg = EngineConfig { cache_capacity: 1_000, queue_depth_max: 1_024, ..config(2) };
-    let engine = Engine::start(cfg, evaluator, recorder.clone(), MonotonicClock::new(), ExternalSource).unwrap();
+    let evaluator = ById {
+        inner: Arc::new(Scripted::default()),
+        inos: inos.clone(),
+    };
+    let cfg = EngineConfig {
+        cache_capacity: 1_000,
+        queue_depth_max: 1_024,
+        ..config(2)
+    };
+    let engine = Engine::start(
+        cfg,
+        evaluator,
+        recorder.clone(),
+        MonotonicClock::new(),
+        ExternalSource,
+    )
+    .unwrap();
     let barrier = Arc::new(Barrier::new(PRODUCERS));
     let queued = Arc::new(AtomicUsize::new(0));
     let producers: Vec<_> = (0..PRODUCERS)
         .map(|p| {
-            let (handle, barrier, inos, queued) = (engine.handle(), barrier.clone(), inos.clone(), queued.clone());
+            let (handle, barrier, inos, queued) = (
+                engine.handle(),
+                barrier.clone(),
+                inos.clone(),
+                queued.clone(),
+            );
             std::thread::spawn(move || {
                 barrier.wait();
                 for i in 0..PER_PRODUCER {
@@ -166,15 +234,29 @@ fn every_event_answered_exactly_once_under_contention() {
     }
     let handle = engine.handle();
     engine.shutdown();
-    assert_eq!(recorder.total.load(Ordering::SeqCst), EVENTS, "count in = count out");
+    assert_eq!(
+        recorder.total.load(Ordering::SeqCst),
+        EVENTS,
+        "count in = count out"
+    );
     recorder.assert_each_answered_once();
     let c = handle.counters();
-    assert_eq!(c.events as usize, queued.load(Ordering::SeqCst), "every queued event reached a worker");
+    assert_eq!(
+        c.events as usize,
+        queued.load(Ordering::SeqCst),
+        "every queued event reached a worker"
+    );
     assert_eq!(c.hits + c.misses + c.waits, c.events);
-    assert_eq!(c.events + c.defaults() - c.evaluator_panics - c.deadline_defaults, EVENTS as u64);
+    assert_eq!(
+        c.events + c.defaults() - c.evaluator_panics - c.deadline_defaults,
+        EVENTS as u64
+    );
     assert_eq!(handle.in_flight(), 0, "no slot leaked");
     println!("{c:?}");
-    assert!(c.events > EVENTS as u64 * 9 / 10, "the workers answered too few: {c:?}");
+    assert!(
+        c.events > EVENTS as u64 * 9 / 10,
+        "the workers answered too few: {c:?}"
+    );
     assert!(c.hits > 0 && c.misses > 0, "{c:?}");
 }
 
@@ -183,14 +265,39 @@ fn stuck_evaluator_is_answered_by_the_deadline() {
     let clock = Arc::new(SimClock::new(1_000));
     let (recorder, answers) = Recorder::new(2);
     let (gate, entered) = Gate::new();
-    let scripted = Arc::new(Scripted { gate: Some(gate.clone()), ..Scripted::default() });
-    let evaluator = ById { inner: scripted.clone(), inos: Arc::new(vec![7, 8]) };
-    let cfg = EngineConfig { deadline_thread: false, ..config(1) };
-    let engine = Engine::start(cfg, evaluator, recorder.clone(), clock.clone(), ExternalSource).unwrap();
+    let scripted = Arc::new(Scripted {
+        gate: Some(gate.clone()),
+        ..Scripted::default()
+    });
+    let evaluator = ById {
+        inner: scripted.clone(),
+        inos: Arc::new(vec![7, 8]),
+    };
+    let cfg = EngineConfig {
+        deadline_thread: false,
+        ..config(1)
+    };
+    let engine = Engine::start(
+        cfg,
+        evaluator,
+        recorder.clone(),
+        clock.clone(),
+        ExternalSource,
+    )
+    .unwrap();
     assert_eq!(engine.submit(0, event(0, 7, 1_500)), Submitted::Queued);
-    entered.recv_timeout(Duration::from_secs(10)).expect("evaluation started");
-    assert_eq!(engine.expire_due(), 1_500, "not due yet: the earliest pending deadline is reported");
-    assert!(answers.try_recv().is_err(), "nothing answered before the deadline");
+    entered
+        .recv_timeout(Duration::from_secs(10))
+        .expect("evaluation started");
+    assert_eq!(
+        engine.expire_due(),
+        1_500,
+        "not due yet: the earliest pending deadline is reported"
+    );
+    assert!(
+        answers.try_recv().is_err(),
+        "nothing answered before the deadline"
+    );
     clock.advance(500);
     assert_eq!(engine.expire_due(), u64::MAX, "nothing pending any more");
     let (id, seen) = answers.recv_timeout(Duration::from_secs(10)).unwrap();
@@ -213,14 +320,30 @@ fn hundred_concurrent_events_for_one_file_evaluate_once() {
     const N: usize = 100;
     let (recorder, answers) = Recorder::new(N);
     let (gate, entered) = Gate::new();
-    let scripted = Arc::new(Scripted { gate: Some(gate.clone()), ..Scripted::default() });
-    let evaluator = ById { inner: scripted.clone(), inos: Arc::new(vec![42; N]) };
-    let engine = Engine::start(config(2), evaluator, recorder.clone(), MonotonicClock::new(), ExternalSource).unwrap();
+    let scripted = Arc::new(Scripted {
+        gate: Some(gate.clone()),
+        ..Scripted::default()
+    });
+    let evaluator = ById {
+        inner: scripted.clone(),
+        inos: Arc::new(vec![42; N]),
+    };
+    let engine = Engine::start(
+        config(2),
+        evaluator,
+        recorder.clone(),
+        MonotonicClock::new(),
+        ExternalSource,
+    )
+    .unwrap();
     // The first event starts the evaluation, which holds until all 100 are in flight.
     assert_eq!(engine.submit(0, event(0, 42, u64::MAX)), Submitted::Queued);
     entered.recv_timeout(Duration::from_secs(10)).unwrap();
     for id in 1..N {
-        assert_eq!(engine.submit(id, event(id, 42, u64::MAX)), Submitted::Queued);
+        assert_eq!(
+            engine.submit(id, event(id, 42, u64::MAX)),
+            Submitted::Queued
+        );
     }
     gate.open();
     let mut origins = std::collections::HashMap::new();
@@ -233,7 +356,11 @@ fn hundred_concurrent_events_for_one_file_evaluate_once() {
     }
     engine.shutdown();
     recorder.assert_each_answered_once();
-    assert_eq!(scripted.evaluations.load(Ordering::SeqCst), 1, "exactly one evaluation: {origins:?}");
+    assert_eq!(
+        scripted.evaluations.load(Ordering::SeqCst),
+        1,
+        "exactly one evaluation: {origins:?}"
+    );
     assert_eq!(origins.get("Evaluated"), Some(&1));
 }
 
@@ -241,15 +368,37 @@ fn hundred_concurrent_events_for_one_file_evaluate_once() {
 fn full_queue_is_answered_with_the_default_at_once() {
     let (recorder, answers) = Recorder::new(3);
     let (gate, entered) = Gate::new();
-    let scripted = Arc::new(Scripted { gate: Some(gate.clone()), ..Scripted::default() });
-    let evaluator = ById { inner: scripted, inos: Arc::new(vec![1, 2, 3]) };
-    let cfg = EngineConfig { queue_depth_max: 1, ..config(1) };
-    let engine = Engine::start(cfg, evaluator, recorder.clone(), MonotonicClock::new(), ExternalSource).unwrap();
+    let scripted = Arc::new(Scripted {
+        gate: Some(gate.clone()),
+        ..Scripted::default()
+    });
+    let evaluator = ById {
+        inner: scripted,
+        inos: Arc::new(vec![1, 2, 3]),
+    };
+    let cfg = EngineConfig {
+        queue_depth_max: 1,
+        ..config(1)
+    };
+    let engine = Engine::start(
+        cfg,
+        evaluator,
+        recorder.clone(),
+        MonotonicClock::new(),
+        ExternalSource,
+    )
+    .unwrap();
     assert_eq!(engine.submit(0, event(0, 1, u64::MAX)), Submitted::Queued);
     entered.recv_timeout(Duration::from_secs(10)).unwrap(); // the worker is busy with event 0
     assert_eq!(engine.submit(0, event(1, 2, u64::MAX)), Submitted::Queued); // fills the queue
-    assert_eq!(engine.submit(0, event(2, 3, u64::MAX)), Submitted::Answered(DefaultReason::QueueFull));
-    assert_eq!(answers.recv_timeout(Duration::from_secs(10)).unwrap(), (2, Seen::Default(DefaultReason::QueueFull)));
+    assert_eq!(
+        engine.submit(0, event(2, 3, u64::MAX)),
+        Submitted::Answered(DefaultReason::QueueFull)
+    );
+    assert_eq!(
+        answers.recv_timeout(Duration::from_secs(10)).unwrap(),
+        (2, Seen::Default(DefaultReason::QueueFull))
+    );
     gate.open();
     let handle = engine.handle();
     engine.shutdown();
@@ -261,15 +410,37 @@ fn full_queue_is_answered_with_the_default_at_once() {
 fn full_slot_table_is_answered_with_the_default_at_once() {
     let (recorder, answers) = Recorder::new(3);
     let (gate, entered) = Gate::new();
-    let scripted = Arc::new(Scripted { gate: Some(gate.clone()), ..Scripted::default() });
-    let evaluator = ById { inner: scripted, inos: Arc::new(vec![1, 2, 3]) };
-    let cfg = EngineConfig { inflight_max: 2, ..config(1) };
-    let engine = Engine::start(cfg, evaluator, recorder.clone(), MonotonicClock::new(), ExternalSource).unwrap();
+    let scripted = Arc::new(Scripted {
+        gate: Some(gate.clone()),
+        ..Scripted::default()
+    });
+    let evaluator = ById {
+        inner: scripted,
+        inos: Arc::new(vec![1, 2, 3]),
+    };
+    let cfg = EngineConfig {
+        inflight_max: 2,
+        ..config(1)
+    };
+    let engine = Engine::start(
+        cfg,
+        evaluator,
+        recorder.clone(),
+        MonotonicClock::new(),
+        ExternalSource,
+    )
+    .unwrap();
     assert_eq!(engine.submit(0, event(0, 1, u64::MAX)), Submitted::Queued);
     entered.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(engine.submit(0, event(1, 2, u64::MAX)), Submitted::Queued);
-    assert_eq!(engine.submit(0, event(2, 3, u64::MAX)), Submitted::Answered(DefaultReason::SlotsFull));
-    assert_eq!(answers.recv_timeout(Duration::from_secs(10)).unwrap(), (2, Seen::Default(DefaultReason::SlotsFull)));
+    assert_eq!(
+        engine.submit(0, event(2, 3, u64::MAX)),
+        Submitted::Answered(DefaultReason::SlotsFull)
+    );
+    assert_eq!(
+        answers.recv_timeout(Duration::from_secs(10)).unwrap(),
+        (2, Seen::Default(DefaultReason::SlotsFull))
+    );
     gate.open();
     engine.shutdown();
     recorder.assert_each_answered_once();
@@ -279,15 +450,29 @@ fn full_slot_table_is_answered_with_the_default_at_once() {
 fn flush_makes_the_next_exec_see_new_rules() {
     let (recorder, answers) = Recorder::new(3);
     let scripted = Arc::new(Scripted::default());
-    let evaluator = ById { inner: scripted.clone(), inos: Arc::new(vec![5, 5, 5]) };
-    let engine = Engine::start(config(1), evaluator, recorder.clone(), MonotonicClock::new(), ExternalSource).unwrap();
-    let mut next = |id| {
+    let evaluator = ById {
+        inner: scripted.clone(),
+        inos: Arc::new(vec![5, 5, 5]),
+    };
+    let engine = Engine::start(
+        config(1),
+        evaluator,
+        recorder.clone(),
+        MonotonicClock::new(),
+        ExternalSource,
+    )
+    .unwrap();
+    let next = |id| {
         engine.submit(0, event(id, 5, u64::MAX));
         answers.recv_timeout(Duration::from_secs(10)).unwrap().1
     };
     assert_eq!(next(0), Seen::Decided(50, Origin::Evaluated));
     scripted.rules_version.store(1, Ordering::SeqCst);
-    assert_eq!(next(1), Seen::Decided(50, Origin::Cache), "cached until flushed");
+    assert_eq!(
+        next(1),
+        Seen::Decided(50, Origin::Cache),
+        "cached until flushed"
+    );
     engine.flush(FlushReason::Rules);
     assert_eq!(next(2), Seen::Decided(51, Origin::Evaluated));
     assert_eq!(engine.counters().flushes_for(FlushReason::Rules), 1);
@@ -297,17 +482,33 @@ fn flush_makes_the_next_exec_see_new_rules() {
 fn deadline_thread_answers_a_stuck_evaluation_on_the_real_clock() {
     let (recorder, answers) = Recorder::new(1);
     let (gate, entered) = Gate::new();
-    let scripted = Arc::new(Scripted { gate: Some(gate.clone()), ..Scripted::default() });
-    let evaluator = ById { inner: scripted, inos: Arc::new(vec![9]) };
+    let scripted = Arc::new(Scripted {
+        gate: Some(gate.clone()),
+        ..Scripted::default()
+    });
+    let evaluator = ById {
+        inner: scripted,
+        inos: Arc::new(vec![9]),
+    };
     let clock = MonotonicClock::new();
-    let engine = Engine::start(config(1), evaluator, recorder.clone(), clock, ExternalSource).unwrap();
+    let engine = Engine::start(
+        config(1),
+        evaluator,
+        recorder.clone(),
+        clock,
+        ExternalSource,
+    )
+    .unwrap();
     let submitted = clock.now_ns();
     engine.submit(0, event(0, 9, submitted + 20_000_000));
     entered.recv_timeout(Duration::from_secs(10)).unwrap();
     let (_, seen) = answers.recv_timeout(Duration::from_secs(10)).unwrap();
     let answered = clock.now_ns();
     assert_eq!(seen, Seen::Default(DefaultReason::Deadline));
-    assert!(answered >= submitted + 20_000_000, "answered before the deadline");
+    assert!(
+        answered >= submitted + 20_000_000,
+        "answered before the deadline"
+    );
     gate.open();
     engine.shutdown();
     recorder.assert_each_answered_once();
@@ -317,8 +518,18 @@ fn deadline_thread_answers_a_stuck_evaluation_on_the_real_clock() {
 fn shutdown_answers_everything_held() {
     const N: usize = 500;
     let recorder = Recorder::counting_only(N);
-    let evaluator = ById { inner: Arc::new(Scripted::default()), inos: Arc::new((0..N as u64).collect()) };
-    let engine = Engine::start(config(2), evaluator, recorder.clone(), MonotonicClock::new(), ExternalSource).unwrap();
+    let evaluator = ById {
+        inner: Arc::new(Scripted::default()),
+        inos: Arc::new((0..N as u64).collect()),
+    };
+    let engine = Engine::start(
+        config(2),
+        evaluator,
+        recorder.clone(),
+        MonotonicClock::new(),
+        ExternalSource,
+    )
+    .unwrap();
     let handle = engine.handle();
     let stop = Arc::new(AtomicBool::new(false));
     let producer = {
@@ -344,21 +555,41 @@ fn shutdown_answers_everything_held() {
 #[test]
 fn replay_source_feeds_workers_from_inside() {
     const N: usize = 50_000;
-    let trace = Trace::synthetic(&Synthetic { events: N, hot_files: 500, new_percent: 10, seed: 3 });
+    let trace = Trace::synthetic(&Synthetic {
+        events: N,
+        hot_files: 500,
+        new_percent: 10,
+        seed: 3,
+    });
     let inos: Arc<Vec<u64>> = Arc::new(trace.events().iter().map(|e| e.key.ino).collect());
     let recorder = Recorder::counting_only(N);
     let ids = Arc::new(AtomicUsize::new(0));
     let source = {
         let ids = ids.clone();
         // Ids number submissions (the decision values do not matter here, only the counts).
-        ReplaySource::new(trace, 4, 60_000_000_000, move |_: &TraceEvent, _now| Id(ids.fetch_add(1, Ordering::SeqCst)))
+        ReplaySource::new(trace, 4, 60_000_000_000, move |_: &TraceEvent, _now| {
+            Id(ids.fetch_add(1, Ordering::SeqCst))
+        })
     };
-    let evaluator = ById { inner: Arc::new(Scripted::default()), inos };
-    let engine = Engine::start(config(2), evaluator, recorder.clone(), MonotonicClock::new(), source).unwrap();
+    let evaluator = ById {
+        inner: Arc::new(Scripted::default()),
+        inos,
+    };
+    let engine = Engine::start(
+        config(2),
+        evaluator,
+        recorder.clone(),
+        MonotonicClock::new(),
+        source,
+    )
+    .unwrap();
     let clock = MonotonicClock::new();
     let start = clock.now_ns();
     while recorder.total.load(Ordering::SeqCst) < N {
-        assert!(clock.now_ns() - start < 60_000_000_000, "replay did not finish");
+        assert!(
+            clock.now_ns() - start < 60_000_000_000,
+            "replay did not finish"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
     let handle = engine.handle();

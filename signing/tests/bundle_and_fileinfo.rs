@@ -1,0 +1,233 @@
+//! Bundle discovery, the bundle hash and the `fileinfo` call, on a bundle tree built in the test
+//! from the fixtures. Expected hashes are the manifest's.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns: a panic is the failure report
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use santa_signing::bundle::{self, BundleError, BundleLimits};
+use santa_signing::{FileInfoOptions, Sha256, SigningStatus, file_info};
+
+fn fixtures() -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/macho");
+    assert!(d.is_dir(), "fixtures missing at {}", d.display());
+    d
+}
+
+fn manifest_sha256(file: &str) -> Sha256 {
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("manifest.json")).unwrap())
+            .unwrap();
+    let f = m["fixtures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["file"] == file)
+        .unwrap();
+    Sha256::from_hex(f["sha256"].as_str().unwrap()).unwrap()
+}
+
+const DEVID: &str = "devid_app/Mitmproxy Redirector.app/Contents/MacOS/Mitmproxy Redirector";
+const GET_WINDOWS: &str = "fat_exec_x86unsigned_arm64linker.get-windows_main";
+const SPAWN_HELPER: &str = "linker_signed_arm64_exec.node-pty_spawn-helper";
+
+fn copy(from: &str, to: &Path) {
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    std::fs::copy(fixtures().join(from), to).unwrap();
+}
+
+/// Outer.app holding the Developer ID executable, a helper tool, a nested framework with a
+/// dylib and an executable, a Python extension (MH_BUNDLE), a script and a duplicate binary.
+fn build_bundle(root: &Path) -> PathBuf {
+    let app = root.join("Outer.app");
+    let c = app.join("Contents");
+    copy(
+        "devid_app/Mitmproxy Redirector.app/Contents/Info.plist",
+        &c.join("Info.plist"),
+    );
+    copy(DEVID, &c.join("MacOS/Outer"));
+    copy(GET_WINDOWS, &c.join("Helpers/get-windows"));
+    let fw = c.join("Frameworks/Inner.framework");
+    std::fs::create_dir_all(fw.join("Resources")).unwrap();
+    std::fs::write(
+        fw.join("Resources/Info.plist"),
+        "<?xml version=\"1.0\"?><plist version=\"1.0\"><dict>\
+         <key>CFBundleIdentifier</key><string>com.example.inner</string></dict></plist>",
+    )
+    .unwrap();
+    copy(
+        "adhoc_codesign_arm64.pillow13_libwebpdemux.2.dylib",
+        &fw.join("Inner"),
+    );
+    copy(SPAWN_HELPER, &fw.join("Helpers/spawn-helper"));
+    copy(SPAWN_HELPER, &c.join("Resources/spawn-helper-copy"));
+    copy(
+        "linker_signed_arm64_bundle.markupsafe_speedups.so",
+        &c.join("Resources/speedups.so"),
+    );
+    std::fs::write(c.join("Resources/run.sh"), "#!/bin/sh\necho hi\n").unwrap();
+    app
+}
+
+#[test]
+fn highest_ancestor_bundle_is_found_from_a_nested_binary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = build_bundle(tmp.path());
+    let nested = app.join("Contents/Frameworks/Inner.framework/Helpers/spawn-helper");
+    let b = bundle::find_ancestor_bundle(&nested).unwrap();
+    assert_eq!(b.path, std::path::absolute(&app).unwrap());
+    assert_eq!(b.identifier, "org.mitmproxy.macos-redirector");
+    assert_eq!(b.name.as_deref(), Some("Mitmproxy Redirector"));
+    assert_eq!(b.short_version.as_deref(), Some("2.0"));
+    assert_eq!(b.version.as_deref(), Some("1"));
+    // The framework alone is a bundle too, but not the highest one.
+    let inner = bundle::read_bundle(&app.join("Contents/Frameworks/Inner.framework")).unwrap();
+    assert_eq!(inner.identifier, "com.example.inner");
+    // A file outside any bundle has none.
+    assert_eq!(bundle::find_ancestor_bundle(&tmp.path().join("x")), None);
+}
+
+#[test]
+fn bundle_hash_covers_each_distinct_executable_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = build_bundle(tmp.path());
+    let calls = AtomicUsize::new(0);
+    let limits = BundleLimits {
+        threads: 2,
+        ..BundleLimits::default()
+    };
+    let h = bundle::hash_bundle(&app, &limits, &|p| {
+        assert!(p.files_done <= p.files_total);
+        calls.fetch_add(1, Ordering::Relaxed);
+    })
+    .unwrap();
+    let names: Vec<String> = h
+        .binaries
+        .iter()
+        .map(|b| b.path.strip_prefix(&app).unwrap().display().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "Contents/Frameworks/Inner.framework/Helpers/spawn-helper",
+            "Contents/Helpers/get-windows",
+            "Contents/MacOS/Outer",
+            "Contents/Resources/spawn-helper-copy",
+        ]
+    );
+    assert_eq!(h.files_examined, 9);
+    assert_eq!(calls.load(Ordering::Relaxed), 9);
+    // Santa's formula over the manifest's hashes: sorted lowercase hex, concatenated.
+    let mut hex: Vec<String> = [DEVID, GET_WINDOWS, SPAWN_HELPER]
+        .iter()
+        .map(|f| manifest_sha256(f).to_string())
+        .collect();
+    hex.sort();
+    let want = Sha256::digest(hex.concat().as_bytes());
+    assert_eq!(h.bundle_hash, Some(want));
+}
+
+#[test]
+fn bundle_limits_are_enforced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = build_bundle(tmp.path());
+    let few = BundleLimits {
+        file_count_max: 3,
+        ..BundleLimits::default()
+    };
+    assert!(matches!(
+        bundle::hash_bundle(&app, &few, &|_| {}),
+        Err(BundleError::TooManyFiles { limit: 3 })
+    ));
+    let no_time = BundleLimits {
+        time_budget: std::time::Duration::ZERO,
+        ..BundleLimits::default()
+    };
+    assert!(matches!(
+        bundle::hash_bundle(&app, &no_time, &|_| {}),
+        Err(BundleError::TimedOut { .. })
+    ));
+    let empty = tmp.path().join("Empty.app");
+    std::fs::create_dir_all(&empty).unwrap();
+    let h = bundle::hash_bundle(&empty, &BundleLimits::default(), &|_| {}).unwrap();
+    assert_eq!(h.bundle_hash, None);
+}
+
+#[test]
+fn fileinfo_of_the_developer_id_app() {
+    let path = fixtures().join(DEVID);
+    let info = file_info(&path, &FileInfoOptions::default()).unwrap();
+    assert_eq!(info.sha256, manifest_sha256(DEVID));
+    assert!(!info.changed);
+    assert_eq!(info.type_description, "Executable (x86_64, arm64)");
+    assert_eq!(info.code_signed, "Yes");
+    let signing = info.signing.as_ref().unwrap();
+    assert_eq!(signing.status, SigningStatus::Production);
+    assert_eq!(info.team_id.as_ref().unwrap().0, "S8XHQB96PW");
+    assert_eq!(
+        info.signing_id.as_ref().unwrap().0,
+        "S8XHQB96PW:org.mitmproxy.macos-redirector"
+    );
+    // The primary slice is this machine's architecture when present.
+    let want_cdhash = if cfg!(target_arch = "aarch64") {
+        "1199e296327b3b09152edf4de0f41e9805d1273a"
+    } else {
+        "d594e3f6ce68cfaac8d08126a5d5123d5b35fc4a"
+    };
+    assert_eq!(info.cdhash.unwrap().to_string(), want_cdhash);
+    let chain: Vec<String> = info
+        .signing_chain
+        .iter()
+        .map(|c| c.sha256.to_string())
+        .collect();
+    assert_eq!(
+        chain,
+        [
+            "0a06c79b2e48d77e9f694fa3e4b71cc64b01d6ab2743b04ecf5364ee3e29c262",
+            "7afc9d01a62f03a2de9637936d4afe68090d2de18d03f29c88cfb0b1ba63587f",
+            "b0b1730ecbc7ff4505142c49f1295e6eda6bcaed7e2c68c5be91b5a11001f024",
+        ]
+    );
+    assert_eq!(
+        info.bundle.as_ref().unwrap().identifier,
+        "org.mitmproxy.macos-redirector"
+    );
+    let text = info.to_string();
+    for line in [
+        "SHA-256",
+        "SHA-1",
+        "Code-signed           : Yes",
+        "Team ID               : S8XHQB96PW",
+        "Bundle Name           : Mitmproxy Redirector",
+        "Common Name         : Developer ID Application: Maximilian Hils (S8XHQB96PW)",
+        "Valid Until         : 2027-02-01 22:12:15+00:00",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    let json = serde_json::to_value(&info).unwrap();
+    assert_eq!(json["sha256"], manifest_sha256(DEVID).to_string());
+    assert_eq!(json["signing"]["status"]["status"], "Production");
+    assert_eq!(
+        json["signing_chain"][0]["subject"]["organization"],
+        "Maximilian Hils"
+    );
+}
+
+#[test]
+fn fileinfo_of_scripts_and_unsigned_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = tmp.path().join("s.sh");
+    std::fs::write(&script, "#!/bin/sh\n").unwrap();
+    let info = file_info(&script, &FileInfoOptions::default()).unwrap();
+    assert_eq!(info.type_description, "Script");
+    assert_eq!(info.code_signed, "No");
+    assert!(info.signing.is_none());
+    let fat = fixtures().join(GET_WINDOWS);
+    let info = file_info(&fat, &FileInfoOptions::default()).unwrap();
+    assert_eq!(
+        info.code_signed,
+        "Yes, but signing is not consistent for all architectures"
+    );
+    assert!(info.bundle.is_none());
+}

@@ -1,0 +1,196 @@
+//! A byte flipped in the code, a CodeDirectory, the CMS or a sealed blob turns the status to
+//! invalid with the reason that names it. Offsets are found from golden facts (the manifest's
+//! slice offsets and certificate hashes, strings in the file), not from this crate's parser.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns: a panic is the failure report
+
+use std::path::PathBuf;
+
+use santa_signing::verify::{ExternalFiles, InvalidReason, SigningStatus};
+use santa_signing::{FileSigning, Sha256};
+
+const DEVID: &str = "devid_app/Mitmproxy Redirector.app/Contents/MacOS/Mitmproxy Redirector";
+/// From manifest.json: the x86_64 slice of the Developer ID binary.
+const DEVID_X86_OFFSET: usize = 16384;
+const DEVID_X86_CODE_LIMIT: usize = 1_308_976;
+const DEVID_LEAF_SHA256: &str = "0a06c79b2e48d77e9f694fa3e4b71cc64b01d6ab2743b04ecf5364ee3e29c262";
+const DUALCD: &str = "adhoc_dualcd_x86_64.pillow950_libwebpdemux.2.dylib";
+
+fn fixture(name: &str) -> Vec<u8> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/macho")
+        .join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("fixture {} missing: {e}", p.display()))
+}
+
+fn status_of(bytes: &[u8]) -> Vec<SigningStatus> {
+    FileSigning::from_bytes(bytes, &ExternalFiles::default(), 1_790_000_000)
+        .unwrap()
+        .slices
+        .into_iter()
+        .map(|s| s.status)
+        .collect()
+}
+
+fn find(hay: &[u8], needle: &[u8], from: usize) -> usize {
+    from + hay[from..]
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap_or_else(|| panic!("pattern not found"))
+}
+
+#[test]
+fn untouched_devid_slices_are_production() {
+    let b = fixture(DEVID);
+    assert_eq!(
+        status_of(&b),
+        vec![SigningStatus::Production, SigningStatus::Production]
+    );
+}
+
+#[test]
+fn flipped_code_byte_is_a_page_hash_mismatch() {
+    let mut b = fixture(DEVID);
+    b[DEVID_X86_OFFSET + 5 * 4096 + 100] ^= 0x01;
+    assert_eq!(
+        status_of(&b)[0],
+        SigningStatus::Invalid(InvalidReason::PageHashMismatch {
+            code_directory: 0,
+            page: 5
+        })
+    );
+}
+
+#[test]
+fn flipped_code_directory_byte_breaks_the_cms_digest() {
+    let mut b = fixture(DEVID);
+    // The identifier string inside the x86_64 slice's CodeDirectory.
+    let sig_start = DEVID_X86_OFFSET + DEVID_X86_CODE_LIMIT;
+    let at = find(&b, b"org.mitmproxy.macos-redirector\0", sig_start);
+    b[at] ^= 0x20;
+    assert_eq!(
+        status_of(&b)[0],
+        SigningStatus::Invalid(InvalidReason::CmsDigestMismatch)
+    );
+}
+
+#[test]
+fn flipped_signed_attribute_breaks_the_cms_signature() {
+    let mut b = fixture(DEVID);
+    let sig_start = DEVID_X86_OFFSET + DEVID_X86_CODE_LIMIT;
+    // signingTime attribute: OID 1.2.840.113549.1.9.5, SET, UTCTime "261022004314Z".
+    let oid = [
+        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x05,
+    ];
+    let at = find(&b, &oid, sig_start) + oid.len() + 2 + 2;
+    assert_eq!(&b[at..at + 13], b"261022004314Z");
+    b[at + 11] = b'5'; // 14 -> 15 seconds: still a valid time, no longer what was signed
+    assert_eq!(
+        status_of(&b)[0],
+        SigningStatus::Invalid(InvalidReason::CmsSignatureInvalid)
+    );
+}
+
+#[test]
+fn flipped_certificate_byte_breaks_the_chain() {
+    let mut b = fixture(DEVID);
+    // Locate the leaf certificate by its golden SHA-256: every `30 82 len` is a candidate.
+    let sig_start = DEVID_X86_OFFSET + DEVID_X86_CODE_LIMIT;
+    let want = Sha256::from_hex(DEVID_LEAF_SHA256).unwrap();
+    let (start, len) = (sig_start..b.len() - 4)
+        .filter(|&i| b[i] == 0x30 && b[i + 1] == 0x82)
+        .map(|i| (i, 4 + usize::from(u16::from_be_bytes([b[i + 2], b[i + 3]]))))
+        .find(|&(i, len)| i + len <= b.len() && Sha256::digest(&b[i..i + len]) == want)
+        .expect("leaf certificate present in the x86_64 slice");
+    // The last byte belongs to the issuer's signature over the certificate.
+    b[start + len - 1] ^= 0x01;
+    let flipped = Sha256::digest(&b[start..start + len]);
+    assert_eq!(
+        status_of(&b)[0],
+        SigningStatus::Invalid(InvalidReason::CertificateSignatureInvalid {
+            certificate: flipped
+        })
+    );
+}
+
+#[test]
+fn flipped_entitlements_byte_is_a_special_slot_mismatch() {
+    let mut b = fixture(DEVID);
+    let sig_start = DEVID_X86_OFFSET + DEVID_X86_CODE_LIMIT;
+    let at = find(&b, b"com.apple.developer.team-identifier", sig_start);
+    b[at] ^= 0x20;
+    assert_eq!(
+        status_of(&b)[0],
+        SigningStatus::Invalid(InvalidReason::SpecialSlotMismatch {
+            code_directory: 0,
+            special_slot: 5
+        })
+    );
+}
+
+#[test]
+fn flipped_page_hash_in_the_alternate_code_directory() {
+    let mut b = fixture(DUALCD);
+    // The SHA-256 CodeDirectory (slot 0x1000) is the second `fade0c02` blob of the file.
+    let magic = [0xfa, 0xde, 0x0c, 0x02];
+    let first = find(&b, &magic, 0);
+    let second = find(&b, &magic, first + 4);
+    let hash_offset = u32::from_be_bytes(b[second + 16..second + 20].try_into().unwrap()) as usize;
+    b[second + hash_offset + 32 * 3] ^= 0x80; // code slot 3
+    assert_eq!(
+        status_of(&b)[0],
+        SigningStatus::Invalid(InvalidReason::PageHashMismatch {
+            code_directory: 0x1000,
+            page: 3
+        })
+    );
+}
+
+#[test]
+fn fat_files_with_an_unsigned_slice_are_inconsistent() {
+    for name in [
+        "fat_x86unsigned_arm64linker.fsevents.node",
+        "fat_exec_x86unsigned_arm64linker.get-windows_main",
+    ] {
+        let b = fixture(name);
+        let s = FileSigning::from_bytes(&b, &ExternalFiles::default(), 0).unwrap();
+        assert_eq!(
+            s.slices.iter().map(|x| &x.status).collect::<Vec<_>>(),
+            vec![&SigningStatus::Unsigned, &SigningStatus::Adhoc],
+            "{name}"
+        );
+        assert_eq!(
+            s.status,
+            SigningStatus::Invalid(InvalidReason::InconsistentArchitectures),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn modified_info_plist_breaks_special_slot_one() {
+    let b = fixture(DEVID);
+    let app = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/macho/devid_app/Mitmproxy Redirector.app/Contents");
+    let mut info = std::fs::read(app.join("Info.plist")).unwrap();
+    let good = ExternalFiles {
+        info_plist: Some(info.clone()),
+        code_resources: Some(std::fs::read(app.join("_CodeSignature/CodeResources")).unwrap()),
+    };
+    let s = FileSigning::from_bytes(&b, &good, 0).unwrap();
+    assert_eq!(s.status, SigningStatus::Production);
+    let n = info.len();
+    info[n / 2] ^= 0x01;
+    let bad = ExternalFiles {
+        info_plist: Some(info),
+        ..good
+    };
+    let s = FileSigning::from_bytes(&b, &bad, 0).unwrap();
+    assert_eq!(
+        s.status,
+        SigningStatus::Invalid(InvalidReason::SpecialSlotMismatch {
+            code_directory: 0,
+            special_slot: 1
+        })
+    );
+}

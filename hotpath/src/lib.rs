@@ -19,6 +19,7 @@
 //! Once warm, the path of an event allocates nothing: slots, queues, cache nodes and
 //! placeholders are all preallocated or reused.
 
+pub mod budget;
 pub mod cache;
 pub mod clock;
 pub mod counters;

@@ -1,0 +1,102 @@
+//! Parsing never allocates beyond a fixed cap: the peak heap in use while a file is analysed
+//! stays under `ALLOC_CAP_BYTES` whatever the counts and lengths inside claim. A counting
+//! allocator measures the current thread only, so other tests cannot disturb the figure.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns: a panic is the failure report
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::path::PathBuf;
+
+use proptest::prelude::*;
+use santa_signing::FileSigning;
+use santa_signing::verify::ExternalFiles;
+
+/// Whatever a header claims, analysing one input may hold at most this much heap beyond the
+/// input itself: reports copy certificates and digests (a few KiB per slice) and parsers cap
+/// their counts before allocating.
+const ALLOC_CAP_BYTES: usize = 4 << 20;
+
+struct Counting;
+
+thread_local! {
+    static TRACK: Cell<bool> = const { Cell::new(false) };
+    static CURRENT: Cell<usize> = const { Cell::new(0) };
+    static PEAK: Cell<usize> = const { Cell::new(0) };
+}
+
+// SAFETY (of the impl as a whole): every call is forwarded unchanged to `System`; the
+// thread-local bookkeeping uses const-initialised `Cell`s, which never allocate.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if TRACK.with(Cell::get) {
+            let now = CURRENT.with(|c| {
+                c.set(c.get() + layout.size());
+                c.get()
+            });
+            PEAK.with(|p| p.set(p.get().max(now)));
+        }
+        // SAFETY: same layout contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if TRACK.with(Cell::get) {
+            CURRENT.with(|c| c.set(c.get().saturating_sub(layout.size())));
+        }
+        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn peak_while(f: impl FnOnce()) -> usize {
+    CURRENT.with(|c| c.set(0));
+    PEAK.with(|p| p.set(0));
+    TRACK.with(|t| t.set(true));
+    f();
+    TRACK.with(|t| t.set(false));
+    PEAK.with(Cell::get)
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/macho")
+        .join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("fixture {} missing: {e}", p.display()))
+}
+
+fn analyse(bytes: &[u8]) {
+    let _ = FileSigning::from_bytes(bytes, &ExternalFiles::default(), 0);
+}
+
+#[test]
+fn the_real_developer_id_binary_stays_under_the_cap() {
+    let b = fixture("devid_app/Mitmproxy Redirector.app/Contents/MacOS/Mitmproxy Redirector");
+    let peak = peak_while(|| analyse(&b));
+    assert!(peak > 0, "the counter must see the report being built");
+    assert!(peak < ALLOC_CAP_BYTES, "peak {peak} bytes");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn mutated_signatures_stay_under_the_cap(
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u32>()), 1..8),
+    ) {
+        let mut b = fixture("adhoc_dualcd_x86_64.pillow950_libwebpdemux.2.dylib");
+        // Overwrite aligned words inside the signature area (counts, offsets, lengths live
+        // there) with arbitrary values, including huge ones.
+        let sig = 34832;
+        for (at, v) in edits {
+            let i = sig + at.index((b.len() - sig) / 4) * 4;
+            b[i..i + 4].copy_from_slice(&v.to_be_bytes());
+        }
+        let peak = peak_while(|| analyse(&b));
+        prop_assert!(peak < ALLOC_CAP_BYTES, "peak {} bytes", peak);
+    }
+}

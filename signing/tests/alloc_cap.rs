@@ -25,9 +25,9 @@ thread_local! {
     static PEAK: Cell<usize> = const { Cell::new(0) };
 }
 
-// SAFETY (of the impl as a whole): every call is forwarded unchanged to `System`; the
-// thread-local bookkeeping uses const-initialised `Cell`s, which never allocate.
 #[allow(unsafe_code)]
+// SAFETY: every call is forwarded unchanged to `System`; the thread-local bookkeeping uses
+// const-initialised `Cell`s, which never allocate or re-enter the allocator.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if TRACK.with(Cell::get) {

@@ -9,12 +9,13 @@
 //! 6. `BlockedPathRegex` denies, then `AllowedPathRegex` allows (SCOPE), in every mode;
 //! 7. the client mode: Monitor allows, Lockdown denies (UNKNOWN).
 //!
-//! The hot path is [`Evaluator::decide`]: two lock-free `arc-swap` loads, at most five hash
-//! probes, two regex-set scans, no allocation.
+//! The hot path is [`Evaluator::decide`]: one atomic load to notice a new snapshot or policy, at
+//! most five hash probes whose memory accesses overlap, two regex-set scans, no allocation.
 
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use regex::bytes::{RegexSet, RegexSetBuilder};
@@ -554,11 +555,23 @@ pub fn decide(
     }
 }
 
+/// A counter on its own cache line: every worker reads it on every decision, the control thread
+/// writes it only when it publishes, so it must not share a line with anything that changes.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct PublishedVersion(AtomicU64);
+
 /// The shared, swappable state every worker reads: the rules snapshot and the policy.
+///
+/// Publication is an `arc-swap` store followed by a version bump. A worker's [`Evaluator`] keeps
+/// `Arc`s to what it last saw and compares one atomic counter per decision; only when it changed
+/// does it load the new snapshot and policy. So the common path is one uncontended atomic load
+/// and no reference counting at all.
 #[derive(Debug)]
 pub struct PolicyEngine {
     snapshot: SnapshotCell,
     policy: ArcSwap<Policy>,
+    version: PublishedVersion,
 }
 
 impl PolicyEngine {
@@ -567,19 +580,24 @@ impl PolicyEngine {
         PolicyEngine {
             snapshot: SnapshotCell::new(snapshot),
             policy: ArcSwap::from_pointee(policy),
+            version: PublishedVersion::default(),
         }
     }
 
     /// Publishes a new rules snapshot; returns the one it replaced. The caller then bumps its
     /// decision-cache epoch if [`crate::store::ApplyOutcome::flush_cache`] said so.
     pub fn publish_snapshot(&self, snapshot: Snapshot) -> Arc<Snapshot> {
-        self.snapshot.publish(snapshot)
+        let old = self.snapshot.publish(snapshot);
+        self.version.0.fetch_add(1, Ordering::Release);
+        old
     }
 
-    /// Publishes a new policy (mode, scopes, flags). Workers pick up their own regex clones on
-    /// their next decision. Any policy change invalidates cached decisions.
+    /// Publishes a new policy (mode, scopes, flags). Workers clone the new regexes on their next
+    /// decision. Any policy change invalidates cached decisions.
     pub fn set_policy(&self, policy: Policy) -> Arc<Policy> {
-        self.policy.swap(Arc::new(policy))
+        let old = self.policy.swap(Arc::new(policy));
+        self.version.0.fetch_add(1, Ordering::Release);
+        old
     }
 
     /// The current snapshot.
@@ -594,35 +612,57 @@ impl PolicyEngine {
 
     /// A per-worker evaluator. Create one per worker thread and keep it for the thread's life.
     pub fn evaluator(self: &Arc<Self>) -> Evaluator {
+        let version = self.version.0.load(Ordering::Acquire);
         let policy = self.policy.load_full();
         Evaluator {
             engine: Arc::clone(self),
+            snapshot: self.snapshot.load_full(),
             scopes: policy.scopes(),
             policy,
+            version,
         }
     }
 }
 
-/// One worker's view: its own regex clones and the policy they were cloned from.
+/// One worker's view: the snapshot and policy it last saw, and its own regex clones.
+///
+/// It holds the previous snapshot alive until its next decision (or [`Evaluator::refresh`]); a
+/// worker that idles for long should call `refresh` so a replaced snapshot's memory is freed.
 #[derive(Debug)]
 pub struct Evaluator {
     engine: Arc<PolicyEngine>,
+    snapshot: Arc<Snapshot>,
     policy: Arc<Policy>,
     scopes: PathScopes,
+    version: u64,
 }
 
 impl Evaluator {
-    /// Decides for one file. Lock-free; allocates only on the first decision after a policy
-    /// change (to clone that policy's regexes for this worker).
+    /// Decides for one file. Lock-free, no reference counting on the common path; allocates only
+    /// on the first decision after a policy change (to clone that policy's regexes).
     #[inline]
     pub fn decide(&mut self, file: &FileIdentity<'_>) -> Decision {
-        let current = self.engine.policy.load();
-        if !Arc::ptr_eq(&current, &self.policy) {
-            self.policy = Arc::clone(&current);
-            self.scopes = self.policy.scopes();
+        self.refresh();
+        decide(&self.snapshot, &self.policy, &self.scopes, file)
+    }
+
+    /// Picks up a newly published snapshot or policy, if any.
+    #[inline]
+    pub fn refresh(&mut self) {
+        let version = self.engine.version.0.load(Ordering::Acquire);
+        if version != self.version {
+            self.reload(version);
         }
-        drop(current);
-        let snapshot = self.engine.snapshot.load();
-        decide(&snapshot, &self.policy, &self.scopes, file)
+    }
+
+    #[cold]
+    fn reload(&mut self, version: u64) {
+        self.snapshot = self.engine.snapshot.load_full();
+        let policy = self.engine.policy.load_full();
+        if !Arc::ptr_eq(&policy, &self.policy) {
+            self.scopes = policy.scopes();
+            self.policy = policy;
+        }
+        self.version = version;
     }
 }

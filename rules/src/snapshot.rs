@@ -1,10 +1,16 @@
 //! The immutable in-memory rule index the workers read, and its lock-free publication.
 //!
-//! Layout: one open-addressing table per rule type (`hashbrown::HashTable<u32>`) holding only a
-//! 4-byte index into a dense vector of entries `{ key, state, rule_id, custom }`. Keys are
-//! fixed-size arrays for the digests and the Team ID, and one shared string for a Signing ID, so a
-//! probe hashes the file's bytes directly and never allocates. A miss is usually settled by the
-//! table's control bytes alone; a hit touches one entry. A lookup probes at most five tables.
+//! Layout: one table per rule type. A table is a dense vector of entries `{ key, state, rule_id,
+//! custom }` plus an open-addressing array of 8-byte slots, each holding the upper 32 bits of the
+//! key's hash (a fingerprint) and the entry's index; linear probing, load factor at most 3/4.
+//! Keys are fixed-size arrays for the digests and the Team ID and one shared string for a Signing
+//! ID, so a probe hashes the file's bytes directly and never allocates.
+//!
+//! With a million rules the tables are far larger than the caches, so a probe costs a memory
+//! access, not instructions. A lookup therefore first computes every hash and loads the home slot
+//! of each of the (up to) five tables, independently, so the five cache misses overlap; only then
+//! does it walk the precedence order. A miss is usually settled by that one slot (empty, or no
+//! fingerprint match); a hit touches one entry more.
 //!
 //! Custom messages and URLs are interned once per snapshot and handed to decisions as `Arc<str>`
 //! clones, so a decision stays valid after the snapshot it came from has been replaced.
@@ -14,16 +20,17 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Guard};
-use hashbrown::HashTable;
-use hashbrown::hash_table::Entry;
 
 use crate::identity::{RuleIdentifiers, SigningIdRef};
 use crate::model::{CdHash, Rule, RuleIdentifier, RuleState, RuleType, Sha256, SigningId, TeamId};
 
-/// Most rules one snapshot holds. Entry indices are `u32`; at about 60 bytes a rule this bound is
-/// also about 1 GiB of index, far above any real deployment (Santa starts culling transitive rules
+/// Most rules one snapshot holds. Entry indices are `u32`; at about 80 bytes a rule this bound is
+/// also over 1 GiB of index, far above any real deployment (Santa starts culling transitive rules
 /// at 500,000), so hitting it means a runaway sync rather than a legitimate rule set.
 pub const SNAPSHOT_RULES_MAX: usize = 1 << 24;
+
+/// Smallest slot array (one cache line), so an empty table needs no special case.
+const SLOTS_MIN: usize = 8;
 
 /// The user-facing text attached to a rule, interned per snapshot.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -50,37 +57,92 @@ struct Entry_<K> {
     meta: Meta,
 }
 
+/// A slot: 0 is empty; otherwise the hash's upper 32 bits, then the entry index plus one.
+#[inline]
+fn slot_word(hash: u64, index: u32) -> u64 {
+    (hash & 0xffff_ffff_0000_0000) | (u64::from(index) + 1)
+}
+
 /// One rule type's table.
 #[derive(Debug)]
 struct Index<K> {
     entries: Vec<Entry_<K>>,
-    table: HashTable<u32>,
+    slots: Vec<u64>,
 }
 
 impl<K> Default for Index<K> {
     fn default() -> Self {
-        Index {
-            entries: Vec::new(),
-            table: HashTable::new(),
-        }
+        Index::with_capacity(0)
     }
+}
+
+fn slots_for(rules: usize) -> usize {
+    // Load factor at most 3/4: linear probing then ends within a cache line or two.
+    (rules.saturating_mul(4) / 3 + 1)
+        .next_power_of_two()
+        .max(SLOTS_MIN)
 }
 
 impl<K> Index<K> {
     fn with_capacity(n: usize) -> Self {
         Index {
             entries: Vec::with_capacity(n),
-            table: HashTable::with_capacity(n),
+            slots: vec![0; slots_for(n)],
         }
     }
 
     #[inline]
-    fn find(&self, hash: u64, mut eq: impl FnMut(&K) -> bool) -> Option<(u32, &Entry_<K>)> {
-        let entries = &self.entries;
-        let &i = self.table.find(hash, |&i| {
-            entries.get(i as usize).map(|e| eq(&e.key)).unwrap_or(false)
-        })?;
-        entries.get(i as usize).map(|e| (i, e))
+    fn mask(&self) -> usize {
+        self.slots.len() - 1
+    }
+
+    /// The home slot of `hash`: loaded early so that the tables' cache misses overlap.
+    #[inline]
+    fn home(&self, hash: u64) -> u64 {
+        self.slots
+            .get(hash as usize & self.mask())
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Walks the probe sequence from the already-loaded home slot.
+    #[inline]
+    fn find_from(
+        &self,
+        hash: u64,
+        home: u64,
+        mut eq: impl FnMut(&K) -> bool,
+    ) -> Option<(u32, &Entry_<K>)> {
+        let mask = self.mask();
+        let tag = hash >> 32;
+        let mut i = hash as usize & mask;
+        let mut slot = home;
+        // The load factor keeps empty slots, so the walk ends; the bound makes that explicit.
+        for _ in 0..self.slots.len() {
+            if slot == 0 {
+                return None;
+            }
+            if slot >> 32 == tag {
+                let index = (slot as u32).wrapping_sub(1);
+                if let Some(e) = self.entries.get(index as usize)
+                    && eq(&e.key)
+                {
+                    return Some((index, e));
+                }
+            }
+            i = (i + 1) & mask;
+            slot = self.slots.get(i).copied().unwrap_or(0);
+        }
+        None
+    }
+
+    fn place(slots: &mut [u64], hash: u64, index: u32) {
+        let mask = slots.len() - 1;
+        let mut i = hash as usize & mask;
+        while slots[i] != 0 {
+            i = (i + 1) & mask;
+        }
+        slots[i] = slot_word(hash, index);
     }
 
     /// Inserts or replaces. Returns true if the key was new.
@@ -92,31 +154,30 @@ impl<K> Index<K> {
         eq: impl Fn(&K, &K) -> bool,
         rehash: impl Fn(&K) -> u64,
     ) -> bool {
-        let entries = &self.entries;
-        let next = entries.len() as u32;
-        let found = self.table.entry(
-            hash,
-            |&i| entries.get(i as usize).is_some_and(|e| eq(&e.key, &key)),
-            |&i| entries.get(i as usize).map_or(0, |e| rehash(&e.key)),
-        );
-        match found {
-            Entry::Occupied(o) => {
-                let i = *o.get() as usize;
-                if let Some(e) = self.entries.get_mut(i) {
-                    e.meta = meta;
-                }
-                false
+        let home = self.home(hash);
+        if let Some((i, _)) = self.find_from(hash, home, |k| eq(k, &key)) {
+            if let Some(e) = self.entries.get_mut(i as usize) {
+                e.meta = meta;
             }
-            Entry::Vacant(v) => {
-                v.insert(next);
-                self.entries.push(Entry_ { key, meta });
-                true
-            }
+            return false;
         }
+        let index = self.entries.len() as u32;
+        self.entries.push(Entry_ { key, meta });
+        if slots_for(self.entries.len()) > self.slots.len() {
+            let mut slots = vec![0; slots_for(self.entries.len())];
+            for (i, e) in self.entries.iter().enumerate() {
+                Self::place(&mut slots, rehash(&e.key), i as u32);
+            }
+            self.slots = slots;
+        } else {
+            Self::place(&mut self.slots, hash, index);
+        }
+        true
     }
 
     fn heap_bytes(&self) -> usize {
-        self.entries.capacity() * std::mem::size_of::<Entry_<K>>() + self.table.allocation_size()
+        self.entries.capacity() * std::mem::size_of::<Entry_<K>>()
+            + self.slots.capacity() * std::mem::size_of::<u64>()
     }
 }
 
@@ -143,10 +204,10 @@ impl SnapshotStats {
 pub struct Snapshot {
     generation: u64,
     hasher: foldhash::quality::RandomState,
-    cdhash: Index<[u8; 20]>,
-    binary: Index<[u8; 32]>,
+    cdhash: Index<CdHash>,
+    binary: Index<Sha256>,
     signing_id: Index<SigningId>,
-    certificate: Index<[u8; 32]>,
+    certificate: Index<Sha256>,
     team_id: Index<TeamId>,
     customs: Vec<CustomText>,
     signing_id_bytes: usize,
@@ -190,17 +251,20 @@ impl<'s> RuleMatch<'s> {
         let s = self.snapshot;
         let i = self.index as usize;
         Some(match self.rule_type {
-            RuleType::CdHash => RuleIdentifier::CdHash(CdHash(s.cdhash.entries.get(i)?.key)),
-            RuleType::Binary => RuleIdentifier::Binary(Sha256(s.binary.entries.get(i)?.key)),
+            RuleType::CdHash => RuleIdentifier::CdHash(s.cdhash.entries.get(i)?.key),
+            RuleType::Binary => RuleIdentifier::Binary(s.binary.entries.get(i)?.key),
             RuleType::SigningId => {
                 RuleIdentifier::SigningId(s.signing_id.entries.get(i)?.key.clone())
             }
-            RuleType::Certificate => {
-                RuleIdentifier::Certificate(Sha256(s.certificate.entries.get(i)?.key))
-            }
+            RuleType::Certificate => RuleIdentifier::Certificate(s.certificate.entries.get(i)?.key),
             RuleType::TeamId => RuleIdentifier::TeamId(s.team_id.entries.get(i)?.key),
         })
     }
+}
+
+#[inline]
+fn signing_id_eq(stored: &SigningId, probe: &SigningIdRef<'_>) -> bool {
+    stored.prefix() == probe.prefix && stored.ident() == probe.ident
 }
 
 static EMPTY_CUSTOM: CustomText = CustomText {
@@ -250,56 +314,17 @@ impl Snapshot {
     }
 
     #[inline]
-    fn probe<'s, K>(
+    fn found<'s, K>(
         &'s self,
-        index: &'s Index<K>,
         rule_type: RuleType,
-        hash: u64,
-        eq: impl FnMut(&K) -> bool,
+        hit: Option<(u32, &Entry_<K>)>,
     ) -> Option<RuleMatch<'s>> {
-        index.find(hash, eq).map(|(i, e)| RuleMatch {
+        hit.map(|(index, e)| RuleMatch {
             snapshot: self,
             rule_type,
-            index: i,
+            index,
             meta: e.meta,
         })
-    }
-
-    fn find_cdhash(&self, key: &[u8; 20]) -> Option<RuleMatch<'_>> {
-        self.probe(&self.cdhash, RuleType::CdHash, self.hash_bytes(key), |k| {
-            k == key
-        })
-    }
-
-    fn find_binary(&self, key: &[u8; 32]) -> Option<RuleMatch<'_>> {
-        self.probe(&self.binary, RuleType::Binary, self.hash_bytes(key), |k| {
-            k == key
-        })
-    }
-
-    fn find_signing_id(&self, sid: &SigningIdRef<'_>) -> Option<RuleMatch<'_>> {
-        let hash = self.hash_signing_id(sid.prefix.as_str(), sid.ident);
-        self.probe(&self.signing_id, RuleType::SigningId, hash, |k| {
-            k.prefix() == sid.prefix && k.ident() == sid.ident
-        })
-    }
-
-    fn find_certificate(&self, key: &[u8; 32]) -> Option<RuleMatch<'_>> {
-        self.probe(
-            &self.certificate,
-            RuleType::Certificate,
-            self.hash_bytes(key),
-            |k| k == key,
-        )
-    }
-
-    fn find_team_id(&self, key: &TeamId) -> Option<RuleMatch<'_>> {
-        self.probe(
-            &self.team_id,
-            RuleType::TeamId,
-            self.hash_bytes(key.as_bytes()),
-            |k| k == key,
-        )
     }
 
     /// The highest-precedence rule over all of the given identifiers: CDHash > Binary > Signing ID
@@ -309,22 +334,56 @@ impl Snapshot {
     /// operator wrote: a compiler happened to produce the file.
     #[inline]
     pub fn lookup(&self, ids: &RuleIdentifiers<'_>) -> Option<RuleMatch<'_>> {
-        if let Some(m) = ids.cdhash.and_then(|k| self.find_cdhash(&k.0)) {
-            return Some(m);
+        // Phase 1: hashes and home slots, no branches between the loads so they overlap.
+        let h_cd = ids.cdhash.map(|k| self.hash_bytes(&k.0));
+        let h_bin = ids.binary.map(|k| self.hash_bytes(&k.0));
+        let h_sid = ids
+            .signing_id
+            .map(|s| self.hash_signing_id(s.prefix.as_str(), s.ident));
+        let h_cert = ids.certificate.map(|k| self.hash_bytes(&k.0));
+        let h_team = ids.team_id.map(|k| self.hash_bytes(k.as_bytes()));
+        let home = std::hint::black_box([
+            h_cd.map_or(0, |h| self.cdhash.home(h)),
+            h_bin.map_or(0, |h| self.binary.home(h)),
+            h_sid.map_or(0, |h| self.signing_id.home(h)),
+            h_cert.map_or(0, |h| self.certificate.home(h)),
+            h_team.map_or(0, |h| self.team_id.home(h)),
+        ]);
+
+        // Phase 2: precedence order.
+        if let (Some(k), Some(h)) = (ids.cdhash, h_cd) {
+            let hit = self.cdhash.find_from(h, home[0], |x| *x == k);
+            if let Some(m) = self.found(RuleType::CdHash, hit) {
+                return Some(m);
+            }
         }
-        let binary = ids.binary.and_then(|k| self.find_binary(&k.0));
-        let transitive = match binary {
-            Some(m) if m.state() != RuleState::AllowTransitive => return Some(m),
-            other => other,
-        };
-        if let Some(m) = ids.signing_id.and_then(|s| self.find_signing_id(&s)) {
-            return Some(m);
+        let mut transitive = None;
+        if let (Some(k), Some(h)) = (ids.binary, h_bin) {
+            let hit = self.binary.find_from(h, home[1], |x| *x == k);
+            match self.found(RuleType::Binary, hit) {
+                Some(m) if m.state() != RuleState::AllowTransitive => return Some(m),
+                other => transitive = other,
+            }
         }
-        if let Some(m) = ids.certificate.and_then(|k| self.find_certificate(&k.0)) {
-            return Some(m);
+        if let (Some(sid), Some(h)) = (ids.signing_id, h_sid) {
+            let hit = self
+                .signing_id
+                .find_from(h, home[2], |x| signing_id_eq(x, &sid));
+            if let Some(m) = self.found(RuleType::SigningId, hit) {
+                return Some(m);
+            }
         }
-        if let Some(m) = ids.team_id.and_then(|k| self.find_team_id(&k)) {
-            return Some(m);
+        if let (Some(k), Some(h)) = (ids.certificate, h_cert) {
+            let hit = self.certificate.find_from(h, home[3], |x| *x == k);
+            if let Some(m) = self.found(RuleType::Certificate, hit) {
+                return Some(m);
+            }
+        }
+        if let (Some(k), Some(h)) = (ids.team_id, h_team) {
+            let hit = self.team_id.find_from(h, home[4], |x| *x == k);
+            if let Some(m) = self.found(RuleType::TeamId, hit) {
+                return Some(m);
+            }
         }
         transitive
     }
@@ -466,15 +525,15 @@ impl SnapshotBuilder {
         let added = match &rule.identifier {
             RuleIdentifier::CdHash(k) => {
                 s.cdhash
-                    .upsert(hb(&k.0), k.0, meta, |a, b| a == b, |k| hb(k))
+                    .upsert(hb(&k.0), *k, meta, |a, b| a == b, |k| hb(&k.0))
             }
             RuleIdentifier::Binary(k) => {
                 s.binary
-                    .upsert(hb(&k.0), k.0, meta, |a, b| a == b, |k| hb(k))
+                    .upsert(hb(&k.0), *k, meta, |a, b| a == b, |k| hb(&k.0))
             }
             RuleIdentifier::Certificate(k) => {
                 s.certificate
-                    .upsert(hb(&k.0), k.0, meta, |a, b| a == b, |k| hb(k))
+                    .upsert(hb(&k.0), *k, meta, |a, b| a == b, |k| hb(&k.0))
             }
             RuleIdentifier::TeamId(k) => s.team_id.upsert(
                 hb(k.as_bytes()),

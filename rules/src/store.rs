@@ -16,6 +16,7 @@ use rusqlite::{
     Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params,
 };
 
+use crate::identity::RuleIdentifiers;
 use crate::model::{Rule, RuleChange, RuleIdentifier, RuleState, RuleType, shorten};
 use crate::snapshot::{Snapshot, SnapshotBuilder, SnapshotError};
 
@@ -547,6 +548,48 @@ impl RuleStore {
             }
         }
         Ok(report)
+    }
+
+    /// The rule Santa's own per-exec query returns for these identifiers (one SQL statement,
+    /// `UNION ALL` over the five types in precedence order, transitive Binary last). The daemon
+    /// answers from the snapshot instead; this serves one-off checks (`santactl rule --check`)
+    /// and is the baseline the snapshot is tested and benchmarked against. A top row that cannot
+    /// be read as a rule yields `None`, as Santa then has no usable rule either.
+    pub fn find_rule(&self, ids: &RuleIdentifiers<'_>) -> Result<Option<Rule>, StoreError> {
+        const COLUMNS: &str = "rowid, identifier, state, type, custommsg, customurl, \
+             event_detail_button_text, timestamp, comment, cel_expr, seatbelt_policy, rule_id";
+        let sql = format!(
+            "SELECT {COLUMNS} FROM ( \
+               SELECT 1 AS prio, {COLUMNS} FROM execution_rules WHERE identifier = ?1 AND type = 500 \
+               UNION ALL SELECT 2, {COLUMNS} FROM execution_rules \
+                 WHERE identifier = ?2 AND type = 1000 AND state <> ?6 \
+               UNION ALL SELECT 3, {COLUMNS} FROM execution_rules WHERE identifier = ?3 AND type = 2000 \
+               UNION ALL SELECT 4, {COLUMNS} FROM execution_rules WHERE identifier = ?4 AND type = 3000 \
+               UNION ALL SELECT 5, {COLUMNS} FROM execution_rules WHERE identifier = ?5 AND type = 4000 \
+               UNION ALL SELECT 6, {COLUMNS} FROM execution_rules \
+                 WHERE identifier = ?2 AND type = 1000 AND state = ?6 \
+             ) ORDER BY prio ASC LIMIT 1"
+        );
+        let loc = &self.location;
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(sql_err(loc, "preparing the rule query"))?;
+        let sid = ids
+            .signing_id
+            .map(|s| format!("{}:{}", s.prefix.as_str(), s.ident));
+        let mut rows = stmt
+            .query(params![
+                ids.cdhash.map(|h| h.to_string()),
+                ids.binary.map(|h| h.to_string()),
+                sid,
+                ids.certificate.map(|h| h.to_string()),
+                ids.team_id.map(|t| t.as_str().to_owned()),
+                RuleState::AllowTransitive.db_value(),
+            ])
+            .map_err(sql_err(loc, "querying a rule"))?;
+        let row = rows.next().map_err(sql_err(loc, "querying a rule"))?;
+        Ok(row.and_then(|r| row_to_rule(r).ok()))
     }
 
     /// Rule counts by type and by special state.

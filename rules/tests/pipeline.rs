@@ -410,22 +410,31 @@ fn evaluator_follows_snapshot_and_policy_swaps() {
 }
 
 /// Readers decide while the control thread publishes snapshots; every decision is consistent with
-/// one of the published snapshots (block in even generations, none in odd).
+/// one of the published snapshots (block in even generations, none in odd). The publisher keeps
+/// going until the readers have made many decisions, so the two really overlap.
 #[test]
 fn concurrent_readers_see_whole_snapshots() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    const READERS: usize = 3;
+    const DECISIONS_MIN: u64 = 30_000;
+    const GENERATIONS_MAX: u64 = 10_000_000;
     let engine = Arc::new(PolicyEngine::new(
         Snapshot::empty(1),
         Policy::new(config(ClientMode::Monitor)).unwrap(),
     ));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let readers: Vec<_> = (0..3)
+    let stop = Arc::new(AtomicBool::new(false));
+    let decided = Arc::new(AtomicU64::new(0));
+    let start = Arc::new(std::sync::Barrier::new(READERS + 1));
+    let readers: Vec<_> = (0..READERS)
         .map(|_| {
             let mut ev = engine.evaluator();
-            let stop = Arc::clone(&stop);
+            let (stop, decided, start) =
+                (Arc::clone(&stop), Arc::clone(&decided), Arc::clone(&start));
             std::thread::spawn(move || {
                 let f = file();
-                let mut n = 0u64;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut seen = std::collections::BTreeSet::new();
+                start.wait();
+                loop {
                     let d = ev.decide(&f);
                     let blocked = d.rules_generation.is_multiple_of(2);
                     assert_eq!(
@@ -434,24 +443,33 @@ fn concurrent_readers_see_whole_snapshots() {
                         "gen {}",
                         d.rules_generation
                     );
-                    n += 1;
+                    seen.insert(d.rules_generation);
+                    decided.fetch_add(1, Ordering::Relaxed);
+                    if stop.load(Ordering::Relaxed) {
+                        return seen.len();
+                    }
                 }
-                n
             })
         })
         .collect();
     let block = [rule(RuleType::TeamId, RuleState::Block)];
-    for generation in 2..200u64 {
+    start.wait();
+    let mut generation = 2u64;
+    while (decided.load(Ordering::Relaxed) < DECISIONS_MIN || generation < 200)
+        && generation < GENERATIONS_MAX
+    {
         let s = if generation.is_multiple_of(2) {
             Snapshot::from_rules(generation, &block).unwrap()
         } else {
             Snapshot::empty(generation)
         };
         engine.publish_snapshot(s);
+        generation += 1;
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let total: u64 = readers.into_iter().map(|h| h.join().unwrap()).sum();
-    assert!(total > 0);
+    stop.store(true, Ordering::Relaxed);
+    let seen: Vec<usize> = readers.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(decided.load(Ordering::Relaxed) >= DECISIONS_MIN);
+    assert!(seen.iter().all(|&n| n >= 1), "{seen:?}");
 }
 
 #[test]

@@ -6,8 +6,8 @@
 
 use proptest::prelude::*;
 use santa_rules::{
-    CdHash, FileIdentity, Rule, RuleIdentifier, RuleState, RuleType, Sha256, SigningStatus,
-    Snapshot, TeamId, parse_rules_json,
+    CdHash, Cleanup, FileIdentity, Rule, RuleChange, RuleIdentifier, RuleState, RuleStore,
+    RuleType, Sha256, SigningStatus, Snapshot, TeamId, parse_rules_json,
 };
 
 const TEAMS: [&str; 3] = ["AAAAAAAAAA", "BBBBBBBBBB", "CCCCCCCCCC"];
@@ -78,6 +78,21 @@ fn arb_probe() -> impl Strategy<Value = Probe> {
         })
 }
 
+fn file_for(p: &Probe) -> FileIdentity<'static> {
+    FileIdentity {
+        sha256: Sha256(digest32(p.sha)),
+        cdhash: p.cdhash.map(|c| CdHash([c; 20])),
+        signing_id: p.ident.map(|i| IDENTS[i]),
+        team_id: p
+            .team
+            .map(|i| TeamId::from_signature(TEAMS[i].as_bytes()).unwrap()),
+        cert_sha256: p.cert.map(|c| Sha256(digest32(c))),
+        signing_status: p.status,
+        is_platform_binary: p.platform,
+        path: b"/x",
+    }
+}
+
 /// Santa's query, spelled out: candidates in rank order, first present wins.
 fn naive(rules: &[Rule], p: &Probe) -> Option<(RuleIdentifier, RuleState)> {
     // Later rules replace earlier ones with the same (type, identifier), as INSERT OR REPLACE does.
@@ -136,21 +151,33 @@ proptest! {
     ) {
         let snapshot = Snapshot::from_rules(1, &rules).unwrap();
         for p in &probes {
-            let sid_ident = p.ident.map(|i| IDENTS[i]);
-            let f = FileIdentity {
-                sha256: Sha256(digest32(p.sha)),
-                cdhash: p.cdhash.map(|c| CdHash([c; 20])),
-                signing_id: sid_ident,
-                team_id: p.team.map(|i| TeamId::from_signature(TEAMS[i].as_bytes()).unwrap()),
-                cert_sha256: p.cert.map(|c| Sha256(digest32(c))),
-                signing_status: p.status,
-                is_platform_binary: p.platform,
-                path: b"/x",
-            };
+            let f = file_for(p);
             let got = snapshot
                 .lookup(&f.rule_identifiers())
                 .map(|m| (m.identifier().unwrap(), m.state()));
             prop_assert_eq!(got, naive(&rules, p), "probe {:?}", p);
+        }
+    }
+
+    /// The same agreement against Santa's actual SQL query, run by the store.
+    #[test]
+    fn snapshot_lookup_agrees_with_santas_sql_query(
+        rules in prop::collection::vec(arb_rule(), 0..25),
+        probes in prop::collection::vec(arb_probe(), 1..6),
+    ) {
+        let mut store = RuleStore::open_in_memory().unwrap();
+        if !rules.is_empty() {
+            let changes: Vec<RuleChange> = rules.iter().cloned().map(RuleChange::Upsert).collect();
+            store.apply(&changes, Cleanup::None).unwrap();
+        }
+        let (snapshot, report) = store.build_snapshot().unwrap();
+        prop_assert_eq!(report.skipped_count, 0);
+        for p in &probes {
+            let f = file_for(p);
+            let ids = f.rule_identifiers();
+            let sql = store.find_rule(&ids).unwrap().map(|r| (r.identifier, r.state));
+            let got = snapshot.lookup(&ids).map(|m| (m.identifier().unwrap(), m.state()));
+            prop_assert_eq!(got, sql, "probe {:?}", p);
         }
     }
 

@@ -4,12 +4,15 @@
 //! - [`fanotify`]: the Linux event source (group, marks, reads, responses, kernel allow cache).
 //! - [`mount`]: a private tmpfs or loop-mounted ext2 guard for tests, benchmarks and the demo.
 //! - [`eventlog`]: the decision log (Santa's line format, JSON lines, bounded ring, logger thread).
+//! - [`procinfo`]: process facts from /proc (ids, names, args, tty) into fixed-size records.
 //! - [`config`]: the TOML configuration with Santa's key names, validated key by key.
 
 #[cfg(target_os = "linux")]
 pub mod fanotify;
 #[cfg(target_os = "linux")]
 pub mod mount;
+#[cfg(target_os = "linux")]
+pub mod procinfo;
 
 pub mod config;
 pub mod eventlog;

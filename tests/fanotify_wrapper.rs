@@ -467,3 +467,92 @@ fn events_not_taken_are_answered_allow_when_iterator_drops() {
     }
     assert_eq!(open_fds(), fds_before, "every event fd closed");
 }
+
+#[test]
+fn process_facts_during_and_after_a_held_exec() {
+    use santad::eventlog::{ARGS_BYTES_MAX, Record, Text};
+    use santad::procinfo::{
+        NameCache, exec_completed, fd_path_into, fill_process, read_cmdline_into,
+    };
+    let _serial = serial();
+    require_root();
+    let fds_before = open_fds();
+    {
+        let mount = PrivateMount::tmpfs(TmpfsOptions::default()).expect("private tmpfs");
+        let bin = mount.join("sleep");
+        std::fs::copy("/bin/sleep", &bin).expect("copy /bin/sleep");
+        let meta = std::fs::metadata(&bin).expect("stat");
+        let group = Fanotify::new(InitOptions::default()).expect("fanotify_init");
+        group
+            .add_watch(mount.path(), MarkScope::Mount, MASK_OPEN_EXEC_PERM)
+            .expect("mark");
+        // std's spawn returns only once the exec succeeded, and this thread holds the exec:
+        // spawn from another thread (if this one panics, the group closes and releases it).
+        let spawner = {
+            let bin = bin.clone();
+            std::thread::spawn(move || Command::new(&bin).arg("0.3").spawn())
+        };
+        let mut pid = 0;
+        let wake = WakeFd::new().expect("eventfd");
+        let mut buf = EventBuffer::new(EVENT_BUFFER_BYTES_DEFAULT).expect("buffer");
+        let deadline = Instant::now() + EVENT_WAIT;
+        let mut answered = false;
+        while !answered {
+            assert!(
+                Instant::now() < deadline,
+                "no permission event within {EVENT_WAIT:?}"
+            );
+            if !group.wait(&wake, POLL_MS).expect("poll").events {
+                continue;
+            }
+            for event in group.read(&mut buf).expect("read") {
+                let event = event.expect("event");
+                let Some(fd) = &event.fd else { continue };
+                pid = event.pid;
+                // While held: facts that survive exec are right, the path comes from the fd, and
+                // cmdline still shows the program before the exec (not "sleep 0.3").
+                let mut rec = Record::new();
+                let mut names = NameCache::new();
+                let stat = fill_process(pid, &mut rec, &mut names).expect("process facts");
+                assert_eq!(rec.ppid, std::process::id() as i32);
+                assert_eq!((rec.uid, rec.user.as_bytes()), (0, &b"root"[..]));
+                assert!(stat.start_ticks > 0);
+                fd_path_into(fd.as_fd(), &mut rec.path).expect("fd path");
+                assert_eq!(rec.path.as_bytes(), bin.as_os_str().as_encoded_bytes());
+                assert!(
+                    !exec_completed(pid, meta.dev(), meta.ino()),
+                    "exec cannot have completed while held"
+                );
+                let mut before: Text<ARGS_BYTES_MAX> = Text::new();
+                read_cmdline_into(pid, &mut before).expect("cmdline");
+                assert!(
+                    !before.as_bytes().ends_with(b"\x000.3\x00"),
+                    "pre-exec cmdline: {before:?}"
+                );
+                group
+                    .respond(fd.as_fd(), Response::Allow, false)
+                    .expect("respond");
+                answered = true;
+            }
+        }
+        // After the answer: once /proc/PID/exe is the file, cmdline is the new program's.
+        let deadline = Instant::now() + EVENT_WAIT;
+        while !exec_completed(pid, meta.dev(), meta.ino()) {
+            assert!(Instant::now() < deadline, "exec did not complete");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut args: Text<ARGS_BYTES_MAX> = Text::new();
+        read_cmdline_into(pid, &mut args).expect("cmdline");
+        let mut want = bin.as_os_str().as_encoded_bytes().to_vec();
+        want.extend_from_slice(b"\x000.3\x00");
+        assert_eq!(args.as_bytes(), &want[..]);
+        let mut child = spawner.join().expect("spawner thread").expect("spawn");
+        assert_eq!(
+            child.id() as i32,
+            pid,
+            "the event came from the spawned child"
+        );
+        assert!(child.wait().expect("wait").success());
+    }
+    assert_eq!(open_fds(), fds_before, "every event fd and pidfd closed");
+}

@@ -281,7 +281,7 @@ fn main() {
     cfg.failsafe_paths = vec![b"/usr/sbin/santad".to_vec(), b"/usr/bin/santactl".to_vec()];
     let engine = Arc::new(PolicyEngine::new(
         snapshot,
-        Policy::new(cfg).expect("valid policy"),
+        Policy::new(cfg.clone()).expect("valid policy"),
     ));
     let mut ev = engine.evaluator();
     let identities: Vec<FileIdentity<'_>> = probes.iter().map(ProbeFile::identity).collect();
@@ -349,6 +349,39 @@ fn main() {
         batched.record(e.max(1)).ok();
     }
     let allocs_batched = allocations() - allocs_before;
+
+    // Breakdown: the index lookup alone, and the pipeline with an empty index (failsafe check,
+    // regexes, mode), both batched like the row above.
+    let timed_batches = |f_one: &mut dyn FnMut(&FileIdentity<'_>)| {
+        let mut h = histogram();
+        let mut it = identities.iter().cycle();
+        let mut batch: Vec<&FileIdentity<'_>> = Vec::with_capacity(BATCH);
+        for _ in 0..decisions / BATCH / 2 {
+            batch.clear();
+            batch.extend(it.by_ref().take(BATCH));
+            black_box(batch.iter().map(|f| touch(f)).sum::<u64>());
+            let t = Instant::now();
+            for f in &batch {
+                f_one(black_box(f));
+            }
+            h.record((t.elapsed().as_nanos() as u64 / BATCH as u64).max(1))
+                .ok();
+        }
+        h
+    };
+    let current = engine.snapshot();
+    let lookup_only = timed_batches(&mut |f| {
+        black_box(current.lookup(&f.rule_identifiers()).map(|m| m.state()));
+    });
+    drop(current);
+    let empty_engine = Arc::new(PolicyEngine::new(
+        Snapshot::empty(0),
+        Policy::new(cfg).expect("valid policy"),
+    ));
+    let mut empty_ev = empty_engine.evaluator();
+    let pipeline_only = timed_batches(&mut |f| {
+        black_box(empty_ev.decide(f));
+    });
 
     // Santa's way as the baseline: the rule store on disk, one SQL query per exec.
     let dir = tempfile_dir();
@@ -438,6 +471,14 @@ fn main() {
     for (k, h) in kinds.iter().zip(&by_kind) {
         rows.push(row(format!("  … of which {k}"), h));
     }
+    rows.push(row(
+        "breakdown: Snapshot::lookup alone, batched",
+        &lookup_only,
+    ));
+    rows.push(row(
+        "breakdown: decide() with an empty snapshot, batched",
+        &pipeline_only,
+    ));
     rows.push(row("clock read alone (Instant::now + elapsed)", &clock));
     rows.push(row(
         "baseline: Santa's SQL query per exec (find_rule, on disk)",

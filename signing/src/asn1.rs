@@ -302,6 +302,10 @@ pub(crate) fn time_to_unix(t: &Tlv<'_>) -> Result<i64, Asn1Error> {
     let bad = Asn1Error::BadValue { what };
     let s = std::str::from_utf8(t.content).map_err(|_| bad.clone())?;
     let digits = s.strip_suffix('Z').ok_or(bad.clone())?;
+    // All ASCII digits first: the slicing below then always falls on character boundaries.
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad);
+    }
     let (year, rest) = match t.tag {
         tag::UTC_TIME if digits.len() == 12 => {
             let yy: i64 = digits[..2].parse().map_err(|_| bad.clone())?;
@@ -312,9 +316,6 @@ pub(crate) fn time_to_unix(t: &Tlv<'_>) -> Result<i64, Asn1Error> {
         }
         _ => return Err(bad),
     };
-    if !rest.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad);
-    }
     let num = |i: usize| -> i64 { rest[i..i + 2].parse().unwrap_or(-1) };
     let (month, day, hour, min, sec) = (num(0), num(2), num(4), num(6), num(8));
     if !(1..=12).contains(&month)
@@ -418,6 +419,14 @@ mod tests {
         let secs = time_to_unix(&t).unwrap();
         assert_eq!(format_unix_utc(secs), "2027-02-01 22:12:15+00:00");
         assert_eq!(format_unix_utc(0), "1970-01-01 00:00:00+00:00");
+        // Twelve bytes that are not twelve ASCII digits: an error, not a char-boundary panic.
+        let t = Tlv {
+            tag: tag::UTC_TIME,
+            content: "2\u{e9}0201221215Z".as_bytes(),
+            raw: &[],
+            indefinite: false,
+        };
+        assert!(time_to_unix(&t).is_err());
         assert_eq!(
             oid_to_string(&[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01]).as_deref(),
             Some("2.16.840.1.101.3.4.2.1")

@@ -13,6 +13,7 @@ use std::fmt;
 use std::fs::{File, Metadata};
 use std::io;
 use std::ops::Deref;
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -410,6 +411,16 @@ pub fn hash_file(file: &File, limits: &HashLimits) -> Result<FileHash, HashError
     })
 }
 
+/// [`hash_file`] for a borrowed fd (one `dup`, so the caller keeps its fd). Callers that own
+/// the fd (fanotify hands santad an `OwnedFd`) should convert it with `File::from` and call
+/// [`hash_file`] instead, which saves the `dup`.
+pub fn hash_fd(fd: BorrowedFd<'_>, limits: &HashLimits) -> Result<FileHash, HashError> {
+    let owned = fd
+        .try_clone_to_owned()
+        .map_err(|source| HashError::Stat { source })?;
+    hash_file(&File::from(owned), limits)
+}
+
 /// SHA-256 of the file at `path` (symlinks followed, as exec does).
 pub fn hash_path(path: &Path, limits: &HashLimits) -> Result<FileHash, HashError> {
     let file = File::open(path).map_err(|source| HashError::Open {
@@ -478,6 +489,17 @@ mod tests {
         assert_eq!(b.sha256, want);
         assert!(!a.changed && !b.changed);
         assert_eq!(a.stamp.size_bytes, 200_000);
+    }
+
+    #[test]
+    fn borrowed_fd_gives_the_same_hash() {
+        use std::os::fd::AsFd;
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(b"abc").unwrap();
+        let h = hash_fd(f.as_file().as_fd(), &HashLimits::default()).unwrap();
+        assert_eq!(h.sha256, Sha256::digest(b"abc"));
+        // The caller's fd is still usable afterwards.
+        assert_eq!(hash_file(f.as_file(), &HashLimits::default()).unwrap(), h);
     }
 
     #[test]

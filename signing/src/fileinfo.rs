@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::bundle::{self, Bundle};
-use crate::file::{FileBytes, FileStamp, HashError, HashLimits};
+use crate::file::{FileBytes, FileHash, FileStamp, HashError, HashLimits};
 use crate::ids::{CdHash, Sha1, Sha256, SigningId, TeamId};
 use crate::macho::{self, CpuType, FileFormat};
 use crate::verify::{self, ExternalFiles, InvalidReason, SigningStatus, SliceReport};
@@ -175,6 +175,38 @@ fn now_unix() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// What santad decides on: a file's SHA-256 and signing facts, from one read of an open file.
+#[derive(Clone, Debug, Serialize)]
+pub struct FileIdentity {
+    /// SHA-256, stamp, and whether the file changed while it was read (then: do not cache).
+    pub hash: FileHash,
+    /// What the first bytes say the file is.
+    pub format: FileFormat,
+    /// Signing facts for Mach-O files. External seals (Info.plist, resources) are reported,
+    /// not checked, as the kernel's own validity check does not check them either.
+    pub signing: Option<FileSigning>,
+}
+
+/// Reads `file` once (mmap or `pread`), hashes it, parses and verifies its signature, and
+/// re-checks its stamp: santad's per-exec call on the fd the kernel handed over.
+pub fn identify_file(file: &std::fs::File, limits: &HashLimits) -> Result<FileIdentity, HashError> {
+    let bytes = FileBytes::load(file, limits)?;
+    let sha256 = bytes.sha256();
+    let format = macho::classify(&bytes);
+    let signing = FileSigning::from_bytes(&bytes, &ExternalFiles::default(), now_unix()).ok();
+    let changed = !bytes.unchanged(file)?;
+    Ok(FileIdentity {
+        hash: FileHash {
+            sha256,
+            stamp: bytes.stamp(),
+            changed,
+            method: bytes.method(),
+        },
+        format,
+        signing,
+    })
 }
 
 /// Signing facts of already-loaded bytes (santad's hot path: hash and parse share one read).

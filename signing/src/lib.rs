@@ -39,9 +39,12 @@ pub mod x509;
 
 pub use asn1::{Asn1Error, format_unix_utc};
 pub use file::{
-    FileBytes, FileHash, FileStamp, HashError, HashLimits, ReadMethod, hash_file, hash_path,
-    sha1_path,
+    FileBytes, FileHash, FileStamp, HashError, HashLimits, ReadMethod, hash_fd, hash_file,
+    hash_path, sha1_path,
 };
-pub use fileinfo::{FileInfo, FileInfoError, FileInfoOptions, FileSigning, file_info, inspect};
+pub use fileinfo::{
+    FileIdentity, FileInfo, FileInfoError, FileInfoOptions, FileSigning, file_info, identify_file,
+    inspect,
+};
 pub use ids::{CdHash, Sha1, Sha256, SigningId, TeamId};
 pub use verify::{InvalidReason, SigningStatus};

@@ -246,10 +246,18 @@ pub fn classify(bytes: &[u8]) -> FileFormat {
         return FileFormat::Script;
     }
     match (be_u32(bytes, 0), le_u32(bytes, 0)) {
-        (Some(FAT_MAGIC | FAT_MAGIC_64), _) => FileFormat::FatMachO,
+        // Java class files share 0xcafebabe; what follows their version word is not a CPU.
+        (Some(FAT_MAGIC | FAT_MAGIC_64), _) if looks_fat(bytes) => FileFormat::FatMachO,
         (Some(m), Some(l)) if is_thin_magic(m) || is_thin_magic(l) => FileFormat::MachO,
         _ => FileFormat::Other,
     }
+}
+
+fn looks_fat(bytes: &[u8]) -> bool {
+    // Only the first entry's CPU type is judged, so a hostile slice count still reaches
+    // `parse` and gets its typed error.
+    let first_cpu = be_u32(bytes, 8).map(|c| CpuType::from_raw(c as i32));
+    !matches!(first_cpu, None | Some(CpuType::Other(_)))
 }
 
 fn is_thin_magic(m: u32) -> bool {
@@ -638,5 +646,24 @@ fn rd64_in(bytes: &[u8], off: usize, little: bool) -> Option<u64> {
         le_u64(bytes, off)
     } else {
         be_u64(bytes, off)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_by_magic() {
+        assert_eq!(classify(b"#!/bin/sh\n"), FileFormat::Script);
+        assert_eq!(classify(&[0xcf, 0xfa, 0xed, 0xfe, 0, 0]), FileFormat::MachO);
+        assert_eq!(classify(&[0xfe, 0xed, 0xfa, 0xce]), FileFormat::MachO);
+        let fat = [0xca, 0xfe, 0xba, 0xbe, 0, 0, 0, 2, 0x01, 0, 0, 0x07];
+        assert_eq!(classify(&fat), FileFormat::FatMachO);
+        // A Java 8 class file: minor 0, major 52, then a constant-pool count and a tag.
+        let class = [0xca, 0xfe, 0xba, 0xbe, 0, 0, 0, 52, 0, 0x1d, 0x0a, 0];
+        assert_eq!(classify(&class), FileFormat::Other);
+        assert_eq!(classify(&[]), FileFormat::Other);
+        assert_eq!(classify(b"\x7fELF"), FileFormat::Other);
     }
 }

@@ -177,17 +177,18 @@ impl<'a> Xml<'a> {
     fn close_tag(&mut self, name: &str) -> Result<(), PlistError> {
         self.skip_misc()?;
         let r = self.rest();
-        let want_len = name.len() + 3;
-        if r.len() >= want_len
-            && r.starts_with("</")
-            && &r[2..2 + name.len()] == name
-            && r[2 + name.len()..].trim_start().starts_with('>')
-        {
-            let gt = r.find('>').unwrap_or(want_len - 1);
-            self.pos += gt + 1;
-            Ok(())
-        } else {
-            Err(self.err("expected a closing tag"))
+        // `strip_prefix` rather than byte indexing: the text after `</` may be multi-byte.
+        let after = r
+            .strip_prefix("</")
+            .and_then(|t| t.strip_prefix(name))
+            .map(str::trim_start)
+            .filter(|t| t.starts_with('>'));
+        match after {
+            Some(t) => {
+                self.pos += r.len() - t.len() + 1;
+                Ok(())
+            }
+            None => Err(self.err("expected a closing tag")),
         }
     }
 
@@ -566,6 +567,8 @@ mod tests {
             b"<plist><dict><string>k</string></dict></plist>",
             b"\xff\xfe",
             b"",
+            "<plist><string>x</\u{e9}\u{e9}></plist>".as_bytes(),
+            "<plist><array></\u{1F600}".as_bytes(),
         ] {
             assert!(parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }

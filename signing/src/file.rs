@@ -280,6 +280,17 @@ impl Deref for FileBytes {
 impl FileBytes {
     /// Maps or reads `file` under `limits`, refusing anything but a regular file.
     pub fn load(file: &File, limits: &HashLimits) -> Result<Self, HashError> {
+        Self::load_reusing(file, limits, Vec::new())
+    }
+
+    /// [`Self::load`], reading small files into `buffer` (cleared first) instead of a fresh
+    /// allocation. A santad worker keeps one buffer and gets it back with
+    /// [`Self::into_buffer`], so once warm a small file costs no allocation.
+    pub fn load_reusing(
+        file: &File,
+        limits: &HashLimits,
+        buffer: Vec<u8>,
+    ) -> Result<Self, HashError> {
         let meta = file
             .metadata()
             .map_err(|source| HashError::Stat { source })?;
@@ -307,12 +318,20 @@ impl FileBytes {
                 });
             }
         }
-        let (buf, short_read) = read_all(file, stamp.size_bytes, limits.hash_bytes_max)?;
+        let (buf, short_read) = read_all(file, stamp.size_bytes, limits.hash_bytes_max, buffer)?;
         Ok(Self {
             data: Data::Owned(buf),
             stamp,
             short_read,
         })
+    }
+
+    /// The read buffer back, for the next [`Self::load_reusing`] (empty if the file was mapped).
+    pub fn into_buffer(self) -> Vec<u8> {
+        match self.data {
+            Data::Owned(v) => v,
+            Data::Mapped(_) => Vec::new(),
+        }
     }
 
     /// Opens `path` (following symlinks, like exec) and loads it.
@@ -362,12 +381,18 @@ impl FileBytes {
 /// Reads up to `size_bytes` with `pread` from offset 0 (the fd's offset is left alone: it may be
 /// shared with the process being executed). Returns the bytes and whether the file ended early
 /// or grew (both mean it changed underneath).
-fn read_all(file: &File, size_bytes: u64, limit_bytes: u64) -> Result<(Vec<u8>, bool), HashError> {
+fn read_all(
+    file: &File,
+    size_bytes: u64,
+    limit_bytes: u64,
+    mut buf: Vec<u8>,
+) -> Result<(Vec<u8>, bool), HashError> {
     let want = usize::try_from(size_bytes).map_err(|_| HashError::TooLarge {
         size_bytes,
         limit_bytes,
     })?;
-    let mut buf = vec![0u8; want];
+    buf.clear();
+    buf.resize(want, 0);
     let mut filled = 0usize;
     while filled < want {
         match file.read_at(&mut buf[filled..], filled as u64) {
@@ -500,6 +525,19 @@ mod tests {
         assert_eq!(h.sha256, Sha256::digest(b"abc"));
         // The caller's fd is still usable afterwards.
         assert_eq!(hash_file(f.as_file(), &HashLimits::default()).unwrap(), h);
+    }
+
+    #[test]
+    fn the_read_buffer_is_reused() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(&[7u8; 1000]).unwrap();
+        let buffer = Vec::with_capacity(4096);
+        let ptr = buffer.as_ptr();
+        let bytes = FileBytes::load_reusing(f.as_file(), &HashLimits::default(), buffer).unwrap();
+        assert_eq!(&bytes[..], &[7u8; 1000][..]);
+        let back = bytes.into_buffer();
+        assert_eq!(back.as_ptr(), ptr, "same allocation handed back");
+        assert!(back.capacity() >= 4096);
     }
 
     #[test]

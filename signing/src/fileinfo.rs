@@ -191,11 +191,24 @@ pub struct FileIdentity {
 
 /// Reads `file` once (mmap or `pread`), hashes it, parses and verifies its signature, and
 /// re-checks its stamp: santad's per-exec call on the fd the kernel handed over.
-pub fn identify_file(file: &std::fs::File, limits: &HashLimits) -> Result<FileIdentity, HashError> {
-    let bytes = FileBytes::load(file, limits)?;
+///
+/// `scratch` is the caller's reusable read buffer (see [`FileBytes::load_reusing`]); it comes
+/// back through the same `&mut` unless the read itself failed (then it is empty again).
+pub fn identify_file(
+    file: &std::fs::File,
+    limits: &HashLimits,
+    scratch: &mut Vec<u8>,
+) -> Result<FileIdentity, HashError> {
+    let bytes = FileBytes::load_reusing(file, limits, std::mem::take(scratch))?;
+    let result = identify_loaded(file, &bytes);
+    *scratch = bytes.into_buffer();
+    result
+}
+
+fn identify_loaded(file: &std::fs::File, bytes: &FileBytes) -> Result<FileIdentity, HashError> {
     let sha256 = bytes.sha256();
-    let format = macho::classify(&bytes);
-    let signing = FileSigning::from_bytes(&bytes, &ExternalFiles::default(), now_unix()).ok();
+    let format = macho::classify(bytes);
+    let signing = FileSigning::from_bytes(bytes, &ExternalFiles::default(), now_unix()).ok();
     let changed = !bytes.unchanged(file)?;
     Ok(FileIdentity {
         hash: FileHash {

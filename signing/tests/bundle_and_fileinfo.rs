@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use santa_signing::bundle::{self, BundleError, BundleLimits};
-use santa_signing::{FileInfoOptions, Sha256, SigningStatus, file_info};
+use santa_signing::{
+    FileInfoOptions, HashLimits, ReadMethod, Sha256, SigningStatus, file_info, identify_file,
+};
 
 fn fixtures() -> PathBuf {
     let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/macho");
@@ -230,4 +232,27 @@ fn fileinfo_of_scripts_and_unsigned_files() {
         "Yes, but signing is not consistent for all architectures"
     );
     assert!(info.bundle.is_none());
+}
+
+#[test]
+fn identify_file_hashes_and_verifies_in_one_read() {
+    let mut scratch = Vec::new();
+    let devid = std::fs::File::open(fixtures().join(DEVID)).unwrap();
+    let id = identify_file(&devid, &HashLimits::default(), &mut scratch).unwrap();
+    assert_eq!(id.hash.sha256, manifest_sha256(DEVID));
+    assert_eq!(id.hash.method, ReadMethod::Mmap);
+    assert!(!id.hash.changed);
+    let signing = id.signing.unwrap();
+    assert_eq!(signing.status, SigningStatus::Production);
+    assert_eq!(
+        signing.leaf_certificate_sha256().unwrap().to_string(),
+        "0a06c79b2e48d77e9f694fa3e4b71cc64b01d6ab2743b04ecf5364ee3e29c262"
+    );
+    // A small file goes through the reusable buffer, which comes back grown.
+    let small = std::fs::File::open(fixtures().join(SPAWN_HELPER)).unwrap();
+    let id = identify_file(&small, &HashLimits::default(), &mut scratch).unwrap();
+    assert_eq!(id.hash.sha256, manifest_sha256(SPAWN_HELPER));
+    assert_eq!(id.hash.method, ReadMethod::Read);
+    assert_eq!(id.signing.unwrap().status, SigningStatus::Adhoc);
+    assert!(scratch.capacity() >= 50512);
 }

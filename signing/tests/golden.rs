@@ -283,3 +283,22 @@ fn check_cms(
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+#[test]
+fn der_entitlements_equal_the_manifest_too() {
+    use santa_signing::codesign::{EmbeddedSignature, SLOT_DER_ENTITLEMENTS};
+    let f = fixtures()
+        .into_iter()
+        .find(|f| f["file"].as_str().unwrap().starts_with("devid_app/"))
+        .unwrap();
+    let bytes = std::fs::read(fixtures_dir().join(f["file"].as_str().unwrap())).unwrap();
+    let parsed = santa_signing::macho::parse(&bytes).unwrap();
+    for (slice, want) in parsed.slices.iter().zip(f["slices"].as_array().unwrap()) {
+        let loc = slice.code_signature.unwrap();
+        let area = &slice.bytes[loc.data_offset as usize..][..loc.data_size as usize];
+        let sig = EmbeddedSignature::parse(area, slice.size_bytes()).unwrap();
+        let der = sig.superblob.blob(SLOT_DER_ENTITLEMENTS).unwrap();
+        let value = santa_signing::entitlements::from_der(der.payload()).unwrap();
+        assert_eq!(value, want["entitlements"]);
+    }
+}

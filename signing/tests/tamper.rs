@@ -194,3 +194,73 @@ fn modified_info_plist_breaks_special_slot_one() {
         })
     );
 }
+
+/// The arm64 slice of the Developer ID binary, from manifest.json.
+const DEVID_ARM64_OFFSET: usize = 1_359_872;
+const DEVID_ARM64_SIG_OFFSET: usize = 1_258_448;
+const DEVID_ARM64_SIG_SIZE: usize = 21_968;
+
+fn be32(b: &[u8], at: usize) -> usize {
+    u32::from_be_bytes(b[at..at + 4].try_into().unwrap()) as usize
+}
+
+#[test]
+fn an_alternate_code_directory_not_bound_by_the_cms_is_invalid() {
+    // Rebuild the arm64 SuperBlob with one more blob: a copy of the CodeDirectory in slot
+    // 0x1000 whose identifier differs by one letter. Its page hashes still hold, but its digest
+    // is in neither hash-agility attribute, so the kernel could be steered to it: invalid.
+    let mut b = fixture(DEVID);
+    let sb = DEVID_ARM64_OFFSET + DEVID_ARM64_SIG_OFFSET;
+    let count = be32(&b, sb + 8);
+    let mut blobs: Vec<(u32, Vec<u8>)> = (0..count)
+        .map(|i| {
+            let slot = be32(&b, sb + 12 + 8 * i) as u32;
+            let off = sb + be32(&b, sb + 16 + 8 * i);
+            (slot, b[off..off + be32(&b, off + 4)].to_vec())
+        })
+        .collect();
+    let mut alt = blobs[0].1.clone();
+    assert_eq!(blobs[0].0, 0);
+    let ident = be32(&alt, 20);
+    alt[ident] ^= 0x20;
+    blobs.insert(1, (0x1000, alt));
+    let header = 12 + 8 * blobs.len();
+    let mut out = Vec::new();
+    let total: usize = header + blobs.iter().map(|(_, d)| d.len()).sum::<usize>();
+    assert!(total <= DEVID_ARM64_SIG_SIZE, "fits in LC_CODE_SIGNATURE");
+    out.extend_from_slice(&0xfade_0cc0u32.to_be_bytes());
+    out.extend_from_slice(&(total as u32).to_be_bytes());
+    out.extend_from_slice(&(blobs.len() as u32).to_be_bytes());
+    let mut off = header;
+    for (slot, d) in &blobs {
+        out.extend_from_slice(&slot.to_be_bytes());
+        out.extend_from_slice(&(off as u32).to_be_bytes());
+        off += d.len();
+    }
+    for (_, d) in &blobs {
+        out.extend_from_slice(d);
+    }
+    b[sb..sb + DEVID_ARM64_SIG_SIZE].fill(0);
+    b[sb..sb + out.len()].copy_from_slice(&out);
+    let s = FileSigning::from_bytes(&b, &ExternalFiles::default(), 0).unwrap();
+    let arm64 = &s.slices[1];
+    let sig = arm64.signature.as_ref().unwrap();
+    assert_eq!(sig.code_directories.len(), 2);
+    assert!(sig.code_directories.iter().all(|cd| cd.pages_verified));
+    assert_eq!(
+        arm64.status,
+        SigningStatus::Invalid(InvalidReason::UnboundCodeDirectory {
+            code_directory: 0x1000
+        })
+    );
+    // The same rebuild with an identical copy is bound (same digest) and stays valid.
+    let mut b2 = fixture(DEVID);
+    let mut same = out.clone();
+    let alt_start = be32(&same, 12 + 8 + 4);
+    let ident_at = alt_start + ident;
+    same[ident_at] ^= 0x20;
+    b2[sb..sb + DEVID_ARM64_SIG_SIZE].fill(0);
+    b2[sb..sb + same.len()].copy_from_slice(&same);
+    let s2 = FileSigning::from_bytes(&b2, &ExternalFiles::default(), 0).unwrap();
+    assert_eq!(s2.slices[1].status, SigningStatus::Production);
+}

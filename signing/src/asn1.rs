@@ -52,7 +52,7 @@ pub enum Asn1Error {
         /// What was being read.
         what: &'static str,
     },
-    /// Nesting deeper than [`DEPTH_MAX`].
+    /// Nesting deeper than `DEPTH_MAX` (48) levels.
     TooDeep,
     /// A different element than the structure requires.
     UnexpectedTag {

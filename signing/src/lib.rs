@@ -2,7 +2,7 @@
 //!
 //! Data flows in one direction:
 //!
-//! 1. [`file`]: the file's bytes, mapped (or read, when small or unmappable) from an fd the
+//! 1. [`mod@file`]: the file's bytes, mapped (or read, when small or unmappable) from an fd the
 //!    kernel handed over or from a path, with the `fstat` stamp `(dev, ino, ctime, size)` taken
 //!    before and re-checked after — [`hash_file`] / [`hash_path`] give the SHA-256 and whether
 //!    the file changed meanwhile. Bounded by [`HashLimits`].

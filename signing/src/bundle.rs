@@ -32,6 +32,9 @@ pub const BUNDLE_FILE_COUNT_MAX_DEFAULT: usize = 1_000_000;
 pub const BUNDLE_TIME_BUDGET_DEFAULT: Duration = Duration::from_secs(600);
 /// Largest `Info.plist` read: real ones are a few KiB.
 const INFO_PLIST_BYTES_MAX: u64 = 1 << 20;
+/// Largest `_CodeSignature/CodeResources` read: it lists every resource of the bundle with its
+/// hashes, a few MiB for the largest apps.
+const CODE_RESOURCES_BYTES_MAX: u64 = 64 << 20;
 /// Deepest directory nesting walked inside a bundle.
 const WALK_DEPTH_MAX: usize = 64;
 
@@ -122,7 +125,7 @@ pub fn external_files_for(binary: &Path) -> ExternalFiles {
             info_plist: read_small(&c.join("Info.plist"), INFO_PLIST_BYTES_MAX),
             code_resources: read_small(
                 &c.join("_CodeSignature/CodeResources"),
-                INFO_PLIST_BYTES_MAX * 64,
+                CODE_RESOURCES_BYTES_MAX,
             ),
         },
         None => ExternalFiles::default(),

@@ -176,7 +176,8 @@ pub enum HashError {
 }
 
 impl HashError {
-    fn at(self, path: &Path) -> Self {
+    /// Adds `path` as context (once).
+    pub(crate) fn at(self, path: &Path) -> Self {
         match self {
             e @ (Self::Open { .. } | Self::AtPath { .. }) => e,
             e => Self::AtPath {

@@ -234,10 +234,7 @@ pub fn file_info(path: &Path, options: &FileInfoOptions) -> Result<FileInfo, Fil
         path: path.to_path_buf(),
         source,
     })?;
-    let bytes = FileBytes::load(&file, &options.limits).map_err(|e| HashError::AtPath {
-        path: path.to_path_buf(),
-        source: Box::new(e),
-    })?;
+    let bytes = FileBytes::load(&file, &options.limits).map_err(|e| e.at(path))?;
     let bundle = bundle::find_ancestor_bundle(path);
     let external = bundle::external_files_for(path);
     let format = macho::classify(&bytes);

@@ -378,6 +378,7 @@ fn verify_embedded(
             first_err(&mut failure, r.clone());
         }
         let specials = verify_special_slots(sig, cd, external, &mut failure);
+        let digest = cd.digest();
         cd_reports.push(CodeDirectoryReport {
             slot: cd.slot,
             version: cd.version,
@@ -387,8 +388,9 @@ fn verify_embedded(
             n_code_slots: cd.n_code_slots,
             n_special_slots: cd.n_special_slots,
             code_limit: cd.code_limit,
-            cdhash: cd.cdhash(),
-            digest: crate::ids::hex(&cd.digest()),
+            // Every hash type's digest is at least 20 bytes.
+            cdhash: CdHash::from_prefix(&digest).unwrap_or_else(|| cd.cdhash()),
+            digest: crate::ids::hex(&digest),
             pages_verified: pages.is_ok(),
             special_slots: specials,
         });
@@ -407,6 +409,10 @@ fn verify_embedded(
     }
 
     let best = sig.best_code_directory();
+    let best_cdhash = cd_reports
+        .iter()
+        .find(|r| r.slot == best.slot)
+        .map_or_else(|| best.cdhash(), |r| r.cdhash);
     let xml = sig
         .superblob
         .blob(codesign::SLOT_ENTITLEMENTS)
@@ -421,7 +427,7 @@ fn verify_embedded(
     let team_id = best.team();
     let mut report = SignatureReport {
         code_directories: cd_reports,
-        cdhash: best.cdhash(),
+        cdhash: best_cdhash,
         hash_type: best.hash_type,
         identifier: best.identifier.to_string(),
         signing_id: SigningId::format(best.identifier, team_id.as_ref(), best.platform),

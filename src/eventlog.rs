@@ -216,6 +216,9 @@ pub enum Reason {
     Platform,
     /// `LONG_PATH`.
     LongPath,
+    /// `FAILSAFE`: the daemon's own binaries and configured critical paths (ours: Santa reports
+    /// its critical system binaries as SIGNINGID, which Linux files do not have).
+    Failsafe,
     /// `UNKNOWN`: no rule; the mode decided (or a default answer; see `explain`).
     Unknown,
 }
@@ -233,6 +236,7 @@ impl Reason {
             Reason::Transitive => "TRANSITIVE",
             Reason::Platform => "PLATFORM",
             Reason::LongPath => "LONG_PATH",
+            Reason::Failsafe => "FAILSAFE",
             Reason::Unknown => "UNKNOWN",
         }
     }

@@ -623,6 +623,15 @@ impl WakeFd {
         }
         Ok(())
     }
+
+    /// Consumes pending wake-ups, so the next wait blocks again (for a per-worker wake fd; a
+    /// stop signal is simply never drained).
+    pub fn drain(&self) {
+        let mut value = 0u64;
+        // SAFETY: reads at most 8 bytes into a valid, writable u64; the fd is a non-blocking
+        // eventfd, so the call returns at once (EAGAIN when nothing is pending).
+        let _ = unsafe { libc::read(self.fd.as_raw_fd(), (&raw mut value).cast(), 8) };
+    }
 }
 
 /// A caller-owned read buffer, allocated once per worker and reused for every read.

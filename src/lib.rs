@@ -7,6 +7,11 @@
 //! - [`procinfo`]: process facts from /proc (ids, names, args, tty) into fixed-size records.
 //! - [`blockmsg`]: Santa's block message on the blocked process's terminal (queue + thread).
 //! - [`config`]: the TOML configuration with Santa's key names, validated key by key.
+//!
+//! And the wiring over `santa-hotpath`, `santa-signing` and `santa-rules`:
+//! - [`identity`]: the evaluator (file → SHA-256 and signing facts → rules decision).
+//! - [`linux`]: the fanotify event source and responder for the engine.
+//! - [`daemon`]: builds everything from the config and runs until a signal says stop.
 
 #[cfg(target_os = "linux")]
 pub mod fanotify;
@@ -15,6 +20,13 @@ pub mod mount;
 #[cfg(target_os = "linux")]
 pub mod procinfo;
 
+#[cfg(target_os = "linux")]
+pub mod daemon;
+#[cfg(target_os = "linux")]
+pub mod linux;
+
 pub mod blockmsg;
 pub mod config;
 pub mod eventlog;
+pub mod identity;
+pub mod stderr_logger;

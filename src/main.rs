@@ -1,5 +1,7 @@
-//! santad's entry point. The daemon itself is wired in issue #5; until then only the config
-//! check runs: `santad [--config FILE] --check-config`.
+//! santad's entry point: `santad [--config FILE] [--check-config]`.
+//!
+//! Without `--config`, santad reads `/etc/santa/santad.toml` if present, else runs on its
+//! embedded defaults (Monitor mode, watching `/`, log on stdout).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +43,21 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    eprintln!("santad: the daemon is not wired yet (issue #5); only --check-config works");
-    ExitCode::from(2)
+    #[cfg(target_os = "linux")]
+    {
+        santad::stderr_logger::install();
+        match santad::daemon::run(config, config_path) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("santad: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = config;
+        eprintln!("santad: only the Linux event source is built on this platform");
+        ExitCode::FAILURE
+    }
 }

@@ -188,6 +188,8 @@ pub trait Submit<P> {
     fn submit(&self, core: usize, event: Event<P>) -> Submitted;
     /// The engine clock's now, for computing deadlines.
     fn now_ns(&self) -> u64;
+    /// Forgets the cached decision about one file (the source saw it written).
+    fn invalidate(&self, key: FileKey);
 }
 
 /// Where events come from, read by the workers themselves when they are idle.
@@ -542,6 +544,9 @@ where
     }
     fn now_ns(&self) -> u64 {
         self.clock.now_ns()
+    }
+    fn invalidate(&self, key: FileKey) {
+        self.cache.invalidate(key);
     }
 }
 

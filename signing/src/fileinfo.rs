@@ -96,6 +96,14 @@ impl FileSigning {
             .map_or(&[], |s| s.chain.as_slice())
     }
 
+    /// The primary slice is a platform (Apple OS) binary: its chain ends in Apple's software
+    /// signing leaf.
+    pub fn is_platform_binary(&self) -> bool {
+        self.primary()
+            .and_then(|s| s.signature.as_ref())
+            .is_some_and(|s| s.platform_binary)
+    }
+
     /// SHA-256 of the primary slice's leaf certificate.
     pub fn leaf_certificate_sha256(&self) -> Option<Sha256> {
         self.chain().first().map(|c| c.sha256)

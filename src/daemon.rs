@@ -1,0 +1,334 @@
+//! All the wiring in one place: config → rules, log, fanotify, engine; then wait for signals.
+//!
+//! - SIGTERM / SIGINT: stop reading, let the workers answer everything in flight, close the
+//!   group (the kernel releases anything still queued), flush the log, exit 0.
+//! - SIGHUP: reload the config and the rules database, publish the new policy and snapshot,
+//!   flush both caches (user space epoch and kernel ignore marks), reopen the log.
+//!
+//! If santad dies, the kernel releases every exec it held (fanotify fails open): a crash never
+//! wedges the host, and systemd restarts the service.
+
+use crate::blockmsg::{BlockMessenger, MessageConfig};
+use crate::config::{self, ClientMode, Config, WatchScope};
+use crate::eventlog::{self, EventLog, LoggerHandle};
+use crate::fanotify::{self, Fanotify, InitOptions, MarkScope};
+use crate::identity::ExecEvaluator;
+use crate::linux::{BundleTask, FanotifyResponder, FanotifySource, Linux};
+use santa_hotpath::{Engine, EngineConfig, FlushReason, MonotonicClock};
+use santa_rules as rules;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Bytes of each worker's fanotify read buffer: ~40 events of 24 bytes; a read returns what is
+/// pending, and a worker must not take more than it can answer quickly (others steal the rest).
+const FANOTIFY_BUFFER_BYTES: usize = 1024;
+/// Cache shards: enough that 2–64 workers rarely meet on one lock.
+const CACHE_SHARDS: usize = 64;
+
+/// Why santad could not start.
+#[derive(Debug)]
+pub enum DaemonError {
+    /// The policy settings do not compile (a bad path regex).
+    Policy(rules::PolicyError),
+    /// fanotify refused (not root, old kernel, a watch path that does not exist).
+    Fanotify(fanotify::Error),
+    /// The log file cannot be opened.
+    Log(eventlog::OpenError),
+    /// A thread could not be started, or signals could not be set up.
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for DaemonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Policy(e) => write!(f, "policy: {e}"),
+            Self::Fanotify(e) => write!(f, "fanotify: {e}"),
+            Self::Log(e) => write!(f, "event log {}: {}", e.path.display(), e.source),
+            Self::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for DaemonError {}
+
+fn rules_mode(mode: ClientMode) -> rules::ClientMode {
+    match mode {
+        ClientMode::Monitor => rules::ClientMode::Monitor,
+        ClientMode::Lockdown => rules::ClientMode::Lockdown,
+    }
+}
+
+/// santad's own binaries: always allowed (the failsafe), so a bad rule cannot lock out the tool
+/// that would fix it.
+fn own_binaries() -> Vec<Vec<u8>> {
+    let mut paths = Vec::new();
+    if let Ok(exe) = std::fs::read_link("/proc/self/exe") {
+        if let Some(dir) = exe.parent() {
+            paths.push(dir.join("santactl").into_os_string().into_encoded_bytes());
+        }
+        paths.push(exe.into_os_string().into_encoded_bytes());
+    }
+    paths
+}
+
+/// The rules crate's policy from the config.
+pub fn policy_config(config: &Config) -> rules::PolicyConfig {
+    rules::PolicyConfig {
+        mode: rules_mode(config.client_mode),
+        enable_bad_signature_protection: config.enable_bad_signature_protection,
+        fail_closed: config.fail_closed,
+        allowed_path_regex: config.allowed_path_regex.iter().cloned().collect(),
+        blocked_path_regex: config.blocked_path_regex.iter().cloned().collect(),
+        failsafe_paths: own_binaries(),
+        ..rules::PolicyConfig::default()
+    }
+}
+
+/// Loads the rules snapshot; a missing database is created, a corrupt or newer one is reported
+/// and left untouched, and santad runs on its configured policy with no rules (never a wipe).
+fn load_snapshot(path: &Path, generation: u64) -> rules::Snapshot {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    match rules::RuleStore::open(path).and_then(|store| store.build_snapshot()) {
+        Ok((snapshot, report)) => {
+            if report.skipped_count > 0 {
+                log::warn!(
+                    "rules database {}: {} rows skipped",
+                    path.display(),
+                    report.skipped_count
+                );
+            }
+            snapshot
+        }
+        Err(e) => {
+            log::error!(
+                "rules database {}: {e}; running on the configured mode with no rules",
+                path.display()
+            );
+            rules::Snapshot::empty(generation)
+        }
+    }
+}
+
+fn engine_config(config: &Config) -> EngineConfig {
+    EngineConfig {
+        workers: config.worker_count_resolved(),
+        pin_workers: true,
+        inflight_max: config.in_flight_slots as usize,
+        queue_depth_max: config.queue_depth as usize,
+        cache_capacity: config.cache_capacity as usize,
+        cache_shards: CACHE_SHARDS,
+        deny_ttl_ms: config.deny_cache_ttl_ms,
+        idle_spins: 0,
+        deadline_thread: true,
+    }
+}
+
+fn watch_mask(config: &Config) -> u64 {
+    let mut mask = fanotify::MASK_OPEN_EXEC_PERM | fanotify::MASK_CLOSE_WRITE;
+    if config.log_exec_notifications {
+        mask |= fanotify::MASK_OPEN_EXEC;
+    }
+    mask
+}
+
+fn block_config(config: &Config) -> MessageConfig {
+    MessageConfig {
+        unknown_block_message: config.unknown_block_message.clone(),
+        banned_block_message: config.banned_block_message.clone(),
+        event_detail_url: config.event_detail_url.clone(),
+        machine_id: config.machine_id.clone(),
+        ..MessageConfig::default()
+    }
+    .with_host_facts()
+}
+
+/// Blocks the signals santad handles in this thread (and so in every thread it starts), and
+/// returns the set to wait on.
+fn block_signals() -> std::io::Result<libc::sigset_t> {
+    // SAFETY: `set` is a valid sigset_t, initialised by sigemptyset before use; pthread_sigmask
+    // reads it and writes no old mask (null).
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
+        // A closed stdout (the log) must be an error to handle, not a killing signal.
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        Ok(set)
+    }
+}
+
+/// Waits up to a second for one of the blocked signals; `None` on timeout.
+fn wait_signal(set: &libc::sigset_t) -> Option<i32> {
+    let timeout = libc::timespec {
+        tv_sec: 1,
+        tv_nsec: 0,
+    };
+    // SAFETY: `set` is an initialised sigset_t; a null siginfo pointer is allowed; `timeout` is
+    // a valid timespec for the duration of the call.
+    let sig = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &timeout) };
+    (sig > 0).then_some(sig)
+}
+
+type SantaEngine = Engine<
+    crate::linux::ExecEvent,
+    ExecEvaluator,
+    FanotifyResponder,
+    MonotonicClock,
+    FanotifySource,
+>;
+
+/// Runs santad until SIGTERM or SIGINT. `config_path` is re-read on SIGHUP.
+pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonError> {
+    let signals = block_signals().map_err(DaemonError::Io)?;
+
+    let policy_engine = Arc::new(rules::PolicyEngine::new(
+        load_snapshot(&config.rules_db_path, 1),
+        rules::Policy::new(policy_config(&config)).map_err(DaemonError::Policy)?,
+    ));
+
+    let log = EventLog::new(config.event_log_ring_size as usize);
+    let writer = eventlog::LogWriter::new(eventlog::WriterConfig {
+        format: config.event_log_format,
+        destination: config.event_log_destination.clone(),
+        machine_id: config
+            .enable_machine_id_decoration
+            .then(|| config.machine_id.clone())
+            .flatten(),
+    })
+    .map_err(DaemonError::Log)?;
+    let logger: LoggerHandle =
+        eventlog::spawn_logger(log.clone(), writer).map_err(DaemonError::Io)?;
+
+    let fan = Fanotify::new(InitOptions {
+        report_pidfd: false,
+        enable_audit: false,
+    })
+    .map_err(DaemonError::Fanotify)?;
+    let mask = watch_mask(&config);
+    for watch in &config.watch_paths {
+        let scope = match watch.scope {
+            WatchScope::Mount => MarkScope::Mount,
+            WatchScope::Filesystem => MarkScope::Filesystem,
+        };
+        fan.add_watch(&watch.path, scope, mask)
+            .map_err(DaemonError::Fanotify)?;
+    }
+    let linux = Linux::new(fan);
+
+    let stop_bundles = Arc::new(AtomicBool::new(false));
+    let (bundles, bundle_thread) =
+        BundleTask::spawn(log.clone(), stop_bundles.clone()).map_err(DaemonError::Io)?;
+    let blocks = BlockMessenger::spawn(block_config(&config)).map_err(DaemonError::Io)?;
+
+    let engine_cfg = engine_config(&config);
+    let workers = engine_cfg.workers;
+    let source = FanotifySource::new(
+        linux.clone(),
+        policy_engine.clone(),
+        workers,
+        FANOTIFY_BUFFER_BYTES,
+        config.deadline_ms.saturating_mul(1_000_000),
+    )
+    .map_err(DaemonError::Fanotify)?;
+    let responder = FanotifyResponder::new(
+        linux.clone(),
+        policy_engine.clone(),
+        log.clone(),
+        workers,
+        Some(blocks),
+        Some(bundles),
+        config.log_exec_notifications,
+    );
+    let evaluator = ExecEvaluator::new(policy_engine.clone(), config.max_hash_bytes);
+    let engine: SantaEngine = Engine::start(
+        engine_cfg,
+        evaluator,
+        responder,
+        MonotonicClock::new(),
+        source,
+    )
+    .map_err(DaemonError::Io)?;
+    log::info!(
+        "santad running: {:?} mode, {} worker(s), watching {:?}",
+        config.client_mode,
+        workers,
+        config
+            .watch_paths
+            .iter()
+            .map(|w| w.path.display().to_string())
+            .collect::<Vec<_>>()
+    );
+
+    let mut current = config;
+    let mut generation = 1;
+    loop {
+        match wait_signal(&signals) {
+            Some(libc::SIGHUP) => {
+                generation += 1;
+                current = reload(
+                    &engine,
+                    &policy_engine,
+                    &linux,
+                    &logger,
+                    current,
+                    config_path.as_deref(),
+                    generation,
+                );
+            }
+            Some(libc::SIGTERM | libc::SIGINT) => break,
+            _ => {}
+        }
+    }
+
+    log::info!("santad stopping: answering everything in flight");
+    engine.shutdown();
+    stop_bundles.store(true, Ordering::Release);
+    let _ = bundle_thread.join();
+    drop(linux); // the last reference closes the group: the kernel releases whatever is queued
+    let _ = logger.stop();
+    Ok(())
+}
+
+/// SIGHUP: new config, rules and policy; both caches flushed; log reopened.
+fn reload(
+    engine: &SantaEngine,
+    policy_engine: &rules::PolicyEngine,
+    linux: &Linux,
+    logger: &LoggerHandle,
+    current: Config,
+    config_path: Option<&Path>,
+    generation: u64,
+) -> Config {
+    logger.request_reopen();
+    let next = match config::load(config_path) {
+        Ok((next, _)) => next,
+        Err(e) => {
+            log::error!("reload: {e}; keeping the running configuration");
+            current.clone()
+        }
+    };
+    if next.watch_paths != current.watch_paths || next.worker_count != current.worker_count {
+        log::warn!("reload: WatchPaths and WorkerCount take effect at the next start");
+    }
+    match rules::Policy::new(policy_config(&next)) {
+        Ok(policy) => {
+            policy_engine.set_policy(policy);
+        }
+        Err(e) => log::error!("reload: {e}; keeping the running policy"),
+    }
+    policy_engine.publish_snapshot(load_snapshot(&next.rules_db_path, generation));
+    engine.flush(FlushReason::Config);
+    if let Err(e) = linux.fan.flush_ignores() {
+        log::error!("reload: flushing the kernel cache: {e}");
+    }
+    next
+}

@@ -1,0 +1,345 @@
+//! From an executed file to a decision: the evaluator the engine calls on a cache miss.
+//!
+//! Platform-neutral: it takes the file the kernel opened for us (so there is no race between the
+//! path that was executed and the bytes we hash) and the path it was executed by. It reads the
+//! file once (`signing::identify_file`: SHA-256 and, for Mach-O, the code signature), turns the
+//! signing facts into the rules crate's identities, and runs the rules pipeline with the
+//! worker's own evaluator (its own regex clones).
+
+use crate::eventlog::{PATH_BYTES_MAX, Text};
+use santa_hotpath::{Cacheability, Evaluation, Evaluator};
+use santa_rules as rules;
+use santa_signing as signing;
+use std::fs::File;
+use std::sync::Arc;
+
+/// What one event needs to be evaluated, whatever the platform.
+pub trait Subject: Send + Sync + 'static {
+    /// The executed file, opened by the kernel.
+    fn file(&self) -> &File;
+    /// Writes the path the file was executed by into `out`.
+    fn path_into(&self, out: &mut Text<PATH_BYTES_MAX>);
+}
+
+/// The engine's decision for one file: the rules decision plus the identities the log and the
+/// block message print. Cloned out of the cache on every hit: a few `Arc` increments at most.
+#[derive(Clone, Debug)]
+pub struct Verdict {
+    /// The rules decision.
+    pub decision: rules::Decision,
+    /// The file's SHA-256; `None` when it could not be read (see `problem`).
+    pub sha256: Option<[u8; 32]>,
+    /// The leaf certificate's SHA-256 (Mach-O with a certificate).
+    pub cert_sha256: Option<[u8; 32]>,
+    /// The leaf certificate's common name.
+    pub cert_cn: Option<Arc<str>>,
+    /// Team ID.
+    pub team_id: Option<Arc<str>>,
+    /// Santa Signing ID (`TEAMID:ident` / `platform:ident`).
+    pub signing_id: Option<Arc<str>>,
+    /// CDHash.
+    pub cdhash: Option<[u8; 20]>,
+    /// Why the file could not be identified, when it could not; the decision is then the mode's.
+    pub problem: Option<&'static str>,
+}
+
+/// The evaluator: file → identity → rules decision.
+#[derive(Debug)]
+pub struct ExecEvaluator {
+    policy: Arc<rules::PolicyEngine>,
+    limits: signing::HashLimits,
+}
+
+impl ExecEvaluator {
+    /// An evaluator over `policy`, reading at most `hash_bytes_max` bytes of any file.
+    pub fn new(policy: Arc<rules::PolicyEngine>, hash_bytes_max: u64) -> Self {
+        Self {
+            policy,
+            limits: signing::HashLimits {
+                hash_bytes_max,
+                ..signing::HashLimits::default()
+            },
+        }
+    }
+}
+
+/// One worker's state: its rules evaluator and reusable buffers.
+#[derive(Debug)]
+pub struct WorkerState {
+    rules: rules::Evaluator,
+    scratch: Vec<u8>,
+    path: Box<Text<PATH_BYTES_MAX>>,
+}
+
+fn signing_status(status: &signing::SigningStatus) -> rules::SigningStatus {
+    match status {
+        signing::SigningStatus::Unsigned => rules::SigningStatus::Unsigned,
+        signing::SigningStatus::Invalid(_) => rules::SigningStatus::Invalid,
+        signing::SigningStatus::Adhoc => rules::SigningStatus::AdHoc,
+        signing::SigningStatus::Development => rules::SigningStatus::Development,
+        signing::SigningStatus::Production => rules::SigningStatus::Production,
+    }
+}
+
+/// How long a decision may be kept, from what it is and whether the file held still.
+fn cacheability(decision: &rules::Decision, file_changed: bool) -> Cacheability {
+    if file_changed || !decision.cacheable {
+        Cacheability::Never
+    } else if decision.action == rules::Action::Allow {
+        Cacheability::UntilChanged
+    } else {
+        Cacheability::DenyTtl
+    }
+}
+
+/// The decision for a file that could not be identified: the mode decides (Lockdown denies,
+/// Monitor allows), so padding a binary past `MaxHashBytes` is no way around Lockdown.
+fn unidentified(policy: &rules::PolicyEngine, problem: &'static str) -> Verdict {
+    let mode = policy.policy().config().mode;
+    let action = match mode {
+        rules::ClientMode::Monitor => rules::Action::Allow,
+        rules::ClientMode::Lockdown => rules::Action::Deny,
+    };
+    Verdict {
+        decision: rules::Decision {
+            action,
+            reason: rules::Reason::Unknown,
+            explain: Some(problem),
+            matched: None,
+            custom: Default::default(),
+            silence: Default::default(),
+            compiler: false,
+            cacheable: false,
+            mode,
+            rules_generation: policy.snapshot().generation(),
+        },
+        sha256: None,
+        cert_sha256: None,
+        cert_cn: None,
+        team_id: None,
+        signing_id: None,
+        cdhash: None,
+        problem: Some(problem),
+    }
+}
+
+fn problem_of(error: &signing::HashError) -> &'static str {
+    match error {
+        signing::HashError::TooLarge { .. } => "file larger than MaxHashBytes",
+        signing::HashError::NotRegular { .. } => "not a regular file",
+        _ => "file could not be read",
+    }
+}
+
+impl ExecEvaluator {
+    /// Evaluates `file`, executed by `path`, with a worker's state.
+    pub fn evaluate_file(
+        &self,
+        local: &mut WorkerState,
+        file: &File,
+        path: &[u8],
+    ) -> Evaluation<Verdict> {
+        let id = match signing::identify_file(file, &self.limits, &mut local.scratch) {
+            Ok(id) => id,
+            Err(e) => {
+                let verdict = unidentified(&self.policy, problem_of(&e));
+                return Evaluation {
+                    decision: verdict,
+                    cacheability: Cacheability::Never,
+                };
+            }
+        };
+        let sha256 = *id.hash.sha256.as_bytes();
+        let signing = id.signing.as_ref();
+        let status = signing.map_or(rules::SigningStatus::Unsigned, |s| {
+            signing_status(&s.status)
+        });
+        let leaf = signing.and_then(|s| s.chain().first());
+        let team_id = signing.and_then(|s| s.team_id());
+        let signing_id = signing.and_then(|s| s.signing_id());
+        let cdhash = signing.and_then(|s| s.cdhash());
+        let platform = signing.is_some_and(|s| s.is_platform_binary());
+        // The Signing ID's identifier part (after `TEAMID:` / `platform:`), as the rules match it.
+        let ident = signing_id.and_then(|s| s.0.split_once(':').map(|(_, ident)| ident));
+        let identity = rules::FileIdentity {
+            sha256: rules::Sha256(sha256),
+            cdhash: cdhash.map(|c| rules::CdHash(*c.as_bytes())),
+            signing_id: ident,
+            team_id: team_id.and_then(|t| rules::TeamId::parse_rule(&t.0)),
+            cert_sha256: leaf.map(|c| rules::Sha256(*c.sha256.as_bytes())),
+            signing_status: status,
+            is_platform_binary: platform,
+            path,
+        };
+        let decision = local.rules.decide(&identity);
+        let cacheability = cacheability(&decision, id.hash.changed);
+        Evaluation {
+            decision: Verdict {
+                decision,
+                sha256: Some(sha256),
+                cert_sha256: leaf.map(|c| *c.sha256.as_bytes()),
+                cert_cn: leaf
+                    .and_then(|c| c.subject.common_name.as_deref())
+                    .map(Arc::from),
+                team_id: team_id.map(|t| Arc::from(t.0.as_str())),
+                signing_id: signing_id.map(|s| Arc::from(s.0.as_str())),
+                cdhash: cdhash.map(|c| *c.as_bytes()),
+                problem: None,
+            },
+            cacheability,
+        }
+    }
+}
+
+impl<P: Subject> Evaluator<P> for ExecEvaluator {
+    type Decision = Verdict;
+    type Local = WorkerState;
+
+    fn local(&self, _worker: usize) -> WorkerState {
+        WorkerState {
+            rules: self.policy.evaluator(),
+            scratch: Vec::new(),
+            path: Box::new(Text::new()),
+        }
+    }
+
+    fn evaluate(&self, local: &mut WorkerState, payload: &P) -> Evaluation<Verdict> {
+        let mut path = std::mem::take(&mut local.path);
+        path.clear();
+        payload.path_into(&mut path);
+        let evaluation = self.evaluate_file(local, payload.file(), path.as_bytes());
+        local.path = path;
+        evaluation
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn policy(mode: rules::ClientMode, rules_list: &[rules::Rule]) -> Arc<rules::PolicyEngine> {
+        let mut b = rules::SnapshotBuilder::new(1);
+        for r in rules_list {
+            b.insert(r).unwrap();
+        }
+        let config = rules::PolicyConfig {
+            mode,
+            ..rules::PolicyConfig::default()
+        };
+        Arc::new(rules::PolicyEngine::new(
+            b.build(),
+            rules::Policy::new(config).unwrap(),
+        ))
+    }
+
+    fn file_with(bytes: &[u8]) -> (tempfile::NamedTempFile, File) {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(bytes).unwrap();
+        f.flush().unwrap();
+        let opened = File::open(f.path()).unwrap();
+        (f, opened)
+    }
+
+    fn sha256_hex(bytes: &[u8]) -> String {
+        let d = ring::digest::digest(&ring::digest::SHA256, bytes);
+        d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn local(e: &ExecEvaluator) -> WorkerState {
+        <ExecEvaluator as Evaluator<TestSubject>>::local(e, 0)
+    }
+
+    struct TestSubject;
+    impl Subject for TestSubject {
+        fn file(&self) -> &File {
+            unreachable!("not used")
+        }
+        fn path_into(&self, _out: &mut Text<PATH_BYTES_MAX>) {}
+    }
+
+    #[test]
+    fn binary_rule_blocks_and_is_cached_for_the_deny_ttl() {
+        let content = b"#!/bin/sh\necho blocked\n";
+        let rule = rules::Rule::new(
+            rules::RuleIdentifier::parse(rules::RuleType::Binary, &sha256_hex(content)).unwrap(),
+            rules::RuleState::Block,
+        );
+        let e = ExecEvaluator::new(policy(rules::ClientMode::Monitor, &[rule]), 1 << 20);
+        let (_keep, file) = file_with(content);
+        let out = e.evaluate_file(&mut local(&e), &file, b"/tmp/x");
+        assert_eq!(out.decision.decision.action, rules::Action::Deny);
+        assert_eq!(out.decision.decision.reason, rules::Reason::Binary);
+        assert_eq!(out.cacheability, Cacheability::DenyTtl);
+        assert_eq!(
+            out.decision.sha256.map(|s| s.to_vec()),
+            Some(
+                ring::digest::digest(&ring::digest::SHA256, content)
+                    .as_ref()
+                    .to_vec()
+            )
+        );
+    }
+
+    #[test]
+    fn unknown_file_follows_the_mode() {
+        let (_keep, file) = file_with(b"\x7fELF not really");
+        let monitor = ExecEvaluator::new(policy(rules::ClientMode::Monitor, &[]), 1 << 20);
+        let out = monitor.evaluate_file(&mut local(&monitor), &file, b"/tmp/y");
+        assert_eq!(out.decision.decision.action, rules::Action::Allow);
+        assert_eq!(out.decision.decision.reason, rules::Reason::Unknown);
+        assert_eq!(out.cacheability, Cacheability::UntilChanged);
+        let lockdown = ExecEvaluator::new(policy(rules::ClientMode::Lockdown, &[]), 1 << 20);
+        let out = lockdown.evaluate_file(&mut local(&lockdown), &file, b"/tmp/y");
+        assert_eq!(out.decision.decision.action, rules::Action::Deny);
+        assert_eq!(out.cacheability, Cacheability::DenyTtl);
+    }
+
+    #[test]
+    fn too_large_file_is_decided_by_the_mode_with_a_reason_and_never_cached() {
+        let (_keep, file) = file_with(&vec![0u8; 2 << 20]);
+        let lockdown = ExecEvaluator::new(policy(rules::ClientMode::Lockdown, &[]), 1 << 20);
+        let out = lockdown.evaluate_file(&mut local(&lockdown), &file, b"/tmp/big");
+        assert_eq!(
+            out.decision.decision.action,
+            rules::Action::Deny,
+            "no way around Lockdown"
+        );
+        assert_eq!(out.decision.problem, Some("file larger than MaxHashBytes"));
+        assert_eq!(out.cacheability, Cacheability::Never);
+        let monitor = ExecEvaluator::new(policy(rules::ClientMode::Monitor, &[]), 1 << 20);
+        let out = monitor.evaluate_file(&mut local(&monitor), &file, b"/tmp/big");
+        assert_eq!(out.decision.decision.action, rules::Action::Allow);
+    }
+
+    #[test]
+    fn signed_mach_o_fixture_matches_a_team_id_rule() {
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/fixtures/macho/devid_app/Mitmproxy Redirector.app/Contents/MacOS/Mitmproxy Redirector");
+        let file = File::open(&fixture).expect("the shared Mach-O fixtures are beside the repo");
+        let info = signing::file_info(&fixture, &Default::default()).unwrap();
+        let team = info
+            .team_id
+            .clone()
+            .expect("the devid fixture has a Team ID");
+        let rule = rules::Rule::new(
+            rules::RuleIdentifier::parse(rules::RuleType::TeamId, &team).unwrap(),
+            rules::RuleState::Block,
+        );
+        let e = ExecEvaluator::new(policy(rules::ClientMode::Monitor, &[rule]), 1 << 30);
+        let out = e.evaluate_file(
+            &mut local(&e),
+            &file,
+            fixture.as_os_str().as_encoded_bytes(),
+        );
+        assert_eq!(
+            out.decision.decision.reason,
+            rules::Reason::TeamId,
+            "{:?}",
+            out.decision
+        );
+        assert_eq!(out.decision.decision.action, rules::Action::Deny);
+        assert_eq!(out.decision.team_id.as_deref(), Some(team.as_str()));
+        assert!(out.decision.cdhash.is_some() && out.decision.cert_sha256.is_some());
+    }
+}

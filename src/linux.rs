@@ -1,0 +1,679 @@
+//! Linux: fanotify as the engine's event source and responder.
+//!
+//! Every worker reads the fanotify group itself (`poll`: non-blocking read into its own
+//! preallocated buffer) and submits onto its own queue, so the common path has no hand-off
+//! between threads. Per event the source does one `fstat` (statx) for the cache key; nothing
+//! else. The responder answers first (the exec waits on nothing else), then adds the kernel's
+//! allow cache (an evictable inode ignore mark, dropped by the kernel when the file is written),
+//! then writes the log record and, on a deny, hands the block message and the bundle hash to
+//! their own threads.
+//!
+//! Santa logs every execution. Execs the kernel cache answered never reach us as permission
+//! events; the `FAN_OPEN_EXEC` notification mark catches them. A notification for an exec that
+//! we have just allowed ourselves would log it twice, so allows are remembered briefly by
+//! `(pid, file)` and such notifications are dropped.
+
+use crate::blockmsg::{BlockMessenger, BlockNotice, BlockReason};
+use crate::eventlog::{self, EventLog, Record, Text};
+use crate::fanotify::{self, EventBuffer, Fanotify, Response, WakeFd};
+use crate::identity::{Subject, Verdict};
+use crate::procinfo::{self, NameCache};
+use crossbeam_queue::ArrayQueue;
+use santa_hotpath::{
+    Answer, AnsweredBy, DefaultReason, Event, FileKey, FileStamp, Responder, Source, Submit,
+};
+use santa_rules as rules;
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+/// How long a worker sleeps in `poll(2)` before re-checking: a safety net only (the kernel and
+/// the wake fd wake it).
+const WAIT_TIMEOUT_MS: i32 = 1_000;
+/// Deadline of a notification (nobody waits on it): only bounds how long it may sit queued.
+const NOTIFICATION_DEADLINE_NS: u64 = 60_000_000_000;
+/// Remembered allows for dropping duplicate notifications. A notification follows its
+/// permission event within microseconds, so a small table suffices; a collision at worst logs a
+/// line twice.
+const RECENT_ALLOWS: usize = 4_096;
+/// Denied paths waiting for the bundle task; beyond this they are dropped and counted.
+const BUNDLE_QUEUE_DEPTH: usize = 64;
+
+/// What the kernel asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `FAN_OPEN_EXEC_PERM`: the exec waits for our answer.
+    Permission,
+    /// `FAN_OPEN_EXEC`: an exec the kernel cache let through; only logged.
+    Notification,
+}
+
+/// One exec event: the payload the engine carries. Dropping it closes the event fd.
+#[derive(Debug)]
+pub struct ExecEvent {
+    file: File,
+    pid: i32,
+    kind: Kind,
+    key: FileKey,
+}
+
+impl ExecEvent {
+    /// The process that executes.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Permission or notification.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+}
+
+impl Subject for ExecEvent {
+    fn file(&self) -> &File {
+        &self.file
+    }
+
+    fn path_into(&self, out: &mut Text<{ eventlog::PATH_BYTES_MAX }>) {
+        if procinfo::fd_path_into(self.file.as_fd(), out).is_err() {
+            out.clear();
+        }
+    }
+}
+
+/// Recent allows, to drop the notification that follows each of them.
+#[derive(Debug)]
+struct RecentAllows {
+    tags: Box<[AtomicU64]>,
+}
+
+impl RecentAllows {
+    fn new() -> Self {
+        Self {
+            tags: (0..RECENT_ALLOWS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn tag(pid: i32, key: FileKey) -> u64 {
+        let mut h = (pid as u32 as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^= key.ino.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h ^= key.dev.rotate_left(29);
+        h | 1
+    }
+
+    fn slot(&self, pid: i32) -> &AtomicU64 {
+        &self.tags[pid as u32 as usize % self.tags.len()]
+    }
+
+    fn record(&self, pid: i32, key: FileKey) {
+        self.slot(pid).store(Self::tag(pid, key), Ordering::Release);
+    }
+
+    /// True (and forgotten) if this exec was just allowed by us.
+    fn take(&self, pid: i32, key: FileKey) -> bool {
+        let tag = Self::tag(pid, key);
+        self.slot(pid)
+            .compare_exchange(tag, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+}
+
+/// Counters of the Linux side, for status and tests.
+#[derive(Debug, Default)]
+pub struct LinuxCounters {
+    /// Permission events read.
+    pub permission_events: AtomicU64,
+    /// Notifications read.
+    pub notifications: AtomicU64,
+    /// Notifications dropped as duplicates of our own allows.
+    pub notifications_deduplicated: AtomicU64,
+    /// Close-after-write events (cache invalidations).
+    pub close_writes: AtomicU64,
+    /// `FAN_Q_OVERFLOW`: the kernel dropped notifications.
+    pub queue_overflows: AtomicU64,
+    /// Reads or event walks that failed.
+    pub read_errors: AtomicU64,
+    /// Permission events whose file could not be stat'ed (answered with the default at once).
+    pub stat_failures: AtomicU64,
+    /// Responses the kernel refused.
+    pub respond_errors: AtomicU64,
+    /// Kernel allow-cache marks added.
+    pub ignore_marks: AtomicU64,
+    /// Kernel allow-cache marks the kernel refused.
+    pub ignore_mark_errors: AtomicU64,
+    /// Denied paths not handed to the bundle task because its queue was full.
+    pub bundle_drops: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What the source and the responder share.
+#[derive(Debug)]
+pub struct Linux {
+    /// The fanotify group.
+    pub fan: Fanotify,
+    recent: RecentAllows,
+    /// Counters.
+    pub counters: LinuxCounters,
+}
+
+impl Linux {
+    /// Wraps a group whose marks are already placed.
+    pub fn new(fan: Fanotify) -> Arc<Self> {
+        Arc::new(Self {
+            fan,
+            recent: RecentAllows::new(),
+            counters: LinuxCounters::default(),
+        })
+    }
+}
+
+/// The default answer when no decision could be made in time: allow, unless `FailClosed` in
+/// Lockdown (Santa's rule).
+pub fn default_response(policy: &rules::PolicyEngine) -> Response {
+    let p = policy.policy();
+    let cfg = p.config();
+    if cfg.fail_closed && cfg.mode == rules::ClientMode::Lockdown {
+        Response::Deny
+    } else {
+        Response::Allow
+    }
+}
+
+fn key_and_stamp(file: &File) -> std::io::Result<(FileKey, FileStamp)> {
+    let m = file.metadata()?;
+    let key = FileKey {
+        dev: m.dev(),
+        ino: m.ino(),
+    };
+    let stamp = FileStamp {
+        ctime_ns: m
+            .ctime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(m.ctime_nsec()),
+        size: m.size(),
+    };
+    Ok((key, stamp))
+}
+
+/// The fanotify source: each worker reads the group into its own buffer.
+#[derive(Debug)]
+pub struct FanotifySource {
+    linux: Arc<Linux>,
+    policy: Arc<rules::PolicyEngine>,
+    buffers: Box<[Mutex<EventBuffer>]>,
+    wakes: Box<[WakeFd]>,
+    deadline_ns: u64,
+}
+
+impl FanotifySource {
+    /// A source for `workers` workers, answering permission events within `deadline_ns`.
+    pub fn new(
+        linux: Arc<Linux>,
+        policy: Arc<rules::PolicyEngine>,
+        workers: usize,
+        buffer_bytes: usize,
+        deadline_ns: u64,
+    ) -> Result<Self, fanotify::Error> {
+        let buffers = (0..workers)
+            .map(|_| EventBuffer::new(buffer_bytes).map(Mutex::new))
+            .collect::<Result<_, _>>()?;
+        let wakes = (0..workers)
+            .map(|_| WakeFd::new())
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            linux,
+            policy,
+            buffers,
+            wakes,
+            deadline_ns,
+        })
+    }
+}
+
+impl Source<ExecEvent> for FanotifySource {
+    fn poll(&self, worker: usize, intake: &dyn Submit<ExecEvent>) -> usize {
+        let counters = &self.linux.counters;
+        let mut buffer = self.buffers[worker]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let events = match self.linux.fan.read(&mut buffer) {
+            Ok(events) => events,
+            Err(e) => {
+                bump(&counters.read_errors);
+                log::warn!("fanotify read: {e}");
+                return 0;
+            }
+        };
+        let mut submitted = 0;
+        for event in events {
+            let event = match event {
+                Ok(event) => event,
+                Err(e) => {
+                    // The walk stops here; events after it were answered Allow by the iterator.
+                    bump(&counters.read_errors);
+                    log::warn!("fanotify event walk: {e}");
+                    continue;
+                }
+            };
+            if event.mask & fanotify::MASK_Q_OVERFLOW != 0 {
+                bump(&counters.queue_overflows);
+            }
+            let Some(fd) = event.fd else { continue };
+            let file = File::from(fd.into_owned());
+            let permission = event.mask & fanotify::MASK_OPEN_EXEC_PERM != 0;
+            let (key, stamp) = match key_and_stamp(&file) {
+                Ok(ks) => ks,
+                Err(_) => {
+                    if permission {
+                        bump(&counters.stat_failures);
+                        if self
+                            .linux
+                            .fan
+                            .respond(file.as_fd(), default_response(&self.policy), false)
+                            .is_err()
+                        {
+                            bump(&counters.respond_errors);
+                        }
+                    }
+                    continue;
+                }
+            };
+            if event.mask & fanotify::MASK_CLOSE_WRITE != 0 {
+                bump(&counters.close_writes);
+                intake.invalidate(key);
+            }
+            let now = intake.now_ns();
+            let (kind, deadline_ns) = if permission {
+                bump(&counters.permission_events);
+                (Kind::Permission, now.saturating_add(self.deadline_ns))
+            } else if event.mask & fanotify::MASK_OPEN_EXEC != 0 {
+                bump(&counters.notifications);
+                if self.linux.recent.take(event.pid, key) {
+                    bump(&counters.notifications_deduplicated);
+                    continue;
+                }
+                (
+                    Kind::Notification,
+                    now.saturating_add(NOTIFICATION_DEADLINE_NS),
+                )
+            } else {
+                continue;
+            };
+            let payload = ExecEvent {
+                file,
+                pid: event.pid,
+                kind,
+                key,
+            };
+            intake.submit(
+                worker,
+                Event {
+                    payload,
+                    key,
+                    stamp,
+                    deadline_ns,
+                },
+            );
+            submitted += 1;
+        }
+        submitted
+    }
+
+    fn wait(&self, worker: usize) {
+        if let Err(e) = self.linux.fan.wait(&self.wakes[worker], WAIT_TIMEOUT_MS) {
+            log::warn!("fanotify wait: {e}");
+        }
+        self.wakes[worker].drain();
+    }
+
+    fn wake(&self, worker: usize) {
+        let _ = self.wakes[worker].wake();
+    }
+}
+
+/// Denied files whose bundle is hashed off the workers, for `action=BUNDLE` lines.
+#[derive(Debug)]
+pub struct BundleTask {
+    queue: Arc<ArrayQueue<PathBuf>>,
+    thread: std::thread::Thread,
+}
+
+impl BundleTask {
+    /// Starts the task's thread; it logs to `log` and stops when `stop` is set.
+    pub fn spawn(
+        log: Arc<EventLog>,
+        stop: Arc<std::sync::atomic::AtomicBool>,
+    ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
+        let queue: Arc<ArrayQueue<PathBuf>> = Arc::new(ArrayQueue::new(BUNDLE_QUEUE_DEPTH));
+        let q = queue.clone();
+        let handle = std::thread::Builder::new()
+            .name("santad-bundles".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Acquire) {
+                    match q.pop() {
+                        Some(path) => log_bundle(&log, &path),
+                        None => std::thread::park_timeout(std::time::Duration::from_secs(1)),
+                    }
+                }
+            })?;
+        Ok((
+            Self {
+                queue,
+                thread: handle.thread().clone(),
+            },
+            handle,
+        ))
+    }
+
+    fn submit(&self, path: PathBuf) -> bool {
+        let ok = self.queue.push(path).is_ok();
+        self.thread.unpark();
+        ok
+    }
+}
+
+/// Logs one `action=BUNDLE` line per executable of the bundle holding `path`, if any.
+fn log_bundle(log: &EventLog, path: &std::path::Path) {
+    let Some(bundle) = santa_signing::bundle::find_ancestor_bundle(path) else {
+        return;
+    };
+    let limits = santa_signing::bundle::BundleLimits::default();
+    let Ok(hashed) = santa_signing::bundle::hash_bundle(&bundle.path, &limits, &|_| {}) else {
+        return;
+    };
+    let Some(bundle_hash) = hashed.bundle_hash else {
+        return;
+    };
+    for binary in &hashed.binaries {
+        let Some(mut rec) = log.acquire() else { return };
+        rec.action = eventlog::Action::Bundle;
+        rec.time = SystemTime::now();
+        rec.sha256 = Some(*binary.sha256.as_bytes());
+        rec.bundle_hash = Some(*bundle_hash.as_bytes());
+        rec.bundle_name
+            .set(bundle.name.as_deref().unwrap_or("").as_bytes());
+        rec.bundle_id.set(bundle.identifier.as_bytes());
+        rec.bundle_path
+            .set(bundle.path.as_os_str().as_encoded_bytes());
+        rec.path.set(binary.path.as_os_str().as_encoded_bytes());
+        rec.commit();
+    }
+}
+
+/// The fanotify responder.
+#[derive(Debug)]
+pub struct FanotifyResponder {
+    linux: Arc<Linux>,
+    policy: Arc<rules::PolicyEngine>,
+    log: Arc<EventLog>,
+    /// One name cache per answering thread (workers, then deadline thread, then submitters).
+    names: Box<[Mutex<NameCache>]>,
+    blocks: Option<BlockMessenger>,
+    bundles: Option<BundleTask>,
+    log_notifications: bool,
+}
+
+impl FanotifyResponder {
+    /// A responder for `workers` workers.
+    pub fn new(
+        linux: Arc<Linux>,
+        policy: Arc<rules::PolicyEngine>,
+        log: Arc<EventLog>,
+        workers: usize,
+        blocks: Option<BlockMessenger>,
+        bundles: Option<BundleTask>,
+        log_notifications: bool,
+    ) -> Self {
+        Self {
+            linux,
+            policy,
+            log,
+            names: (0..workers + 2)
+                .map(|_| Mutex::new(NameCache::new()))
+                .collect(),
+            blocks,
+            bundles,
+            log_notifications,
+        }
+    }
+
+    fn names(&self, by: AnsweredBy) -> &Mutex<NameCache> {
+        let n = self.names.len();
+        let index = match by {
+            AnsweredBy::Worker(w) => w.min(n - 3),
+            AnsweredBy::Deadline => n - 2,
+            AnsweredBy::Submitter => n - 1,
+        };
+        &self.names[index]
+    }
+
+    fn log_line(
+        &self,
+        by: AnsweredBy,
+        event: &ExecEvent,
+        response: Response,
+        verdict: Option<&Verdict>,
+        default: Option<DefaultReason>,
+    ) {
+        let Some(mut rec) = self.log.acquire() else {
+            return;
+        };
+        fill_record(&mut rec, event, response, verdict, default, &self.policy);
+        {
+            let mut names = self
+                .names(by)
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let _ = procinfo::fill_process(event.pid, &mut rec, &mut names);
+        }
+        event.path_into(&mut rec.path);
+        if procinfo::exec_completed(event.pid, event.key.dev, event.key.ino) {
+            let _ = procinfo::read_cmdline_into(event.pid, &mut rec.args);
+        }
+        rec.commit();
+    }
+
+    fn block_message(&self, event: &ExecEvent, verdict: Option<&Verdict>) {
+        let Some(blocks) = &self.blocks else { return };
+        if verdict.is_some_and(|v| v.decision.silence.tty) {
+            return;
+        }
+        let Ok(stat) = procinfo::read_stat(event.pid) else {
+            return;
+        };
+        let Some(tty) = procinfo::tty_path(stat.tty_nr) else {
+            return;
+        };
+        let mut path = Text::<{ eventlog::PATH_BYTES_MAX }>::new();
+        event.path_into(&mut path);
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let parent_name = std::fs::read_to_string(format!("/proc/{}/comm", stat.ppid))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        let username = procinfo::read_ids(event.pid).ok().map(|(uid, _)| {
+            let mut t = Text::<{ eventlog::NAME_BYTES_MAX }>::new();
+            NameCache::new().user_into(uid, &mut t);
+            String::from_utf8_lossy(t.as_bytes()).into_owned()
+        });
+        let notice = BlockNotice {
+            tty: tty.as_path().to_path_buf(),
+            reason: Some(verdict.map_or(BlockReason::Unknown, |v| block_reason(v.decision.reason))),
+            path: String::from_utf8_lossy(path.as_bytes()).into_owned(),
+            sha256: verdict.and_then(|v| v.sha256).map(|s| hex(&s)),
+            team_id: verdict.and_then(|v| v.team_id.as_deref().map(str::to_string)),
+            signing_id: verdict.and_then(|v| v.signing_id.as_deref().map(str::to_string)),
+            cdhash: verdict.and_then(|v| v.cdhash).map(|c| hex(&c)),
+            username,
+            parent_name,
+            ppid: stat.ppid,
+            custom_message: verdict
+                .and_then(|v| v.decision.custom.msg.as_deref().map(str::to_string)),
+            custom_url: verdict.and_then(|v| v.decision.custom.url.as_deref().map(str::to_string)),
+            ..BlockNotice::default()
+        };
+        let _ = blocks.notify(Box::new(notice));
+    }
+}
+
+fn block_reason(reason: rules::Reason) -> BlockReason {
+    match reason {
+        rules::Reason::Binary | rules::Reason::Transitive => BlockReason::Binary,
+        rules::Reason::Cert => BlockReason::Certificate,
+        rules::Reason::TeamId => BlockReason::TeamId,
+        rules::Reason::SigningId => BlockReason::SigningId,
+        rules::Reason::CdHash => BlockReason::CdHash,
+        rules::Reason::Scope => BlockReason::Scope,
+        rules::Reason::Unknown | rules::Reason::Platform | rules::Reason::Failsafe => {
+            BlockReason::Unknown
+        }
+    }
+}
+
+fn log_reason(reason: rules::Reason) -> eventlog::Reason {
+    match reason {
+        rules::Reason::Binary => eventlog::Reason::Binary,
+        rules::Reason::Cert => eventlog::Reason::Cert,
+        rules::Reason::TeamId => eventlog::Reason::TeamId,
+        rules::Reason::SigningId => eventlog::Reason::SigningId,
+        rules::Reason::CdHash => eventlog::Reason::CdHash,
+        rules::Reason::Scope => eventlog::Reason::Scope,
+        rules::Reason::Unknown => eventlog::Reason::Unknown,
+        rules::Reason::Transitive => eventlog::Reason::Transitive,
+        rules::Reason::Platform => eventlog::Reason::Platform,
+        rules::Reason::Failsafe => eventlog::Reason::Failsafe,
+    }
+}
+
+fn log_mode(mode: rules::ClientMode) -> crate::config::ClientMode {
+    match mode {
+        rules::ClientMode::Monitor => crate::config::ClientMode::Monitor,
+        rules::ClientMode::Lockdown => crate::config::ClientMode::Lockdown,
+    }
+}
+
+/// Fills the decision half of an EXEC record (the process half comes from /proc).
+fn fill_record(
+    rec: &mut Record,
+    event: &ExecEvent,
+    response: Response,
+    verdict: Option<&Verdict>,
+    default: Option<DefaultReason>,
+    policy: &rules::PolicyEngine,
+) {
+    rec.action = eventlog::Action::Exec;
+    rec.time = SystemTime::now();
+    rec.pid = event.pid;
+    rec.decision = match response {
+        Response::Allow => eventlog::Decision::Allow,
+        Response::Deny => eventlog::Decision::Deny,
+    };
+    match verdict {
+        Some(v) => {
+            rec.reason = log_reason(v.decision.reason);
+            rec.mode = log_mode(v.decision.mode);
+            if let Some(explain) = v.decision.explain {
+                rec.explain.set(explain.as_bytes());
+            }
+            rec.sha256 = v.sha256;
+            rec.cert_sha256 = v.cert_sha256;
+            if let Some(cn) = &v.cert_cn {
+                rec.cert_cn.set(cn.as_bytes());
+            }
+            if let Some(t) = &v.team_id {
+                rec.team_id.set(t.as_bytes());
+            }
+            if let Some(s) = &v.signing_id {
+                rec.signing_id.set(s.as_bytes());
+            }
+            rec.cdhash = v.cdhash;
+        }
+        None => {
+            rec.reason = eventlog::Reason::Unknown;
+            rec.mode = log_mode(policy.policy().config().mode);
+            rec.explain.set(b"default answer: ");
+            rec.explain
+                .push(default.map_or("unknown", DefaultReason::name).as_bytes());
+        }
+    }
+}
+
+impl Responder<ExecEvent, Verdict> for FanotifyResponder {
+    fn respond(&self, by: AnsweredBy, event: &ExecEvent, answer: Answer<'_, Verdict>) {
+        let (verdict, cacheable, default) = match answer {
+            Answer::Decided {
+                decision,
+                cacheable,
+                ..
+            } => (Some(decision), cacheable, None),
+            Answer::Default(reason) => (None, false, Some(reason)),
+        };
+        let response = match verdict {
+            Some(v) if v.decision.action == rules::Action::Deny => Response::Deny,
+            Some(_) => Response::Allow,
+            None => default_response(&self.policy),
+        };
+        if event.kind == Kind::Notification {
+            // The kernel already let it run: log what we would have said.
+            self.log_line(by, event, response, verdict, default);
+            return;
+        }
+        if response == Response::Allow && self.log_notifications {
+            // Before answering: the notification can only follow the answer.
+            self.linux.recent.record(event.pid, event.key);
+        }
+        if self
+            .linux
+            .fan
+            .respond(event.file.as_fd(), response, false)
+            .is_err()
+        {
+            bump(&self.linux.counters.respond_errors);
+        }
+        if response == Response::Allow && cacheable {
+            match self
+                .linux
+                .fan
+                .ignore_inode(event.file.as_fd(), fanotify::MASK_OPEN_EXEC_PERM)
+            {
+                Ok(()) => bump(&self.linux.counters.ignore_marks),
+                Err(_) => bump(&self.linux.counters.ignore_mark_errors),
+            }
+        }
+        self.log_line(by, event, response, verdict, default);
+        if response == Response::Deny {
+            self.block_message(event, verdict);
+            if let Some(bundles) = &self.bundles {
+                let mut path = Text::<{ eventlog::PATH_BYTES_MAX }>::new();
+                event.path_into(&mut path);
+                let path = PathBuf::from(std::ffi::OsStr::from_bytes(path.as_bytes()));
+                if !bundles.submit(path) {
+                    bump(&self.linux.counters.bundle_drops);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_allows_drop_exactly_the_matching_notification() {
+        let r = RecentAllows::new();
+        let key = FileKey { dev: 1, ino: 2 };
+        r.record(100, key);
+        assert!(!r.take(100, FileKey { dev: 1, ino: 3 }), "another file");
+        assert!(!r.take(101, key), "another process");
+        assert!(r.take(100, key));
+        assert!(!r.take(100, key), "taken once");
+    }
+}

@@ -145,6 +145,26 @@ impl RuleState {
         RuleState::ALL.into_iter().find(|s| s.db_value() == value)
     }
 
+    /// The state for its discriminant (as packed into the snapshot's slots).
+    #[inline]
+    pub fn from_u8(value: u8) -> Option<RuleState> {
+        Some(match value {
+            1 => RuleState::Allow,
+            2 => RuleState::Block,
+            3 => RuleState::SilentBlock,
+            5 => RuleState::AllowCompiler,
+            6 => RuleState::AllowTransitive,
+            7 => RuleState::AllowLocalBinary,
+            8 => RuleState::AllowLocalSigningId,
+            9 => RuleState::Cel,
+            10 => RuleState::CelV2,
+            11 => RuleState::Seatbelt,
+            12 => RuleState::SilentBlockGui,
+            13 => RuleState::SilentBlockTty,
+            _ => return None,
+        })
+    }
+
     /// Santa's JSON `policy` spelling, for states that `santactl rule --import` accepts.
     /// `None` for states Santa never exports in importable form (transitive, CEL v2, seatbelt).
     pub fn policy_name(self) -> Option<&'static str> {
@@ -257,6 +277,9 @@ impl CdHash {
 }
 
 impl TeamId {
+    /// Fills empty slots of the snapshot's tables; never handed out (not a valid Team ID).
+    pub(crate) const SLOT_FILLER: TeamId = TeamId([0; TEAM_ID_LEN]);
+
     /// Parses a Team ID written in a rule: ten ASCII alphanumerics, upper-cased (as Santa does).
     pub fn parse_rule(text: &str) -> Option<TeamId> {
         let bytes = text.as_bytes();
@@ -628,7 +651,9 @@ mod tests {
     fn state_values_round_trip_and_remove_is_not_stored() {
         for s in RuleState::ALL {
             assert_eq!(RuleState::from_db_value(s.db_value()), Some(s));
+            assert_eq!(RuleState::from_u8(s as u8), Some(s));
         }
+        assert_eq!(RuleState::from_u8(4), None);
         assert_eq!(RuleState::from_db_value(RuleState::REMOVE_DB_VALUE), None);
         assert_eq!(RuleState::from_db_value(0), None);
         assert_eq!(

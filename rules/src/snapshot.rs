@@ -1,16 +1,17 @@
 //! The immutable in-memory rule index the workers read, and its lock-free publication.
 //!
-//! Layout: one table per rule type. A table is a dense vector of entries `{ key, state, rule_id,
-//! custom }` plus an open-addressing array of 8-byte slots, each holding the upper 32 bits of the
-//! key's hash (a fingerprint) and the entry's index; linear probing, load factor at most 3/4.
-//! Keys are fixed-size arrays for the digests and the Team ID and one shared string for a Signing
-//! ID, so a probe hashes the file's bytes directly and never allocates.
+//! Layout: one table per rule type, each two parallel arrays indexed by slot: 4-byte hash
+//! fingerprints (linear probing, load factor at most 3/4) and entries `{ rule_id, custom|state,
+//! key }`. Keys are fixed-size arrays for the digests and the Team ID and a shared string for a
+//! Signing ID, so a probe hashes the file's bytes directly and never allocates.
 //!
-//! With a million rules the tables are far larger than the caches, so a probe costs a memory
-//! access, not instructions. A lookup therefore first computes every hash and loads the home slot
-//! of each of the (up to) five tables, independently, so the five cache misses overlap; only then
-//! does it walk the precedence order. A miss is usually settled by that one slot (empty, or no
-//! fingerprint match); a hit touches one entry more.
+//! With a million rules the tables are far larger than the caches, so a probe costs memory
+//! accesses, not instructions. Both home addresses of a key follow from its hash alone, so a
+//! lookup first computes every hash and loads, for each of the (up to) five tables, the home
+//! fingerprint and the home entry — ten independent loads whose cache misses overlap — and only
+//! then walks the precedence order. A miss is settled by the fingerprint array (small enough to
+//! stay mostly in the last-level cache); a hit at its home slot, the common case, costs no
+//! dependent access beyond that first round (a Signing ID hit one more, for its string).
 //!
 //! Custom messages and URLs are interned once per snapshot and handed to decisions as `Arc<str>`
 //! clones, so a decision stays valid after the snapshot it came from has been replaced.
@@ -51,31 +52,6 @@ struct Meta {
     rule_id: i64,
 }
 
-#[derive(Debug)]
-struct Entry_<K> {
-    key: K,
-    meta: Meta,
-}
-
-/// A slot: 0 is empty; otherwise the hash's upper 32 bits, then the entry index plus one.
-#[inline]
-fn slot_word(hash: u64, index: u32) -> u64 {
-    (hash & 0xffff_ffff_0000_0000) | (u64::from(index) + 1)
-}
-
-/// One rule type's table.
-#[derive(Debug)]
-struct Index<K> {
-    entries: Vec<Entry_<K>>,
-    slots: Vec<u64>,
-}
-
-impl<K> Default for Index<K> {
-    fn default() -> Self {
-        Index::with_capacity(0)
-    }
-}
-
 fn slots_for(rules: usize) -> usize {
     // Load factor at most 3/4: linear probing then ends within a cache line or two.
     (rules.saturating_mul(4) / 3 + 1)
@@ -83,66 +59,129 @@ fn slots_for(rules: usize) -> usize {
         .max(SLOTS_MIN)
 }
 
-impl<K> Index<K> {
+/// One rule type's table: an array of 4-byte fingerprints, probed
+/// linearly, and a parallel array of entries at the same positions. Both home addresses follow
+/// from the hash, so the lookup loads the home fingerprint *and* the home entry at once: a miss is
+/// settled by the small fingerprint array (which tends to stay in the last-level cache), and a hit
+/// at its home position — the common case at this load factor — costs no second dependent access.
+#[derive(Debug)]
+struct InlineIndex<K> {
+    /// Upper 32 bits of the key's hash with the lowest bit forced on; 0 is an empty slot.
+    words: Vec<u32>,
+    bodies: Vec<Body<K>>,
+    len: usize,
+}
+
+#[derive(Clone, Debug)]
+struct Body<K> {
+    rule_id: i64,
+    /// Custom-text index (upper 24 bits) and state (lower 8 bits).
+    custom_state: u32,
+    key: K,
+}
+
+/// A key, with a filler value for empty slots (never read: their word is 0).
+trait SlotKey: Clone {
+    const FILLER: Self;
+}
+
+impl SlotKey for CdHash {
+    const FILLER: Self = CdHash([0; 20]);
+}
+
+impl SlotKey for Sha256 {
+    const FILLER: Self = Sha256([0; 32]);
+}
+
+impl SlotKey for TeamId {
+    const FILLER: Self = TeamId::SLOT_FILLER;
+}
+
+/// Signing IDs are shared strings; `None` fills empty slots without allocating.
+impl SlotKey for Option<SigningId> {
+    const FILLER: Self = None;
+}
+
+impl<K: SlotKey> Body<K> {
+    const EMPTY: Body<K> = Body {
+        rule_id: 0,
+        custom_state: 0,
+        key: K::FILLER,
+    };
+}
+
+#[inline]
+fn fingerprint(hash: u64) -> u32 {
+    ((hash >> 32) as u32) | 1
+}
+
+impl<K: SlotKey> InlineIndex<K> {
     fn with_capacity(n: usize) -> Self {
-        Index {
-            entries: Vec::with_capacity(n),
-            slots: vec![0; slots_for(n)],
+        let slots = slots_for(n);
+        InlineIndex {
+            words: vec![0; slots],
+            bodies: vec![Body::EMPTY; slots],
+            len: 0,
         }
     }
 
     #[inline]
     fn mask(&self) -> usize {
-        self.slots.len() - 1
+        self.words.len() - 1
     }
 
-    /// The home slot of `hash`: loaded early so that the tables' cache misses overlap.
+    /// Loads the home fingerprint and the home entry's first word, so that the cache misses of
+    /// all tables (and of the likely hit) overlap.
     #[inline]
     fn home(&self, hash: u64) -> u64 {
-        self.slots
-            .get(hash as usize & self.mask())
-            .copied()
-            .unwrap_or(0)
+        let i = hash as usize & self.mask();
+        let word = self.words.get(i).copied().unwrap_or(0);
+        let body = self.bodies.get(i).map_or(0, |b| b.custom_state);
+        u64::from(word) | (u64::from(body) << 32)
     }
 
-    /// Walks the probe sequence from the already-loaded home slot.
     #[inline]
-    fn find_from(
-        &self,
-        hash: u64,
-        home: u64,
-        mut eq: impl FnMut(&K) -> bool,
-    ) -> Option<(u32, &Entry_<K>)> {
+    fn find_from(&self, hash: u64, eq: impl Fn(&K) -> bool) -> Option<(u32, Meta)> {
         let mask = self.mask();
-        let tag = hash >> 32;
+        let fp = fingerprint(hash);
         let mut i = hash as usize & mask;
-        let mut slot = home;
-        // The load factor keeps empty slots, so the walk ends; the bound makes that explicit.
-        for _ in 0..self.slots.len() {
-            if slot == 0 {
+        for _ in 0..self.words.len() {
+            let word = *self.words.get(i)?;
+            if word == 0 {
                 return None;
             }
-            if slot >> 32 == tag {
-                let index = (slot as u32).wrapping_sub(1);
-                if let Some(e) = self.entries.get(index as usize)
-                    && eq(&e.key)
-                {
-                    return Some((index, e));
+            if word == fp {
+                let body = self.bodies.get(i)?;
+                if eq(&body.key) {
+                    let state = RuleState::from_u8(body.custom_state as u8)?;
+                    let meta = Meta {
+                        state,
+                        custom: body.custom_state >> 8,
+                        rule_id: body.rule_id,
+                    };
+                    return Some((i as u32, meta));
                 }
             }
             i = (i + 1) & mask;
-            slot = self.slots.get(i).copied().unwrap_or(0);
         }
         None
     }
 
-    fn place(slots: &mut [u64], hash: u64, index: u32) {
-        let mask = slots.len() - 1;
+    fn key(&self, index: u32) -> Option<&K> {
+        let i = index as usize;
+        (self.words.get(i).copied().unwrap_or(0) != 0)
+            .then(|| self.bodies.get(i).map(|b| &b.key))
+            .flatten()
+    }
+
+    fn place(words: &mut [u32], bodies: &mut [Body<K>], hash: u64, body: Body<K>) {
+        let mask = words.len() - 1;
         let mut i = hash as usize & mask;
-        while slots[i] != 0 {
+        while words[i] != 0 {
             i = (i + 1) & mask;
         }
-        slots[i] = slot_word(hash, index);
+        words[i] = fingerprint(hash);
+        bodies[i] = body;
     }
 
     /// Inserts or replaces. Returns true if the key was new.
@@ -154,30 +193,38 @@ impl<K> Index<K> {
         eq: impl Fn(&K, &K) -> bool,
         rehash: impl Fn(&K) -> u64,
     ) -> bool {
-        let home = self.home(hash);
-        if let Some((i, _)) = self.find_from(hash, home, |k| eq(k, &key)) {
-            if let Some(e) = self.entries.get_mut(i as usize) {
-                e.meta = meta;
+        let found = self.find_from(hash, |k| eq(k, &key));
+        let body = Body {
+            rule_id: meta.rule_id,
+            custom_state: (meta.custom << 8) | u32::from(meta.state as u8),
+            key,
+        };
+        if let Some((i, _)) = found {
+            if let Some(b) = self.bodies.get_mut(i as usize) {
+                *b = body;
             }
             return false;
         }
-        let index = self.entries.len() as u32;
-        self.entries.push(Entry_ { key, meta });
-        if slots_for(self.entries.len()) > self.slots.len() {
-            let mut slots = vec![0; slots_for(self.entries.len())];
-            for (i, e) in self.entries.iter().enumerate() {
-                Self::place(&mut slots, rehash(&e.key), i as u32);
+        self.len += 1;
+        if slots_for(self.len) > self.words.len() {
+            let slots = slots_for(self.len);
+            let mut words = vec![0; slots];
+            let mut bodies = vec![Body::EMPTY; slots];
+            for (w, b) in self.words.iter().zip(&self.bodies) {
+                if *w != 0 {
+                    Self::place(&mut words, &mut bodies, rehash(&b.key), b.clone());
+                }
             }
-            self.slots = slots;
-        } else {
-            Self::place(&mut self.slots, hash, index);
+            self.words = words;
+            self.bodies = bodies;
         }
+        Self::place(&mut self.words, &mut self.bodies, hash, body);
         true
     }
 
     fn heap_bytes(&self) -> usize {
-        self.entries.capacity() * std::mem::size_of::<Entry_<K>>()
-            + self.slots.capacity() * std::mem::size_of::<u64>()
+        self.words.capacity() * std::mem::size_of::<u32>()
+            + self.bodies.capacity() * std::mem::size_of::<Body<K>>()
     }
 }
 
@@ -204,11 +251,11 @@ impl SnapshotStats {
 pub struct Snapshot {
     generation: u64,
     hasher: foldhash::quality::RandomState,
-    cdhash: Index<CdHash>,
-    binary: Index<Sha256>,
-    signing_id: Index<SigningId>,
-    certificate: Index<Sha256>,
-    team_id: Index<TeamId>,
+    cdhash: InlineIndex<CdHash>,
+    binary: InlineIndex<Sha256>,
+    signing_id: InlineIndex<Option<SigningId>>,
+    certificate: InlineIndex<Sha256>,
+    team_id: InlineIndex<TeamId>,
     customs: Vec<CustomText>,
     signing_id_bytes: usize,
 }
@@ -249,15 +296,14 @@ impl<'s> RuleMatch<'s> {
     /// The matched rule's identifier. Cheap: a copy of a digest or a reference-count increment.
     pub fn identifier(&self) -> Option<RuleIdentifier> {
         let s = self.snapshot;
-        let i = self.index as usize;
         Some(match self.rule_type {
-            RuleType::CdHash => RuleIdentifier::CdHash(s.cdhash.entries.get(i)?.key),
-            RuleType::Binary => RuleIdentifier::Binary(s.binary.entries.get(i)?.key),
+            RuleType::CdHash => RuleIdentifier::CdHash(*s.cdhash.key(self.index)?),
+            RuleType::Binary => RuleIdentifier::Binary(*s.binary.key(self.index)?),
             RuleType::SigningId => {
-                RuleIdentifier::SigningId(s.signing_id.entries.get(i)?.key.clone())
+                RuleIdentifier::SigningId(s.signing_id.key(self.index)?.clone()?)
             }
-            RuleType::Certificate => RuleIdentifier::Certificate(s.certificate.entries.get(i)?.key),
-            RuleType::TeamId => RuleIdentifier::TeamId(s.team_id.entries.get(i)?.key),
+            RuleType::Certificate => RuleIdentifier::Certificate(*s.certificate.key(self.index)?),
+            RuleType::TeamId => RuleIdentifier::TeamId(*s.team_id.key(self.index)?),
         })
     }
 }
@@ -314,16 +360,12 @@ impl Snapshot {
     }
 
     #[inline]
-    fn found<'s, K>(
-        &'s self,
-        rule_type: RuleType,
-        hit: Option<(u32, &Entry_<K>)>,
-    ) -> Option<RuleMatch<'s>> {
-        hit.map(|(index, e)| RuleMatch {
+    fn found(&self, rule_type: RuleType, hit: Option<(u32, Meta)>) -> Option<RuleMatch<'_>> {
+        hit.map(|(index, meta)| RuleMatch {
             snapshot: self,
             rule_type,
             index,
-            meta: e.meta,
+            meta,
         })
     }
 
@@ -342,7 +384,8 @@ impl Snapshot {
             .map(|s| self.hash_signing_id(s.prefix.as_str(), s.ident));
         let h_cert = ids.certificate.map(|k| self.hash_bytes(&k.0));
         let h_team = ids.team_id.map(|k| self.hash_bytes(k.as_bytes()));
-        let home = std::hint::black_box([
+        // black_box makes the loads happen here, before the branches below need them.
+        std::hint::black_box([
             h_cd.map_or(0, |h| self.cdhash.home(h)),
             h_bin.map_or(0, |h| self.binary.home(h)),
             h_sid.map_or(0, |h| self.signing_id.home(h)),
@@ -352,14 +395,14 @@ impl Snapshot {
 
         // Phase 2: precedence order.
         if let (Some(k), Some(h)) = (ids.cdhash, h_cd) {
-            let hit = self.cdhash.find_from(h, home[0], |x| *x == k);
+            let hit = self.cdhash.find_from(h, |x| *x == k);
             if let Some(m) = self.found(RuleType::CdHash, hit) {
                 return Some(m);
             }
         }
         let mut transitive = None;
         if let (Some(k), Some(h)) = (ids.binary, h_bin) {
-            let hit = self.binary.find_from(h, home[1], |x| *x == k);
+            let hit = self.binary.find_from(h, |x| *x == k);
             match self.found(RuleType::Binary, hit) {
                 Some(m) if m.state() != RuleState::AllowTransitive => return Some(m),
                 other => transitive = other,
@@ -368,19 +411,19 @@ impl Snapshot {
         if let (Some(sid), Some(h)) = (ids.signing_id, h_sid) {
             let hit = self
                 .signing_id
-                .find_from(h, home[2], |x| signing_id_eq(x, &sid));
+                .find_from(h, |x| x.as_ref().is_some_and(|x| signing_id_eq(x, &sid)));
             if let Some(m) = self.found(RuleType::SigningId, hit) {
                 return Some(m);
             }
         }
         if let (Some(k), Some(h)) = (ids.certificate, h_cert) {
-            let hit = self.certificate.find_from(h, home[3], |x| *x == k);
+            let hit = self.certificate.find_from(h, |x| *x == k);
             if let Some(m) = self.found(RuleType::Certificate, hit) {
                 return Some(m);
             }
         }
         if let (Some(k), Some(h)) = (ids.team_id, h_team) {
-            let hit = self.team_id.find_from(h, home[4], |x| *x == k);
+            let hit = self.team_id.find_from(h, |x| *x == k);
             if let Some(m) = self.found(RuleType::TeamId, hit) {
                 return Some(m);
             }
@@ -402,11 +445,11 @@ impl Snapshot {
             .sum();
         SnapshotStats {
             rules_by_type: [
-                self.cdhash.entries.len(),
-                self.binary.entries.len(),
-                self.signing_id.entries.len(),
-                self.certificate.entries.len(),
-                self.team_id.entries.len(),
+                self.cdhash.len,
+                self.binary.len,
+                self.signing_id.len,
+                self.certificate.len,
+                self.team_id.len,
             ],
             custom_texts: self.customs.len().saturating_sub(1),
             heap_bytes: self.cdhash.heap_bytes()
@@ -472,11 +515,11 @@ impl SnapshotBuilder {
             snapshot: Snapshot {
                 generation,
                 hasher: foldhash::quality::RandomState::default(),
-                cdhash: Index::with_capacity(cap(per_type[0])),
-                binary: Index::with_capacity(cap(per_type[1])),
-                signing_id: Index::with_capacity(cap(per_type[2])),
-                certificate: Index::with_capacity(cap(per_type[3])),
-                team_id: Index::with_capacity(cap(per_type[4])),
+                cdhash: InlineIndex::with_capacity(cap(per_type[0])),
+                binary: InlineIndex::with_capacity(cap(per_type[1])),
+                signing_id: InlineIndex::with_capacity(cap(per_type[2])),
+                certificate: InlineIndex::with_capacity(cap(per_type[3])),
+                team_id: InlineIndex::with_capacity(cap(per_type[4])),
                 customs: vec![CustomText::default()],
                 signing_id_bytes: 0,
             },
@@ -544,16 +587,17 @@ impl SnapshotBuilder {
             ),
             RuleIdentifier::SigningId(k) => {
                 let hasher = s.hasher.clone();
-                let hs = move |sid: &SigningId| {
+                let hs = move |sid: &Option<SigningId>| {
                     let mut x = hasher.build_hasher();
-                    x.write(sid.prefix().as_str().as_bytes());
-                    x.write_u8(b':');
-                    x.write(sid.ident().as_bytes());
+                    if let Some(sid) = sid {
+                        x.write(sid.prefix().as_str().as_bytes());
+                        x.write_u8(b':');
+                        x.write(sid.ident().as_bytes());
+                    }
                     x.finish()
                 };
-                let added = s
-                    .signing_id
-                    .upsert(hs(k), k.clone(), meta, |a, b| a == b, hs);
+                let key = Some(k.clone());
+                let added = s.signing_id.upsert(hs(&key), key, meta, |a, b| a == b, hs);
                 if added {
                     s.signing_id_bytes += k.as_str().len() + 16;
                 }
@@ -610,7 +654,7 @@ impl SnapshotCell {
 mod tests {
     use super::*;
     use crate::identity::FileIdentity;
-    use crate::model::SigningIdPrefix;
+    use crate::model::{SigningIdPrefix, TeamId};
 
     fn rule(t: RuleType, id: &str, state: RuleState) -> Rule {
         Rule::new(RuleIdentifier::parse(t, id).unwrap(), state)
@@ -672,6 +716,62 @@ mod tests {
         assert_eq!(m.state(), RuleState::Allow);
         let ids = f.rule_identifiers();
         assert_eq!(ids.signing_id.unwrap().prefix, SigningIdPrefix::Platform);
+    }
+
+    /// Many keys per table: growth, probing past collisions and replacement after growth.
+    #[test]
+    fn every_inserted_key_is_found_and_no_other() {
+        let mut b = SnapshotBuilder::new(1);
+        let n = 5000u32;
+        let key = |i: u32| {
+            let mut k = [0u8; 32];
+            k[..4].copy_from_slice(&i.to_le_bytes());
+            k[31] = 0x5a;
+            k
+        };
+        for i in 0..n {
+            let mut r = Rule::new(RuleIdentifier::Binary(Sha256(key(i))), RuleState::Allow);
+            r.rule_id = i64::from(i);
+            b.insert(&r).unwrap();
+            let team = format!("{:0>10}", i);
+            b.insert(&Rule::new(
+                RuleIdentifier::parse(RuleType::TeamId, &team).unwrap(),
+                RuleState::Block,
+            ))
+            .unwrap();
+        }
+        // Replace every tenth after all the growth happened.
+        for i in (0..n).step_by(10) {
+            let mut r = Rule::new(RuleIdentifier::Binary(Sha256(key(i))), RuleState::Block);
+            r.rule_id = -1;
+            b.insert(&r).unwrap();
+        }
+        let s = b.build();
+        assert_eq!(s.stats().rules_by_type, [0, n as usize, 0, 0, n as usize]);
+        for i in 0..n + 500 {
+            let ids = RuleIdentifiers {
+                binary: Some(Sha256(key(i))),
+                ..Default::default()
+            };
+            let m = s.lookup(&ids);
+            if i < n {
+                let m = m.expect("inserted key found");
+                let replaced = i % 10 == 0;
+                assert_eq!(m.rule_id(), if replaced { -1 } else { i64::from(i) });
+                assert_eq!(
+                    m.identifier().unwrap(),
+                    RuleIdentifier::Binary(Sha256(key(i)))
+                );
+            } else {
+                assert!(m.is_none(), "absent key {i} must miss");
+            }
+            let team = TeamId::parse_rule(&format!("{:0>10}", i)).unwrap();
+            let ids = RuleIdentifiers {
+                team_id: Some(team),
+                ..Default::default()
+            };
+            assert_eq!(s.lookup(&ids).is_some(), i < n);
+        }
     }
 
     #[test]

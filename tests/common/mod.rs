@@ -170,8 +170,8 @@ impl Santad {
         std::thread::sleep(Duration::from_millis(300));
     }
 
-    /// SIGTERM and wait for the exit status.
-    pub fn stop(mut self) -> ExitStatus {
+    /// SIGTERM and wait for the exit status (the mount stays until the harness drops).
+    pub fn stop(&mut self) -> ExitStatus {
         self.signal(libc::SIGTERM);
         let mut child = self.child.take().unwrap();
         let start = Instant::now();
@@ -194,9 +194,38 @@ impl Santad {
 
     /// Entries in santad's fd table.
     pub fn fd_count(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+        self.fds().len()
+    }
+
+    /// santad's open fds once the table has held still for 200 ms (events still being
+    /// processed hold an fd each, so a single sample can catch one in flight).
+    pub fn settled_fds(&self) -> Vec<String> {
+        let start = Instant::now();
+        let mut last = self.fds();
+        loop {
+            std::thread::sleep(Duration::from_millis(200));
+            let now = self.fds();
+            if now == last || start.elapsed() > WAIT {
+                return now;
+            }
+            last = now;
+        }
+    }
+
+    /// santad's open fds and what they point to.
+    pub fn fds(&self) -> Vec<String> {
+        let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
             .unwrap()
-            .count()
+            .filter_map(Result::ok)
+            .map(|e| {
+                let target = std::fs::read_link(e.path())
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                format!("{} -> {target}", e.file_name().to_string_lossy())
+            })
+            .collect();
+        fds.sort();
+        fds
     }
 
     /// Copies an executable onto the watched mount, made distinct by `salt` (appended bytes

@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::model::{IdentifierError, Policy, Rule, RuleChange, RuleIdentifier, RuleType, shorten};
+use crate::model::{
+    IdentifierError, Rule, RuleChange, RuleIdentifier, RulePolicy, RuleType, shorten,
+};
 
 /// Largest import accepted. 256 MiB holds over a million rules in Santa's pretty-printed export
 /// format; anything bigger is a mistake, and parsing it would hold several times its size in
@@ -174,7 +176,7 @@ fn parse_entry(index: usize, entry: &Value) -> Result<RuleChange, JsonError> {
         problem,
     };
     let policy = match obj.get("policy") {
-        Some(Value::String(p)) => Policy::from_santa_name(p)
+        Some(Value::String(p)) => RulePolicy::from_santa_name(p)
             .ok_or_else(|| invalid(format!("unknown policy {:?}", shorten(p))))?,
         _ => return Err(invalid("missing \"policy\"".into())),
     };
@@ -186,8 +188,8 @@ fn parse_entry(index: usize, entry: &Value) -> Result<RuleChange, JsonError> {
     let id = RuleIdentifier::parse(rule_type, identifier)
         .map_err(|source| JsonError::BadIdentifier { index, source })?;
     let state = match policy {
-        Policy::Remove => return Ok(RuleChange::Remove(id)),
-        Policy::Set(s) => s,
+        RulePolicy::Remove => return Ok(RuleChange::Remove(id)),
+        RulePolicy::Set(s) => s,
     };
     let cel_expr = optional_text(&obj, "cel_expr");
     if state == crate::model::RuleState::Cel && cel_expr.is_none() {

@@ -39,8 +39,8 @@ pub use json::{
     write_rules_file,
 };
 pub use model::{
-    CdHash, IdentifierError, Policy as RulePolicy, Rule, RuleChange, RuleIdentifier, RuleState,
-    RuleType, Sha256, SigningId, SigningIdPrefix, TeamId,
+    CdHash, IdentifierError, Rule, RuleChange, RuleIdentifier, RulePolicy, RuleState, RuleType,
+    Sha256, SigningId, SigningIdPrefix, TeamId,
 };
 pub use pipeline::{
     Action, ClientMode, Decision, Evaluator, MatchedRule, PathScopes, Policy, PolicyConfig,

@@ -201,29 +201,31 @@ impl RuleState {
 
 /// A policy string from Santa's JSON: a storable state, or a removal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Policy {
+pub enum RulePolicy {
     /// Store a rule with this state.
     Set(RuleState),
     /// Delete the rule with this identifier and type.
     Remove,
 }
 
-impl Policy {
+impl RulePolicy {
     /// Parses a `policy` value, ignoring ASCII case and accepting Santa's deprecated spellings
     /// (`WHITELIST`, `BLACKLIST`, ...).
-    pub fn from_santa_name(name: &str) -> Option<Policy> {
+    pub fn from_santa_name(name: &str) -> Option<RulePolicy> {
         let upper = name.to_ascii_uppercase();
         Some(match upper.as_str() {
-            "ALLOWLIST" | "WHITELIST" => Policy::Set(RuleState::Allow),
-            "ALLOWLIST_COMPILER" | "WHITELIST_COMPILER" => Policy::Set(RuleState::AllowCompiler),
-            "ALLOWLIST_LOCAL_BINARY" => Policy::Set(RuleState::AllowLocalBinary),
-            "ALLOWLIST_LOCAL_SIGNINGID" => Policy::Set(RuleState::AllowLocalSigningId),
-            "BLOCKLIST" | "BLACKLIST" => Policy::Set(RuleState::Block),
-            "SILENT_BLOCKLIST" | "SILENT_BLACKLIST" => Policy::Set(RuleState::SilentBlock),
-            "SILENT_GUI_BLOCKLIST" => Policy::Set(RuleState::SilentBlockGui),
-            "SILENT_TTY_BLOCKLIST" => Policy::Set(RuleState::SilentBlockTty),
-            "CEL" => Policy::Set(RuleState::Cel),
-            "REMOVE" => Policy::Remove,
+            "ALLOWLIST" | "WHITELIST" => RulePolicy::Set(RuleState::Allow),
+            "ALLOWLIST_COMPILER" | "WHITELIST_COMPILER" => {
+                RulePolicy::Set(RuleState::AllowCompiler)
+            }
+            "ALLOWLIST_LOCAL_BINARY" => RulePolicy::Set(RuleState::AllowLocalBinary),
+            "ALLOWLIST_LOCAL_SIGNINGID" => RulePolicy::Set(RuleState::AllowLocalSigningId),
+            "BLOCKLIST" | "BLACKLIST" => RulePolicy::Set(RuleState::Block),
+            "SILENT_BLOCKLIST" | "SILENT_BLACKLIST" => RulePolicy::Set(RuleState::SilentBlock),
+            "SILENT_GUI_BLOCKLIST" => RulePolicy::Set(RuleState::SilentBlockGui),
+            "SILENT_TTY_BLOCKLIST" => RulePolicy::Set(RuleState::SilentBlockTty),
+            "CEL" => RulePolicy::Set(RuleState::Cel),
+            "REMOVE" => RulePolicy::Remove,
             _ => return None,
         })
     }
@@ -657,14 +659,17 @@ mod tests {
         assert_eq!(RuleState::from_db_value(RuleState::REMOVE_DB_VALUE), None);
         assert_eq!(RuleState::from_db_value(0), None);
         assert_eq!(
-            Policy::from_santa_name("whitelist"),
-            Some(Policy::Set(RuleState::Allow))
+            RulePolicy::from_santa_name("whitelist"),
+            Some(RulePolicy::Set(RuleState::Allow))
         );
-        assert_eq!(Policy::from_santa_name("REMOVE"), Some(Policy::Remove));
-        assert_eq!(Policy::from_santa_name("ALLOW"), None);
+        assert_eq!(
+            RulePolicy::from_santa_name("REMOVE"),
+            Some(RulePolicy::Remove)
+        );
+        assert_eq!(RulePolicy::from_santa_name("ALLOW"), None);
         for s in RuleState::ALL {
             if let Some(name) = s.policy_name() {
-                assert_eq!(Policy::from_santa_name(name), Some(Policy::Set(s)));
+                assert_eq!(RulePolicy::from_santa_name(name), Some(RulePolicy::Set(s)));
             }
         }
     }

@@ -621,6 +621,33 @@ impl RuleStore {
         Ok(c)
     }
 
+    /// Records that a transitive rule just allowed an execution (Santa's
+    /// `resetTimestampForExecutionRule:`), so culling keeps rules that are still used. Returns
+    /// whether such a rule exists. Does not change decisions, so it does not bump the generation.
+    pub fn touch_transitive_rule(
+        &mut self,
+        sha256: &crate::model::Sha256,
+        now_apple_secs: i64,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE execution_rules SET timestamp = ?1 \
+                 WHERE identifier = ?2 AND type = ?3 AND state = ?4",
+                params![
+                    now_apple_secs,
+                    sha256.to_string(),
+                    RuleType::Binary.db_value(),
+                    RuleState::AllowTransitive.db_value()
+                ],
+            )
+            .map_err(sql_err(
+                &self.location,
+                "updating a transitive rule's timestamp",
+            ))?;
+        Ok(n > 0)
+    }
+
     /// Santa's housekeeping: once the table holds [`TRANSITIVE_CULL_THRESHOLD_RULES`] rules,
     /// delete transitive rules unused for [`TRANSITIVE_RULE_EXPIRY_SECS`]. Returns how many went.
     /// Deleting allows never needs a cache flush beyond the daemon's usual epoch bump.
@@ -1060,6 +1087,33 @@ mod tests {
         let (snap, report) = s.build_snapshot().unwrap();
         assert_eq!(snap.generation(), g + 1);
         assert_eq!(report.loaded, 1);
+    }
+
+    #[test]
+    fn transitive_rules_are_touched_and_culled_when_stale() {
+        let mut s = RuleStore::open_in_memory().unwrap();
+        // Culling needs a large table; lower the bar by filling it.
+        let fill: Vec<RuleChange> = (0..TRANSITIVE_CULL_THRESHOLD_RULES as u32)
+            .map(|i| {
+                up(
+                    RuleType::Binary,
+                    &format!("{i:064x}"),
+                    RuleState::AllowTransitive,
+                )
+            })
+            .collect();
+        s.apply(&fill, Cleanup::None).unwrap();
+        let now = now_apple_reference_secs();
+        let keep = crate::model::Sha256::from_hex(&format!("{:064x}", 7)).unwrap();
+        let later = now + TRANSITIVE_RULE_EXPIRY_SECS + 10;
+        assert!(s.touch_transitive_rule(&keep, later).unwrap());
+        let absent = crate::model::Sha256([0xee; 32]);
+        assert!(!s.touch_transitive_rule(&absent, later).unwrap());
+        let removed = s.cull_transitive_rules(later).unwrap();
+        assert_eq!(removed as i64, TRANSITIVE_CULL_THRESHOLD_RULES - 1);
+        let (rules, _) = s.rules().unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].identifier, RuleIdentifier::Binary(keep));
     }
 
     #[test]

@@ -241,6 +241,29 @@ fn bad_regex_is_rejected_naming_the_pattern() {
 }
 
 #[test]
+fn path_regex_bounds_are_enforced() {
+    let mut cfg = config(ClientMode::Lockdown);
+    cfg.allowed_path_regex = vec!["/x".into(); santa_rules::pipeline::PATH_REGEX_PATTERNS_MAX + 1];
+    let e = Policy::new(cfg).unwrap_err();
+    assert!(matches!(e, PolicyError::TooManyPathRegexes { .. }), "{e}");
+
+    let mut cfg = config(ClientMode::Lockdown);
+    cfg.blocked_path_regex = vec!["(\\w{100}){100}".into()];
+    let e = Policy::new(cfg).unwrap_err().to_string();
+    assert!(
+        e.contains("BlockedPathRegex") && e.contains("size limit"),
+        "{e}"
+    );
+
+    let mut cfg = config(ClientMode::Lockdown);
+    cfg.failsafe_paths = vec![b"/x".to_vec(); santa_rules::pipeline::FAILSAFE_ENTRIES_MAX + 1];
+    assert!(matches!(
+        Policy::new(cfg),
+        Err(PolicyError::TooManyFailsafeEntries { .. })
+    ));
+}
+
+#[test]
 fn failsafe_allows_before_any_rule() {
     let mut cfg = config(ClientMode::Lockdown);
     cfg.failsafe_paths = vec![PATH.to_vec()];

@@ -25,10 +25,14 @@ use arc_swap::{ArcSwap, Guard};
 use crate::identity::{RuleIdentifiers, SigningIdRef};
 use crate::model::{CdHash, Rule, RuleIdentifier, RuleState, RuleType, Sha256, SigningId, TeamId};
 
-/// Most rules one snapshot holds. Entry indices are `u32`; at about 80 bytes a rule this bound is
-/// also over 1 GiB of index, far above any real deployment (Santa starts culling transitive rules
+/// Most rules one snapshot holds. Slot indices are `u32`; at about 100 bytes a rule this bound is
+/// also about 1.6 GiB of index, far above any real deployment (Santa starts culling transitive rules
 /// at 500,000), so hitting it means a runaway sync rather than a legitimate rule set.
 pub const SNAPSHOT_RULES_MAX: usize = 1 << 24;
+
+/// Most distinct custom texts (message, URL, button) per snapshot: their index is packed into
+/// 24 bits of a table entry, beside the 8-bit state.
+pub const CUSTOM_TEXTS_MAX: usize = (1 << 24) - 1;
 
 /// Smallest slot array (one cache line), so an empty table needs no special case.
 const SLOTS_MIN: usize = 8;
@@ -59,13 +63,13 @@ fn slots_for(rules: usize) -> usize {
         .max(SLOTS_MIN)
 }
 
-/// One rule type's table: an array of 4-byte fingerprints, probed
-/// linearly, and a parallel array of entries at the same positions. Both home addresses follow
-/// from the hash, so the lookup loads the home fingerprint *and* the home entry at once: a miss is
-/// settled by the small fingerprint array (which tends to stay in the last-level cache), and a hit
-/// at its home position — the common case at this load factor — costs no second dependent access.
+/// One rule type's table: an array of 4-byte fingerprints, probed linearly, and a parallel array
+/// of entries at the same positions. Both home addresses follow from the hash, so the lookup loads
+/// the home fingerprint *and* the home entry at once: a miss is settled by the small fingerprint
+/// array (which tends to stay in the last-level cache), and a hit at its home position — the
+/// common case at this load factor — costs no second dependent access.
 #[derive(Debug)]
-struct InlineIndex<K> {
+struct Table<K> {
     /// Upper 32 bits of the key's hash with the lowest bit forced on; 0 is an empty slot.
     words: Vec<u32>,
     bodies: Vec<Body<K>>,
@@ -115,10 +119,10 @@ fn fingerprint(hash: u64) -> u32 {
     ((hash >> 32) as u32) | 1
 }
 
-impl<K: SlotKey> InlineIndex<K> {
+impl<K: SlotKey> Table<K> {
     fn with_capacity(n: usize) -> Self {
         let slots = slots_for(n);
-        InlineIndex {
+        Table {
             words: vec![0; slots],
             bodies: vec![Body::EMPTY; slots],
             len: 0,
@@ -251,11 +255,11 @@ impl SnapshotStats {
 pub struct Snapshot {
     generation: u64,
     hasher: foldhash::quality::RandomState,
-    cdhash: InlineIndex<CdHash>,
-    binary: InlineIndex<Sha256>,
-    signing_id: InlineIndex<Option<SigningId>>,
-    certificate: InlineIndex<Sha256>,
-    team_id: InlineIndex<TeamId>,
+    cdhash: Table<CdHash>,
+    binary: Table<Sha256>,
+    signing_id: Table<Option<SigningId>>,
+    certificate: Table<Sha256>,
+    team_id: Table<TeamId>,
     customs: Vec<CustomText>,
     signing_id_bytes: usize,
 }
@@ -472,6 +476,11 @@ pub enum SnapshotError {
         /// The bound that was reached.
         max: usize,
     },
+    /// More distinct custom texts than [`CUSTOM_TEXTS_MAX`].
+    TooManyCustomTexts {
+        /// The bound that was reached.
+        max: usize,
+    },
 }
 
 impl std::fmt::Display for SnapshotError {
@@ -483,6 +492,10 @@ impl std::fmt::Display for SnapshotError {
                     "more than {max} rules: refusing to build a rules snapshot"
                 )
             }
+            SnapshotError::TooManyCustomTexts { max } => write!(
+                f,
+                "more than {max} distinct custom messages: refusing to build a rules snapshot"
+            ),
         }
     }
 }
@@ -515,11 +528,11 @@ impl SnapshotBuilder {
             snapshot: Snapshot {
                 generation,
                 hasher: foldhash::quality::RandomState::default(),
-                cdhash: InlineIndex::with_capacity(cap(per_type[0])),
-                binary: InlineIndex::with_capacity(cap(per_type[1])),
-                signing_id: InlineIndex::with_capacity(cap(per_type[2])),
-                certificate: InlineIndex::with_capacity(cap(per_type[3])),
-                team_id: InlineIndex::with_capacity(cap(per_type[4])),
+                cdhash: Table::with_capacity(cap(per_type[0])),
+                binary: Table::with_capacity(cap(per_type[1])),
+                signing_id: Table::with_capacity(cap(per_type[2])),
+                certificate: Table::with_capacity(cap(per_type[3])),
+                team_id: Table::with_capacity(cap(per_type[4])),
                 customs: vec![CustomText::default()],
                 signing_id_bytes: 0,
             },
@@ -528,22 +541,27 @@ impl SnapshotBuilder {
         }
     }
 
-    fn intern(&mut self, rule: &Rule) -> u32 {
+    fn intern(&mut self, rule: &Rule) -> Result<u32, SnapshotError> {
         let custom = CustomText {
             msg: opt_arc(&rule.custom_msg),
             url: opt_arc(&rule.custom_url),
             button: opt_arc(&rule.event_detail_button_text),
         };
         if custom == CustomText::default() {
-            return 0;
+            return Ok(0);
         }
         if let Some(&i) = self.custom_ids.get(&custom) {
-            return i;
+            return Ok(i);
         }
-        let i = self.snapshot.customs.len() as u32;
+        let i = self.snapshot.customs.len();
+        if i > CUSTOM_TEXTS_MAX {
+            return Err(SnapshotError::TooManyCustomTexts {
+                max: CUSTOM_TEXTS_MAX,
+            });
+        }
         self.snapshot.customs.push(custom.clone());
-        self.custom_ids.insert(custom, i);
-        i
+        self.custom_ids.insert(custom, i as u32);
+        Ok(i as u32)
     }
 
     /// Adds a rule, replacing one with the same type and identifier.
@@ -555,7 +573,7 @@ impl SnapshotBuilder {
         }
         let meta = Meta {
             state: rule.state,
-            custom: self.intern(rule),
+            custom: self.intern(rule)?,
             rule_id: rule.rule_id,
         };
         let s = &mut self.snapshot;

@@ -139,10 +139,46 @@ impl std::error::Error for JsonFileError {
     }
 }
 
-fn optional_text(obj: &Map<String, Value>, key: &str) -> Option<String> {
-    match obj.get(key) {
+fn optional_text(value: Option<&Value>) -> Option<String> {
+    match value {
         Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
         _ => None,
+    }
+}
+
+/// The keys Santa reads from a rule, found case-insensitively without copying the entry.
+#[derive(Default)]
+struct Fields<'a> {
+    identifier: Option<&'a Value>,
+    sha256: Option<&'a Value>,
+    policy: Option<&'a Value>,
+    rule_type: Option<&'a Value>,
+    custom_msg: Option<&'a Value>,
+    custom_url: Option<&'a Value>,
+    button: Option<&'a Value>,
+    comment: Option<&'a Value>,
+    cel_expr: Option<&'a Value>,
+}
+
+impl<'a> Fields<'a> {
+    fn of(obj: &'a Map<String, Value>) -> Fields<'a> {
+        let mut f = Fields::default();
+        for (k, v) in obj {
+            let slot = match k.to_ascii_lowercase().as_str() {
+                "identifier" => &mut f.identifier,
+                "sha256" => &mut f.sha256,
+                "policy" => &mut f.policy,
+                "rule_type" => &mut f.rule_type,
+                "custom_msg" => &mut f.custom_msg,
+                "custom_url" => &mut f.custom_url,
+                "event_detail_button_label" => &mut f.button,
+                "comment" => &mut f.comment,
+                "cel_expr" => &mut f.cel_expr,
+                _ => continue,
+            };
+            *slot = Some(v);
+        }
+        f
     }
 }
 
@@ -155,11 +191,8 @@ fn parse_entry(index: usize, entry: &Value) -> Result<RuleChange, JsonError> {
         });
     };
     // Santa lower-cases keys before reading them.
-    let obj: Map<String, Value> = raw
-        .iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-        .collect();
-    let identifier = match (obj.get("identifier"), obj.get("sha256")) {
+    let fields = Fields::of(raw);
+    let identifier = match (fields.identifier, fields.sha256) {
         (Some(Value::String(s)), _) if !s.is_empty() => s.as_str(),
         (_, Some(Value::String(s))) if !s.is_empty() => s.as_str(),
         _ => {
@@ -175,12 +208,12 @@ fn parse_entry(index: usize, entry: &Value) -> Result<RuleChange, JsonError> {
         identifier: Some(shorten(identifier)),
         problem,
     };
-    let policy = match obj.get("policy") {
+    let policy = match fields.policy {
         Some(Value::String(p)) => RulePolicy::from_santa_name(p)
             .ok_or_else(|| invalid(format!("unknown policy {:?}", shorten(p))))?,
         _ => return Err(invalid("missing \"policy\"".into())),
     };
-    let rule_type = match obj.get("rule_type") {
+    let rule_type = match fields.rule_type {
         Some(Value::String(t)) => RuleType::from_santa_name(t)
             .ok_or_else(|| invalid(format!("unknown rule_type {:?}", shorten(t))))?,
         _ => return Err(invalid("missing \"rule_type\"".into())),
@@ -191,17 +224,17 @@ fn parse_entry(index: usize, entry: &Value) -> Result<RuleChange, JsonError> {
         RulePolicy::Remove => return Ok(RuleChange::Remove(id)),
         RulePolicy::Set(s) => s,
     };
-    let cel_expr = optional_text(&obj, "cel_expr");
+    let cel_expr = optional_text(fields.cel_expr);
     if state == crate::model::RuleState::Cel && cel_expr.is_none() {
         return Err(invalid("policy CEL needs a non-empty \"cel_expr\"".into()));
     }
     Ok(RuleChange::Upsert(Rule {
         identifier: id,
         state,
-        custom_msg: optional_text(&obj, "custom_msg"),
-        custom_url: optional_text(&obj, "custom_url"),
-        event_detail_button_text: optional_text(&obj, "event_detail_button_label"),
-        comment: optional_text(&obj, "comment"),
+        custom_msg: optional_text(fields.custom_msg),
+        custom_url: optional_text(fields.custom_url),
+        event_detail_button_text: optional_text(fields.button),
+        comment: optional_text(fields.comment),
         cel_expr,
         seatbelt_policy: None,
         rule_id: 0,

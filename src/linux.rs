@@ -455,25 +455,29 @@ impl FanotifyResponder {
         &self.names[index]
     }
 
-    fn log_line(
+    /// Takes a log record and fills the process half (pid, ppid, ids, names). Called for a
+    /// permission event *before* answering: while the exec is held, `/proc/PID` is certain to
+    /// exist; once answered, a short-lived process may be gone before we look.
+    fn begin_record(&self, by: AnsweredBy, event: &ExecEvent) -> Option<eventlog::RecordSlot<'_>> {
+        let mut rec = self.log.acquire()?;
+        let mut names = self
+            .names(by)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let _ = procinfo::fill_process(event.pid, &mut rec, &mut names);
+        Some(rec)
+    }
+
+    /// Fills the decision half of a record and hands it to the logger.
+    fn finish_record(
         &self,
-        by: AnsweredBy,
+        mut rec: eventlog::RecordSlot<'_>,
         event: &ExecEvent,
         response: Response,
         verdict: Option<&Verdict>,
         default: Option<DefaultReason>,
     ) {
-        let Some(mut rec) = self.log.acquire() else {
-            return;
-        };
         fill_record(&mut rec, event, response, verdict, default, &self.policy);
-        {
-            let mut names = self
-                .names(by)
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let _ = procinfo::fill_process(event.pid, &mut rec, &mut names);
-        }
         event.path_into(&mut rec.path);
         if procinfo::exec_completed(event.pid, event.key.dev, event.key.ino) {
             let _ = procinfo::read_cmdline_into(event.pid, &mut rec.args);
@@ -620,9 +624,13 @@ impl Responder<ExecEvent, Verdict> for FanotifyResponder {
             Some(_) => Response::Allow,
             None => default_response(&self.policy),
         };
+        let record = self.begin_record(by, event);
         if event.kind == Kind::Notification {
-            // The kernel already let it run: log what we would have said.
-            self.log_line(by, event, response, verdict, default);
+            // The kernel already let it run: log what we would have said (process facts are
+            // best effort here: a short-lived process may already be gone).
+            if let Some(rec) = record {
+                self.finish_record(rec, event, response, verdict, default);
+            }
             return;
         }
         if response == Response::Allow && self.log_notifications {
@@ -647,7 +655,9 @@ impl Responder<ExecEvent, Verdict> for FanotifyResponder {
                 Err(_) => bump(&self.linux.counters.ignore_mark_errors),
             }
         }
-        self.log_line(by, event, response, verdict, default);
+        if let Some(rec) = record {
+            self.finish_record(rec, event, response, verdict, default);
+        }
         if response == Response::Deny {
             self.block_message(event, verdict);
             if let Some(bundles) = &self.bundles {

@@ -233,7 +233,9 @@ fn main() {
     let probe_count = 100_000;
     let baseline_queries = if quick { 5_000 } else { 50_000 };
 
-    if let Some(core) = core_affinity::get_core_ids().and_then(|c| c.last().copied()) {
+    // Read the core list before pinning: afterwards it reports only the pinned core.
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    if let Some(core) = cores.last().copied() {
         core_affinity::set_for_current(core);
     }
     let mut rng = Rng(0x5a17_a5a1_7a5a_17a5);
@@ -372,6 +374,32 @@ fn main() {
         }
         h
     };
+    // Throughput with one evaluator per core, each pinned, sharing the engine: the readers share
+    // nothing written, so the aggregate should scale with cores (on a quiet machine).
+    let per_thread = decisions / 2;
+    let mut throughput: Vec<(usize, f64)> = Vec::new();
+    for threads in 1..=cores.len().max(1) {
+        let start = Instant::now();
+        std::thread::scope(|scope| {
+            for t in 0..threads {
+                let mut ev = engine.evaluator();
+                let core = cores.get(t).copied();
+                let ids = &identities;
+                scope.spawn(move || {
+                    if let Some(c) = core {
+                        core_affinity::set_for_current(c);
+                    }
+                    let offset = t * 7919;
+                    for f in ids.iter().cycle().skip(offset).take(per_thread) {
+                        black_box(ev.decide(black_box(f)));
+                    }
+                });
+            }
+        });
+        let secs = start.elapsed().as_secs_f64();
+        throughput.push((threads, (threads * per_thread) as f64 / secs / 1e6));
+    }
+
     let current = engine.snapshot();
     let lookup_only = timed_batches(&mut |f| {
         black_box(current.lookup(&f.rule_identifiers()).map(|m| m.state()));
@@ -504,6 +532,14 @@ fn main() {
         decisions / BATCH * BATCH
     )
     .ok();
+
+    writeln!(out, "## Throughput, one pinned evaluator per core\n").ok();
+    writeln!(out, "| workers | decisions/s (millions, aggregate) |").ok();
+    writeln!(out, "|---:|---:|").ok();
+    for (threads, mdps) in &throughput {
+        writeln!(out, "| {threads} | {mdps:.2} |").ok();
+    }
+    writeln!(out).ok();
 
     writeln!(out, "## Build, import, memory\n").ok();
     writeln!(out, "| measurement | value | target |").ok();

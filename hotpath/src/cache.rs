@@ -371,6 +371,20 @@ impl<D: Clone> DecisionCache<D> {
         }
     }
 
+    /// The decision a lookup at `now_ns` would hit for this file, without touching the cache:
+    /// no LRU promotion, no placeholder, no counters (`santactl checkcache`). A decision still
+    /// being evaluated is not reported.
+    pub fn peek(&self, key: FileKey, stamp: FileStamp, now_ns: u64) -> Option<D> {
+        let shard = self.shard(&key);
+        let inner = lock(&shard.inner);
+        let epoch = self.epoch();
+        inner
+            .lru
+            .peek(&key)
+            .filter(|e| e.stamp == stamp && e.epoch == epoch && now_ns < e.expires_ns)
+            .and_then(|e| e.decision.clone())
+    }
+
     /// Makes every decision cached so far invisible, in O(1).
     pub fn flush(&self, reason: FlushReason) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
@@ -491,6 +505,43 @@ mod tests {
         c.complete(t, &7, Cacheability::UntilChanged, 0);
         assert!(matches!(c.lookup(key(1), STAMP, 10), Lookup::Hit(7)));
         assert_eq!(c.pending_len(), 0);
+    }
+
+    #[test]
+    fn peek_reports_a_live_decision_without_promoting_or_claiming() {
+        // One shard of two entries: peeking key 1 must not save it from eviction.
+        let c = cache(2, 1);
+        assert_eq!(c.peek(key(1), STAMP, 0), None, "nothing cached yet");
+        assert_eq!(c.pending_len(), 0, "a peek never leaves a placeholder");
+        for i in 1..=2 {
+            let t = miss(&c, key(i), 0);
+            c.complete(t, &(i as u32), Cacheability::UntilChanged, 0);
+        }
+        assert_eq!(c.peek(key(1), STAMP, 0), Some(1));
+        let other = FileStamp {
+            ctime_ns: 9,
+            size: 10,
+        };
+        assert_eq!(
+            c.peek(key(1), other, 0),
+            None,
+            "another version of the file"
+        );
+        let t = miss(&c, key(3), 0);
+        c.complete(t, &3, Cacheability::UntilChanged, 0);
+        assert_eq!(
+            c.peek(key(1), STAMP, 0),
+            None,
+            "least recently used despite the peek"
+        );
+        assert_eq!(c.peek(key(2), STAMP, 0), Some(2));
+        let t = miss(&c, key(4), 0);
+        assert_eq!(c.peek(key(4), STAMP, 0), None, "still being evaluated");
+        c.complete(t, &4, Cacheability::DenyTtl, 0);
+        assert_eq!(c.peek(key(4), STAMP, 1), Some(4));
+        assert_eq!(c.peek(key(4), STAMP, 1_500_000_000), None, "deny TTL over");
+        c.flush(FlushReason::Operator);
+        assert_eq!(c.peek(key(2), STAMP, 0), None, "flushed");
     }
 
     #[test]

@@ -18,7 +18,7 @@
 use crate::cache::{Cacheability, DecisionCache, Lookup, WaitOutcome};
 use crate::clock::Clock;
 use crate::counters::{Counters, CountersSnapshot, FlushReason, bump};
-use crate::key::{FileKey, KeyHashBuilder};
+use crate::key::{FileKey, FileStamp, KeyHashBuilder};
 use crate::slots::{Event, SlotRef, Slots};
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
@@ -623,6 +623,14 @@ macro_rules! common_methods {
         /// Forgets the cached decision about one file (it was written to).
         pub fn invalidate(&self, key: FileKey) {
             self.shared.cache.invalidate(key);
+        }
+
+        /// The cached decision a new exec of this file would get right now, if any; read-only
+        /// (no LRU promotion, no placeholder): `santactl checkcache`.
+        pub fn peek(&self, key: FileKey, stamp: FileStamp) -> Option<E::Decision> {
+            self.shared
+                .cache
+                .peek(key, stamp, self.shared.clock.now_ns())
         }
 
         /// All counters, summed.

@@ -8,7 +8,8 @@
 //!                                   store::RuleStore::apply (one SQLite transaction,
 //!                                   Santa's rules.db schema v16; says whether to flush caches)
 //!                                                        │
-//!                       store::RuleStore::build_snapshot ─► snapshot::Snapshot (immutable index)
+//!      store::RuleStore::build_snapshot (start, cleanup) ─► snapshot::Snapshot (immutable index)
+//!      or Snapshot::with_changes (same batch, no re-read)
 //!                                                        │
 //!                          pipeline::PolicyEngine::publish_snapshot (atomic arc-swap)
 //!                                                        │

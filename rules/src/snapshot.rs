@@ -68,7 +68,7 @@ fn slots_for(rules: usize) -> usize {
 /// the home fingerprint *and* the home entry at once: a miss is settled by the small fingerprint
 /// array (which tends to stay in the last-level cache), and a hit at its home position — the
 /// common case at this load factor — costs no second dependent access.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct Table<K> {
     /// Upper 32 bits of the key's hash with the lowest bit forced on; 0 is an empty slot.
     words: Vec<u32>,
@@ -76,7 +76,8 @@ struct Table<K> {
     len: usize,
 }
 
-#[derive(Clone, Debug)]
+// Copy where the key is Copy: cloning a table is then a memcpy (std specialises it).
+#[derive(Clone, Copy, Debug)]
 struct Body<K> {
     rule_id: i64,
     /// Custom-text index (upper 24 bits) and state (lower 8 bits).
@@ -104,6 +105,16 @@ impl SlotKey for TeamId {
 /// Signing IDs are shared strings; `None` fills empty slots without allocating.
 impl SlotKey for Option<SigningId> {
     const FILLER: Self = None;
+}
+
+impl<K: Clone> Clone for Table<K> {
+    fn clone(&self) -> Self {
+        Table {
+            words: self.words.clone(),
+            bodies: self.bodies.clone(),
+            len: self.len,
+        }
+    }
 }
 
 impl<K: SlotKey> Body<K> {

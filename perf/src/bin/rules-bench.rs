@@ -400,7 +400,29 @@ fn main() {
         throughput.push((threads, (threads * per_thread) as f64 / secs / 1e6));
     }
 
+    // A rule change on the live set: 100 changes (new rules, replacements, removals) applied to
+    // the published snapshot, as the control thread does after committing them to the store.
     let current = engine.snapshot();
+    let mut change_rng = Rng(99);
+    let mut batch_changes: Vec<RuleChange> = make_rules(&mut change_rng, 50_000)
+        .into_iter()
+        .take(50)
+        .map(RuleChange::Upsert)
+        .collect();
+    for r in rules.iter().step_by(rules.len() / 25 + 1).take(25) {
+        let mut r = r.clone();
+        r.state = RuleState::Block;
+        batch_changes.push(RuleChange::Upsert(r));
+    }
+    for r in rules.iter().skip(7).step_by(rules.len() / 25 + 1).take(25) {
+        batch_changes.push(RuleChange::Remove(r.identifier.clone()));
+    }
+    let t = Instant::now();
+    let updated = current
+        .with_changes(2, &batch_changes)
+        .expect("update fits");
+    let incremental_time = t.elapsed();
+    drop(updated);
     let lookup_only = timed_batches(&mut |f| {
         black_box(current.lookup(&f.rule_identifiers()).map(|m| m.state()));
     });
@@ -553,6 +575,14 @@ fn main() {
         "| snapshot build from {} in-memory rules (3 runs) | {} ms | ≤ 1000 ms |",
         stats.rules(),
         builds.join(" / ")
+    )
+    .ok();
+    writeln!(
+        out,
+        "| incremental update of the {}-rule snapshot by {} changes (`Snapshot::with_changes`) | {:.0} ms | — |",
+        stats.rules(),
+        batch_changes.len(),
+        ms(incremental_time)
     )
     .ok();
     writeln!(

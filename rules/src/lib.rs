@@ -25,6 +25,44 @@
 //!   one [`pipeline::Evaluator`] per worker holds its own regex clones.
 //! - [`store`]: the SQLite store, Santa's migrations, and Santa's cache-flush rule.
 //! - [`json`]: Santa's `santactl rule --import/--export` JSON.
+//!
+//! # Wiring
+//!
+//! ```
+//! use std::sync::Arc;
+//! use santa_rules::*;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Start-up: open (and migrate) the store, build the first snapshot, compile the policy.
+//! let mut store = RuleStore::open_in_memory()?; // RuleStore::open(path) in the daemon
+//! let (snapshot, report) = store.build_snapshot()?; // log report.skipped, if any
+//! let policy = Policy::new(PolicyConfig {
+//!     mode: ClientMode::Lockdown,
+//!     blocked_path_regex: vec!["/tmp/".into()],
+//!     ..PolicyConfig::default()
+//! })?;
+//! let engine = Arc::new(PolicyEngine::new(snapshot, policy));
+//!
+//! // Each pinned worker owns an evaluator (its own regex caches) for its whole life.
+//! let mut evaluator = engine.evaluator();
+//! let file = FileIdentity::unsigned(Sha256([7; 32]), b"/usr/local/bin/tool");
+//! assert_eq!(evaluator.decide(&file).action, Action::Deny); // Lockdown, no rule
+//!
+//! // Control thread, on `santactl rule --import`: commit, then publish and maybe flush.
+//! let changes = parse_rules_json(
+//!     br#"{"rules":[{"identifier":"0707070707070707070707070707070707070707070707070707070707070707",
+//!                    "policy":"ALLOWLIST","rule_type":"BINARY"}]}"#,
+//! )?;
+//! let outcome = store.apply(&changes, Cleanup::None)?;
+//! let next = engine.snapshot().with_changes(store.generation(), &changes)?;
+//! engine.publish_snapshot(next);
+//! assert!(!outcome.flush_cache); // a plain new allow: cached denies simply expire
+//!
+//! let decision = evaluator.decide(&file);
+//! assert_eq!((decision.action, decision.reason), (Action::Allow, Reason::Binary));
+//! # let _ = report;
+//! # Ok(())
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod identity;

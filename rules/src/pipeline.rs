@@ -445,10 +445,10 @@ fn rule_decision(m: &RuleMatch<'_>, policy: &Policy, generation: u64) -> Option<
     let t = m.rule_type();
     let state = m.state();
     let base_reason = Reason::for_type(t);
-    let signed_code_type = matches!(t, RuleType::CdHash | RuleType::Binary | RuleType::SigningId);
+    let compiler_capable = matches!(t, RuleType::CdHash | RuleType::Binary | RuleType::SigningId);
     let mut d = match state {
         RuleState::Allow => Decision::new(Action::Allow, base_reason, cfg.mode, generation),
-        RuleState::AllowCompiler if signed_code_type => {
+        RuleState::AllowCompiler if compiler_capable => {
             let mut d = Decision::new(Action::Allow, base_reason, cfg.mode, generation);
             d.compiler = cfg.enable_transitive_rules;
             d

@@ -4,17 +4,23 @@
 //!   group (the kernel releases anything still queued), flush the log, exit 0.
 //! - SIGHUP: reload the config and the rules database, publish the new policy and snapshot,
 //!   flush both caches (user space epoch and kernel ignore marks), reopen the log.
+//! - The control socket (`santactl`) runs on its own threads ([`crate::control::server`]); rule
+//!   changes it receives go to the rules database, a new snapshot is published and, when the
+//!   store says so, both caches are flushed.
 //!
 //! If santad dies, the kernel releases every exec it held (fanotify fails open): a crash never
 //! wedges the host, and systemd restarts the service.
 
 use crate::blockmsg::{BlockMessenger, MessageConfig};
 use crate::config::{self, ClientMode, Config, WatchScope};
+use crate::control::server::{ControlContext, ControlServer, EngineControl};
 use crate::eventlog::{self, EventLog, LoggerHandle};
 use crate::fanotify::{self, Fanotify, InitOptions, MarkScope};
 use crate::identity::ExecEvaluator;
 use crate::linux::{BundleTask, FanotifyResponder, FanotifySource, Linux};
-use santa_hotpath::{Engine, EngineConfig, FlushReason, MonotonicClock};
+use santa_hotpath::{
+    CountersSnapshot, Engine, EngineConfig, FileKey, FileStamp, FlushReason, Handle, MonotonicClock,
+};
 use santa_rules as rules;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -186,6 +192,71 @@ type SantaEngine = Engine<
     FanotifySource,
 >;
 
+type SantaHandle = Handle<
+    crate::linux::ExecEvent,
+    ExecEvaluator,
+    FanotifyResponder,
+    MonotonicClock,
+    FanotifySource,
+>;
+
+/// What the control socket may do to the running engine and fanotify group.
+struct DaemonControl {
+    engine: SantaHandle,
+    linux: Arc<Linux>,
+}
+
+impl EngineControl for DaemonControl {
+    fn flush(&self, reason: FlushReason) -> Result<(), String> {
+        self.engine.flush(reason);
+        self.linux
+            .fan
+            .flush_ignores()
+            .map_err(|e| format!("flushing the kernel cache: {e}"))
+    }
+
+    fn counters(&self) -> CountersSnapshot {
+        self.engine.counters()
+    }
+
+    fn cache_entries(&self) -> usize {
+        self.engine.cache_len()
+    }
+
+    fn in_flight(&self) -> usize {
+        self.engine.in_flight()
+    }
+
+    fn workers(&self) -> usize {
+        self.engine.workers()
+    }
+
+    fn peek(&self, key: FileKey, stamp: FileStamp) -> Option<rules::Decision> {
+        self.engine.peek(key, stamp).map(|v| v.decision)
+    }
+
+    fn platform_metrics(&self) -> Vec<(&'static str, u64)> {
+        let c = &self.linux.counters;
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        vec![
+            ("fanotify.permission_events", get(&c.permission_events)),
+            ("fanotify.notifications", get(&c.notifications)),
+            (
+                "fanotify.notifications_deduplicated",
+                get(&c.notifications_deduplicated),
+            ),
+            ("fanotify.close_writes", get(&c.close_writes)),
+            ("fanotify.queue_overflows", get(&c.queue_overflows)),
+            ("fanotify.read_errors", get(&c.read_errors)),
+            ("fanotify.stat_failures", get(&c.stat_failures)),
+            ("fanotify.respond_errors", get(&c.respond_errors)),
+            ("fanotify.ignore_marks", get(&c.ignore_marks)),
+            ("fanotify.ignore_mark_errors", get(&c.ignore_mark_errors)),
+            ("fanotify.bundle_drops", get(&c.bundle_drops)),
+        ]
+    }
+}
+
 /// Runs santad until SIGTERM or SIGINT. `config_path` is re-read on SIGHUP.
 pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonError> {
     let signals = block_signals().map_err(DaemonError::Io)?;
@@ -268,6 +339,24 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
             .collect::<Vec<_>>()
     );
 
+    let control = ControlContext::new(
+        Arc::new(DaemonControl {
+            engine: engine.handle(),
+            linux: linux.clone(),
+        }),
+        policy_engine.clone(),
+        log.clone(),
+        config.clone(),
+    );
+    // Without its socket santad still enforces: a control-plane failure must not open the host.
+    let control_server = match ControlServer::start(control.clone(), &config.control_socket_path) {
+        Ok(server) => Some(server),
+        Err(e) => {
+            log::error!("{e}; santactl cannot reach this santad");
+            None
+        }
+    };
+
     let mut current = config;
     let mut generation = 1;
     loop {
@@ -279,6 +368,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
                     &policy_engine,
                     &linux,
                     &logger,
+                    &control,
                     current,
                     config_path.as_deref(),
                     generation,
@@ -290,6 +380,9 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
     }
 
     log::info!("santad stopping: answering everything in flight");
+    if let Some(server) = control_server {
+        server.stop();
+    }
     engine.shutdown();
     stop_bundles.store(true, Ordering::Release);
     let _ = bundle_thread.join();
@@ -299,11 +392,13 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
 }
 
 /// SIGHUP: new config, rules and policy; both caches flushed; log reopened.
+#[allow(clippy::too_many_arguments)] // the wiring's own pieces, each used once
 fn reload(
     engine: &SantaEngine,
     policy_engine: &rules::PolicyEngine,
     linux: &Linux,
     logger: &LoggerHandle,
+    control: &ControlContext,
     current: Config,
     config_path: Option<&Path>,
     generation: u64,
@@ -325,7 +420,16 @@ fn reload(
         }
         Err(e) => log::error!("reload: {e}; keeping the running policy"),
     }
-    policy_engine.publish_snapshot(load_snapshot(&next.rules_db_path, generation));
+    if next.control_socket_path != current.control_socket_path {
+        log::warn!("reload: ControlSocketPath takes effect at the next start");
+    }
+    // Under the control socket's rules lock, so a concurrent `santactl rule` cannot publish a
+    // snapshot older than this one after it (or this one after a newer one).
+    control.with_rules(|db| {
+        db.set_path(&next.rules_db_path);
+        policy_engine.publish_snapshot(load_snapshot(&next.rules_db_path, generation));
+    });
+    control.set_config(next.clone());
     engine.flush(FlushReason::Config);
     if let Err(e) = linux.fan.flush_ignores() {
         log::error!("reload: flushing the kernel cache: {e}");

@@ -7,6 +7,7 @@
 //! - [`procinfo`]: process facts from /proc (ids, names, args, tty) into fixed-size records.
 //! - [`blockmsg`]: Santa's block message on the blocked process's terminal (queue + thread).
 //! - [`config`]: the TOML configuration with Santa's key names, validated key by key.
+//! - [`control`]: the control socket's protocol (shared with `santactl`) and, on Linux, its server.
 //!
 //! And the wiring over `santa-hotpath`, `santa-signing` and `santa-rules`:
 //! - [`identity`]: the evaluator (file → SHA-256 and signing facts → rules decision).
@@ -27,6 +28,7 @@ pub mod linux;
 
 pub mod blockmsg;
 pub mod config;
+pub mod control;
 pub mod eventlog;
 pub mod identity;
 pub mod stderr_logger;

@@ -1,8 +1,9 @@
 # santad — the commands a user types. See README.md.
 CARGO ?= cargo
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: build run demo test check bench perf fmt clean
+.PHONY: build run demo test check bench perf perf-quick flamegraph fmt clean
 
 build:
 	$(CARGO) build --release --workspace
@@ -14,7 +15,7 @@ run:
 # An allow and a deny in Lockdown on a private tmpfs, with the log lines (needs root).
 demo:
 	$(CARGO) build --release --bin santad --example demo
-	$(or $(CARGO_TARGET_DIR),target)/release/examples/demo
+	$(TARGET_DIR)/release/examples/demo
 
 # Everything CI checks: unit, property and end-to-end tests (as root for the fanotify ones).
 test:
@@ -34,9 +35,22 @@ bench:
 	$(CARGO) build --release -p santa-perf --bins
 	@for b in $(BENCHES); do echo "== $$b"; $(CARGO) run --release -q -p santa-perf --bin $$b || exit 1; done
 
-# The full performance run (exec storm beside fapolicyd, flamegraphs) arrives with the perf issue;
-# until then it runs every benchmark that exists.
+# The full performance run, as root: the benchmarks above, then the exec storm beside the minimal
+# responder and fapolicyd (installed from Debian if missing), santad's RSS; rewrites
+# perf/RESULTS.md and perf/results/exec-overhead.svg.
 perf: bench
+	$(CARGO) build --release --bin santad -p santa-perf --bin exec-storm --bin min-responder
+	$(TARGET_DIR)/release/exec-storm
+
+# The same, smaller (a few minutes).
+perf-quick:
+	$(CARGO) build --release --bin santad -p santa-perf --bin exec-storm --bin min-responder
+	$(TARGET_DIR)/release/exec-storm --quick
+
+# santad under the exec storm, sampled with `perf record -e cpu-clock`: perf/results/flamegraph.svg.
+flamegraph:
+	$(CARGO) build --release --bin santad -p santa-perf --bin exec-storm --bin min-responder
+	$(TARGET_DIR)/release/exec-storm --quick --flamegraph
 
 fmt:
 	$(CARGO) fmt --all

@@ -35,17 +35,19 @@ pub enum Config {
     MinResponder,
     SantadMonitor,
     SantadLockdown,
+    SantadNoNotify,
     FapolicydPermissive,
     FapolicydEnforcing,
     FapolicydSha256,
 }
 
 impl Config {
-    const ALL: [Config; 7] = [
+    const ALL: [Config; 8] = [
         Config::None,
         Config::MinResponder,
         Config::SantadMonitor,
         Config::SantadLockdown,
+        Config::SantadNoNotify,
         Config::FapolicydPermissive,
         Config::FapolicydEnforcing,
         Config::FapolicydSha256,
@@ -57,6 +59,7 @@ impl Config {
             Config::MinResponder => "minimal responder",
             Config::SantadMonitor => "santad Monitor",
             Config::SantadLockdown => "santad Lockdown (allow rules)",
+            Config::SantadNoNotify => "santad Monitor, LogExecNotifications off",
             Config::FapolicydPermissive => "fapolicyd permissive, integrity none",
             Config::FapolicydEnforcing => "fapolicyd enforcing, integrity none",
             Config::FapolicydSha256 => "fapolicyd enforcing, integrity sha256",
@@ -69,6 +72,7 @@ impl Config {
             Config::MinResponder => "min",
             Config::SantadMonitor => "santad-monitor",
             Config::SantadLockdown => "santad-lockdown",
+            Config::SantadNoNotify => "santad-nonotify",
             Config::FapolicydPermissive => "fapolicyd-permissive",
             Config::FapolicydEnforcing => "fapolicyd-enforcing",
             Config::FapolicydSha256 => "fapolicyd-sha256",
@@ -386,12 +390,13 @@ impl Harness {
                 wait_line(out, "ready")?;
                 Ok(Some(listener))
             }
-            Config::SantadMonitor | Config::SantadLockdown => {
-                let mode = if config == Config::SantadMonitor {
-                    "MONITOR"
-                } else {
+            Config::SantadMonitor | Config::SantadLockdown | Config::SantadNoNotify => {
+                let mode = if config == Config::SantadLockdown {
                     "LOCKDOWN"
+                } else {
+                    "MONITOR"
                 };
+                let notify = config != Config::SantadNoNotify;
                 let dir = self.state.path().join(config.key());
                 std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
                 let cfg = dir.join("santad.toml");
@@ -399,7 +404,7 @@ impl Harness {
                     &cfg,
                     format!(
                         "ClientMode = \"{mode}\"\nWatchPaths = [\"{}\"]\nEventLogType = \"file\"\nEventLogPath = \"{}\"\n\
-                         RulesDbPath = \"{}\"\nControlSocketPath = \"{}\"\nEventLogRingSize = 16384\n",
+                         RulesDbPath = \"{}\"\nControlSocketPath = \"{}\"\nEventLogRingSize = 16384\nLogExecNotifications = {notify}\n",
                         self.watched.path().display(),
                         dir.join("santa.log").display(),
                         self.rules_db.display(),
@@ -541,6 +546,133 @@ fn us(ns: f64) -> String {
     format!("{:.1}", ns / 1000.0)
 }
 
+/// santad's resident memory (kB) from /proc/PID/status.
+fn rss_kb(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("VmRSS:")
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// santad's RSS idle and with `entries` cache entries: that many distinct tiny scripts on the
+/// watched image (each a new file for the cache), executed at concurrency 8.
+fn measure_rss(h: &Harness, entries: usize) -> Result<(u64, u64, usize), String> {
+    let dir = h.watched.join("rss");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let interpreter = h.repeated.watched_path.display().to_string();
+    let scripts: Vec<CString> = (0..entries)
+        .map(|i| {
+            let p = dir.join(format!("s{i:05}"));
+            std::fs::write(&p, format!("#!{interpreter}\n# {i}\n")).map_err(|e| e.to_string())?;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| e.to_string())?;
+            Ok(cstr(&p))
+        })
+        .collect::<Result<_, String>>()?;
+    let mut listener = h
+        .start(Config::SantadMonitor)?
+        .ok_or("santad did not start")?;
+    let pid = listener.pid();
+    std::thread::sleep(Duration::from_millis(300));
+    let idle = rss_kb(pid);
+    let scripts = Arc::new(scripts);
+    let next = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let (scripts, next) = (scripts.clone(), next.clone());
+            std::thread::spawn(move || {
+                let mut refused = 0;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= scripts.len() {
+                        return refused;
+                    }
+                    if spawn_wait(&scripts[i]).is_err() {
+                        refused += 1;
+                    }
+                }
+            })
+        })
+        .collect();
+    let refused: usize = threads.into_iter().map(|t| t.join().unwrap_or(0)).sum();
+    std::thread::sleep(Duration::from_millis(500));
+    let full = rss_kb(pid);
+    listener.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((idle, full, refused))
+}
+
+/// `--flamegraph`: records santad under a storm with `perf record -e cpu-clock` and renders
+/// the folded stacks to perf/results/flamegraph.svg with inferno.
+fn flamegraph(h: &Harness, storm_execs: usize) -> Result<PathBuf, String> {
+    let mut listener = h
+        .start(Config::SantadMonitor)?
+        .ok_or("santad did not start")?;
+    let pid = listener.pid();
+    let data = h.state.path().join("perf.data");
+    let mut record = Command::new("perf")
+        .args([
+            "record",
+            "-e",
+            "cpu-clock",
+            "-F",
+            "1999",
+            "--call-graph",
+            "dwarf,16384",
+            "-q",
+            "-o",
+        ])
+        .arg(&data)
+        .args(["-p", &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("perf record: {e} (install linux-perf)"))?;
+    std::thread::sleep(Duration::from_millis(500));
+    // First execs (hashing) and a mixed storm (cache hits, notifications, logging).
+    alternate(&h.distinct.iter().collect::<Vec<_>>())?;
+    let (_, refused) = storm(h, storm_execs, 0);
+    // SAFETY: signalling the perf process we started.
+    unsafe { libc::kill(record.id() as i32, libc::SIGINT) };
+    let _ = record.wait();
+    listener.stop();
+    if refused > 0 {
+        return Err(format!("{refused} execs refused under santad Monitor"));
+    }
+    let script = Command::new("perf")
+        .args(["script", "-i"])
+        .arg(&data)
+        .output()
+        .map_err(|e| format!("perf script: {e}"))?;
+    if !script.status.success() {
+        return Err(format!(
+            "perf script failed: {}",
+            String::from_utf8_lossy(&script.stderr)
+        ));
+    }
+    let mut folded = Vec::new();
+    let mut folder =
+        inferno::collapse::perf::Folder::from(inferno::collapse::perf::Options::default());
+    inferno::collapse::Collapse::collapse(&mut folder, &script.stdout[..], &mut folded)
+        .map_err(|e| format!("folding: {e}"))?;
+    let mut svg = Vec::new();
+    let mut options = inferno::flamegraph::Options::default();
+    options.title = "santad under exec-storm (perf record -e cpu-clock)".into();
+    inferno::flamegraph::from_reader(&mut options, &folded[..], &mut svg)
+        .map_err(|e| format!("rendering: {e}"))?;
+    let path = santa_perf::results_dir().join("flamegraph.svg");
+    std::fs::create_dir_all(santa_perf::results_dir()).map_err(|e| e.to_string())?;
+    std::fs::write(&path, svg).map_err(|e| e.to_string())?;
+    std::fs::write(santa_perf::results_dir().join("flamegraph.folded"), &folded)
+        .map_err(|e| e.to_string())?;
+    Ok(path)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
@@ -590,6 +722,16 @@ fn main() {
             std::process::exit(1);
         }
     };
+    if args.iter().any(|a| a == "--flamegraph") {
+        match flamegraph(&harness, sizes.storm_execs) {
+            Ok(path) => println!("flamegraph: {}", path.display()),
+            Err(e) => {
+                eprintln!("exec-storm --flamegraph: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     let openssl = openssl_rate();
     let mut skipped: Vec<(Config, String)> = Vec::new();
     let mut results: std::collections::BTreeMap<(usize, Workload), Sample> = Default::default();
@@ -667,9 +809,33 @@ fn main() {
             }
         }
     }
-    let report = render(
+    eprintln!("santad RSS with 10,000 cache entries…");
+    let rss = measure_rss(&harness, 10_000);
+    let mut report = render(
         &harness, &configs, &results, &skipped, openssl, &sizes, quick,
     );
+    match rss {
+        Ok((idle, full, refused)) => {
+            let _ = writeln!(
+                report,
+                "- santad RSS ≤ 16 MiB with 10,000 cache entries: {} ({:.1} MiB; {:.1} MiB idle before; {} of 10,000 execs refused).",
+                if full <= 16 * 1024 && refused == 0 {
+                    "met"
+                } else {
+                    "MISSED"
+                },
+                full as f64 / 1024.0,
+                idle as f64 / 1024.0,
+                refused
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(
+                report,
+                "- santad RSS with 10,000 cache entries: not measured ({e})."
+            );
+        }
+    }
     print!("{report}");
     match write_result("../RESULTS.md", &report) {
         Ok(p) => eprintln!("wrote {}", p.display()),

@@ -13,6 +13,8 @@
 //! - [`identity`]: the evaluator (file → SHA-256 and signing facts → rules decision).
 //! - [`linux`]: the fanotify event source and responder for the engine.
 //! - [`daemon`]: builds everything from the config and runs until a signal says stop.
+//! - [`es`]: macOS Endpoint Security, the platform-neutral half (message model, translation,
+//!   kernel identities, ES cache rule, evaluator, responder), tested on Linux.
 
 #[cfg(target_os = "linux")]
 pub mod fanotify;
@@ -29,6 +31,7 @@ pub mod linux;
 pub mod blockmsg;
 pub mod config;
 pub mod control;
+pub mod es;
 pub mod eventlog;
 pub mod identity;
 pub mod stderr_logger;

@@ -1,0 +1,1858 @@
+//! macOS Endpoint Security, the platform-neutral half: everything santad does with an ES message
+//! except the calls into `EndpointSecurity.framework`, so that all of it is built and tested on
+//! Linux. The one file of ES calls is [`crate::macos`] (compiled only for macOS).
+//!
+//! ```text
+//!  ES callback (macos.rs): retain message ─► EsMessage::view ─► intake()
+//!     AUTH_EXEC    → Event { EsExec, key/stamp from ES's stat, deadline = Santa's budget }
+//!     NOTIFY_EXEC  → Event (logged only; dropped if it follows our own allow)
+//!     NOTIFY_CLOSE (modified), NOTIFY_UNLINK, NOTIFY_RENAME → invalidate the cached decision
+//!  worker: EsEvaluator  open the executable by path, check it is the file ES described,
+//!                       SHA-256 + certificate from the file, Team ID / Signing ID / CDHash /
+//!                       signing status from the message (the kernel's view), rules decide
+//!  EsResponder: answer (AuthPort → es_respond_auth_result), ES caches allows only, log line,
+//!               block message on the terminal for a deny
+//! ```
+//!
+//! The message is read through the [`EsMessage`] trait, whose one method turns whatever holds
+//! the message (a retained `es_message_t` on macOS, plain values in tests) into a [`MessageView`]
+//! of plain borrowed values. Every decision about the message is made on that view.
+
+use crate::blockmsg::{BlockMessenger, BlockNotice, BlockReason};
+use crate::config::Config;
+use crate::eventlog::{self, ARGS_BYTES_MAX, EventLog, Record, Text};
+use crate::identity::Verdict;
+use santa_hotpath::clock::MachTimebase;
+use santa_hotpath::{
+    Answer, AnsweredBy, Cacheability, Clock, DefaultReason, Engine, EngineConfig, Evaluation,
+    Evaluator, Event, FileKey, FileStamp, Handle, Responder, Source, Submitted, budget,
+};
+use santa_rules as rules;
+use santa_signing as signing;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+/// Code-signing flags of `es_process_t.codesigning_flags` (XNU `kern/cs_blobs.h`).
+pub mod cs {
+    /// The signature is valid (no invalid page has been loaded).
+    pub const CS_VALID: u32 = 0x0000_0001;
+    /// Ad-hoc signed (no certificate).
+    pub const CS_ADHOC: u32 = 0x0000_0002;
+    /// The kernel refuses to load invalid pages.
+    pub const CS_HARD: u32 = 0x0000_0100;
+    /// The kernel kills the process if it goes invalid.
+    pub const CS_KILL: u32 = 0x0000_0200;
+    /// The kernel killed the process for invalidity.
+    pub const CS_KILLED: u32 = 0x0100_0000;
+    /// The process has a signature (it may have gone invalid).
+    pub const CS_SIGNED: u32 = 0x2000_0000;
+    /// Signed with a development certificate.
+    pub const CS_DEV_CODE: u32 = 0x4000_0000;
+}
+
+/// `CPU_TYPE_ARM64` (`mach/machine.h`: `CPU_TYPE_ARM | CPU_ARCH_ABI64`).
+pub const CPU_TYPE_ARM64: i32 = 0x0100_000c;
+
+/// Deadline of an exec notification (nobody waits on it): only bounds how long it may sit
+/// queued before it is logged with the default.
+pub const NOTIFICATION_DEADLINE_NS: u64 = 60_000_000_000;
+
+/// Remembered allows for dropping the NOTIFY_EXEC that follows each of them. A notification
+/// follows its AUTH answer within microseconds, so a small table suffices; a collision at worst
+/// logs a line twice.
+pub const RECENT_ALLOWS: usize = 4_096;
+
+/// A file as Endpoint Security describes it (`es_file_t`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileView<'a> {
+    /// Absolute path (bytes, not necessarily UTF-8).
+    pub path: &'a [u8],
+    /// ES truncated the path (it is then not the file's path and must not be opened).
+    pub path_truncated: bool,
+    /// `st_dev`, widened exactly as `std::os::unix::fs::MetadataExt::dev` widens it.
+    pub dev: u64,
+    /// `st_ino`.
+    pub ino: u64,
+    /// `st_ctime` in nanoseconds.
+    pub ctime_ns: i64,
+    /// `st_size`.
+    pub size: u64,
+}
+
+impl FileView<'_> {
+    /// The decision cache key.
+    pub fn key(&self) -> FileKey {
+        FileKey {
+            dev: self.dev,
+            ino: self.ino,
+        }
+    }
+
+    /// What must still hold for a cached decision to apply.
+    pub fn stamp(&self) -> FileStamp {
+        FileStamp {
+            ctime_ns: self.ctime_ns,
+            size: self.size,
+        }
+    }
+}
+
+/// A process as Endpoint Security describes it (`es_process_t` plus its audit token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessView<'a> {
+    /// pid (from the audit token).
+    pub pid: i32,
+    /// pidversion (from the audit token): tells apart two images run by one pid.
+    pub pidversion: i32,
+    /// Parent pid.
+    pub ppid: i32,
+    /// Real user id.
+    pub uid: u32,
+    /// Real group id.
+    pub gid: u32,
+    /// `CS_*` flags, see [`cs`].
+    pub codesigning_flags: u32,
+    /// The kernel says it is an Apple platform binary.
+    pub is_platform_binary: bool,
+    /// The process holds the Endpoint Security entitlement.
+    pub is_es_client: bool,
+    /// The code directory hash the kernel validated.
+    pub cdhash: [u8; 20],
+    /// Signing identifier (empty when unsigned).
+    pub signing_id: &'a [u8],
+    /// Team ID (empty for ad-hoc and platform binaries).
+    pub team_id: &'a [u8],
+    /// The executable file.
+    pub executable: FileView<'a>,
+    /// The controlling terminal's path, if any (message version ≥ 2).
+    pub tty: Option<&'a [u8]>,
+}
+
+/// An exec, AUTH or NOTIFY (`es_event_exec_t`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecView<'a> {
+    /// The new image.
+    pub target: ProcessView<'a>,
+    /// The image's CPU type (message version ≥ 6), for Santa's "the kernel will kill it" rule.
+    pub image_cputype: Option<i32>,
+}
+
+/// The events santad subscribes to, as plain values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventView<'a> {
+    /// `ES_EVENT_TYPE_AUTH_EXEC`: the exec waits for our answer.
+    AuthExec(ExecView<'a>),
+    /// `ES_EVENT_TYPE_NOTIFY_EXEC`: an exec happened (also those ES's cache allowed).
+    NotifyExec(ExecView<'a>),
+    /// `ES_EVENT_TYPE_NOTIFY_CLOSE`.
+    NotifyClose {
+        /// The file was written through a file descriptor.
+        modified: bool,
+        /// The file.
+        target: FileView<'a>,
+    },
+    /// `ES_EVENT_TYPE_NOTIFY_UNLINK`.
+    NotifyUnlink {
+        /// The removed file.
+        target: FileView<'a>,
+    },
+    /// `ES_EVENT_TYPE_NOTIFY_RENAME`.
+    NotifyRename {
+        /// The renamed file.
+        source: FileView<'a>,
+        /// The file it replaced, if it replaced one.
+        destination: Option<FileView<'a>>,
+    },
+    /// Any other event type (its `es_event_type_t` number).
+    Other(u32),
+}
+
+/// One ES message as plain values borrowed from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageView<'a> {
+    /// `ES_ACTION_TYPE_AUTH`: the message must be answered before `deadline_ticks`.
+    pub is_auth: bool,
+    /// The kernel's deadline in `mach_absolute_time` ticks (AUTH only).
+    pub deadline_ticks: u64,
+    /// The process that acted (for an exec: the one calling exec).
+    pub process: ProcessView<'a>,
+    /// The event.
+    pub event: EventView<'a>,
+}
+
+impl<'a> MessageView<'a> {
+    /// The exec, for AUTH_EXEC and NOTIFY_EXEC.
+    pub fn exec(&self) -> Option<&ExecView<'a>> {
+        match &self.event {
+            EventView::AuthExec(e) | EventView::NotifyExec(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Whatever holds an ES message: a retained `es_message_t` on macOS, plain values in tests.
+pub trait EsMessage: Send + Sync + 'static {
+    /// The message as plain values (no copy: slices borrow the message).
+    fn view(&self) -> MessageView<'_>;
+    /// Writes the exec's arguments into `out`, each followed by NUL (exec messages only).
+    fn exec_args_into(&self, out: &mut Text<ARGS_BYTES_MAX>);
+}
+
+/// What the intake does with one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intake {
+    /// An exec to decide: submit it to the engine.
+    Decide {
+        /// AUTH (answer the kernel) or NOTIFY (log only).
+        kind: Kind,
+        /// The executable's cache key.
+        key: FileKey,
+        /// The executable's stamp.
+        stamp: FileStamp,
+        /// When the engine must have answered, on the engine's clock.
+        deadline_ns: u64,
+    },
+    /// Files whose cached decisions are no longer valid.
+    Invalidate([Option<FileKey>; 2]),
+    /// An AUTH message santad does not decide: allow it at once, uncached (ES kills a client
+    /// that leaves an AUTH message unanswered).
+    AllowUnknownAuth,
+    /// Nothing to do.
+    Ignore,
+}
+
+/// AUTH or NOTIFY exec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `AUTH_EXEC`: the exec waits for our answer.
+    Auth,
+    /// `NOTIFY_EXEC`: only logged.
+    Notify,
+}
+
+/// Translates one message into what the intake does with it. `now_ns` is the engine clock's
+/// now, on the same time line as `mach_absolute_time` scaled by `timebase` (santad's
+/// `MonotonicClock` on macOS), so the kernel deadline converts to the engine's clock directly.
+///
+/// - AUTH_EXEC: decide by Santa's budget, 80 % of the time left keeping 1–5 s of headroom
+///   ([`budget::answer_by_ns`]); the key and stamp come from ES's own `stat` of the executable,
+///   so the callback makes no system call.
+/// - NOTIFY_EXEC: decide (for the log line) within [`NOTIFICATION_DEADLINE_NS`].
+/// - NOTIFY_CLOSE of a modified file: its contents changed.
+/// - NOTIFY_UNLINK: the inode number may be reused by another file.
+/// - NOTIFY_RENAME: path rules (`AllowedPathRegex`, `BlockedPathRegex`) decided for the old
+///   path; a replaced destination is gone, like an unlinked file.
+pub fn translate(view: &MessageView<'_>, now_ns: u64, timebase: MachTimebase) -> Intake {
+    match &view.event {
+        EventView::AuthExec(exec) => {
+            let file = &exec.target.executable;
+            Intake::Decide {
+                kind: Kind::Auth,
+                key: file.key(),
+                stamp: file.stamp(),
+                deadline_ns: budget::answer_by_ns(
+                    now_ns,
+                    timebase.ticks_to_ns(view.deadline_ticks),
+                ),
+            }
+        }
+        EventView::NotifyExec(exec) => {
+            let file = &exec.target.executable;
+            Intake::Decide {
+                kind: Kind::Notify,
+                key: file.key(),
+                stamp: file.stamp(),
+                deadline_ns: now_ns.saturating_add(NOTIFICATION_DEADLINE_NS),
+            }
+        }
+        _ if view.is_auth => Intake::AllowUnknownAuth,
+        EventView::NotifyClose {
+            modified: true,
+            target,
+        } => Intake::Invalidate([Some(target.key()), None]),
+        EventView::NotifyUnlink { target } => Intake::Invalidate([Some(target.key()), None]),
+        EventView::NotifyRename {
+            source,
+            destination,
+        } => Intake::Invalidate([Some(source.key()), destination.map(|d| d.key())]),
+        EventView::NotifyClose {
+            modified: false, ..
+        }
+        | EventView::Other(_) => Intake::Ignore,
+    }
+}
+
+/// Santa's `CdhashStrictlyEnforced`: the kernel refuses or kills on any page that does not
+/// match its code directory slot, so the reported CDHash binds to what actually runs.
+pub fn cdhash_strictly_enforced(flags: u32) -> bool {
+    flags & cs::CS_VALID != 0 && flags & (cs::CS_HARD | cs::CS_KILL) != 0
+}
+
+/// Santa's `KernelWillKillForCodeSigning`: already killed, or native arm64 code with `CS_KILL`
+/// that is not valid (arm64 code must be signed; x86_64 may run unsigned, also under Rosetta).
+pub fn kernel_will_kill(flags: u32, image_cputype: Option<i32>) -> bool {
+    flags & cs::CS_KILLED != 0
+        || (image_cputype == Some(CPU_TYPE_ARM64)
+            && flags & cs::CS_KILL != 0
+            && flags & cs::CS_VALID == 0)
+}
+
+/// Santa's signing status from the kernel's flags (SNTPolicyProcessor's status callback).
+pub fn signing_status(flags: u32, image_cputype: Option<i32>) -> rules::SigningStatus {
+    if kernel_will_kill(flags, image_cputype) {
+        rules::SigningStatus::Invalid
+    } else if flags & cs::CS_SIGNED == 0 {
+        rules::SigningStatus::Unsigned
+    } else if flags & cs::CS_VALID == 0 {
+        rules::SigningStatus::Invalid
+    } else if flags & cs::CS_ADHOC != 0 {
+        rules::SigningStatus::AdHoc
+    } else if flags & cs::CS_DEV_CODE != 0 {
+        rules::SigningStatus::Development
+    } else {
+        rules::SigningStatus::Production
+    }
+}
+
+/// The identities the kernel vouches for, by Santa's rules (`decisionForFileInfo:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelIdentity<'a> {
+    /// Signing status from the flags.
+    pub status: rules::SigningStatus,
+    /// Team ID: signed, valid, with a signing identifier and a Team ID.
+    pub team_id: Option<rules::TeamId>,
+    /// The raw signing identifier, when a Signing ID can be formed (`TEAMID:` or `platform:`).
+    pub signing_ident: Option<&'a str>,
+    /// CDHash, only when the kernel strictly enforces it.
+    pub cdhash: Option<[u8; 20]>,
+}
+
+impl KernelIdentity<'_> {
+    /// Santa's Signing ID text: `TEAMID:ident` or `platform:ident`.
+    pub fn signing_id_text(&self) -> Option<String> {
+        let ident = self.signing_ident?;
+        Some(match &self.team_id {
+            Some(team) => format!("{}:{ident}", String::from_utf8_lossy(team.as_bytes())),
+            None => format!("platform:{ident}"),
+        })
+    }
+}
+
+/// The kernel's identities of `target`: Team and Signing IDs only for a signed, valid process
+/// with a signing identifier (the Signing ID needs a Team ID or a platform binary); the CDHash
+/// only when [`cdhash_strictly_enforced`].
+pub fn kernel_identity<'a>(
+    target: &ProcessView<'a>,
+    image_cputype: Option<i32>,
+) -> KernelIdentity<'a> {
+    let flags = target.codesigning_flags;
+    let mut id = KernelIdentity {
+        status: signing_status(flags, image_cputype),
+        team_id: None,
+        signing_ident: None,
+        cdhash: None,
+    };
+    let signed_valid = flags & cs::CS_SIGNED != 0 && flags & cs::CS_VALID != 0;
+    if !signed_valid {
+        return id;
+    }
+    let ident = std::str::from_utf8(target.signing_id)
+        .ok()
+        .filter(|s| !s.is_empty());
+    if let Some(ident) = ident {
+        if !target.team_id.is_empty() {
+            // A Team ID the kernel reports but that is not ten upper-case alphanumerics is no
+            // Team ID any rule could name: leave both IDs out rather than guess.
+            if let Some(team) = rules::TeamId::from_signature(target.team_id) {
+                id.team_id = Some(team);
+                id.signing_ident = Some(ident);
+            }
+        } else if target.is_platform_binary {
+            id.signing_ident = Some(ident);
+        }
+    }
+    if cdhash_strictly_enforced(flags) {
+        id.cdhash = Some(target.cdhash);
+    }
+    id
+}
+
+/// The engine's payload: one retained message and what the intake learned from it.
+#[derive(Debug)]
+pub struct EsExec<M> {
+    msg: M,
+    kind: Kind,
+    key: FileKey,
+}
+
+impl<M: EsMessage> EsExec<M> {
+    /// The message.
+    pub fn message(&self) -> &M {
+        &self.msg
+    }
+
+    /// AUTH or NOTIFY.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+}
+
+/// Why an AUTH answer did not reach the kernel (`es_respond_result_t`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RespondError {
+    /// `ES_RESPOND_RESULT_ERR_INVALID_ARGUMENT`.
+    InvalidArgument,
+    /// `ES_RESPOND_RESULT_ERR_INTERNAL`: communication with ES failed.
+    Internal,
+    /// `ES_RESPOND_RESULT_NOT_FOUND`: the message is unknown (already past its deadline).
+    NotFound,
+    /// `ES_RESPOND_RESULT_ERR_DUPLICATE_RESPONSE`: answered twice (a bug: the engine answers
+    /// exactly once).
+    Duplicate,
+    /// `ES_RESPOND_RESULT_ERR_EVENT_TYPE`: not an auth-result event.
+    EventType,
+    /// A value this build does not know.
+    Unknown(u32),
+}
+
+/// Where AUTH answers go: `es_respond_auth_result` on macOS.
+pub trait AuthPort<M>: Send + Sync + 'static {
+    /// Answers `msg`: allow or deny; `cache` lets ES cache the answer for the file.
+    fn respond(&self, msg: &M, allow: bool, cache: bool) -> Result<(), RespondError>;
+}
+
+/// The answer to give the kernel for one engine answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelAnswer {
+    /// Allow (else deny).
+    pub allow: bool,
+    /// Let ES cache it.
+    pub cache: bool,
+}
+
+/// Santa's caching rule: ES caches an allow the engine marked cacheable, never a deny (Santa
+/// flushes ES's cache only for new deny rules, so a cached deny would outlive a new allow rule)
+/// and never a default answer (deadline, full queue, shutdown: no decision was made).
+pub fn kernel_answer(answer: &Answer<'_, Verdict>, default_allows: bool) -> KernelAnswer {
+    match answer {
+        Answer::Decided {
+            decision,
+            cacheable,
+            ..
+        } => {
+            let allow = decision.decision.action == rules::Action::Allow;
+            KernelAnswer {
+                allow,
+                cache: allow && *cacheable,
+            }
+        }
+        Answer::Default(_) => KernelAnswer {
+            allow: default_allows,
+            cache: false,
+        },
+    }
+}
+
+/// The default answer when no decision could be made: allow, unless `FailClosed` in Lockdown
+/// (Santa's `failClosed` getter checks the mode too).
+pub fn default_allows(policy: &rules::PolicyEngine) -> bool {
+    let p = policy.policy();
+    let cfg = p.config();
+    !(cfg.fail_closed && cfg.mode == rules::ClientMode::Lockdown)
+}
+
+/// Recent allows by `(pid, file)`, to drop the NOTIFY_EXEC that follows each of our own.
+#[derive(Debug)]
+pub struct RecentAllows {
+    tags: Box<[AtomicU64]>,
+}
+
+impl Default for RecentAllows {
+    fn default() -> Self {
+        Self {
+            tags: (0..RECENT_ALLOWS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+impl RecentAllows {
+    fn tag(pid: i32, key: FileKey) -> u64 {
+        let mut h = (pid as u32 as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^= key.ino.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h ^= key.dev.rotate_left(29);
+        h | 1
+    }
+
+    fn slot(&self, pid: i32) -> &AtomicU64 {
+        &self.tags[pid as u32 as usize % self.tags.len()]
+    }
+
+    /// Remembers that we allowed `pid` to exec `key`.
+    pub fn record(&self, pid: i32, key: FileKey) {
+        self.slot(pid).store(Self::tag(pid, key), Ordering::Release);
+    }
+
+    /// True (and forgotten) if we just allowed this exec ourselves.
+    pub fn take(&self, pid: i32, key: FileKey) -> bool {
+        let tag = Self::tag(pid, key);
+        self.slot(pid)
+            .compare_exchange(tag, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+}
+
+/// Counters of the ES side, for status and tests.
+#[derive(Debug, Default)]
+pub struct EsCounters {
+    /// AUTH_EXEC messages taken.
+    pub auth_execs: AtomicU64,
+    /// NOTIFY_EXEC messages taken.
+    pub notify_execs: AtomicU64,
+    /// NOTIFY_EXEC messages dropped as following our own allow.
+    pub notify_execs_deduplicated: AtomicU64,
+    /// Cached decisions invalidated by close-modified, unlink and rename.
+    pub invalidations: AtomicU64,
+    /// AUTH messages of a type santad does not decide, allowed at once.
+    pub unknown_auths: AtomicU64,
+    /// AUTH messages that arrived before the engine was running (allowed at once, uncached).
+    pub early_auths: AtomicU64,
+    /// Answers ES refused.
+    pub respond_errors: AtomicU64,
+    /// `es_clear_cache` failures (throttled or internal).
+    pub clear_cache_errors: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// How the intake reaches the engine: implemented by the engine's [`Handle`].
+pub trait EngineIntake<P> {
+    /// The engine clock's now.
+    fn now_ns(&self) -> u64;
+    /// Submits an event on behalf of `core` (see `Submit::submit`).
+    fn submit(&self, core: usize, event: Event<P>) -> Submitted;
+    /// Forgets the cached decision about one file.
+    fn invalidate(&self, key: FileKey);
+}
+
+impl<P, E, R, C, S> EngineIntake<P> for Handle<P, E, R, C, S>
+where
+    P: Send + Sync + 'static,
+    E: Evaluator<P>,
+    R: Responder<P, E::Decision>,
+    C: Clock,
+    S: Source<P>,
+{
+    fn now_ns(&self) -> u64 {
+        Handle::now_ns(self)
+    }
+    fn submit(&self, core: usize, event: Event<P>) -> Submitted {
+        Handle::submit(self, core, event)
+    }
+    fn invalidate(&self, key: FileKey) {
+        Handle::invalidate(self, key)
+    }
+}
+
+/// What the ES callback shares with the responder.
+#[derive(Debug)]
+pub struct EsShared {
+    /// Counters.
+    pub counters: EsCounters,
+    /// Our own recent allows (NOTIFY_EXEC deduplication).
+    pub recent: RecentAllows,
+    /// The Mach timebase of the engine's clock.
+    pub timebase: MachTimebase,
+    /// Log NOTIFY_EXEC for execs ES's cache allowed (`LogExecNotifications`).
+    pub log_notifications: bool,
+    next_core: AtomicU64,
+}
+
+impl EsShared {
+    /// Shared state for an engine whose clock converts ticks with `timebase`.
+    pub fn new(timebase: MachTimebase, log_notifications: bool) -> Arc<Self> {
+        Arc::new(Self {
+            counters: EsCounters::default(),
+            recent: RecentAllows::default(),
+            timebase,
+            log_notifications,
+            next_core: AtomicU64::new(0),
+        })
+    }
+
+    /// Takes one message in ES's callback thread: submits, invalidates, or answers at once.
+    /// `answer_now` answers an AUTH message santad does not decide (allow, uncached).
+    ///
+    /// The ES callback runs on a thread that is not a worker, so there is no core-local queue
+    /// to prefer: messages go round-robin over the workers' queues (the engine wakes idle
+    /// siblings to steal when one queue backs up).
+    pub fn intake<M: EsMessage>(
+        &self,
+        engine: &dyn EngineIntake<EsExec<M>>,
+        msg: M,
+        answer_now: impl FnOnce(&M),
+    ) -> Intake {
+        let view = msg.view();
+        let intake = translate(&view, engine.now_ns(), self.timebase);
+        match intake {
+            Intake::Decide {
+                kind,
+                key,
+                stamp,
+                deadline_ns,
+            } => {
+                if kind == Kind::Notify {
+                    bump(&self.counters.notify_execs);
+                    if !self.log_notifications {
+                        return Intake::Ignore;
+                    }
+                    let pid = view.exec().map_or(0, |e| e.target.pid);
+                    if self.recent.take(pid, key) {
+                        bump(&self.counters.notify_execs_deduplicated);
+                        return Intake::Ignore;
+                    }
+                } else {
+                    bump(&self.counters.auth_execs);
+                }
+                let core = self.next_core.fetch_add(1, Ordering::Relaxed) as usize;
+                engine.submit(
+                    core,
+                    Event {
+                        payload: EsExec { msg, kind, key },
+                        key,
+                        stamp,
+                        deadline_ns,
+                    },
+                );
+            }
+            Intake::Invalidate(keys) => {
+                for key in keys.into_iter().flatten() {
+                    bump(&self.counters.invalidations);
+                    engine.invalidate(key);
+                }
+            }
+            Intake::AllowUnknownAuth => {
+                bump(&self.counters.unknown_auths);
+                answer_now(&msg);
+            }
+            Intake::Ignore => {}
+        }
+        intake
+    }
+}
+
+/// The evaluator for ES execs: the file by path, the signing identities from the kernel.
+#[derive(Debug)]
+pub struct EsEvaluator {
+    policy: Arc<rules::PolicyEngine>,
+    limits: signing::HashLimits,
+}
+
+/// One worker's state.
+#[derive(Debug)]
+pub struct EsWorker {
+    rules: rules::Evaluator,
+    scratch: Vec<u8>,
+}
+
+impl EsEvaluator {
+    /// An evaluator over `policy`, reading at most `hash_bytes_max` bytes of any file.
+    pub fn new(policy: Arc<rules::PolicyEngine>, hash_bytes_max: u64) -> Self {
+        Self {
+            policy,
+            limits: signing::HashLimits {
+                hash_bytes_max,
+                ..signing::HashLimits::default()
+            },
+        }
+    }
+
+    /// A worker's state.
+    pub fn worker(&self) -> EsWorker {
+        EsWorker {
+            rules: self.policy.evaluator(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Decides one exec.
+    pub fn evaluate_exec(&self, local: &mut EsWorker, exec: &ExecView<'_>) -> Evaluation<Verdict> {
+        let executable = &exec.target.executable;
+        let file = match open_executable(executable) {
+            Ok(file) => file,
+            Err(problem) => return self.unidentified(problem),
+        };
+        let id = match signing::identify_file(&file, &self.limits, &mut local.scratch) {
+            Ok(id) => id,
+            Err(e) => return self.unidentified(problem_of(&e)),
+        };
+        let kernel = kernel_identity(&exec.target, exec.image_cputype);
+        let sha256 = *id.hash.sha256.as_bytes();
+        // ES gives no certificate: the leaf comes from the file's own signature.
+        let leaf = id.signing.as_ref().and_then(|s| s.chain().first());
+        let identity = rules::FileIdentity {
+            sha256: rules::Sha256(sha256),
+            cdhash: kernel.cdhash.map(rules::CdHash),
+            signing_id: kernel.signing_ident,
+            team_id: kernel.team_id,
+            cert_sha256: leaf.map(|c| rules::Sha256(*c.sha256.as_bytes())),
+            signing_status: kernel.status,
+            is_platform_binary: exec.target.is_platform_binary,
+            path: executable.path,
+        };
+        let decision = local.rules.decide(&identity);
+        let cacheability = cacheability(&decision, id.hash.changed);
+        Evaluation {
+            decision: Verdict {
+                decision,
+                sha256: Some(sha256),
+                cert_sha256: leaf.map(|c| *c.sha256.as_bytes()),
+                cert_cn: leaf
+                    .and_then(|c| c.subject.common_name.as_deref())
+                    .map(Arc::from),
+                team_id: kernel
+                    .team_id
+                    .map(|t| Arc::from(String::from_utf8_lossy(t.as_bytes()).as_ref())),
+                signing_id: kernel.signing_id_text().map(Arc::from),
+                cdhash: kernel.cdhash,
+                problem: None,
+            },
+            cacheability,
+        }
+    }
+
+    /// The decision for a file that could not be identified: the mode decides (Lockdown denies,
+    /// Monitor allows), never cached.
+    fn unidentified(&self, problem: &'static str) -> Evaluation<Verdict> {
+        let mode = self.policy.policy().config().mode;
+        let action = match mode {
+            rules::ClientMode::Monitor => rules::Action::Allow,
+            rules::ClientMode::Lockdown => rules::Action::Deny,
+        };
+        Evaluation {
+            decision: Verdict {
+                decision: rules::Decision {
+                    action,
+                    reason: rules::Reason::Unknown,
+                    explain: Some(problem),
+                    matched: None,
+                    custom: Default::default(),
+                    silence: Default::default(),
+                    compiler: false,
+                    cacheable: false,
+                    mode,
+                    rules_generation: self.policy.snapshot().generation(),
+                },
+                sha256: None,
+                cert_sha256: None,
+                cert_cn: None,
+                team_id: None,
+                signing_id: None,
+                cdhash: None,
+                problem: Some(problem),
+            },
+            cacheability: Cacheability::Never,
+        }
+    }
+}
+
+/// How long a decision may be kept: allows until the file changes, denies for the deny TTL,
+/// nothing when the file changed while it was read.
+fn cacheability(decision: &rules::Decision, file_changed: bool) -> Cacheability {
+    if file_changed || !decision.cacheable {
+        Cacheability::Never
+    } else if decision.action == rules::Action::Allow {
+        Cacheability::UntilChanged
+    } else {
+        Cacheability::DenyTtl
+    }
+}
+
+fn problem_of(error: &signing::HashError) -> &'static str {
+    match error {
+        signing::HashError::TooLarge { .. } => "file larger than MaxHashBytes",
+        signing::HashError::NotRegular { .. } => "not a regular file",
+        _ => "file could not be read",
+    }
+}
+
+/// Opens the executable ES described, by its path, and checks it is still that file: ES gives
+/// a path and a `stat`, not a descriptor, and the path may have been replaced since the exec.
+/// `O_NOFOLLOW`: ES's path is already resolved, so a symbolic link there now is a replacement.
+pub fn open_executable(file: &FileView<'_>) -> Result<File, &'static str> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    if file.path_truncated {
+        return Err("path truncated by Endpoint Security");
+    }
+    let path = Path::new(std::ffi::OsStr::from_bytes(file.path));
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|_| "file could not be opened")?;
+    let meta = opened.metadata().map_err(|_| "file could not be read")?;
+    if meta.dev() != file.dev || meta.ino() != file.ino {
+        return Err("file replaced since exec");
+    }
+    Ok(opened)
+}
+
+impl<M: EsMessage> Evaluator<EsExec<M>> for EsEvaluator {
+    type Decision = Verdict;
+    type Local = EsWorker;
+
+    fn local(&self, _worker: usize) -> EsWorker {
+        self.worker()
+    }
+
+    fn evaluate(&self, local: &mut EsWorker, payload: &EsExec<M>) -> Evaluation<Verdict> {
+        let view = payload.msg.view();
+        match view.exec() {
+            Some(exec) => self.evaluate_exec(local, exec),
+            // The intake submits exec messages only.
+            None => self.unidentified("not an exec message"),
+        }
+    }
+}
+
+/// The ES responder: answers AUTH messages through the [`AuthPort`], logs every exec.
+#[derive(Debug)]
+pub struct EsResponder<K> {
+    port: K,
+    shared: Arc<EsShared>,
+    policy: Arc<rules::PolicyEngine>,
+    log: Arc<EventLog>,
+    blocks: Option<BlockMessenger>,
+}
+
+impl<K> EsResponder<K> {
+    /// A responder answering through `port`.
+    pub fn new(
+        port: K,
+        shared: Arc<EsShared>,
+        policy: Arc<rules::PolicyEngine>,
+        log: Arc<EventLog>,
+        blocks: Option<BlockMessenger>,
+    ) -> Self {
+        Self {
+            port,
+            shared,
+            policy,
+            log,
+            blocks,
+        }
+    }
+
+    /// The port answers go through.
+    pub fn port(&self) -> &K {
+        &self.port
+    }
+}
+
+impl<M: EsMessage, K: AuthPort<M>> Responder<EsExec<M>, Verdict> for EsResponder<K> {
+    fn respond(&self, _by: AnsweredBy, event: &EsExec<M>, answer: Answer<'_, Verdict>) {
+        let answered = kernel_answer(&answer, default_allows(&self.policy));
+        let (verdict, default) = match answer {
+            Answer::Decided { decision, .. } => (Some(decision), None),
+            Answer::Default(reason) => (None, Some(reason)),
+        };
+        let view = event.msg.view();
+        if event.kind == Kind::Auth {
+            if answered.allow
+                && self.shared.log_notifications
+                && let Some(exec) = view.exec()
+            {
+                // Before answering: the notification can only follow the answer.
+                self.shared.recent.record(exec.target.pid, event.key);
+            }
+            if self
+                .port
+                .respond(&event.msg, answered.allow, answered.cache)
+                .is_err()
+            {
+                bump(&self.shared.counters.respond_errors);
+            }
+        }
+        if let Some(mut rec) = self.log.acquire() {
+            fill_record(
+                &mut rec,
+                &view,
+                answered.allow,
+                verdict,
+                default,
+                &self.policy,
+            );
+            event.msg.exec_args_into(&mut rec.args);
+            rec.commit();
+        }
+        if event.kind == Kind::Auth && !answered.allow {
+            self.block_message(&view, verdict);
+        }
+    }
+}
+
+impl<K> EsResponder<K> {
+    fn block_message(&self, view: &MessageView<'_>, verdict: Option<&Verdict>) {
+        let Some(blocks) = &self.blocks else { return };
+        if verdict.is_some_and(|v| v.decision.silence.tty) {
+            return;
+        }
+        let Some(exec) = view.exec() else { return };
+        let Some(tty) = exec.target.tty.filter(|t| !t.is_empty()) else {
+            return;
+        };
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let notice = BlockNotice {
+            tty: PathBuf::from(std::ffi::OsStr::new(&*String::from_utf8_lossy(tty))),
+            reason: Some(verdict.map_or(BlockReason::Unknown, |v| block_reason(v.decision.reason))),
+            path: String::from_utf8_lossy(exec.target.executable.path).into_owned(),
+            sha256: verdict.and_then(|v| v.sha256).map(|s| hex(&s)),
+            team_id: verdict.and_then(|v| v.team_id.as_deref().map(str::to_string)),
+            signing_id: verdict.and_then(|v| v.signing_id.as_deref().map(str::to_string)),
+            cdhash: verdict.and_then(|v| v.cdhash).map(|c| hex(&c)),
+            ppid: exec.target.ppid,
+            custom_message: verdict
+                .and_then(|v| v.decision.custom.msg.as_deref().map(str::to_string)),
+            custom_url: verdict.and_then(|v| v.decision.custom.url.as_deref().map(str::to_string)),
+            ..BlockNotice::default()
+        };
+        let _ = blocks.notify(Box::new(notice));
+    }
+}
+
+fn block_reason(reason: rules::Reason) -> BlockReason {
+    match reason {
+        rules::Reason::Binary | rules::Reason::Transitive => BlockReason::Binary,
+        rules::Reason::Cert => BlockReason::Certificate,
+        rules::Reason::TeamId => BlockReason::TeamId,
+        rules::Reason::SigningId => BlockReason::SigningId,
+        rules::Reason::CdHash => BlockReason::CdHash,
+        rules::Reason::Scope => BlockReason::Scope,
+        rules::Reason::Unknown | rules::Reason::Platform | rules::Reason::Failsafe => {
+            BlockReason::Unknown
+        }
+    }
+}
+
+fn log_reason(reason: rules::Reason) -> eventlog::Reason {
+    match reason {
+        rules::Reason::Binary => eventlog::Reason::Binary,
+        rules::Reason::Cert => eventlog::Reason::Cert,
+        rules::Reason::TeamId => eventlog::Reason::TeamId,
+        rules::Reason::SigningId => eventlog::Reason::SigningId,
+        rules::Reason::CdHash => eventlog::Reason::CdHash,
+        rules::Reason::Scope => eventlog::Reason::Scope,
+        rules::Reason::Unknown => eventlog::Reason::Unknown,
+        rules::Reason::Transitive => eventlog::Reason::Transitive,
+        rules::Reason::Platform => eventlog::Reason::Platform,
+        rules::Reason::Failsafe => eventlog::Reason::Failsafe,
+    }
+}
+
+fn log_mode(mode: rules::ClientMode) -> crate::config::ClientMode {
+    match mode {
+        rules::ClientMode::Monitor => crate::config::ClientMode::Monitor,
+        rules::ClientMode::Lockdown => crate::config::ClientMode::Lockdown,
+    }
+}
+
+/// Fills an EXEC record from the message and the answer.
+fn fill_record(
+    rec: &mut Record,
+    view: &MessageView<'_>,
+    allow: bool,
+    verdict: Option<&Verdict>,
+    default: Option<DefaultReason>,
+    policy: &rules::PolicyEngine,
+) {
+    rec.action = eventlog::Action::Exec;
+    rec.time = SystemTime::now();
+    rec.decision = if allow {
+        eventlog::Decision::Allow
+    } else {
+        eventlog::Decision::Deny
+    };
+    if let Some(exec) = view.exec() {
+        let t = &exec.target;
+        rec.pid = t.pid;
+        rec.pidversion = t.pidversion as u32 as u64;
+        rec.ppid = t.ppid;
+        rec.uid = t.uid;
+        rec.gid = t.gid;
+        rec.path.set(t.executable.path);
+    }
+    match verdict {
+        Some(v) => {
+            rec.reason = log_reason(v.decision.reason);
+            rec.mode = log_mode(v.decision.mode);
+            if let Some(explain) = v.decision.explain {
+                rec.explain.set(explain.as_bytes());
+            }
+            rec.sha256 = v.sha256;
+            rec.cert_sha256 = v.cert_sha256;
+            if let Some(cn) = &v.cert_cn {
+                rec.cert_cn.set(cn.as_bytes());
+            }
+            if let Some(t) = &v.team_id {
+                rec.team_id.set(t.as_bytes());
+            }
+            if let Some(s) = &v.signing_id {
+                rec.signing_id.set(s.as_bytes());
+            }
+            rec.cdhash = v.cdhash;
+        }
+        None => {
+            rec.reason = eventlog::Reason::Unknown;
+            rec.mode = log_mode(policy.policy().config().mode);
+            rec.explain.set(b"default answer: ");
+            rec.explain
+                .push(default.map_or("unknown", DefaultReason::name).as_bytes());
+        }
+    }
+}
+
+/// Where santad keeps its files on macOS, as Santa does (`/var/db/santa`).
+pub mod paths {
+    /// The launchd job's `--config` (also `config::DEFAULT_CONFIG_PATH`; `/etc` is
+    /// `/private/etc` on macOS).
+    pub const CONFIG_PATH: &str = "/etc/santa/santad.toml";
+    /// The decision log, rotated by newsyslog (`dist/macos/com.northpolesec.santa.rs.newsyslog.conf`).
+    pub const EVENT_LOG_PATH: &str = "/var/db/santa/santa.log";
+    /// The rules database (also the config default).
+    pub const RULES_DB_PATH: &str = "/var/db/santa/rules.db";
+    /// santad's own diagnostics (launchd's `StandardErrorPath`).
+    pub const DAEMON_LOG_PATH: &str = "/var/log/santad.log";
+}
+
+/// The rules crate's policy from the config; `own_binaries` are always allowed (the failsafe).
+pub fn policy_config(config: &Config, own_binaries: Vec<Vec<u8>>) -> rules::PolicyConfig {
+    rules::PolicyConfig {
+        mode: match config.client_mode {
+            crate::config::ClientMode::Monitor => rules::ClientMode::Monitor,
+            crate::config::ClientMode::Lockdown => rules::ClientMode::Lockdown,
+        },
+        enable_bad_signature_protection: config.enable_bad_signature_protection,
+        fail_closed: config.fail_closed,
+        allowed_path_regex: config.allowed_path_regex.iter().cloned().collect(),
+        blocked_path_regex: config.blocked_path_regex.iter().cloned().collect(),
+        failsafe_paths: own_binaries,
+        ..rules::PolicyConfig::default()
+    }
+}
+
+/// The engine's bounds from the config. ES sets each AUTH message's deadline, so `DeadlineMs`
+/// does not apply; idle workers park (ES's thread wakes them).
+pub fn engine_config(config: &Config) -> EngineConfig {
+    EngineConfig {
+        workers: config.worker_count_resolved(),
+        pin_workers: true,
+        inflight_max: config.in_flight_slots as usize,
+        queue_depth_max: config.queue_depth as usize,
+        cache_capacity: config.cache_capacity as usize,
+        cache_shards: 64,
+        deny_ttl_ms: config.deny_cache_ttl_ms,
+        idle_spins: 0,
+        deadline_thread: true,
+    }
+}
+
+/// The engine santad runs on macOS, generic over the message holder and the answer port.
+pub type EsEngine<M, K, C> =
+    Engine<EsExec<M>, EsEvaluator, EsResponder<K>, C, santa_hotpath::ExternalSource>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use santa_hotpath::{FlushReason, Origin};
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    const MS: u64 = 1_000_000;
+
+    /// An ES message as owned plain values: what the kernel would have sent.
+    #[derive(Debug, Clone)]
+    struct PlainMessage {
+        is_auth: bool,
+        deadline_ticks: u64,
+        kind: PlainKind,
+        path: Vec<u8>,
+        dev: u64,
+        ino: u64,
+        ctime_ns: i64,
+        size: u64,
+        pid: i32,
+        flags: u32,
+        platform: bool,
+        cdhash: [u8; 20],
+        signing_id: Vec<u8>,
+        team_id: Vec<u8>,
+        cputype: Option<i32>,
+        dest: Option<(u64, u64)>,
+        args: Vec<u8>,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum PlainKind {
+        AuthExec,
+        NotifyExec,
+        Close { modified: bool },
+        Unlink,
+        Rename,
+        AuthOther,
+    }
+
+    impl PlainMessage {
+        fn exec_of(path: &Path) -> Self {
+            let m = std::fs::metadata(path).unwrap();
+            PlainMessage {
+                is_auth: true,
+                deadline_ticks: 0,
+                kind: PlainKind::AuthExec,
+                path: path.as_os_str().as_encoded_bytes().to_vec(),
+                dev: m.dev(),
+                ino: m.ino(),
+                ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+                size: m.size(),
+                pid: 4242,
+                flags: 0,
+                platform: false,
+                cdhash: [0xcd; 20],
+                signing_id: Vec::new(),
+                team_id: Vec::new(),
+                cputype: Some(CPU_TYPE_ARM64),
+                dest: None,
+                args: b"tool\0--flag\0".to_vec(),
+            }
+        }
+
+        fn file(&self) -> FileView<'_> {
+            FileView {
+                path: &self.path,
+                path_truncated: false,
+                dev: self.dev,
+                ino: self.ino,
+                ctime_ns: self.ctime_ns,
+                size: self.size,
+            }
+        }
+
+        fn process(&self) -> ProcessView<'_> {
+            ProcessView {
+                pid: self.pid,
+                pidversion: 7,
+                ppid: 1,
+                uid: 501,
+                gid: 20,
+                codesigning_flags: self.flags,
+                is_platform_binary: self.platform,
+                is_es_client: false,
+                cdhash: self.cdhash,
+                signing_id: &self.signing_id,
+                team_id: &self.team_id,
+                executable: self.file(),
+                tty: None,
+            }
+        }
+    }
+
+    impl EsMessage for PlainMessage {
+        fn view(&self) -> MessageView<'_> {
+            let exec = ExecView {
+                target: self.process(),
+                image_cputype: self.cputype,
+            };
+            let event = match self.kind {
+                PlainKind::AuthExec => EventView::AuthExec(exec),
+                PlainKind::NotifyExec => EventView::NotifyExec(exec),
+                PlainKind::Close { modified } => EventView::NotifyClose {
+                    modified,
+                    target: self.file(),
+                },
+                PlainKind::Unlink => EventView::NotifyUnlink {
+                    target: self.file(),
+                },
+                PlainKind::Rename => EventView::NotifyRename {
+                    source: self.file(),
+                    destination: self.dest.map(|(dev, ino)| FileView {
+                        dev,
+                        ino,
+                        ..self.file()
+                    }),
+                },
+                PlainKind::AuthOther => EventView::Other(1),
+            };
+            MessageView {
+                is_auth: self.is_auth,
+                deadline_ticks: self.deadline_ticks,
+                process: self.process(),
+                event,
+            }
+        }
+
+        fn exec_args_into(&self, out: &mut Text<ARGS_BYTES_MAX>) {
+            out.set(&self.args);
+        }
+    }
+
+    fn plain_file(path: &[u8], dev: u64, ino: u64) -> PlainMessage {
+        PlainMessage {
+            is_auth: false,
+            deadline_ticks: 0,
+            kind: PlainKind::Unlink,
+            path: path.to_vec(),
+            dev,
+            ino,
+            ctime_ns: 5,
+            size: 9,
+            pid: 1,
+            flags: 0,
+            platform: false,
+            cdhash: [0; 20],
+            signing_id: Vec::new(),
+            team_id: Vec::new(),
+            cputype: None,
+            dest: None,
+            args: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn auth_exec_deadline_follows_santas_budget_in_mach_ticks() {
+        // Apple silicon: 24 MHz ticks. Message at now = 100 s, kernel deadline 15 s later.
+        let timebase = MachTimebase::new(125, 3);
+        let now_ns = 100_000 * MS;
+        for (left_ms, budget_ms) in [(45_000, 40_000), (15_000, 12_000), (3_500, 2_500)] {
+            let mut m = plain_file(b"/bin/x", 1, 2);
+            m.kind = PlainKind::AuthExec;
+            m.is_auth = true;
+            m.deadline_ticks = timebase.ns_to_ticks(now_ns + left_ms * MS);
+            match translate(&m.view(), now_ns, timebase) {
+                Intake::Decide {
+                    kind: Kind::Auth,
+                    key,
+                    stamp,
+                    deadline_ns,
+                } => {
+                    assert_eq!(deadline_ns, now_ns + budget_ms * MS, "{left_ms} ms left");
+                    assert_eq!(key, FileKey { dev: 1, ino: 2 });
+                    assert_eq!(
+                        stamp,
+                        FileStamp {
+                            ctime_ns: 5,
+                            size: 9
+                        }
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // A deadline already past: answer at once.
+        let mut m = plain_file(b"/bin/x", 1, 2);
+        m.kind = PlainKind::AuthExec;
+        m.is_auth = true;
+        m.deadline_ticks = timebase.ns_to_ticks(now_ns - 1_000 * MS);
+        assert!(matches!(
+            translate(&m.view(), now_ns, timebase),
+            Intake::Decide { deadline_ns, .. } if deadline_ns == now_ns
+        ));
+    }
+
+    #[test]
+    fn notify_events_translate_to_invalidations_or_nothing() {
+        let tb = MachTimebase::default();
+        let mut m = plain_file(b"/bin/x", 3, 4);
+        m.kind = PlainKind::Close { modified: true };
+        assert_eq!(
+            translate(&m.view(), 0, tb),
+            Intake::Invalidate([Some(FileKey { dev: 3, ino: 4 }), None])
+        );
+        m.kind = PlainKind::Close { modified: false };
+        assert_eq!(
+            translate(&m.view(), 0, tb),
+            Intake::Ignore,
+            "read-only close"
+        );
+        m.kind = PlainKind::Unlink;
+        assert_eq!(
+            translate(&m.view(), 0, tb),
+            Intake::Invalidate([Some(FileKey { dev: 3, ino: 4 }), None])
+        );
+        m.kind = PlainKind::Rename;
+        assert_eq!(
+            translate(&m.view(), 0, tb),
+            Intake::Invalidate([Some(FileKey { dev: 3, ino: 4 }), None]),
+            "rename to a new path"
+        );
+        m.dest = Some((3, 99));
+        assert_eq!(
+            translate(&m.view(), 0, tb),
+            Intake::Invalidate([
+                Some(FileKey { dev: 3, ino: 4 }),
+                Some(FileKey { dev: 3, ino: 99 })
+            ]),
+            "rename over an existing file"
+        );
+        m.kind = PlainKind::NotifyExec;
+        assert!(matches!(
+            translate(&m.view(), 10, tb),
+            Intake::Decide { kind: Kind::Notify, deadline_ns, .. }
+                if deadline_ns == 10 + NOTIFICATION_DEADLINE_NS
+        ));
+        m.kind = PlainKind::AuthOther;
+        m.is_auth = true;
+        assert_eq!(translate(&m.view(), 0, tb), Intake::AllowUnknownAuth);
+        m.is_auth = false;
+        assert_eq!(translate(&m.view(), 0, tb), Intake::Ignore);
+    }
+
+    #[test]
+    fn signing_status_follows_santas_flag_order() {
+        use cs::*;
+        use rules::SigningStatus as S;
+        let arm = Some(CPU_TYPE_ARM64);
+        let x86 = Some(0x0100_0007);
+        assert_eq!(signing_status(0, x86), S::Unsigned);
+        assert_eq!(
+            signing_status(CS_SIGNED, x86),
+            S::Invalid,
+            "signed, not valid"
+        );
+        assert_eq!(
+            signing_status(CS_SIGNED | CS_VALID | CS_ADHOC, x86),
+            S::AdHoc
+        );
+        assert_eq!(
+            signing_status(CS_SIGNED | CS_VALID | CS_DEV_CODE, x86),
+            S::Development
+        );
+        assert_eq!(signing_status(CS_SIGNED | CS_VALID, x86), S::Production);
+        assert_eq!(
+            signing_status(CS_SIGNED | CS_VALID | CS_KILLED, x86),
+            S::Invalid,
+            "killed wins"
+        );
+        // CS_KILL without CS_VALID: terminal on native arm64 only.
+        assert_eq!(signing_status(CS_KILL, arm), S::Invalid);
+        assert_eq!(signing_status(CS_KILL, x86), S::Unsigned);
+        assert_eq!(
+            signing_status(CS_KILL, None),
+            S::Unsigned,
+            "unknown CPU type"
+        );
+        assert_eq!(
+            signing_status(CS_KILL | CS_VALID | CS_SIGNED, arm),
+            S::Production
+        );
+    }
+
+    #[test]
+    fn cdhash_only_when_the_kernel_enforces_it() {
+        use cs::*;
+        let mut m = plain_file(b"/bin/x", 1, 2);
+        m.signing_id = b"com.example.tool".to_vec();
+        m.team_id = b"ABCDE12345".to_vec();
+        for (flags, enforced) in [
+            (CS_SIGNED | CS_VALID, false),
+            (CS_SIGNED | CS_VALID | CS_HARD, true),
+            (CS_SIGNED | CS_VALID | CS_KILL, true),
+            (CS_SIGNED | CS_HARD | CS_KILL, false),
+        ] {
+            m.flags = flags;
+            let id = kernel_identity(&m.process(), None);
+            assert_eq!(id.cdhash.is_some(), enforced, "flags {flags:#x}");
+            assert_eq!(cdhash_strictly_enforced(flags), enforced);
+        }
+    }
+
+    #[test]
+    fn team_and_signing_ids_only_for_signed_valid_processes() {
+        use cs::*;
+        let mut m = plain_file(b"/bin/x", 1, 2);
+        m.signing_id = b"com.example.tool".to_vec();
+        m.team_id = b"ABCDE12345".to_vec();
+        m.flags = CS_SIGNED | CS_VALID;
+        let id = kernel_identity(&m.process(), None);
+        assert_eq!(id.team_id, rules::TeamId::from_signature(b"ABCDE12345"));
+        assert_eq!(
+            id.signing_id_text().as_deref(),
+            Some("ABCDE12345:com.example.tool")
+        );
+
+        m.flags = CS_SIGNED;
+        let id = kernel_identity(&m.process(), None);
+        assert!(
+            id.team_id.is_none() && id.signing_ident.is_none(),
+            "not valid"
+        );
+
+        m.flags = CS_SIGNED | CS_VALID;
+        m.team_id.clear();
+        assert!(
+            kernel_identity(&m.process(), None).signing_ident.is_none(),
+            "no team, not platform"
+        );
+        m.platform = true;
+        let id = kernel_identity(&m.process(), None);
+        assert_eq!(
+            id.signing_id_text().as_deref(),
+            Some("platform:com.example.tool")
+        );
+
+        m.team_id = b"bad team".to_vec();
+        let id = kernel_identity(&m.process(), None);
+        assert!(
+            id.team_id.is_none() && id.signing_ident.is_none(),
+            "malformed team id"
+        );
+    }
+
+    fn verdict(action: rules::Action) -> Verdict {
+        Verdict {
+            decision: rules::Decision {
+                action,
+                reason: rules::Reason::Binary,
+                explain: None,
+                matched: None,
+                custom: Default::default(),
+                silence: Default::default(),
+                compiler: false,
+                cacheable: true,
+                mode: rules::ClientMode::Lockdown,
+                rules_generation: 1,
+            },
+            sha256: None,
+            cert_sha256: None,
+            cert_cn: None,
+            team_id: None,
+            signing_id: None,
+            cdhash: None,
+            problem: None,
+        }
+    }
+
+    #[test]
+    fn es_caches_allows_only_never_denies_or_defaults() {
+        let allow = verdict(rules::Action::Allow);
+        let deny = verdict(rules::Action::Deny);
+        let decided = |v, cacheable| Answer::Decided {
+            decision: v,
+            origin: Origin::Evaluated,
+            cacheable,
+        };
+        assert_eq!(
+            kernel_answer(&decided(&allow, true), true),
+            KernelAnswer {
+                allow: true,
+                cache: true
+            }
+        );
+        assert_eq!(
+            kernel_answer(&decided(&allow, false), true),
+            KernelAnswer {
+                allow: true,
+                cache: false
+            },
+            "an allow the engine may not cache (file changed while hashed)"
+        );
+        assert_eq!(
+            kernel_answer(&decided(&deny, true), true),
+            KernelAnswer {
+                allow: false,
+                cache: false
+            }
+        );
+        for reason in [
+            DefaultReason::Deadline,
+            DefaultReason::QueueFull,
+            DefaultReason::SlotsFull,
+            DefaultReason::ShuttingDown,
+            DefaultReason::EvaluationFailed,
+        ] {
+            for default_allows in [true, false] {
+                assert_eq!(
+                    kernel_answer(&Answer::Default(reason), default_allows),
+                    KernelAnswer {
+                        allow: default_allows,
+                        cache: false
+                    },
+                    "{reason:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn open_executable_refuses_a_replaced_or_truncated_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tool");
+        std::fs::write(&path, b"#!/bin/sh\n").unwrap();
+        let m = PlainMessage::exec_of(&path);
+        assert!(open_executable(&m.file()).is_ok());
+
+        let mut truncated = m.clone();
+        let mut f = truncated.file();
+        f.path_truncated = true;
+        assert_eq!(
+            open_executable(&f).err(),
+            Some("path truncated by Endpoint Security")
+        );
+        truncated.ino += 1;
+        assert_eq!(
+            open_executable(&truncated.file()).err(),
+            Some("file replaced since exec")
+        );
+
+        // Replaced by a symbolic link to another file after the exec.
+        let other = dir.path().join("other");
+        std::fs::write(&other, b"#!/bin/sh\n").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&other, &path).unwrap();
+        assert!(open_executable(&m.file()).is_err(), "O_NOFOLLOW");
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            open_executable(&m.file()).err(),
+            Some("file could not be opened")
+        );
+    }
+
+    fn policy(mode: rules::ClientMode, list: &[rules::Rule]) -> Arc<rules::PolicyEngine> {
+        let mut b = rules::SnapshotBuilder::new(1);
+        for r in list {
+            b.insert(r).unwrap();
+        }
+        Arc::new(rules::PolicyEngine::new(
+            b.build(),
+            rules::Policy::new(rules::PolicyConfig {
+                mode,
+                ..rules::PolicyConfig::default()
+            })
+            .unwrap(),
+        ))
+    }
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[test]
+    fn kernel_identities_decide_rules_and_file_bytes_give_the_sha256() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tool");
+        std::fs::write(&path, b"\x7fELF pretend").unwrap();
+        let team_rule = rules::Rule::new(
+            rules::RuleIdentifier::parse(rules::RuleType::TeamId, "ABCDE12345").unwrap(),
+            rules::RuleState::Block,
+        );
+        let cdhash_rule = rules::Rule::new(
+            rules::RuleIdentifier::parse(rules::RuleType::CdHash, &hex(&[0xcd; 20])).unwrap(),
+            rules::RuleState::Allow,
+        );
+        let e = EsEvaluator::new(
+            policy(rules::ClientMode::Monitor, &[team_rule, cdhash_rule]),
+            1 << 20,
+        );
+        let mut w = e.worker();
+        let mut m = PlainMessage::exec_of(&path);
+        m.signing_id = b"com.example.tool".to_vec();
+        m.team_id = b"ABCDE12345".to_vec();
+
+        // Production-signed, CDHash not enforced: the Team ID rule applies.
+        m.flags = cs::CS_SIGNED | cs::CS_VALID;
+        let out = e.evaluate(
+            &mut w,
+            &EsExec {
+                msg: m.clone(),
+                kind: Kind::Auth,
+                key: m.file().key(),
+            },
+        );
+        let v = &out.decision;
+        assert_eq!(v.decision.reason, rules::Reason::TeamId, "{v:?}");
+        assert_eq!(v.decision.action, rules::Action::Deny);
+        assert_eq!(out.cacheability, Cacheability::DenyTtl);
+        assert_eq!(v.cdhash, None);
+        assert_eq!(v.signing_id.as_deref(), Some("ABCDE12345:com.example.tool"));
+        let sha = ring::digest::digest(&ring::digest::SHA256, b"\x7fELF pretend");
+        assert_eq!(v.sha256.map(|s| s.to_vec()), Some(sha.as_ref().to_vec()));
+
+        // Hardened runtime: the CDHash counts, and a CDHash rule outranks the Team ID rule.
+        m.flags = cs::CS_SIGNED | cs::CS_VALID | cs::CS_HARD | cs::CS_KILL;
+        let out = e.evaluate(
+            &mut w,
+            &EsExec {
+                msg: m.clone(),
+                kind: Kind::Auth,
+                key: m.file().key(),
+            },
+        );
+        assert_eq!(out.decision.decision.reason, rules::Reason::CdHash);
+        assert_eq!(out.decision.decision.action, rules::Action::Allow);
+        assert_eq!(out.cacheability, Cacheability::UntilChanged);
+        assert_eq!(out.decision.cdhash, Some([0xcd; 20]));
+
+        // A path that no longer is the file ES saw: the mode decides, never cached.
+        m.ino += 1;
+        let out = e.evaluate(
+            &mut w,
+            &EsExec {
+                msg: m.clone(),
+                kind: Kind::Auth,
+                key: m.file().key(),
+            },
+        );
+        assert_eq!(out.decision.problem, Some("file replaced since exec"));
+        assert_eq!(
+            out.decision.decision.action,
+            rules::Action::Allow,
+            "Monitor"
+        );
+        assert_eq!(out.cacheability, Cacheability::Never);
+    }
+
+    /// The kernel's side of the answers: what `es_respond_auth_result` would have received.
+    #[derive(Debug, Default)]
+    struct Answers(Mutex<Vec<(i32, bool, bool)>>);
+
+    impl AuthPort<PlainMessage> for Arc<Answers> {
+        fn respond(
+            &self,
+            msg: &PlainMessage,
+            allow: bool,
+            cache: bool,
+        ) -> Result<(), RespondError> {
+            self.0.lock().unwrap().push((msg.pid, allow, cache));
+            Ok(())
+        }
+    }
+
+    fn wait_for(answers: &Answers, n: usize) -> Vec<(i32, bool, bool)> {
+        let start = Instant::now();
+        loop {
+            let got = answers.0.lock().unwrap().clone();
+            if got.len() >= n || start.elapsed() > Duration::from_secs(10) {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    #[test]
+    fn engine_answers_es_messages_once_and_lets_es_cache_only_allows() {
+        let dir = tempfile::tempdir().unwrap();
+        let allowed = dir.path().join("allowed");
+        let blocked = dir.path().join("blocked");
+        std::fs::write(&allowed, b"allowed contents").unwrap();
+        std::fs::write(&blocked, b"blocked contents").unwrap();
+        let block = rules::Rule::new(
+            rules::RuleIdentifier::parse(
+                rules::RuleType::Binary,
+                &hex(ring::digest::digest(&ring::digest::SHA256, b"blocked contents").as_ref()),
+            )
+            .unwrap(),
+            rules::RuleState::Block,
+        );
+        let policy = policy(rules::ClientMode::Monitor, &[block]);
+        let log = EventLog::new(64);
+        let answers = Arc::new(Answers::default());
+        let shared = EsShared::new(MachTimebase::new(125, 3), true);
+        let engine: EsEngine<PlainMessage, Arc<Answers>, santa_hotpath::MonotonicClock> =
+            Engine::start(
+                EngineConfig {
+                    workers: 2,
+                    pin_workers: false,
+                    ..EngineConfig::default()
+                },
+                EsEvaluator::new(policy.clone(), 1 << 20),
+                EsResponder::new(answers.clone(), shared.clone(), policy, log.clone(), None),
+                santa_hotpath::MonotonicClock::new(),
+                santa_hotpath::ExternalSource,
+            )
+            .unwrap();
+        let handle = engine.handle();
+        let now_ticks = shared.timebase.ns_to_ticks(handle.now_ns());
+        let deadline_ticks = now_ticks + shared.timebase.ns_to_ticks(30_000 * MS);
+        let mut a = PlainMessage::exec_of(&allowed);
+        a.pid = 100;
+        a.deadline_ticks = deadline_ticks;
+        let mut b = PlainMessage::exec_of(&blocked);
+        b.pid = 200;
+        b.deadline_ticks = deadline_ticks;
+        let mut never_answered_now = true;
+        for m in [a.clone(), b.clone()] {
+            shared.intake(&handle, m, |_| never_answered_now = false);
+        }
+        let mut got = wait_for(&answers, 2);
+        got.sort();
+        assert_eq!(got, vec![(100, true, true), (200, false, false)]);
+        assert!(never_answered_now);
+
+        // The NOTIFY_EXEC that follows our own allow is dropped; one ES's cache let through is
+        // decided (from the engine's cache) and logged, never answered.
+        let mut notify = a.clone();
+        notify.kind = PlainKind::NotifyExec;
+        notify.is_auth = false;
+        assert_eq!(
+            shared.intake(&handle, notify.clone(), |_| {}),
+            Intake::Ignore
+        );
+        assert!(matches!(
+            shared.intake(&handle, notify, |_| {}),
+            Intake::Decide {
+                kind: Kind::Notify,
+                ..
+            }
+        ));
+        let start = Instant::now();
+        while handle.counters().hits < 1 && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!(handle.counters().hits, 1, "the notification hit the cache");
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            answers.0.lock().unwrap().len(),
+            2,
+            "notifications are never answered"
+        );
+        assert_eq!(shared.counters.notify_execs.load(Ordering::Relaxed), 2);
+        assert_eq!(
+            shared
+                .counters
+                .notify_execs_deduplicated
+                .load(Ordering::Relaxed),
+            1
+        );
+
+        // A write (close-modified) forgets the cached allow: the next exec is evaluated again.
+        let evaluations = handle.counters().evaluations;
+        let mut close = a.clone();
+        close.kind = PlainKind::Close { modified: true };
+        close.is_auth = false;
+        shared.intake(&handle, close, |_| {});
+        shared.intake(&handle, a.clone(), |_| {});
+        wait_for(&answers, 3);
+        assert_eq!(handle.counters().evaluations, evaluations + 1);
+
+        // An AUTH type santad does not decide is answered at once by the caller.
+        let mut other = a.clone();
+        other.kind = PlainKind::AuthOther;
+        let mut answered_now = false;
+        assert_eq!(
+            shared.intake(&handle, other, |_| answered_now = true),
+            Intake::AllowUnknownAuth
+        );
+        assert!(answered_now);
+        handle.flush(FlushReason::Config);
+        engine.shutdown();
+    }
+
+    #[test]
+    fn default_answers_reach_es_uncached_and_fail_closed_only_in_lockdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slow");
+        std::fs::write(&path, b"x").unwrap();
+        let m = PlainMessage::exec_of(&path);
+        let payload = EsExec {
+            key: m.file().key(),
+            msg: m,
+            kind: Kind::Auth,
+        };
+        let fail_closed = |mode| {
+            Arc::new(rules::PolicyEngine::new(
+                rules::SnapshotBuilder::new(1).build(),
+                rules::Policy::new(rules::PolicyConfig {
+                    mode,
+                    fail_closed: true,
+                    ..rules::PolicyConfig::default()
+                })
+                .unwrap(),
+            ))
+        };
+        for (mode, allow) in [
+            (rules::ClientMode::Monitor, true),
+            (rules::ClientMode::Lockdown, false),
+        ] {
+            let answers = Arc::new(Answers::default());
+            let responder = EsResponder::new(
+                answers.clone(),
+                EsShared::new(MachTimebase::default(), true),
+                fail_closed(mode),
+                EventLog::new(64),
+                None,
+            );
+            responder.respond(
+                AnsweredBy::Deadline,
+                &payload,
+                Answer::Default(DefaultReason::Deadline),
+            );
+            assert_eq!(
+                *answers.0.lock().unwrap(),
+                vec![(4242, allow, false)],
+                "{mode:?}"
+            );
+        }
+        // A notification is logged, never answered.
+        let answers = Arc::new(Answers::default());
+        let responder = EsResponder::new(
+            answers.clone(),
+            EsShared::new(MachTimebase::default(), true),
+            fail_closed(rules::ClientMode::Monitor),
+            EventLog::new(64),
+            None,
+        );
+        let notify = EsExec {
+            kind: Kind::Notify,
+            ..payload
+        };
+        responder.respond(
+            AnsweredBy::Worker(0),
+            &notify,
+            Answer::Default(DefaultReason::Deadline),
+        );
+        assert!(answers.0.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn log_record_carries_the_process_and_the_default_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t");
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(b"t")
+            .unwrap();
+        let m = PlainMessage::exec_of(&path);
+        let policy = policy(rules::ClientMode::Lockdown, &[]);
+        let mut rec = Record::new();
+        fill_record(
+            &mut rec,
+            &m.view(),
+            true,
+            None,
+            Some(DefaultReason::Deadline),
+            &policy,
+        );
+        assert_eq!(rec.pid, 4242);
+        assert_eq!(rec.pidversion, 7);
+        assert_eq!(rec.uid, 501);
+        assert_eq!(rec.path.as_bytes(), m.path.as_slice());
+        assert_eq!(rec.explain.as_bytes(), b"default answer: deadline");
+        assert_eq!(rec.decision, eventlog::Decision::Allow);
+    }
+
+    #[test]
+    fn recent_allows_drop_exactly_the_matching_notification() {
+        let r = RecentAllows::default();
+        let key = FileKey { dev: 1, ino: 2 };
+        r.record(100, key);
+        assert!(!r.take(100, FileKey { dev: 1, ino: 3 }));
+        assert!(!r.take(101, key));
+        assert!(r.take(100, key));
+        assert!(!r.take(100, key), "taken once");
+    }
+}

@@ -1,9 +1,639 @@
-//! `santactl`: the operator's CLI for santad.
+//! `santactl`: the operator's CLI for santad, with Santa's commands, flags, field names and
+//! `--json` output.
 //!
-//! The commands (status, rule, fileinfo, flushcache, version, metrics) arrive with the
-//! "santactl and the control socket" issue; until then this binary only says so.
+//! Everything about a file (hashes, signing facts, bundles) is computed here with the signing
+//! crate; santad is asked only what it alone knows (its rules, caches, counters, settings)
+//! over its control socket (`santad::control`). Changing anything needs root: santad checks the
+//! caller's uid on the socket, not santactl.
 
-fn main() {
-    eprintln!("santactl: no commands yet; see the project's issues (santactl and the control socket)");
-    std::process::exit(2);
+mod fileinfo;
+mod out;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+use santa_rules as rules;
+use santad::control::{self, CheckTarget, CleanupSpec, ClientError, Reply, Request, RuleSpec};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+const EXIT_CODES: &str = "\
+EXIT CODES:
+  0  success (also when the reader of the output went away, e.g. `| head`)
+  1  the command failed: santad refused it (only root may change rules or flush caches), a
+     file could not be read, or there was nothing to export
+  2  usage error: bad flags or arguments, an invalid identifier
+  3  santad could not be reached (not running, wrong --socket, no answer in time)";
+
+/// Default control socket when neither `--socket` nor a readable config names one.
+const DEFAULT_SOCKET: &str = "/run/santad/santad.sock";
+
+#[derive(Parser, Debug)]
+#[command(name = "santactl", version, about = "Control and inspect santad.", after_help = EXIT_CODES)]
+struct Cli {
+    /// santad's control socket [default: ControlSocketPath from the config, else /run/santad/santad.sock]
+    #[arg(long, global = true, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// santad's config file, read for ControlSocketPath [default: /etc/santa/santad.toml]
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show santad's mode, rule counts, cache, events, settings and uptime.
+    Status {
+        /// Output in JSON format.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manually add, remove or check rules; import or export them.
+    Rule(RuleArgs),
+    /// Print information about files (computed here; Rule and Expected Decision asked of santad).
+    #[command(visible_alias = "fi")]
+    Fileinfo(fileinfo::FileInfoArgs),
+    /// Drop every cached decision (santad's cache and the kernel's). Root only.
+    Flushcache,
+    /// Print what santad's decision cache holds for a file.
+    Checkcache {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Show component versions.
+    Version {
+        /// Output in JSON format.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show every counter santad keeps.
+    Metrics {
+        /// Output in JSON format.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Notes:
+  The format of the identifier for a Signing ID rule is `TeamID:SigningID`, or
+  `platform:SigningID` for platform binaries without a Team ID.
+
+  --import / --export use Santa's JSON: {\"rules\": [{\"identifier\": …, \"policy\": \"BLOCKLIST\",
+  \"rule_type\": \"BINARY\", \"custom_msg\": …}]}. Rules are not cleared on import unless
+  --clean (every rule but transitive ones) or --clean-all is given.")]
+#[command(group(clap::ArgGroup::new("state").args(["allow", "block", "silent_block", "silent_block_gui", "silent_block_tty", "compiler", "remove", "check", "import", "export"])))]
+#[command(group(clap::ArgGroup::new("kind").args(["sha256", "certificate", "teamid", "signingid", "cdhash"])))]
+struct RuleArgs {
+    /// Add an allow rule.
+    #[arg(long, visible_alias = "whitelist")]
+    allow: bool,
+    /// Add a block rule.
+    #[arg(long, visible_alias = "blacklist")]
+    block: bool,
+    /// Add a silent block rule (no GUI or terminal notification).
+    #[arg(long)]
+    silent_block: bool,
+    /// Add a silent block rule (no GUI notification).
+    #[arg(long)]
+    silent_block_gui: bool,
+    /// Add a silent block rule (no terminal notification).
+    #[arg(long)]
+    silent_block_tty: bool,
+    /// Allow, and mark as a compiler.
+    #[arg(long)]
+    compiler: bool,
+    /// Remove an existing rule.
+    #[arg(long)]
+    remove: bool,
+    /// Check which rule applies (with --path: also what santad would decide).
+    #[arg(long)]
+    check: bool,
+    /// Import rules from a JSON file. Root only.
+    #[arg(long, value_name = "FILE")]
+    import: Option<PathBuf>,
+    /// Export rules to a JSON file. Root only.
+    #[arg(long, value_name = "FILE")]
+    export: Option<PathBuf>,
+    /// Clear every non-transitive rule (with --import: before importing).
+    #[arg(long, conflicts_with = "clean_all")]
+    clean: bool,
+    /// Clear every rule (with --import: before importing).
+    #[arg(long)]
+    clean_all: bool,
+    /// A Binary (SHA-256) rule: the default. Given a value, that value is the identifier
+    /// (Santa's deprecated `--sha256 HASH`).
+    #[arg(long, num_args = 0..=1, value_name = "SHA256")]
+    sha256: Option<Option<String>>,
+    /// A Certificate (leaf certificate SHA-256) rule.
+    #[arg(long)]
+    certificate: bool,
+    /// A Team ID rule.
+    #[arg(long)]
+    teamid: bool,
+    /// A Signing ID rule.
+    #[arg(long)]
+    signingid: bool,
+    /// A CDHash rule.
+    #[arg(long)]
+    cdhash: bool,
+    /// The identifier (SHA-256, Team ID, Signing ID, CDHash).
+    #[arg(long, conflicts_with = "path")]
+    identifier: Option<String>,
+    /// A file whose identity (of the chosen type) is the identifier.
+    #[arg(long)]
+    path: Option<PathBuf>,
+    /// Custom message shown when the rule blocks.
+    #[arg(long)]
+    message: Option<String>,
+    /// Comment stored with the rule.
+    #[arg(long)]
+    comment: Option<String>,
+    /// With --check: output in JSON format.
+    #[arg(long, action = ArgAction::SetTrue)]
+    json: bool,
+}
+
+/// Why santactl stops with a non-zero status.
+#[derive(Debug)]
+pub enum Failure {
+    /// Exit 1: the command failed.
+    Failed(String),
+    /// Exit 2: usage error.
+    Usage(String),
+    /// Exit 3: santad could not be reached.
+    Unreachable(String),
+}
+
+impl Failure {
+    fn code(&self) -> u8 {
+        match self {
+            Failure::Failed(_) => 1,
+            Failure::Usage(_) => 2,
+            Failure::Unreachable(_) => 3,
+        }
+    }
+
+    fn message(&self) -> &str {
+        match self {
+            Failure::Failed(m) | Failure::Usage(m) | Failure::Unreachable(m) => m,
+        }
+    }
+}
+
+/// Where santad listens.
+#[derive(Debug, Clone)]
+pub struct Daemon {
+    socket: PathBuf,
+}
+
+impl Daemon {
+    /// Sends `request`; santad's refusal is a [`Failure::Failed`], no answer a
+    /// [`Failure::Unreachable`].
+    pub fn ask(&self, request: &Request) -> Result<Reply, Failure> {
+        match control::call(&self.socket, request, control::CLIENT_REPLY_TIMEOUT) {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(e)) => Err(Failure::Failed(e.message)),
+            Err(e @ (ClientError::Connect { .. } | ClientError::Receive(_))) => {
+                Err(Failure::Unreachable(e.to_string()))
+            }
+            Err(e) => Err(Failure::Failed(e.to_string())),
+        }
+    }
+}
+
+fn unexpected(reply: &Reply) -> Failure {
+    Failure::Failed(format!("unexpected answer from santad: {reply:?}"))
+}
+
+fn socket_path(cli: &Cli) -> PathBuf {
+    if let Some(s) = &cli.socket {
+        return s.clone();
+    }
+    match santad::config::load(cli.config.as_deref()) {
+        Ok((config, _)) => config.control_socket_path,
+        Err(_) => PathBuf::from(DEFAULT_SOCKET),
+    }
+}
+
+fn json_text(value: &impl serde::Serialize) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+fn row(key: &str, value: impl std::fmt::Display) {
+    outln!("  {key:<40} | {value}");
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "Yes" } else { "No" }
+}
+
+fn status(d: &Daemon, json: bool) -> Result<(), Failure> {
+    let reply = d.ask(&Request::Status)?;
+    let Reply::Status(s) = reply else {
+        return Err(unexpected(&reply));
+    };
+    if json {
+        outln!("{}", json_text(&s));
+        return Ok(());
+    }
+    let up = s.daemon.uptime_secs;
+    outln!(">>> Daemon Info");
+    row("Mode", &s.daemon.mode);
+    row("Version", &s.daemon.version);
+    row("Log Type", &s.daemon.log_type);
+    row("File Logging", yes_no(s.daemon.file_logging));
+    if let Some(p) = &s.daemon.log_path {
+        row("Log Path", p);
+    }
+    row("Log Format", &s.daemon.log_format);
+    row("Watch Paths", s.daemon.watch_paths.join(", "));
+    row("Workers", s.daemon.workers);
+    row("Rules Database", &s.daemon.rules_db);
+    row(
+        "Uptime",
+        format!("{}h {:02}m {:02}s", up / 3600, (up / 60) % 60, up % 60),
+    );
+    outln!(">>> Cache Info");
+    row("Cache Entries", s.cache.entries);
+    row("Cache Capacity", s.cache.capacity);
+    row("Cache Hits", s.cache.hits);
+    row("Cache Misses", s.cache.misses);
+    row("Deny Cache TTL (ms)", s.cache.deny_ttl_ms);
+    row("Kernel Allow Marks", s.cache.kernel_allow_marks);
+    outln!(">>> Event Info");
+    row("Events Handled", s.events.events_handled);
+    row("In Flight", s.events.in_flight);
+    row("Deadline (ms)", s.events.deadline_ms);
+    row("Default Decision", &s.events.default_decision);
+    row("Deadline Defaults", s.events.deadline_defaults);
+    row("Queue-full Defaults", s.events.queue_full_defaults);
+    row("Queue Depth", s.events.queue_depth);
+    outln!(">>> Transitive Allowlisting");
+    row("Enabled", yes_no(s.transitive_allowlisting.enabled));
+    row("Compiler Rules", s.transitive_allowlisting.compiler_rules);
+    row(
+        "Transitive Rules",
+        s.transitive_allowlisting.transitive_rules,
+    );
+    outln!(">>> Rule Types");
+    row("Binary Rules", s.rule_types.binary_rules);
+    row("Certificate Rules", s.rule_types.certificate_rules);
+    row("TeamID Rules", s.rule_types.teamid_rules);
+    row("SigningID Rules", s.rule_types.signingid_rules);
+    row("CDHash Rules", s.rule_types.cdhash_rules);
+    row("Total Rules", s.rule_types.total_rules);
+    Ok(())
+}
+
+fn version(d: &Daemon, json: bool) -> Result<(), Failure> {
+    let santad = match d.ask(&Request::Version) {
+        Ok(Reply::Version(v)) => v.santad,
+        Ok(other) => return Err(unexpected(&other)),
+        // Santa prints an empty version for a component it cannot reach.
+        Err(Failure::Unreachable(_)) => String::new(),
+        Err(e) => return Err(e),
+    };
+    let santactl = env!("CARGO_PKG_VERSION");
+    if json {
+        let v = serde_json::json!({ "santad": santad, "santactl": santactl });
+        outln!("{}", json_text(&v));
+    } else {
+        outln!("{:<20} | {santad}", "santad");
+        outln!("{:<20} | {santactl}", "santactl");
+    }
+    Ok(())
+}
+
+fn metrics(d: &Daemon, json: bool) -> Result<(), Failure> {
+    let reply = d.ask(&Request::Metrics)?;
+    let Reply::Metrics(m) = reply else {
+        return Err(unexpected(&reply));
+    };
+    if json {
+        outln!("{}", json_text(&m));
+    } else {
+        outln!(">>> Metrics");
+        for (k, v) in &m {
+            row(k, v);
+        }
+    }
+    Ok(())
+}
+
+fn flushcache(d: &Daemon) -> Result<(), Failure> {
+    match d.ask(&Request::FlushCache) {
+        Ok(Reply::Flushed) => {
+            outln!("Cache flush requested");
+            Ok(())
+        }
+        Ok(other) => Err(unexpected(&other)),
+        Err(Failure::Failed(m)) => Err(Failure::Failed(format!("Cache flush failed: {m}"))),
+        Err(e) => Err(e),
+    }
+}
+
+/// The cache key of `path` as santad computes it for an exec (`fstat`: dev, ino, ctime, size).
+fn cache_key(path: &Path) -> Result<control::CacheKey, Failure> {
+    let m =
+        std::fs::metadata(path).map_err(|e| Failure::Failed(format!("{}: {e}", path.display())))?;
+    Ok(control::CacheKey {
+        dev: m.dev(),
+        ino: m.ino(),
+        ctime_ns: m
+            .ctime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(m.ctime_nsec()),
+        size: m.size(),
+    })
+}
+
+fn checkcache(d: &Daemon, path: &Path) -> Result<(), Failure> {
+    let reply = d.ask(&Request::CheckCache {
+        file: cache_key(path)?,
+    })?;
+    match reply {
+        Reply::CacheState(None) => outln!("File does not exist in cache"),
+        Reply::CacheState(Some(c)) if c.action == "allow" => {
+            outln!("File exists in [allowlist] cache")
+        }
+        Reply::CacheState(Some(_)) => outln!("File exists in [blocklist] cache"),
+        other => return Err(unexpected(&other)),
+    }
+    Ok(())
+}
+
+fn rule_type(args: &RuleArgs) -> rules::RuleType {
+    if args.certificate {
+        rules::RuleType::Certificate
+    } else if args.teamid {
+        rules::RuleType::TeamId
+    } else if args.signingid {
+        rules::RuleType::SigningId
+    } else if args.cdhash {
+        rules::RuleType::CdHash
+    } else {
+        rules::RuleType::Binary
+    }
+}
+
+fn type_label(t: rules::RuleType) -> &'static str {
+    match t {
+        rules::RuleType::Certificate => "Certificate SHA-256",
+        rules::RuleType::Binary => "SHA-256",
+        rules::RuleType::TeamId => "Team ID",
+        rules::RuleType::SigningId => "Signing ID",
+        rules::RuleType::CdHash => "CDHash",
+    }
+}
+
+/// The identifier of type `t` of the file at `path`, as Santa's `rule --path` takes it.
+fn identifier_of(path: &Path, t: rules::RuleType) -> Result<String, Failure> {
+    let info = fileinfo::load(path).map_err(Failure::Usage)?;
+    let id = match t {
+        rules::RuleType::Binary => Some(info.sha256.to_string()),
+        rules::RuleType::Certificate => info.signing_chain.first().map(|c| c.sha256.to_string()),
+        rules::RuleType::CdHash => info.cdhash.map(|c| c.to_string()),
+        rules::RuleType::TeamId => info.team_id.map(|t| t.0),
+        rules::RuleType::SigningId => info.signing_id.map(|s| s.0),
+    };
+    id.ok_or_else(|| {
+        Failure::Usage(format!(
+            "{} has no {} to make a rule from",
+            path.display(),
+            type_label(t)
+        ))
+    })
+}
+
+fn apply(d: &Daemon, rules: Vec<RuleSpec>, cleanup: CleanupSpec) -> Result<(), Failure> {
+    match d.ask(&Request::ApplyRules { rules, cleanup })? {
+        Reply::Applied(_) => Ok(()),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn rule(d: &Daemon, args: &RuleArgs) -> Result<(), Failure> {
+    let cleanup = if args.clean_all {
+        CleanupSpec::All
+    } else if args.clean {
+        CleanupSpec::NonTransitive
+    } else {
+        CleanupSpec::None
+    };
+    let identifier_given =
+        args.identifier.is_some() || args.path.is_some() || matches!(args.sha256, Some(Some(_)));
+    if let Some(file) = &args.export {
+        if identifier_given || cleanup != CleanupSpec::None {
+            return Err(Failure::Usage("--export can only be used by itself".into()));
+        }
+        return export(d, file);
+    }
+    if let Some(file) = &args.import {
+        if identifier_given {
+            return Err(Failure::Usage("--import can only be used by itself".into()));
+        }
+        let changes = rules::read_rules_file(file).map_err(|e| {
+            Failure::Failed(format!(
+                "Failed to import rules from {}: {e}",
+                file.display()
+            ))
+        })?;
+        let specs = changes.iter().map(RuleSpec::from_change).collect();
+        return match apply(d, specs, cleanup) {
+            Ok(()) => {
+                outln!("Imported rules from {}.", file.display());
+                Ok(())
+            }
+            Err(Failure::Failed(m)) => Err(Failure::Failed(format!(
+                "Failed to import rules from {}: {m}",
+                file.display()
+            ))),
+            Err(e) => Err(e),
+        };
+    }
+    if cleanup != CleanupSpec::None {
+        if args.check {
+            return Err(Failure::Usage(
+                "--check and --clean/--clean-all are mutually exclusive".into(),
+            ));
+        }
+        if identifier_given {
+            return Err(Failure::Usage(
+                "--clean/--clean-all go alone or with --import".into(),
+            ));
+        }
+        return match apply(d, Vec::new(), cleanup) {
+            Ok(()) => {
+                outln!("Rules were successfully deleted.");
+                Ok(())
+            }
+            Err(Failure::Failed(m)) => Err(Failure::Failed(format!("Failed to delete rules: {m}"))),
+            Err(e) => Err(e),
+        };
+    }
+    let t = rule_type(args);
+    if args.check {
+        return check(d, args, t);
+    }
+    let state = if args.allow {
+        rules::RuleState::Allow.db_value()
+    } else if args.block {
+        rules::RuleState::Block.db_value()
+    } else if args.silent_block {
+        rules::RuleState::SilentBlock.db_value()
+    } else if args.silent_block_gui {
+        rules::RuleState::SilentBlockGui.db_value()
+    } else if args.silent_block_tty {
+        rules::RuleState::SilentBlockTty.db_value()
+    } else if args.compiler {
+        rules::RuleState::AllowCompiler.db_value()
+    } else if args.remove {
+        rules::RuleState::REMOVE_DB_VALUE
+    } else {
+        return Err(Failure::Usage("No state specified".into()));
+    };
+    let (identifier, comment) = match (&args.identifier, &args.sha256, &args.path) {
+        (Some(id), _, _) | (None, Some(Some(id)), _) => (id.clone(), args.comment.clone()),
+        (None, _, Some(path)) => (
+            identifier_of(path, t)?,
+            args.comment
+                .clone()
+                .or_else(|| Some(format!("Rule created from {}", path.display()))),
+        ),
+        _ => {
+            return Err(Failure::Usage(
+                "A valid SHA-256, CDHash, Signing ID, team ID, or path to file must be specified"
+                    .into(),
+            ));
+        }
+    };
+    let id =
+        rules::RuleIdentifier::parse(t, &identifier).map_err(|e| Failure::Usage(e.to_string()))?;
+    let spec = RuleSpec {
+        identifier: id.to_string(),
+        rule_type: t.santa_name().to_owned(),
+        state,
+        custom_msg: args.message.clone(),
+        custom_url: None,
+        event_detail_button_text: None,
+        comment,
+        cel_expr: None,
+        rule_id: 0,
+        timestamp: 0,
+    };
+    match apply(d, vec![spec], CleanupSpec::None) {
+        Ok(()) => {
+            let action = if state == rules::RuleState::REMOVE_DB_VALUE {
+                "Removed"
+            } else {
+                "Added"
+            };
+            outln!("{action} rule for {}: {id}.", type_label(t));
+            Ok(())
+        }
+        Err(Failure::Failed(m)) => Err(Failure::Failed(format!("Failed to modify rules: {m}"))),
+        Err(e) => Err(e),
+    }
+}
+
+fn check(d: &Daemon, args: &RuleArgs, t: rules::RuleType) -> Result<(), Failure> {
+    let target = match (&args.identifier, &args.sha256, &args.path) {
+        (Some(id), _, _) | (None, Some(Some(id)), _) => {
+            let id =
+                rules::RuleIdentifier::parse(t, id).map_err(|e| Failure::Usage(e.to_string()))?;
+            CheckTarget::Identifier {
+                rule_type: t.santa_name().to_owned(),
+                identifier: id.to_string(),
+            }
+        }
+        (None, _, Some(path)) => {
+            let info = fileinfo::load(path).map_err(Failure::Usage)?;
+            CheckTarget::File {
+                facts: fileinfo::facts(&info),
+            }
+        }
+        _ => {
+            return Err(Failure::Usage(
+                "--check requires --identifier or --path".into(),
+            ));
+        }
+    };
+    let is_file = matches!(target, CheckTarget::File { .. });
+    let reply = d.ask(&Request::RuleCheck { target })?;
+    let Reply::RuleCheck(r) = reply else {
+        return Err(unexpected(&reply));
+    };
+    if args.json {
+        outln!("{}", json_text(&r));
+        return Ok(());
+    }
+    match &r.rule {
+        Some(rule) => outln!("{}", rule.santa_text()),
+        None => outln!("No matching rule exists"),
+    }
+    if is_file && let Some(decision) = &r.decision {
+        outln!("Expected Decision: {decision}");
+    }
+    Ok(())
+}
+
+fn export(d: &Daemon, file: &Path) -> Result<(), Failure> {
+    let reply = d.ask(&Request::ExportRules)?;
+    let Reply::Rules(specs) = reply else {
+        return Err(unexpected(&reply));
+    };
+    let mut list = Vec::with_capacity(specs.len());
+    for s in &specs {
+        match s.to_change() {
+            Ok(rules::RuleChange::Upsert(r)) => list.push(r),
+            Ok(rules::RuleChange::Remove(_)) => {}
+            Err(e) => return Err(Failure::Failed(format!("santad sent an invalid rule: {e}"))),
+        }
+    }
+    let exportable = list
+        .iter()
+        .filter(|r| r.state != rules::RuleState::AllowTransitive && r.state.policy_name().is_some())
+        .count();
+    if exportable == 0 {
+        return Err(Failure::Failed("No rules to export.".into()));
+    }
+    let summary = rules::write_rules_file(file, &list)
+        .map_err(|e| Failure::Failed(format!("Failed to export rules: {e}")))?;
+    outln!("Exported {} rules to {}.", summary.exported, file.display());
+    Ok(())
+}
+
+fn run(cli: &Cli) -> Result<(), Failure> {
+    let daemon = Daemon {
+        socket: socket_path(cli),
+    };
+    match &cli.command {
+        Command::Status { json } => status(&daemon, *json),
+        Command::Rule(args) => rule(&daemon, args),
+        Command::Fileinfo(args) => fileinfo::run(&daemon, args),
+        Command::Flushcache => flushcache(&daemon),
+        Command::Checkcache { path } => checkcache(&daemon, path),
+        Command::Version { json } => version(&daemon, *json),
+        Command::Metrics { json } => metrics(&daemon, *json),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("{}", f.message());
+            ExitCode::from(f.code())
+        }
+    }
 }

@@ -1,0 +1,648 @@
+//! `santactl fileinfo`: Santa's keys, layout and JSON, computed locally with the signing crate.
+//! Only `Rule` and `Expected Decision` are asked of santad (`None` when it is not running).
+
+use crate::out::Progress;
+use crate::{Daemon, Failure, out, outln};
+use clap::Args;
+use regex::{Regex, RegexBuilder};
+use santa_signing as signing;
+use santad::control::{CheckTarget, FileFacts, Reply, Request, WireSigningStatus};
+use serde_json::{Map, Value};
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+
+const PATH: &str = "Path";
+const SHA256: &str = "SHA-256";
+const SHA1: &str = "SHA-1";
+const BUNDLE_NAME: &str = "Bundle Name";
+const BUNDLE_VERSION: &str = "Bundle Version";
+const BUNDLE_VERSION_STR: &str = "Bundle Version Str";
+const TEAM_ID: &str = "Team ID";
+const SIGNING_ID: &str = "Signing ID";
+const CDHASH: &str = "CDHash";
+const TYPE: &str = "Type";
+const CODE_SIGNED: &str = "Code-signed";
+const RULE: &str = "Rule";
+const DECISION: &str = "Expected Decision";
+const SIGNING_CHAIN: &str = "Signing Chain";
+
+/// Santa's file keys that this platform can compute, in Santa's order.
+pub const FILE_INFO_KEYS: [&str; 14] = [
+    PATH,
+    SHA256,
+    SHA1,
+    BUNDLE_NAME,
+    BUNDLE_VERSION,
+    BUNDLE_VERSION_STR,
+    TEAM_ID,
+    SIGNING_ID,
+    CDHASH,
+    TYPE,
+    CODE_SIGNED,
+    RULE,
+    DECISION,
+    SIGNING_CHAIN,
+];
+
+const COMMON_NAME: &str = "Common Name";
+const ORGANIZATION: &str = "Organization";
+const ORGANIZATIONAL_UNIT: &str = "Organizational Unit";
+const VALID_FROM: &str = "Valid From";
+const VALID_UNTIL: &str = "Valid Until";
+
+/// Santa's keys of one certificate of the signing chain.
+pub const SIGNING_CHAIN_KEYS: [&str; 7] = [
+    SHA256,
+    SHA1,
+    COMMON_NAME,
+    ORGANIZATION,
+    ORGANIZATIONAL_UNIT,
+    VALID_FROM,
+    VALID_UNTIL,
+];
+
+/// Most files a `--recursive` walk lists (each costs a path in memory before any is read).
+const RECURSIVE_FILES_MAX: usize = 1 << 22;
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Valid keys: Path, SHA-256, SHA-1, Bundle Name, Bundle Version, Bundle Version Str, Team ID,
+  Signing ID, CDHash, Type, Code-signed, Rule, Expected Decision, Signing Chain.
+Valid keys with --cert-index: SHA-256, SHA-1, Common Name, Organization, Organizational Unit,
+  Valid From, Valid Until.
+
+Examples: santactl fileinfo --cert-index 1 --key SHA-256 --json /usr/bin/yes
+          santactl fileinfo /usr/bin -r --key Path --key SHA-256 --key Rule
+          santactl fileinfo /usr/bin/* --filter Type=Script --filter Path=zip")]
+pub struct FileInfoArgs {
+    /// Files to describe.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Search directories recursively (a progress bar on a terminal).
+    #[arg(short, long, conflicts_with = "bundleinfo")]
+    recursive: bool,
+    /// Output in JSON format.
+    #[arg(long)]
+    json: bool,
+    /// Show only this key (repeatable).
+    #[arg(long = "key", value_name = "KEY")]
+    keys: Vec<String>,
+    /// Show only this certificate of the signing chain: 0 is the leaf, -1 the root.
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        conflicts_with = "bundleinfo",
+        value_name = "N"
+    )]
+    cert_index: Option<i64>,
+    /// Show a file only if KEY's value matches the case-insensitive REGEX (repeatable; any
+    /// filter matching shows the file).
+    #[arg(long = "filter", value_name = "KEY=REGEX")]
+    filters: Vec<String>,
+    /// With several filters: all must match.
+    #[arg(long)]
+    filter_inclusive: bool,
+    /// Also show the bundle's hash and the hashes of its executables (a progress bar on a
+    /// terminal).
+    #[arg(short, long)]
+    bundleinfo: bool,
+}
+
+/// Reads everything `fileinfo` prints about `path`.
+pub fn load(path: &Path) -> Result<signing::FileInfo, String> {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let meta =
+        std::fs::metadata(&abs).map_err(|_| format!("File does not exist: {}", abs.display()))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "Provided path was not a plain file: {}",
+            abs.display()
+        ));
+    }
+    signing::file_info(&abs, &Default::default())
+        .map_err(|e| format!("Invalid or empty file: {}: {e}", abs.display()))
+}
+
+/// The identities santad needs to decide about this file.
+pub fn facts(info: &signing::FileInfo) -> FileFacts {
+    let status = info
+        .signing
+        .as_ref()
+        .map_or(WireSigningStatus::Unsigned, |s| match s.status {
+            signing::SigningStatus::Unsigned => WireSigningStatus::Unsigned,
+            signing::SigningStatus::Invalid(_) => WireSigningStatus::Invalid,
+            signing::SigningStatus::Adhoc => WireSigningStatus::AdHoc,
+            signing::SigningStatus::Development => WireSigningStatus::Development,
+            signing::SigningStatus::Production => WireSigningStatus::Production,
+        });
+    FileFacts {
+        path: info.path.to_string_lossy().into_owned(),
+        sha256: info.sha256.to_string(),
+        cdhash: info.cdhash.map(|c| c.to_string()),
+        signing_id: info.signing_id.as_ref().map(|s| s.0.clone()),
+        team_id: info.team_id.as_ref().map(|t| t.0.clone()),
+        cert_sha256: info.signing_chain.first().map(|c| c.sha256.to_string()),
+        signing_status: status,
+        platform_binary: info
+            .signing
+            .as_ref()
+            .is_some_and(signing::FileSigning::is_platform_binary),
+    }
+}
+
+/// Santa prints certificate dates as ISO 8601 in UTC.
+fn iso8601(date: &str) -> String {
+    date.replacen(' ', "T", 1).replace("+00:00", "Z")
+}
+
+fn cert_fields(c: &signing::x509::Certificate) -> Map<String, Value> {
+    let opt = |o: &Option<String>| Value::String(o.clone().unwrap_or_else(|| "null".into()));
+    let mut m = Map::new();
+    m.insert(SHA256.into(), Value::String(c.sha256.to_string()));
+    m.insert(SHA1.into(), Value::String(c.sha1.to_string()));
+    m.insert(COMMON_NAME.into(), opt(&c.subject.common_name));
+    m.insert(ORGANIZATION.into(), opt(&c.subject.organization));
+    m.insert(
+        ORGANIZATIONAL_UNIT.into(),
+        opt(&c.subject.organizational_unit),
+    );
+    m.insert(VALID_FROM.into(), Value::String(iso8601(&c.valid_from)));
+    m.insert(VALID_UNTIL.into(), Value::String(iso8601(&c.valid_until)));
+    m
+}
+
+/// santad's view of files, asked once per file and not again once santad did not answer.
+struct DaemonView<'d> {
+    daemon: &'d Daemon,
+    unavailable: Cell<bool>,
+}
+
+impl DaemonView<'_> {
+    /// `(Rule, Expected Decision)`; `None` for both when santad is not running.
+    fn check(&self, info: &signing::FileInfo) -> (String, String) {
+        let none = || ("None".to_owned(), "None".to_owned());
+        if self.unavailable.get() {
+            return none();
+        }
+        let request = Request::RuleCheck {
+            target: CheckTarget::File { facts: facts(info) },
+        };
+        match self.daemon.ask(&request) {
+            Ok(Reply::RuleCheck(r)) => {
+                let platform = info
+                    .signing
+                    .as_ref()
+                    .is_some_and(signing::FileSigning::is_platform_binary);
+                let rule = match r.rule {
+                    Some(rule) => rule.santa_text(),
+                    None if platform => "Platform Binary".to_owned(),
+                    None => "None".to_owned(),
+                };
+                (rule, r.decision.unwrap_or_else(|| "None".to_owned()))
+            }
+            _ => {
+                self.unavailable.set(true);
+                none()
+            }
+        }
+    }
+}
+
+/// One file's values by key (computed lazily: the daemon is asked only if a key needs it).
+struct Values<'a> {
+    info: &'a signing::FileInfo,
+    daemon: &'a DaemonView<'a>,
+    check: Option<(String, String)>,
+}
+
+impl Values<'_> {
+    fn get(&mut self, key: &str) -> Option<Value> {
+        let info = self.info;
+        let s = |v: String| Some(Value::String(v));
+        match key {
+            PATH => s(info.path.display().to_string()),
+            SHA256 => s(info.sha256.to_string()),
+            SHA1 => s(info.sha1.to_string()),
+            BUNDLE_NAME => info
+                .bundle
+                .as_ref()
+                .and_then(|b| b.name.clone())
+                .and_then(s),
+            BUNDLE_VERSION => info
+                .bundle
+                .as_ref()
+                .and_then(|b| b.version.clone())
+                .and_then(s),
+            BUNDLE_VERSION_STR => info
+                .bundle
+                .as_ref()
+                .and_then(|b| b.short_version.clone())
+                .and_then(s),
+            TEAM_ID => info.team_id.as_ref().and_then(|t| s(t.0.clone())),
+            SIGNING_ID => info.signing_id.as_ref().and_then(|t| s(t.0.clone())),
+            CDHASH => info.cdhash.and_then(|c| s(c.to_string())),
+            TYPE => s(info.type_description.clone()),
+            CODE_SIGNED => s(info.code_signed.clone()),
+            RULE | DECISION => {
+                let (rule, decision) = self
+                    .check
+                    .get_or_insert_with(|| self.daemon.check(info))
+                    .clone();
+                s(if key == RULE { rule } else { decision })
+            }
+            SIGNING_CHAIN => (!info.signing_chain.is_empty()).then(|| {
+                Value::Array(
+                    info.signing_chain
+                        .iter()
+                        .map(|c| Value::Object(cert_fields(c)))
+                        .collect(),
+                )
+            }),
+            _ => None,
+        }
+    }
+}
+
+fn text_of(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+struct Options {
+    keys: Vec<String>,
+    filters: Vec<(String, Regex)>,
+    filter_inclusive: bool,
+    cert_index: Option<i64>,
+    json: bool,
+    bundleinfo: bool,
+    width: usize,
+}
+
+fn parse_options(args: &FileInfoArgs) -> Result<Options, Failure> {
+    let valid: &[&str] = if args.cert_index.is_some() {
+        &SIGNING_CHAIN_KEYS
+    } else {
+        &FILE_INFO_KEYS
+    };
+    let mut keys: Vec<String> = Vec::new();
+    for k in &args.keys {
+        if !valid.contains(&k.as_str()) {
+            return Err(Failure::Usage(if args.cert_index.is_some() {
+                format!("\"{k}\" is an invalid key when using --cert-index")
+            } else {
+                format!("\"{k}\" is an invalid key")
+            }));
+        }
+        if !keys.contains(k) {
+            keys.push(k.clone());
+        }
+    }
+    if keys.is_empty() {
+        keys = valid.iter().map(|k| (*k).to_owned()).collect();
+    }
+    let mut filters = Vec::new();
+    for f in &args.filters {
+        let Some((k, re)) = f
+            .split_once('=')
+            .filter(|(k, re)| !k.is_empty() && !re.is_empty())
+        else {
+            return Err(Failure::Usage(format!(
+                "\"{f}\" is an invalid filter predicate.\nFilter predicates must be of the form key=regex (with no spaces around \"=\")"
+            )));
+        };
+        if !valid.contains(&k) || k == SIGNING_CHAIN {
+            return Err(Failure::Usage(format!("\"{k}\" is an invalid filter key")));
+        }
+        let regex = RegexBuilder::new(re)
+            .case_insensitive(true)
+            .build()
+            .map_err(|_| {
+                Failure::Usage(format!(
+                    "\"{re}\" is an invalid regular expression in filter argument."
+                ))
+            })?;
+        filters.push((k.to_owned(), regex));
+    }
+    let width = keys.iter().map(|k| k.len()).max().unwrap_or(0);
+    Ok(Options {
+        keys,
+        filters,
+        filter_inclusive: args.filter_inclusive,
+        cert_index: args.cert_index,
+        json: args.json,
+        bundleinfo: args.bundleinfo,
+        width,
+    })
+}
+
+fn passes(opts: &Options, mut value: impl FnMut(&str) -> String) -> bool {
+    if opts.filters.is_empty() {
+        return true;
+    }
+    let matches = opts
+        .filters
+        .iter()
+        .filter(|(k, re)| re.is_match(&value(k)))
+        .count();
+    if opts.filter_inclusive {
+        matches == opts.filters.len()
+    } else {
+        matches > 0
+    }
+}
+
+/// What to print for one file, or `Ok(None)` when filters hide it.
+fn describe(
+    opts: &Options,
+    daemon: &DaemonView<'_>,
+    path: &Path,
+) -> Result<Option<Map<String, Value>>, String> {
+    let info = load(path)?;
+    let mut values = Values {
+        info: &info,
+        daemon,
+        check: None,
+    };
+    let mut dict = Map::new();
+    if let Some(index) = opts.cert_index {
+        let chain = &info.signing_chain;
+        if chain.is_empty() {
+            return Ok(None);
+        }
+        let len = chain.len() as i64;
+        let i = if index < 0 { len + index } else { index };
+        if !(0..len).contains(&i) {
+            return Err(format!("Invalid --cert-index: {index}"));
+        }
+        let cert = cert_fields(&chain[i as usize]);
+        if !passes(opts, |k| cert.get(k).map(text_of).unwrap_or_default()) {
+            return Ok(None);
+        }
+        for k in &opts.keys {
+            if let Some(v) = cert.get(k) {
+                dict.insert(k.clone(), v.clone());
+            }
+        }
+        return Ok(Some(dict));
+    }
+    if !passes(opts, |k| {
+        values.get(k).as_ref().map(text_of).unwrap_or_default()
+    }) {
+        return Ok(None);
+    }
+    for k in &opts.keys {
+        if let Some(v) = values.get(k) {
+            dict.insert(k.clone(), v);
+        }
+    }
+    if opts.bundleinfo
+        && let Some(bundle) = &info.bundle
+    {
+        dict.insert("Bundle Info".into(), bundle_info(bundle)?);
+    }
+    Ok(Some(dict))
+}
+
+fn bundle_info(bundle: &signing::bundle::Bundle) -> Result<Value, String> {
+    let progress = Progress::new("hashing bundle");
+    let hashed = signing::bundle::hash_bundle(
+        &bundle.path,
+        &signing::bundle::BundleLimits::default(),
+        &|p| progress.update(p.files_done, p.files_total),
+    );
+    progress.finish();
+    let hashed = hashed.map_err(|e| format!("{}: {e}", bundle.path.display()))?;
+    let mut m = Map::new();
+    m.insert(
+        "Main Bundle Path".into(),
+        Value::String(bundle.path.display().to_string()),
+    );
+    m.insert(
+        "Main Bundle ID".into(),
+        Value::String(bundle.identifier.clone()),
+    );
+    m.insert(
+        "Bundle Hash".into(),
+        hashed
+            .bundle_hash
+            .map_or(Value::Null, |h| Value::String(h.to_string())),
+    );
+    let list = hashed
+        .binaries
+        .iter()
+        .map(|b| {
+            let mut e = Map::new();
+            e.insert(SHA256.into(), Value::String(b.sha256.to_string()));
+            e.insert(PATH.into(), Value::String(b.path.display().to_string()));
+            Value::Object(e)
+        })
+        .collect();
+    m.insert("Bundle Hashes".into(), Value::Array(list));
+    Ok(Value::Object(m))
+}
+
+fn print_text(opts: &Options, dict: &Map<String, Value>) {
+    let single = opts.keys.len() == 1 && opts.keys[0] != SIGNING_CHAIN;
+    for k in &opts.keys {
+        let Some(v) = dict.get(k) else { continue };
+        match v {
+            Value::Array(chain) => {
+                outln!("{k}:");
+                for (i, cert) in chain.iter().enumerate() {
+                    if i > 0 {
+                        outln!();
+                    }
+                    for (j, ck) in SIGNING_CHAIN_KEYS.iter().enumerate() {
+                        let value = cert.get(*ck).map(text_of).unwrap_or_default();
+                        if j == 0 {
+                            outln!("   {:>2}. {ck:<20}: {value}", i + 1);
+                        } else {
+                            outln!("       {ck:<20}: {value}");
+                        }
+                    }
+                }
+            }
+            v if single => outln!("{}", text_of(v)),
+            v => outln!("{k:<w$}: {}", text_of(v), w = opts.width),
+        }
+    }
+    if let Some(Value::Object(b)) = dict.get("Bundle Info") {
+        outln!("Bundle Info:");
+        for k in ["Main Bundle Path", "Main Bundle ID", "Bundle Hash"] {
+            let v = b.get(k).map(text_of).unwrap_or_default();
+            outln!("       {k:<20}: {v}");
+        }
+        if let Some(Value::Array(list)) = b.get("Bundle Hashes") {
+            for (i, e) in list.iter().enumerate() {
+                let h = e.get(SHA256).map(text_of).unwrap_or_default();
+                let p = e.get(PATH).map(text_of).unwrap_or_default();
+                outln!("          {:>3}. {h}  {p}", i + 1);
+            }
+        }
+    }
+    if !single {
+        outln!();
+    }
+}
+
+/// Regular files under `dir` (symbolic links are not followed into directories), sorted.
+fn walk(dir: &Path, out: &mut Vec<PathBuf>, progress: &Progress) -> Result<(), String> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+        let mut here: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        here.sort();
+        for p in here.into_iter().rev() {
+            let Ok(m) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if m.is_dir() {
+                stack.push(p);
+            } else if std::fs::metadata(&p).is_ok_and(|m| m.is_file()) {
+                if out.len() >= RECURSIVE_FILES_MAX {
+                    return Err(format!(
+                        "{}: more than {RECURSIVE_FILES_MAX} files",
+                        dir.display()
+                    ));
+                }
+                out.push(p);
+                progress.update(0, out.len());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs `santactl fileinfo`.
+pub fn run(daemon: &Daemon, args: &FileInfoArgs) -> Result<(), Failure> {
+    let opts = parse_options(args)?;
+    let view = DaemonView {
+        daemon,
+        unavailable: Cell::new(false),
+    };
+    let mut failures = 0usize;
+    let mut first = true;
+    if opts.json {
+        out!("[\n");
+    }
+    for path in &args.paths {
+        let abs = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+        let mut files = Vec::new();
+        let mut walked = false;
+        if abs.is_dir() {
+            if !args.recursive {
+                eprintln!(
+                    "{} is a directory.  Use the -r flag to search recursively.",
+                    abs.display()
+                );
+                failures += 1;
+                continue;
+            }
+            let listing = Progress::new("listing");
+            let r = walk(&abs, &mut files, &listing);
+            listing.finish();
+            if let Err(e) = r {
+                eprintln!("{e}");
+                failures += 1;
+            }
+            walked = true;
+        } else {
+            files.push(abs);
+        }
+        let progress = Progress::new("fileinfo");
+        let total = files.len();
+        for (i, file) in files.iter().enumerate() {
+            if walked {
+                progress.update(i, total);
+            }
+            match describe(&opts, &view, file) {
+                Ok(Some(dict)) if !dict.is_empty() => {
+                    progress.finish();
+                    if opts.json {
+                        if !first {
+                            out!(",\n");
+                        }
+                        let text = serde_json::to_string_pretty(&Value::Object(dict))
+                            .unwrap_or_else(|_| "{}".into());
+                        out!("{text}");
+                    } else {
+                        print_text(&opts, &dict);
+                    }
+                    first = false;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    progress.finish();
+                    eprintln!("{e}");
+                    failures += 1;
+                }
+            }
+        }
+        progress.finish();
+    }
+    if opts.json {
+        out!("\n]\n");
+    }
+    if failures > 0 {
+        return Err(Failure::Failed(format!(
+            "fileinfo: {failures} path(s) could not be described"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(keys: &[&str], filters: &[&str], cert: Option<i64>) -> Result<Options, Failure> {
+        parse_options(&FileInfoArgs {
+            paths: vec![PathBuf::from("/x")],
+            recursive: false,
+            json: false,
+            keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+            cert_index: cert,
+            filters: filters.iter().map(|k| (*k).to_owned()).collect(),
+            filter_inclusive: false,
+            bundleinfo: false,
+        })
+    }
+
+    #[test]
+    fn keys_and_filters_are_validated_as_santa_does() {
+        assert!(matches!(opts(&["Nope"], &[], None), Err(Failure::Usage(_))));
+        assert!(matches!(
+            opts(&["Rule"], &[], Some(0)),
+            Err(Failure::Usage(_))
+        ));
+        assert!(opts(&["Common Name"], &[], Some(-1)).is_ok());
+        assert!(matches!(opts(&[], &["Type"], None), Err(Failure::Usage(_))));
+        assert!(matches!(opts(&[], &["=x"], None), Err(Failure::Usage(_))));
+        assert!(matches!(
+            opts(&[], &["Signing Chain=x"], None),
+            Err(Failure::Usage(_))
+        ));
+        assert!(matches!(
+            opts(&[], &["Type=("], None),
+            Err(Failure::Usage(_))
+        ));
+        let o = opts(&[], &["type=x"], None);
+        assert!(
+            matches!(o, Err(Failure::Usage(_))),
+            "keys are case-sensitive, as in Santa"
+        );
+        let o = opts(&[], &["Type=script"], None)
+            .map_err(|_| ())
+            .expect("valid");
+        assert_eq!(o.keys.len(), FILE_INFO_KEYS.len());
+        assert!(o.filters[0].1.is_match("Script"), "case-insensitive regex");
+        assert_eq!(o.width, "Bundle Version Str".len());
+    }
+
+    #[test]
+    fn certificate_dates_are_iso8601() {
+        assert_eq!(iso8601("2027-02-01 22:12:15+00:00"), "2027-02-01T22:12:15Z");
+    }
+}

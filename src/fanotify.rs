@@ -583,6 +583,12 @@ pub struct Readiness {
     pub woken: bool,
 }
 
+impl AsRawFd for WakeFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
 /// An eventfd that wakes every worker polling alongside the group. It stays readable once
 /// signalled (nobody drains it), which is what a stop signal needs: every poller sees it.
 #[derive(Debug)]

@@ -203,6 +203,54 @@ fn key_and_stamp(file: &File) -> std::io::Result<(FileKey, FileStamp)> {
     Ok((key, stamp))
 }
 
+/// One worker's wait set: an epoll instance holding the group fd with `EPOLLEXCLUSIVE` (the
+/// kernel wakes one waiting worker per event, not all of them — with every worker polling the
+/// same fd, each event would cost a wake-up on every CPU) and the worker's own wake fd.
+#[derive(Debug)]
+struct WaitSet {
+    epoll: std::os::fd::OwnedFd,
+}
+
+impl WaitSet {
+    fn new(group: std::os::fd::BorrowedFd<'_>, wake: &WakeFd) -> std::io::Result<Self> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        // SAFETY: epoll_create1 takes a flag and returns a new fd or -1.
+        let raw = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `raw` was just returned by the kernel and is owned by nobody else.
+        let epoll = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        for (fd, flags, token) in [
+            (
+                group.as_raw_fd(),
+                libc::EPOLLIN as u32 | libc::EPOLLEXCLUSIVE as u32,
+                0u64,
+            ),
+            (wake.as_raw_fd(), libc::EPOLLIN as u32, 1u64),
+        ] {
+            let mut ev = libc::epoll_event {
+                events: flags,
+                u64: token,
+            };
+            // SAFETY: both fds are open for the life of this call; `ev` is a valid epoll_event.
+            if unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(Self { epoll })
+    }
+
+    /// Waits for events or a wake-up, at most `timeout_ms`.
+    fn wait(&self, timeout_ms: i32) {
+        use std::os::fd::AsRawFd;
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 2];
+        // SAFETY: `events` is a writable array of 2 epoll_event, and 2 is passed as its length.
+        let _ =
+            unsafe { libc::epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), 2, timeout_ms) };
+    }
+}
+
 /// The fanotify source: each worker reads the group into its own buffer.
 #[derive(Debug)]
 pub struct FanotifySource {
@@ -210,6 +258,7 @@ pub struct FanotifySource {
     policy: Arc<rules::PolicyEngine>,
     buffers: Box<[Mutex<EventBuffer>]>,
     wakes: Box<[WakeFd]>,
+    waits: Box<[WaitSet]>,
     deadline_ns: u64,
 }
 
@@ -225,14 +274,23 @@ impl FanotifySource {
         let buffers = (0..workers)
             .map(|_| EventBuffer::new(buffer_bytes).map(Mutex::new))
             .collect::<Result<_, _>>()?;
-        let wakes = (0..workers)
+        let wakes: Box<[WakeFd]> = (0..workers)
             .map(|_| WakeFd::new())
             .collect::<Result<_, _>>()?;
+        let waits = wakes
+            .iter()
+            .map(|w| WaitSet::new(linux.fan.as_fd(), w))
+            .collect::<Result<_, _>>()
+            .map_err(|source| fanotify::Error::Wait {
+                call: "epoll",
+                source,
+            })?;
         Ok(Self {
             linux,
             policy,
             buffers,
             wakes,
+            waits,
             deadline_ns,
         })
     }
@@ -328,9 +386,7 @@ impl Source<ExecEvent> for FanotifySource {
     }
 
     fn wait(&self, worker: usize) {
-        if let Err(e) = self.linux.fan.wait(&self.wakes[worker], WAIT_TIMEOUT_MS) {
-            log::warn!("fanotify wait: {e}");
-        }
+        self.waits[worker].wait(WAIT_TIMEOUT_MS);
         self.wakes[worker].drain();
     }
 

@@ -328,17 +328,6 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
         source,
     )
     .map_err(DaemonError::Io)?;
-    log::info!(
-        "santad running: {:?} mode, {} worker(s), watching {:?}",
-        config.client_mode,
-        workers,
-        config
-            .watch_paths
-            .iter()
-            .map(|w| w.path.display().to_string())
-            .collect::<Vec<_>>()
-    );
-
     let control = ControlContext::new(
         Arc::new(DaemonControl {
             engine: engine.handle(),
@@ -356,6 +345,17 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
             None
         }
     };
+
+    log::info!(
+        "santad running: {:?} mode, {} worker(s), watching {:?}",
+        config.client_mode,
+        workers,
+        config
+            .watch_paths
+            .iter()
+            .map(|w| w.path.display().to_string())
+            .collect::<Vec<_>>()
+    );
 
     let mut current = config;
     let mut generation = 1;

@@ -418,6 +418,104 @@ pub enum RespondError {
     Unknown(u32),
 }
 
+impl RespondError {
+    /// `es_respond_result_t` → `Ok` or the error (values from `ESTypes.h`).
+    pub fn check(code: u32) -> Result<(), RespondError> {
+        Err(match code {
+            0 => return Ok(()),
+            1 => Self::InvalidArgument,
+            2 => Self::Internal,
+            3 => Self::NotFound,
+            4 => Self::Duplicate,
+            5 => Self::EventType,
+            other => Self::Unknown(other),
+        })
+    }
+}
+
+/// Why `es_new_client` refused santad: each a startup error an operator can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewClientError {
+    /// `ES_NEW_CLIENT_RESULT_ERR_INVALID_ARGUMENT`.
+    InvalidArgument,
+    /// `ES_NEW_CLIENT_RESULT_ERR_INTERNAL`.
+    Internal,
+    /// `ES_NEW_CLIENT_RESULT_ERR_NOT_ENTITLED`.
+    NotEntitled,
+    /// `ES_NEW_CLIENT_RESULT_ERR_NOT_PERMITTED`: no TCC (Full Disk Access) approval.
+    NotPermitted,
+    /// `ES_NEW_CLIENT_RESULT_ERR_NOT_PRIVILEGED`.
+    NotPrivileged,
+    /// `ES_NEW_CLIENT_RESULT_ERR_TOO_MANY_CLIENTS`.
+    TooManyClients,
+    /// A value this build does not know.
+    Unknown(u32),
+}
+
+impl NewClientError {
+    /// `es_new_client_result_t` → `Ok` or the error (values from `ESTypes.h`).
+    pub fn check(code: u32) -> Result<(), NewClientError> {
+        Err(match code {
+            0 => return Ok(()),
+            1 => Self::InvalidArgument,
+            2 => Self::Internal,
+            3 => Self::NotEntitled,
+            4 => Self::NotPermitted,
+            5 => Self::NotPrivileged,
+            6 => Self::TooManyClients,
+            other => Self::Unknown(other),
+        })
+    }
+}
+
+impl std::fmt::Display for NewClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotPrivileged => f.write_str("santad is not running as root"),
+            Self::NotEntitled => f.write_str(
+                "the santad binary lacks the com.apple.developer.endpoint-security.client \
+                 entitlement (it must be signed with a provisioning profile that grants it)",
+            ),
+            Self::NotPermitted => f.write_str(
+                "santad has no Full Disk Access (TCC): approve it in System Settings > Privacy \
+                 & Security > Full Disk Access, or with an MDM PPPC profile",
+            ),
+            Self::TooManyClients => f.write_str(
+                "too many Endpoint Security clients are connected (is another santad running?)",
+            ),
+            Self::InvalidArgument => f.write_str("invalid argument to es_new_client"),
+            Self::Internal => f.write_str("Endpoint Security internal error"),
+            Self::Unknown(code) => write!(f, "es_new_client returned unknown result {code}"),
+        }
+    }
+}
+
+impl std::error::Error for NewClientError {}
+
+/// Why `es_clear_cache` failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClearCacheError {
+    /// `ES_CLEAR_CACHE_RESULT_ERR_INTERNAL`.
+    Internal,
+    /// `ES_CLEAR_CACHE_RESULT_ERR_THROTTLE`: called too often (the cache is shared by every
+    /// ES client, so the kernel rate-limits clearing it).
+    Throttled,
+    /// A value this build does not know.
+    Unknown(u32),
+}
+
+impl ClearCacheError {
+    /// `es_clear_cache_result_t` → `Ok` or the error.
+    pub fn check(code: u32) -> Result<(), ClearCacheError> {
+        Err(match code {
+            0 => return Ok(()),
+            1 => Self::Internal,
+            2 => Self::Throttled,
+            other => Self::Unknown(other),
+        })
+    }
+}
+
 /// Where AUTH answers go: `es_respond_auth_result` on macOS.
 pub trait AuthPort<M>: Send + Sync + 'static {
     /// Answers `msg`: allow or deny; `cache` lets ES cache the answer for the file.
@@ -1058,6 +1156,33 @@ pub fn engine_config(config: &Config) -> EngineConfig {
         deny_ttl_ms: config.deny_cache_ttl_ms,
         idle_spins: 0,
         deadline_thread: true,
+    }
+}
+
+/// Loads the rules snapshot; a missing database is created, a corrupt or newer one is reported
+/// and left untouched, and santad runs on its configured policy with no rules (never a wipe).
+pub fn load_rules(path: &Path, generation: u64) -> rules::Snapshot {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    match rules::RuleStore::open(path).and_then(|store| store.build_snapshot()) {
+        Ok((snapshot, report)) => {
+            if report.skipped_count > 0 {
+                log::warn!(
+                    "rules database {}: {} rows skipped",
+                    path.display(),
+                    report.skipped_count
+                );
+            }
+            snapshot
+        }
+        Err(e) => {
+            log::error!(
+                "rules database {}: {e}; running on the configured mode with no rules",
+                path.display()
+            );
+            rules::Snapshot::empty(generation)
+        }
     }
 }
 
@@ -1843,6 +1968,32 @@ mod tests {
         assert_eq!(rec.path.as_bytes(), m.path.as_slice());
         assert_eq!(rec.explain.as_bytes(), b"default answer: deadline");
         assert_eq!(rec.decision, eventlog::Decision::Allow);
+    }
+
+    #[test]
+    fn es_result_codes_become_clear_errors() {
+        assert_eq!(NewClientError::check(0), Ok(()));
+        assert_eq!(NewClientError::check(4), Err(NewClientError::NotPermitted));
+        assert_eq!(
+            NewClientError::check(6),
+            Err(NewClientError::TooManyClients)
+        );
+        assert_eq!(NewClientError::check(99), Err(NewClientError::Unknown(99)));
+        assert!(NewClientError::NotPrivileged.to_string().contains("root"));
+        assert!(
+            NewClientError::NotEntitled
+                .to_string()
+                .contains("endpoint-security.client")
+        );
+        assert!(
+            NewClientError::NotPermitted
+                .to_string()
+                .contains("Full Disk Access")
+        );
+        assert_eq!(RespondError::check(0), Ok(()));
+        assert_eq!(RespondError::check(4), Err(RespondError::Duplicate));
+        assert_eq!(ClearCacheError::check(2), Err(ClearCacheError::Throttled));
+        assert_eq!(ClearCacheError::check(0), Ok(()));
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! - [`daemon`]: builds everything from the config and runs until a signal says stop.
 //! - [`es`]: macOS Endpoint Security, the platform-neutral half (message model, translation,
 //!   kernel identities, ES cache rule, evaluator, responder), tested on Linux.
+//! - `macos` (macOS only): the one file of Endpoint Security calls and the macOS wiring.
 
 #[cfg(target_os = "linux")]
 pub mod fanotify;
@@ -27,6 +28,9 @@ pub mod procinfo;
 pub mod daemon;
 #[cfg(target_os = "linux")]
 pub mod linux;
+
+#[cfg(target_os = "macos")]
+pub mod macos;
 
 pub mod blockmsg;
 pub mod config;

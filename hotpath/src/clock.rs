@@ -233,9 +233,17 @@ mod tests {
         assert_eq!(intel.ns_to_ticks(12_345), 12_345);
         // Apple silicon: 24 MHz, 125/3 ns per tick.
         let arm = MachTimebase::new(125, 3);
-        assert_eq!(arm.ticks_to_ns(24_000_000), 1_000_000_000, "one second of ticks");
+        assert_eq!(
+            arm.ticks_to_ns(24_000_000),
+            1_000_000_000,
+            "one second of ticks"
+        );
         assert_eq!(arm.ns_to_ticks(1_000_000_000), 24_000_000);
-        assert_eq!(arm.ns_to_ticks(1), 1, "rounded up: never wake before the deadline");
+        assert_eq!(
+            arm.ns_to_ticks(1),
+            1,
+            "rounded up: never wake before the deadline"
+        );
         assert!(arm.ticks_to_ns(arm.ns_to_ticks(999)) >= 999);
         assert_eq!(arm.ticks_to_ns(u64::MAX), u64::MAX, "saturates");
         assert_eq!(MachTimebase::new(0, 0), MachTimebase::new(1, 1));

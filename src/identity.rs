@@ -321,7 +321,8 @@ mod tests {
         let team = info
             .team_id
             .clone()
-            .expect("the devid fixture has a Team ID");
+            .expect("the devid fixture has a Team ID")
+            .0;
         let rule = rules::Rule::new(
             rules::RuleIdentifier::parse(rules::RuleType::TeamId, &team).unwrap(),
             rules::RuleState::Block,

@@ -19,6 +19,7 @@ demo:
 
 # Everything CI checks: unit, property and end-to-end tests (as root for the fanotify ones).
 test:
+	$(CARGO) build --bins
 ifeq ($(NEXTEST),yes)
 	$(CARGO) nextest run --workspace --no-fail-fast
 else

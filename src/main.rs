@@ -54,10 +54,21 @@ fn main() -> ExitCode {
             }
         }
     }
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(target_os = "macos")]
+    {
+        santad::stderr_logger::install();
+        match santad::macos::run(config, config_path) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("santad: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
     {
         let _ = config;
-        eprintln!("santad: only the Linux event source is built on this platform");
+        eprintln!("santad: no event source for this platform (Linux: fanotify, macOS: Endpoint Security)");
         ExitCode::FAILURE
     }
 }

@@ -515,11 +515,9 @@ where
             self.next_wake.store(SCANNING, Ordering::SeqCst);
             let next = self.expire_due().max(SCANNING + 1);
             self.next_wake.store(next, Ordering::SeqCst);
-            let now = self.clock.now_ns();
-            if next > now {
-                // std's park_timeout is a futex wait on CLOCK_MONOTONIC on Linux.
-                std::thread::park_timeout(Duration::from_nanos(next - now).min(DEADLINE_SLEEP_MAX));
-            }
+            // Linux: a futex wait on CLOCK_MONOTONIC (std's park_timeout); macOS: park, then
+            // mach_wait_until for the last millisecond. Either way an earlier deadline unparks it.
+            self.clock.park_until_ns(next, DEADLINE_SLEEP_MAX);
         }
     }
 

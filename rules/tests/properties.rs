@@ -11,7 +11,15 @@ use santa_rules::{
 };
 
 const TEAMS: [&str; 3] = ["AAAAAAAAAA", "BBBBBBBBBB", "CCCCCCCCCC"];
-const IDENTS: [&str; 3] = ["com.a", "com.b", "com.a:x"];
+/// Short identifiers, and long ones that share their first 50+ bytes (the snapshot keeps 50 inline)
+/// and differ only in the tail.
+const IDENTS: [&str; 5] = [
+    "com.a",
+    "com.b",
+    "com.a:x",
+    "com.example.a-very-long-signing-identifier-for-testing.tail-one",
+    "com.example.a-very-long-signing-identifier-for-testing.tail-two",
+];
 
 fn digest32(i: u8) -> [u8; 32] {
     [i; 32]
@@ -26,7 +34,7 @@ fn identifier_for(t: RuleType, pick: u8) -> RuleIdentifier {
         RuleType::TeamId => RuleIdentifier::parse(t, TEAMS[p % 3]).unwrap(),
         RuleType::SigningId => {
             let prefix = if p % 4 == 3 { "platform" } else { TEAMS[p % 3] };
-            RuleIdentifier::parse(t, &format!("{prefix}:{}", IDENTS[p % 3])).unwrap()
+            RuleIdentifier::parse(t, &format!("{prefix}:{}", IDENTS[p % IDENTS.len()])).unwrap()
         }
     }
 }
@@ -68,7 +76,7 @@ fn arb_probe() -> impl Strategy<Value = Probe> {
         prop::option::of(0u8..4),
         prop::option::of(0u8..4),
         prop::option::of(0usize..3),
-        prop::option::of(0usize..3),
+        prop::option::of(0usize..IDENTS.len()),
         prop::sample::select(vec![
             SigningStatus::Unsigned,
             SigningStatus::Invalid,

@@ -1075,12 +1075,7 @@ mod tests {
         let team = TeamId::from_signature(b"ABCDE12345").unwrap();
         let sid = SigningId::parse(&format!("ABCDE12345:{head}one")).unwrap();
         let key = SigningKey::new(&sid);
-        let probe = |prefix, ident: &str| {
-            key.matches(&SigningIdRef {
-                prefix,
-                ident: &ident.to_owned(),
-            })
-        };
+        let probe = |prefix, ident: &str| key.matches(&SigningIdRef { prefix, ident });
         let team_prefix = SigningIdPrefix::Team(team);
         assert!(probe(team_prefix, &format!("{head}one")));
         assert!(!probe(team_prefix, &format!("{head}two")), "tail differs");

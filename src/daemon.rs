@@ -12,14 +12,15 @@
 //! wedges the host, and systemd restarts the service.
 
 use crate::blockmsg::{BlockMessenger, MessageConfig};
-use crate::config::{self, ClientMode, Config, WatchScope};
+use crate::config::{self, Config, WatchScope};
 use crate::control::server::{ControlContext, ControlServer, EngineControl};
 use crate::eventlog::{self, EventLog, LoggerHandle};
 use crate::fanotify::{self, Fanotify, InitOptions, MarkScope};
 use crate::identity::ExecEvaluator;
 use crate::linux::{BundleTask, FanotifyResponder, FanotifySource, Linux};
+use crate::setup::{engine_config, load_snapshot, policy_config};
 use santa_hotpath::{
-    CountersSnapshot, Engine, EngineConfig, FileKey, FileStamp, FlushReason, Handle, MonotonicClock,
+    CountersSnapshot, Engine, FileKey, FileStamp, FlushReason, Handle, MonotonicClock,
 };
 use santa_rules as rules;
 use std::path::{Path, PathBuf};
@@ -29,8 +30,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// Bytes of each worker's fanotify read buffer: ~40 events of 24 bytes; a read returns what is
 /// pending, and a worker must not take more than it can answer quickly (others steal the rest).
 const FANOTIFY_BUFFER_BYTES: usize = 1024;
-/// Cache shards: enough that 2–64 workers rarely meet on one lock.
-const CACHE_SHARDS: usize = 64;
 
 /// Why santad could not start.
 #[derive(Debug)]
@@ -57,80 +56,6 @@ impl std::fmt::Display for DaemonError {
 }
 
 impl std::error::Error for DaemonError {}
-
-fn rules_mode(mode: ClientMode) -> rules::ClientMode {
-    match mode {
-        ClientMode::Monitor => rules::ClientMode::Monitor,
-        ClientMode::Lockdown => rules::ClientMode::Lockdown,
-    }
-}
-
-/// santad's own binaries: always allowed (the failsafe), so a bad rule cannot lock out the tool
-/// that would fix it.
-fn own_binaries() -> Vec<Vec<u8>> {
-    let mut paths = Vec::new();
-    if let Ok(exe) = std::fs::read_link("/proc/self/exe") {
-        if let Some(dir) = exe.parent() {
-            paths.push(dir.join("santactl").into_os_string().into_encoded_bytes());
-        }
-        paths.push(exe.into_os_string().into_encoded_bytes());
-    }
-    paths
-}
-
-/// The rules crate's policy from the config.
-pub fn policy_config(config: &Config) -> rules::PolicyConfig {
-    rules::PolicyConfig {
-        mode: rules_mode(config.client_mode),
-        enable_bad_signature_protection: config.enable_bad_signature_protection,
-        fail_closed: config.fail_closed,
-        allowed_path_regex: config.allowed_path_regex.iter().cloned().collect(),
-        blocked_path_regex: config.blocked_path_regex.iter().cloned().collect(),
-        failsafe_paths: own_binaries(),
-        ..rules::PolicyConfig::default()
-    }
-}
-
-/// Loads the rules snapshot; a missing database is created, a corrupt or newer one is reported
-/// and left untouched, and santad runs on its configured policy with no rules (never a wipe).
-fn load_snapshot(path: &Path, generation: u64) -> rules::Snapshot {
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    match rules::RuleStore::open(path).and_then(|store| store.build_snapshot()) {
-        Ok((snapshot, report)) => {
-            if report.skipped_count > 0 {
-                log::warn!(
-                    "rules database {}: {} rows skipped",
-                    path.display(),
-                    report.skipped_count
-                );
-            }
-            snapshot
-        }
-        Err(e) => {
-            log::error!(
-                "rules database {}: {e}; running on the configured mode with no rules",
-                path.display()
-            );
-            rules::Snapshot::empty(generation)
-        }
-    }
-}
-
-fn engine_config(config: &Config) -> EngineConfig {
-    EngineConfig {
-        workers: config.worker_count_resolved(),
-        pin_workers: true,
-        inflight_max: config.in_flight_slots as usize,
-        queue_depth_max: config.queue_depth as usize,
-        cache_capacity: config.cache_capacity as usize,
-        cache_shards: CACHE_SHARDS,
-        deny_ttl_ms: config.deny_cache_ttl_ms,
-        idle_spins: 0,
-        deadline_thread: true,
-    }
-}
 
 fn watch_mask(config: &Config) -> u64 {
     let mut mask = fanotify::MASK_OPEN_EXEC_PERM | fanotify::MASK_CLOSE_WRITE;

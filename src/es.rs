@@ -19,13 +19,13 @@
 //! of plain borrowed values. Every decision about the message is made on that view.
 
 use crate::blockmsg::{BlockMessenger, BlockNotice, BlockReason};
-use crate::config::Config;
-use crate::eventlog::{self, ARGS_BYTES_MAX, EventLog, Record, Text};
-use crate::identity::Verdict;
+use crate::eventlog::{ARGS_BYTES_MAX, EventLog, Record, Text};
+use crate::identity::{Verdict, cacheability, problem_of};
+use crate::report::block_reason;
 use santa_hotpath::clock::MachTimebase;
 use santa_hotpath::{
-    Answer, AnsweredBy, Cacheability, Clock, DefaultReason, Engine, EngineConfig, Evaluation,
-    Evaluator, Event, FileKey, FileStamp, Handle, Responder, Source, Submitted, budget,
+    Answer, AnsweredBy, Cacheability, Clock, DefaultReason, Engine, Evaluation, Evaluator, Event,
+    FileKey, FileStamp, Handle, Responder, Source, Submitted, budget,
 };
 use santa_rules as rules;
 use santa_signing as signing;
@@ -33,7 +33,6 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
 
 /// Code-signing flags of `es_process_t.codesigning_flags` (XNU `kern/cs_blobs.h`).
 pub mod cs {
@@ -858,26 +857,6 @@ impl EsEvaluator {
     }
 }
 
-/// How long a decision may be kept: allows until the file changes, denies for the deny TTL,
-/// nothing when the file changed while it was read.
-fn cacheability(decision: &rules::Decision, file_changed: bool) -> Cacheability {
-    if file_changed || !decision.cacheable {
-        Cacheability::Never
-    } else if decision.action == rules::Action::Allow {
-        Cacheability::UntilChanged
-    } else {
-        Cacheability::DenyTtl
-    }
-}
-
-fn problem_of(error: &signing::HashError) -> &'static str {
-    match error {
-        signing::HashError::TooLarge { .. } => "file larger than MaxHashBytes",
-        signing::HashError::NotRegular { .. } => "not a regular file",
-        _ => "file could not be read",
-    }
-}
-
 /// Opens the executable ES described, by its path, and checks it is still that file: ES gives
 /// a path and a `stat`, not a descriptor, and the path may have been replaced since the exec.
 /// `O_NOFOLLOW`: ES's path is already resolved, so a symbolic link there now is a replacement.
@@ -1023,42 +1002,6 @@ impl<K> EsResponder<K> {
     }
 }
 
-fn block_reason(reason: rules::Reason) -> BlockReason {
-    match reason {
-        rules::Reason::Binary | rules::Reason::Transitive => BlockReason::Binary,
-        rules::Reason::Cert => BlockReason::Certificate,
-        rules::Reason::TeamId => BlockReason::TeamId,
-        rules::Reason::SigningId => BlockReason::SigningId,
-        rules::Reason::CdHash => BlockReason::CdHash,
-        rules::Reason::Scope => BlockReason::Scope,
-        rules::Reason::Unknown | rules::Reason::Platform | rules::Reason::Failsafe => {
-            BlockReason::Unknown
-        }
-    }
-}
-
-fn log_reason(reason: rules::Reason) -> eventlog::Reason {
-    match reason {
-        rules::Reason::Binary => eventlog::Reason::Binary,
-        rules::Reason::Cert => eventlog::Reason::Cert,
-        rules::Reason::TeamId => eventlog::Reason::TeamId,
-        rules::Reason::SigningId => eventlog::Reason::SigningId,
-        rules::Reason::CdHash => eventlog::Reason::CdHash,
-        rules::Reason::Scope => eventlog::Reason::Scope,
-        rules::Reason::Unknown => eventlog::Reason::Unknown,
-        rules::Reason::Transitive => eventlog::Reason::Transitive,
-        rules::Reason::Platform => eventlog::Reason::Platform,
-        rules::Reason::Failsafe => eventlog::Reason::Failsafe,
-    }
-}
-
-fn log_mode(mode: rules::ClientMode) -> crate::config::ClientMode {
-    match mode {
-        rules::ClientMode::Monitor => crate::config::ClientMode::Monitor,
-        rules::ClientMode::Lockdown => crate::config::ClientMode::Lockdown,
-    }
-}
-
 /// Fills an EXEC record from the message and the answer.
 fn fill_record(
     rec: &mut Record,
@@ -1068,13 +1011,7 @@ fn fill_record(
     default: Option<DefaultReason>,
     policy: &rules::PolicyEngine,
 ) {
-    rec.action = eventlog::Action::Exec;
-    rec.time = SystemTime::now();
-    rec.decision = if allow {
-        eventlog::Decision::Allow
-    } else {
-        eventlog::Decision::Deny
-    };
+    crate::report::fill_decision(rec, allow, verdict, default, policy);
     if let Some(exec) = view.exec() {
         let t = &exec.target;
         rec.pid = t.pid;
@@ -1083,34 +1020,6 @@ fn fill_record(
         rec.uid = t.uid;
         rec.gid = t.gid;
         rec.path.set(t.executable.path);
-    }
-    match verdict {
-        Some(v) => {
-            rec.reason = log_reason(v.decision.reason);
-            rec.mode = log_mode(v.decision.mode);
-            if let Some(explain) = v.decision.explain {
-                rec.explain.set(explain.as_bytes());
-            }
-            rec.sha256 = v.sha256;
-            rec.cert_sha256 = v.cert_sha256;
-            if let Some(cn) = &v.cert_cn {
-                rec.cert_cn.set(cn.as_bytes());
-            }
-            if let Some(t) = &v.team_id {
-                rec.team_id.set(t.as_bytes());
-            }
-            if let Some(s) = &v.signing_id {
-                rec.signing_id.set(s.as_bytes());
-            }
-            rec.cdhash = v.cdhash;
-        }
-        None => {
-            rec.reason = eventlog::Reason::Unknown;
-            rec.mode = log_mode(policy.policy().config().mode);
-            rec.explain.set(b"default answer: ");
-            rec.explain
-                .push(default.map_or("unknown", DefaultReason::name).as_bytes());
-        }
     }
 }
 
@@ -1127,65 +1036,6 @@ pub mod paths {
     pub const DAEMON_LOG_PATH: &str = "/var/log/santad.log";
 }
 
-/// The rules crate's policy from the config; `own_binaries` are always allowed (the failsafe).
-pub fn policy_config(config: &Config, own_binaries: Vec<Vec<u8>>) -> rules::PolicyConfig {
-    rules::PolicyConfig {
-        mode: match config.client_mode {
-            crate::config::ClientMode::Monitor => rules::ClientMode::Monitor,
-            crate::config::ClientMode::Lockdown => rules::ClientMode::Lockdown,
-        },
-        enable_bad_signature_protection: config.enable_bad_signature_protection,
-        fail_closed: config.fail_closed,
-        allowed_path_regex: config.allowed_path_regex.iter().cloned().collect(),
-        blocked_path_regex: config.blocked_path_regex.iter().cloned().collect(),
-        failsafe_paths: own_binaries,
-        ..rules::PolicyConfig::default()
-    }
-}
-
-/// The engine's bounds from the config. ES sets each AUTH message's deadline, so `DeadlineMs`
-/// does not apply; idle workers park (ES's thread wakes them).
-pub fn engine_config(config: &Config) -> EngineConfig {
-    EngineConfig {
-        workers: config.worker_count_resolved(),
-        pin_workers: true,
-        inflight_max: config.in_flight_slots as usize,
-        queue_depth_max: config.queue_depth as usize,
-        cache_capacity: config.cache_capacity as usize,
-        cache_shards: 64,
-        deny_ttl_ms: config.deny_cache_ttl_ms,
-        idle_spins: 0,
-        deadline_thread: true,
-    }
-}
-
-/// Loads the rules snapshot; a missing database is created, a corrupt or newer one is reported
-/// and left untouched, and santad runs on its configured policy with no rules (never a wipe).
-pub fn load_rules(path: &Path, generation: u64) -> rules::Snapshot {
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    match rules::RuleStore::open(path).and_then(|store| store.build_snapshot()) {
-        Ok((snapshot, report)) => {
-            if report.skipped_count > 0 {
-                log::warn!(
-                    "rules database {}: {} rows skipped",
-                    path.display(),
-                    report.skipped_count
-                );
-            }
-            snapshot
-        }
-        Err(e) => {
-            log::error!(
-                "rules database {}: {e}; running on the configured mode with no rules",
-                path.display()
-            );
-            rules::Snapshot::empty(generation)
-        }
-    }
-}
-
 /// The engine santad runs on macOS, generic over the message holder and the answer port.
 pub type EsEngine<M, K, C> =
     Engine<EsExec<M>, EsEvaluator, EsResponder<K>, C, santa_hotpath::ExternalSource>;
@@ -1193,6 +1043,8 @@ pub type EsEngine<M, K, C> =
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eventlog;
+    use santa_hotpath::EngineConfig;
     use santa_hotpath::{FlushReason, Origin};
     use std::io::Write;
     use std::os::unix::fs::MetadataExt;

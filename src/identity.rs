@@ -82,7 +82,7 @@ fn signing_status(status: &signing::SigningStatus) -> rules::SigningStatus {
 }
 
 /// How long a decision may be kept, from what it is and whether the file held still.
-fn cacheability(decision: &rules::Decision, file_changed: bool) -> Cacheability {
+pub(crate) fn cacheability(decision: &rules::Decision, file_changed: bool) -> Cacheability {
     if file_changed || !decision.cacheable {
         Cacheability::Never
     } else if decision.action == rules::Action::Allow {
@@ -123,7 +123,7 @@ fn unidentified(policy: &rules::PolicyEngine, problem: &'static str) -> Verdict 
     }
 }
 
-fn problem_of(error: &signing::HashError) -> &'static str {
+pub(crate) fn problem_of(error: &signing::HashError) -> &'static str {
     match error {
         signing::HashError::TooLarge { .. } => "file larger than MaxHashBytes",
         signing::HashError::NotRegular { .. } => "not a regular file",

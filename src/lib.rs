@@ -38,4 +38,6 @@ pub mod control;
 pub mod es;
 pub mod eventlog;
 pub mod identity;
+pub mod report;
+pub mod setup;
 pub mod stderr_logger;

@@ -18,6 +18,7 @@ use crate::eventlog::{self, EventLog, Record, Text};
 use crate::fanotify::{self, EventBuffer, Fanotify, Response, WakeFd};
 use crate::identity::{Subject, Verdict};
 use crate::procinfo::{self, NameCache};
+use crate::report::{self, block_reason};
 use crossbeam_queue::ArrayQueue;
 use santa_hotpath::{
     Answer, AnsweredBy, DefaultReason, Event, FileKey, FileStamp, Responder, Source, Submit,
@@ -583,42 +584,6 @@ impl FanotifyResponder {
     }
 }
 
-fn block_reason(reason: rules::Reason) -> BlockReason {
-    match reason {
-        rules::Reason::Binary | rules::Reason::Transitive => BlockReason::Binary,
-        rules::Reason::Cert => BlockReason::Certificate,
-        rules::Reason::TeamId => BlockReason::TeamId,
-        rules::Reason::SigningId => BlockReason::SigningId,
-        rules::Reason::CdHash => BlockReason::CdHash,
-        rules::Reason::Scope => BlockReason::Scope,
-        rules::Reason::Unknown | rules::Reason::Platform | rules::Reason::Failsafe => {
-            BlockReason::Unknown
-        }
-    }
-}
-
-fn log_reason(reason: rules::Reason) -> eventlog::Reason {
-    match reason {
-        rules::Reason::Binary => eventlog::Reason::Binary,
-        rules::Reason::Cert => eventlog::Reason::Cert,
-        rules::Reason::TeamId => eventlog::Reason::TeamId,
-        rules::Reason::SigningId => eventlog::Reason::SigningId,
-        rules::Reason::CdHash => eventlog::Reason::CdHash,
-        rules::Reason::Scope => eventlog::Reason::Scope,
-        rules::Reason::Unknown => eventlog::Reason::Unknown,
-        rules::Reason::Transitive => eventlog::Reason::Transitive,
-        rules::Reason::Platform => eventlog::Reason::Platform,
-        rules::Reason::Failsafe => eventlog::Reason::Failsafe,
-    }
-}
-
-fn log_mode(mode: rules::ClientMode) -> crate::config::ClientMode {
-    match mode {
-        rules::ClientMode::Monitor => crate::config::ClientMode::Monitor,
-        rules::ClientMode::Lockdown => crate::config::ClientMode::Lockdown,
-    }
-}
-
 /// Fills the decision half of an EXEC record (the process half comes from /proc).
 fn fill_record(
     rec: &mut Record,
@@ -628,41 +593,8 @@ fn fill_record(
     default: Option<DefaultReason>,
     policy: &rules::PolicyEngine,
 ) {
-    rec.action = eventlog::Action::Exec;
-    rec.time = SystemTime::now();
+    report::fill_decision(rec, response == Response::Allow, verdict, default, policy);
     rec.pid = event.pid;
-    rec.decision = match response {
-        Response::Allow => eventlog::Decision::Allow,
-        Response::Deny => eventlog::Decision::Deny,
-    };
-    match verdict {
-        Some(v) => {
-            rec.reason = log_reason(v.decision.reason);
-            rec.mode = log_mode(v.decision.mode);
-            if let Some(explain) = v.decision.explain {
-                rec.explain.set(explain.as_bytes());
-            }
-            rec.sha256 = v.sha256;
-            rec.cert_sha256 = v.cert_sha256;
-            if let Some(cn) = &v.cert_cn {
-                rec.cert_cn.set(cn.as_bytes());
-            }
-            if let Some(t) = &v.team_id {
-                rec.team_id.set(t.as_bytes());
-            }
-            if let Some(s) = &v.signing_id {
-                rec.signing_id.set(s.as_bytes());
-            }
-            rec.cdhash = v.cdhash;
-        }
-        None => {
-            rec.reason = eventlog::Reason::Unknown;
-            rec.mode = log_mode(policy.policy().config().mode);
-            rec.explain.set(b"default answer: ");
-            rec.explain
-                .push(default.map_or("unknown", DefaultReason::name).as_bytes());
-        }
-    }
 }
 
 impl Responder<ExecEvent, Verdict> for FanotifyResponder {

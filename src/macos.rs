@@ -425,18 +425,6 @@ impl std::fmt::Display for MacError {
 
 impl std::error::Error for MacError {}
 
-/// santad's own binaries (the failsafe): itself and `santactl` beside it.
-fn own_binaries() -> Vec<Vec<u8>> {
-    let mut paths = Vec::new();
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(dir) = exe.parent() {
-            paths.push(dir.join("santactl").into_os_string().into_encoded_bytes());
-        }
-        paths.push(exe.into_os_string().into_encoded_bytes());
-    }
-    paths
-}
-
 /// The events santad subscribes to: AUTH_EXEC to decide; CLOSE, UNLINK and RENAME to keep the
 /// decision cache honest; NOTIFY_EXEC to log execs ES's own cache let through.
 fn subscriptions(config: &Config) -> Vec<es_event_type_t> {
@@ -493,8 +481,8 @@ type MacHandle = Handle<
 pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), MacError> {
     let signals = block_signals().map_err(MacError::Io)?;
     let policy_engine = Arc::new(rules::PolicyEngine::new(
-        es::load_rules(&config.rules_db_path, 1),
-        rules::Policy::new(es::policy_config(&config, own_binaries())).map_err(MacError::Policy)?,
+        crate::setup::load_snapshot(&config.rules_db_path, 1),
+        rules::Policy::new(crate::setup::policy_config(&config)).map_err(MacError::Policy)?,
     ));
     let log = EventLog::new(config.event_log_ring_size as usize);
     let writer = eventlog::LogWriter::new(eventlog::WriterConfig {
@@ -558,7 +546,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), MacError>
         Some(blocks),
     );
     let engine: MacEngine = Engine::start(
-        es::engine_config(&config),
+        crate::setup::engine_config(&config),
         EsEvaluator::new(policy_engine.clone(), config.max_hash_bytes),
         responder,
         clock,
@@ -635,13 +623,13 @@ fn reload(
             current.clone()
         }
     };
-    match rules::Policy::new(es::policy_config(&next, own_binaries())) {
+    match rules::Policy::new(crate::setup::policy_config(&next)) {
         Ok(policy) => {
             policy_engine.set_policy(policy);
         }
         Err(e) => log::error!("reload: {e}; keeping the running policy"),
     }
-    policy_engine.publish_snapshot(es::load_rules(&next.rules_db_path, generation));
+    policy_engine.publish_snapshot(crate::setup::load_snapshot(&next.rules_db_path, generation));
     engine.flush(FlushReason::Config);
     if let Err(e) = client.clear_cache() {
         shared

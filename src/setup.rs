@@ -1,0 +1,125 @@
+//! What every platform's wiring builds the same way from the config: the rules policy, the
+//! engine's bounds, the rules snapshot, and the failsafe list of santad's own binaries.
+
+use crate::config::{ClientMode, Config};
+use santa_hotpath::EngineConfig;
+use santa_rules as rules;
+use std::path::Path;
+
+/// Cache shards: enough that 2–64 workers rarely meet on one lock.
+pub const CACHE_SHARDS: usize = 64;
+
+/// The rules crate's mode from the config's.
+pub fn rules_mode(mode: ClientMode) -> rules::ClientMode {
+    match mode {
+        ClientMode::Monitor => rules::ClientMode::Monitor,
+        ClientMode::Lockdown => rules::ClientMode::Lockdown,
+    }
+}
+
+/// santad's own binaries (santad and santactl beside it): always allowed, the failsafe, so a bad
+/// rule cannot lock out the tool that would fix it.
+pub fn own_binaries() -> Vec<Vec<u8>> {
+    let mut paths = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            paths.push(dir.join("santactl").into_os_string().into_encoded_bytes());
+        }
+        paths.push(exe.into_os_string().into_encoded_bytes());
+    }
+    paths
+}
+
+/// The rules crate's policy from the config, with santad's own binaries as the failsafe.
+pub fn policy_config(config: &Config) -> rules::PolicyConfig {
+    rules::PolicyConfig {
+        mode: rules_mode(config.client_mode),
+        enable_bad_signature_protection: config.enable_bad_signature_protection,
+        fail_closed: config.fail_closed,
+        allowed_path_regex: config.allowed_path_regex.iter().cloned().collect(),
+        blocked_path_regex: config.blocked_path_regex.iter().cloned().collect(),
+        failsafe_paths: own_binaries(),
+        ..rules::PolicyConfig::default()
+    }
+}
+
+/// The engine's bounds from the config.
+pub fn engine_config(config: &Config) -> EngineConfig {
+    EngineConfig {
+        workers: config.worker_count_resolved(),
+        pin_workers: true,
+        inflight_max: config.in_flight_slots as usize,
+        queue_depth_max: config.queue_depth as usize,
+        cache_capacity: config.cache_capacity as usize,
+        cache_shards: CACHE_SHARDS,
+        deny_ttl_ms: config.deny_cache_ttl_ms,
+        idle_spins: 0,
+        deadline_thread: true,
+    }
+}
+
+/// Loads the rules snapshot; a missing database is created, a corrupt or newer one is reported
+/// and left untouched, and santad runs on its configured policy with no rules (never a wipe).
+pub fn load_snapshot(path: &Path, generation: u64) -> rules::Snapshot {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    match rules::RuleStore::open(path).and_then(|store| store.build_snapshot()) {
+        Ok((snapshot, report)) => {
+            if report.skipped_count > 0 {
+                log::warn!(
+                    "rules database {}: {} rows skipped",
+                    path.display(),
+                    report.skipped_count
+                );
+            }
+            snapshot
+        }
+        Err(e) => {
+            log::error!(
+                "rules database {}: {e}; running on the configured mode with no rules",
+                path.display()
+            );
+            rules::Snapshot::empty(generation)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_corrupt_database_gives_an_empty_snapshot_and_is_left_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("rules.db");
+        std::fs::write(
+            &db,
+            b"this is not an SQLite database, and must not be wiped",
+        )
+        .unwrap();
+        let snapshot = load_snapshot(&db, 7);
+        assert_eq!(snapshot.generation(), 7);
+        assert_eq!(snapshot.stats().rules(), 0);
+        assert_eq!(
+            std::fs::read(&db).unwrap(),
+            b"this is not an SQLite database, and must not be wiped"
+        );
+    }
+
+    #[test]
+    fn policy_follows_the_config() {
+        let config = Config {
+            client_mode: ClientMode::Lockdown,
+            fail_closed: true,
+            ..Config::default()
+        };
+        let p = policy_config(&config);
+        assert_eq!(p.mode, rules::ClientMode::Lockdown);
+        assert!(p.fail_closed);
+        assert!(
+            !p.failsafe_paths.is_empty(),
+            "santad's own binaries are always allowed"
+        );
+    }
+}

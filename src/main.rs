@@ -68,7 +68,9 @@ fn main() -> ExitCode {
     #[cfg(not(any(target_os = "linux", target_os = "macos")))]
     {
         let _ = config;
-        eprintln!("santad: no event source for this platform (Linux: fanotify, macOS: Endpoint Security)");
+        eprintln!(
+            "santad: no event source for this platform (Linux: fanotify, macOS: Endpoint Security)"
+        );
         ExitCode::FAILURE
     }
 }

@@ -88,13 +88,6 @@ struct Body<K> {
 /// A key, with a filler value for empty slots (never read: their word is 0).
 trait SlotKey: Clone {
     const FILLER: Self;
-
-    /// Reads the part of the key a lookup compares, if it lies beyond the entry's first cache
-    /// line, so that its miss overlaps with the others. Fixed-size keys need nothing.
-    #[inline]
-    fn touch(&self) -> u64 {
-        0
-    }
 }
 
 impl SlotKey for CdHash {
@@ -109,70 +102,9 @@ impl SlotKey for TeamId {
     const FILLER: Self = TeamId::SLOT_FILLER;
 }
 
-/// Bytes of a signing identifier kept inline in its table entry (sized so that an entry is 96
-/// bytes). A lookup compares them in place; only a longer identifier's tail needs the shared
-/// string, one more dependent memory access.
-const SIGNING_INLINE_BYTES: usize = 50;
-
-/// A Signing ID as stored in the table: the shared string (for decisions and long
-/// identifiers), its prefix inline (inside `SigningId`), and the identifier's length and first
-/// bytes inline.
-#[derive(Clone, Debug)]
-struct SigningKey {
-    sid: Option<SigningId>,
-    /// Length of the identifier after the prefix (at most `SIGNING_ID_BYTES_MAX`, fits u16).
-    len: u16,
-    head: [u8; SIGNING_INLINE_BYTES],
-}
-
-impl SigningKey {
-    fn new(sid: &SigningId) -> SigningKey {
-        let ident = sid.ident().as_bytes();
-        let mut head = [0u8; SIGNING_INLINE_BYTES];
-        let n = ident.len().min(SIGNING_INLINE_BYTES);
-        head[..n].copy_from_slice(&ident[..n]);
-        SigningKey {
-            sid: Some(sid.clone()),
-            len: u16::try_from(ident.len()).unwrap_or(u16::MAX),
-            head,
-        }
-    }
-
-    #[inline]
-    fn matches(&self, probe: &SigningIdRef<'_>) -> bool {
-        let Some(sid) = &self.sid else {
-            return false;
-        };
-        let ident = probe.ident.as_bytes();
-        if sid.prefix() != probe.prefix || usize::from(self.len) != ident.len() {
-            return false;
-        }
-        let n = ident.len().min(SIGNING_INLINE_BYTES);
-        if self.head.get(..n) != ident.get(..n) {
-            return false;
-        }
-        ident.len() <= SIGNING_INLINE_BYTES || sid.ident() == probe.ident
-    }
-}
-
-impl PartialEq for SigningKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.sid == other.sid
-    }
-}
-
-/// `None` fills empty slots without allocating.
-impl SlotKey for SigningKey {
-    const FILLER: Self = SigningKey {
-        sid: None,
-        len: 0,
-        head: [0; SIGNING_INLINE_BYTES],
-    };
-
-    #[inline]
-    fn touch(&self) -> u64 {
-        u64::from(self.head[SIGNING_INLINE_BYTES - 1])
-    }
+/// Signing IDs are shared strings; `None` fills empty slots without allocating.
+impl SlotKey for Option<SigningId> {
+    const FILLER: Self = None;
 }
 
 impl<K: Clone> Clone for Table<K> {
@@ -219,11 +151,8 @@ impl<K: SlotKey> Table<K> {
     fn home(&self, hash: u64) -> u64 {
         let i = hash as usize & self.mask();
         let word = self.words.get(i).copied().unwrap_or(0);
-        let body = self
-            .bodies
-            .get(i)
-            .map_or(0, |b| u64::from(b.custom_state) ^ b.key.touch());
-        u64::from(word) | (body << 32)
+        let body = self.bodies.get(i).map_or(0, |b| b.custom_state);
+        u64::from(word) | (u64::from(body) << 32)
     }
 
     #[inline]
@@ -369,7 +298,7 @@ pub struct Snapshot {
     hasher: foldhash::quality::RandomState,
     cdhash: Table<CdHash>,
     binary: Table<Sha256>,
-    signing_id: Table<SigningKey>,
+    signing_id: Table<Option<SigningId>>,
     certificate: Table<Sha256>,
     team_id: Table<TeamId>,
     customs: Vec<CustomText>,
@@ -416,12 +345,17 @@ impl<'s> RuleMatch<'s> {
             RuleType::CdHash => RuleIdentifier::CdHash(*s.cdhash.key(self.index)?),
             RuleType::Binary => RuleIdentifier::Binary(*s.binary.key(self.index)?),
             RuleType::SigningId => {
-                RuleIdentifier::SigningId(s.signing_id.key(self.index)?.sid.clone()?)
+                RuleIdentifier::SigningId(s.signing_id.key(self.index)?.clone()?)
             }
             RuleType::Certificate => RuleIdentifier::Certificate(*s.certificate.key(self.index)?),
             RuleType::TeamId => RuleIdentifier::TeamId(*s.team_id.key(self.index)?),
         })
     }
+}
+
+#[inline]
+fn signing_id_eq(stored: &SigningId, probe: &SigningIdRef<'_>) -> bool {
+    stored.prefix() == probe.prefix && stored.ident() == probe.ident
 }
 
 static EMPTY_CUSTOM: CustomText = CustomText {
@@ -541,7 +475,9 @@ impl Snapshot {
             }
         }
         if let (Some(sid), Some(h)) = (ids.signing_id, h_sid) {
-            let hit = self.signing_id.find_from(h, |x| x.matches(&sid));
+            let hit = self
+                .signing_id
+                .find_from(h, |x| x.as_ref().is_some_and(|x| signing_id_eq(x, &sid)));
             if let Some(m) = self.found(RuleType::SigningId, hit) {
                 return Some(m);
             }
@@ -638,9 +574,9 @@ impl KeyHasher {
         h.finish()
     }
 
-    fn sid(&self, key: &SigningKey) -> u64 {
+    fn sid(&self, sid: &Option<SigningId>) -> u64 {
         let mut h = self.0.build_hasher();
-        if let Some(sid) = &key.sid {
+        if let Some(sid) = sid {
             h.write(sid.prefix().as_str().as_bytes());
             h.write_u8(b':');
             h.write(sid.ident().as_bytes());
@@ -766,7 +702,7 @@ impl SnapshotBuilder {
                 |k| kh.bytes(k.as_bytes()),
             ),
             RuleIdentifier::SigningId(k) => {
-                let key = SigningKey::new(k);
+                let key = Some(k.clone());
                 let added =
                     s.signing_id
                         .upsert(kh.sid(&key), key, meta, |a, b| a == b, |k| kh.sid(k));
@@ -806,7 +742,7 @@ impl SnapshotBuilder {
                 |x| kh.bytes(x.as_bytes()),
             ),
             RuleIdentifier::SigningId(k) => {
-                let key = SigningKey::new(k);
+                let key = Some(k.clone());
                 let removed = s
                     .signing_id
                     .remove(kh.sid(&key), |x| *x == key, |x| kh.sid(x));
@@ -1022,8 +958,48 @@ mod tests {
         }
     }
 
-    /// Identifiers longer than the inline head: equal heads, different tails must not match;
-    /// equal lengths with a difference inside the head must not match either.
+    /// Keys whose hashes collide completely (same home slot, same fingerprint) are told apart by
+    /// the key comparison, survive each other's removal, and probing past them still ends.
+    #[test]
+    fn colliding_hashes_are_told_apart_by_key() {
+        let meta = |rule_id| Meta {
+            state: RuleState::Allow,
+            custom: 0,
+            rule_id,
+        };
+        let same_hash = |_: &Sha256| 0xdead_beef_0000_0003u64;
+        let mut t: Table<Sha256> = Table::with_capacity(0);
+        for i in 0..5u8 {
+            assert!(t.upsert(
+                same_hash(&Sha256([i; 32])),
+                Sha256([i; 32]),
+                meta(i64::from(i)),
+                |a, b| a == b,
+                same_hash
+            ));
+        }
+        let find = |t: &Table<Sha256>, i: u8| {
+            t.find_from(same_hash(&Sha256([i; 32])), |k| *k == Sha256([i; 32]))
+                .map(|(_, m)| m.rule_id)
+        };
+        for i in 0..5u8 {
+            assert_eq!(find(&t, i), Some(i64::from(i)));
+        }
+        assert_eq!(find(&t, 9), None);
+        assert!(t.remove(
+            same_hash(&Sha256([1; 32])),
+            |k| *k == Sha256([1; 32]),
+            same_hash
+        ));
+        assert_eq!(find(&t, 1), None);
+        for i in [0u8, 2, 3, 4] {
+            assert_eq!(find(&t, i), Some(i64::from(i)), "survivor {i}");
+        }
+        assert_eq!(t.len, 4);
+    }
+
+    /// Long identifiers sharing a long prefix, identifiers that are prefixes of others, and equal
+    /// lengths differing in one byte: only exact matches hit.
     #[test]
     fn long_signing_ids_compare_their_tails() {
         let head = "com.example.".repeat(5); // 60 bytes, longer than the inline part
@@ -1065,78 +1041,6 @@ mod tests {
             "same length, differs inside the head"
         );
         assert_eq!(probe("com.shor"), None);
-    }
-
-    /// The comparison itself, without the hash in front of it (which would hide a comparison
-    /// that looks only at the inline head: different strings rarely share a fingerprint).
-    #[test]
-    fn signing_key_compares_prefix_length_head_and_tail() {
-        let head = "com.example.".repeat(5);
-        let team = TeamId::from_signature(b"ABCDE12345").unwrap();
-        let sid = SigningId::parse(&format!("ABCDE12345:{head}one")).unwrap();
-        let key = SigningKey::new(&sid);
-        let probe = |prefix, ident: &str| key.matches(&SigningIdRef { prefix, ident });
-        let team_prefix = SigningIdPrefix::Team(team);
-        assert!(probe(team_prefix, &format!("{head}one")));
-        assert!(!probe(team_prefix, &format!("{head}two")), "tail differs");
-        assert!(
-            !probe(SigningIdPrefix::Platform, &format!("{head}one")),
-            "prefix differs"
-        );
-        assert!(!probe(team_prefix, &format!("{head}on")), "length differs");
-        let short = SigningKey::new(&SigningId::parse("platform:com.short").unwrap());
-        let p = |ident: &str| {
-            short.matches(&SigningIdRef {
-                prefix: SigningIdPrefix::Platform,
-                ident,
-            })
-        };
-        assert!(p("com.short"));
-        assert!(!p("com.shorT"));
-        assert!(!SigningKey::FILLER.matches(&SigningIdRef {
-            prefix: SigningIdPrefix::Platform,
-            ident: "",
-        }));
-    }
-
-    /// Keys whose hashes collide completely (same home slot, same fingerprint) are told apart by
-    /// the key comparison, survive each other's removal, and probing past them still ends.
-    #[test]
-    fn colliding_hashes_are_told_apart_by_key() {
-        let meta = |rule_id| Meta {
-            state: RuleState::Allow,
-            custom: 0,
-            rule_id,
-        };
-        let same_hash = |_: &Sha256| 0xdead_beef_0000_0003u64;
-        let mut t: Table<Sha256> = Table::with_capacity(0);
-        for i in 0..5u8 {
-            assert!(t.upsert(
-                same_hash(&Sha256([i; 32])),
-                Sha256([i; 32]),
-                meta(i64::from(i)),
-                |a, b| a == b,
-                same_hash
-            ));
-        }
-        let find = |t: &Table<Sha256>, i: u8| {
-            t.find_from(same_hash(&Sha256([i; 32])), |k| *k == Sha256([i; 32]))
-                .map(|(_, m)| m.rule_id)
-        };
-        for i in 0..5u8 {
-            assert_eq!(find(&t, i), Some(i64::from(i)));
-        }
-        assert_eq!(find(&t, 9), None);
-        assert!(t.remove(
-            same_hash(&Sha256([1; 32])),
-            |k| *k == Sha256([1; 32]),
-            same_hash
-        ));
-        assert_eq!(find(&t, 1), None);
-        for i in [0u8, 2, 3, 4] {
-            assert_eq!(find(&t, i), Some(i64::from(i)), "survivor {i}");
-        }
-        assert_eq!(t.len, 4);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use santa_rules::{
 };
 
 const TEAMS: [&str; 3] = ["AAAAAAAAAA", "BBBBBBBBBB", "CCCCCCCCCC"];
-/// Short identifiers, and long ones that share their first 50+ bytes (the snapshot keeps 50 inline)
+/// Short identifiers, and long ones that share their first 50+ bytes
 /// and differ only in the tail.
 const IDENTS: [&str; 5] = [
     "com.a",

@@ -40,17 +40,17 @@ bench:
 # responder and fapolicyd (installed from Debian if missing), santad's RSS; rewrites
 # perf/RESULTS.md and perf/results/exec-overhead.svg.
 perf: bench
-	$(CARGO) build --release --bin santad -p santa-perf --bin exec-storm --bin min-responder
+	$(CARGO) build --release -p santad -p santa-perf --bin santad --bin exec-storm --bin min-responder
 	$(TARGET_DIR)/release/exec-storm
 
 # The same, smaller (a few minutes).
 perf-quick:
-	$(CARGO) build --release --bin santad -p santa-perf --bin exec-storm --bin min-responder
+	$(CARGO) build --release -p santad -p santa-perf --bin santad --bin exec-storm --bin min-responder
 	$(TARGET_DIR)/release/exec-storm --quick
 
 # santad under the exec storm, sampled with `perf record -e cpu-clock`: perf/results/flamegraph.svg.
 flamegraph:
-	$(CARGO) build --release --bin santad -p santa-perf --bin exec-storm --bin min-responder
+	$(CARGO) build --release -p santad -p santa-perf --bin santad --bin exec-storm --bin min-responder
 	$(TARGET_DIR)/release/exec-storm --quick --flamegraph
 
 fmt:

@@ -157,7 +157,7 @@ impl EngineControl for DaemonControl {
     }
 
     fn peek(&self, key: FileKey, stamp: FileStamp) -> Option<rules::Decision> {
-        self.engine.peek(key, stamp).map(|v| v.decision)
+        self.engine.peek(key, stamp).map(|v| v.decision.clone())
     }
 
     fn platform_metrics(&self) -> Vec<(&'static str, u64)> {

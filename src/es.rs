@@ -533,7 +533,7 @@ pub struct KernelAnswer {
 /// Santa's caching rule: ES caches an allow the engine marked cacheable, never a deny (Santa
 /// flushes ES's cache only for new deny rules, so a cached deny would outlive a new allow rule)
 /// and never a default answer (deadline, full queue, shutdown: no decision was made).
-pub fn kernel_answer(answer: &Answer<'_, Verdict>, default_allows: bool) -> KernelAnswer {
+pub fn kernel_answer(answer: &Answer<'_, Arc<Verdict>>, default_allows: bool) -> KernelAnswer {
     match answer {
         Answer::Decided {
             decision,
@@ -880,19 +880,24 @@ pub fn open_executable(file: &FileView<'_>) -> Result<File, &'static str> {
 }
 
 impl<M: EsMessage> Evaluator<EsExec<M>> for EsEvaluator {
-    type Decision = Verdict;
+    /// Behind an `Arc`, as on Linux (see `identity`).
+    type Decision = Arc<Verdict>;
     type Local = EsWorker;
 
     fn local(&self, _worker: usize) -> EsWorker {
         self.worker()
     }
 
-    fn evaluate(&self, local: &mut EsWorker, payload: &EsExec<M>) -> Evaluation<Verdict> {
+    fn evaluate(&self, local: &mut EsWorker, payload: &EsExec<M>) -> Evaluation<Arc<Verdict>> {
         let view = payload.msg.view();
-        match view.exec() {
+        let evaluation = match view.exec() {
             Some(exec) => self.evaluate_exec(local, exec),
             // The intake submits exec messages only.
             None => self.unidentified("not an exec message"),
+        };
+        Evaluation {
+            decision: Arc::new(evaluation.decision),
+            cacheability: evaluation.cacheability,
         }
     }
 }
@@ -931,11 +936,11 @@ impl<K> EsResponder<K> {
     }
 }
 
-impl<M: EsMessage, K: AuthPort<M>> Responder<EsExec<M>, Verdict> for EsResponder<K> {
-    fn respond(&self, _by: AnsweredBy, event: &EsExec<M>, answer: Answer<'_, Verdict>) {
+impl<M: EsMessage, K: AuthPort<M>> Responder<EsExec<M>, Arc<Verdict>> for EsResponder<K> {
+    fn respond(&self, _by: AnsweredBy, event: &EsExec<M>, answer: Answer<'_, Arc<Verdict>>) {
         let answered = kernel_answer(&answer, default_allows(&self.policy));
         let (verdict, default) = match answer {
-            Answer::Decided { decision, .. } => (Some(decision), None),
+            Answer::Decided { decision, .. } => (Some(&**decision), None),
             Answer::Default(reason) => (None, Some(reason)),
         };
         let view = event.msg.view();
@@ -1416,8 +1421,8 @@ mod tests {
 
     #[test]
     fn es_caches_allows_only_never_denies_or_defaults() {
-        let allow = verdict(rules::Action::Allow);
-        let deny = verdict(rules::Action::Deny);
+        let allow = Arc::new(verdict(rules::Action::Allow));
+        let deny = Arc::new(verdict(rules::Action::Deny));
         let decided = |v, cacheable| Answer::Decided {
             decision: v,
             origin: Origin::Evaluated,

@@ -192,7 +192,9 @@ impl ExecEvaluator {
 }
 
 impl<P: Subject> Evaluator<P> for ExecEvaluator {
-    type Decision = Verdict;
+    /// Behind an `Arc`: the decision cache holds one per file, and a hit clones it (one
+    /// reference-count increment) rather than copying ~300 bytes; an empty cache slot is small.
+    type Decision = Arc<Verdict>;
     type Local = WorkerState;
 
     fn local(&self, _worker: usize) -> WorkerState {
@@ -203,13 +205,16 @@ impl<P: Subject> Evaluator<P> for ExecEvaluator {
         }
     }
 
-    fn evaluate(&self, local: &mut WorkerState, payload: &P) -> Evaluation<Verdict> {
+    fn evaluate(&self, local: &mut WorkerState, payload: &P) -> Evaluation<Arc<Verdict>> {
         let mut path = std::mem::take(&mut local.path);
         path.clear();
         payload.path_into(&mut path);
         let evaluation = self.evaluate_file(local, payload.file(), path.as_bytes());
         local.path = path;
-        evaluation
+        Evaluation {
+            decision: Arc::new(evaluation.decision),
+            cacheability: evaluation.cacheability,
+        }
     }
 }
 

@@ -597,14 +597,14 @@ fn fill_record(
     rec.pid = event.pid;
 }
 
-impl Responder<ExecEvent, Verdict> for FanotifyResponder {
-    fn respond(&self, by: AnsweredBy, event: &ExecEvent, answer: Answer<'_, Verdict>) {
+impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
+    fn respond(&self, by: AnsweredBy, event: &ExecEvent, answer: Answer<'_, Arc<Verdict>>) {
         let (verdict, cacheable, default) = match answer {
             Answer::Decided {
                 decision,
                 cacheable,
                 ..
-            } => (Some(decision), cacheable, None),
+            } => (Some(&**decision), cacheable, None),
             Answer::Default(reason) => (None, false, Some(reason)),
         };
         let response = match verdict {

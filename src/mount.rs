@@ -18,15 +18,17 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Largest tmpfs size accepted: a private mount for tests and demos has no business holding more
-/// than a few binaries; 1 GiB stops a typo from letting a benchmark fill the host's memory.
-pub const TMPFS_BYTES_MAX: u64 = 1 << 30;
+/// Largest tmpfs size accepted: the exec-storm harness holds 1,000 distinct 1 MiB binaries plus
+/// two of 50 MiB and 10,000 small scripts (~1.3 GiB); 4 GiB leaves room for that and still stops
+/// a typo from letting a benchmark fill the host's memory (24 GiB here).
+pub const TMPFS_BYTES_MAX: u64 = 4 << 30;
 /// Default tmpfs size: room for a few dozen copies of a large static binary.
 pub const TMPFS_BYTES_DEFAULT: u64 = 64 << 20;
 /// Smallest ext2 image: mkfs.ext2 needs some room for its metadata.
 pub const EXT2_IMAGE_BYTES_MIN: u64 = 1 << 20;
-/// Largest ext2 image, for the same reason as [`TMPFS_BYTES_MAX`].
-pub const EXT2_IMAGE_BYTES_MAX: u64 = 1 << 30;
+/// Largest ext2 image, for the same reason as [`TMPFS_BYTES_MAX`] (it is a sparse file on disk,
+/// filled as far as the harness writes).
+pub const EXT2_IMAGE_BYTES_MAX: u64 = 4 << 30;
 
 /// What can go wrong setting up a private mount.
 #[derive(Debug)]

@@ -18,7 +18,7 @@ use crate::eventlog::{self, EventLog, LoggerHandle};
 use crate::fanotify::{self, Fanotify, InitOptions, MarkScope};
 use crate::identity::ExecEvaluator;
 use crate::linux::{BundleTask, FanotifyResponder, FanotifySource, Linux};
-use crate::setup::{engine_config, load_snapshot, policy_config};
+use crate::setup::{block_signals, engine_config, load_snapshot, policy_config};
 use santa_hotpath::{
     CountersSnapshot, Engine, FileKey, FileStamp, FlushReason, Handle, MonotonicClock,
 };
@@ -74,27 +74,6 @@ fn block_config(config: &Config) -> MessageConfig {
         ..MessageConfig::default()
     }
     .with_host_facts()
-}
-
-/// Blocks the signals santad handles in this thread (and so in every thread it starts), and
-/// returns the set to wait on.
-fn block_signals() -> std::io::Result<libc::sigset_t> {
-    // SAFETY: `set` is a valid sigset_t, initialised by sigemptyset before use; pthread_sigmask
-    // reads it and writes no old mask (null).
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-            libc::sigaddset(&mut set, sig);
-        }
-        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        if rc != 0 {
-            return Err(std::io::Error::from_raw_os_error(rc));
-        }
-        // A closed stdout (the log) must be an error to handle, not a killing signal.
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-        Ok(set)
-    }
 }
 
 /// Waits up to a second for one of the blocked signals; `None` on timeout.

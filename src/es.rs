@@ -825,33 +825,8 @@ impl EsEvaluator {
     /// The decision for a file that could not be identified: the mode decides (Lockdown denies,
     /// Monitor allows), never cached.
     fn unidentified(&self, problem: &'static str) -> Evaluation<Verdict> {
-        let mode = self.policy.policy().config().mode;
-        let action = match mode {
-            rules::ClientMode::Monitor => rules::Action::Allow,
-            rules::ClientMode::Lockdown => rules::Action::Deny,
-        };
         Evaluation {
-            decision: Verdict {
-                decision: rules::Decision {
-                    action,
-                    reason: rules::Reason::Unknown,
-                    explain: Some(problem),
-                    matched: None,
-                    custom: Default::default(),
-                    silence: Default::default(),
-                    compiler: false,
-                    cacheable: false,
-                    mode,
-                    rules_generation: self.policy.snapshot().generation(),
-                },
-                sha256: None,
-                cert_sha256: None,
-                cert_cn: None,
-                team_id: None,
-                signing_id: None,
-                cdhash: None,
-                problem: Some(problem),
-            },
+            decision: crate::identity::unidentified(&self.policy, problem),
             cacheability: Cacheability::Never,
         }
     }

@@ -94,7 +94,7 @@ pub(crate) fn cacheability(decision: &rules::Decision, file_changed: bool) -> Ca
 
 /// The decision for a file that could not be identified: the mode decides (Lockdown denies,
 /// Monitor allows), so padding a binary past `MaxHashBytes` is no way around Lockdown.
-fn unidentified(policy: &rules::PolicyEngine, problem: &'static str) -> Verdict {
+pub(crate) fn unidentified(policy: &rules::PolicyEngine, problem: &'static str) -> Verdict {
     let mode = policy.policy().config().mode;
     let action = match mode {
         rules::ClientMode::Monitor => rules::Action::Allow,

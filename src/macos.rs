@@ -440,24 +440,6 @@ fn subscriptions(config: &Config) -> Vec<es_event_type_t> {
     events
 }
 
-fn block_signals() -> std::io::Result<libc::sigset_t> {
-    // SAFETY: `set` is initialised by sigemptyset before use; pthread_sigmask reads it and
-    // writes no old mask.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-            libc::sigaddset(&mut set, sig);
-        }
-        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        if rc != 0 {
-            return Err(std::io::Error::from_raw_os_error(rc));
-        }
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-        Ok(set)
-    }
-}
-
 /// Waits for one of the blocked signals (macOS has no `sigtimedwait`; `sigwait` suffices, the
 /// loop has nothing else to do).
 fn wait_signal(set: &libc::sigset_t) -> Option<i32> {
@@ -479,7 +461,7 @@ type MacHandle = Handle<
 /// Runs santad on macOS until SIGTERM or SIGINT. `config_path` is re-read on SIGHUP.
 /// `WatchPaths` and `DeadlineMs` do not apply (ES watches every exec and sets each deadline).
 pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), MacError> {
-    let signals = block_signals().map_err(MacError::Io)?;
+    let signals = crate::setup::block_signals().map_err(MacError::Io)?;
     let policy_engine = Arc::new(rules::PolicyEngine::new(
         crate::setup::load_snapshot(&config.rules_db_path, 1),
         rules::Policy::new(crate::setup::policy_config(&config)).map_err(MacError::Policy)?,

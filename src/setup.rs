@@ -85,6 +85,28 @@ pub fn load_snapshot(path: &Path, generation: u64) -> rules::Snapshot {
     }
 }
 
+/// Blocks the signals santad handles (SIGTERM, SIGINT, SIGHUP) in the calling thread — and so
+/// in every thread it starts afterwards — and ignores SIGPIPE; returns the set to wait on.
+#[cfg(unix)]
+pub fn block_signals() -> std::io::Result<libc::sigset_t> {
+    // SAFETY: `set` is a valid sigset_t, initialised by sigemptyset before use; pthread_sigmask
+    // reads it and writes no old mask (null).
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
+        // A closed stdout (the log) must be an error to handle, not a killing signal.
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        Ok(set)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

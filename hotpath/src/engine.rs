@@ -270,29 +270,26 @@ where
         self.workers() + 1
     }
 
+    /// Answers the default for an event that never got a slot (nobody else can reach it).
+    fn answer_unqueued(&self, payload: &P, reason: DefaultReason) -> Submitted {
+        self.responder
+            .respond(AnsweredBy::Submitter, payload, Answer::Default(reason));
+        Submitted::Answered(reason)
+    }
+
     fn submit_event(&self, core: usize, event: Event<P>) -> Submitted {
         let workers = self.workers();
         let counters = self.counters.core(core.min(self.external_core()));
         if !self.running.load(Ordering::Acquire) {
             bump(&counters.shutdown_defaults);
-            self.responder.respond(
-                AnsweredBy::Submitter,
-                &event.payload,
-                Answer::Default(DefaultReason::ShuttingDown),
-            );
-            return Submitted::Answered(DefaultReason::ShuttingDown);
+            return self.answer_unqueued(&event.payload, DefaultReason::ShuttingDown);
         }
         let deadline_ns = event.deadline_ns;
         let slot = match self.slots.claim(event) {
             Ok(slot) => slot,
             Err(event) => {
                 bump(&counters.slots_full_defaults);
-                self.responder.respond(
-                    AnsweredBy::Submitter,
-                    &event.payload,
-                    Answer::Default(DefaultReason::SlotsFull),
-                );
-                return Submitted::Answered(DefaultReason::SlotsFull);
+                return self.answer_unqueued(&event.payload, DefaultReason::SlotsFull);
             }
         };
         // The deadline thread sleeps until the earliest deadline it saw; wake it only for an

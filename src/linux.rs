@@ -521,7 +521,7 @@ impl FanotifyResponder {
             .names(by)
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let _ = procinfo::fill_process(event.pid, &mut rec, &mut names);
+        let _ = procinfo::fill_process_fast(event.pid, &mut rec, &mut names);
         Some(rec)
     }
 

@@ -12,7 +12,7 @@
 //! wedges the host, and systemd restarts the service.
 
 use crate::blockmsg::{BlockMessenger, MessageConfig};
-use crate::config::{self, Config, WatchScope};
+use crate::config::{Config, WatchScope};
 use crate::control::server::{ControlContext, ControlServer, EngineControl};
 use crate::eventlog::{self, EventLog, LoggerHandle};
 use crate::fanotify::{self, Fanotify, InitOptions, MarkScope};
@@ -308,22 +308,11 @@ fn reload(
     generation: u64,
 ) -> Config {
     logger.request_reopen();
-    let next = match config::load(config_path) {
-        Ok((next, _)) => next,
-        Err(e) => {
-            log::error!("reload: {e}; keeping the running configuration");
-            current.clone()
-        }
-    };
+    let next = crate::setup::reread_config(&current, config_path);
     if next.watch_paths != current.watch_paths || next.worker_count != current.worker_count {
         log::warn!("reload: WatchPaths and WorkerCount take effect at the next start");
     }
-    match rules::Policy::new(policy_config(&next)) {
-        Ok(policy) => {
-            policy_engine.set_policy(policy);
-        }
-        Err(e) => log::error!("reload: {e}; keeping the running policy"),
-    }
+    crate::setup::publish_policy(policy_engine, &next);
     if next.control_socket_path != current.control_socket_path {
         log::warn!("reload: ControlSocketPath takes effect at the next start");
     }

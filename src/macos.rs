@@ -14,7 +14,7 @@
 //!   releasing with `es_release_message` when the engine drops the payload).
 
 use crate::blockmsg::{BlockMessenger, MessageConfig};
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::es::{
     self, AuthPort, ClearCacheError, EsEngine, EsEvaluator, EsMessage, EsResponder, EsShared,
     EventView, ExecView, FileView, MessageView, NewClientError, ProcessView, RespondError,
@@ -598,19 +598,8 @@ fn reload(
     generation: u64,
 ) -> Config {
     logger.request_reopen();
-    let next = match config::load(config_path) {
-        Ok((next, _)) => next,
-        Err(e) => {
-            log::error!("reload: {e}; keeping the running configuration");
-            current.clone()
-        }
-    };
-    match rules::Policy::new(crate::setup::policy_config(&next)) {
-        Ok(policy) => {
-            policy_engine.set_policy(policy);
-        }
-        Err(e) => log::error!("reload: {e}; keeping the running policy"),
-    }
+    let next = crate::setup::reread_config(&current, config_path);
+    crate::setup::publish_policy(policy_engine, &next);
     policy_engine.publish_snapshot(crate::setup::load_snapshot(&next.rules_db_path, generation));
     engine.flush(FlushReason::Config);
     if let Err(e) = client.clear_cache() {

@@ -58,6 +58,29 @@ pub fn engine_config(config: &Config) -> EngineConfig {
     }
 }
 
+/// SIGHUP: the config at `path` (or the default lookup), or — if it is bad — the running one,
+/// so a typo never stops enforcement.
+pub fn reread_config(current: &Config, path: Option<&Path>) -> Config {
+    match crate::config::load(path) {
+        Ok((next, _)) => next,
+        Err(e) => {
+            log::error!("reload: {e}; keeping the running configuration");
+            current.clone()
+        }
+    }
+}
+
+/// SIGHUP: publishes the policy of `config` (mode, scopes, flags), or keeps the running one if it
+/// does not compile.
+pub fn publish_policy(policy_engine: &rules::PolicyEngine, config: &Config) {
+    match rules::Policy::new(policy_config(config)) {
+        Ok(policy) => {
+            policy_engine.set_policy(policy);
+        }
+        Err(e) => log::error!("reload: {e}; keeping the running policy"),
+    }
+}
+
 /// Loads the rules snapshot; a missing database is created, a corrupt or newer one is reported
 /// and left untouched, and santad runs on its configured policy with no rules (never a wipe).
 pub fn load_snapshot(path: &Path, generation: u64) -> rules::Snapshot {

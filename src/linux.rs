@@ -528,46 +528,43 @@ impl FanotifyResponder {
     /// Fills the decision half of a record and hands it to the logger.
     fn finish_record(
         &self,
-        mut rec: eventlog::RecordSlot<'_>,
+        rec: &mut Record,
         event: &ExecEvent,
         response: Response,
         verdict: Option<&Verdict>,
         default: Option<DefaultReason>,
     ) {
-        fill_record(&mut rec, event, response, verdict, default, &self.policy);
+        fill_record(rec, event, response, verdict, default, &self.policy);
         event.path_into(&mut rec.path);
         if procinfo::exec_completed(event.pid, event.key.dev, event.key.ino) {
             let _ = procinfo::read_cmdline_into(event.pid, &mut rec.args);
         }
-        rec.commit();
     }
 
-    fn block_message(&self, event: &ExecEvent, verdict: Option<&Verdict>) {
+    /// Hands Santa's block message to its thread. `rec` is the exec's filled log record: path,
+    /// ppid and user name come from it rather than from /proc again.
+    fn block_message(&self, event: &ExecEvent, verdict: Option<&Verdict>, rec: &Record) {
         let Some(blocks) = &self.blocks else { return };
         if verdict.is_some_and(|v| v.decision.silence.tty) {
             return;
         }
+        // The tty is the one fact the record does not carry.
         let Ok(stat) = procinfo::read_stat(event.pid) else {
             return;
         };
         let Some(tty) = procinfo::tty_path(stat.tty_nr) else {
             return;
         };
-        let mut path = Text::<{ eventlog::PATH_BYTES_MAX }>::new();
-        event.path_into(&mut path);
         let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
         let parent_name = std::fs::read_to_string(format!("/proc/{}/comm", stat.ppid))
             .map(|s| s.trim().to_string())
             .unwrap_or_default();
-        let username = procinfo::read_ids(event.pid).ok().map(|(uid, _)| {
-            let mut t = Text::<{ eventlog::NAME_BYTES_MAX }>::new();
-            NameCache::new().user_into(uid, &mut t);
-            String::from_utf8_lossy(t.as_bytes()).into_owned()
-        });
+        let username = (!rec.user.is_empty())
+            .then(|| String::from_utf8_lossy(rec.user.as_bytes()).into_owned());
         let notice = BlockNotice {
             tty: tty.as_path().to_path_buf(),
             reason: Some(verdict.map_or(BlockReason::Unknown, |v| block_reason(v.decision.reason))),
-            path: String::from_utf8_lossy(path.as_bytes()).into_owned(),
+            path: String::from_utf8_lossy(rec.path.as_bytes()).into_owned(),
             sha256: verdict.and_then(|v| v.sha256).map(|s| hex(&s)),
             team_id: verdict.and_then(|v| v.team_id.as_deref().map(str::to_string)),
             signing_id: verdict.and_then(|v| v.signing_id.as_deref().map(str::to_string)),
@@ -612,12 +609,13 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
             Some(_) => Response::Allow,
             None => default_response(&self.policy),
         };
-        let record = self.begin_record(by, event);
+        let mut record = self.begin_record(by, event);
         if event.kind == Kind::Notification {
             // The kernel already let it run: log what we would have said (process facts are
             // best effort here: a short-lived process may already be gone).
-            if let Some(rec) = record {
-                self.finish_record(rec, event, response, verdict, default);
+            if let Some(mut rec) = record {
+                self.finish_record(&mut rec, event, response, verdict, default);
+                rec.commit();
             }
             return;
         }
@@ -643,19 +641,30 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
                 Err(_) => bump(&self.linux.counters.ignore_mark_errors),
             }
         }
-        if let Some(rec) = record {
+        // Without a log record (ring full) a deny still gets its message and bundle lines: fill
+        // a scratch record for it then.
+        let mut scratch: Option<Box<Record>> = None;
+        let rec: Option<&mut Record> = match record.as_deref_mut() {
+            Some(rec) => Some(rec),
+            None if response == Response::Deny => {
+                Some(&mut **scratch.insert(Box::new(Record::new())))
+            }
+            None => None,
+        };
+        if let Some(rec) = rec {
             self.finish_record(rec, event, response, verdict, default);
-        }
-        if response == Response::Deny {
-            self.block_message(event, verdict);
-            if let Some(bundles) = &self.bundles {
-                let mut path = Text::<{ eventlog::PATH_BYTES_MAX }>::new();
-                event.path_into(&mut path);
-                let path = PathBuf::from(std::ffi::OsStr::from_bytes(path.as_bytes()));
-                if !bundles.submit(path) {
-                    bump(&self.linux.counters.bundle_drops);
+            if response == Response::Deny {
+                self.block_message(event, verdict, rec);
+                if let Some(bundles) = &self.bundles {
+                    let path = PathBuf::from(std::ffi::OsStr::from_bytes(rec.path.as_bytes()));
+                    if !bundles.submit(path) {
+                        bump(&self.linux.counters.bundle_drops);
+                    }
                 }
             }
+        }
+        if let Some(rec) = record {
+            rec.commit();
         }
     }
 }

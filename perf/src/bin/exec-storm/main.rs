@@ -807,9 +807,7 @@ fn main() {
     }
     eprintln!("santad RSS with 10,000 cache entries…");
     let rss = measure_rss(&harness, 10_000);
-    let mut report = render(
-        &harness, &configs, &results, &skipped, openssl, &sizes, quick,
-    );
+    let mut report = render(&configs, &results, &skipped, openssl, &sizes, quick);
     match rss {
         Ok((idle, full, refused)) => {
             let _ = writeln!(
@@ -852,14 +850,10 @@ fn overhead(
     let index = |c: Config| Config::ALL.iter().position(|x| *x == c).unwrap_or(0);
     let s = results.get(&(index(config), w))?;
     let base = results.get(&(index(Config::None), w))?;
-    if w == Workload::Storm {
-        return Some((median(&s.values) - median(&base.values)) as f64);
-    }
     Some((median(&s.values) - median(&base.values)) as f64)
 }
 
 fn render(
-    h: &Harness,
     configs: &[Config],
     results: &std::collections::BTreeMap<(usize, Workload), Sample>,
     skipped: &[(Config, String)],
@@ -867,7 +861,6 @@ fn render(
     sizes: &Sizes,
     quick: bool,
 ) -> String {
-    let _ = h;
     let index = |c: Config| Config::ALL.iter().position(|x| *x == c).unwrap_or(0);
     let mut out = String::new();
     let _ = writeln!(out, "# Performance results\n");

@@ -139,7 +139,19 @@ impl ExecEvaluator {
         file: &File,
         path: &[u8],
     ) -> Evaluation<Verdict> {
-        let id = match signing::identify_file(file, &self.limits, &mut local.scratch) {
+        self.evaluate_with(&mut local.rules, &mut local.scratch, file, path)
+    }
+
+    /// The evaluation, over the two parts of a worker's state it uses (so the caller can lend
+    /// the third, the path buffer, at the same time).
+    fn evaluate_with(
+        &self,
+        rules_eval: &mut rules::Evaluator,
+        scratch: &mut Vec<u8>,
+        file: &File,
+        path: &[u8],
+    ) -> Evaluation<Verdict> {
+        let id = match signing::identify_file(file, &self.limits, scratch) {
             Ok(id) => id,
             Err(e) => {
                 let verdict = unidentified(&self.policy, problem_of(&e));
@@ -171,7 +183,7 @@ impl ExecEvaluator {
             is_platform_binary: platform,
             path,
         };
-        let decision = local.rules.decide(&identity);
+        let decision = rules_eval.decide(&identity);
         let cacheability = cacheability(&decision, id.hash.changed);
         Evaluation {
             decision: Verdict {
@@ -206,11 +218,14 @@ impl<P: Subject> Evaluator<P> for ExecEvaluator {
     }
 
     fn evaluate(&self, local: &mut WorkerState, payload: &P) -> Evaluation<Arc<Verdict>> {
-        let mut path = std::mem::take(&mut local.path);
+        let WorkerState {
+            rules,
+            scratch,
+            path,
+        } = local;
         path.clear();
-        payload.path_into(&mut path);
-        let evaluation = self.evaluate_file(local, payload.file(), path.as_bytes());
-        local.path = path;
+        payload.path_into(path);
+        let evaluation = self.evaluate_with(rules, scratch, payload.file(), path.as_bytes());
         Evaluation {
             decision: Arc::new(evaluation.decision),
             cacheability: evaluation.cacheability,

@@ -47,6 +47,50 @@ pub(crate) fn c_str_at(bytes: &[u8], offset: usize, max_len: usize) -> Option<&s
     std::str::from_utf8(&window[..end]).ok()
 }
 
+/// What a decoder may still allocate for the values it builds. Decoders charge it *before* each
+/// allocation (a string's bytes, a container's slots), so one that runs out stops before it
+/// allocates: the output of a decode is bounded by the limit, however often the input makes
+/// the decoder revisit the same bytes (binary plists share objects by reference).
+#[derive(Debug)]
+pub(crate) struct OutputBudget {
+    left: usize,
+    limit: usize,
+}
+
+/// An [`OutputBudget`] ran out; `limit_bytes` is what it started with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BudgetExceeded {
+    pub limit_bytes: usize,
+}
+
+impl OutputBudget {
+    /// A budget of `limit_bytes`.
+    pub(crate) fn new(limit_bytes: usize) -> Self {
+        Self {
+            left: limit_bytes,
+            limit: limit_bytes,
+        }
+    }
+
+    /// Takes `bytes` from the budget, or fails (and takes nothing) if fewer are left.
+    pub(crate) fn charge(&mut self, bytes: usize) -> Result<(), BudgetExceeded> {
+        match self.left.checked_sub(bytes) {
+            Some(left) => {
+                self.left = left;
+                Ok(())
+            }
+            None => Err(BudgetExceeded {
+                limit_bytes: self.limit,
+            }),
+        }
+    }
+
+    /// `count` items of `size` bytes each (saturating: an overflow is simply too much).
+    pub(crate) fn charge_items(&mut self, count: usize, size: usize) -> Result<(), BudgetExceeded> {
+        self.charge(count.saturating_mul(size))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,5 +107,21 @@ mod tests {
         assert_eq!(c_str_at(b"abc\0def", 0, 10), Some("abc"));
         assert_eq!(c_str_at(b"abcdef", 0, 10), None);
         assert_eq!(c_str_at(b"abcdef\0", 0, 3), None);
+    }
+
+    #[test]
+    fn a_budget_refuses_what_it_cannot_cover_and_keeps_the_rest() {
+        let mut b = OutputBudget::new(10);
+        assert_eq!(b.charge(4), Ok(()));
+        assert_eq!(b.charge(7), Err(BudgetExceeded { limit_bytes: 10 }));
+        assert_eq!(b.charge(6), Ok(()));
+        assert_eq!(b.charge(1), Err(BudgetExceeded { limit_bytes: 10 }));
+        // A product that overflows saturates, and no budget below `usize::MAX` covers it.
+        assert_eq!(
+            OutputBudget::new(usize::MAX - 1).charge_items(usize::MAX / 2 + 1, 2),
+            Err(BudgetExceeded {
+                limit_bytes: usize::MAX - 1
+            })
+        );
     }
 }

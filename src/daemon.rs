@@ -91,7 +91,7 @@ fn wait_signal(set: &libc::sigset_t) -> Option<i32> {
 type SantaEngine = Engine<
     crate::linux::ExecEvent,
     ExecEvaluator,
-    FanotifyResponder,
+    Arc<FanotifyResponder>,
     MonotonicClock,
     FanotifySource,
 >;
@@ -99,7 +99,7 @@ type SantaEngine = Engine<
 type SantaHandle = Handle<
     crate::linux::ExecEvent,
     ExecEvaluator,
-    FanotifyResponder,
+    Arc<FanotifyResponder>,
     MonotonicClock,
     FanotifySource,
 >;
@@ -112,10 +112,10 @@ struct DaemonControl {
 
 impl EngineControl for DaemonControl {
     fn flush(&self, reason: FlushReason) -> Result<(), String> {
+        // The epoch first: a kernel mark being placed meanwhile sees it and withdraws itself.
         self.engine.flush(reason);
         self.linux
-            .fan
-            .flush_ignores()
+            .flush_kernel_cache()
             .map_err(|e| format!("flushing the kernel cache: {e}"))
     }
 
@@ -206,15 +206,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
 
     let engine_cfg = engine_config(&config);
     let workers = engine_cfg.workers;
-    let source = FanotifySource::new(
-        linux.clone(),
-        policy_engine.clone(),
-        workers,
-        FANOTIFY_BUFFER_BYTES,
-        config.deadline_ms.saturating_mul(1_000_000),
-    )
-    .map_err(DaemonError::Fanotify)?;
-    let responder = FanotifyResponder::new(
+    let responder = Arc::new(FanotifyResponder::new(
         linux.clone(),
         policy_engine.clone(),
         log.clone(),
@@ -222,7 +214,16 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
         Some(blocks),
         Some(bundles),
         config.log_exec_notifications,
-    );
+    ));
+    let source = FanotifySource::new(
+        linux.clone(),
+        policy_engine.clone(),
+        responder.clone(),
+        workers,
+        FANOTIFY_BUFFER_BYTES,
+        config.deadline_ms.saturating_mul(1_000_000),
+    )
+    .map_err(DaemonError::Fanotify)?;
     let evaluator = ExecEvaluator::new(policy_engine.clone(), config.max_hash_bytes);
     let engine: SantaEngine = Engine::start(
         engine_cfg,
@@ -232,6 +233,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
         source,
     )
     .map_err(DaemonError::Io)?;
+    linux.set_epoch(engine.epoch());
     let control = ControlContext::new(
         Arc::new(DaemonControl {
             engine: engine.handle(),
@@ -324,7 +326,7 @@ fn reload(
     });
     control.set_config(next.clone());
     engine.flush(FlushReason::Config);
-    if let Err(e) = linux.fan.flush_ignores() {
+    if let Err(e) = linux.flush_kernel_cache() {
         log::error!("reload: flushing the kernel cache: {e}");
     }
     next

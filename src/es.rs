@@ -1402,6 +1402,7 @@ mod tests {
             decision: v,
             origin: Origin::Evaluated,
             cacheable,
+            epoch: 0,
         };
         assert_eq!(
             kernel_answer(&decided(&allow, true), true),

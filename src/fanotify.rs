@@ -433,6 +433,31 @@ impl Fanotify {
         }
     }
 
+    /// Removes the inode ignore mark [`Fanotify::ignore_inode`] placed on `file` (a cached allow
+    /// that must not stand).
+    pub fn unignore_inode(&self, file: BorrowedFd<'_>, mask: u64) -> Result<(), Error> {
+        // Evictability is a property of an added mark; removal names only the ignore mask.
+        let flags =
+            libc::FAN_MARK_REMOVE | (self.ignore_flavor().flags() & !libc::FAN_MARK_EVICTABLE);
+        // SAFETY: both fds are valid for the call; a NULL path names the object `file` is.
+        let rc = unsafe {
+            libc::fanotify_mark(
+                self.fd.as_raw_fd(),
+                flags,
+                mask,
+                file.as_raw_fd(),
+                std::ptr::null(),
+            )
+        };
+        if rc < 0 {
+            return Err(Error::InodeMark {
+                call: "remove inode ignore mark",
+                source: io::Error::last_os_error(),
+            });
+        }
+        Ok(())
+    }
+
     /// Drops every inode mark of the group — the kernel allow cache built by
     /// [`Fanotify::ignore_inode`] — and keeps the mount and filesystem watch marks
     /// (`FAN_MARK_FLUSH` without a mount/filesystem flag).
@@ -497,6 +522,16 @@ impl Fanotify {
     /// Reads pending events into `buf` and returns an iterator over them. No events pending (the
     /// group is non-blocking) or an interrupted read gives an empty iterator.
     pub fn read<'a>(&'a self, buf: &'a mut EventBuffer) -> Result<Events<'a>, Error> {
+        self.read_answering(buf, Response::Allow)
+    }
+
+    /// [`Fanotify::read`], answering `default` to permission events of malformed records and
+    /// to those the iterator is dropped before handing out.
+    pub fn read_answering<'a>(
+        &'a self,
+        buf: &'a mut EventBuffer,
+        default: Response,
+    ) -> Result<Events<'a>, Error> {
         // SAFETY: buf.bytes is an initialised, exclusively borrowed allocation of bytes.len()
         // bytes; the kernel writes at most that many.
         let n = unsafe {
@@ -519,7 +554,7 @@ impl Fanotify {
             group: self.fd.as_fd(),
             bytes: &buf.bytes[..len.min(buf.bytes.len())],
             offset: 0,
-            failed: false,
+            default,
         })
     }
 
@@ -811,15 +846,135 @@ fn own_fd(fd: i32) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
-/// The events of one read. Yields each event once; a malformed buffer yields one error and
-/// ends. Dropping the iterator before the end answers `FAN_ALLOW` to the permission events it
-/// did not hand out and closes their fds, so no process is left waiting.
+/// Mask bits of the events the kernel holds until they are answered.
+const PERMISSION_MASK: u64 = libc::FAN_OPEN_EXEC_PERM | libc::FAN_OPEN_PERM | libc::FAN_ACCESS_PERM;
+
+/// One step of the walk over a read buffer ([`walk_record`]): pure, no fd is touched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordStep {
+    /// A well-formed event header at `start`, `len` bytes long, its info records from
+    /// `info_at`.
+    Event {
+        /// Offset of the record.
+        start: usize,
+        /// `event_len`.
+        len: usize,
+        /// Offset of the info records (`start + metadata_len`).
+        info_at: usize,
+        /// Mask.
+        mask: u64,
+        /// The fd field (negative: none).
+        fd: i32,
+        /// The pid field.
+        pid: i32,
+    },
+    /// A malformed record at `start`; the walk goes on at `next`. `fd` is the record's fd when
+    /// its length could be trusted (so the fd belongs to it and must be answered and closed).
+    Malformed {
+        /// Offset of the record.
+        start: usize,
+        /// Where the next record starts (resynchronised on a plausible header if the length
+        /// could not be trusted).
+        next: usize,
+        /// The record's fd and whether its mask says the kernel waits for an answer.
+        fd: Option<(i32, bool)>,
+        /// What was wrong.
+        what: &'static str,
+    },
+}
+
+/// Whether `bytes[at..]` starts like a header the kernel writes: our metadata version, a
+/// 24-byte metadata length, a zero reserved byte and a length that fits.
+fn plausible_header(bytes: &[u8], at: usize) -> bool {
+    let Some(rest) = bytes.get(at..) else {
+        return false;
+    };
+    if rest.len() < EVENT_METADATA_LEN {
+        return false;
+    }
+    let event_len = read_u32(rest, 0) as usize;
+    rest[4] == METADATA_VERSION
+        && rest[5] == 0
+        && u16::from_ne_bytes([rest[6], rest[7]]) as usize == EVENT_METADATA_LEN
+        && (EVENT_METADATA_LEN..=rest.len()).contains(&event_len)
+}
+
+/// The record at `offset` of a read buffer, or `None` at the end. Never panics, never loops:
+/// every step moves forward. A malformed record whose length can be trusted is skipped
+/// exactly (its fd reported, to be answered and closed); otherwise the walk resynchronises on
+/// the next plausible header, 4-byte aligned (info records keep that alignment), and a
+/// trailing fragment too short for a header ends it.
+pub fn walk_record(bytes: &[u8], offset: usize) -> Option<RecordStep> {
+    let rest = bytes.get(offset..).filter(|r| !r.is_empty())?;
+    if rest.len() < EVENT_METADATA_LEN {
+        return Some(RecordStep::Malformed {
+            start: offset,
+            next: bytes.len(),
+            fd: None,
+            what: "truncated event header",
+        });
+    }
+    let event_len = read_u32(rest, 0) as usize;
+    let version = rest[4];
+    let metadata_len = u16::from_ne_bytes([rest[6], rest[7]]) as usize;
+    let mask = read_u64(rest, 8);
+    let fd = read_i32(rest, 16);
+    let pid = read_i32(rest, 20);
+    let len_ok = (EVENT_METADATA_LEN..=rest.len()).contains(&event_len);
+    if len_ok
+        && version == METADATA_VERSION
+        && (EVENT_METADATA_LEN..=event_len).contains(&metadata_len)
+    {
+        return Some(RecordStep::Event {
+            start: offset,
+            len: event_len,
+            info_at: offset + metadata_len,
+            mask,
+            fd,
+            pid,
+        });
+    }
+    let what = if version != METADATA_VERSION {
+        "unknown metadata version"
+    } else if !len_ok {
+        "event_len too small or past the bytes read"
+    } else {
+        "metadata_len out of range"
+    };
+    if len_ok && version == METADATA_VERSION {
+        // The layout is ours and the length fits: the fd field is this record's.
+        return Some(RecordStep::Malformed {
+            start: offset,
+            next: offset + event_len,
+            fd: (fd >= 0).then_some((fd, mask & PERMISSION_MASK != 0)),
+            what,
+        });
+    }
+    // The length cannot be trusted, and neither can the fd field (closing a number that is not
+    // this event's could close one of ours). Find the next header that looks like the kernel's.
+    let mut next = offset + 4;
+    while next < bytes.len() && !plausible_header(bytes, next) {
+        next += 4;
+    }
+    Some(RecordStep::Malformed {
+        start: offset,
+        next: next.min(bytes.len()),
+        fd: None,
+        what,
+    })
+}
+
+/// The events of one read. Yields each event once; a malformed record yields an error (its
+/// permission event, when it can be attributed, answered with the walk's default and its fd
+/// closed) and the walk goes on. Dropping the iterator before the end answers the default to
+/// the permission events it did not hand out and closes their fds, so no process is left
+/// waiting.
 #[derive(Debug)]
 pub struct Events<'a> {
     group: BorrowedFd<'a>,
     bytes: &'a [u8],
     offset: usize,
-    failed: bool,
+    default: Response,
 }
 
 impl<'a> Events<'a> {
@@ -829,48 +984,46 @@ impl<'a> Events<'a> {
     }
 
     fn parse_next(&mut self) -> Option<Result<Event<'a>, Error>> {
-        if self.failed || self.offset >= self.bytes.len() {
-            return None;
+        match walk_record(self.bytes, self.offset)? {
+            RecordStep::Malformed {
+                start,
+                next,
+                fd,
+                what,
+            } => {
+                self.offset = next.max(start + 1);
+                if let Some((fd, permission)) = fd {
+                    let fd = own_fd(fd);
+                    if permission {
+                        let _ = respond_raw(self.group, fd.as_raw_fd(), self.default, false);
+                    }
+                    drop(fd);
+                }
+                if what == "unknown metadata version" {
+                    let found = self.bytes.get(start + 4).copied().unwrap_or(0);
+                    return Some(Err(Error::Version { found }));
+                }
+                Some(Err(Error::Malformed {
+                    what,
+                    offset: start,
+                }))
+            }
+            RecordStep::Event {
+                start,
+                len,
+                info_at,
+                mask,
+                fd,
+                pid,
+            } => {
+                self.offset = start + len;
+                let info = &self.bytes[info_at..start + len];
+                Some(Ok(self.own_event(mask, fd, pid, info)))
+            }
         }
-        let start = self.offset;
-        let rest = &self.bytes[start..];
-        if rest.len() < EVENT_METADATA_LEN {
-            self.failed = true;
-            return Some(Err(Error::Malformed {
-                what: "truncated event header",
-                offset: start,
-            }));
-        }
-        let event_len = read_u32(rest, 0) as usize;
-        let version = rest[4];
-        let metadata_len = u16::from_ne_bytes([rest[6], rest[7]]) as usize;
-        if version != METADATA_VERSION {
-            self.failed = true;
-            return Some(Err(Error::Version { found: version }));
-        }
-        if event_len < EVENT_METADATA_LEN
-            || metadata_len < EVENT_METADATA_LEN
-            || metadata_len > event_len
-        {
-            self.failed = true;
-            return Some(Err(Error::Malformed {
-                what: "event_len or metadata_len too small",
-                offset: start,
-            }));
-        }
-        if event_len > rest.len() {
-            self.failed = true;
-            return Some(Err(Error::Malformed {
-                what: "event_len past the bytes read",
-                offset: start,
-            }));
-        }
-        self.offset = start + event_len;
-        let event_bytes = &rest[..event_len];
-        let mask = read_u64(event_bytes, 8);
-        let fd = read_i32(event_bytes, 16);
-        let pid = read_i32(event_bytes, 20);
-        let info = &event_bytes[metadata_len..];
+    }
+
+    fn own_event(&self, mask: u64, fd: i32, pid: i32, info: &'a [u8]) -> Event<'a> {
         let fd = if fd >= 0 {
             Some(EventFd(own_fd(fd)))
         } else {
@@ -901,14 +1054,14 @@ impl<'a> Events<'a> {
                 }
             }
         }
-        Some(Ok(Event {
+        Event {
             mask,
             fd,
             pid,
             pidfd,
             info_malformed,
             info,
-        }))
+        }
     }
 }
 
@@ -926,8 +1079,8 @@ impl Drop for Events<'_> {
                 && event.is_permission()
                 && let Some(fd) = &event.fd
             {
-                // Nobody took this event: let the process go rather than hold it forever.
-                let _ = respond_raw(self.group, fd.raw(), Response::Allow, false);
+                // Nobody took this event: answer the default rather than hold it forever.
+                let _ = respond_raw(self.group, fd.raw(), self.default, false);
             }
         }
     }
@@ -977,7 +1130,7 @@ mod tests {
             group: group.as_fd(),
             bytes,
             offset: 0,
-            failed: false,
+            default: Response::Allow,
         }
     }
 

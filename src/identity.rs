@@ -19,6 +19,28 @@ pub trait Subject: Send + Sync + 'static {
     fn file(&self) -> &File;
     /// Writes the path the file was executed by into `out`.
     fn path_into(&self, out: &mut Text<PATH_BYTES_MAX>);
+    /// Keeps writers off the file for the evaluation, where the platform can, so a decision
+    /// about it may be cached: a later change then always moves its stamp. Paired with
+    /// [`Subject::release_writers`].
+    fn hold_writers(&self) -> WriteHold {
+        WriteHold::NotNeeded
+    }
+    /// Ends what [`Subject::hold_writers`] returned [`WriteHold::Held`] for.
+    fn release_writers(&self) {}
+}
+
+/// Whether nobody could change a file unseen while it was evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteHold {
+    /// Writers are held off (Linux: a read lease, which the kernel grants only while nobody has
+    /// the file open for writing, and which makes a new writer wait until it is released).
+    Held,
+    /// Nobody but root can write the file, or the platform reports every change itself.
+    NotNeeded,
+    /// Someone has it open for writing (or the filesystem cannot say): a write through a
+    /// mapping made before the evaluation would not move the stamp, so the decision is not
+    /// cached.
+    Failed,
 }
 
 /// The engine's decision for one file: the rules decision plus the identities the log and the
@@ -81,9 +103,14 @@ fn signing_status(status: &signing::SigningStatus) -> rules::SigningStatus {
     }
 }
 
+/// What a decision about a file that changed while it was evaluated says: the mode decides.
+pub(crate) const CHANGED_WHILE_EVALUATED: &str = "file changed while it was evaluated";
+
 /// How long a decision may be kept, from what it is and whether the file held still.
 pub(crate) fn cacheability(decision: &rules::Decision, file_changed: bool) -> Cacheability {
-    if file_changed || !decision.cacheable {
+    if file_changed {
+        Cacheability::FileChanged
+    } else if !decision.cacheable {
         Cacheability::Never
     } else if decision.action == rules::Action::Allow {
         Cacheability::UntilChanged
@@ -183,8 +210,15 @@ impl ExecEvaluator {
             is_platform_binary: platform,
             path,
         };
+        if id.hash.changed {
+            // No version of the file that held still was read: neither trust nor cache it.
+            return Evaluation {
+                decision: unidentified(&self.policy, CHANGED_WHILE_EVALUATED),
+                cacheability: Cacheability::FileChanged,
+            };
+        }
         let decision = rules_eval.decide(&identity);
-        let cacheability = cacheability(&decision, id.hash.changed);
+        let cacheability = cacheability(&decision, false);
         Evaluation {
             decision: Verdict {
                 decision,
@@ -225,10 +259,20 @@ impl<P: Subject> Evaluator<P> for ExecEvaluator {
         } = local;
         path.clear();
         payload.path_into(path);
+        let hold = payload.hold_writers();
         let evaluation = self.evaluate_with(rules, scratch, payload.file(), path.as_bytes());
+        if hold == WriteHold::Held {
+            payload.release_writers();
+        }
+        let cacheability = match (hold, evaluation.cacheability) {
+            (WriteHold::Failed, Cacheability::UntilChanged | Cacheability::DenyTtl) => {
+                Cacheability::Never
+            }
+            (_, c) => c,
+        };
         Evaluation {
             decision: Arc::new(evaluation.decision),
-            cacheability: evaluation.cacheability,
+            cacheability,
         }
     }
 }

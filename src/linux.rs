@@ -8,42 +8,154 @@
 //! then writes the log record and, on a deny, hands the block message and the bundle hash to
 //! their own threads.
 //!
+//! The kernel allow cache only holds what cannot change unseen. The kernel drops an ignore mark
+//! on `write()`-style modification but not on a write through a shared mapping, so a mark is
+//! placed only for files nobody but root can modify (owner root, no group or other write bit
+//! unless the group is root, no POSIX ACL) on local filesystems whose contents change only
+//! through this kernel ([`KERNEL_CACHE_FILESYSTEMS`]). The mark is placed before the answer,
+//! then the stamp and the cache epoch are checked again: if either moved (the file was written,
+//! or a flush raced us), the mark is withdrawn. Every other allow is answered from the
+//! user-space cache, whose stamp (ctime, multigrain on 6.13+) moves on every write path; to be
+//! sure no writer could change the file through a mapping it made beforehand, an evaluation
+//! holds a read lease (granted only while nobody has the file open for writing; a new writer
+//! waits until it is released), and a decision made without one is not cached.
+//!
 //! Santa logs every execution. Execs the kernel cache answered never reach us as permission
-//! events; the `FAN_OPEN_EXEC` notification mark catches them. A notification for an exec that
-//! we have just allowed ourselves would log it twice, so allows are remembered briefly by
-//! `(pid, file)` and such notifications are dropped.
+//! events; the `FAN_OPEN_EXEC` notification mark catches them. Such an exec is logged as the
+//! allow the kernel applied, with the decision that placed the mark — never re-evaluated. If
+//! the file no longer has the stamp it had then (root rewrote it through a mapping), that is an
+//! alert: its own `explain=`, a counter, the mark removed and, in Lockdown, the process killed
+//! through a pidfd. A notification for an exec that we have just allowed ourselves would log it
+//! twice, so allows are remembered briefly by `(pid, file)` and such notifications are dropped.
 
 use crate::blockmsg::{BlockMessenger, BlockNotice, BlockReason};
 use crate::eventlog::{self, EventLog, Record, Text};
 use crate::fanotify::{self, EventBuffer, Fanotify, Response, WakeFd};
-use crate::identity::{Subject, Verdict};
+use crate::identity::{Subject, Verdict, WriteHold};
 use crate::procinfo::{self, NameCache};
 use crate::report::{self, block_reason};
 use crossbeam_queue::ArrayQueue;
 use santa_hotpath::{
-    Answer, AnsweredBy, DefaultReason, Event, FileKey, FileStamp, Responder, Source, Submit,
+    Answer, AnsweredBy, DefaultReason, Epoch, Event, FileKey, FileStamp, Principal, Responder,
+    Source, Submit,
 };
 use santa_rules as rules;
+use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::SystemTime;
 
 /// How long a worker sleeps in `poll(2)` before re-checking: a safety net only (the kernel and
 /// the wake fd wake it).
 const WAIT_TIMEOUT_MS: i32 = 1_000;
-/// Deadline of a notification (nobody waits on it): only bounds how long it may sit queued.
-const NOTIFICATION_DEADLINE_NS: u64 = 60_000_000_000;
 /// Remembered allows for dropping duplicate notifications. A notification follows its
 /// permission event within microseconds, so a small table suffices; a collision at worst logs a
 /// line twice.
 const RECENT_ALLOWS: usize = 4_096;
 /// Denied paths waiting for the bundle task; beyond this they are dropped and counted.
 const BUNDLE_QUEUE_DEPTH: usize = 64;
+/// Kernel allow-cache marks remembered with the decision that placed them (so an exec the
+/// kernel answered is logged with it, and a changed file is caught). Beyond this no more marks
+/// are placed until the next flush: those files are answered from the user-space cache. 65,536
+/// entries are ~5 MiB at most, far more distinct root-owned binaries than a host runs.
+const KERNEL_MARKS_MAX: usize = 65_536;
+
+/// Filesystems whose file contents change only through a write this kernel performs (so a
+/// root-only file stays as root left it), by `statfs` magic: ext2/3/4, XFS, Btrfs, tmpfs,
+/// ramfs, F2FS, and the read-only SquashFS and EROFS. Not FUSE, NFS, CIFS, 9p, virtiofs, Ceph
+/// and the like (a server or another host can change the bytes), nor overlayfs (its lower
+/// layers can be written behind it).
+pub const KERNEL_CACHE_FILESYSTEMS: [(i64, &str); 8] = [
+    (0xEF53, "ext2/ext3/ext4"),
+    (0x5846_5342, "xfs"),
+    (0x9123_683E, "btrfs"),
+    (0x0102_1994, "tmpfs"),
+    (0x8584_58f6, "ramfs"),
+    (0xF2F5_2010, "f2fs"),
+    (0x7371_7368, "squashfs"),
+    (0xE0F5_E1E2, "erofs"),
+];
+
+/// What the kernel cache needs to know about an executed file, from the one `statx` per event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileFacts {
+    /// Cache key.
+    pub key: FileKey,
+    /// Stamp when the event was read.
+    pub stamp: FileStamp,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// `st_mode`.
+    pub mode: u32,
+}
+
+impl FileFacts {
+    /// Whether the mode bits leave writing to root alone (owner root; group write only for
+    /// group root; no other write). ACLs and the filesystem are checked separately.
+    pub fn mode_root_only(&self) -> bool {
+        self.uid == 0 && self.mode & 0o002 == 0 && (self.mode & 0o020 == 0 || self.gid == 0)
+    }
+}
+
+/// Whether `file` has a POSIX access ACL (which could grant someone else write).
+fn has_acl(file: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the name is a NUL-terminated literal; a NULL buffer of size 0 asks for the size.
+    let rc = unsafe {
+        libc::fgetxattr(
+            file.as_raw_fd(),
+            c"system.posix_acl_access".as_ptr(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if rc >= 0 {
+        return true;
+    }
+    // ENODATA: no ACL; EOPNOTSUPP: the filesystem has none. Anything else: cannot tell.
+    !matches!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::ENODATA) | Some(libc::EOPNOTSUPP)
+    )
+}
+
+/// The `statfs` magic of the filesystem holding `file`.
+fn fs_magic(file: &File) -> Option<i64> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `st` is a zeroed statfs the kernel fills; the fd is valid for the call.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        (libc::fstatfs(file.as_raw_fd(), &mut st) == 0).then_some(st.f_type as i64)
+    }
+}
+
+/// Whether nobody but root can change `file`'s contents: then the kernel may cache an allow.
+pub fn only_root_can_modify(file: &File, facts: &FileFacts) -> bool {
+    facts.mode_root_only()
+        && fs_magic(file).is_some_and(|m| KERNEL_CACHE_FILESYSTEMS.iter().any(|(k, _)| *k == m))
+        && !has_acl(file)
+}
+
+/// Takes a read lease on `file` (santad opened it read-only): granted only if nobody has the
+/// file open for writing; while held, an open for writing or a truncate waits for us.
+fn take_read_lease(file: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl on a valid fd with integer arguments.
+    unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, libc::F_RDLCK) == 0 }
+}
+
+fn drop_lease(file: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl on a valid fd with integer arguments.
+    let _ = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK) };
+}
 
 /// What the kernel asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +173,7 @@ pub struct ExecEvent {
     pid: i32,
     kind: Kind,
     key: FileKey,
+    facts: FileFacts,
 }
 
 impl ExecEvent {
@@ -84,6 +197,20 @@ impl Subject for ExecEvent {
         if procinfo::fd_path_into(self.file.as_fd(), out).is_err() {
             out.clear();
         }
+    }
+
+    fn hold_writers(&self) -> WriteHold {
+        if take_read_lease(&self.file) {
+            WriteHold::Held
+        } else if only_root_can_modify(&self.file, &self.facts) {
+            WriteHold::NotNeeded
+        } else {
+            WriteHold::Failed
+        }
+    }
+
+    fn release_writers(&self) {
+        drop_lease(&self.file);
     }
 }
 
@@ -147,6 +274,22 @@ pub struct LinuxCounters {
     pub ignore_marks: AtomicU64,
     /// Kernel allow-cache marks the kernel refused.
     pub ignore_mark_errors: AtomicU64,
+    /// Kernel allow-cache marks withdrawn right after placing them: the file's stamp or the
+    /// cache epoch moved meanwhile.
+    pub ignore_marks_withdrawn: AtomicU64,
+    /// Allows not given to the kernel cache because someone other than root could modify the
+    /// file (or its filesystem is not local).
+    pub kernel_cache_refusals: AtomicU64,
+    /// Execs the kernel cache answered, logged with the decision that placed the mark.
+    pub kernel_cached_execs: AtomicU64,
+    /// Execs the kernel cache answered for a file that no longer matched that decision.
+    pub kernel_cache_alerts: AtomicU64,
+    /// Processes killed after such an alert (Lockdown).
+    pub kernel_cache_kills: AtomicU64,
+    /// Notifications for which no mark was remembered (duplicates of logged answers).
+    pub notifications_unmatched: AtomicU64,
+    /// Malformed records in an fanotify read buffer (their permission events were answered).
+    pub malformed_records: AtomicU64,
     /// Denied paths not handed to the bundle task because its queue was full.
     pub bundle_drops: AtomicU64,
 }
@@ -155,12 +298,23 @@ fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
+/// A kernel allow-cache mark and the decision that placed it.
+#[derive(Debug, Clone)]
+struct Mark {
+    stamp: FileStamp,
+    verdict: Arc<Verdict>,
+}
+
 /// What the source and the responder share.
 #[derive(Debug)]
 pub struct Linux {
     /// The fanotify group.
     pub fan: Fanotify,
     recent: RecentAllows,
+    /// Marks placed since the last flush, by file.
+    marks: Mutex<HashMap<FileKey, Mark>>,
+    /// The decision cache's epoch, once the engine runs (no marks are placed before).
+    epoch: OnceLock<Epoch>,
     /// Counters.
     pub counters: LinuxCounters,
 }
@@ -171,8 +325,92 @@ impl Linux {
         Arc::new(Self {
             fan,
             recent: RecentAllows::new(),
+            marks: Mutex::new(HashMap::new()),
+            epoch: OnceLock::new(),
             counters: LinuxCounters::default(),
         })
+    }
+
+    /// Connects the kernel cache to the engine's epoch: from now on allows may be marked.
+    pub fn set_epoch(&self, epoch: Epoch) {
+        let _ = self.epoch.set(epoch);
+    }
+
+    /// Drops the kernel allow cache and what we remember of it. Call after the engine's flush
+    /// (which bumps the epoch first: a mark placed meanwhile sees the new epoch and goes).
+    pub fn flush_kernel_cache(&self) -> Result<(), fanotify::Error> {
+        let result = self.fan.flush_ignores();
+        self.marks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        result
+    }
+
+    /// Marks `event`'s file as allowed in the kernel if it may be, then checks that the file
+    /// and the epoch held still; withdraws the mark if not. Before the answer is written.
+    fn place_mark(&self, event: &ExecEvent, verdict: &Arc<Verdict>, epoch: u64) {
+        let counters = &self.counters;
+        let Some(current) = self.epoch.get() else {
+            return;
+        };
+        if !only_root_can_modify(&event.file, &event.facts) {
+            bump(&counters.kernel_cache_refusals);
+            return;
+        }
+        {
+            let mut marks = self.marks.lock().unwrap_or_else(PoisonError::into_inner);
+            if marks.len() >= KERNEL_MARKS_MAX && !marks.contains_key(&event.key) {
+                bump(&counters.kernel_cache_refusals);
+                return;
+            }
+            marks.insert(
+                event.key,
+                Mark {
+                    stamp: event.facts.stamp,
+                    verdict: verdict.clone(),
+                },
+            );
+        }
+        if self
+            .fan
+            .ignore_inode(event.file.as_fd(), fanotify::MASK_OPEN_EXEC_PERM)
+            .is_err()
+        {
+            bump(&counters.ignore_mark_errors);
+            self.forget_mark(event.key);
+            return;
+        }
+        bump(&counters.ignore_marks);
+        // The seqlock's read side: a flush bumps the epoch before it flushes the marks, so a
+        // mark that raced it either was flushed or sees the new epoch here.
+        let still = key_and_stamp(&event.file)
+            .is_ok_and(|(k, st)| k == event.key && st == event.facts.stamp)
+            && current.current() == epoch;
+        if !still {
+            bump(&counters.ignore_marks_withdrawn);
+            self.withdraw_mark(event.file.as_fd(), event.key);
+        }
+    }
+
+    fn forget_mark(&self, key: FileKey) {
+        self.marks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key);
+    }
+
+    fn withdraw_mark(&self, file: std::os::fd::BorrowedFd<'_>, key: FileKey) {
+        let _ = self.fan.unignore_inode(file, fanotify::MASK_OPEN_EXEC_PERM);
+        self.forget_mark(key);
+    }
+
+    fn mark_of(&self, key: FileKey) -> Option<Mark> {
+        self.marks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .cloned()
     }
 }
 
@@ -188,7 +426,7 @@ pub fn default_response(policy: &rules::PolicyEngine) -> Response {
     }
 }
 
-fn key_and_stamp(file: &File) -> std::io::Result<(FileKey, FileStamp)> {
+fn file_facts(file: &File) -> std::io::Result<FileFacts> {
     let m = file.metadata()?;
     let key = FileKey {
         dev: m.dev(),
@@ -201,7 +439,17 @@ fn key_and_stamp(file: &File) -> std::io::Result<(FileKey, FileStamp)> {
             .saturating_add(m.ctime_nsec()),
         size: m.size(),
     };
-    Ok((key, stamp))
+    Ok(FileFacts {
+        key,
+        stamp,
+        uid: m.uid(),
+        gid: m.gid(),
+        mode: m.mode(),
+    })
+}
+
+fn key_and_stamp(file: &File) -> std::io::Result<(FileKey, FileStamp)> {
+    file_facts(file).map(|f| (f.key, f.stamp))
 }
 
 /// One worker's wait set: an epoll instance holding the group fd with `EPOLLEXCLUSIVE` (the
@@ -257,6 +505,7 @@ impl WaitSet {
 pub struct FanotifySource {
     linux: Arc<Linux>,
     policy: Arc<rules::PolicyEngine>,
+    responder: Arc<FanotifyResponder>,
     buffers: Box<[Mutex<EventBuffer>]>,
     wakes: Box<[WakeFd]>,
     waits: Box<[WaitSet]>,
@@ -268,6 +517,7 @@ impl FanotifySource {
     pub fn new(
         linux: Arc<Linux>,
         policy: Arc<rules::PolicyEngine>,
+        responder: Arc<FanotifyResponder>,
         workers: usize,
         buffer_bytes: usize,
         deadline_ns: u64,
@@ -289,6 +539,7 @@ impl FanotifySource {
         Ok(Self {
             linux,
             policy,
+            responder,
             buffers,
             wakes,
             waits,
@@ -303,7 +554,8 @@ impl Source<ExecEvent> for FanotifySource {
         let mut buffer = self.buffers[worker]
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let events = match self.linux.fan.read(&mut buffer) {
+        let default = default_response(&self.policy);
+        let events = match self.linux.fan.read_answering(&mut buffer, default) {
             Ok(events) => events,
             Err(e) => {
                 bump(&counters.read_errors);
@@ -316,8 +568,9 @@ impl Source<ExecEvent> for FanotifySource {
             let event = match event {
                 Ok(event) => event,
                 Err(e) => {
-                    // The walk stops here; events after it were answered Allow by the iterator.
-                    bump(&counters.read_errors);
+                    // The walk answered that record's permission event with the default, closed
+                    // its fd, and goes on with the next one it can find.
+                    bump(&counters.malformed_records);
                     log::warn!("fanotify event walk: {e}");
                     continue;
                 }
@@ -328,15 +581,15 @@ impl Source<ExecEvent> for FanotifySource {
             let Some(fd) = event.fd else { continue };
             let file = File::from(fd.into_owned());
             let permission = event.mask & fanotify::MASK_OPEN_EXEC_PERM != 0;
-            let (key, stamp) = match key_and_stamp(&file) {
-                Ok(ks) => ks,
+            let facts = match file_facts(&file) {
+                Ok(facts) => facts,
                 Err(_) => {
                     if permission {
                         bump(&counters.stat_failures);
                         if self
                             .linux
                             .fan
-                            .respond(file.as_fd(), default_response(&self.policy), false)
+                            .respond(file.as_fd(), default, false)
                             .is_err()
                         {
                             bump(&counters.respond_errors);
@@ -345,43 +598,42 @@ impl Source<ExecEvent> for FanotifySource {
                     continue;
                 }
             };
+            let key = facts.key;
             if event.mask & fanotify::MASK_CLOSE_WRITE != 0 {
                 bump(&counters.close_writes);
-                intake.invalidate(key);
+                intake.invalidate(worker, key);
             }
-            let now = intake.now_ns();
-            let (kind, deadline_ns) = if permission {
+            let payload = |kind| ExecEvent {
+                file,
+                pid: event.pid,
+                kind,
+                key,
+                facts,
+            };
+            if permission {
                 bump(&counters.permission_events);
-                (Kind::Permission, now.saturating_add(self.deadline_ns))
+                let deadline_ns = intake.now_ns().saturating_add(self.deadline_ns);
+                intake.submit(
+                    worker,
+                    Event {
+                        payload: payload(Kind::Permission),
+                        key,
+                        stamp: facts.stamp,
+                        deadline_ns,
+                    },
+                );
+                submitted += 1;
             } else if event.mask & fanotify::MASK_OPEN_EXEC != 0 {
                 bump(&counters.notifications);
                 if self.linux.recent.take(event.pid, key) {
                     bump(&counters.notifications_deduplicated);
                     continue;
                 }
-                (
-                    Kind::Notification,
-                    now.saturating_add(NOTIFICATION_DEADLINE_NS),
-                )
-            } else {
-                continue;
-            };
-            let payload = ExecEvent {
-                file,
-                pid: event.pid,
-                kind,
-                key,
-            };
-            intake.submit(
-                worker,
-                Event {
-                    payload,
-                    key,
-                    stamp,
-                    deadline_ns,
-                },
-            );
-            submitted += 1;
+                // Nothing to decide: the kernel cache already let it run. Logged here, with
+                // the decision that placed the mark.
+                self.responder
+                    .kernel_cached(worker, &payload(Kind::Notification));
+            }
         }
         submitted
     }
@@ -393,6 +645,19 @@ impl Source<ExecEvent> for FanotifySource {
 
     fn wake(&self, worker: usize) {
         let _ = self.wakes[worker].wake();
+    }
+
+    fn restamp(&self, event: &ExecEvent) -> Option<FileStamp> {
+        key_and_stamp(&event.file).ok().map(|(_, stamp)| stamp)
+    }
+
+    /// The file's owner pays for hashing it; root's files (the system's own binaries, which no
+    /// unprivileged user can grow or slow down) are not bounded.
+    fn principal(&self, event: &ExecEvent) -> Option<Principal> {
+        (event.facts.uid != 0).then_some(Principal {
+            id: event.facts.uid,
+            cost_bytes: event.facts.stamp.size,
+        })
     }
 }
 
@@ -594,15 +859,63 @@ fn fill_record(
     rec.pid = event.pid;
 }
 
+impl FanotifyResponder {
+    /// Logs an exec the kernel cache answered (a `FAN_OPEN_EXEC` notification with no
+    /// permission event before it) as the allow the kernel applied, with the decision that
+    /// placed the mark. If the file no longer has the stamp it had then, that is an alert: the
+    /// mark goes and, in Lockdown, the process is killed.
+    pub fn kernel_cached(&self, worker: usize, event: &ExecEvent) {
+        let counters = &self.linux.counters;
+        let Some(mark) = self.linux.mark_of(event.key) else {
+            // Not ours to report: the permission path logged this exec already (a collision
+            // in the recent-allows table, or an allow by default).
+            bump(&counters.notifications_unmatched);
+            return;
+        };
+        let record = self.begin_record(AnsweredBy::Worker(worker), event);
+        let changed = mark.stamp != event.facts.stamp;
+        let mut killed = false;
+        if changed {
+            bump(&counters.kernel_cache_alerts);
+            self.linux.withdraw_mark(event.file.as_fd(), event.key);
+            if self.policy.policy().config().mode == rules::ClientMode::Lockdown {
+                killed = procinfo::kill_process(event.pid);
+                if killed {
+                    bump(&counters.kernel_cache_kills);
+                }
+            }
+            log::warn!(
+                "ALERT: the kernel cache let pid {} execute a file changed since it was allowed{}",
+                event.pid,
+                if killed { "; process killed" } else { "" }
+            );
+        } else {
+            bump(&counters.kernel_cached_execs);
+        }
+        if let Some(mut rec) = record {
+            self.finish_record(&mut rec, event, Response::Allow, Some(&mark.verdict), None);
+            if changed {
+                rec.explain
+                    .set(b"ALERT: kernel cache allowed a file changed since its decision");
+                if killed {
+                    rec.explain.push(b"; process killed");
+                }
+            }
+            rec.commit();
+        }
+    }
+}
+
 impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
     fn respond(&self, by: AnsweredBy, event: &ExecEvent, answer: Answer<'_, Arc<Verdict>>) {
-        let (verdict, cacheable, default) = match answer {
+        let (verdict, cacheable, default, epoch) = match answer {
             Answer::Decided {
                 decision,
                 cacheable,
+                epoch,
                 ..
-            } => (Some(&**decision), cacheable, None),
-            Answer::Default(reason) => (None, false, Some(reason)),
+            } => (Some(decision), cacheable, None, epoch),
+            Answer::Default(reason) => (None, false, Some(reason), 0),
         };
         let response = match verdict {
             Some(v) if v.decision.action == rules::Action::Deny => Response::Deny,
@@ -610,18 +923,16 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
             None => default_response(&self.policy),
         };
         let mut record = self.begin_record(by, event);
-        if event.kind == Kind::Notification {
-            // The kernel already let it run: log what we would have said (process facts are
-            // best effort here: a short-lived process may already be gone).
-            if let Some(mut rec) = record {
-                self.finish_record(&mut rec, event, response, verdict, default);
-                rec.commit();
-            }
-            return;
-        }
         if response == Response::Allow && self.log_notifications {
             // Before answering: the notification can only follow the answer.
             self.linux.recent.record(event.pid, event.key);
+        }
+        if response == Response::Allow
+            && cacheable
+            && let Some(v) = verdict
+        {
+            // Before the answer: placed, re-checked, withdrawn if the file or epoch moved.
+            self.linux.place_mark(event, v, epoch);
         }
         if self
             .linux
@@ -631,16 +942,7 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
         {
             bump(&self.linux.counters.respond_errors);
         }
-        if response == Response::Allow && cacheable {
-            match self
-                .linux
-                .fan
-                .ignore_inode(event.file.as_fd(), fanotify::MASK_OPEN_EXEC_PERM)
-            {
-                Ok(()) => bump(&self.linux.counters.ignore_marks),
-                Err(_) => bump(&self.linux.counters.ignore_mark_errors),
-            }
-        }
+        let verdict = verdict.map(|v| &**v);
         // Without a log record (ring full) a deny still gets its message and bundle lines: fill
         // a scratch record for it then.
         let mut scratch: Option<Box<Record>> = None;
@@ -665,6 +967,17 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
         }
         if let Some(rec) = record {
             rec.commit();
+        }
+    }
+
+    /// `respond` panicked: write the default (if the answer already reached the kernel, the
+    /// kernel refuses this second one, harmlessly).
+    fn respond_failed(&self, _by: AnsweredBy, event: &ExecEvent) {
+        if event.kind == Kind::Permission {
+            let _ =
+                self.linux
+                    .fan
+                    .respond(event.file.as_fd(), default_response(&self.policy), false);
         }
     }
 }

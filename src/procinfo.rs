@@ -277,6 +277,30 @@ pub fn pidfd_alive(pidfd: BorrowedFd<'_>) -> bool {
     rc == 0
 }
 
+/// Kills process `pid` through a pidfd (so a reused pid is never hit: the pidfd names the
+/// process that had the pid when it was opened). True if the signal was sent.
+pub fn kill_process(pid: i32) -> bool {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return false;
+    }
+    let fd = fd as i32;
+    // SAFETY: `fd` is the pidfd just opened; a NULL siginfo sends a plain SIGKILL.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd,
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    // SAFETY: closing the fd we opened above, once.
+    unsafe { libc::close(fd) };
+    rc == 0
+}
+
 #[derive(Clone)]
 struct NameEntry {
     id: u32,

@@ -55,6 +55,8 @@ pub fn engine_config(config: &Config) -> EngineConfig {
         deny_ttl_ms: config.deny_cache_ttl_ms,
         idle_spins: 0,
         deadline_thread: true,
+        // One user's files: at most workers - 1 evaluations and 256 MiB hashed at once.
+        ..EngineConfig::default()
     }
 }
 
@@ -126,6 +128,10 @@ pub fn block_signals() -> std::io::Result<libc::sigset_t> {
         }
         // A closed stdout (the log) must be an error to handle, not a killing signal.
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        // A writer opening a file while an evaluation holds a read lease on it breaks the
+        // lease, which signals the holder with SIGIO (default: terminate). The lease is
+        // dropped when the evaluation ends; the signal carries nothing we need.
+        libc::signal(libc::SIGIO, libc::SIG_IGN);
         Ok(set)
     }
 }

@@ -4,9 +4,17 @@
 //! - [`Lookup::Hit`]: a decision for this file (same stamp, current epoch, not expired);
 //! - [`Lookup::Miss`]: nobody is evaluating this file; the caller now owns a [`Ticket`], must
 //!   evaluate and then call [`DecisionCache::complete`] or [`DecisionCache::abandon`];
-//! - [`Lookup::Pending`]: another worker owns the evaluation; the caller waits on the shard's
-//!   condvar with [`DecisionCache::wait`], bounded by its own deadline, and takes the owner's
-//!   decision. A file is never evaluated twice at once.
+//! - [`Lookup::Parked`]: another worker owns the evaluation; the caller's event (an opaque
+//!   `u32` token, the engine's slot index) is parked on the placeholder and the caller goes on
+//!   with other work. The owner gets every parked token back from `complete`/`abandon` and
+//!   answers them. A file is never evaluated twice at once, and a waiting event never holds a
+//!   worker (a user exec'ing one slow file many times cannot pin every worker).
+//!
+//! Parked tokens form an intrusive list through a preallocated link array (one `u32` per
+//! token), so parking allocates nothing. A write to the file while events are parked
+//! ([`DecisionCache::invalidate`]) removes the placeholder and hands its tokens back for a
+//! fresh evaluation; the owner's result is then neither cached nor given to them: no waiter
+//! takes a decision made on content that has since changed.
 //!
 //! Placeholders live beside the LRU, in a per-shard map, so LRU eviction can never drop one.
 //! A flush bumps an epoch: entries from an older epoch are invisible (O(1), no walk). Entries are
@@ -19,9 +27,8 @@ use crossbeam_utils::CachePadded;
 use lru::LruCache;
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// Placeholders preallocated per shard; more are possible but then the map allocates.
 const PENDING_PER_SHARD_PREALLOC: usize = 16;
@@ -29,6 +36,9 @@ const PENDING_PER_SHARD_PREALLOC: usize = 16;
 /// Device number of the dead entries a new cache is filled with. No filesystem reports it
 /// (`st_dev` is a small major/minor pair), so a real file never matches one.
 const DEAD_DEV: u64 = u64::MAX;
+
+/// End of a parked list.
+const NO_TOKEN: u32 = u32::MAX;
 
 /// Dummy insertions per entry of capacity made at construction (bounded in total by
 /// [`PREWARM_PUSHES_MAX`]). A full LRU churns its hash table (one remove and one insert per
@@ -39,6 +49,20 @@ const PREWARM_PUSHES_PER_ENTRY: usize = 16;
 /// At most this many dummy insertions in all (~0.3 s), for very large caches.
 const PREWARM_PUSHES_MAX: usize = 4 << 20;
 
+/// A read-only view of the cache's flush epoch, for whoever places kernel-side cache entries:
+/// an entry placed for a decision of an older epoch than [`Epoch::current`] must be withdrawn
+/// (the epoch is bumped before the kernel cache is flushed, so a placement that raced a flush
+/// sees the new epoch once it is placed).
+#[derive(Debug, Clone)]
+pub struct Epoch(Arc<CachePadded<AtomicU64>>);
+
+impl Epoch {
+    /// The epoch now.
+    pub fn current(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
 /// How an evaluation's decision may be kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cacheability {
@@ -46,8 +70,20 @@ pub enum Cacheability {
     UntilChanged,
     /// For the cache's deny TTL only, so a new allow rule takes effect without a flush (denies).
     DenyTtl,
-    /// Not at all (the file changed while being evaluated, a transient error, …).
+    /// Not at all (a transient error, a file too large to hash, …); events parked on the
+    /// evaluation take the same decision.
     Never,
+    /// Not at all, because the file changed while it was evaluated: the decision describes no
+    /// version of the file that held still, so events parked on the evaluation are handed back
+    /// to be evaluated again instead of taking it.
+    FileChanged,
+}
+
+impl Cacheability {
+    /// Whether the decision may be kept (by this cache or the kernel's).
+    pub fn is_cacheable(self) -> bool {
+        matches!(self, Self::UntilChanged | Self::DenyTtl)
+    }
 }
 
 /// What a lookup found.
@@ -57,40 +93,53 @@ pub enum Lookup<D> {
     Hit(D),
     /// Nobody is evaluating this file: evaluate, then complete or abandon the ticket.
     Miss(Ticket),
-    /// Another worker is evaluating this file: wait for it.
-    Pending(Wait),
+    /// Another worker is evaluating this file: the caller's token is parked on it and comes
+    /// back to the owner from `complete` or `abandon` (or to whoever invalidates the file).
+    Parked,
 }
 
 /// The right (and duty) to evaluate one file and publish the decision.
 #[derive(Debug)]
-#[must_use = "a ticket must be completed or abandoned, or waiters wait until their deadline"]
+#[must_use = "a ticket must be completed or abandoned, or parked events are never answered"]
 pub struct Ticket {
     key: FileKey,
     stamp: FileStamp,
     epoch: u64,
     seq: u64,
-    /// False when a placeholder could not be inserted (an older one still has waiters):
-    /// the evaluation then runs uncoalesced.
+    /// False when a placeholder could not be inserted (another version of the file is being
+    /// evaluated): the evaluation then runs uncoalesced.
     placeholder: bool,
 }
 
-/// A place in the queue of waiters for another worker's evaluation.
-#[derive(Debug)]
-#[must_use = "a wait must be waited on, or the placeholder's waiter count never drops"]
-pub struct Wait {
-    key: FileKey,
-    seq: u64,
+impl Ticket {
+    /// The epoch the decision will be cached under: a kernel-side cache entry placed for it
+    /// must be withdrawn if [`DecisionCache::epoch`] has moved on by then.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
 }
 
-/// How a wait ended.
-#[derive(Debug, PartialEq, Eq)]
-pub enum WaitOutcome<D> {
-    /// The owner published this decision.
-    Decided(D),
-    /// The deadline came first.
-    TimedOut,
-    /// The owner gave up (its evaluation failed).
-    Abandoned,
+/// Tokens handed back by `complete`, `abandon` or `invalidate`: walk them with
+/// [`DecisionCache::next_parked`] (each exactly once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "parked tokens must be answered or re-queued"]
+pub struct Parked {
+    head: u32,
+    /// The tokens must be evaluated again: the file changed while they waited.
+    pub restart: bool,
+}
+
+impl Parked {
+    /// No tokens.
+    pub const NONE: Parked = Parked {
+        head: NO_TOKEN,
+        restart: false,
+    };
+
+    /// Whether there is no token.
+    pub fn is_empty(&self) -> bool {
+        self.head == NO_TOKEN
+    }
 }
 
 #[derive(Debug)]
@@ -103,32 +152,23 @@ struct Entry<D> {
 }
 
 #[derive(Debug)]
-enum Outcome<D> {
-    Running,
-    /// The decision, and whether later lookups may reuse it.
-    Done(D, bool),
-    Abandoned,
-}
-
-#[derive(Debug)]
-struct Placeholder<D> {
+struct Placeholder {
     seq: u64,
     stamp: FileStamp,
-    waiters: u32,
-    outcome: Outcome<D>,
+    /// Head of the parked tokens (most recent first), [`NO_TOKEN`] if none.
+    parked: u32,
 }
 
 #[derive(Debug)]
 struct ShardInner<D> {
     lru: LruCache<FileKey, Entry<D>, KeyHashBuilder>,
-    pending: HashMap<FileKey, Placeholder<D>, KeyHashBuilder>,
+    pending: HashMap<FileKey, Placeholder, KeyHashBuilder>,
     next_seq: u64,
 }
 
 #[derive(Debug)]
 struct Shard<D> {
     inner: Mutex<ShardInner<D>>,
-    changed: Condvar,
 }
 
 /// The sharded decision cache. `D` is the evaluator's decision, cloned out on every hit.
@@ -137,8 +177,11 @@ pub struct DecisionCache<D> {
     shards: Box<[CachePadded<Shard<D>>]>,
     shard_mask: u64,
     hasher: KeyHashBuilder,
-    epoch: CachePadded<AtomicU64>,
+    epoch: Epoch,
     deny_ttl_ns: u64,
+    /// `links[t]`: the token parked after `t`. Written under the shard lock of the placeholder
+    /// `t` is parked on; read by whoever took the list out (it is theirs alone by then).
+    links: Box<[AtomicU32]>,
     flushes: [AtomicU64; 4],
     invalidations: AtomicU64,
 }
@@ -151,8 +194,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl<D: Clone> DecisionCache<D> {
     /// A cache of about `capacity` decisions in `shards` shards (rounded up to a power of two),
-    /// keeping deny decisions for `deny_ttl_ns`.
-    pub fn new(capacity: usize, shards: usize, deny_ttl_ns: u64, hasher: KeyHashBuilder) -> Self {
+    /// keeping deny decisions for `deny_ttl_ns`; tokens parked on evaluations are below
+    /// `tokens` (the engine's in-flight slots).
+    pub fn new(
+        capacity: usize,
+        shards: usize,
+        deny_ttl_ns: u64,
+        hasher: KeyHashBuilder,
+        tokens: usize,
+    ) -> Self {
         let shards = shards.clamp(1, 1 << 12).next_power_of_two();
         let per_shard =
             NonZeroUsize::new(capacity.div_ceil(shards).max(1)).unwrap_or(NonZeroUsize::MIN);
@@ -179,7 +229,6 @@ impl<D: Clone> DecisionCache<D> {
                         ),
                         next_seq: 0,
                     }),
-                    changed: Condvar::new(),
                 })
             })
             .collect();
@@ -187,8 +236,11 @@ impl<D: Clone> DecisionCache<D> {
             shards: shards_vec,
             shard_mask: (shards - 1) as u64,
             hasher,
-            epoch: CachePadded::new(AtomicU64::new(0)),
+            epoch: Epoch(Arc::new(CachePadded::new(AtomicU64::new(0)))),
             deny_ttl_ns,
+            links: (0..tokens.min(NO_TOKEN as usize))
+                .map(|_| AtomicU32::new(NO_TOKEN))
+                .collect(),
             flushes: Default::default(),
             invalidations: AtomicU64::new(0),
         }
@@ -203,24 +255,32 @@ impl<D: Clone> DecisionCache<D> {
 
     /// The current epoch; decisions from older epochs are invisible.
     pub fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::Acquire)
+        self.epoch.current()
     }
 
-    /// Looks `key` up for an event whose file has `stamp`, at time `now_ns`.
-    pub fn lookup(&self, key: FileKey, stamp: FileStamp, now_ns: u64) -> Lookup<D> {
+    /// A view of the epoch for kernel-side caches.
+    pub fn epoch_watch(&self) -> Epoch {
+        self.epoch.clone()
+    }
+
+    /// Looks `key` up for an event whose file has `stamp`, at time `now_ns`. If another worker
+    /// is evaluating the same version of the file, `token` is parked on its placeholder
+    /// ([`Lookup::Parked`]); `token` must be below the `tokens` the cache was built with and
+    /// parked at most once at a time, or the lookup runs uncoalesced.
+    pub fn lookup(&self, key: FileKey, stamp: FileStamp, now_ns: u64, token: u32) -> Lookup<D> {
         let shard = self.shard(&key);
         let mut inner = lock(&shard.inner);
         let epoch = self.epoch();
         let mut placeholder = true;
         if let Some(p) = inner.pending.get_mut(&key) {
-            match &p.outcome {
-                Outcome::Running if p.stamp == stamp => {
-                    p.waiters += 1;
-                    return Lookup::Pending(Wait { key, seq: p.seq });
+            match self.links.get(token as usize) {
+                Some(link) if p.stamp == stamp => {
+                    link.store(p.parked, Ordering::Relaxed);
+                    p.parked = token;
+                    return Lookup::Parked;
                 }
-                Outcome::Done(d, true) if p.stamp == stamp => return Lookup::Hit(d.clone()),
-                // A different version of the file, an uncacheable decision or a failed
-                // evaluation whose waiters have not all left yet: evaluate without coalescing.
+                // A different version of the file (or a token that cannot be parked): evaluate
+                // without coalescing.
                 _ => placeholder = false,
             }
         }
@@ -240,8 +300,7 @@ impl<D: Clone> DecisionCache<D> {
                 Placeholder {
                     seq,
                     stamp,
-                    waiters: 0,
-                    outcome: Outcome::Running,
+                    parked: NO_TOKEN,
                 },
             );
         }
@@ -254,22 +313,25 @@ impl<D: Clone> DecisionCache<D> {
         })
     }
 
-    /// Publishes the decision of the evaluation `ticket` stands for: waiters take it, and it is
-    /// cached as `cacheability` allows (under the epoch seen at lookup, so a flush during the
-    /// evaluation makes it invisible).
-    pub fn complete(&self, ticket: Ticket, decision: &D, cacheability: Cacheability, now_ns: u64) {
+    /// Publishes the decision of the evaluation `ticket` stands for, as `cacheability` allows
+    /// (under the epoch seen at lookup, so a flush during the evaluation makes it invisible),
+    /// and hands back the events parked on it: they take the decision, or — if the file changed
+    /// meanwhile ([`Cacheability::FileChanged`], or it was invalidated) — are evaluated again.
+    pub fn complete(
+        &self,
+        ticket: Ticket,
+        decision: &D,
+        cacheability: Cacheability,
+        now_ns: u64,
+    ) -> Parked {
         let shard = self.shard(&ticket.key);
         let mut inner = lock(&shard.inner);
-        let notify = ticket.placeholder
-            && Self::resolve(
-                &mut inner,
-                &ticket,
-                Outcome::Done(decision.clone(), cacheability != Cacheability::Never),
-            );
+        let (parked, invalidated) = Self::resolve(&mut inner, &ticket);
         let expires_ns = match cacheability {
+            _ if invalidated => None,
             Cacheability::UntilChanged => Some(u64::MAX),
             Cacheability::DenyTtl => Some(now_ns.saturating_add(self.deny_ttl_ns)),
-            Cacheability::Never => None,
+            Cacheability::Never | Cacheability::FileChanged => None,
         };
         if let Some(expires_ns) = expires_ns {
             let entry = Entry {
@@ -284,91 +346,52 @@ impl<D: Clone> DecisionCache<D> {
                 inner.lru.push(ticket.key, entry);
             }
         }
-        drop(inner);
-        if notify {
-            shard.changed.notify_all();
+        Parked {
+            head: parked,
+            restart: cacheability == Cacheability::FileChanged,
         }
     }
 
-    /// Gives up the evaluation `ticket` stands for: waiters are told, nothing is cached.
-    pub fn abandon(&self, ticket: Ticket) {
+    /// Gives up the evaluation `ticket` stands for: nothing is cached; the parked events are
+    /// handed back (to be answered with the default, or re-queued).
+    pub fn abandon(&self, ticket: Ticket) -> Parked {
         let shard = self.shard(&ticket.key);
         let mut inner = lock(&shard.inner);
-        let notify = ticket.placeholder && Self::resolve(&mut inner, &ticket, Outcome::Abandoned);
-        drop(inner);
-        if notify {
-            shard.changed.notify_all();
+        let (head, _) = Self::resolve(&mut inner, &ticket);
+        Parked {
+            head,
+            restart: false,
         }
     }
 
-    /// Ends the placeholder of `ticket`; returns whether waiters must be woken.
-    fn resolve(inner: &mut ShardInner<D>, ticket: &Ticket, outcome: Outcome<D>) -> bool {
-        match inner.pending.get_mut(&ticket.key) {
+    /// Ends the placeholder of `ticket`: its parked list, and whether it was invalidated (removed
+    /// by [`Self::invalidate`]) while the evaluation ran.
+    fn resolve(inner: &mut ShardInner<D>, ticket: &Ticket) -> (u32, bool) {
+        if !ticket.placeholder {
+            return (NO_TOKEN, false);
+        }
+        match inner.pending.get(&ticket.key) {
             Some(p) if p.seq == ticket.seq => {
-                if p.waiters == 0 {
-                    inner.pending.remove(&ticket.key);
-                    false
-                } else {
-                    p.outcome = outcome;
-                    true
-                }
+                let head = p.parked;
+                inner.pending.remove(&ticket.key);
+                (head, false)
             }
-            // Only the ticket's owner removes a running placeholder, so it must be there.
-            other => {
-                debug_assert!(
-                    other.is_none(),
-                    "placeholder of {:?} replaced while running",
-                    ticket.key
-                );
-                false
-            }
+            // Only the owner and `invalidate` remove a placeholder.
+            _ => (NO_TOKEN, true),
         }
     }
 
-    /// Waits for the owner of `wait`'s placeholder, until `deadline_ns` on `now_ns`'s clock.
-    pub fn wait(&self, wait: Wait, deadline_ns: u64, now_ns: impl Fn() -> u64) -> WaitOutcome<D> {
-        let shard = self.shard(&wait.key);
-        let mut inner = lock(&shard.inner);
-        loop {
-            let Some(p) = inner
-                .pending
-                .get_mut(&wait.key)
-                .filter(|p| p.seq == wait.seq)
-            else {
-                // Placeholders with waiters are only removed by their last waiter.
-                debug_assert!(
-                    false,
-                    "placeholder of {:?} vanished under a waiter",
-                    wait.key
-                );
-                return WaitOutcome::Abandoned;
-            };
-            let outcome = match &p.outcome {
-                Outcome::Running => {
-                    let now = now_ns();
-                    if now >= deadline_ns {
-                        Some(WaitOutcome::TimedOut)
-                    } else {
-                        None
-                    }
-                }
-                Outcome::Done(d, _) => Some(WaitOutcome::Decided(d.clone())),
-                Outcome::Abandoned => Some(WaitOutcome::Abandoned),
-            };
-            if let Some(outcome) = outcome {
-                p.waiters -= 1;
-                if p.waiters == 0 && !matches!(p.outcome, Outcome::Running) {
-                    inner.pending.remove(&wait.key);
-                }
-                return outcome;
-            }
-            let left = Duration::from_nanos(deadline_ns.saturating_sub(now_ns()));
-            inner = shard
-                .changed
-                .wait_timeout(inner, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+    /// Takes the next token off a parked list handed back by this cache.
+    pub fn next_parked(&self, parked: &mut Parked) -> Option<u32> {
+        if parked.head == NO_TOKEN {
+            return None;
         }
+        let token = parked.head;
+        parked.head = self
+            .links
+            .get(token as usize)
+            .map_or(NO_TOKEN, |l| l.swap(NO_TOKEN, Ordering::Relaxed));
+        Some(token)
     }
 
     /// The decision a lookup at `now_ns` would hit for this file, without touching the cache:
@@ -387,18 +410,27 @@ impl<D: Clone> DecisionCache<D> {
 
     /// Makes every decision cached so far invisible, in O(1).
     pub fn flush(&self, reason: FlushReason) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.epoch.0.fetch_add(1, Ordering::SeqCst);
         self.flushes[reason.index()].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Forgets the decision about one file (it was written to).
-    pub fn invalidate(&self, key: FileKey) {
+    /// Forgets the decision about one file (it was written to). An evaluation of it still
+    /// running loses its placeholder: its result will not be cached, and the events parked on
+    /// it are handed back here, to be evaluated again.
+    pub fn invalidate(&self, key: FileKey) -> Parked {
         let shard = self.shard(&key);
         let mut inner = lock(&shard.inner);
         if let Some(e) = inner.lru.peek_mut(&key) {
             e.decision = None;
             inner.lru.demote(&key);
             self.invalidations.fetch_add(1, Ordering::Relaxed);
+        }
+        match inner.pending.remove(&key) {
+            Some(p) => Parked {
+                head: p.parked,
+                restart: true,
+            },
+            None => Parked::NONE,
         }
     }
 
@@ -440,7 +472,7 @@ impl<D: Clone> DecisionCache<D> {
             .sum()
     }
 
-    /// Evaluations in progress or with waiters still to leave, summed over shards.
+    /// Evaluations in progress, summed over shards.
     pub fn pending_len(&self) -> usize {
         self.shards
             .iter()
@@ -452,8 +484,8 @@ impl<D: Clone> DecisionCache<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
 
     const STAMP: FileStamp = FileStamp {
         ctime_ns: 1,
@@ -470,14 +502,24 @@ mod tests {
             shards,
             1_500_000_000,
             KeyHashBuilder::with_seed(1),
+            4096,
         )
     }
 
     fn miss(c: &DecisionCache<u32>, k: FileKey, now: u64) -> Ticket {
-        match c.lookup(k, STAMP, now) {
+        match c.lookup(k, STAMP, now, 0) {
             Lookup::Miss(t) => t,
             other => panic!("expected a miss for {k:?}, got {other:?}"),
         }
+    }
+
+    fn drain(c: &DecisionCache<u32>, mut p: Parked) -> Vec<u32> {
+        let mut out = Vec::new();
+        while let Some(t) = c.next_parked(&mut p) {
+            out.push(t);
+        }
+        out.sort_unstable();
+        out
     }
 
     #[test]
@@ -492,6 +534,7 @@ mod tests {
                     ino: 0
                 },
                 FileStamp::default(),
+                0,
                 0
             ),
             Lookup::Miss(_)
@@ -502,8 +545,8 @@ mod tests {
     fn miss_then_hit() {
         let c = cache(16, 2);
         let t = miss(&c, key(1), 0);
-        c.complete(t, &7, Cacheability::UntilChanged, 0);
-        assert!(matches!(c.lookup(key(1), STAMP, 10), Lookup::Hit(7)));
+        assert!(c.complete(t, &7, Cacheability::UntilChanged, 0).is_empty());
+        assert!(matches!(c.lookup(key(1), STAMP, 10, 0), Lookup::Hit(7)));
         assert_eq!(c.pending_len(), 0);
     }
 
@@ -515,7 +558,7 @@ mod tests {
         assert_eq!(c.pending_len(), 0, "a peek never leaves a placeholder");
         for i in 1..=2 {
             let t = miss(&c, key(i), 0);
-            c.complete(t, &(i as u32), Cacheability::UntilChanged, 0);
+            let _ = c.complete(t, &(i as u32), Cacheability::UntilChanged, 0);
         }
         assert_eq!(c.peek(key(1), STAMP, 0), Some(1));
         let other = FileStamp {
@@ -528,7 +571,7 @@ mod tests {
             "another version of the file"
         );
         let t = miss(&c, key(3), 0);
-        c.complete(t, &3, Cacheability::UntilChanged, 0);
+        let _ = c.complete(t, &3, Cacheability::UntilChanged, 0);
         assert_eq!(
             c.peek(key(1), STAMP, 0),
             None,
@@ -537,7 +580,7 @@ mod tests {
         assert_eq!(c.peek(key(2), STAMP, 0), Some(2));
         let t = miss(&c, key(4), 0);
         assert_eq!(c.peek(key(4), STAMP, 0), None, "still being evaluated");
-        c.complete(t, &4, Cacheability::DenyTtl, 0);
+        let _ = c.complete(t, &4, Cacheability::DenyTtl, 0);
         assert_eq!(c.peek(key(4), STAMP, 1), Some(4));
         assert_eq!(c.peek(key(4), STAMP, 1_500_000_000), None, "deny TTL over");
         c.flush(FlushReason::Operator);
@@ -548,35 +591,37 @@ mod tests {
     fn changed_stamp_misses() {
         let c = cache(16, 2);
         let t = miss(&c, key(1), 0);
-        c.complete(t, &7, Cacheability::UntilChanged, 0);
+        let _ = c.complete(t, &7, Cacheability::UntilChanged, 0);
         let newer = FileStamp {
             ctime_ns: 2,
             size: 10,
         };
-        assert!(matches!(c.lookup(key(1), newer, 0), Lookup::Miss(_)));
+        assert!(matches!(c.lookup(key(1), newer, 0, 0), Lookup::Miss(_)));
     }
 
     #[test]
     fn deny_ttl_expiry() {
         let c = cache(16, 2);
         let t = miss(&c, key(1), 1_000);
-        c.complete(t, &9, Cacheability::DenyTtl, 1_000);
+        let _ = c.complete(t, &9, Cacheability::DenyTtl, 1_000);
         assert!(matches!(
-            c.lookup(key(1), STAMP, 1_000 + 1_499_999_999),
+            c.lookup(key(1), STAMP, 1_000 + 1_499_999_999, 0),
             Lookup::Hit(9)
         ));
         assert!(matches!(
-            c.lookup(key(1), STAMP, 1_000 + 1_500_000_000),
+            c.lookup(key(1), STAMP, 1_000 + 1_500_000_000, 0),
             Lookup::Miss(_)
         ));
     }
 
     #[test]
     fn never_cacheable_is_not_kept() {
-        let c = cache(16, 2);
-        let t = miss(&c, key(1), 0);
-        c.complete(t, &9, Cacheability::Never, 0);
-        assert!(matches!(c.lookup(key(1), STAMP, 0), Lookup::Miss(_)));
+        for how in [Cacheability::Never, Cacheability::FileChanged] {
+            let c = cache(16, 2);
+            let t = miss(&c, key(1), 0);
+            let _ = c.complete(t, &9, how, 0);
+            assert!(matches!(c.lookup(key(1), STAMP, 0, 0), Lookup::Miss(_)));
+        }
     }
 
     #[test]
@@ -584,12 +629,12 @@ mod tests {
         let c = cache(16, 2);
         for i in 0..8 {
             let t = miss(&c, key(i), 0);
-            c.complete(t, &1, Cacheability::UntilChanged, 0);
+            let _ = c.complete(t, &1, Cacheability::UntilChanged, 0);
         }
         c.flush(FlushReason::Rules);
         for i in 0..8 {
             assert!(
-                matches!(c.lookup(key(i), STAMP, 0), Lookup::Miss(_)),
+                matches!(c.lookup(key(i), STAMP, 0, 0), Lookup::Miss(_)),
                 "key {i} survived the flush"
             );
         }
@@ -600,9 +645,15 @@ mod tests {
     fn flush_during_evaluation_hides_its_result() {
         let c = cache(16, 2);
         let t = miss(&c, key(1), 0);
+        let epoch = t.epoch();
         c.flush(FlushReason::Operator);
-        c.complete(t, &1, Cacheability::UntilChanged, 0);
-        assert!(matches!(c.lookup(key(1), STAMP, 0), Lookup::Miss(_)));
+        assert_ne!(
+            c.epoch(),
+            epoch,
+            "a kernel mark placed for the ticket must go"
+        );
+        let _ = c.complete(t, &1, Cacheability::UntilChanged, 0);
+        assert!(matches!(c.lookup(key(1), STAMP, 0, 0), Lookup::Miss(_)));
     }
 
     #[test]
@@ -610,94 +661,151 @@ mod tests {
         let c = cache(16, 1);
         for i in 0..2 {
             let t = miss(&c, key(i), 0);
-            c.complete(t, &1, Cacheability::UntilChanged, 0);
+            let _ = c.complete(t, &1, Cacheability::UntilChanged, 0);
         }
-        c.invalidate(key(0));
-        assert!(matches!(c.lookup(key(0), STAMP, 0), Lookup::Miss(_)));
-        assert!(matches!(c.lookup(key(1), STAMP, 0), Lookup::Hit(1)));
+        assert!(c.invalidate(key(0)).is_empty(), "nothing was parked");
+        assert!(matches!(c.lookup(key(0), STAMP, 0, 0), Lookup::Miss(_)));
+        assert!(matches!(c.lookup(key(1), STAMP, 0, 0), Lookup::Hit(1)));
         assert_eq!(c.invalidation_count(), 1);
     }
 
     #[test]
+    fn parked_events_come_back_to_the_owner_with_its_decision() {
+        let c = cache(16, 2);
+        let owner = miss(&c, key(1), 0);
+        for token in 1..=5 {
+            assert!(matches!(c.lookup(key(1), STAMP, 0, token), Lookup::Parked));
+        }
+        let parked = c.complete(owner, &3, Cacheability::UntilChanged, 0);
+        assert!(!parked.restart);
+        assert_eq!(drain(&c, parked), vec![1, 2, 3, 4, 5]);
+        assert_eq!(c.pending_len(), 0);
+        assert!(matches!(c.lookup(key(1), STAMP, 0, 9), Lookup::Hit(3)));
+    }
+
+    #[test]
+    fn a_write_while_events_are_parked_restarts_them_and_the_result_is_not_cached() {
+        let c = cache(16, 2);
+        let owner = miss(&c, key(1), 0);
+        assert!(matches!(c.lookup(key(1), STAMP, 0, 7), Lookup::Parked));
+        assert!(matches!(c.lookup(key(1), STAMP, 0, 8), Lookup::Parked));
+        let parked = c.invalidate(key(1));
+        assert!(parked.restart, "they must be evaluated again");
+        assert_eq!(drain(&c, parked), vec![7, 8]);
+        // The owner finishes on content that has since changed: nothing cached, nobody left.
+        let rest = c.complete(owner, &1, Cacheability::UntilChanged, 0);
+        assert!(rest.is_empty());
+        assert!(matches!(c.lookup(key(1), STAMP, 0, 0), Lookup::Miss(_)));
+    }
+
+    #[test]
+    fn a_changed_file_hands_its_parked_events_back_for_a_new_evaluation() {
+        let c = cache(16, 2);
+        let owner = miss(&c, key(1), 0);
+        assert!(matches!(c.lookup(key(1), STAMP, 0, 3), Lookup::Parked));
+        let parked = c.complete(owner, &1, Cacheability::FileChanged, 0);
+        assert!(parked.restart);
+        assert_eq!(drain(&c, parked), vec![3]);
+    }
+
+    #[test]
+    fn another_version_of_the_file_is_evaluated_uncoalesced() {
+        let c = cache(16, 2);
+        let owner = miss(&c, key(1), 0);
+        let newer = FileStamp {
+            ctime_ns: 5,
+            size: 10,
+        };
+        let Lookup::Miss(second) = c.lookup(key(1), newer, 0, 4) else {
+            panic!("a different version must not park on the old one")
+        };
+        assert!(
+            c.complete(second, &2, Cacheability::UntilChanged, 0)
+                .is_empty()
+        );
+        assert!(
+            c.complete(owner, &1, Cacheability::UntilChanged, 0)
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn eviction_under_pressure_never_loses_a_pending() {
-        // One shard of capacity 4; 64 evaluations in flight at once, plus 1,000 completed
-        // decisions churning the LRU. Every placeholder must survive and serve its waiter.
+        // One shard of capacity 4; 64 evaluations in flight at once, each with a parked event,
+        // plus 1,000 completed decisions churning the LRU. Every placeholder must survive.
         let c = cache(4, 1);
         let tickets: Vec<Ticket> = (0..64).map(|i| miss(&c, key(i), 0)).collect();
-        let waits: Vec<Wait> = (0..64)
-            .map(|i| match c.lookup(key(i), STAMP, 0) {
-                Lookup::Pending(w) => w,
-                other => panic!("key {i}: expected pending, got {other:?}"),
-            })
-            .collect();
+        for i in 0..64u32 {
+            assert!(matches!(
+                c.lookup(key(i as u64), STAMP, 0, 100 + i),
+                Lookup::Parked
+            ));
+        }
         for i in 1_000..2_000 {
             let t = miss(&c, key(i), 0);
-            c.complete(t, &0, Cacheability::UntilChanged, 0);
+            let _ = c.complete(t, &0, Cacheability::UntilChanged, 0);
         }
         assert_eq!(c.len(), 4, "LRU stays at capacity");
         assert_eq!(c.pending_len(), 64, "no placeholder evicted");
         for (i, t) in tickets.into_iter().enumerate() {
-            c.complete(t, &(i as u32), Cacheability::UntilChanged, 0);
-        }
-        for (i, w) in waits.into_iter().enumerate() {
-            assert_eq!(c.wait(w, u64::MAX, || 0), WaitOutcome::Decided(i as u32));
+            let parked = c.complete(t, &(i as u32), Cacheability::UntilChanged, 0);
+            assert_eq!(drain(&c, parked), vec![100 + i as u32]);
         }
         assert_eq!(c.pending_len(), 0);
     }
 
     #[test]
-    fn waiter_times_out_at_its_deadline() {
-        let c = cache(16, 2);
-        let _owner = miss(&c, key(1), 0);
-        let Lookup::Pending(w) = c.lookup(key(1), STAMP, 0) else {
-            panic!("expected pending")
-        };
-        assert_eq!(c.wait(w, 100, || 100), WaitOutcome::TimedOut);
-    }
-
-    #[test]
-    fn abandoned_evaluation_tells_waiters() {
+    fn abandoned_evaluation_hands_back_its_parked_events() {
         let c = cache(16, 2);
         let owner = miss(&c, key(1), 0);
-        let Lookup::Pending(w) = c.lookup(key(1), STAMP, 0) else {
-            panic!("expected pending")
-        };
-        c.abandon(owner);
-        assert_eq!(c.wait(w, u64::MAX, || 0), WaitOutcome::Abandoned);
+        assert!(matches!(c.lookup(key(1), STAMP, 0, 2), Lookup::Parked));
+        let parked = c.abandon(owner);
+        assert!(!parked.restart);
+        assert_eq!(drain(&c, parked), vec![2]);
         assert_eq!(c.pending_len(), 0);
-        assert!(matches!(c.lookup(key(1), STAMP, 0), Lookup::Miss(_)));
+        assert!(matches!(c.lookup(key(1), STAMP, 0, 0), Lookup::Miss(_)));
     }
 
     #[test]
-    fn hundred_concurrent_lookups_one_evaluation() {
+    fn hundred_concurrent_lookups_one_evaluation_every_event_answered_once() {
         let c = Arc::new(cache(64, 4));
         let evaluations = Arc::new(AtomicUsize::new(0));
+        let delivered = Arc::new(Mutex::new(Vec::new()));
         let barrier = Arc::new(std::sync::Barrier::new(100));
-        let handles: Vec<_> = (0..100)
-            .map(|_| {
-                let (c, evaluations, barrier) = (c.clone(), evaluations.clone(), barrier.clone());
+        let handles: Vec<_> = (0..100u32)
+            .map(|token| {
+                let (c, evaluations, barrier, delivered) = (
+                    c.clone(),
+                    evaluations.clone(),
+                    barrier.clone(),
+                    delivered.clone(),
+                );
                 std::thread::spawn(move || {
                     barrier.wait();
-                    match c.lookup(key(42), STAMP, 0) {
-                        Lookup::Hit(d) => d,
+                    match c.lookup(key(42), STAMP, 0, token) {
+                        Lookup::Hit(d) => lock(&delivered).push((token, d)),
                         Lookup::Miss(t) => {
                             evaluations.fetch_add(1, Ordering::SeqCst);
                             std::thread::sleep(Duration::from_millis(20));
-                            c.complete(t, &4242, Cacheability::UntilChanged, 0);
-                            4242
+                            let mut parked = c.complete(t, &4242, Cacheability::UntilChanged, 0);
+                            let mut d = lock(&delivered);
+                            d.push((token, 4242));
+                            while let Some(w) = c.next_parked(&mut parked) {
+                                d.push((w, 4242));
+                            }
                         }
-                        Lookup::Pending(w) => match c.wait(w, u64::MAX, || 0) {
-                            WaitOutcome::Decided(d) => d,
-                            other => panic!("waiter got {other:?}"),
-                        },
+                        Lookup::Parked => {}
                     }
                 })
             })
             .collect();
         for h in handles {
-            assert_eq!(h.join().unwrap(), 4242);
+            h.join().unwrap();
         }
         assert_eq!(evaluations.load(Ordering::SeqCst), 1);
+        let mut d = lock(&delivered).clone();
+        d.sort_unstable();
+        assert_eq!(d, (0..100).map(|t| (t, 4242)).collect::<Vec<_>>());
         assert_eq!(c.pending_len(), 0);
     }
 }

@@ -53,6 +53,10 @@ pub(crate) struct CoreCounters {
     pub shutdown_defaults: AtomicU64,
     pub steals: AtomicU64,
     pub wakeups: AtomicU64,
+    pub deferred: AtomicU64,
+    pub restarts: AtomicU64,
+    pub responder_panics: AtomicU64,
+    pub worker_panics: AtomicU64,
 }
 
 #[inline]
@@ -70,7 +74,8 @@ pub struct CountersSnapshot {
     pub hits: u64,
     /// Not in the cache: this worker evaluated.
     pub misses: u64,
-    /// Another worker was already evaluating the same file: waited for its decision.
+    /// Another worker was already evaluating the same file: the event was parked on that
+    /// evaluation (no worker waits) and took its decision.
     pub waits: u64,
     /// Evaluations started (equals misses).
     pub evaluations: u64,
@@ -88,6 +93,15 @@ pub struct CountersSnapshot {
     pub steals: u64,
     /// Times an idle worker was woken for new work.
     pub wakeups: u64,
+    /// Evaluations deferred because their principal (the file's owner) was at its bound of
+    /// evaluations or bytes in flight.
+    pub deferred: u64,
+    /// Parked events evaluated again because the file changed while they waited.
+    pub restarts: u64,
+    /// Responder calls that panicked (the default was written to the kernel instead).
+    pub responder_panics: u64,
+    /// Panics caught on a worker outside the evaluator and responder (the worker kept going).
+    pub worker_panics: u64,
     /// Cache flushes, by [`FlushReason`] (indexed as [`FlushReason::ALL`]).
     pub flushes: [u64; 4],
     /// Single-file invalidations (the file was written).
@@ -145,6 +159,10 @@ impl Counters {
             s.shutdown_defaults += c.shutdown_defaults.load(Relaxed);
             s.steals += c.steals.load(Relaxed);
             s.wakeups += c.wakeups.load(Relaxed);
+            s.deferred += c.deferred.load(Relaxed);
+            s.restarts += c.restarts.load(Relaxed);
+            s.responder_panics += c.responder_panics.load(Relaxed);
+            s.worker_panics += c.worker_panics.load(Relaxed);
         }
         s
     }

@@ -15,11 +15,13 @@
 //! Exactly one of worker and deadline thread responds to an event (a CAS on the slot's state,
 //! see [`crate::slots`]); the payload is dropped when both are done with it.
 
-use crate::cache::{Cacheability, DecisionCache, Lookup, WaitOutcome};
+use crate::cache::Epoch;
+use crate::cache::{Cacheability, DecisionCache, Lookup, Parked};
 use crate::clock::Clock;
 use crate::counters::{Counters, CountersSnapshot, FlushReason, bump};
 use crate::key::{FileKey, FileStamp, KeyHashBuilder};
 use crate::slots::{Event, SlotRef, Slots};
+use crate::throttle::{Principal, Throttle};
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -54,6 +56,15 @@ pub struct EngineConfig {
     /// Start the deadline thread. Tests with a simulated clock turn it off and call
     /// [`Engine::expire_due`] themselves.
     pub deadline_thread: bool,
+    /// Evaluations one principal (on Linux: the owner of the file) may have running at once;
+    /// 0 means one fewer than the workers (at least 1), so one user's slow files always leave a
+    /// worker for everyone else's execs. Principals the source does not name (root's files)
+    /// are not bounded.
+    pub evaluations_per_principal_max: usize,
+    /// Bytes one principal may have being hashed at once (a file larger than this still runs,
+    /// alone). 256 MiB is ~150 ms of SHA-256 here: enough for any real binary to be evaluated
+    /// beside another, not enough to pin two workers with sparse giants.
+    pub hash_bytes_per_principal_max: u64,
 }
 
 impl Default for EngineConfig {
@@ -68,6 +79,8 @@ impl Default for EngineConfig {
             deny_ttl_ms: 1_500,
             idle_spins: 0,
             deadline_thread: true,
+            evaluations_per_principal_max: 0,
+            hash_bytes_per_principal_max: 256 << 20,
         }
     }
 }
@@ -83,7 +96,8 @@ pub enum DefaultReason {
     SlotsFull,
     /// The engine is shutting down.
     ShuttingDown,
-    /// The evaluation panicked (ours or, for waiters, the owner's).
+    /// The evaluation panicked (ours or, for parked events, the owner's), or the responder
+    /// did.
     EvaluationFailed,
 }
 
@@ -123,6 +137,9 @@ pub enum Answer<'a, D> {
         /// Whether the responder may let the kernel cache it (true only for the evaluation that
         /// produced a cacheable decision and for cache hits).
         cacheable: bool,
+        /// The cache epoch the decision belongs to. A kernel-side cache entry placed for it must
+        /// be withdrawn if [`Epoch::current`] has moved on once it is placed (a flush raced it).
+        epoch: u64,
     },
     /// The configured default (the responder knows what it is: it depends on mode and config).
     Default(DefaultReason),
@@ -164,11 +181,17 @@ pub trait Evaluator<P>: Send + Sync + 'static {
 pub trait Responder<P, D>: Send + Sync + 'static {
     /// Answers the event behind `payload`.
     fn respond(&self, by: AnsweredBy, payload: &P, answer: Answer<'_, D>);
+    /// Called when `respond` panicked: make sure the event is answered (with the default) if
+    /// the panic came before the answer reached the kernel. Must not panic.
+    fn respond_failed(&self, _by: AnsweredBy, _payload: &P) {}
 }
 
 impl<P, D, T: Responder<P, D>> Responder<P, D> for Arc<T> {
     fn respond(&self, by: AnsweredBy, payload: &P, answer: Answer<'_, D>) {
         (**self).respond(by, payload, answer)
+    }
+    fn respond_failed(&self, by: AnsweredBy, payload: &P) {
+        (**self).respond_failed(by, payload)
     }
 }
 
@@ -188,8 +211,9 @@ pub trait Submit<P> {
     fn submit(&self, core: usize, event: Event<P>) -> Submitted;
     /// The engine clock's now, for computing deadlines.
     fn now_ns(&self) -> u64;
-    /// Forgets the cached decision about one file (the source saw it written).
-    fn invalidate(&self, key: FileKey);
+    /// Forgets the cached decision about one file (the source saw it written); events parked
+    /// on an evaluation of it go back on `core`'s queue to be evaluated again.
+    fn invalidate(&self, core: usize, key: FileKey);
 }
 
 /// Where events come from, read by the workers themselves when they are idle.
@@ -206,6 +230,16 @@ pub trait Source<P>: Send + Sync + 'static {
     fn wait(&self, worker: usize);
     /// Makes `worker`'s current or next [`Source::wait`] return.
     fn wake(&self, worker: usize);
+    /// The file's stamp now, for an event evaluated again because its file changed while it
+    /// waited; `None` keeps the stamp it was submitted with.
+    fn restamp(&self, _payload: &P) -> Option<FileStamp> {
+        None
+    }
+    /// Who pays for evaluating this event's file and how much it costs, for the per-principal
+    /// bounds; `None` (the default) is not bounded.
+    fn principal(&self, _payload: &P) -> Option<Principal> {
+        None
+    }
 }
 
 /// A source that reads nothing itself: events come from other threads through
@@ -219,6 +253,13 @@ const PARK_MAX: Duration = Duration::from_millis(100);
 const DEADLINE_SLEEP_MAX: Duration = Duration::from_secs(1);
 /// `next_wake` value while the deadline thread scans: submitters then always wake it.
 const SCANNING: u64 = 0;
+
+/// Queue items are slot indices with two flags above them (slots are capped below 2^30).
+const ITEM_INDEX: u32 = (1 << 30) - 1;
+/// The event is evaluated again: its file changed while it was parked; re-read its stamp.
+const ITEM_RESTART: u32 = 1 << 31;
+/// The event was resumed by the throttle and already holds its principal's charge.
+const ITEM_CHARGED: u32 = 1 << 30;
 
 impl<P> Source<P> for ExternalSource {
     fn poll(&self, _worker: usize, _submit: &dyn Submit<P>) -> usize {
@@ -236,6 +277,7 @@ struct Shared<P, E: Evaluator<P>, R, C, S> {
     sleeping: Box<[CachePadded<AtomicBool>]>,
     worker_threads: Box<[OnceLock<Thread>]>,
     cache: DecisionCache<E::Decision>,
+    throttle: Throttle,
     counters: Counters,
     evaluator: E,
     responder: R,
@@ -370,27 +412,142 @@ where
         self.queues.iter().any(|q| !q.is_empty())
     }
 
-    /// Responds if nobody has yet.
+    /// Responds if nobody has yet. A panicking responder is caught (the worker keeps going) and
+    /// asked to make sure the kernel got an answer.
     #[inline]
     fn answer(&self, by: AnsweredBy, slot: SlotRef, answer: Answer<'_, E::Decision>) {
         if self.slots.try_answer(slot) {
-            self.responder
-                .respond(by, &self.slots.data(slot).payload, answer);
+            self.respond_guarded(by, &self.slots.data(slot).payload, answer);
         }
     }
 
-    fn process(&self, worker: usize, local: &mut E::Local, index: u32) {
+    fn respond_guarded(&self, by: AnsweredBy, payload: &P, answer: Answer<'_, E::Decision>) {
+        if catch_unwind(AssertUnwindSafe(|| {
+            self.responder.respond(by, payload, answer)
+        }))
+        .is_err()
+        {
+            let core = match by {
+                AnsweredBy::Worker(w) => w,
+                AnsweredBy::Deadline => self.deadline_core(),
+                AnsweredBy::Submitter => self.external_core(),
+            };
+            bump(&self.counters.core(core).responder_panics);
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                self.responder.respond_failed(by, payload)
+            }));
+        }
+    }
+
+    /// Puts `item` back on `worker`'s queue; if it is full, answers the default and drops the
+    /// reference. Returns whether it was queued.
+    fn requeue(&self, worker: usize, item: u32) -> bool {
+        match self.queues[worker].push(item) {
+            Ok(()) => {
+                self.after_push(worker);
+                true
+            }
+            Err(_) => {
+                let slot = self.slots.held(item & ITEM_INDEX);
+                bump(&self.counters.core(worker).queue_full_defaults);
+                self.answer(
+                    AnsweredBy::Worker(worker),
+                    slot,
+                    Answer::Default(DefaultReason::QueueFull),
+                );
+                self.slots.release(slot);
+                false
+            }
+        }
+    }
+
+    /// Hands parked events back to the queue, to be looked up (and, if `restart`, re-stamped)
+    /// again.
+    fn requeue_parked(&self, worker: usize, mut parked: Parked, restart: bool) {
+        let flag = if restart { ITEM_RESTART } else { 0 };
+        while let Some(index) = self.cache.next_parked(&mut parked) {
+            if restart {
+                bump(&self.counters.core(worker).restarts);
+            }
+            self.requeue(worker, index | flag);
+        }
+    }
+
+    /// Answers the events parked on an evaluation with its outcome, or re-queues them if the
+    /// file changed meanwhile. Each parked event's reference is released here.
+    fn deliver(
+        &self,
+        worker: usize,
+        mut parked: Parked,
+        outcome: Result<&E::Decision, DefaultReason>,
+        epoch: u64,
+    ) {
+        if parked.restart {
+            self.requeue_parked(worker, parked, true);
+            return;
+        }
+        let by = AnsweredBy::Worker(worker);
+        while let Some(index) = self.cache.next_parked(&mut parked) {
+            let slot = self.slots.held(index);
+            let answer = match outcome {
+                // The owner already let the kernel cache it if it could.
+                Ok(decision) => Answer::Decided {
+                    decision,
+                    origin: Origin::Coalesced,
+                    cacheable: false,
+                    epoch,
+                },
+                Err(reason) => Answer::Default(reason),
+            };
+            self.answer(by, slot, answer);
+            self.slots.release(slot);
+        }
+    }
+
+    /// Ends a charged evaluation of `principal`; deferred events that may now run go back on
+    /// `worker`'s queue already charged (one whose deadline already passed is dropped here).
+    fn release_principal(&self, worker: usize, principal: Option<Principal>) {
+        let Some(p) = principal else { return };
+        self.throttle.release(p, |index| {
+            let slot = self.slots.held(index);
+            if self.slots.is_answered(slot) {
+                self.slots.release(slot);
+                return false;
+            }
+            self.requeue(worker, index | ITEM_CHARGED | ITEM_RESTART)
+        });
+    }
+
+    fn process(&self, worker: usize, local: &mut E::Local, item: u32) {
         let counters = self.counters.core(worker);
         bump(&counters.events);
         let by = AnsweredBy::Worker(worker);
-        let slot = self.slots.held(index);
+        let slot = self.slots.held(item & ITEM_INDEX);
         let event = self.slots.data(slot);
+        let principal = self.source.principal(&event.payload);
+        let charged = if item & ITEM_CHARGED != 0 {
+            principal
+        } else {
+            None
+        };
+        if self.slots.is_answered(slot) {
+            // The deadline came while it was deferred or queued: nothing left to decide.
+            self.release_principal(worker, charged);
+            self.slots.release(slot);
+            return;
+        }
+        let stamp = if item & ITEM_RESTART != 0 {
+            self.source.restamp(&event.payload).unwrap_or(event.stamp)
+        } else {
+            event.stamp
+        };
         match self
             .cache
-            .lookup(event.key, event.stamp, self.clock.now_ns())
+            .lookup(event.key, stamp, self.clock.now_ns(), slot.index)
         {
             Lookup::Hit(decision) => {
                 bump(&counters.hits);
+                self.release_principal(worker, charged);
                 self.answer(
                     by,
                     slot,
@@ -398,18 +555,36 @@ where
                         decision: &decision,
                         origin: Origin::Cache,
                         cacheable: true,
+                        epoch: self.cache.epoch(),
                     },
                 );
             }
+            Lookup::Parked => {
+                // The owner of the evaluation answers it and releases its reference.
+                bump(&counters.waits);
+                self.release_principal(worker, charged);
+                return;
+            }
             Lookup::Miss(ticket) => {
+                if charged.is_none()
+                    && let Some(p) = principal
+                    && !self.throttle.admit(p, slot.index)
+                {
+                    // Deferred: our reference waits in the throttle; events parked on our
+                    // placeholder meanwhile go round again (and wait behind us).
+                    bump(&counters.deferred);
+                    let parked = self.cache.abandon(ticket);
+                    self.requeue_parked(worker, parked, false);
+                    return;
+                }
                 bump(&counters.misses);
                 bump(&counters.evaluations);
+                let epoch = ticket.epoch();
                 match catch_unwind(AssertUnwindSafe(|| {
                     self.evaluator.evaluate(local, &event.payload)
                 })) {
                     Ok(evaluation) => {
-                        let cacheable = evaluation.cacheability != Cacheability::Never;
-                        self.cache.complete(
+                        let parked = self.cache.complete(
                             ticket,
                             &evaluation.decision,
                             evaluation.cacheability,
@@ -418,46 +593,21 @@ where
                         let answer = Answer::Decided {
                             decision: &evaluation.decision,
                             origin: Origin::Evaluated,
-                            cacheable,
+                            cacheable: evaluation.cacheability.is_cacheable(),
+                            epoch,
                         };
                         self.answer(by, slot, answer);
+                        self.deliver(worker, parked, Ok(&evaluation.decision), epoch);
                     }
                     Err(_) => {
                         bump(&counters.evaluator_panics);
-                        self.cache.abandon(ticket);
+                        let parked = self.cache.abandon(ticket);
                         self.answer(by, slot, Answer::Default(DefaultReason::EvaluationFailed));
+                        self.deliver(worker, parked, Err(DefaultReason::EvaluationFailed), epoch);
                     }
                 }
-            }
-            Lookup::Pending(wait) => {
-                bump(&counters.waits);
-                match self
-                    .cache
-                    .wait(wait, event.deadline_ns, || self.clock.now_ns())
-                {
-                    WaitOutcome::Decided(decision) => {
-                        // The owner already let the kernel cache it if it could.
-                        let answer = Answer::Decided {
-                            decision: &decision,
-                            origin: Origin::Coalesced,
-                            cacheable: false,
-                        };
-                        self.answer(by, slot, answer);
-                    }
-                    WaitOutcome::TimedOut => {
-                        if self.slots.try_answer(slot) {
-                            bump(&counters.deadline_defaults);
-                            self.responder.respond(
-                                by,
-                                &event.payload,
-                                Answer::Default(DefaultReason::Deadline),
-                            );
-                        }
-                    }
-                    WaitOutcome::Abandoned => {
-                        self.answer(by, slot, Answer::Default(DefaultReason::EvaluationFailed));
-                    }
-                }
+                // Charged now, by `admit` or before it was resumed.
+                self.release_principal(worker, principal);
             }
         }
         self.slots.release(slot);
@@ -468,8 +618,15 @@ where
         let mut local = self.evaluator.local(worker);
         let mut spins = 0u32;
         loop {
-            if let Some(index) = self.pop(worker) {
-                self.process(worker, &mut local, index);
+            if let Some(item) = self.pop(worker) {
+                // The evaluator and the responder catch their own panics; this is the net for
+                // the rest of the path, so a bug costs one event (answered by the deadline
+                // thread), never the worker.
+                if catch_unwind(AssertUnwindSafe(|| self.process(worker, &mut local, item)))
+                    .is_err()
+                {
+                    bump(&self.counters.core(worker).worker_panics);
+                }
                 spins = 0;
                 continue;
             }
@@ -540,8 +697,11 @@ where
     fn now_ns(&self) -> u64 {
         self.clock.now_ns()
     }
-    fn invalidate(&self, key: FileKey) {
-        self.cache.invalidate(key);
+    fn invalidate(&self, core: usize, key: FileKey) {
+        let parked = self.cache.invalidate(key);
+        if !parked.is_empty() {
+            self.requeue_parked(core % self.workers(), parked, true);
+        }
     }
 }
 
@@ -615,9 +775,21 @@ macro_rules! common_methods {
             self.shared.cache.flush(reason);
         }
 
-        /// Forgets the cached decision about one file (it was written to).
+        /// Forgets the cached decision about one file (it was written to); events parked on an
+        /// evaluation of it are evaluated again.
         pub fn invalidate(&self, key: FileKey) {
-            self.shared.cache.invalidate(key);
+            Submit::invalidate(&*self.shared, 0, key);
+        }
+
+        /// A view of the decision cache's flush epoch, for kernel-side caches (see
+        /// [`Answer::Decided`]'s `epoch`).
+        pub fn epoch(&self) -> Epoch {
+            self.shared.cache.epoch_watch()
+        }
+
+        /// Events deferred right now by the per-principal bounds.
+        pub fn deferred(&self) -> u64 {
+            self.shared.throttle.deferred()
         }
 
         /// The cached decision a new exec of this file would get right now, if any; read-only
@@ -684,8 +856,14 @@ where
         } else {
             config.workers
         };
+        // Queue items carry two flags above the slot index.
+        let inflight_max = config.inflight_max.clamp(1, ITEM_INDEX as usize);
+        let per_principal = match config.evaluations_per_principal_max {
+            0 => workers.saturating_sub(1).max(1),
+            n => n,
+        };
         let shared = Arc::new(Shared {
-            slots: Slots::new(config.inflight_max),
+            slots: Slots::new(inflight_max),
             queues: (0..workers)
                 .map(|_| CachePadded::new(ArrayQueue::new(config.queue_depth_max.max(1))))
                 .collect(),
@@ -698,6 +876,12 @@ where
                 config.cache_shards,
                 config.deny_ttl_ms.saturating_mul(1_000_000),
                 KeyHashBuilder::random(),
+                inflight_max,
+            ),
+            throttle: Throttle::new(
+                u32::try_from(per_principal).unwrap_or(u32::MAX),
+                config.hash_bytes_per_principal_max,
+                inflight_max,
             ),
             // workers, then the deadline thread, then outside submitters.
             counters: Counters::new(workers + 2),
@@ -780,20 +964,24 @@ where
         }
         // A submitter that passed the running check just before it flipped may have queued
         // after the workers left.
+        let shut = |index: u32| {
+            let slot = s.slots.held(index & ITEM_INDEX);
+            if s.slots.try_answer(slot) {
+                bump(&s.counters.core(s.external_core()).shutdown_defaults);
+                s.respond_guarded(
+                    AnsweredBy::Submitter,
+                    &s.slots.data(slot).payload,
+                    Answer::Default(DefaultReason::ShuttingDown),
+                );
+            }
+            s.slots.release(slot);
+        };
         for q in s.queues.iter() {
-            while let Some(index) = q.pop() {
-                let slot = s.slots.held(index);
-                if s.slots.try_answer(slot) {
-                    bump(&s.counters.core(s.external_core()).shutdown_defaults);
-                    s.responder.respond(
-                        AnsweredBy::Submitter,
-                        &s.slots.data(slot).payload,
-                        Answer::Default(DefaultReason::ShuttingDown),
-                    );
-                }
-                s.slots.release(slot);
+            while let Some(item) = q.pop() {
+                shut(item);
             }
         }
+        s.throttle.drain(shut);
         s.deadline_stop.store(true, Ordering::SeqCst);
         if let Some(handle) = self.deadline.take() {
             handle.thread().unpark();

@@ -26,9 +26,10 @@ pub mod counters;
 pub mod engine;
 pub mod key;
 pub mod replay;
-pub mod slots;
+mod slots;
+mod throttle;
 
-pub use cache::{Cacheability, DecisionCache, Lookup, WaitOutcome};
+pub use cache::{Cacheability, DecisionCache, Epoch, Lookup, Parked};
 pub use clock::{Clock, MonotonicClock, SimClock};
 pub use counters::{CountersSnapshot, FlushReason};
 pub use engine::{
@@ -37,3 +38,4 @@ pub use engine::{
 };
 pub use key::{FileKey, FileStamp, KeyHashBuilder};
 pub use slots::Event;
+pub use throttle::Principal;

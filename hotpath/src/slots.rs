@@ -117,11 +117,6 @@ impl<P> Slots<P> {
         Self { slots, free }
     }
 
-    /// Number of slots.
-    pub fn capacity(&self) -> usize {
-        self.slots.len()
-    }
-
     /// Slots in flight right now.
     pub fn in_flight(&self) -> usize {
         self.slots.len() - self.free.len()
@@ -192,6 +187,16 @@ impl<P> Slots<P> {
                 Ordering::Acquire,
             )
             .is_ok()
+    }
+
+    /// Whether the slot the caller holds has been answered (by anyone).
+    #[inline]
+    pub fn is_answered(&self, slot: SlotRef) -> bool {
+        self.slots[slot.index as usize]
+            .state
+            .load(Ordering::Acquire)
+            & PHASE_MASK
+            == ANSWERED
     }
 
     /// Drops one reference; the last one frees the slot (dropping its payload).

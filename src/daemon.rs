@@ -141,6 +141,7 @@ impl EngineControl for DaemonControl {
 
     fn platform_metrics(&self) -> Vec<(&'static str, u64)> {
         let c = &self.linux.counters;
+        let e = self.engine.counters();
         let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         vec![
             ("fanotify.permission_events", get(&c.permission_events)),
@@ -157,6 +158,27 @@ impl EngineControl for DaemonControl {
             ("fanotify.ignore_marks", get(&c.ignore_marks)),
             ("fanotify.ignore_mark_errors", get(&c.ignore_mark_errors)),
             ("fanotify.bundle_drops", get(&c.bundle_drops)),
+            (
+                "fanotify.ignore_marks_withdrawn",
+                get(&c.ignore_marks_withdrawn),
+            ),
+            (
+                "fanotify.kernel_cache_refusals",
+                get(&c.kernel_cache_refusals),
+            ),
+            ("fanotify.kernel_cached_execs", get(&c.kernel_cached_execs)),
+            ("fanotify.kernel_cache_alerts", get(&c.kernel_cache_alerts)),
+            ("fanotify.kernel_cache_kills", get(&c.kernel_cache_kills)),
+            (
+                "fanotify.notifications_unmatched",
+                get(&c.notifications_unmatched),
+            ),
+            ("fanotify.malformed_records", get(&c.malformed_records)),
+            ("engine.deferred_now", self.engine.deferred()),
+            ("engine.deferred", e.deferred),
+            ("engine.restarts", e.restarts),
+            ("engine.responder_panics", e.responder_panics),
+            ("engine.worker_panics", e.worker_panics),
         ]
     }
 }

@@ -6,7 +6,7 @@ use santa_hotpath::replay::{ReplaySource, Synthetic, Trace, TraceEvent};
 use santa_hotpath::{
     Answer, AnsweredBy, Cacheability, Clock, DefaultReason, Engine, EngineConfig, Evaluation,
     Evaluator, Event, ExternalSource, FileKey, FileStamp, FlushReason, MonotonicClock, Origin,
-    Responder, SimClock, Submitted,
+    Principal, Responder, SimClock, Source, Submitted,
 };
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -598,4 +598,237 @@ fn replay_source_feeds_workers_from_inside() {
     let c = handle.counters();
     assert_eq!(c.events as usize, N);
     assert_eq!(c.defaults(), 0, "{c:?}");
+}
+
+/// Decides `ino * 10`; evaluations of inodes at or above `blocked_from` wait for the gate.
+struct Selective {
+    gate: Arc<Gate>,
+    blocked_from: u64,
+    inos: Arc<Vec<u64>>,
+}
+
+impl Evaluator<Id> for Selective {
+    type Decision = u32;
+    type Local = ();
+    fn local(&self, _worker: usize) {}
+    fn evaluate(&self, _local: &mut (), payload: &Id) -> Evaluation<u32> {
+        let ino = self.inos[payload.0];
+        if ino >= self.blocked_from {
+            self.gate.pass();
+        }
+        Evaluation {
+            decision: ino as u32 * 10,
+            cacheability: Cacheability::UntilChanged,
+        }
+    }
+}
+
+/// An outside source whose events belong to principals (uid by event id).
+struct Owned {
+    owners: Arc<Vec<u32>>,
+}
+
+impl Source<Id> for Owned {
+    fn poll(&self, _worker: usize, _submit: &dyn santa_hotpath::Submit<Id>) -> usize {
+        0
+    }
+    fn wait(&self, _worker: usize) {
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+    fn wake(&self, _worker: usize) {}
+    fn principal(&self, payload: &Id) -> Option<Principal> {
+        Some(Principal {
+            id: self.owners[payload.0],
+            cost_bytes: 1 << 20,
+        })
+    }
+}
+
+/// How long a test waits for an answer that must come without the gate opening. Far below the
+/// 60 s deadline the events carry, so an answer within it is not a deadline default.
+const PROMPT: Duration = Duration::from_secs(10);
+
+#[test]
+fn events_parked_on_a_slow_evaluation_do_not_hold_a_worker() {
+    // Event 0 starts a slow evaluation of inode 1000 on one worker; events 1..=50 are for the
+    // same file and park on it. With two workers, event 51 (another file) must still be
+    // answered at once: before parking, the second worker sat in a condvar wait on the first
+    // one's placeholder until the deadline.
+    const SAME: usize = 50;
+    let mut inos = vec![1_000u64; SAME + 1];
+    inos.push(2);
+    let inos = Arc::new(inos);
+    let (gate, entered) = Gate::new();
+    let (recorder, rx) = Recorder::new(inos.len());
+    let evaluator = Selective {
+        gate: gate.clone(),
+        blocked_from: 1_000,
+        inos: inos.clone(),
+    };
+    let engine = Engine::start(
+        config(2),
+        evaluator,
+        recorder.clone(),
+        MonotonicClock::new(),
+        ExternalSource,
+    )
+    .unwrap();
+    let deadline = engine.now_ns() + 60_000_000_000;
+    engine.submit(0, event(0, 1_000, deadline));
+    entered
+        .recv_timeout(PROMPT)
+        .expect("the slow evaluation started");
+    for id in 1..=SAME {
+        engine.submit(id % 2, event(id, 1_000, deadline));
+    }
+    engine.submit(1, event(SAME + 1, 2, deadline));
+    let mut answered_other = None;
+    let start = std::time::Instant::now();
+    while start.elapsed() < PROMPT {
+        match rx.recv_timeout(PROMPT) {
+            Ok((id, seen)) if id == SAME + 1 => {
+                answered_other = Some(seen);
+                break;
+            }
+            Ok((id, seen)) => panic!("event {id} answered before the gate opened: {seen:?}"),
+            Err(_) => break,
+        }
+    }
+    assert_eq!(
+        answered_other,
+        Some(Seen::Decided(20, Origin::Evaluated)),
+        "another file's exec waited behind parked events"
+    );
+    gate.open();
+    let mut coalesced = 0;
+    for _ in 0..=SAME {
+        let (id, seen) = rx
+            .recv_timeout(PROMPT)
+            .expect("every parked event answered");
+        assert!(id <= SAME);
+        match seen {
+            Seen::Decided(10_000, Origin::Evaluated) => assert_eq!(id, 0),
+            Seen::Decided(10_000, Origin::Coalesced) => coalesced += 1,
+            other => panic!("event {id}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        coalesced, SAME,
+        "each parked event took the owner's decision"
+    );
+    let c = engine.counters();
+    assert_eq!(c.evaluations, 2, "one evaluation per file: {c:?}");
+    assert_eq!(c.waits, SAME as u64);
+    engine.shutdown();
+    recorder.assert_each_answered_once();
+}
+
+#[test]
+fn one_principals_slow_files_leave_a_worker_for_everyone_else() {
+    // Principal 1000 execs five distinct slow files; with two workers it may evaluate one at
+    // a time, so the other worker stays free: principal 2000's exec is answered at once.
+    const SLOW: usize = 5;
+    let mut inos: Vec<u64> = (0..SLOW as u64).map(|i| 1_000 + i).collect();
+    inos.push(2);
+    let mut owners = vec![1_000u32; SLOW];
+    owners.push(2_000);
+    let inos = Arc::new(inos);
+    let (gate, entered) = Gate::new();
+    let (recorder, rx) = Recorder::new(inos.len());
+    let engine = Engine::start(
+        config(2),
+        Selective {
+            gate: gate.clone(),
+            blocked_from: 1_000,
+            inos: inos.clone(),
+        },
+        recorder.clone(),
+        MonotonicClock::new(),
+        Owned {
+            owners: Arc::new(owners),
+        },
+    )
+    .unwrap();
+    let deadline = engine.now_ns() + 60_000_000_000;
+    for id in 0..SLOW {
+        engine.submit(id % 2, event(id, inos[id], deadline));
+    }
+    entered
+        .recv_timeout(PROMPT)
+        .expect("one slow evaluation started");
+    engine.submit(1, event(SLOW, 2, deadline));
+    let (id, seen) = rx
+        .recv_timeout(PROMPT)
+        .expect("the other user's exec was answered");
+    assert_eq!((id, seen), (SLOW, Seen::Decided(20, Origin::Evaluated)));
+    assert!(
+        entered.recv_timeout(Duration::from_millis(300)).is_err(),
+        "a second evaluation of the same principal started while one ran"
+    );
+    let c = engine.counters();
+    assert_eq!(c.deferred as usize, SLOW - 1, "{c:?}");
+    assert_eq!(engine.deferred() as usize, SLOW - 1);
+    gate.open();
+    for _ in 0..SLOW {
+        let (id, seen) = rx
+            .recv_timeout(PROMPT)
+            .expect("every deferred event answered");
+        assert_eq!(seen, Seen::Decided(inos[id] as u32 * 10, Origin::Evaluated));
+    }
+    assert_eq!(engine.deferred(), 0);
+    engine.shutdown();
+    recorder.assert_each_answered_once();
+    assert_eq!(recorder.total.load(Ordering::SeqCst), SLOW + 1);
+}
+
+/// Panics on every answer of event 0, then behaves.
+struct Panicky {
+    inner: Arc<Recorder>,
+    failed: AtomicUsize,
+}
+
+impl Responder<Id, u32> for Panicky {
+    fn respond(&self, by: AnsweredBy, payload: &Id, answer: Answer<'_, u32>) {
+        if payload.0 == 0 {
+            panic!("responder bug");
+        }
+        self.inner.respond(by, payload, answer);
+    }
+    fn respond_failed(&self, _by: AnsweredBy, payload: &Id) {
+        self.failed.fetch_add(1, Ordering::SeqCst);
+        self.inner.answers[payload.0].fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_panicking_responder_costs_one_answer_not_the_worker() {
+    let (recorder, _rx) = Recorder::new(3);
+    let responder = Arc::new(Panicky {
+        inner: recorder.clone(),
+        failed: AtomicUsize::new(0),
+    });
+    let evaluator = ById {
+        inner: Arc::new(Scripted::default()),
+        inos: Arc::new(vec![1, 2, 3]),
+    };
+    let engine = Engine::start(
+        config(1),
+        evaluator,
+        responder.clone(),
+        MonotonicClock::new(),
+        ExternalSource,
+    )
+    .unwrap();
+    let deadline = engine.now_ns() + 60_000_000_000;
+    for id in 0..3 {
+        engine.submit(0, event(id, id as u64 + 1, deadline));
+    }
+    let start = std::time::Instant::now();
+    while recorder.total.load(Ordering::SeqCst) < 2 && start.elapsed() < PROMPT {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(responder.failed.load(Ordering::SeqCst), 1);
+    assert_eq!(engine.counters().responder_panics, 1);
+    engine.shutdown();
+    recorder.assert_each_answered_once();
 }

@@ -750,6 +750,12 @@ fn one_principals_slow_files_leave_a_worker_for_everyone_else() {
     entered
         .recv_timeout(PROMPT)
         .expect("one slow evaluation started");
+    // The rest are deferred before the other user's exec arrives (the second worker may take
+    // them after it otherwise, which would not show anything).
+    let start = std::time::Instant::now();
+    while engine.deferred() < SLOW as u64 - 1 && start.elapsed() < PROMPT {
+        std::thread::sleep(Duration::from_millis(2));
+    }
     engine.submit(1, event(SLOW, 2, deadline));
     let (id, seen) = rx
         .recv_timeout(PROMPT)

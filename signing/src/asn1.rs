@@ -5,6 +5,18 @@
 //! signed attributes inside are DER; this reader accepts both length forms and hands out each
 //! element's content and raw encoding as sub-slices of the input (no copies). Nesting is capped
 //! at [`DEPTH_MAX`] so a crafted input cannot exhaust the stack.
+//!
+//! Bounds, whatever the input claims:
+//! - **Output**: the reader allocates nothing; every element it returns is a sub-slice of its
+//!   input, and ASN.1 has no references, so no byte is handed out as part of two siblings.
+//!   What callers build from elements (certificates, names, entitlements) is therefore bounded
+//!   by the bytes they read; DER entitlements, which build a tree, also charge a budget.
+//! - **Nesting**: [`DEPTH_MAX`] levels, checked at every element, definite or indefinite.
+//! - **Time**: an indefinite length is found by walking its children once; the caller's own
+//!   walk repeats that at each of at most [`DEPTH_MAX`] levels, so a read costs at most
+//!   `DEPTH_MAX` passes over its input (no re-scan can multiply beyond that).
+//! - **Lengths**: at most 4 length octets and 4 high-tag octets, every end `checked_add`ed and
+//!   inside its container.
 
 use std::fmt;
 
@@ -68,6 +80,19 @@ pub enum Asn1Error {
         /// What was being read.
         what: &'static str,
     },
+    /// Decoding would build more than `limit_bytes` of values (DER entitlements).
+    DecodedTooLarge {
+        /// The output limit for this input.
+        limit_bytes: usize,
+    },
+}
+
+impl From<crate::bytes::BudgetExceeded> for Asn1Error {
+    fn from(e: crate::bytes::BudgetExceeded) -> Self {
+        Self::DecodedTooLarge {
+            limit_bytes: e.limit_bytes,
+        }
+    }
 }
 
 impl fmt::Display for Asn1Error {
@@ -88,6 +113,9 @@ impl fmt::Display for Asn1Error {
                 "ASN.1 {what}: expected tag {expected:#04x}, found {found:#04x}"
             ),
             Self::BadValue { what } => write!(f, "ASN.1 bad value in {what}"),
+            Self::DecodedTooLarge { limit_bytes } => {
+                write!(f, "ASN.1 decodes to more than {limit_bytes} bytes")
+            }
         }
     }
 }

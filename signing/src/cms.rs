@@ -17,6 +17,12 @@ pub const CERTIFICATE_COUNT_MAX: usize = 32;
 const ATTRIBUTE_COUNT_MAX: usize = 64;
 /// At most this many CodeDirectory hashes in a hash-agility attribute (one per CD: at most 6).
 const AGILITY_HASH_COUNT_MAX: usize = 16;
+/// The most bytes the v1 hash-agility plist may decode to, whatever its length. It is read on
+/// the exec path before the signature over it is checked, so its size is the attacker's; the
+/// honest one (`codesign`'s XML: a dictionary, one key, an array of one 20-byte CDHash per
+/// CodeDirectory) decodes to about 600 bytes for two CodeDirectories and under 3 KiB for
+/// [`AGILITY_HASH_COUNT_MAX`] of them, as the plist decoder accounts it.
+const AGILITY_PLIST_DECODED_BYTES_MAX: usize = 8 << 10;
 
 const OID_SIGNED_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02];
 const OID_MESSAGE_DIGEST: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x04];
@@ -323,7 +329,8 @@ fn read_signed_attributes(
                 let bad = CmsError::BadAttribute {
                     what: "cdhashes (v1)",
                 };
-                let p = plist::parse(v.content).map_err(|_| bad.clone())?;
+                let p = plist::parse_within(v.content, AGILITY_PLIST_DECODED_BYTES_MAX)
+                    .map_err(|_| bad.clone())?;
                 let Some(Plist::Array(items)) = p.get("cdhashes") else {
                     return Err(bad);
                 };
@@ -356,4 +363,43 @@ fn read_signed_attributes(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The v1 hash-agility plist as `codesign` writes it (layout of the Developer ID fixture's),
+    /// with `n` CDHashes.
+    fn agility_xml(n: usize) -> Vec<u8> {
+        let mut s = String::from(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!DOCTYPE plist PUBLIC \
+             \"-//Apple//DTD PLIST 1.0//EN\" \"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n\
+             <plist version=\"1.0\">\n<dict>\n\t<key>cdhashes</key>\n\t<array>\n",
+        );
+        for _ in 0..n {
+            s.push_str("\t\t<data>\n\t\t1ZTj9s5oz6rI0IEmpdUSPVs1/Eo=\n\t\t</data>\n");
+        }
+        s.push_str("\t</array>\n</dict>\n</plist>\n");
+        s.into_bytes()
+    }
+
+    #[test]
+    fn honest_agility_plists_decode_within_their_bound_and_big_ones_do_not() {
+        for n in [1, 2, AGILITY_HASH_COUNT_MAX] {
+            let p = plist::parse_within(&agility_xml(n), AGILITY_PLIST_DECODED_BYTES_MAX).unwrap();
+            let Some(Plist::Array(items)) = p.get("cdhashes") else {
+                panic!("{p:?}")
+            };
+            assert_eq!(items.len(), n);
+        }
+        // The figures in the bound's comment.
+        assert!(plist::parse_within(&agility_xml(2), 600).is_ok());
+        assert!(plist::parse_within(&agility_xml(AGILITY_HASH_COUNT_MAX), 3 << 10).is_ok());
+        // A thousand entries stop in the decoder, before they are built and counted.
+        assert!(matches!(
+            plist::parse_within(&agility_xml(1000), AGILITY_PLIST_DECODED_BYTES_MAX),
+            Err(plist::PlistError::DecodedTooLarge { .. })
+        ));
+    }
 }

@@ -10,7 +10,7 @@ use crate::bundle::{self, Bundle};
 use crate::file::{FileBytes, FileHash, FileStamp, HashError, HashLimits};
 use crate::ids::{CdHash, Sha1, Sha256, SigningId, TeamId};
 use crate::macho::{self, CpuType, FileFormat};
-use crate::verify::{self, ExternalFiles, InvalidReason, SigningStatus, SliceReport};
+use crate::verify::{self, Detail, ExternalFiles, InvalidReason, SigningStatus, SliceReport};
 use crate::x509::Certificate;
 
 /// The signing facts of a whole (thin or fat) Mach-O file.
@@ -28,12 +28,24 @@ pub struct FileSigning {
 }
 
 impl FileSigning {
-    /// Parses and verifies every slice of `bytes`. `Err` only when the bytes are not Mach-O
-    /// at all; a malformed Mach-O gives an `Invalid` status with the reason.
+    /// Parses and verifies every slice of `bytes`, decoding everything `santactl fileinfo`
+    /// prints ([`Detail::Full`]). `Err` only when the bytes are not Mach-O at all; a
+    /// malformed Mach-O gives an `Invalid` status with the reason.
     pub fn from_bytes(
         bytes: &[u8],
         external: &ExternalFiles,
         now_unix: i64,
+    ) -> Result<Self, FileFormat> {
+        Self::from_bytes_with(bytes, external, now_unix, Detail::Full)
+    }
+
+    /// [`Self::from_bytes`], decoding only what `detail` asks for: santad's exec path asks
+    /// for [`Detail::Decision`].
+    pub fn from_bytes_with(
+        bytes: &[u8],
+        external: &ExternalFiles,
+        now_unix: i64,
+        detail: Detail,
     ) -> Result<Self, FileFormat> {
         let format = macho::classify(bytes);
         if !matches!(format, FileFormat::MachO | FileFormat::FatMachO) {
@@ -53,7 +65,7 @@ impl FileSigning {
         let slices: Vec<SliceReport> = parsed
             .slices
             .iter()
-            .map(|s| verify::verify_slice(s, external, now_unix))
+            .map(|s| verify::verify_slice_with(s, external, now_unix, detail))
             .collect();
         let status = verify::combine_status(&slices);
         let host = CpuType::host();
@@ -200,6 +212,11 @@ pub struct FileIdentity {
 /// Reads `file` once (mmap or `pread`), hashes it, parses and verifies its signature, and
 /// re-checks its stamp: santad's per-exec call on the fd the kernel handed over.
 ///
+/// It decodes only what a decision needs ([`Detail::Decision`]): no rule type can use
+/// entitlements, so their blobs (attacker-controlled bytes, read before any signature check)
+/// are hashed for their special slot but never decoded here; `santactl fileinfo`
+/// ([`file_info`], [`inspect`]) decodes them.
+///
 /// `scratch` is the caller's reusable read buffer (see [`FileBytes::load_reusing`]); it comes
 /// back through the same `&mut` unless the read itself failed (then it is empty again).
 pub fn identify_file(
@@ -216,7 +233,13 @@ pub fn identify_file(
 fn identify_loaded(file: &std::fs::File, bytes: &FileBytes) -> Result<FileIdentity, HashError> {
     let sha256 = bytes.sha256();
     let format = macho::classify(bytes);
-    let signing = FileSigning::from_bytes(bytes, &ExternalFiles::default(), now_unix()).ok();
+    let signing = FileSigning::from_bytes_with(
+        bytes,
+        &ExternalFiles::default(),
+        now_unix(),
+        Detail::Decision,
+    )
+    .ok();
     let changed = !bytes.unchanged(file)?;
     Ok(FileIdentity {
         hash: FileHash {
@@ -230,8 +253,8 @@ fn identify_loaded(file: &std::fs::File, bytes: &FileBytes) -> Result<FileIdenti
     })
 }
 
-/// Signing facts of already-loaded bytes (santad's hot path: hash and parse share one read).
-/// `None` for files that are not Mach-O.
+/// Everything `santactl fileinfo` prints about the signature of already-loaded bytes,
+/// entitlements included ([`Detail::Full`]). `None` for files that are not Mach-O.
 pub fn inspect(bytes: &[u8], external: &ExternalFiles) -> Option<FileSigning> {
     FileSigning::from_bytes(bytes, external, now_unix()).ok()
 }

@@ -276,7 +276,8 @@ pub struct SignatureReport {
     pub flags: CodeSignFlags,
     /// Platform identifier byte.
     pub platform: u8,
-    /// Entitlements, from the XML blob or else the DER blob.
+    /// Entitlements, from the XML blob or else the DER blob; `None` also when they were not
+    /// asked for ([`Detail::Decision`]) or do not decode within their bounds.
     pub entitlements: Option<serde_json::Value>,
     /// The XML entitlements blob is present.
     pub has_xml_entitlements: bool,
@@ -322,8 +323,31 @@ pub struct SliceReport {
     pub status: SigningStatus,
 }
 
-/// Parses and verifies the signature of one slice.
+/// How much of a signature to decode beyond what its signing status needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Detail {
+    /// What santad decides on: the status, the CDHash, Signing ID, Team ID and the chain.
+    /// Entitlements are not decoded, as no rule type can use them (a hostile entitlements
+    /// blob is attacker-controlled bytes on the exec path, parsed before any signature
+    /// check): [`SignatureReport::entitlements`] is `None`, the `has_*_entitlements` flags
+    /// still say whether the blobs are there, and their special slots are still checked.
+    Decision,
+    /// Everything `santactl fileinfo` prints, entitlements included.
+    Full,
+}
+
+/// Parses and verifies the signature of one slice, decoding everything ([`Detail::Full`]).
 pub fn verify_slice(slice: &Slice<'_>, external: &ExternalFiles, now_unix: i64) -> SliceReport {
+    verify_slice_with(slice, external, now_unix, Detail::Full)
+}
+
+/// Parses and verifies the signature of one slice, decoding what `detail` asks for.
+pub fn verify_slice_with(
+    slice: &Slice<'_>,
+    external: &ExternalFiles,
+    now_unix: i64,
+    detail: Detail,
+) -> SliceReport {
     let mut report = SliceReport {
         arch: slice.cpu,
         cpu_type: slice.cpu_type_raw,
@@ -352,7 +376,7 @@ pub fn verify_slice(slice: &Slice<'_>, external: &ExternalFiles, now_unix: i64) 
             return report;
         }
     };
-    let (signature, status) = verify_embedded(slice.bytes, &sig, external, now_unix);
+    let (signature, status) = verify_embedded(slice.bytes, &sig, external, now_unix, detail);
     report.signature = Some(signature);
     report.status = status;
     report
@@ -369,6 +393,7 @@ fn verify_embedded(
     sig: &EmbeddedSignature<'_>,
     external: &ExternalFiles,
     now_unix: i64,
+    detail: Detail,
 ) -> (SignatureReport, SigningStatus) {
     let mut failure: Option<InvalidReason> = None;
     let mut cd_reports = Vec::with_capacity(sig.code_directories.len());
@@ -421,9 +446,12 @@ fn verify_embedded(
         .superblob
         .blob(codesign::SLOT_DER_ENTITLEMENTS)
         .filter(|b| b.magic == codesign::MAGIC_DER_ENTITLEMENTS);
-    let entitlements = xml
-        .and_then(|b| crate::entitlements::from_xml(b.payload()).ok())
-        .or_else(|| der.and_then(|b| crate::entitlements::from_der(b.payload()).ok()));
+    let entitlements = match detail {
+        Detail::Decision => None,
+        Detail::Full => xml
+            .and_then(|b| crate::entitlements::from_xml(b.payload()).ok())
+            .or_else(|| der.and_then(|b| crate::entitlements::from_der(b.payload()).ok())),
+    };
     let team_id = best.team();
     let mut report = SignatureReport {
         code_directories: cd_reports,

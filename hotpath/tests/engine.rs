@@ -679,7 +679,8 @@ fn events_parked_on_a_slow_evaluation_do_not_hold_a_worker() {
         .recv_timeout(PROMPT)
         .expect("the slow evaluation started");
     for id in 1..=SAME {
-        engine.submit(id % 2, event(id, 1_000, deadline));
+        // On the free worker's queue: they are parked before the other file is looked at.
+        engine.submit(1, event(id, 1_000, deadline));
     }
     engine.submit(1, event(SAME + 1, 2, deadline));
     // The first answer must be the other file's: nothing else can be decided before the gate.

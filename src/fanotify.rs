@@ -1248,6 +1248,85 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_malformed_record_is_answered_and_closed_and_the_walk_goes_on() {
+        // Record 1: our version and a length that fits, but metadata_len past event_len — its
+        // fd is its own, so it is answered and closed. Record 2: a length that cannot be
+        // trusted — the walk resynchronises on record 3, a good permission event.
+        let g = group();
+        let (read_a, write_a) = pipe();
+        let (read_c, write_c) = pipe();
+        let mut bytes = header(
+            24,
+            METADATA_VERSION,
+            200,
+            libc::FAN_OPEN_EXEC_PERM,
+            read_a,
+            1,
+        );
+        bytes.extend(header(
+            1 << 20,
+            METADATA_VERSION,
+            24,
+            libc::FAN_OPEN_EXEC_PERM,
+            9_999,
+            2,
+        ));
+        bytes.extend(header(
+            24,
+            METADATA_VERSION,
+            24,
+            libc::FAN_OPEN_EXEC_PERM,
+            read_c,
+            3,
+        ));
+        let mut events = events_of(&g, &bytes);
+        assert!(matches!(
+            events.next(),
+            Some(Err(Error::Malformed { offset: 0, .. }))
+        ));
+        assert!(!write_ok(&write_a), "the malformed record's fd was closed");
+        assert!(matches!(
+            events.next(),
+            Some(Err(Error::Malformed { offset: 24, .. }))
+        ));
+        let good = events.next().expect("the walk goes on").expect("record 3");
+        assert_eq!(
+            (good.pid, good.fd.as_ref().map(EventFd::raw)),
+            (3, Some(read_c))
+        );
+        assert!(events.next().is_none());
+        drop(good);
+        assert!(!write_ok(&write_c));
+    }
+
+    #[test]
+    fn an_unknown_version_is_never_trusted_with_an_fd() {
+        // A layout we do not know: its fd field may not be an fd the kernel gave us, so it is
+        // left alone (closing it could close one of ours); the walk looks for our version.
+        let g = group();
+        let (read_a, write_a) = pipe();
+        let mut bytes = header(24, 2, 24, libc::FAN_OPEN_EXEC_PERM, read_a, 0);
+        bytes.extend(header(
+            24,
+            METADATA_VERSION,
+            24,
+            MASK_Q_OVERFLOW,
+            libc::FAN_NOFD,
+            0,
+        ));
+        let mut events = events_of(&g, &bytes);
+        assert!(matches!(
+            events.next(),
+            Some(Err(Error::Version { found: 2 }))
+        ));
+        assert!(matches!(events.next(), Some(Ok(e)) if e.mask == MASK_Q_OVERFLOW));
+        assert!(events.next().is_none());
+        assert!(write_ok(&write_a), "an fd we cannot attribute stays open");
+        // SAFETY: closing the read end this test opened, once.
+        unsafe { libc::close(read_a) };
+    }
+
     fn pipe() -> (RawFd, OwnedFd) {
         let mut fds = [0; 2];
         // SAFETY: fds is a two-element array as pipe2 requires.

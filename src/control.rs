@@ -453,6 +453,38 @@ pub struct EventStatus {
     pub queue_full_defaults: u64,
     /// Depth of each worker's queue.
     pub queue_depth: u64,
+    /// Every answer given with the default instead of a decision, all reasons together (the
+    /// engine's and the platform's own).
+    #[serde(default)]
+    pub defaults_answered: u64,
+    /// The same by reason, every reason listed, zero or not: the engine's ([`ENGINE_DEFAULT_REASONS`])
+    /// and the platform's (on Linux `stat_failed`: a held exec whose file could not be stat'ed).
+    #[serde(default)]
+    pub defaults_by_reason: BTreeMap<String, u64>,
+}
+
+/// The engine's reasons for a default answer, as [`EventStatus::defaults_by_reason`] names them
+/// (`santa_hotpath::DefaultReason::name`), each with why it happens.
+pub const ENGINE_DEFAULT_REASONS: [(&str, &str); 5] = [
+    ("deadline", "no decision before the deadline"),
+    ("queue_full", "the worker's queue was full"),
+    ("slots_full", "every in-flight slot was taken"),
+    ("shutting_down", "santad was shutting down"),
+    ("evaluation_failed", "the evaluation failed"),
+];
+
+/// The platform's own reasons for a default answer, given before the engine saw the event.
+pub const PLATFORM_DEFAULT_REASONS: [(&str, &str); 1] =
+    [("stat_failed", "the file could not be stat'ed")];
+
+/// Why a default answer of this reason happens, for people; `None` for a reason this build does
+/// not know (a newer santad).
+pub fn default_reason_text(reason: &str) -> Option<&'static str> {
+    ENGINE_DEFAULT_REASONS
+        .iter()
+        .chain(PLATFORM_DEFAULT_REASONS.iter())
+        .find(|(name, _)| *name == reason)
+        .map(|(_, why)| *why)
 }
 
 /// Rule counts by type (Santa's keys).
@@ -671,20 +703,173 @@ impl fmt::Display for FrameError {
 
 impl std::error::Error for FrameError {}
 
+/// Bytes of a message's header: the body's length as a big-endian `u32`.
+pub const FRAME_HEADER_BYTES: usize = 4;
+
+/// The least a body buffer grows by: a 4 KiB path plus hashes fits in one step, and a client
+/// announcing a large body and sending little makes santad hold at most this much more than it
+/// sent (never more than it announced).
+const BODY_GROWTH_MIN_BYTES: usize = 16 << 10;
+
 /// Writes one message (length prefix and body) in a single buffer.
 pub fn write_frame(stream: &mut impl Write, body: &[u8]) -> io::Result<()> {
     let len = u32::try_from(body.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "message over 4 GiB"))?;
-    let mut buf = Vec::with_capacity(4 + body.len());
+    let mut buf = Vec::with_capacity(FRAME_HEADER_BYTES + body.len());
     buf.extend_from_slice(&len.to_be_bytes());
     buf.extend_from_slice(body);
     stream.write_all(&buf)?;
     stream.flush()
 }
 
+/// One message being decoded from bytes as they arrive: no I/O, so every reader (the socket
+/// reader [`read_frame`], [`decode_frame`], the fuzz target) runs the same code.
+///
+/// Bounds: the announced length is checked against `max` as soon as the header is whole, before
+/// any body byte is kept; the body buffer is never larger than the announced length, and never
+/// larger than twice the body bytes received or [`BODY_GROWTH_MIN_BYTES`], whichever is more
+/// ([`FrameDecoder::buffer_bytes`]).
+#[derive(Debug)]
+pub struct FrameDecoder {
+    max: usize,
+    header: [u8; FRAME_HEADER_BYTES],
+    header_got: usize,
+    body_len: Option<usize>,
+    body: Vec<u8>,
+}
+
+impl FrameDecoder {
+    /// A decoder for one message whose body may be at most `max` bytes.
+    pub fn new(max: usize) -> FrameDecoder {
+        FrameDecoder {
+            max,
+            header: [0; FRAME_HEADER_BYTES],
+            header_got: 0,
+            body_len: None,
+            body: Vec::new(),
+        }
+    }
+
+    /// Bytes the message still needs: the rest of the header, then the rest of the body; 0 once
+    /// complete. A reader asks for at most this many, so it never takes bytes past the message.
+    pub fn wanted(&self) -> usize {
+        match self.body_len {
+            None => FRAME_HEADER_BYTES - self.header_got,
+            Some(len) => len - self.body.len(),
+        }
+    }
+
+    /// Whether the whole message has arrived.
+    pub fn is_complete(&self) -> bool {
+        self.body_len.is_some_and(|len| self.body.len() == len)
+    }
+
+    /// Bytes of the message (header included) taken so far.
+    pub fn received(&self) -> usize {
+        self.header_got + self.body.len()
+    }
+
+    /// Bytes the decoder holds allocated for the body.
+    pub fn buffer_bytes(&self) -> usize {
+        self.body.capacity()
+    }
+
+    /// Takes bytes from the front of `input`, at most [`FrameDecoder::wanted`]; returns how many
+    /// it took. Fails, and keeps failing, once the header announces more than `max`.
+    pub fn feed(&mut self, input: &[u8]) -> Result<usize, FrameError> {
+        let mut used = 0;
+        let len = match self.body_len {
+            Some(len) => len,
+            None => {
+                let n = (FRAME_HEADER_BYTES - self.header_got).min(input.len());
+                self.header[self.header_got..self.header_got + n].copy_from_slice(&input[..n]);
+                self.header_got += n;
+                used = n;
+                if self.header_got < FRAME_HEADER_BYTES {
+                    return Ok(used);
+                }
+                let len = u32::from_be_bytes(self.header);
+                if u64::from(len) > self.max as u64 {
+                    return Err(FrameError::TooLarge {
+                        len: len.into(),
+                        max: self.max,
+                    });
+                }
+                // At most `max`, a usize: the conversion cannot truncate.
+                let len = len as usize;
+                self.body_len = Some(len);
+                len
+            }
+        };
+        let rest = &input[used..];
+        let n = (len - self.body.len()).min(rest.len());
+        if n > 0 {
+            let need = self.body.len() + n;
+            if need > self.body.capacity() {
+                let target = need
+                    .max(self.body.capacity().saturating_mul(2))
+                    .max(BODY_GROWTH_MIN_BYTES)
+                    .min(len);
+                self.body.reserve_exact(target - self.body.len());
+            }
+            self.body.extend_from_slice(&rest[..n]);
+        }
+        Ok(used + n)
+    }
+
+    /// The body, if the whole message arrived.
+    pub fn finish(self) -> Result<Vec<u8>, FrameError> {
+        if self.is_complete() {
+            Ok(self.body)
+        } else {
+            Err(FrameError::Truncated {
+                received: self.received(),
+            })
+        }
+    }
+}
+
+/// Decodes the message at the front of `bytes` (body at most `max` bytes): its body, and how
+/// many bytes of `bytes` it took.
+pub fn decode_frame(bytes: &[u8], max: usize) -> Result<(Vec<u8>, usize), FrameError> {
+    let mut decoder = FrameDecoder::new(max);
+    let used = decoder.feed(bytes)?;
+    Ok((decoder.finish()?, used))
+}
+
+/// Parses a message body as a [`Request`]. Nesting is bounded by `serde_json`'s recursion limit
+/// (128 levels), so a deeply nested body is an error, not a deep recursion; strings must be UTF-8.
+pub fn parse_request(body: &[u8]) -> Result<Request, ControlError> {
+    serde_json::from_slice::<Request>(body).map_err(|e| {
+        ControlError::new(
+            ErrorKind::Malformed,
+            format!("not a request: {}", shorten(&e.to_string())),
+        )
+    })
+}
+
+/// Why [`decode_request`] found no request.
+#[derive(Debug)]
+pub enum DecodeError {
+    /// The bytes are not one whole message within the cap.
+    Frame(FrameError),
+    /// The message is not a request.
+    Request(ControlError),
+}
+
+/// What santad makes of the bytes a peer sent, without the socket: one message of at most `max`
+/// bytes, parsed as a request (bytes after the message are not read: one request per connection).
+pub fn decode_request(bytes: &[u8], max: usize) -> Result<Request, DecodeError> {
+    let (body, _) = decode_frame(bytes, max).map_err(DecodeError::Frame)?;
+    parse_request(&body).map_err(DecodeError::Request)
+}
+
 /// Reads one message of at most `max` bytes from `stream`, giving up when nothing arrives for
 /// `idle`, when `deadline` passes, or when `stop()` says so. The body buffer grows with what
-/// arrives, never with what the header announces.
+/// arrives, never with what the header announces ([`FrameDecoder`]).
+///
+/// A peer that sends a byte just often enough to beat `idle` is still cut off at `deadline`
+/// (checked after every read; each wait is at most `READ_SLICE` and ends by the deadline).
 pub fn read_frame(
     stream: &mut UnixStream,
     max: usize,
@@ -692,17 +877,12 @@ pub fn read_frame(
     deadline: Instant,
     stop: &dyn Fn() -> bool,
 ) -> Result<Vec<u8>, FrameError> {
-    let mut header = [0u8; 4];
-    let mut got = 0usize;
-    let mut body = Vec::new();
+    let mut decoder = FrameDecoder::new(max);
     let mut last_progress = Instant::now();
     let mut chunk = [0u8; 16 << 10];
-    let mut body_len: Option<usize> = None;
     loop {
-        if let Some(len) = body_len
-            && body.len() == len
-        {
-            return Ok(body);
+        if decoder.is_complete() {
+            return decoder.finish();
         }
         if stop() {
             return Err(FrameError::Stopped);
@@ -717,37 +897,16 @@ pub fn read_frame(
         stream
             .set_read_timeout(Some(slice))
             .map_err(FrameError::Io)?;
-        let want = match body_len {
-            None => &mut header[got..],
-            Some(len) => {
-                let left = (len - body.len()).min(chunk.len());
-                &mut chunk[..left]
-            }
-        };
-        match stream.read(want) {
+        let want = decoder.wanted().min(chunk.len());
+        match stream.read(&mut chunk[..want]) {
             Ok(0) => {
                 return Err(FrameError::Truncated {
-                    received: got + body.len(),
+                    received: decoder.received(),
                 });
             }
             Ok(n) => {
                 last_progress = Instant::now();
-                match body_len {
-                    None => {
-                        got += n;
-                        if got == header.len() {
-                            let len = u32::from_be_bytes(header);
-                            if len as u64 > max as u64 {
-                                return Err(FrameError::TooLarge {
-                                    len: len.into(),
-                                    max,
-                                });
-                            }
-                            body_len = Some(len as usize);
-                        }
-                    }
-                    Some(_) => body.extend_from_slice(&chunk[..n]),
-                }
+                decoder.feed(&chunk[..n])?;
             }
             Err(e)
                 if matches!(
@@ -824,33 +983,88 @@ pub fn call(socket: &Path, request: &Request, timeout: Duration) -> Result<Respo
 pub mod server {
     //! santad's side: a listener thread and a small fixed pool of handler threads.
     //!
-    //! Why a pool of [`HANDLER_THREADS`] fed through a bounded queue: requests take microseconds
+    //! Why a pool of [`HANDLER_THREADS`] fed through bounded queues: requests take microseconds
     //! to a few hundred milliseconds (an import), but a slow or hostile client can hold a handler
-    //! for up to its deadline. With two handlers, one such client cannot stall everyone; with a
-    //! bounded queue (and "busy" answered when it is full) a flood of connections costs a fixed
-    //! number of threads and fds. Nothing here is on the exec path: the workers never wait on it.
+    //! for up to its deadline. Nothing here is on the exec path: the workers never wait on it.
+    //!
+    //! Who gets a handler (the [`Dispatcher`]):
+    //! - **Root always finds one.** Non-root peers hold at most [`UNPRIVILEGED_HANDLERS_MAX`] =
+    //!   `HANDLER_THREADS - 1` handlers at once, and root's connections are taken before any
+    //!   waiting non-root one. So a request from uid 0 waits for no unprivileged client: it is
+    //!   served as soon as the root requests accepted before it are done (ordinarily none).
+    //! - **No user holds a handler for long.** A non-root peer must send its whole request
+    //!   within [`REQUEST_DEADLINE_UNPRIVILEGED`] and take the answer within
+    //!   [`REPLY_DEADLINE_UNPRIVILEGED`], however it paces its bytes (one byte at a time just
+    //!   inside [`IDLE_TIMEOUT`] included).
+    //! - **No user fills the queue.** One non-root uid holds at most [`HANDLERS_PER_UID_MAX`]
+    //!   handler and has at most [`CONNECTIONS_PER_UID_MAX`] connections inside santad (waiting
+    //!   or served); beyond that it is told "busy" at once, so other users still get in.
+    //!
+    //! The listener thread never waits on a peer: it accepts, reads `SO_PEERCRED`, queues or
+    //! refuses (one non-blocking write), so the kernel's backlog keeps draining under a flood.
+    //!
+    //! The socket (see `bind`): its directory is walked from `/` with `O_NOFOLLOW` (no symlink
+    //! anywhere, every directory root's and not writable by others), and it is bound relative to
+    //! that directory's fd with mode 0666 set by the umask of the binding thread alone (which
+    //! stops sharing its umask and cwd with the process first), so nothing is ever chmod'ed
+    //! through a path and santad's own umask never changes.
 
     use super::*;
     use crate::config::{Config, LogDestination, LogFormat};
     use crate::eventlog::EventLog;
     use santa_hotpath::{CountersSnapshot, FileKey, FileStamp, FlushReason};
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    use std::collections::{HashMap, VecDeque};
+    use std::ffi::{CString, OsStr};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+    use std::os::unix::ffi::OsStrExt;
     use std::os::unix::net::UnixListener;
-    use std::path::PathBuf;
+    use std::path::{Component, PathBuf};
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
-    use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+    use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
     use std::thread::JoinHandle;
 
-    /// Handler threads.
-    pub const HANDLER_THREADS: usize = 2;
-    /// Accepted connections waiting for a handler; beyond this a client is told "busy".
+    /// Handler threads: two that unprivileged peers may use (so one slow user does not stall
+    /// every other user) and one more that only root can be sure of.
+    pub const HANDLER_THREADS: usize = 3;
+    /// Handlers non-root peers may hold at once, all uids together: every one but the one kept
+    /// for root.
+    pub const UNPRIVILEGED_HANDLERS_MAX: usize = HANDLER_THREADS - 1;
+    /// Handlers one non-root uid may hold at once: a user stalling its own requests holds one,
+    /// and the next user still finds the other.
+    pub const HANDLERS_PER_UID_MAX: usize = 1;
+    /// Connections one non-root uid may have inside santad at once, waiting or being served. A
+    /// santactl makes one at a time; four leave room for a few running side by side, and cap what
+    /// one user can make santad hold (fds, queue places) far below the queue's size.
+    pub const CONNECTIONS_PER_UID_MAX: usize = 4;
+    /// Non-root connections waiting for a handler, all uids together; beyond this a client is
+    /// told "busy".
     pub const PENDING_CONNECTIONS_MAX: usize = 16;
+    /// Root connections waiting for a handler; beyond this root is told "busy" too (only root's
+    /// own clients can fill it).
+    pub const ROOT_PENDING_CONNECTIONS_MAX: usize = 16;
+    /// Longest a non-root peer may take to read its answer: the answers it can get (status,
+    /// metrics, checks) are a few KiB, which a socket buffer holds whole; this only matters to a
+    /// peer that stops reading.
+    pub const REPLY_DEADLINE_UNPRIVILEGED: Duration = IDLE_TIMEOUT;
+    /// Longest root may take to read its answer (an export of every rule, hundreds of MiB).
+    pub const REPLY_DEADLINE_ROOT: Duration = Duration::from_secs(60);
     /// How long the listener waits in `poll` before re-checking the stop flag.
     const ACCEPT_POLL_MS: i32 = 250;
-    /// How long santad tries to deliver an error to a client it is dropping (busy, oversized).
+    /// How long santad tries to deliver an error to a client it is dropping (oversized, slow).
     const ERROR_WRITE_TIMEOUT: Duration = Duration::from_millis(200);
+    /// Mode of the socket: anyone may connect; what they may do is decided per request by
+    /// `SO_PEERCRED`.
+    pub const SOCKET_MODE: u32 = 0o666;
+    /// Mode of a socket directory santad creates: anyone may reach the socket inside, only
+    /// root may add or remove entries.
+    pub const SOCKET_DIR_MODE: u32 = 0o755;
+
+    const _: () = assert!(
+        UNPRIVILEGED_HANDLERS_MAX < HANDLER_THREADS,
+        "one kept for root"
+    );
+    const _: () = assert!(HANDLERS_PER_UID_MAX <= UNPRIVILEGED_HANDLERS_MAX);
+    const _: () = assert!(CONNECTIONS_PER_UID_MAX <= PENDING_CONNECTIONS_MAX);
 
     /// What the control server needs from the engine and the platform, kept behind a trait so
     /// this module knows nothing of fanotify or the engine's type parameters.
@@ -870,7 +1084,28 @@ pub mod server {
         fn peek(&self, key: FileKey, stamp: FileStamp) -> Option<rules::Decision>;
         /// Platform counters (fanotify), by name.
         fn platform_metrics(&self) -> Vec<(&'static str, u64)>;
+        /// Default answers the platform gave on its own, before the engine saw the event, by
+        /// reason (names from [`PLATFORM_DEFAULT_REASONS`]). By default read from
+        /// [`EngineControl::platform_metrics`] under the names in [`PLATFORM_DEFAULT_METRICS`];
+        /// a reason whose counter the platform does not keep is left out.
+        fn platform_defaults(&self) -> Vec<(&'static str, u64)> {
+            let metrics = self.platform_metrics();
+            PLATFORM_DEFAULT_METRICS
+                .iter()
+                .filter_map(|(metric, reason)| {
+                    metrics
+                        .iter()
+                        .find(|(k, _)| k == metric)
+                        .map(|(_, v)| (*reason, *v))
+                })
+                .collect()
+        }
     }
+
+    /// Which platform counter counts which platform default reason: on Linux a permission event
+    /// whose file cannot be stat'ed is answered with the default at once (`src/linux.rs`).
+    pub const PLATFORM_DEFAULT_METRICS: [(&str, &str); 1] =
+        [("fanotify.stat_failures", "stat_failed")];
 
     /// The rules database, opened by the first control request that needs it.
     #[derive(Debug)]
@@ -928,8 +1163,12 @@ pub mod server {
         pub too_large: AtomicU64,
         /// Peers dropped for slowness or mid-message disconnects.
         pub dropped: AtomicU64,
-        /// Connections turned away because every handler was busy.
+        /// Connections turned away because the queue was full.
         pub busy: AtomicU64,
+        /// Connections turned away because their uid already had [`CONNECTIONS_PER_UID_MAX`].
+        pub uid_limited: AtomicU64,
+        /// Requests whose handling panicked (a bug; the handler thread lives on).
+        pub handler_panics: AtomicU64,
     }
 
     /// Everything the handlers share with the daemon.
@@ -940,6 +1179,7 @@ pub mod server {
         config: Mutex<Arc<Config>>,
         rules: Mutex<RulesDb>,
         started: Instant,
+        dispatcher: std::sync::OnceLock<Arc<Dispatcher<Connection>>>,
         /// The socket's counters.
         pub counters: ControlCounters,
     }
@@ -970,6 +1210,7 @@ pub mod server {
                 rules: Mutex::new(RulesDb::new(config.rules_db_path.clone())),
                 config: Mutex::new(Arc::new(config)),
                 started: Instant::now(),
+                dispatcher: std::sync::OnceLock::new(),
                 counters: ControlCounters::default(),
             })
         }
@@ -988,6 +1229,11 @@ pub mod server {
 
         fn config(&self) -> Arc<Config> {
             lock(&self.config).clone()
+        }
+
+        /// How many connections wait and are being served now (once the server runs).
+        fn load(&self) -> Option<DispatchLoad> {
+            self.dispatcher.get().map(|d| d.load())
         }
 
         /// Answers one request from a peer with uid `uid`.
@@ -1060,6 +1306,7 @@ pub mod server {
                 .into_iter()
                 .find(|(k, _)| *k == "fanotify.ignore_marks")
                 .map_or(0, |(_, v)| v);
+            let defaults_by_reason = defaults_by_reason(&c, &self.engine.platform_defaults());
             Ok(StatusReply {
                 daemon: DaemonStatus {
                     version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -1106,6 +1353,8 @@ pub mod server {
                     deadline_defaults: c.deadline_defaults,
                     queue_full_defaults: c.queue_full_defaults,
                     queue_depth: config.queue_depth,
+                    defaults_answered: defaults_by_reason.values().sum(),
+                    defaults_by_reason,
                 },
                 rule_types: RuleTypeCounts {
                     binary_rules: by(rules::RuleType::Binary),
@@ -1165,6 +1414,13 @@ pub mod server {
             put("control.too_large", get(&cc.too_large));
             put("control.dropped", get(&cc.dropped));
             put("control.busy", get(&cc.busy));
+            put("control.uid_limited", get(&cc.uid_limited));
+            put("control.handler_panics", get(&cc.handler_panics));
+            if let Some(load) = self.load() {
+                put("control.root_waiting", load.root_waiting as u64);
+                put("control.unprivileged_waiting", load.users_waiting as u64);
+                put("control.unprivileged_serving", load.users_serving as u64);
+            }
             put("daemon.uptime_secs", self.started.elapsed().as_secs());
             m
         }
@@ -1350,6 +1606,29 @@ pub mod server {
         }
     }
 
+    /// Default answers by reason: every engine reason and every platform reason, zero or not.
+    fn defaults_by_reason(
+        c: &CountersSnapshot,
+        platform: &[(&'static str, u64)],
+    ) -> BTreeMap<String, u64> {
+        use santa_hotpath::DefaultReason as R;
+        let engine = [
+            (R::Deadline, c.deadline_defaults),
+            (R::QueueFull, c.queue_full_defaults),
+            (R::SlotsFull, c.slots_full_defaults),
+            (R::ShuttingDown, c.shutdown_defaults),
+            (R::EvaluationFailed, c.evaluator_panics),
+        ];
+        let mut m: BTreeMap<String, u64> = engine
+            .iter()
+            .map(|(r, n)| (r.name().to_owned(), *n))
+            .collect();
+        for (reason, n) in platform {
+            *m.entry((*reason).to_owned()).or_default() += n;
+        }
+        m
+    }
+
     fn action_name(a: rules::Action) -> &'static str {
         match a {
             rules::Action::Allow => "allow",
@@ -1419,37 +1698,101 @@ pub mod server {
         Ok((cred.uid, cred.pid))
     }
 
-    fn send(stream: &mut UnixStream, response: &Response) -> io::Result<()> {
+    /// Writes all of `buf` by `deadline`, however slowly the peer reads (a peer taking one byte
+    /// at a time cannot stretch it: the timeout of each write is what is left of the deadline).
+    fn write_all_within(
+        stream: &mut UnixStream,
+        mut buf: &[u8],
+        deadline: Instant,
+    ) -> io::Result<()> {
+        while !buf.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the peer did not take the answer in time",
+                ));
+            }
+            stream.set_write_timeout(Some(left))?;
+            match stream.write(buf) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => buf = &buf[n..],
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `response` as one message, all of it by `deadline`.
+    fn send_within(
+        stream: &mut UnixStream,
+        response: &Response,
+        deadline: Instant,
+    ) -> io::Result<()> {
         let body = serde_json::to_vec(response)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        write_frame(stream, &body)
+        let len = u32::try_from(body.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "answer over 4 GiB"))?;
+        write_all_within(stream, &len.to_be_bytes(), deadline)?;
+        write_all_within(stream, &body, deadline)
     }
 
     fn send_error(stream: &mut UnixStream, kind: ErrorKind, message: String) {
-        let _ = stream.set_write_timeout(Some(ERROR_WRITE_TIMEOUT));
-        let _ = send(stream, &Err(ControlError::new(kind, message)));
+        let response: Response = Err(ControlError::new(kind, message));
+        let _ = send_within(stream, &response, Instant::now() + ERROR_WRITE_TIMEOUT);
     }
 
-    /// Serves one connection: one request, one answer.
-    fn serve(ctx: &ControlContext, mut stream: UnixStream, stop: &AtomicBool) {
-        let (uid, pid) = match peer_credentials(&stream) {
-            Ok(c) => c,
-            Err(e) => {
-                // Without credentials nobody is authorised for anything.
-                send_error(
-                    &mut stream,
-                    ErrorKind::PermissionDenied,
-                    format!("peer credentials unavailable: {e}"),
-                );
-                return;
-            }
+    /// Tells a peer the listener turns away why, without ever waiting on it: one non-blocking
+    /// write (a fresh connection's socket buffer, over 100 KiB, holds a short error whole), then
+    /// the connection is closed.
+    fn refuse_now(stream: UnixStream, kind: ErrorKind, message: &str) {
+        if stream.set_nonblocking(true).is_err() {
+            return;
+        }
+        let response: Response = Err(ControlError::new(kind, message));
+        let Ok(body) = serde_json::to_vec(&response) else {
+            return;
         };
-        let (max, deadline) = if uid == 0 {
-            (REQUEST_BYTES_MAX_ROOT, REQUEST_DEADLINE_ROOT)
+        let mut buf = Vec::with_capacity(FRAME_HEADER_BYTES + body.len());
+        // A short error: its length fits in the header.
+        buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        buf.extend_from_slice(&body);
+        let _ = (&stream).write(&buf);
+    }
+
+    /// An accepted connection and who is on the other end.
+    #[derive(Debug)]
+    pub struct Connection {
+        stream: UnixStream,
+        uid: u32,
+        pid: i32,
+    }
+
+    /// Serves one connection: one request, one answer, within the peer's deadlines.
+    fn serve(ctx: &ControlContext, conn: Connection, stop: &AtomicBool) {
+        let Connection {
+            mut stream,
+            uid,
+            pid,
+        } = conn;
+        let (max, deadline, reply_deadline) = if uid == 0 {
+            (
+                REQUEST_BYTES_MAX_ROOT,
+                REQUEST_DEADLINE_ROOT,
+                REPLY_DEADLINE_ROOT,
+            )
         } else {
             (
                 REQUEST_BYTES_MAX_UNPRIVILEGED,
                 REQUEST_DEADLINE_UNPRIVILEGED,
+                REPLY_DEADLINE_UNPRIVILEGED,
             )
         };
         let body = match read_frame(
@@ -1479,36 +1822,242 @@ pub mod server {
                 return;
             }
         };
-        let response = match serde_json::from_slice::<Request>(&body) {
+        let response = match parse_request(&body) {
             Ok(request) => {
                 log::debug!("control: {} from uid {uid} pid {pid}", request.name());
                 ctx.handle(uid, request)
             }
             Err(e) => {
                 ctx.counters.malformed.fetch_add(1, Ordering::Relaxed);
-                Err(ControlError::new(
-                    ErrorKind::Malformed,
-                    format!("not a request: {}", shorten(&e.to_string())),
-                ))
+                Err(e)
             }
         };
-        let _ = stream.set_write_timeout(Some(IDLE_TIMEOUT));
-        if send(&mut stream, &response).is_err() {
+        if send_within(&mut stream, &response, Instant::now() + reply_deadline).is_err() {
             ctx.counters.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
+    // -----------------------------------------------------------------------------------------
+    // Who gets a handler
+    // -----------------------------------------------------------------------------------------
+
+    /// Connections waiting and being served, at one moment.
+    #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+    pub struct DispatchLoad {
+        /// Root connections waiting for a handler.
+        pub root_waiting: usize,
+        /// Non-root connections waiting for a handler.
+        pub users_waiting: usize,
+        /// Non-root connections being served (at most [`UNPRIVILEGED_HANDLERS_MAX`]).
+        pub users_serving: usize,
+    }
+
+    /// Why [`Dispatcher::admit`] turned a connection away.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Refusal {
+        /// The queue for this kind of peer is full.
+        QueueFull,
+        /// This uid already has [`CONNECTIONS_PER_UID_MAX`] connections inside santad.
+        UidLimit,
+        /// The server is stopping.
+        Stopping,
+    }
+
+    /// One non-root uid's connections inside santad.
+    #[derive(Debug, Default)]
+    struct UidLoad {
+        /// Waiting or being served.
+        inside: usize,
+        /// Being served.
+        serving: usize,
+    }
+
+    #[derive(Debug)]
+    struct DispatchState<T> {
+        root: VecDeque<T>,
+        users: VecDeque<(u32, T)>,
+        users_serving: usize,
+        /// Only uids with a connection inside: at most [`PENDING_CONNECTIONS_MAX`] +
+        /// [`UNPRIVILEGED_HANDLERS_MAX`] entries.
+        per_uid: HashMap<u32, UidLoad>,
+        stopping: bool,
+    }
+
+    /// A connection handed to a handler. For a non-root peer it holds one of the unprivileged
+    /// places until [`Dispatcher::release`].
+    #[derive(Debug)]
+    pub struct Job<T> {
+        /// The connection.
+        pub conn: T,
+        /// The peer's uid.
+        pub uid: u32,
+    }
+
+    /// Hands accepted connections to the handlers under the rules in this module's doc: root
+    /// first and never behind non-root peers, at most [`UNPRIVILEGED_HANDLERS_MAX`] handlers for
+    /// non-root peers and [`HANDLERS_PER_UID_MAX`] for any one of them, at most
+    /// [`CONNECTIONS_PER_UID_MAX`] connections per non-root uid inside. Generic over the
+    /// connection so the rules are tested without sockets.
+    #[derive(Debug)]
+    pub struct Dispatcher<T> {
+        state: Mutex<DispatchState<T>>,
+        ready: Condvar,
+    }
+
+    impl<T> Default for Dispatcher<T> {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    impl<T> Dispatcher<T> {
+        /// Nothing queued.
+        pub fn new() -> Dispatcher<T> {
+            Dispatcher {
+                state: Mutex::new(DispatchState {
+                    root: VecDeque::new(),
+                    users: VecDeque::new(),
+                    users_serving: 0,
+                    per_uid: HashMap::new(),
+                    stopping: false,
+                }),
+                ready: Condvar::new(),
+            }
+        }
+
+        /// Queues a connection from `uid`, or hands it back with the reason it may not wait.
+        pub fn admit(&self, uid: u32, conn: T) -> Result<(), (T, Refusal)> {
+            let mut st = lock(&self.state);
+            if st.stopping {
+                return Err((conn, Refusal::Stopping));
+            }
+            if uid == 0 {
+                if st.root.len() >= ROOT_PENDING_CONNECTIONS_MAX {
+                    return Err((conn, Refusal::QueueFull));
+                }
+                st.root.push_back(conn);
+            } else {
+                if st.per_uid.get(&uid).map_or(0, |l| l.inside) >= CONNECTIONS_PER_UID_MAX {
+                    return Err((conn, Refusal::UidLimit));
+                }
+                if st.users.len() >= PENDING_CONNECTIONS_MAX {
+                    return Err((conn, Refusal::QueueFull));
+                }
+                st.users.push_back((uid, conn));
+                st.per_uid.entry(uid).or_default().inside += 1;
+            }
+            drop(st);
+            self.ready.notify_all();
+            Ok(())
+        }
+
+        fn take_locked(st: &mut DispatchState<T>) -> Option<Job<T>> {
+            if let Some(conn) = st.root.pop_front() {
+                return Some(Job { conn, uid: 0 });
+            }
+            if st.users_serving >= UNPRIVILEGED_HANDLERS_MAX {
+                return None;
+            }
+            let per_uid = &st.per_uid;
+            let i = st.users.iter().position(|(uid, _)| {
+                per_uid
+                    .get(uid)
+                    .is_none_or(|l| l.serving < HANDLERS_PER_UID_MAX)
+            })?;
+            let (uid, conn) = st.users.remove(i)?;
+            st.users_serving += 1;
+            st.per_uid.entry(uid).or_default().serving += 1;
+            Some(Job { conn, uid })
+        }
+
+        /// The next connection a handler may serve now, if any (does not wait).
+        pub fn try_take(&self) -> Option<Job<T>> {
+            Self::take_locked(&mut lock(&self.state))
+        }
+
+        /// Waits for the next connection a handler may serve; `None` once stopping.
+        pub fn take(&self) -> Option<Job<T>> {
+            let mut st = lock(&self.state);
+            loop {
+                if st.stopping {
+                    return None;
+                }
+                if let Some(job) = Self::take_locked(&mut st) {
+                    return Some(job);
+                }
+                st = self.ready.wait(st).unwrap_or_else(PoisonError::into_inner);
+            }
+        }
+
+        /// A handler is done with a [`Job`] of `uid`: its places are free again.
+        pub fn release(&self, uid: u32) {
+            if uid == 0 {
+                return;
+            }
+            let mut st = lock(&self.state);
+            st.users_serving = st.users_serving.saturating_sub(1);
+            if let Some(l) = st.per_uid.get_mut(&uid) {
+                l.serving = l.serving.saturating_sub(1);
+                l.inside = l.inside.saturating_sub(1);
+                if l.inside == 0 {
+                    st.per_uid.remove(&uid);
+                }
+            }
+            drop(st);
+            // A connection of this uid may be waiting, and an idle handler may take it.
+            self.ready.notify_all();
+        }
+
+        /// Stops handing out connections: waiting ones are dropped (closed), waiting handlers
+        /// return from [`Dispatcher::take`].
+        pub fn stop(&self) {
+            let mut st = lock(&self.state);
+            st.stopping = true;
+            st.root.clear();
+            for (uid, _) in std::mem::take(&mut st.users) {
+                if let Some(l) = st.per_uid.get_mut(&uid) {
+                    l.inside = l.inside.saturating_sub(1);
+                }
+            }
+            drop(st);
+            self.ready.notify_all();
+        }
+
+        /// What is waiting and being served now.
+        pub fn load(&self) -> DispatchLoad {
+            let st = lock(&self.state);
+            DispatchLoad {
+                root_waiting: st.root.len(),
+                users_waiting: st.users.len(),
+                users_serving: st.users_serving,
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // The socket on disk
+    // -----------------------------------------------------------------------------------------
+
     /// Why the control socket could not be set up.
     #[derive(Debug)]
     pub enum ServerError {
-        /// The socket's directory could not be created or set up.
+        /// The socket's directory could not be created or opened.
         Directory {
             /// The directory.
             path: PathBuf,
             /// The OS error.
             source: io::Error,
         },
-        /// Something that is not a socket is in the way; santad does not delete it.
+        /// The socket's directory, or one above it, is a symlink, not a directory, not root's,
+        /// or writable by others: whoever can change it could redirect the socket.
+        UnsafeDirectory {
+            /// The socket's directory.
+            path: PathBuf,
+            /// What is wrong, naming the path at fault.
+            reason: String,
+        },
+        /// Something that is not a socket is in the way (a symlink included: it is neither
+        /// followed nor removed); santad does not delete it.
         NotASocket {
             /// The path.
             path: PathBuf,
@@ -1518,7 +2067,7 @@ pub mod server {
             /// The path.
             path: PathBuf,
         },
-        /// Binding, permissions or threads failed.
+        /// Binding or threads failed.
         Io {
             /// The socket path.
             path: PathBuf,
@@ -1533,6 +2082,11 @@ pub mod server {
                 Self::Directory { path, source } => {
                     write!(f, "control socket directory {}: {source}", path.display())
                 }
+                Self::UnsafeDirectory { path, reason } => write!(
+                    f,
+                    "control socket directory {}: refused: {reason}",
+                    path.display()
+                ),
                 Self::NotASocket { path } => write!(
                     f,
                     "control socket {}: something that is not a socket is in the way",
@@ -1552,59 +2106,292 @@ pub mod server {
 
     impl std::error::Error for ServerError {}
 
+    /// `fstat`.
+    fn fstat_fd(fd: RawFd) -> io::Result<libc::stat> {
+        // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `fd` is open for the duration of the call; `st` is a writable `stat`.
+        if unsafe { libc::fstat(fd, &mut st) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(st)
+    }
+
+    /// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`: what is at `name` itself; `None` if nothing.
+    fn stat_at(dir: RawFd, name: &CString) -> io::Result<Option<libc::stat>> {
+        // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `dir` is open for the duration of the call, `name` is NUL-terminated, `st` is
+        // a writable `stat`.
+        let rc = unsafe { libc::fstatat(dir, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) };
+        if rc != 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::ENOENT) => Ok(None),
+                _ => Err(e),
+            };
+        }
+        Ok(Some(st))
+    }
+
+    fn file_type(st: &libc::stat) -> libc::mode_t {
+        st.st_mode & libc::S_IFMT
+    }
+
+    /// Opens the directory `name` in `dir` without following a symlink (one fails with `ELOOP`).
+    fn open_dir_at(dir: RawFd, name: &CString) -> io::Result<OwnedFd> {
+        // SAFETY: `dir` is open (or AT_FDCWD) for the duration of the call and `name` is
+        // NUL-terminated.
+        let fd = unsafe {
+            libc::openat(
+                dir,
+                name.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: openat just returned this fd and nothing else owns it.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    /// Whether only root (or santad's own user) can change what `st`, a directory on the
+    /// socket's path, holds. Directories above the socket's may be sticky and writable by all
+    /// (`/tmp`): nobody can then move or replace another's entry. The socket's own directory may
+    /// not: anyone could plant a socket or symlink under the name before santad binds it.
+    fn check_dir(path: &Path, st: &libc::stat, socket_dir: bool, euid: u32) -> Result<(), String> {
+        if file_type(st) != libc::S_IFDIR {
+            return Err(format!("{} is not a directory", path.display()));
+        }
+        if st.st_uid != 0 && st.st_uid != euid {
+            return Err(format!(
+                "{} belongs to uid {}, not to root",
+                path.display(),
+                st.st_uid
+            ));
+        }
+        let writable_by_others = st.st_mode & 0o022 != 0;
+        let sticky = st.st_mode & libc::S_ISVTX != 0;
+        if writable_by_others && (socket_dir || !sticky) {
+            return Err(format!(
+                "{} is writable by users other than root (mode {:o})",
+                path.display(),
+                st.st_mode & 0o7777
+            ));
+        }
+        Ok(())
+    }
+
+    /// Opens the socket's directory `dir` (absolute), walking from `/` one component at a time
+    /// with `O_NOFOLLOW`, creating missing components (mode [`SOCKET_DIR_MODE`] under the
+    /// caller's umask) and checking each with [`check_dir`]. No symlink is followed anywhere on
+    /// the way: give the real path.
+    fn open_socket_dir(dir: &Path) -> Result<OwnedFd, ServerError> {
+        let unsafe_dir = |reason: String| ServerError::UnsafeDirectory {
+            path: dir.to_owned(),
+            reason,
+        };
+        let dir_err = |source| ServerError::Directory {
+            path: dir.to_owned(),
+            source,
+        };
+        if !dir.is_absolute() {
+            return Err(unsafe_dir("not an absolute path".into()));
+        }
+        let mut names = Vec::new();
+        for c in dir.components() {
+            match c {
+                Component::RootDir | Component::CurDir => {}
+                Component::Normal(name) => names.push(name),
+                Component::ParentDir | Component::Prefix(_) => {
+                    return Err(unsafe_dir("a `..` in the path".into()));
+                }
+            }
+        }
+        // SAFETY: geteuid has no preconditions.
+        let euid = unsafe { libc::geteuid() };
+        let root = CString::from(c"/");
+        let mut fd = open_dir_at(libc::AT_FDCWD, &root).map_err(dir_err)?;
+        let mut walked = PathBuf::from("/");
+        check_dir(
+            &walked,
+            &fstat_fd(fd.as_raw_fd()).map_err(dir_err)?,
+            names.is_empty(),
+            euid,
+        )
+        .map_err(unsafe_dir)?;
+        for (i, name) in names.iter().enumerate() {
+            walked.push(name);
+            let cname = CString::new(name.as_bytes())
+                .map_err(|_| unsafe_dir("a NUL byte in the path".into()))?;
+            let next = match open_dir_at(fd.as_raw_fd(), &cname) {
+                Ok(next) => next,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    // SAFETY: `fd` is an open directory and `cname` is NUL-terminated.
+                    let rc = unsafe {
+                        libc::mkdirat(fd.as_raw_fd(), cname.as_ptr(), SOCKET_DIR_MODE as _)
+                    };
+                    if rc != 0 {
+                        let e = io::Error::last_os_error();
+                        if e.raw_os_error() != Some(libc::EEXIST) {
+                            return Err(dir_err(e));
+                        }
+                    }
+                    open_dir_at(fd.as_raw_fd(), &cname).map_err(dir_err)?
+                }
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+                    let symlink = stat_at(fd.as_raw_fd(), &cname)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|st| file_type(&st) == libc::S_IFLNK);
+                    return Err(unsafe_dir(if symlink {
+                        format!("{} is a symbolic link", walked.display())
+                    } else {
+                        format!("{} is not a directory", walked.display())
+                    }));
+                }
+                Err(e) => return Err(dir_err(e)),
+            };
+            let st = fstat_fd(next.as_raw_fd()).map_err(dir_err)?;
+            check_dir(&walked, &st, i + 1 == names.len(), euid).map_err(unsafe_dir)?;
+            fd = next;
+        }
+        Ok(fd)
+    }
+
+    /// A bound socket and where it is.
+    #[derive(Debug)]
+    struct Bound {
+        listener: UnixListener,
+        /// The socket's directory.
+        dir: OwnedFd,
+        /// The socket's name in it.
+        name: CString,
+        /// The socket's inode, so that shutdown removes only this socket.
+        dev: u64,
+        ino: u64,
+    }
+
+    /// Binds the socket at `path`: see [`bind_in_this_thread`], run on a thread of its own so
+    /// its umask and working directory never reach the rest of santad.
+    fn bind(path: &Path) -> Result<Bound, ServerError> {
+        let owned = path.to_owned();
+        let thread = std::thread::Builder::new()
+            .name("santad-control-bind".into())
+            .spawn(move || bind_in_this_thread(&owned))
+            .map_err(|source| ServerError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+        thread.join().unwrap_or_else(|_| {
+            Err(ServerError::Io {
+                path: path.to_owned(),
+                source: io::Error::other("the binding thread panicked"),
+            })
+        })
+    }
+
+    /// Binds the socket at `path` with mode [`SOCKET_MODE`] and no chmod: this thread stops
+    /// sharing its filesystem attributes (`unshare(CLONE_FS)`: umask, cwd), opens the directory
+    /// with [`open_socket_dir`], makes it its cwd, and binds the bare name under umask
+    /// `0o777 & !SOCKET_MODE`, so the kernel creates the socket with the mode and nothing later
+    /// goes through a path that could have changed. A stale socket is removed with `unlinkat` in
+    /// that directory; anything else at the name (a symlink included) is refused, untouched.
+    /// Call it only on a thread that ends afterwards (its cwd and umask stay changed).
+    fn bind_in_this_thread(path: &Path) -> Result<Bound, ServerError> {
+        let io_err = |source| ServerError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let (Some(dir_path), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(ServerError::UnsafeDirectory {
+                path: path.to_owned(),
+                reason: "the socket path has no directory or no file name".into(),
+            });
+        };
+        let cname = CString::new(name.as_bytes()).map_err(|_| ServerError::UnsafeDirectory {
+            path: path.to_owned(),
+            reason: "a NUL byte in the path".into(),
+        })?;
+        // SAFETY: unshare(CLONE_FS) gives this thread its own copy of the root, cwd and umask;
+        // it touches no memory of ours and nothing else in the process.
+        if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
+            return Err(io_err(io::Error::last_os_error()));
+        }
+        // SAFETY: umask has no preconditions; after the unshare it is this thread's alone.
+        unsafe { libc::umask(0o022) };
+        let dir = open_socket_dir(dir_path)?;
+        // SAFETY: `dir` is an open directory fd; the cwd changed is this thread's alone.
+        if unsafe { libc::fchdir(dir.as_raw_fd()) } != 0 {
+            return Err(io_err(io::Error::last_os_error()));
+        }
+        let here = Path::new(OsStr::from_bytes(cname.as_bytes()));
+        match stat_at(dir.as_raw_fd(), &cname).map_err(io_err)? {
+            None => {}
+            Some(st) if file_type(&st) == libc::S_IFSOCK => {
+                if UnixStream::connect(here).is_ok() {
+                    return Err(ServerError::InUse {
+                        path: path.to_owned(),
+                    });
+                }
+                // A stale socket from a santad that died: the name in our directory, never
+                // through a link.
+                // SAFETY: `dir` is an open directory fd and `cname` is NUL-terminated.
+                if unsafe { libc::unlinkat(dir.as_raw_fd(), cname.as_ptr(), 0) } != 0 {
+                    let e = io::Error::last_os_error();
+                    if e.raw_os_error() != Some(libc::ENOENT) {
+                        return Err(io_err(e));
+                    }
+                }
+            }
+            Some(_) => {
+                return Err(ServerError::NotASocket {
+                    path: path.to_owned(),
+                });
+            }
+        }
+        // SAFETY: as above; the kernel creates the socket with 0o777 & !umask = SOCKET_MODE.
+        unsafe { libc::umask((0o777 & !SOCKET_MODE) as libc::mode_t) };
+        let listener = UnixListener::bind(here).map_err(io_err)?;
+        let st = stat_at(dir.as_raw_fd(), &cname)
+            .map_err(io_err)?
+            .filter(|st| file_type(st) == libc::S_IFSOCK)
+            .ok_or_else(|| io_err(io::Error::other("the socket vanished after bind")))?;
+        if st.st_mode & 0o7777 != SOCKET_MODE as libc::mode_t {
+            // A default ACL on the directory overrides the umask; the directory is root's.
+            log::warn!(
+                "control socket {}: mode {:o}, not {SOCKET_MODE:o} (a default ACL on its directory?)",
+                path.display(),
+                st.st_mode & 0o7777
+            );
+        }
+        listener.set_nonblocking(true).map_err(io_err)?;
+        Ok(Bound {
+            listener,
+            dir,
+            name: cname,
+            dev: st.st_dev,
+            ino: st.st_ino,
+        })
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Threads
+    // -----------------------------------------------------------------------------------------
+
     /// The running control server. [`ControlServer::stop`] (or drop) stops its threads and
     /// removes the socket.
     #[derive(Debug)]
     pub struct ControlServer {
         path: PathBuf,
-        inode: u64,
+        dir: OwnedFd,
+        name: CString,
+        dev: u64,
+        ino: u64,
         stop: Arc<AtomicBool>,
+        dispatcher: Arc<Dispatcher<Connection>>,
         threads: Vec<JoinHandle<()>>,
-    }
-
-    fn bind(path: &Path) -> Result<(UnixListener, u64), ServerError> {
-        let io_err = |source| ServerError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        if let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty()
-            && !dir.exists()
-        {
-            let dir_err = |source| ServerError::Directory {
-                path: dir.to_owned(),
-                source,
-            };
-            std::fs::create_dir_all(dir).map_err(dir_err)?;
-            // Only a directory santad created is given its permissions: an existing one (say
-            // /tmp) belongs to someone else. 0755: anyone may reach the socket inside.
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
-                .map_err(dir_err)?;
-        }
-        match std::fs::symlink_metadata(path) {
-            Ok(m) if m.file_type().is_socket() => {
-                if UnixStream::connect(path).is_ok() {
-                    return Err(ServerError::InUse {
-                        path: path.to_owned(),
-                    });
-                }
-                // A stale socket from a santad that died.
-                std::fs::remove_file(path).map_err(io_err)?;
-            }
-            Ok(_) => {
-                return Err(ServerError::NotASocket {
-                    path: path.to_owned(),
-                });
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(e)),
-        }
-        let listener = UnixListener::bind(path).map_err(io_err)?;
-        // 0666: anyone may connect; what they may do is decided per request by SO_PEERCRED.
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).map_err(io_err)?;
-        listener.set_nonblocking(true).map_err(io_err)?;
-        let inode = std::fs::symlink_metadata(path).map_err(io_err)?.ino();
-        Ok((listener, inode))
     }
 
     fn poll_readable(fd: i32, timeout_ms: i32) -> bool {
@@ -1619,10 +2406,11 @@ pub mod server {
         rc > 0
     }
 
+    /// Accepts, identifies and queues; never waits on a peer.
     fn accept_loop(
         ctx: &ControlContext,
         listener: &UnixListener,
-        queue: &SyncSender<UnixStream>,
+        dispatcher: &Dispatcher<Connection>,
         stop: &AtomicBool,
     ) {
         while !stop.load(Ordering::Relaxed) {
@@ -1640,35 +2428,51 @@ pub mod server {
                 }
             };
             ctx.counters.connections.fetch_add(1, Ordering::Relaxed);
+            let (uid, pid) = match peer_credentials(&stream) {
+                Ok(c) => c,
+                Err(e) => {
+                    // Without credentials nobody is authorised for anything.
+                    refuse_now(
+                        stream,
+                        ErrorKind::PermissionDenied,
+                        &format!("peer credentials unavailable: {e}"),
+                    );
+                    continue;
+                }
+            };
             if stream.set_nonblocking(false).is_err() {
                 continue;
             }
-            match queue.try_send(stream) {
+            match dispatcher.admit(uid, Connection { stream, uid, pid }) {
                 Ok(()) => {}
-                Err(TrySendError::Full(mut stream)) => {
-                    ctx.counters.busy.fetch_add(1, Ordering::Relaxed);
-                    send_error(
-                        &mut stream,
+                Err((conn, Refusal::UidLimit)) => {
+                    ctx.counters.uid_limited.fetch_add(1, Ordering::Relaxed);
+                    refuse_now(
+                        conn.stream,
                         ErrorKind::Busy,
-                        "santad is busy; try again".into(),
+                        "santad is busy with this user's other connections; try again",
                     );
                 }
-                Err(TrySendError::Disconnected(_)) => return,
+                Err((conn, Refusal::QueueFull | Refusal::Stopping)) => {
+                    ctx.counters.busy.fetch_add(1, Ordering::Relaxed);
+                    refuse_now(conn.stream, ErrorKind::Busy, "santad is busy; try again");
+                }
             }
         }
     }
 
-    fn handler_loop(ctx: &ControlContext, queue: &Mutex<Receiver<UnixStream>>, stop: &AtomicBool) {
-        loop {
-            let next = lock(queue).recv_timeout(Duration::from_millis(ACCEPT_POLL_MS as u64));
-            match next {
-                Ok(stream) => serve(ctx, stream, stop),
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    if stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+    fn handler_loop(ctx: &ControlContext, dispatcher: &Dispatcher<Connection>, stop: &AtomicBool) {
+        while let Some(job) = dispatcher.take() {
+            let uid = job.uid;
+            // A bug in one request's handling must not take a handler away for good (nor leave
+            // its unprivileged place taken).
+            let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                serve(ctx, job.conn, stop)
+            }));
+            dispatcher.release(uid);
+            if served.is_err() {
+                ctx.counters.handler_panics.fetch_add(1, Ordering::Relaxed);
+                log::error!("control: handling a request from uid {uid} panicked");
             }
         }
     }
@@ -1676,14 +2480,25 @@ pub mod server {
     impl ControlServer {
         /// Binds the socket at `path` and starts the listener and handler threads.
         pub fn start(ctx: Arc<ControlContext>, path: &Path) -> Result<ControlServer, ServerError> {
-            let (listener, inode) = bind(path)?;
+            let Bound {
+                listener,
+                dir,
+                name,
+                dev,
+                ino,
+            } = bind(path)?;
             let stop = Arc::new(AtomicBool::new(false));
-            let (tx, rx) = std::sync::mpsc::sync_channel(PENDING_CONNECTIONS_MAX);
-            let rx = Arc::new(Mutex::new(rx));
+            let dispatcher = Arc::new(Dispatcher::new());
+            // A second server on the same context keeps reporting the first one's load.
+            let _ = ctx.dispatcher.set(dispatcher.clone());
             let mut server = ControlServer {
                 path: path.to_owned(),
-                inode,
+                dir,
+                name,
+                dev,
+                ino,
                 stop: stop.clone(),
+                dispatcher: dispatcher.clone(),
                 threads: Vec::new(),
             };
             let spawn_err = |source| ServerError::Io {
@@ -1691,19 +2506,24 @@ pub mod server {
                 source,
             };
             for i in 0..HANDLER_THREADS {
-                let (ctx, rx, stop) = (ctx.clone(), rx.clone(), stop.clone());
+                let (ctx, dispatcher, stop) = (ctx.clone(), dispatcher.clone(), stop.clone());
                 let t = std::thread::Builder::new()
                     .name(format!("santad-control-{i}"))
-                    .spawn(move || handler_loop(&ctx, &rx, &stop))
+                    .spawn(move || handler_loop(&ctx, &dispatcher, &stop))
                     .map_err(spawn_err)?;
                 server.threads.push(t);
             }
             let t = std::thread::Builder::new()
                 .name("santad-control".into())
-                .spawn(move || accept_loop(&ctx, &listener, &tx, &stop))
+                .spawn(move || accept_loop(&ctx, &listener, &dispatcher, &stop))
                 .map_err(spawn_err)?;
             server.threads.push(t);
             Ok(server)
+        }
+
+        /// Where the socket is.
+        pub fn path(&self) -> &Path {
+            &self.path
         }
 
         /// Stops accepting, lets the handlers finish (each within a fraction of a second: reads
@@ -1714,13 +2534,26 @@ pub mod server {
 
         fn shutdown(&mut self) {
             self.stop.store(true, Ordering::Relaxed);
+            self.dispatcher.stop();
             for t in self.threads.drain(..) {
                 let _ = t.join();
             }
-            // Only our socket: another santad may have replaced it meanwhile.
-            if std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.ino() == self.inode) {
-                let _ = std::fs::remove_file(&self.path);
-            }
+            remove_socket_if_ours(&self.dir, &self.name, self.dev, self.ino);
+        }
+    }
+
+    /// Removes `name` in `dir` if it is still the socket `(dev, ino)` (another santad may have
+    /// replaced it meanwhile), by its name in that directory, never through a path.
+    fn remove_socket_if_ours(dir: &OwnedFd, name: &CString, dev: u64, ino: u64) {
+        let ours = stat_at(dir.as_raw_fd(), name)
+            .ok()
+            .flatten()
+            .is_some_and(|st| {
+                file_type(&st) == libc::S_IFSOCK && st.st_dev == dev && st.st_ino == ino
+            });
+        if ours {
+            // SAFETY: `dir` is an open directory fd and `name` is NUL-terminated.
+            unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) };
         }
     }
 
@@ -1729,6 +2562,262 @@ pub mod server {
             if !self.threads.is_empty() {
                 self.shutdown();
             }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+
+        fn euid() -> u32 {
+            // SAFETY: geteuid has no preconditions.
+            unsafe { libc::geteuid() }
+        }
+
+        /// The process umask, read without changing it (`/proc/self/status`).
+        fn process_umask() -> u32 {
+            let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+            let line = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .expect("a Umask line");
+            u32::from_str_radix(line.trim(), 8).expect("octal")
+        }
+
+        #[test]
+        fn root_is_served_while_unprivileged_peers_hold_every_handler_they_may() {
+            let d = Dispatcher::new();
+            // Two users each take a handler: every unprivileged place is held.
+            for uid in [1000, 1001] {
+                d.admit(uid, uid).expect("admitted");
+                let job = d.try_take().expect("a handler for a user");
+                assert_eq!(job.uid, uid);
+            }
+            d.admit(1002, 1002).expect("a third user may wait");
+            assert!(
+                d.try_take().is_none(),
+                "the last handler is kept for root: no third user"
+            );
+            assert_eq!(
+                d.load(),
+                DispatchLoad {
+                    root_waiting: 0,
+                    users_waiting: 1,
+                    users_serving: UNPRIVILEGED_HANDLERS_MAX
+                }
+            );
+            // Root arrives after the waiting user and is served first, at once.
+            d.admit(0, 0).expect("root admitted");
+            let job = d.try_take().expect("root finds a handler");
+            assert_eq!(job.uid, 0);
+            d.release(0);
+            assert!(
+                d.try_take().is_none(),
+                "root's handler is not lent to users"
+            );
+            // A user's handler freed: the waiting user gets it.
+            d.release(1000);
+            assert_eq!(d.try_take().map(|j| j.uid), Some(1002));
+        }
+
+        #[test]
+        fn one_user_holds_one_handler_and_a_few_connections_and_others_still_get_in() {
+            let d = Dispatcher::new();
+            for i in 0..CONNECTIONS_PER_UID_MAX {
+                d.admit(1000, i).expect("within the uid's bound");
+            }
+            match d.admit(1000, 99) {
+                Err((99, Refusal::UidLimit)) => {}
+                other => panic!("the uid's fifth connection: {other:?}"),
+            }
+            assert_eq!(d.try_take().map(|j| j.uid), Some(1000));
+            assert!(
+                d.try_take().is_none(),
+                "the uid's other connections wait for its one handler"
+            );
+            d.admit(2000, 2000).expect("another user gets in");
+            assert_eq!(
+                d.try_take().map(|j| (j.uid, j.conn)),
+                Some((2000, 2000)),
+                "and is served past the first user's waiting connections"
+            );
+            // The first user's connection done: its next one, and a fresh one fits again.
+            d.release(1000);
+            assert_eq!(d.try_take().map(|j| j.conn), Some(1));
+            d.admit(1000, 100).expect("a place freed for the uid");
+            assert!(matches!(d.admit(1000, 101), Err((101, Refusal::UidLimit))));
+        }
+
+        #[test]
+        fn the_queues_are_bounded_and_stop_wakes_every_waiting_handler() {
+            let d = Arc::new(Dispatcher::new());
+            for uid in 1..=PENDING_CONNECTIONS_MAX as u32 {
+                d.admit(uid, uid).expect("admitted");
+            }
+            assert!(matches!(
+                d.admit(9999, 9999),
+                Err((9999, Refusal::QueueFull))
+            ));
+            for i in 0..ROOT_PENDING_CONNECTIONS_MAX as u32 {
+                d.admit(0, i).expect("root admitted");
+            }
+            assert!(matches!(d.admit(0, 77), Err((77, Refusal::QueueFull))));
+            // Drain everything a handler may take, then park handlers on the empty queue.
+            while d.try_take().is_some() {}
+            let waiters: Vec<_> = (0..HANDLER_THREADS)
+                .map(|_| {
+                    let d = d.clone();
+                    std::thread::spawn(move || d.take().map(|j| j.uid))
+                })
+                .collect();
+            std::thread::sleep(Duration::from_millis(50));
+            d.stop();
+            for w in waiters {
+                assert_eq!(w.join().expect("joined"), None, "woken by stop");
+            }
+            assert!(matches!(d.admit(0, 1), Err((1, Refusal::Stopping))));
+        }
+
+        fn private_dir() -> tempfile::TempDir {
+            let dir = tempfile::tempdir().expect("tempdir");
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+                .expect("chmod");
+            dir
+        }
+
+        #[test]
+        fn the_socket_is_created_mode_0666_and_santads_umask_never_changes() {
+            let dir = private_dir();
+            let path = dir.path().join("run/santad/santad.sock");
+            let before = process_umask();
+            let bound = bind(&path).expect("bound");
+            assert_eq!(process_umask(), before, "the process umask is untouched");
+            let m = std::fs::symlink_metadata(&path).expect("socket exists");
+            assert!(m.file_type().is_socket());
+            assert_eq!(m.mode() & 0o7777, SOCKET_MODE, "{:o}", m.mode());
+            assert_eq!(m.ino(), bound.ino);
+            for d in [dir.path().join("run"), dir.path().join("run/santad")] {
+                let m = std::fs::symlink_metadata(&d).expect("created");
+                assert!(m.is_dir());
+                assert_eq!(m.mode() & 0o7777, SOCKET_DIR_MODE, "{}", d.display());
+            }
+            // It answers: a peer connects through the path.
+            UnixStream::connect(&path).expect("connects");
+            assert_eq!(bound.name.as_bytes(), b"santad.sock");
+        }
+
+        #[test]
+        fn a_symlink_at_the_socket_path_is_neither_followed_nor_removed() {
+            let dir = private_dir();
+            let target = dir.path().join("precious");
+            std::fs::write(&target, b"keep").expect("written");
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod");
+            let path = dir.path().join("santad.sock");
+            std::os::unix::fs::symlink(&target, &path).expect("symlink");
+            assert!(matches!(bind(&path), Err(ServerError::NotASocket { .. })));
+            let link = std::fs::symlink_metadata(&path).expect("still there");
+            assert!(link.file_type().is_symlink(), "the link is not removed");
+            let m = std::fs::metadata(&target).expect("target");
+            assert_eq!(m.mode() & 0o7777, 0o600, "the target's mode is untouched");
+            assert_eq!(std::fs::read(&target).expect("read"), b"keep");
+            // A dangling link (a stale socket's name pointing elsewhere) is not followed either:
+            // nothing is created where it points.
+            let elsewhere = dir.path().join("elsewhere.sock");
+            let dangling = dir.path().join("dangling.sock");
+            std::os::unix::fs::symlink(&elsewhere, &dangling).expect("symlink");
+            assert!(matches!(
+                bind(&dangling),
+                Err(ServerError::NotASocket { .. })
+            ));
+            assert!(!elsewhere.exists(), "nothing bound through the link");
+        }
+
+        #[test]
+        fn a_symlink_anywhere_on_the_directory_path_is_refused() {
+            let dir = private_dir();
+            let real = dir.path().join("real");
+            std::fs::create_dir(&real).expect("mkdir");
+            std::os::unix::fs::symlink(&real, dir.path().join("link")).expect("symlink");
+            for path in [
+                dir.path().join("link/santad.sock"),
+                dir.path().join("link/sub/santad.sock"),
+            ] {
+                match bind(&path) {
+                    Err(ServerError::UnsafeDirectory { reason, .. }) => {
+                        assert!(reason.contains("symbolic link"), "{reason}")
+                    }
+                    other => panic!("{}: {other:?}", path.display()),
+                }
+            }
+            assert_eq!(
+                std::fs::read_dir(&real).expect("read").count(),
+                0,
+                "nothing created through the link"
+            );
+        }
+
+        #[test]
+        fn a_socket_directory_others_can_write_is_refused() {
+            for mode in [0o777, 0o1777, 0o775] {
+                let dir = private_dir();
+                let open = dir.path().join("open");
+                std::fs::create_dir(&open).expect("mkdir");
+                std::fs::set_permissions(&open, std::fs::Permissions::from_mode(mode))
+                    .expect("chmod");
+                match bind(&open.join("santad.sock")) {
+                    Err(ServerError::UnsafeDirectory { reason, .. }) => {
+                        assert!(reason.contains("writable"), "{mode:o}: {reason}")
+                    }
+                    other => panic!("{mode:o}: {other:?}"),
+                }
+                assert!(!open.join("santad.sock").exists());
+                // Below a sticky shared directory (as a private directory in /tmp is) is fine.
+                if mode == 0o1777 {
+                    let inner = open.join("inner");
+                    std::fs::create_dir(&inner).expect("mkdir");
+                    std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o755))
+                        .expect("chmod");
+                    bind(&inner.join("santad.sock")).expect("a private directory in a sticky one");
+                }
+            }
+        }
+
+        #[test]
+        fn a_socket_directory_of_another_user_is_refused() {
+            if euid() != 0 {
+                eprintln!("needs root to give a directory away; CI runs as root");
+                return;
+            }
+            let dir = private_dir();
+            let theirs = dir.path().join("theirs");
+            std::fs::create_dir(&theirs).expect("mkdir");
+            std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).expect("chown");
+            match bind(&theirs.join("santad.sock")) {
+                Err(ServerError::UnsafeDirectory { reason, .. }) => {
+                    assert!(reason.contains("uid 65534"), "{reason}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+
+        #[test]
+        fn a_stale_socket_is_replaced_a_live_one_is_in_use_and_shutdown_removes_only_ours() {
+            let dir = private_dir();
+            let path = dir.path().join("santad.sock");
+            let first = bind(&path).expect("bound");
+            assert!(matches!(bind(&path), Err(ServerError::InUse { .. })));
+            drop(first.listener); // santad died: the socket file stays, nobody answers
+            let second = bind(&path).expect("a stale socket is replaced");
+            // Another santad's socket under the name (the second one's inode is still alive,
+            // moved aside, so the third cannot reuse its number) is not ours to remove.
+            std::fs::rename(&path, dir.path().join("moved.sock")).expect("renamed");
+            let third = bind(&path).expect("bound again");
+            remove_socket_if_ours(&second.dir, &second.name, second.dev, second.ino);
+            assert!(path.exists(), "not the socket the second bind made");
+            remove_socket_if_ours(&third.dir, &third.name, third.dev, third.ino);
+            assert!(!path.exists(), "ours is removed");
         }
     }
 }
@@ -1852,5 +2941,253 @@ mod tests {
             &|| false,
         );
         assert!(matches!(err, Err(FrameError::Truncated { .. })), "{err:?}");
+    }
+
+    fn frame(body: &[u8]) -> Vec<u8> {
+        let mut m = (body.len() as u32).to_be_bytes().to_vec();
+        m.extend_from_slice(body);
+        m
+    }
+
+    #[test]
+    fn a_huge_length_prefix_is_refused_before_any_body_byte_is_kept() {
+        let mut bytes = u32::MAX.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&[b'x'; 64]);
+        let mut d = FrameDecoder::new(REQUEST_BYTES_MAX_UNPRIVILEGED);
+        let err = d.feed(&bytes);
+        assert!(
+            matches!(err, Err(FrameError::TooLarge { len, max })
+                if len == u64::from(u32::MAX) && max == REQUEST_BYTES_MAX_UNPRIVILEGED),
+            "{err:?}"
+        );
+        assert_eq!(d.buffer_bytes(), 0, "nothing allocated for the body");
+        assert!(d.feed(&bytes[4..]).is_err(), "and it keeps failing");
+        // Just over the cap fails; at the cap is accepted.
+        let cap = REQUEST_BYTES_MAX_UNPRIVILEGED as u32;
+        let over = (cap + 1).to_be_bytes();
+        assert!(matches!(
+            decode_frame(&over, REQUEST_BYTES_MAX_UNPRIVILEGED),
+            Err(FrameError::TooLarge { .. })
+        ));
+        let at = cap.to_be_bytes();
+        assert!(matches!(
+            decode_frame(&at, REQUEST_BYTES_MAX_UNPRIVILEGED),
+            Err(FrameError::Truncated { received: 4 })
+        ));
+        // Root's cap is 256 MiB: announcing all of it and sending a little costs a little.
+        let mut d = FrameDecoder::new(REQUEST_BYTES_MAX_ROOT);
+        let mut big = (REQUEST_BYTES_MAX_ROOT as u32).to_be_bytes().to_vec();
+        big.extend_from_slice(b"{\"command\"");
+        assert_eq!(d.feed(&big).expect("within the cap"), big.len());
+        assert!(
+            d.buffer_bytes() <= BODY_GROWTH_MIN_BYTES,
+            "{} bytes held for 10 received",
+            d.buffer_bytes()
+        );
+    }
+
+    #[test]
+    fn a_truncated_frame_says_how_much_arrived() {
+        for (bytes, received) in [
+            (&b""[..], 0),
+            (&b"\x00\x00"[..], 2),
+            (&b"\x00\x00\x00\x0a12345"[..], 9),
+        ] {
+            let err = decode_frame(bytes, 64);
+            assert!(
+                matches!(err, Err(FrameError::Truncated { received: r }) if r == received),
+                "{bytes:?}: {err:?}"
+            );
+        }
+        // An empty body is a whole message (and not a request).
+        assert_eq!(decode_frame(&[0, 0, 0, 0], 64).expect("whole").0, b"");
+        assert!(matches!(
+            decode_request(&[0, 0, 0, 0], 64),
+            Err(DecodeError::Request(ControlError {
+                kind: ErrorKind::Malformed,
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn one_request_is_read_and_what_follows_it_is_not() {
+        let mut bytes = frame(br#"{"command":"status"}"#);
+        bytes.extend_from_slice(b"\xff\xff\xff\xffgarbage");
+        let (body, used) = decode_frame(&bytes, 64).expect("whole");
+        assert_eq!(used, 4 + body.len());
+        assert_eq!(
+            decode_request(&bytes, 64).expect("a request"),
+            Request::Status
+        );
+        // Trailing bytes inside the body are not a request.
+        assert!(parse_request(br#"{"command":"status"} x"#).is_err());
+    }
+
+    #[test]
+    fn non_utf8_bodies_are_malformed_requests() {
+        let bodies: [&[u8]; 4] = [
+            b"\xff\xfe\x00",
+            b"{\"command\":\"stat\xffus\"}",
+            b"{\"command\":\"rule_check\",\"target\":{\"kind\":\"identifier\",\"rule_type\":\"BINARY\",\"identifier\":\"\xc3\x28\"}}",
+            // A lone surrogate escape is not UTF-8 either.
+            br#"{"command":"rule_check","target":{"kind":"identifier","rule_type":"BINARY","identifier":"\ud800"}}"#,
+        ];
+        for body in bodies {
+            let err = decode_request(&frame(body), REQUEST_BYTES_MAX_UNPRIVILEGED);
+            assert!(
+                matches!(&err, Err(DecodeError::Request(e)) if e.kind == ErrorKind::Malformed),
+                "{body:?}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn deeply_nested_json_is_refused_without_deep_recursion() {
+        // A million levels inside a field (the internally tagged enum buffers unknown fields)
+        // and at the top; parsed on a thread with a small stack, so a parser that recursed per
+        // level would overflow it instead of refusing.
+        const DEPTH: usize = 1_000_000;
+        let nested = |open: &str, close: &str| {
+            let mut s = String::with_capacity(DEPTH * 2 + 64);
+            s.push_str(r#"{"command":"status","x":"#);
+            s.push_str(&open.repeat(DEPTH));
+            s.push_str(&close.repeat(DEPTH));
+            s.push('}');
+            s.into_bytes()
+        };
+        let mut bodies = vec![
+            nested("[", "]"),
+            nested(r#"{"a":"#, "}"),
+            "[".repeat(DEPTH).into_bytes(),
+        ];
+        // Just under the limit is still parsed (and refused for the field's type, not the depth).
+        let mut shallow = br#"{"command":"rule_check","target":"#.to_vec();
+        shallow.extend_from_slice(&b"[".repeat(100));
+        shallow.extend_from_slice(&b"]".repeat(100));
+        shallow.push(b'}');
+        bodies.push(shallow);
+        let results = std::thread::Builder::new()
+            .stack_size(512 << 10)
+            .spawn(move || {
+                bodies
+                    .iter()
+                    .map(|b| parse_request(b).map_err(|e| e.message))
+                    .collect::<Vec<_>>()
+            })
+            .expect("spawned")
+            .join()
+            .expect("no stack overflow, no panic");
+        for (i, r) in results.iter().enumerate() {
+            let message = r.as_ref().expect_err("not a request");
+            match i {
+                0 | 1 => assert!(message.contains("recursion limit"), "{i}: {message}"),
+                // A top-level array is refused at its first element, before any depth.
+                2 => assert!(message.starts_with("not a request"), "{i}: {message}"),
+                _ => assert!(!message.contains("recursion limit"), "{i}: {message}"),
+            }
+        }
+    }
+
+    /// xorshift64*: a failing run replays from its printed seed.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    #[test]
+    fn frames_decode_the_same_fed_whole_or_in_random_pieces_and_hold_at_most_twice_what_arrived() {
+        let seed = std::env::var("CONTROL_FRAMING_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0x5eed_c0de_f00d_u64);
+        let mut rng = Rng(seed | 1);
+        const MAX: usize = 100_000;
+        for case in 0..2_000 {
+            let announced = match rng.below(4) {
+                0 => rng.below(64) as u32,
+                1 => rng.below(MAX as u64 + 1) as u32,
+                2 => MAX as u32 + 1 + rng.below(1000) as u32,
+                _ => rng.next() as u32,
+            };
+            let sent = (rng.below(u64::from(announced.min(200_000)) + 8)) as usize;
+            let mut bytes = announced.to_be_bytes().to_vec();
+            bytes.extend((0..sent).map(|i| (i as u8).wrapping_mul(31)));
+            let cut = rng.below(bytes.len() as u64 + 1) as usize;
+            let bytes = &bytes[..cut];
+            let whole = decode_frame(bytes, MAX);
+            let mut d = FrameDecoder::new(MAX);
+            let mut at = 0;
+            let mut failed = None;
+            while at < bytes.len() {
+                let piece = 1 + rng.below(5000) as usize;
+                let end = (at + piece).min(bytes.len());
+                match d.feed(&bytes[at..end]) {
+                    Ok(0) => break,
+                    Ok(n) => at += n,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+                let body_got = d.received().saturating_sub(FRAME_HEADER_BYTES);
+                assert!(
+                    d.buffer_bytes() <= (2 * body_got).clamp(BODY_GROWTH_MIN_BYTES, MAX),
+                    "seed {seed} case {case}: {} bytes held for {body_got} received",
+                    d.buffer_bytes()
+                );
+            }
+            match (whole, failed) {
+                (
+                    Err(FrameError::TooLarge { len, .. }),
+                    Some(FrameError::TooLarge { len: l, .. }),
+                ) => {
+                    assert_eq!(len, l, "seed {seed} case {case}")
+                }
+                (Ok((body, used)), None) => {
+                    assert_eq!(used, at, "seed {seed} case {case}");
+                    assert_eq!(d.finish().expect("whole"), body, "seed {seed} case {case}");
+                }
+                (Err(FrameError::Truncated { received }), None) => {
+                    assert_eq!(d.received(), received, "seed {seed} case {case}");
+                    assert!(d.finish().is_err(), "seed {seed} case {case}");
+                }
+                (w, f) => panic!("seed {seed} case {case}: whole {w:?}, pieces {f:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn default_reasons_are_the_engines_names() {
+        use santa_hotpath::DefaultReason as R;
+        let engine = [
+            R::Deadline,
+            R::QueueFull,
+            R::SlotsFull,
+            R::ShuttingDown,
+            R::EvaluationFailed,
+        ];
+        let names: Vec<&str> = engine.iter().map(|r| r.name()).collect();
+        let ours: Vec<&str> = ENGINE_DEFAULT_REASONS.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ours);
+        assert_eq!(
+            default_reason_text("deadline"),
+            Some("no decision before the deadline")
+        );
+        assert_eq!(
+            default_reason_text("stat_failed"),
+            Some("the file could not be stat'ed")
+        );
+        assert_eq!(default_reason_text("something_new"), None);
     }
 }

@@ -162,6 +162,86 @@ fn status_version_metrics_flushcache_and_checkcache() {
 }
 
 #[test]
+fn status_shows_the_defaults_answered_and_why() {
+    const DEADLINE_MS: u64 = 10;
+    let s = common::start(
+        "MONITOR",
+        &format!("DeadlineMs = {DEADLINE_MS}\nMaxHashBytes = 1073741824"),
+    );
+    let sock = &s.socket_path;
+    let reasons = [
+        "deadline",
+        "evaluation_failed",
+        "queue_full",
+        "shutting_down",
+        "slots_full",
+        "stat_failed",
+    ];
+    let st = json(&ctl(sock, &["status", "--json"]));
+    assert_eq!(st["events"]["defaults_answered"], 0, "{st}");
+    let by = st["events"]["defaults_by_reason"].as_object().unwrap();
+    let mut listed: Vec<&str> = by.keys().map(String::as_str).collect();
+    listed.sort();
+    assert_eq!(listed, reasons, "every reason listed, zero or not");
+    assert!(by.values().all(|v| v == 0), "{st}");
+
+    // 200 MiB: hashing takes ~100 ms, ten times the deadline, so the deadline answers.
+    let big = s.binary("big", "defaults");
+    {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&big).unwrap();
+        let chunk = vec![0x5au8; 1 << 20];
+        for _ in 0..200 {
+            f.write_all(&chunk).unwrap();
+        }
+    }
+    assert!(run(&big).unwrap().success(), "Monitor's default is allow");
+    s.wait_log(1, |l| {
+        common::field(l, "explain") == Some("default answer: deadline")
+    });
+    let st = json(&ctl(sock, &["status", "--json"]));
+    let ev = &st["events"];
+    let by = ev["defaults_by_reason"].as_object().unwrap();
+    let deadline = by["deadline"].as_u64().unwrap();
+    assert!(deadline >= 1, "{st}");
+    assert_eq!(ev["deadline_defaults"], deadline, "the older field agrees");
+    let sum: u64 = by.values().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(
+        ev["defaults_answered"], sum,
+        "the total is the sum of the reasons"
+    );
+    assert_eq!(by["queue_full"], ev["queue_full_defaults"]);
+
+    let text = ctl(sock, &["status"]);
+    let t = ok(&text);
+    let value = |key: &str| -> String {
+        t.lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(" | ")?;
+                (k.trim() == key).then(|| v.to_owned())
+            })
+            .unwrap_or_else(|| panic!("no {key:?} row in\n{t}"))
+    };
+    assert!(t.contains(">>> Default Answers"), "{t}");
+    assert_eq!(value("Defaults Answered"), sum.to_string());
+    assert_eq!(
+        value("Deadline"),
+        format!("{deadline} (no decision before the deadline)")
+    );
+    assert_eq!(
+        value("Stat Failed"),
+        format!("{} (the file could not be stat'ed)", by["stat_failed"])
+    );
+    for label in [
+        "Queue Full",
+        "Slots Full",
+        "Shutting Down",
+        "Evaluation Failed",
+    ] {
+        value(label);
+    }
+}
+
+#[test]
 fn a_rule_added_with_path_takes_effect_on_the_next_exec_and_can_be_checked_and_removed() {
     let s = common::start("MONITOR", "");
     let sock = &s.socket_path;

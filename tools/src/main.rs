@@ -270,6 +270,12 @@ fn status(d: &Daemon, json: bool) -> Result<(), Failure> {
     row("Deadline Defaults", s.events.deadline_defaults);
     row("Queue-full Defaults", s.events.queue_full_defaults);
     row("Queue Depth", s.events.queue_depth);
+    outln!(">>> Default Answers");
+    row("Defaults Answered", s.events.defaults_answered);
+    for (reason, count) in defaults_in_order(&s.events.defaults_by_reason) {
+        let why = control::default_reason_text(reason).unwrap_or("reported by santad");
+        row(&reason_label(reason), format!("{count} ({why})"));
+    }
     outln!(">>> Transitive Allowlisting");
     row("Enabled", yes_no(s.transitive_allowlisting.enabled));
     row("Compiler Rules", s.transitive_allowlisting.compiler_rules);
@@ -285,6 +291,38 @@ fn status(d: &Daemon, json: bool) -> Result<(), Failure> {
     row("CDHash Rules", s.rule_types.cdhash_rules);
     row("Total Rules", s.rule_types.total_rules);
     Ok(())
+}
+
+/// The reasons in santad's order (engine, then platform), then any this build does not know.
+fn defaults_in_order(by_reason: &std::collections::BTreeMap<String, u64>) -> Vec<(&str, u64)> {
+    let known = control::ENGINE_DEFAULT_REASONS
+        .iter()
+        .chain(control::PLATFORM_DEFAULT_REASONS.iter())
+        .map(|(name, _)| *name);
+    let mut out: Vec<(&str, u64)> = known
+        .filter_map(|name| by_reason.get_key_value(name))
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
+    for (k, v) in by_reason {
+        if control::default_reason_text(k).is_none() {
+            out.push((k.as_str(), *v));
+        }
+    }
+    out
+}
+
+/// `queue_full` → `Queue Full`, as santactl's other row names.
+fn reason_label(reason: &str) -> String {
+    reason
+        .split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_uppercase().chain(c).collect::<String>())
+                .unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn version(d: &Daemon, json: bool) -> Result<(), Failure> {
@@ -635,5 +673,43 @@ fn main() -> ExitCode {
             eprintln!("{}", f.message());
             ExitCode::from(f.code())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn default_reasons_print_in_santads_order_then_unknown_ones() {
+        let by_reason: BTreeMap<String, u64> = [
+            ("stat_failed", 6),
+            ("slots_full", 3),
+            ("deadline", 1),
+            ("zz_new", 9),
+            ("evaluation_failed", 5),
+            ("queue_full", 2),
+            ("shutting_down", 4),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let order: Vec<(&str, u64)> = defaults_in_order(&by_reason);
+        assert_eq!(
+            order,
+            [
+                ("deadline", 1),
+                ("queue_full", 2),
+                ("slots_full", 3),
+                ("shutting_down", 4),
+                ("evaluation_failed", 5),
+                ("stat_failed", 6),
+                ("zz_new", 9),
+            ]
+        );
+        assert_eq!(reason_label("queue_full"), "Queue Full");
+        assert_eq!(reason_label("deadline"), "Deadline");
+        assert_eq!(reason_label("stat_failed"), "Stat Failed");
     }
 }

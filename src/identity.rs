@@ -103,6 +103,26 @@ fn signing_status(status: &signing::SigningStatus) -> rules::SigningStatus {
     }
 }
 
+/// How long after a file's last change a decision about it is not cached. Filesystems without
+/// multigrain timestamps (ext2, vfat, and every filesystem before Linux 6.13) stamp ctime from a
+/// coarse clock (one tick, 1–10 ms): a rewrite within the same tick as the change before it
+/// keeps the old ctime, so a decision cached under that ctime would cover the new bytes too. A
+/// change made after a decision was taken at least this long after the file's ctime always
+/// gets a later ctime. 20 ms is two ticks at the slowest common clock (HZ = 100).
+pub const STAMP_SETTLE_NS: i64 = 20_000_000;
+
+/// Whether a stamp of `ctime_ns` is old enough at `now_ns` (both since the epoch) that a later
+/// change is certain to move it (see [`STAMP_SETTLE_NS`]).
+pub fn stamp_settled(ctime_ns: i64, now_ns: i64) -> bool {
+    now_ns.saturating_sub(ctime_ns) >= STAMP_SETTLE_NS
+}
+
+fn now_realtime_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
 /// What a decision about a file that changed while it was evaluated says: the mode decides.
 pub(crate) const CHANGED_WHILE_EVALUATED: &str = "file changed while it was evaluated";
 
@@ -218,7 +238,11 @@ impl ExecEvaluator {
             };
         }
         let decision = rules_eval.decide(&identity);
-        let cacheability = cacheability(&decision, false);
+        let mut cacheability = cacheability(&decision, false);
+        if !stamp_settled(id.hash.stamp.ctime_ns, now_realtime_ns()) {
+            // Changed moments ago: a rewrite in the same clock tick could keep this stamp.
+            cacheability = Cacheability::Never;
+        }
         Evaluation {
             decision: Verdict {
                 decision,
@@ -301,6 +325,11 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(bytes).unwrap();
         f.flush().unwrap();
+        // Past the settle time: a file changed moments ago is never cached (see
+        // `STAMP_SETTLE_NS`; `a_file_changed_moments_ago_is_decided_but_not_cached`).
+        std::thread::sleep(std::time::Duration::from_nanos(
+            STAMP_SETTLE_NS as u64 + 5_000_000,
+        ));
         let opened = File::open(f.path()).unwrap();
         (f, opened)
     }
@@ -343,6 +372,18 @@ mod tests {
                     .to_vec()
             )
         );
+    }
+
+    #[test]
+    fn a_file_changed_moments_ago_is_decided_but_not_cached() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(b"#!/bin/sh\nfresh\n").unwrap();
+        let file = File::open(f.path()).unwrap();
+        let e = ExecEvaluator::new(policy(rules::ClientMode::Monitor, &[]), 1 << 20);
+        let out = e.evaluate_file(&mut local(&e), &file, b"/tmp/fresh");
+        assert_eq!(out.decision.decision.action, rules::Action::Allow);
+        assert_eq!(out.cacheability, Cacheability::Never);
+        assert!(stamp_settled(0, STAMP_SETTLE_NS) && !stamp_settled(1, STAMP_SETTLE_NS));
     }
 
     #[test]

@@ -236,6 +236,7 @@ impl Santad {
         bytes.extend_from_slice(format!("\nsalt:{salt}\n").as_bytes());
         std::fs::write(&path, bytes).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        settle();
         path
     }
 
@@ -273,6 +274,15 @@ pub fn add_rule(
             santa_rules::Cleanup::None,
         )
         .unwrap();
+}
+
+/// Waits until files changed just now are old enough for santad to cache a decision about them
+/// (it never caches one about a file changed within `STAMP_SETTLE_NS`: a rewrite in the same
+/// clock tick could keep the stamp).
+pub fn settle() {
+    std::thread::sleep(Duration::from_nanos(
+        santad::identity::STAMP_SETTLE_NS as u64 + 5_000_000,
+    ));
 }
 
 /// A small executable that exits 0 (coreutils `true`).

@@ -8,6 +8,11 @@
 //!
 //! Large regular files are mapped (one `mmap`, no copy); small, empty or unmappable ones are read
 //! with `pread`, which costs less than setting up and tearing down a mapping.
+//!
+//! A mapped file is hostile too: its owner can truncate it while we read it. The page fault
+//! (SIGBUS) that would kill the process is caught by `map`'s handler, which backs the missing
+//! pages with zeros and marks the mapping as faulted; the result is then reported as changed
+//! whatever the stamp says. See `map` for the contract.
 
 use std::fmt;
 use std::fs::{File, Metadata};
@@ -30,8 +35,7 @@ pub const HASH_BYTES_MAX_DEFAULT: u64 = 1 << 30;
 /// cheaper than `mmap` + page faults + `munmap`. Measured with `hash-bench` (perf/results/hash.md)
 /// on these VMs: `pread` wins by a fixed ~7 µs up to 1 MiB, `mmap` wins from 2 MiB on; a file of
 /// exactly 1 MiB (+ a few bytes) hashed ~5 % faster read than mapped (populate or not), so the
-/// boundary sits at 2 MiB. A higher threshold also keeps most files out of the SIGBUS window
-/// described in `map`.
+/// boundary sits at 2 MiB.
 pub const MMAP_THRESHOLD_BYTES_DEFAULT: u64 = 2 << 20;
 
 /// ring digests slices of any length; feeding it 4 MiB at a time keeps the page-fault stream of
@@ -239,8 +243,9 @@ pub struct FileHash {
     pub sha256: Sha256,
     /// The stamp taken before reading.
     pub stamp: FileStamp,
-    /// The stamp taken after reading differed (or fewer bytes than the size were read): the
-    /// hash may describe no version of the file that ever existed whole. Do not cache it.
+    /// The stamp taken after reading differed, fewer bytes than the size were read, or a mapped
+    /// page could not be read (the file was truncated underneath; those bytes read as zeros):
+    /// the hash may describe no version of the file that ever existed whole. Do not cache it.
     pub changed: bool,
     /// How the bytes were read.
     pub method: ReadMethod,
@@ -256,7 +261,7 @@ pub struct FileBytes {
 }
 
 enum Data {
-    Mapped(memmap2::Mmap),
+    Mapped(map::Mapping),
     Owned(Vec<u8>),
 }
 
@@ -310,7 +315,8 @@ impl FileBytes {
             });
         }
         if stamp.size_bytes >= limits.mmap_threshold_bytes.max(1) {
-            // Some filesystems (procfs-like, some FUSE) cannot map: those are read instead.
+            // Some filesystems (procfs-like, some FUSE) cannot map, and the SIGBUS registry may
+            // be full (see `map`): those files are read instead.
             if let Ok(m) = map::map_readonly(file, stamp.size_bytes) {
                 // Sequential read-ahead: every page is touched once, in order.
                 let _ = m.advise(memmap2::Advice::Sequential);
@@ -375,9 +381,19 @@ impl FileBytes {
         Sha1::digest(self)
     }
 
-    /// Whether `file` still has the stamp taken before reading, and all of it was read.
+    /// Whether `file` still has the stamp taken before reading, all of it was read, and no
+    /// mapped page faulted (a fault means the file was cut short or unreadable underneath, and
+    /// those bytes read as zeros, whatever the stamp says now).
     pub fn unchanged(&self, file: &File) -> Result<bool, HashError> {
-        Ok(!self.short_read && FileStamp::of_file(file)? == self.stamp)
+        Ok(!self.short_read && !self.faulted() && FileStamp::of_file(file)? == self.stamp)
+    }
+
+    /// Whether a page of the mapping faulted so far (always false for bytes that were read).
+    fn faulted(&self) -> bool {
+        match &self.data {
+            Data::Mapped(m) => m.faulted(),
+            Data::Owned(_) => false,
+        }
     }
 }
 
@@ -463,38 +479,17 @@ pub fn sha1_path(path: &Path, limits: &HashLimits) -> Result<Sha1, HashError> {
     Ok(FileBytes::open(path, limits)?.sha1())
 }
 
-/// The one place this crate maps memory.
+/// The one place this crate maps memory, with the SIGBUS handler that makes a truncation
+/// underneath harmless, and its contract.
 #[allow(unsafe_code)]
-mod map {
-    use std::fs::File;
-    use std::io;
-
-    /// Maps `len` bytes of `file` read-only and private.
-    ///
-    /// Contract (the reason this is the crate's only `unsafe`): the mapping aliases the page
-    /// cache, so a writer can change the bytes while we read them — harmless here, because
-    /// every result built from them is re-checked against the `fstat` stamp afterwards and
-    /// reported as changed. If another process *truncates* the file while it is mapped,
-    /// touching a page past the new end raises SIGBUS and kills the process; Rust cannot turn
-    /// that into an error. santad narrows the window: the mapping lives only while one file is
-    /// evaluated, small files never map, and the stamp is re-checked. ripgrep accepts the same
-    /// trade-off (`grep-searcher`'s `mmap.rs`); callers that cannot accept it can set
-    /// `mmap_threshold_bytes = u64::MAX` and always read.
-    pub(super) fn map_readonly(file: &File, len: u64) -> io::Result<memmap2::Mmap> {
-        let len = usize::try_from(len)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file too large to map"))?;
-        // SAFETY: the map is read-only and private (we never create a `&mut` into it); the
-        // length is the size fstat just reported, so no page starts past the end unless the
-        // file is truncated afterwards, which is the SIGBUS case documented above. The `Mmap`
-        // owns the mapping and unmaps it on drop, after every borrow of its bytes has ended.
-        unsafe { memmap2::MmapOptions::new().len(len).map(file) }
-    }
-}
+mod map;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Output};
 
     fn limits(threshold: u64) -> HashLimits {
         HashLimits {
@@ -606,5 +601,327 @@ mod tests {
             f.flush().unwrap();
             assert!(!bytes.unchanged(&file).unwrap(), "threshold {threshold}");
         }
+    }
+
+    /// Deterministic non-zero content (xorshift), so zeros from the handler are told apart.
+    fn pattern(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        let mut v = vec![0u8; len];
+        for chunk in v.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // `| 0x01..01`: no byte is zero.
+            let w = (x | 0x0101_0101_0101_0101).to_le_bytes();
+            chunk.copy_from_slice(&w[..chunk.len()]);
+        }
+        v
+    }
+
+    fn file_with(content: &[u8]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(content).unwrap();
+        f.flush().unwrap();
+        f
+    }
+
+    /// SHA-256 of `content[..kept]` followed by zeros up to `content.len()`: what a mapping of
+    /// `content` reads after the file was cut to `kept` (page-aligned) bytes.
+    fn sha256_cut(content: &[u8], kept: usize) -> Sha256 {
+        let mut v = content[..kept].to_vec();
+        v.resize(content.len(), 0);
+        Sha256::digest(&v)
+    }
+
+    const PAGE: usize = 4096;
+
+    #[test]
+    fn a_file_truncated_under_its_mapping_hashes_as_changed_instead_of_killing_the_process() {
+        // 64 MiB: sparse, with non-zero bytes at the start of every MiB, so the zeros the
+        // handler maps in are visible in the hash.
+        const LEN: u64 = 64 << 20;
+        let f = tempfile::NamedTempFile::new().unwrap();
+        f.as_file().set_len(LEN).unwrap();
+        for mib in 0..64u64 {
+            f.as_file().write_at(&[0xa5; 16], mib << 20).unwrap();
+        }
+        let file = File::open(f.path()).unwrap();
+        let bytes = FileBytes::load(&file, &HashLimits::default()).unwrap();
+        assert_eq!(bytes.method(), ReadMethod::Mmap);
+        let intact = bytes.sha256();
+        assert!(!bytes.faulted());
+        // Every page is now past the end: the first read faults.
+        f.as_file().set_len(0).unwrap();
+        let after = bytes.sha256();
+        assert!(bytes.faulted());
+        assert!(!bytes.unchanged(&file).unwrap());
+        assert_ne!(after, intact);
+        assert_eq!(after, Sha256::digest(&vec![0u8; LEN as usize]));
+        drop(bytes);
+
+        // The same through `hash_file`, with the file cut to half: the first half is read as it
+        // is, the rest as zeros, and the result says changed.
+        let content = pattern(8 << 20, 7);
+        let f = file_with(&content);
+        let file = File::open(f.path()).unwrap();
+        let bytes = FileBytes::load(&file, &HashLimits::default()).unwrap();
+        f.as_file().set_len(4 << 20).unwrap();
+        assert_eq!(bytes.sha256(), sha256_cut(&content, 4 << 20));
+        assert!(!bytes.unchanged(&file).unwrap());
+        drop(bytes);
+        // Now nothing faults (the file is 4 MiB and stays so): unchanged, the real hash.
+        let h = hash_file(&file, &HashLimits::default()).unwrap();
+        assert_eq!(h.method, ReadMethod::Mmap);
+        assert!(!h.changed);
+        assert_eq!(h.sha256, Sha256::digest(&content[..4 << 20]));
+    }
+
+    #[test]
+    fn a_fault_reports_changed_even_when_the_stamp_matches() {
+        let content = pattern(3 << 20, 11);
+        let f = file_with(&content);
+        let file = File::open(f.path()).unwrap();
+        let mut bytes = FileBytes::load(&file, &HashLimits::default()).unwrap();
+        f.as_file().set_len(PAGE as u64).unwrap();
+        // Pretend the stamp was taken after the truncation: only the fault can tell now.
+        bytes.stamp = FileStamp::of_file(&file).unwrap();
+        let _ = bytes.sha256();
+        assert!(bytes.faulted());
+        assert!(!bytes.unchanged(&file).unwrap());
+
+        // The control: same stamp substitution, no fault, reported unchanged.
+        let g = file_with(&content);
+        let file = File::open(g.path()).unwrap();
+        let mut bytes = FileBytes::load(&file, &HashLimits::default()).unwrap();
+        bytes.stamp = FileStamp::of_file(&file).unwrap();
+        assert_eq!(bytes.sha256(), Sha256::digest(&content));
+        assert!(!bytes.faulted());
+        assert!(bytes.unchanged(&file).unwrap());
+    }
+
+    #[test]
+    fn a_truncation_racing_the_hash_from_another_thread_is_survived_and_reported() {
+        let content = pattern(16 << 20, 3);
+        for round in 0..4 {
+            let f = file_with(&content);
+            let file = File::open(f.path()).unwrap();
+            let bytes = FileBytes::load(&file, &HashLimits::default()).unwrap();
+            assert_eq!(bytes.method(), ReadMethod::Mmap);
+            let go = std::sync::Barrier::new(2);
+            let cut = (round * 4) << 20; // 0, 4, 8, 12 MiB
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    go.wait();
+                    f.as_file().set_len(cut as u64).unwrap();
+                });
+                go.wait();
+                std::hint::black_box(bytes.sha256());
+            });
+            // The truncation happened (the thread was joined): whatever the interleaving, the
+            // bytes are not reported unchanged.
+            assert!(!bytes.unchanged(&file).unwrap(), "round {round}");
+        }
+    }
+
+    #[test]
+    fn many_threads_mapping_and_faulting_at_once_keep_their_faults_apart() {
+        const THREADS: usize = 8;
+        const ROUNDS: usize = 8;
+        let start = std::sync::Barrier::new(THREADS);
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                let start = &start;
+                s.spawn(move || {
+                    // Once, not per round: a thread that fails an assertion must not leave the
+                    // others waiting for it.
+                    start.wait();
+                    for r in 0..ROUNDS {
+                        let len = (2 << 20) + ((t * ROUNDS + r) % 5) * 256 * PAGE;
+                        let content = pattern(len, (t * 1000 + r) as u64);
+                        let f = file_with(&content);
+                        let file = File::open(f.path()).unwrap();
+                        let bytes = FileBytes::load(&file, &HashLimits::default()).unwrap();
+                        assert_eq!(bytes.method(), ReadMethod::Mmap);
+                        // A third keep their file, a third lose all of it, a third half.
+                        let kept = match (t + r) % 3 {
+                            0 => len,
+                            1 => 0,
+                            _ => (len / 2) / PAGE * PAGE,
+                        };
+                        if kept < len {
+                            f.as_file().set_len(kept as u64).unwrap();
+                        }
+                        let sha = bytes.sha256();
+                        let ctx = format!("thread {t} round {r} len {len} kept {kept}");
+                        assert_eq!(sha, sha256_cut(&content, kept), "{ctx}");
+                        assert_eq!(bytes.faulted(), kept < len, "{ctx}");
+                        assert_eq!(bytes.unchanged(&file).unwrap(), kept == len, "{ctx}");
+                    }
+                });
+            }
+        });
+    }
+
+    // --- Cases whose expected outcome is the death of the process: run in a child. ---
+
+    /// Set in a child process re-running one test of this binary.
+    const CHILD_ENV: &str = "SANTA_SIGNING_FILE_TEST_CHILD";
+    /// Printed by a child right before the action whose outcome the parent checks.
+    const CHILD_MARK: &str = "child: reached the fault";
+
+    fn in_child() -> bool {
+        std::env::var_os(CHILD_ENV).is_some()
+    }
+
+    /// Runs the test `name` of this module again, alone, in a child process.
+    fn run_in_child(name: &str) -> Output {
+        let module = module_path!()
+            .split_once("::")
+            .map_or(module_path!(), |(_, m)| m);
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                &format!("{module}::{name}"),
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, "1")
+            .output()
+            .unwrap()
+    }
+
+    fn reached_mark(out: &Output) -> bool {
+        String::from_utf8_lossy(&out.stdout).contains(CHILD_MARK)
+    }
+
+    /// Maps and hashes a file truncated underneath, so the crate's handler is installed and has
+    /// handled a fault of its own, before the foreign fault.
+    fn survive_an_own_fault() {
+        let content = pattern(2 << 20, 5);
+        let f = file_with(&content);
+        let file = File::open(f.path()).unwrap();
+        let bytes = FileBytes::load(&file, &HashLimits::default()).unwrap();
+        assert_eq!(bytes.method(), ReadMethod::Mmap);
+        f.as_file().set_len(0).unwrap();
+        assert_eq!(bytes.sha256(), sha256_cut(&content, 0));
+        assert!(!bytes.unchanged(&file).unwrap());
+    }
+
+    #[test]
+    fn a_sigbus_outside_any_registered_mapping_still_kills() {
+        if in_child() {
+            map::test_support::forbid_core_dumps();
+            survive_an_own_fault();
+            println!("{CHILD_MARK}");
+            let b = map::test_support::fault_outside_registry();
+            panic!("survived a SIGBUS outside the registry (read {b})");
+        }
+        let out = run_in_child("a_sigbus_outside_any_registered_mapping_still_kills");
+        assert!(reached_mark(&out), "{out:?}");
+        assert_eq!(out.status.signal(), Some(libc::SIGBUS), "{out:?}");
+    }
+
+    #[test]
+    fn a_sigbus_outside_any_registered_mapping_kills_with_no_previous_handler() {
+        if in_child() {
+            map::test_support::forbid_core_dumps();
+            // Rust's runtime installed its own SIGBUS handler at startup; take it away so ours
+            // finds SIG_DFL.
+            map::test_support::set_sigbus_default();
+            survive_an_own_fault();
+            println!("{CHILD_MARK}");
+            let b = map::test_support::fault_outside_registry();
+            panic!("survived a SIGBUS outside the registry (read {b})");
+        }
+        let out =
+            run_in_child("a_sigbus_outside_any_registered_mapping_kills_with_no_previous_handler");
+        assert!(reached_mark(&out), "{out:?}");
+        assert_eq!(out.status.signal(), Some(libc::SIGBUS), "{out:?}");
+    }
+
+    #[test]
+    fn a_sigbus_outside_any_registered_mapping_goes_to_the_previous_handler() {
+        if in_child() {
+            map::test_support::forbid_core_dumps();
+            map::test_support::install_exiting_handler();
+            // Our own fault must not reach the previous handler (it would exit).
+            survive_an_own_fault();
+            println!("{CHILD_MARK}");
+            let b = map::test_support::fault_outside_registry();
+            panic!("survived a SIGBUS outside the registry (read {b})");
+        }
+        let out =
+            run_in_child("a_sigbus_outside_any_registered_mapping_goes_to_the_previous_handler");
+        assert!(reached_mark(&out), "{out:?}");
+        assert_eq!(
+            out.status.code(),
+            Some(map::test_support::EXITING_HANDLER_STATUS),
+            "{out:?}"
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_sent_sigbus_naming_a_mapped_address_is_not_taken_for_a_fault() {
+        if in_child() {
+            map::test_support::forbid_core_dumps();
+            map::test_support::set_sigbus_default();
+            let content = pattern(2 << 20, 9);
+            let f = file_with(&content);
+            let file = File::open(f.path()).unwrap();
+            let bytes = FileBytes::load(&file, &HashLimits::default()).unwrap();
+            assert_eq!(bytes.method(), ReadMethod::Mmap);
+            println!("{CHILD_MARK}");
+            map::test_support::send_forged_sigbus(bytes.as_ptr() as usize + PAGE);
+            panic!(
+                "survived a sent SIGBUS (faulted: {}, hash intact: {})",
+                bytes.faulted(),
+                bytes.sha256() == Sha256::digest(&content)
+            );
+        }
+        let out = run_in_child("a_sent_sigbus_naming_a_mapped_address_is_not_taken_for_a_fault");
+        assert!(reached_mark(&out), "{out:?}");
+        assert_eq!(out.status.signal(), Some(libc::SIGBUS), "{out:?}");
+    }
+
+    #[test]
+    fn a_full_registry_falls_back_to_reading_and_slots_come_back() {
+        if in_child() {
+            let content = pattern(2 << 20, 13);
+            let f = file_with(&content);
+            let file = File::open(f.path()).unwrap();
+            let load = || FileBytes::load(&file, &HashLimits::default()).unwrap();
+            for pass in 0..2 {
+                assert_eq!(map::test_support::live_slots(), 0, "pass {pass}");
+                let mut held: Vec<FileBytes> = (0..map::REGISTRY_SLOTS).map(|_| load()).collect();
+                assert!(held.iter().all(|b| b.method() == ReadMethod::Mmap));
+                assert_eq!(map::test_support::live_slots(), map::REGISTRY_SLOTS);
+                let extra = load();
+                assert_eq!(extra.method(), ReadMethod::Read, "pass {pass}");
+                assert_eq!(extra.sha256(), Sha256::digest(&content));
+                // One slot given back is usable again.
+                held.swap_remove(17);
+                let again = load();
+                assert_eq!(again.method(), ReadMethod::Mmap, "pass {pass}");
+                assert_eq!(again.sha256(), Sha256::digest(&content));
+                held.push(again);
+                // Every slot, the last claimed included, still catches its own fault.
+                let g = file_with(&content);
+                let gfile = File::open(g.path()).unwrap();
+                held.swap_remove(map::REGISTRY_SLOTS - 1);
+                let last = FileBytes::load(&gfile, &HashLimits::default()).unwrap();
+                assert_eq!(last.method(), ReadMethod::Mmap);
+                g.as_file().set_len(0).unwrap();
+                assert_eq!(last.sha256(), sha256_cut(&content, 0));
+                assert!(last.faulted());
+                assert!(held.iter().all(|b| !b.faulted()));
+            }
+            assert_eq!(map::test_support::live_slots(), 0);
+            println!("{CHILD_MARK}");
+            return;
+        }
+        let out = run_in_child("a_full_registry_falls_back_to_reading_and_slots_come_back");
+        assert!(reached_mark(&out), "{out:?}");
+        assert!(out.status.success(), "{out:?}");
     }
 }

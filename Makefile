@@ -3,7 +3,7 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: build run demo test check bench perf perf-quick flamegraph fmt clean
+.PHONY: build run demo test check bench perf perf-quick flamegraph fuzz-smoke fmt clean
 
 build:
 	$(CARGO) build --release --workspace
@@ -52,6 +52,27 @@ perf-quick:
 flamegraph:
 	$(CARGO) build --release -p santad -p santa-perf --bin santad --bin exec-storm --bin min-responder
 	$(TARGET_DIR)/release/exec-storm --quick --flamegraph
+
+# Every fuzz target of fuzz/ (its own workspace; one [[bin]] each in fuzz/Cargo.toml), built by
+# cargo-fuzz on the stable toolchain (no sanitizer, debug assertions on: see fuzz/README.md) and
+# run FUZZ_SECONDS seconds each from its seeds (fuzz/seeds/NAME, plus the real Mach-O fixtures
+# for the targets in FUZZ_FIXTURE_TARGETS); new inputs go to fuzz/corpus/NAME, crashes to
+# fuzz/artifacts/NAME. Installs cargo-fuzz from crates.io when it is missing.
+FUZZ_SECONDS ?= 20
+FUZZ_FIXTURES ?= ../shared/fixtures/macho
+FUZZ_FIXTURE_TARGETS := macho
+fuzz-smoke:
+	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	$(CARGO) fuzz build -s none -a --target-dir $(TARGET_DIR)/fuzz
+	@for t in $$($(CARGO) fuzz list); do \
+		mkdir -p fuzz/corpus/$$t; \
+		seeds=""; [ -d fuzz/seeds/$$t ] && seeds=fuzz/seeds/$$t; \
+		case " $(FUZZ_FIXTURE_TARGETS) " in *" $$t "*) seeds="$$seeds $(FUZZ_FIXTURES)";; esac; \
+		echo "== fuzz $$t: $(FUZZ_SECONDS) s from fuzz/corpus/$$t $$seeds"; \
+		$(CARGO) fuzz run -s none -a --target-dir $(TARGET_DIR)/fuzz $$t fuzz/corpus/$$t $$seeds -- \
+			-max_total_time=$(FUZZ_SECONDS) -max_len=262144 -timeout=10 -rss_limit_mb=2048 \
+			-print_final_stats=1 || exit 1; \
+	done
 
 fmt:
 	$(CARGO) fmt --all

@@ -47,7 +47,8 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::ops::Deref;
 use std::sync::Once;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize, fence};
 
 /// Slots in the registry: the most mappings this crate keeps at once. santad maps at most one
 /// file per worker (one per core) plus the bundle task's, santactl one; 256 leaves two orders of
@@ -58,6 +59,13 @@ pub(super) const REGISTRY_SLOTS: usize = 256;
 /// One registered mapping. `seq` is odd while the slot's owner writes it; a reader that sees the
 /// same even `seq` before and after reading `start`/`end` has a consistent pair. `start == 0`
 /// means free. Cache-line aligned so two workers registering side by side do not share a line.
+///
+/// Orderings (a seqlock, as in the C++ `seqlock` papers): the writer makes `seq` odd, issues a
+/// Release fence, writes the fields Relaxed and makes `seq` even with a Release store; the
+/// reader loads `seq` Acquire, the fields Relaxed, issues an Acquire fence and loads `seq`
+/// again. A reader that saw any field written after the writer's fence thus sees the odd (or a
+/// later) `seq` the second time and discards what it read. Claiming is the only read-modify-write
+/// (one CAS); on x86 everything else is a plain `mov`.
 #[repr(align(64))]
 struct Slot {
     seq: AtomicUsize,
@@ -113,7 +121,9 @@ pub(super) struct Mapping {
 impl Mapping {
     /// Whether a page of this mapping faulted (and now reads as zeros).
     pub(super) fn faulted(&self) -> bool {
-        self.slot.zeroed_from.load(SeqCst) < self.end
+        // The handler runs on the faulting thread; a reader on another thread synchronised with
+        // that thread's read of the bytes (it has to, to know the read is over).
+        self.slot.zeroed_from.load(Acquire) < self.end
     }
 
     /// `madvise` passthrough.
@@ -149,7 +159,7 @@ pub(super) fn map_readonly(file: &File, len: u64) -> io::Result<Mapping> {
     if !INSTALLED.load(SeqCst) {
         return Err(io::Error::other("SIGBUS handler not installed"));
     }
-    let page = PAGE_BYTES.load(SeqCst);
+    let page = PAGE_BYTES.load(Relaxed);
     let slot = claim().ok_or_else(|| io::Error::other("SIGBUS registry full"))?;
     // SAFETY: the map is read-only and private (we never create a `&mut` into it); the length
     // is the size fstat just reported. A truncation afterwards makes later pages fault, which
@@ -173,54 +183,65 @@ pub(super) fn map_readonly(file: &File, len: u64) -> io::Result<Mapping> {
 
 /// Reserves a free slot (its `seq` left odd: the handler skips it), or `None` if all are taken.
 fn claim() -> Option<&'static Slot> {
-    REGISTRY.iter().find(|slot| {
-        let seq = slot.seq.load(SeqCst);
-        seq & 1 == 0
-            && slot.start.load(SeqCst) == 0
-            && slot
-                .seq
-                .compare_exchange(seq, seq.wrapping_add(1), SeqCst, SeqCst)
-                .is_ok()
+    REGISTRY.iter().find_map(|slot| {
+        let seq = slot.seq.load(Acquire);
+        // Acquire on `start`: a 0 written by `release` carries its odd `seq` with it, so the CAS
+        // below fails against a slot being released instead of claiming it from under its owner.
+        if seq & 1 == 1 || slot.start.load(Acquire) != 0 {
+            return None;
+        }
+        slot.seq
+            .compare_exchange(seq, seq.wrapping_add(1), Acquire, Relaxed)
+            .ok()?;
+        // The odd `seq` is ordered before the field writes that follow (see `Slot`).
+        fence(Release);
+        Some(slot)
     })
 }
 
 /// Makes a claimed slot describe `[start, end)` to the handler.
 fn publish(slot: &Slot, start: usize, end: usize) {
-    slot.start.store(start, SeqCst);
-    slot.end.store(end, SeqCst);
-    slot.zeroed_from.store(end, SeqCst);
-    slot.seq.fetch_add(1, SeqCst);
+    slot.start.store(start, Relaxed);
+    slot.end.store(end, Relaxed);
+    slot.zeroed_from.store(end, Relaxed);
+    // Only the owner writes `seq` while it is odd.
+    let odd = slot.seq.load(Relaxed);
+    slot.seq.store(odd.wrapping_add(1), Release);
 }
 
 /// Gives back a claimed slot that was never published.
 fn abandon(slot: &Slot) {
-    slot.seq.fetch_add(1, SeqCst);
+    let odd = slot.seq.load(Relaxed);
+    slot.seq.store(odd.wrapping_add(1), Release);
 }
 
 /// Unregisters a published slot.
 fn release(slot: &Slot) {
-    // Only the owner writes a published slot (claimers skip it: `start != 0`), so a plain
-    // increment takes it to odd.
-    slot.seq.fetch_add(1, SeqCst);
-    slot.start.store(0, SeqCst);
-    slot.end.store(0, SeqCst);
-    slot.zeroed_from.store(0, SeqCst);
-    slot.seq.fetch_add(1, SeqCst);
+    // Only the owner writes a published slot (claimers skip it: `start != 0`, and see the odd
+    // `seq` before they can see `start == 0`).
+    let even = slot.seq.load(Relaxed);
+    slot.seq.store(even.wrapping_add(1), Relaxed);
+    fence(Release);
+    slot.start.store(0, Release);
+    slot.end.store(0, Relaxed);
+    slot.zeroed_from.store(0, Relaxed);
+    slot.seq.store(even.wrapping_add(2), Release);
 }
 
 /// The published slot whose range holds `addr`, with that range. Async-signal-safe.
 fn lookup(addr: usize) -> Option<(&'static Slot, usize, usize)> {
     REGISTRY.iter().find_map(|slot| {
-        let seq = slot.seq.load(SeqCst);
+        let seq = slot.seq.load(Acquire);
         if seq & 1 == 1 {
             return None;
         }
-        let start = slot.start.load(SeqCst);
-        let end = slot.end.load(SeqCst);
+        let start = slot.start.load(Relaxed);
+        let end = slot.end.load(Relaxed);
+        fence(Acquire);
         // A slot rewritten while we read it is not the faulting mapping: that one stays
         // published until its owner drops it, which cannot happen while a load into it is
         // pending.
-        (slot.seq.load(SeqCst) == seq && start != 0 && start <= addr && addr < end)
+        (slot.seq.load(Relaxed) == seq && start != 0 && start <= addr && addr < end)
             .then_some((slot, start, end))
     })
 }
@@ -301,7 +322,7 @@ fn zero_fill(addr: usize) -> bool {
     let Some((slot, _start, end)) = lookup(addr) else {
         return false;
     };
-    let page = PAGE_BYTES.load(SeqCst);
+    let page = PAGE_BYTES.load(Relaxed);
     let from = addr & !page.wrapping_sub(1);
     // SAFETY: `[from, end)` lies inside a mapping this crate owns and that stays mapped until its
     // owner drops it, which cannot happen while this load into it is pending (see `lookup`);
@@ -322,7 +343,7 @@ fn zero_fill(addr: usize) -> bool {
         // Out of memory for the VMA: returning would fault again forever; crash instead.
         return false;
     }
-    slot.zeroed_from.fetch_min(from, SeqCst);
+    slot.zeroed_from.fetch_min(from, Release);
     true
 }
 
@@ -409,7 +430,7 @@ pub(super) mod test_support {
     pub(in crate::file) fn live_slots() -> usize {
         REGISTRY
             .iter()
-            .filter(|s| s.start.load(SeqCst) != 0)
+            .filter(|s| s.start.load(Relaxed) != 0)
             .count()
     }
 

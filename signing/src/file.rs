@@ -299,21 +299,7 @@ impl FileBytes {
         limits: &HashLimits,
         buffer: Vec<u8>,
     ) -> Result<Self, HashError> {
-        let meta = file
-            .metadata()
-            .map_err(|source| HashError::Stat { source })?;
-        if !meta.file_type().is_file() {
-            return Err(HashError::NotRegular {
-                kind: NodeKind::of(&meta),
-            });
-        }
-        let stamp = FileStamp::from_metadata(&meta);
-        if stamp.size_bytes > limits.hash_bytes_max {
-            return Err(HashError::TooLarge {
-                size_bytes: stamp.size_bytes,
-                limit_bytes: limits.hash_bytes_max,
-            });
-        }
+        let stamp = admit(file, limits)?;
         if stamp.size_bytes >= limits.mmap_threshold_bytes.max(1) {
             // Some filesystems (procfs-like, some FUSE) cannot map, and the SIGBUS registry may
             // be full (see `map`): those files are read instead.
@@ -397,6 +383,37 @@ impl FileBytes {
     }
 }
 
+/// The stamp of `file` if it is a regular file within `limits.hash_bytes_max`.
+fn admit(file: &File, limits: &HashLimits) -> Result<FileStamp, HashError> {
+    let meta = file
+        .metadata()
+        .map_err(|source| HashError::Stat { source })?;
+    if !meta.file_type().is_file() {
+        return Err(HashError::NotRegular {
+            kind: NodeKind::of(&meta),
+        });
+    }
+    let stamp = FileStamp::from_metadata(&meta);
+    if stamp.size_bytes > limits.hash_bytes_max {
+        return Err(HashError::TooLarge {
+            size_bytes: stamp.size_bytes,
+            limit_bytes: limits.hash_bytes_max,
+        });
+    }
+    Ok(stamp)
+}
+
+/// `pread` into `buf` at `offset`, retried on EINTR.
+fn pread_retrying(file: &File, buf: &mut [u8], offset: u64) -> Result<usize, HashError> {
+    loop {
+        match file.read_at(buf, offset) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(source) => return Err(HashError::Read { source }),
+        }
+    }
+}
+
 /// Reads up to `size_bytes` with `pread` from offset 0 (the fd's offset is left alone: it may be
 /// shared with the process being executed). Returns the bytes and whether the file ended early
 /// or grew (both mean it changed underneath).
@@ -414,27 +431,12 @@ fn read_all(
     buf.resize(want, 0);
     let mut filled = 0usize;
     while filled < want {
-        match file.read_at(&mut buf[filled..], filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(source) => return Err(HashError::Read { source }),
+        match pread_retrying(file, &mut buf[filled..], filled as u64)? {
+            0 => break,
+            n => filled += n,
         }
     }
-    let mut grew = false;
-    if filled == want {
-        let mut probe = [0u8; 1];
-        loop {
-            match file.read_at(&mut probe, filled as u64) {
-                Ok(n) => {
-                    grew = n > 0;
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(source) => return Err(HashError::Read { source }),
-            }
-        }
-    }
+    let grew = filled == want && pread_retrying(file, &mut [0u8; 1], filled as u64)? > 0;
     let short = filled < want;
     buf.truncate(filled);
     Ok((buf, short || grew))
@@ -452,6 +454,47 @@ pub fn hash_file(file: &File, limits: &HashLimits) -> Result<FileHash, HashError
         stamp: bytes.stamp,
         changed,
         method: bytes.method(),
+    })
+}
+
+/// [`hash_file`] reading through `buffer` with `pread`, a buffer's length at a time, instead of
+/// mapping the file or reading it whole: memory bounded by `buffer`, no SIGBUS possible.
+///
+/// Not santad's path: [`hash_file`] maps large files as the design asks. This is the
+/// alternative `hash-bench` measures against it with the same stamp checks
+/// (perf/results/hash.md). Reported changed if the stamp moved, the file ended early or grew.
+///
+/// # Panics
+/// If `buffer` is empty (a programmer error: nothing could be read).
+pub fn hash_file_streaming(
+    file: &File,
+    limits: &HashLimits,
+    buffer: &mut [u8],
+) -> Result<FileHash, HashError> {
+    assert!(!buffer.is_empty(), "hash_file_streaming needs a buffer");
+    let stamp = admit(file, limits)?;
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut offset = 0u64;
+    while offset < stamp.size_bytes {
+        let want = usize::try_from(stamp.size_bytes - offset)
+            .map_or(buffer.len(), |left| left.min(buffer.len()));
+        match pread_retrying(file, &mut buffer[..want], offset)? {
+            0 => break,
+            n => {
+                ctx.update(&buffer[..n]);
+                offset += n as u64;
+            }
+        }
+    }
+    let short = offset < stamp.size_bytes;
+    let grew = !short && pread_retrying(file, &mut buffer[..1], offset)? > 0;
+    let mut sha256 = [0u8; 32];
+    sha256.copy_from_slice(ctx.finish().as_ref());
+    Ok(FileHash {
+        sha256: Sha256(sha256),
+        stamp,
+        changed: short || grew || FileStamp::of_file(file)? != stamp,
+        method: ReadMethod::Read,
     })
 }
 
@@ -512,6 +555,36 @@ mod tests {
         assert_eq!(b.sha256, want);
         assert!(!a.changed && !b.changed);
         assert_eq!(a.stamp.size_bytes, 200_000);
+    }
+
+    #[test]
+    fn streaming_agrees_with_mapping_for_any_buffer_size() {
+        let content = pattern(3 * 4096 + 17, 21);
+        let f = file_with(&content);
+        let want = Sha256::digest(&content);
+        for buffer_bytes in [1usize, 4096, 5000, 1 << 20] {
+            let mut buffer = vec![0u8; buffer_bytes];
+            let h = hash_file_streaming(f.as_file(), &limits(1), &mut buffer).unwrap();
+            assert_eq!(h.sha256, want, "buffer {buffer_bytes}");
+            assert_eq!(h.method, ReadMethod::Read);
+            assert!(!h.changed);
+            assert_eq!(
+                h,
+                FileHash {
+                    method: ReadMethod::Read,
+                    ..hash_file(f.as_file(), &limits(1)).unwrap()
+                }
+            );
+        }
+        let mut buffer = vec![0u8; 4096];
+        let empty = tempfile::NamedTempFile::new().unwrap();
+        let h = hash_file_streaming(empty.as_file(), &limits(1), &mut buffer).unwrap();
+        assert_eq!(h.sha256, Sha256::digest(b""));
+        assert!(!h.changed);
+        assert!(matches!(
+            hash_file_streaming(&File::open("/dev/null").unwrap(), &limits(1), &mut buffer),
+            Err(HashError::NotRegular { .. })
+        ));
     }
 
     #[test]

@@ -1,24 +1,36 @@
 //! Hashing benchmark: SHA-256 throughput of `santa_signing::hash_path` on a 256 MiB file in the
 //! page cache, side by side in the same run with `openssl dgst -sha256` and `sha256sum` (spawned
-//! and timed, rounds interleaved with a rotating order); the mmap/`pread` crossover for small
-//! files that sets `MMAP_THRESHOLD_BYTES_DEFAULT`; and the time to fully parse and verify the
-//! Developer ID fixture (two slices, page hashes, CMS, chain).
+//! and timed, rounds interleaved with a rotating order); per-call tails from 4 KiB to 16 MiB for
+//! every way of reading the bytes — mmap (santad's path, registered with the SIGBUS handler),
+//! mmap without the registry, `pread` of the whole file, and streaming `pread` through a reused
+//! 256 KiB or 1 MiB buffer — which places `MMAP_THRESHOLD_BYTES_DEFAULT` and answers whether
+//! streaming is as fast as mmap on every size; the cost of the SIGBUS registration on a map/unmap
+//! cycle; and the time to fully parse and verify the Developer ID fixture (two slices, page
+//! hashes, CMS, chain).
 //!
 //! `cargo run --release -p santa-perf --bin hash-bench [-- --quick]`; writes
 //! `perf/results/hash.md`.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
+use std::fs::File;
 use std::io::Write as _;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use santa_perf::{machine_summary, write_result};
+use santa_signing::file::hash_file_streaming;
 use santa_signing::verify::ExternalFiles;
-use santa_signing::{FileSigning, HashLimits, ReadMethod, hash_path};
+use santa_signing::{FileBytes, FileSigning, FileStamp, HashLimits, ReadMethod, Sha256, hash_path};
 
 const BIG_FILE_BYTES: usize = 256 << 20;
+
+/// Streaming buffers measured: 256 KiB stays in L2 on these EPYCs; 1 MiB is the top of the range
+/// the issue names. Each is allocated once and reused for every call.
+const STREAM_BUFFER_BYTES: [usize; 2] = [256 << 10, 1 << 20];
 
 /// A temporary directory removed on drop (also when the benchmark panics).
 struct TempDir(PathBuf);
@@ -100,6 +112,72 @@ fn gbps(bytes: usize, d: Duration) -> f64 {
     bytes as f64 / d.as_secs_f64() / 1e9
 }
 
+/// `hash_file_streaming` of `path` through `buffer`, opened like `hash_path` opens.
+fn hash_streaming(path: &Path, limits: &HashLimits, buffer: &mut [u8]) -> Option<(Sha256, bool)> {
+    let file = File::open(path).ok()?;
+    let h = hash_file_streaming(&file, limits, buffer).ok()?;
+    Some((h.sha256, h.changed))
+}
+
+/// The same work as `hash_path` on a mapped file — open, fstat, mmap, madvise, SHA-256, fstat,
+/// munmap — with a bench-local mapping that is NOT entered in santa-signing's SIGBUS registry:
+/// the baseline for what the registration costs.
+fn hash_unregistered_mmap(path: &Path) -> Option<(Sha256, bool)> {
+    let file = File::open(path).ok()?;
+    let before = FileStamp::of_file(&file).ok()?;
+    let len = usize::try_from(before.size_bytes).ok()?;
+    let ptr = map_unregistered(&file, len)?;
+    // SAFETY: `ptr` is a live read-only mapping of `len` bytes (just made, unmapped below, after
+    // the last use of `bytes`); the bench's own files are not truncated while mapped.
+    let bytes = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) };
+    let sha = Sha256::digest(bytes);
+    let changed = FileStamp::of_file(&file).ok()? != before;
+    unmap(ptr, len);
+    Some((sha, changed))
+}
+
+/// `mmap` of the whole of `file`, read-only and private, with sequential read-ahead advised.
+fn map_unregistered(file: &File, len: usize) -> Option<*mut libc::c_void> {
+    // SAFETY: a fresh read-only private mapping chosen by the kernel (no fixed address), of a
+    // file descriptor that is open for the call; nothing aliases it yet.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return None;
+    }
+    // SAFETY: advice on the mapping just made; it changes no memory contents.
+    unsafe { libc::madvise(ptr, len, libc::MADV_SEQUENTIAL) };
+    Some(ptr)
+}
+
+fn unmap(ptr: *mut libc::c_void, len: usize) {
+    // SAFETY: `ptr`/`len` are exactly a mapping from `map_unregistered` with no borrow left.
+    unsafe { libc::munmap(ptr, len) };
+}
+
+fn hist_ns() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram")
+}
+
+/// `p50 / p99 / max` of a histogram in nanoseconds, shown in µs.
+fn tails_us(h: &Histogram<u64>) -> String {
+    let us = |ns: u64| ns as f64 / 1e3;
+    format!(
+        "{:.1} / {:.1} / {:.1}",
+        us(h.value_at_quantile(0.5)),
+        us(h.value_at_quantile(0.99)),
+        us(h.max())
+    )
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let rounds = if quick { 3 } else { 9 };
@@ -123,6 +201,7 @@ fn main() {
         mmap_threshold_bytes: u64::MAX,
         ..limits
     };
+    let stream_bufs = STREAM_BUFFER_BYTES.map(|n| RefCell::new(vec![0u8; n]));
     type Runner<'a> = Box<dyn Fn() -> Option<Duration> + 'a>;
     let check = |hex: String| (hex == reference.to_string()).then_some(());
     let runners: Vec<(&str, Runner<'_>)> = vec![
@@ -142,6 +221,35 @@ fn main() {
                 let h = hash_path(&big, &read_limits).ok()?;
                 let d = start.elapsed();
                 (h.sha256 == reference && h.method == ReadMethod::Read).then_some(d)
+            }),
+        ),
+        (
+            "santa-signing streaming `pread` 256 KiB + ring",
+            Box::new(|| {
+                let mut buf = stream_bufs[0].borrow_mut();
+                let start = Instant::now();
+                let (sha, changed) = hash_streaming(&big, &limits, &mut buf)?;
+                let d = start.elapsed();
+                (sha == reference && !changed).then_some(d)
+            }),
+        ),
+        (
+            "santa-signing streaming `pread` 1 MiB + ring",
+            Box::new(|| {
+                let mut buf = stream_bufs[1].borrow_mut();
+                let start = Instant::now();
+                let (sha, changed) = hash_streaming(&big, &limits, &mut buf)?;
+                let d = start.elapsed();
+                (sha == reference && !changed).then_some(d)
+            }),
+        ),
+        (
+            "mmap + ring without the SIGBUS registry (bench-local)",
+            Box::new(|| {
+                let start = Instant::now();
+                let (sha, changed) = hash_unregistered_mmap(&big)?;
+                let d = start.elapsed();
+                (sha == reference && !changed).then_some(d)
             }),
         ),
         (
@@ -170,31 +278,36 @@ fn main() {
             }
         }
     }
-    let openssl_median = if series[2].times.is_empty() {
-        f64::NAN
-    } else {
-        gbps(BIG_FILE_BYTES, series[2].median())
+    let median_of = |name_prefix: &str| {
+        runners
+            .iter()
+            .zip(&series)
+            .find(|((name, _), s)| name.starts_with(name_prefix) && !s.times.is_empty())
+            .map_or(f64::NAN, |(_, s)| gbps(BIG_FILE_BYTES, s.median()))
     };
+    let openssl_median = median_of("`openssl");
+    let mmap_median = median_of("santa-signing `hash_path` (mmap");
     let _ = writeln!(
         report,
         "## SHA-256 of a 256 MiB file in the page cache ({rounds} rounds, interleaved)\n"
     );
     let _ = writeln!(
         report,
-        "| hasher | median GB/s | best GB/s | median ms | vs openssl (median) |"
+        "| hasher | median GB/s | best GB/s | median ms | vs mmap (median) | vs openssl (median) |"
     );
-    let _ = writeln!(report, "|---|---|---|---|---|");
+    let _ = writeln!(report, "|---|---|---|---|---|---|");
     for ((name, _), s) in runners.iter().zip(&series) {
         if s.times.is_empty() {
-            let _ = writeln!(report, "| {name} | n/a | n/a | n/a | n/a |");
+            let _ = writeln!(report, "| {name} | n/a | n/a | n/a | n/a | n/a |");
             continue;
         }
         let med = gbps(BIG_FILE_BYTES, s.median());
         let _ = writeln!(
             report,
-            "| {name} | {med:.3} | {:.3} | {:.1} | {:.1} % |",
+            "| {name} | {med:.3} | {:.3} | {:.1} | {:.1} % | {:.1} % |",
             gbps(BIG_FILE_BYTES, s.best()),
             s.median().as_secs_f64() * 1e3,
+            100.0 * med / mmap_median,
             100.0 * med / openssl_median
         );
     }
@@ -203,41 +316,167 @@ fn main() {
         "\nThe spawned tools' times include their process start (about 1 ms, under 1 % here).\n"
     );
 
-    // 2. Small files: mmap vs pread, to place the threshold.
-    let _ = writeln!(
-        report,
-        "## Small and medium files: `hash_path` per call, mmap vs pread (median, page cache)\n"
-    );
-    let _ = writeln!(report, "| size | calls | mmap µs | pread µs | faster |");
-    let _ = writeln!(report, "|---|---|---|---|---|");
+    // 2. Every way of reading, per call, from 4 KiB to 16 MiB: places the mmap threshold and
+    //    answers whether streaming `pread` is as fast as mmap on every size.
+    const METHODS: [&str; 5] = [
+        "mmap (santad)",
+        "mmap, no registry",
+        "pread whole",
+        "stream 256 KiB",
+        "stream 1 MiB",
+    ];
+    let mmap_limits = HashLimits {
+        mmap_threshold_bytes: 1,
+        ..limits
+    };
+    let mut rows = Vec::new();
     for size_kib in [4usize, 16, 64, 256, 1024, 2048, 4096, 8192, 16384] {
-        // About 256 MiB hashed per configuration, between 30 and 2000 calls.
-        let calls = ((256usize << 10) / size_kib).clamp(30, 2000) / if quick { 4 } else { 1 };
+        // About 256 MiB hashed per method and size, between 100 and 2000 calls.
+        let calls = ((256usize << 10) / size_kib).clamp(100, 2000) / if quick { 4 } else { 1 };
         let p = tmp.0.join(format!("small-{size_kib}"));
         write_file(&p, size_kib << 10, size_kib as u64);
-        let mut med = [0f64; 2];
-        for (j, threshold) in [1u64, u64::MAX].into_iter().enumerate() {
-            let l = HashLimits {
-                mmap_threshold_bytes: threshold,
-                ..limits
-            };
-            let mut t: Vec<Duration> = (0..calls)
-                .map(|_| {
-                    let s = Instant::now();
-                    let h = hash_path(&p, &l).expect("hash");
-                    std::hint::black_box(h);
-                    s.elapsed()
-                })
-                .collect();
-            t.sort();
-            med[j] = t[t.len() / 2].as_secs_f64() * 1e6;
+        let want = hash_path(&p, &read_limits).expect("hash").sha256;
+        let mut hists: Vec<Histogram<u64>> = METHODS.iter().map(|_| hist_ns()).collect();
+        for call in 0..calls {
+            // Every method once per call, in a rotating order.
+            for k in 0..METHODS.len() {
+                let m = (call + k) % METHODS.len();
+                let s = Instant::now();
+                let (sha, changed) = match m {
+                    0 => {
+                        let h = hash_path(&p, &mmap_limits).expect("hash");
+                        assert_eq!(h.method, ReadMethod::Mmap);
+                        (h.sha256, h.changed)
+                    }
+                    1 => hash_unregistered_mmap(&p).expect("hash"),
+                    2 => {
+                        let h = hash_path(&p, &read_limits).expect("hash");
+                        assert_eq!(h.method, ReadMethod::Read);
+                        (h.sha256, h.changed)
+                    }
+                    _ => hash_streaming(&p, &limits, &mut stream_bufs[m - 3].borrow_mut())
+                        .expect("hash"),
+                };
+                let d = s.elapsed();
+                assert!(
+                    sha == want && !changed,
+                    "{} gave a wrong digest",
+                    METHODS[m]
+                );
+                hists[m]
+                    .record(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+                    .expect("record");
+            }
+        }
+        rows.push((size_kib, calls, hists));
+    }
+    let _ = writeln!(
+        report,
+        "## Per call, 4 KiB to 16 MiB, every way of reading (page cache)\n\n\
+         `hash_path` / `hash_file_streaming` per call including open and both fstats; every \
+         method once per call in a rotating order, so all see the same noise. Cells: p50 / p99 / \
+         max in µs.\n"
+    );
+    let _ = writeln!(report, "| size | calls | {} |", METHODS.join(" | "));
+    let _ = writeln!(report, "|---|---|{}", "---|".repeat(METHODS.len()));
+    for (size_kib, calls, hists) in &rows {
+        let cells: Vec<String> = hists.iter().map(tails_us).collect();
+        let _ = writeln!(
+            report,
+            "| {size_kib} KiB | {calls} | {} |",
+            cells.join(" | ")
+        );
+    }
+    let _ = writeln!(
+        report,
+        "\nRatios of p50 against mmap (santad) in the same run (> 100 % is slower than mmap), \
+         and the fastest at p50:\n"
+    );
+    let _ = writeln!(
+        report,
+        "| size | {} | fastest p50 |",
+        METHODS[1..].join(" | ")
+    );
+    let _ = writeln!(report, "|---|{}---|", "---|".repeat(METHODS.len() - 1));
+    for (size_kib, _, hists) in &rows {
+        let p50: Vec<f64> = hists
+            .iter()
+            .map(|h| h.value_at_quantile(0.5) as f64)
+            .collect();
+        let cells: Vec<String> = p50[1..]
+            .iter()
+            .map(|v| format!("{:.1} %", 100.0 * v / p50[0]))
+            .collect();
+        let fastest = p50
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1.total_cmp(b.1))
+            .map_or("n/a", |(i, _)| METHODS[i]);
+        let _ = writeln!(
+            report,
+            "| {size_kib} KiB | {} | {fastest} |",
+            cells.join(" | ")
+        );
+    }
+
+    // 2b. What the SIGBUS registration adds to a mapping: a map/unmap cycle of a 2 MiB file with
+    //     no page touched, so the cycle is all syscalls and bookkeeping.
+    {
+        let p = tmp.0.join("small-2048");
+        let file = File::open(&p).expect("open");
+        let cycles = if quick { 5_000 } else { 20_000 };
+        let mut registered = hist_ns();
+        let mut raw = hist_ns();
+        for i in 0..cycles {
+            for k in 0..2 {
+                let s = Instant::now();
+                if (i + k) % 2 == 0 {
+                    let b = FileBytes::load(&file, &mmap_limits).expect("load");
+                    assert_eq!(b.method(), ReadMethod::Mmap);
+                    drop(std::hint::black_box(b));
+                    registered
+                        .record(u64::try_from(s.elapsed().as_nanos()).unwrap_or(u64::MAX))
+                        .expect("record");
+                } else {
+                    let stamp = FileStamp::of_file(&file).expect("fstat");
+                    let len = usize::try_from(stamp.size_bytes).expect("len");
+                    let ptr = map_unregistered(&file, len).expect("map");
+                    unmap(std::hint::black_box(ptr), len);
+                    raw.record(u64::try_from(s.elapsed().as_nanos()).unwrap_or(u64::MAX))
+                        .expect("record");
+                }
+            }
         }
         let _ = writeln!(
             report,
-            "| {size_kib} KiB | {calls} | {:.1} | {:.1} | {} |",
-            med[0],
-            med[1],
-            if med[0] < med[1] { "mmap" } else { "pread" }
+            "\n## Cost of the SIGBUS registration: map + unmap of a 2 MiB file, no page touched\n\n\
+             `FileBytes::load` + drop (fstat, claim a slot, mmap, publish, madvise; release, \
+             munmap) against the same syscalls without the registry, interleaved.\n"
+        );
+        let _ = writeln!(
+            report,
+            "| cycle | n | p50 ns | p99 ns | p99.9 ns | max ns |"
+        );
+        let _ = writeln!(report, "|---|---|---|---|---|---|");
+        for (name, h) in [
+            ("registered (`FileBytes::load` + drop)", &registered),
+            ("unregistered (libc fstat + mmap + madvise + munmap)", &raw),
+        ] {
+            let _ = writeln!(
+                report,
+                "| {name} | {} | {} | {} | {} | {} |",
+                h.len(),
+                h.value_at_quantile(0.5),
+                h.value_at_quantile(0.99),
+                h.value_at_quantile(0.999),
+                h.max()
+            );
+        }
+        let _ = writeln!(
+            report,
+            "\nDifference at p50: {} ns per mapping (registration + release are a CAS and a few \
+             atomic stores each).\n",
+            registered.value_at_quantile(0.5) as i64 - raw.value_at_quantile(0.5) as i64
         );
     }
 

@@ -709,7 +709,7 @@ pub const FRAME_HEADER_BYTES: usize = 4;
 /// The least a body buffer grows by: a 4 KiB path plus hashes fits in one step, and a client
 /// announcing a large body and sending little makes santad hold at most this much more than it
 /// sent (never more than it announced).
-const BODY_GROWTH_MIN_BYTES: usize = 16 << 10;
+pub const BODY_GROWTH_MIN_BYTES: usize = 16 << 10;
 
 /// Writes one message (length prefix and body) in a single buffer.
 pub fn write_frame(stream: &mut impl Write, body: &[u8]) -> io::Result<()> {
@@ -957,17 +957,32 @@ impl fmt::Display for ClientError {
 
 impl std::error::Error for ClientError {}
 
+/// The bytes santactl sends for `request`: one message, header and JSON body (what
+/// [`decode_request`] reads back).
+pub fn encode_request(request: &Request) -> io::Result<Vec<u8>> {
+    let body = serde_json::to_vec(request).map_err(io::Error::other)?;
+    let len = u32::try_from(body.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "message over 4 GiB"))?;
+    let mut buf = Vec::with_capacity(FRAME_HEADER_BYTES + body.len());
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(&body);
+    Ok(buf)
+}
+
 /// Sends one request to the santad listening at `socket` and waits up to `timeout` for its answer.
 pub fn call(socket: &Path, request: &Request, timeout: Duration) -> Result<Response, ClientError> {
     let mut stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
         path: socket.to_owned(),
         source,
     })?;
-    let body = serde_json::to_vec(request).map_err(|e| ClientError::BadReply(e.to_string()))?;
+    let message = encode_request(request).map_err(ClientError::Send)?;
     stream
         .set_write_timeout(Some(timeout))
         .map_err(ClientError::Send)?;
-    write_frame(&mut stream, &body).map_err(ClientError::Send)?;
+    stream
+        .write_all(&message)
+        .and_then(|()| stream.flush())
+        .map_err(ClientError::Send)?;
     let reply = read_frame(
         &mut stream,
         RESPONSE_BYTES_MAX,
@@ -3164,6 +3179,35 @@ mod tests {
                 }
                 (w, f) => panic!("seed {seed} case {case}: whole {w:?}, pieces {f:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn what_santactl_encodes_santad_decodes() {
+        let requests = [
+            Request::Status,
+            Request::FlushCache,
+            Request::RuleCheck {
+                target: CheckTarget::Identifier {
+                    rule_type: "TEAMID".into(),
+                    identifier: "ABCDE12345 \u{1F600} \"quoted\"".into(),
+                },
+            },
+            Request::CheckCache {
+                file: CacheKey {
+                    dev: u64::MAX,
+                    ino: 1,
+                    ctime_ns: i64::MIN,
+                    size: 0,
+                },
+            },
+        ];
+        for r in requests {
+            let bytes = encode_request(&r).expect("encoded");
+            assert_eq!(
+                decode_request(&bytes, REQUEST_BYTES_MAX_UNPRIVILEGED).expect("decoded"),
+                r
+            );
         }
     }
 

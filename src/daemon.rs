@@ -174,6 +174,7 @@ impl EngineControl for DaemonControl {
                 get(&c.notifications_unmatched),
             ),
             ("fanotify.malformed_records", get(&c.malformed_records)),
+            ("fanotify.allows_withdrawn", get(&c.allows_withdrawn)),
             ("engine.deferred_now", self.engine.deferred()),
             ("engine.deferred", e.deferred),
             ("engine.restarts", e.restarts),

@@ -19,14 +19,13 @@ pub trait Subject: Send + Sync + 'static {
     fn file(&self) -> &File;
     /// Writes the path the file was executed by into `out`.
     fn path_into(&self, out: &mut Text<PATH_BYTES_MAX>);
-    /// Keeps writers off the file for the evaluation, where the platform can, so a decision
-    /// about it may be cached: a later change then always moves its stamp. Paired with
-    /// [`Subject::release_writers`].
+    /// Keeps writers off the file from the evaluation until the answer reached the kernel (and
+    /// the kernel's own write lock on the executable took over), where the platform can, so the
+    /// bytes hashed are the bytes that run and a decision about them may be cached: a later
+    /// change always moves the stamp. The hold ends with the event.
     fn hold_writers(&self) -> WriteHold {
         WriteHold::NotNeeded
     }
-    /// Ends what [`Subject::hold_writers`] returned [`WriteHold::Held`] for.
-    fn release_writers(&self) {}
 }
 
 /// Whether nobody could change a file unseen while it was evaluated.
@@ -285,9 +284,6 @@ impl<P: Subject> Evaluator<P> for ExecEvaluator {
         payload.path_into(path);
         let hold = payload.hold_writers();
         let evaluation = self.evaluate_with(rules, scratch, payload.file(), path.as_bytes());
-        if hold == WriteHold::Held {
-            payload.release_writers();
-        }
         let cacheability = match (hold, evaluation.cacheability) {
             (WriteHold::Failed, Cacheability::UntilChanged | Cacheability::DenyTtl) => {
                 Cacheability::Never

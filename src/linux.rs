@@ -144,17 +144,12 @@ pub fn only_root_can_modify(file: &File, facts: &FileFacts) -> bool {
 }
 
 /// Takes a read lease on `file` (santad opened it read-only): granted only if nobody has the
-/// file open for writing; while held, an open for writing or a truncate waits for us.
+/// file open for writing; while held, an open for writing or a truncate waits for us (the
+/// kernel breaks the lease by signalling us, SIGIO, ignored); it ends when the fd closes.
 fn take_read_lease(file: &File) -> bool {
     use std::os::fd::AsRawFd;
     // SAFETY: fcntl on a valid fd with integer arguments.
     unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, libc::F_RDLCK) == 0 }
-}
-
-fn drop_lease(file: &File) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: fcntl on a valid fd with integer arguments.
-    let _ = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK) };
 }
 
 /// What the kernel asked.
@@ -174,6 +169,13 @@ pub struct ExecEvent {
     kind: Kind,
     key: FileKey,
     facts: FileFacts,
+    /// This event's fd holds a read lease: no writer can open the file until the fd closes,
+    /// after the answer.
+    leased: std::sync::atomic::AtomicBool,
+    /// The stamp the decision was made on, when the event was re-stamped after waiting on an
+    /// evaluation of a file that changed (ctime, size); `i64::MIN` until then.
+    restamped_ctime_ns: std::sync::atomic::AtomicI64,
+    restamped_size: AtomicU64,
 }
 
 impl ExecEvent {
@@ -200,7 +202,7 @@ impl Subject for ExecEvent {
     }
 
     fn hold_writers(&self) -> WriteHold {
-        if take_read_lease(&self.file) {
+        if self.lease() {
             WriteHold::Held
         } else if only_root_can_modify(&self.file, &self.facts) {
             WriteHold::NotNeeded
@@ -208,9 +210,48 @@ impl Subject for ExecEvent {
             WriteHold::Failed
         }
     }
+}
 
-    fn release_writers(&self) {
-        drop_lease(&self.file);
+impl ExecEvent {
+    /// Takes (once) a read lease on the event's fd, kept until the fd closes.
+    fn lease(&self) -> bool {
+        if self.leased.load(Ordering::Acquire) {
+            return true;
+        }
+        let ok = take_read_lease(&self.file);
+        self.leased.store(ok, Ordering::Release);
+        ok
+    }
+
+    /// The stamp the decision about this event was made on.
+    fn decided_stamp(&self) -> FileStamp {
+        let ctime_ns = self.restamped_ctime_ns.load(Ordering::Acquire);
+        if ctime_ns == i64::MIN {
+            self.facts.stamp
+        } else {
+            FileStamp {
+                ctime_ns,
+                size: self.restamped_size.load(Ordering::Acquire),
+            }
+        }
+    }
+
+    /// Why an allow for this event no longer holds at the moment of answering, if it does
+    /// not. Files only root can modify always hold (root is trusted). For the rest, the answer
+    /// is made under a read lease (nobody has the file open for writing now, and a new writer
+    /// waits until the answer is given and the kernel's own write lock on the executable is
+    /// taken), and the file must still have the stamp the decision was made on.
+    fn allow_withdrawn(&self, root_only: bool) -> Option<&'static str> {
+        if root_only {
+            return None;
+        }
+        if !self.lease() {
+            return Some("allow withdrawn: file open for writing at the answer");
+        }
+        match key_and_stamp(&self.file) {
+            Ok((key, stamp)) if key == self.key && stamp == self.decided_stamp() => None,
+            _ => Some("allow withdrawn: file changed before the answer"),
+        }
     }
 }
 
@@ -286,6 +327,9 @@ pub struct LinuxCounters {
     pub kernel_cache_alerts: AtomicU64,
     /// Processes killed after such an alert (Lockdown).
     pub kernel_cache_kills: AtomicU64,
+    /// Allows not given because, at the answer, the file was open for writing or no longer had
+    /// the stamp decided on (the mode decided instead).
+    pub allows_withdrawn: AtomicU64,
     /// Notifications for which no mark was remembered (duplicates of logged answers).
     pub notifications_unmatched: AtomicU64,
     /// Malformed records in an fanotify read buffer (their permission events were answered).
@@ -349,12 +393,12 @@ impl Linux {
 
     /// Marks `event`'s file as allowed in the kernel if it may be, then checks that the file
     /// and the epoch held still; withdraws the mark if not. Before the answer is written.
-    fn place_mark(&self, event: &ExecEvent, verdict: &Arc<Verdict>, epoch: u64) {
+    fn place_mark(&self, event: &ExecEvent, verdict: &Arc<Verdict>, epoch: u64, root_only: bool) {
         let counters = &self.counters;
         let Some(current) = self.epoch.get() else {
             return;
         };
-        if !only_root_can_modify(&event.file, &event.facts) {
+        if !root_only {
             bump(&counters.kernel_cache_refusals);
             return;
         }
@@ -609,6 +653,9 @@ impl Source<ExecEvent> for FanotifySource {
                 kind,
                 key,
                 facts,
+                leased: std::sync::atomic::AtomicBool::new(false),
+                restamped_ctime_ns: std::sync::atomic::AtomicI64::new(i64::MIN),
+                restamped_size: AtomicU64::new(0),
             };
             if permission {
                 bump(&counters.permission_events);
@@ -648,7 +695,12 @@ impl Source<ExecEvent> for FanotifySource {
     }
 
     fn restamp(&self, event: &ExecEvent) -> Option<FileStamp> {
-        key_and_stamp(&event.file).ok().map(|(_, stamp)| stamp)
+        let (_, stamp) = key_and_stamp(&event.file).ok()?;
+        event.restamped_size.store(stamp.size, Ordering::Release);
+        event
+            .restamped_ctime_ns
+            .store(stamp.ctime_ns, Ordering::Release);
+        Some(stamp)
     }
 
     /// The file's owner pays for hashing it; root's files (the system's own binaries, which no
@@ -917,11 +969,26 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
             } => (Some(decision), cacheable, None, epoch),
             Answer::Default(reason) => (None, false, Some(reason), 0),
         };
-        let response = match verdict {
+        let mut response = match verdict {
             Some(v) if v.decision.action == rules::Action::Deny => Response::Deny,
             Some(_) => Response::Allow,
             None => default_response(&self.policy),
         };
+        // An allow holds only if the bytes decided on are the bytes that will run.
+        let root_only = response == Response::Allow
+            && verdict.is_some()
+            && only_root_can_modify(&event.file, &event.facts);
+        let withdrawn = match response {
+            Response::Allow if verdict.is_some() => event.allow_withdrawn(root_only),
+            _ => None,
+        };
+        if withdrawn.is_some() {
+            bump(&self.linux.counters.allows_withdrawn);
+            // The mode decides, as for a file that changed while it was evaluated.
+            if self.policy.policy().config().mode == rules::ClientMode::Lockdown {
+                response = Response::Deny;
+            }
+        }
         let mut record = self.begin_record(by, event);
         if response == Response::Allow && self.log_notifications {
             // Before answering: the notification can only follow the answer.
@@ -929,10 +996,11 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
         }
         if response == Response::Allow
             && cacheable
+            && withdrawn.is_none()
             && let Some(v) = verdict
         {
             // Before the answer: placed, re-checked, withdrawn if the file or epoch moved.
-            self.linux.place_mark(event, v, epoch);
+            self.linux.place_mark(event, v, epoch, root_only);
         }
         if self
             .linux
@@ -955,6 +1023,9 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
         };
         if let Some(rec) = rec {
             self.finish_record(rec, event, response, verdict, default);
+            if let Some(why) = withdrawn {
+                rec.explain.set(why.as_bytes());
+            }
             if response == Response::Deny {
                 self.block_message(event, verdict, rec);
                 if let Some(bundles) = &self.bundles {

@@ -263,19 +263,21 @@ fn truncate_during_hashing() {
                     .unwrap()
                     .set_len(SHRINKING_BYTES)
                     .unwrap();
+                // Opened for writing before the exec: santad's read lease (which makes a writer
+                // that opens later wait for the answer) cannot be had, so the truncation can
+                // land in the middle of the hash.
+                let writer = std::fs::OpenOptions::new().write(true).open(&big).unwrap();
                 let e = spawn_exec(&big);
                 let pid = e.pid;
                 let mut truncated_while_held = false;
                 if wait_held(&e) {
                     // The attack's timing, not a synchronisation: where in the hash it lands.
                     std::thread::sleep(Duration::from_millis(delay_ms));
-                    // ETXTBSY here means the exec is already past santad: nothing to race.
-                    if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&big) {
-                        f.set_len(0).unwrap();
-                        truncated_while_held = held_by_fanotify(pid);
-                    }
+                    writer.set_len(0).unwrap();
+                    truncated_while_held = held_by_fanotify(pid);
                 }
                 let outcome = e.wait();
+                drop(writer);
                 Attempt {
                     delay_ms,
                     pid,
@@ -374,10 +376,11 @@ fn mmap_prefaulted_before_the_allow_then_rewritten_is_denied() {
         let denied: Vec<_> = (0..EXECS_AFTER_REWRITE).map(|_| exec(&bin)).collect();
         (busy, denied)
     });
-    assert_eq!(
-        busy.0,
-        Outcome::Refused(libc::ETXTBSY),
-        "the kernel refuses to run a file mapped writable"
+    assert!(
+        matches!(busy.0, Outcome::Refused(libc::ETXTBSY | libc::EPERM)),
+        "a file mapped writable must not run (santad withdraws its allow, or the kernel \
+         refuses it): {:?}",
+        busy.0
     );
     let new_sha = sha256_file(&bin);
     for (n, (o, pid)) in denied.iter().enumerate() {
@@ -750,18 +753,22 @@ fn write_during_hashing_never_runs_the_unhashed_bytes() {
             .iter()
             .map(|&delay_ms| {
                 pwrite_at(&big, 0, &original[..SCRIPT.len()]);
+                common::settle();
+                // Opened for writing before the exec, so santad cannot hold writers off with
+                // its read lease (see the next test for a writer that opens during the hash).
+                let writer = std::fs::OpenOptions::new().write(true).open(&big).unwrap();
                 let e = spawn_exec(&big);
                 let pid = e.pid;
                 let mut written_while_held = false;
                 if wait_held(&e) {
                     std::thread::sleep(Duration::from_millis(delay_ms));
-                    if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&big) {
-                        use std::os::unix::fs::FileExt;
-                        f.write_all_at(SCRIPT, 0).unwrap();
-                        written_while_held = held_by_fanotify(pid);
-                    }
+                    use std::os::unix::fs::FileExt;
+                    writer.write_all_at(SCRIPT, 0).unwrap();
+                    written_while_held = held_by_fanotify(pid);
                 }
-                (delay_ms, pid, written_while_held, e.wait())
+                let outcome = e.wait();
+                drop(writer);
+                (delay_ms, pid, written_while_held, outcome)
             })
             .collect()
     });
@@ -794,6 +801,63 @@ fn write_during_hashing_never_runs_the_unhashed_bytes() {
         .iter()
         .map(|a| (a.3, a.1, big.as_path()))
         .collect();
+    assert_logged_as_applied(&s, &all);
+}
+
+#[test]
+fn a_writer_opening_during_hashing_waits_for_the_answer_and_never_runs_its_bytes() {
+    // The same attack by a writer that opens the file only once santad holds the exec: santad's
+    // read lease makes the open wait until the answer is given; by then the exec holds the
+    // kernel's write lock on the file (the writer gets ETXTBSY) or the writer holds the file
+    // (the exec gets ETXTBSY). Either way the script never runs, and no write lands while
+    // santad holds the exec.
+    const BYTES: u64 = 300 << 20;
+    const SCRIPT: &[u8] = b"#!/bin/sh\nexit 7\n";
+    let (s, dir) = lockdown("");
+    let big = dir.join("toctou-late");
+    let original = elf_bytes("toctou-late");
+    as_user(NOBODY, || {
+        attacker::write_exe(&big, &original);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&big)
+            .unwrap()
+            .set_len(BYTES)
+            .unwrap();
+    });
+    allow(&s, &big);
+    let attempts: Vec<(i32, bool, Outcome)> = as_user(NOBODY, || {
+        [5u64, 30]
+            .iter()
+            .map(|&delay_ms| {
+                pwrite_at(&big, 0, &original[..SCRIPT.len()]);
+                common::settle();
+                let e = spawn_exec(&big);
+                let pid = e.pid;
+                let mut written_while_held = false;
+                if wait_held(&e) {
+                    std::thread::sleep(Duration::from_millis(delay_ms));
+                    if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&big) {
+                        use std::os::unix::fs::FileExt;
+                        written_while_held = held_by_fanotify(pid);
+                        let _ = f.write_all_at(SCRIPT, 0);
+                    }
+                }
+                (pid, written_while_held, e.wait())
+            })
+            .collect()
+    });
+    for (pid, held, outcome) in &attempts {
+        eprintln!("pid {pid}: writer opened while held: {held}, exec {outcome:?}");
+        assert!(!held, "a writer opened the file while santad held its exec");
+        assert_ne!(
+            *outcome,
+            Outcome::Ran(7),
+            "the bytes written during hashing ran"
+        );
+    }
+    let all: Vec<(Outcome, i32, &Path)> =
+        attempts.iter().map(|a| (a.2, a.0, big.as_path())).collect();
     assert_logged_as_applied(&s, &all);
 }
 
@@ -937,11 +1001,12 @@ fn flush_racing_execs_never_leaves_a_stale_allow() {
                 st.after_block.load(Ordering::SeqCst) >= EXECS_AFTER_BLOCK_PER_CYCLE
             });
         }
-        // Next cycle's allow.
+        // Next cycle's allow. The phase moves first: an exec that started while blocked may be
+        // decided while the allow command runs, by the new allow rule, and must not count.
         for ((bin, _), st) in bins.iter().zip(&states) {
-            ctl(&["rule", "--allow", "--path", bin.to_str().unwrap()]);
             st.ran_in_phase.store(0, Ordering::SeqCst);
             st.phase.store(2 * k + 2, Ordering::SeqCst);
+            ctl(&["rule", "--allow", "--path", bin.to_str().unwrap()]);
         }
         cycles += 1;
         if states.iter().any(|st| !st.stale.lock().unwrap().is_empty()) {

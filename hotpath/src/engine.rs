@@ -486,6 +486,12 @@ where
             self.requeue_parked(worker, parked, true);
             return;
         }
+        if outcome.is_ok() && self.cache.epoch() != epoch {
+            // Rules, mode or scopes changed while they waited: a parked exec may have started
+            // after the change took effect, so it is decided again, under the new rules.
+            self.requeue_parked(worker, parked, false);
+            return;
+        }
         let by = AnsweredBy::Worker(worker);
         while let Some(index) = self.cache.next_parked(&mut parked) {
             let slot = self.slots.held(index);

@@ -1745,18 +1745,21 @@ pub mod server {
         Ok(())
     }
 
-    /// Sends `response` as one message, all of it by `deadline`.
+    /// Sends `response` as one message, all of it by `deadline`. Serialised behind a reserved
+    /// header in one buffer (no copy of a large export), so a short answer is one write and
+    /// arrives whole.
     fn send_within(
         stream: &mut UnixStream,
         response: &Response,
         deadline: Instant,
     ) -> io::Result<()> {
-        let body = serde_json::to_vec(response)
+        let mut message = vec![0u8; FRAME_HEADER_BYTES];
+        serde_json::to_writer(&mut message, response)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        let len = u32::try_from(body.len())
+        let len = u32::try_from(message.len() - FRAME_HEADER_BYTES)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "answer over 4 GiB"))?;
-        write_all_within(stream, &len.to_be_bytes(), deadline)?;
-        write_all_within(stream, &body, deadline)
+        message[..FRAME_HEADER_BYTES].copy_from_slice(&len.to_be_bytes());
+        write_all_within(stream, &message, deadline)
     }
 
     fn send_error(stream: &mut UnixStream, kind: ErrorKind, message: String) {

@@ -336,7 +336,10 @@ unsafe fn attack(
             events: 0,
             revents: 0,
         }; ATTACK_CONNECTIONS_MAX];
-        let mut buf = [0u8; 512];
+        // What santad sent on each connection so far, classified once it closes.
+        let mut answers = [[0u8; 256]; ATTACK_CONNECTIONS_MAX];
+        let mut answered = [0usize; ATTACK_CONNECTIONS_MAX];
+        let mut answered_at = [0u64; ATTACK_CONNECTIONS_MAX];
         let mut next_tick = 0u64;
         let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
         loop {
@@ -359,6 +362,7 @@ unsafe fn attack(
                         libc::send(fd, b"{".as_ptr().cast(), 1, flags);
                         fds[i] = fd;
                         since[i] = now_ms();
+                        answered[i] = 0;
                     } else {
                         libc::send(fds[i], b" ".as_ptr().cast(), 1, flags);
                     }
@@ -378,13 +382,23 @@ unsafe fn attack(
                 if fds[i] < 0 || pfds[i].revents == 0 {
                     continue;
                 }
-                let got = libc::recv(fds[i], buf.as_mut_ptr().cast(), buf.len(), flags);
+                let room = &mut answers[i][answered[i]..];
+                let got = libc::recv(fds[i], room.as_mut_ptr().cast(), room.len(), flags);
                 if got < 0 && *libc::__errno_location() == libc::EAGAIN {
                     continue;
                 }
-                let answer = &buf[..got.max(0) as usize];
+                if got > 0 {
+                    if answered[i] == 0 {
+                        answered_at[i] = now_ms();
+                    }
+                    answered[i] += got as usize;
+                    if answered[i] < answers[i].len() {
+                        continue; // read on until santad closes
+                    }
+                }
+                let answer = &answers[i][..answered[i]];
                 if contains(answer, b"\"timed_out\"") {
-                    let held = now_ms() - since[i];
+                    let held = answered_at[i] - since[i];
                     stats.timed_out.fetch_add(1, Ordering::Relaxed);
                     stats.held_ms_min.fetch_min(held, Ordering::Relaxed);
                     stats.held_ms_max.fetch_max(held, Ordering::Relaxed);

@@ -19,8 +19,10 @@
 //!
 //! Every parser works on attacker-supplied bytes: offsets are checked, counts are capped before
 //! allocation, and malformed input becomes a typed error or an `Invalid` status, never a panic.
-//! The crate has exactly one `unsafe` call, the `mmap` in `file::map`, with its contract written
-//! beside it.
+//! The crate's only `unsafe` code is one module, `file::map`: the `mmap` of a file and the
+//! SIGBUS handler that makes a fault on a mapped page of a file truncated underneath harmless
+//! (a zero page is mapped over it and the file is reported as changed), each with its contract
+//! written beside it.
 #![deny(unsafe_code)]
 
 mod asn1;

@@ -1632,7 +1632,7 @@ pub mod server {
             (R::QueueFull, c.queue_full_defaults),
             (R::SlotsFull, c.slots_full_defaults),
             (R::ShuttingDown, c.shutdown_defaults),
-            (R::EvaluationFailed, c.evaluator_panics),
+            (R::EvaluationFailed, c.evaluator_panics + c.responder_panics),
         ];
         let mut m: BTreeMap<String, u64> = engine
             .iter()

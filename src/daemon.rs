@@ -17,7 +17,7 @@ use crate::control::server::{ControlContext, ControlServer, EngineControl};
 use crate::eventlog::{self, EventLog, LoggerHandle};
 use crate::fanotify::{self, Fanotify, InitOptions, MarkScope};
 use crate::identity::ExecEvaluator;
-use crate::linux::{BundleTask, FanotifyResponder, FanotifySource, Linux};
+use crate::linux::{BundleTask, FanotifyResponder, FanotifySource, LeaseLinger, Linux};
 use crate::setup::{block_signals, engine_config, load_snapshot, policy_config};
 use santa_hotpath::{
     CountersSnapshot, Engine, FileKey, FileStamp, FlushReason, Handle, MonotonicClock,
@@ -108,6 +108,7 @@ type SantaHandle = Handle<
 struct DaemonControl {
     engine: SantaHandle,
     linux: Arc<Linux>,
+    linger: Arc<LeaseLinger>,
 }
 
 impl EngineControl for DaemonControl {
@@ -175,6 +176,11 @@ impl EngineControl for DaemonControl {
             ),
             ("fanotify.malformed_records", get(&c.malformed_records)),
             ("fanotify.allows_withdrawn", get(&c.allows_withdrawn)),
+            ("fanotify.leases_lingering", self.linger.len() as u64),
+            (
+                "fanotify.lease_linger_overflows",
+                get(&self.linger.overflows),
+            ),
             ("engine.deferred_now", self.engine.deferred()),
             ("engine.deferred", e.deferred),
             ("engine.restarts", e.restarts),
@@ -229,6 +235,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
 
     let engine_cfg = engine_config(&config);
     let workers = engine_cfg.workers;
+    let linger = LeaseLinger::spawn().map_err(DaemonError::Io)?;
     let responder = Arc::new(FanotifyResponder::new(
         linux.clone(),
         policy_engine.clone(),
@@ -237,6 +244,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
         Some(blocks),
         Some(bundles),
         config.log_exec_notifications,
+        linger.clone(),
     ));
     let source = FanotifySource::new(
         linux.clone(),
@@ -261,6 +269,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
         Arc::new(DaemonControl {
             engine: engine.handle(),
             linux: linux.clone(),
+            linger: linger.clone(),
         }),
         policy_engine.clone(),
         log.clone(),

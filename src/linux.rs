@@ -782,9 +782,155 @@ fn log_bundle(log: &EventLog, path: &std::path::Path) {
     }
 }
 
+/// Longest an answered exec's lease is kept waiting for the exec to get past the kernel's write
+/// lock (an exec that failed after our allow never does).
+const LINGER_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often the linger thread looks at the execs it waits for (a readlink each).
+const LINGER_POLL: std::time::Duration = std::time::Duration::from_micros(200);
+/// Leases kept at once; beyond this, or beyond [`LINGER_PER_OWNER_MAX`] for one file owner, an
+/// allow of a file root does not own is withdrawn (its owner's execs fail, nobody else's).
+const LINGER_MAX_ENTRIES: usize = 4096;
+/// Leases kept at once for the files of one owner: an owner whose execs keep failing after
+/// our allow (each lingers `LINGER_MAX`) only withdraws allows of its own files.
+const LINGER_PER_OWNER_MAX: usize = 64;
+
+/// An answered exec whose file must stay free of writers until the exec holds the kernel's own
+/// write lock on it.
+#[derive(Debug)]
+struct Lingering {
+    /// A duplicate of the event fd: the lease lives until the last fd of its file closes.
+    _fd: std::os::fd::OwnedFd,
+    pid: i32,
+    /// `/proc/PID/exe` before the answer (the program that called exec).
+    exe_before: Option<(u64, u64)>,
+    owner: u32,
+    since: std::time::Instant,
+}
+
+#[derive(Debug, Default)]
+struct LingerState {
+    entries: Vec<Lingering>,
+    per_owner: HashMap<u32, usize>,
+}
+
+/// Keeps the read lease of allowed execs of files root does not own until each exec is past
+/// the kernel's `deny_write_access`. The kernel takes that lock just after the permission event
+/// is answered; a writer who opened, wrote and closed the file before it would change what
+/// runs. The lease makes such a writer wait; once `/proc/PID/exe` has changed, the exec holds
+/// its write lock (taken before the new program is installed) for the life of the process.
+#[derive(Debug)]
+pub struct LeaseLinger {
+    state: Mutex<LingerState>,
+    thread: OnceLock<std::thread::Thread>,
+    /// Allows withdrawn because the linger table or an owner's share of it was full.
+    pub overflows: AtomicU64,
+}
+
+fn exe_of(pid: i32) -> Option<(u64, u64)> {
+    std::fs::metadata(format!("/proc/{pid}/exe"))
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
+impl LeaseLinger {
+    /// Starts the thread; it ends when the last reference is dropped.
+    pub fn spawn() -> std::io::Result<Arc<Self>> {
+        let linger = Arc::new(Self {
+            state: Mutex::new(LingerState {
+                entries: Vec::with_capacity(LINGER_MAX_ENTRIES),
+                per_owner: HashMap::new(),
+            }),
+            thread: OnceLock::new(),
+            overflows: AtomicU64::new(0),
+        });
+        let weak = Arc::downgrade(&linger);
+        let handle = std::thread::Builder::new()
+            .name("santad-linger".into())
+            .spawn(move || {
+                while let Some(l) = weak.upgrade() {
+                    let waiting = l.sweep();
+                    drop(l);
+                    if waiting {
+                        std::thread::sleep(LINGER_POLL);
+                    } else {
+                        std::thread::park_timeout(std::time::Duration::from_millis(100));
+                    }
+                }
+            })?;
+        let _ = linger.thread.set(handle.thread().clone());
+        Ok(linger)
+    }
+
+    /// Drops the leases whose exec is past the write lock, whose process is gone, or that
+    /// waited `LINGER_MAX`; true if some still wait.
+    fn sweep(&self) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let LingerState {
+            entries, per_owner, ..
+        } = &mut *st;
+        entries.retain(|e| {
+            let now = exe_of(e.pid);
+            let done = now.is_none() || now != e.exe_before || e.since.elapsed() >= LINGER_MAX;
+            if done && let Some(n) = per_owner.get_mut(&e.owner) {
+                *n -= 1;
+                if *n == 0 {
+                    per_owner.remove(&e.owner);
+                }
+            }
+            !done
+        });
+        !entries.is_empty()
+    }
+
+    /// Keeps `event`'s lease until its exec is past the kernel's write lock; false (counted)
+    /// if the table or the owner's share of it is full.
+    fn hold(&self, event: &ExecEvent, exe_before: Option<(u64, u64)>) -> bool {
+        let Ok(fd) = event.file.as_fd().try_clone_to_owned() else {
+            bump(&self.overflows);
+            return false;
+        };
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let owner = event.facts.uid;
+        let mine = st.per_owner.get(&owner).copied().unwrap_or(0);
+        if st.entries.len() >= LINGER_MAX_ENTRIES || mine >= LINGER_PER_OWNER_MAX {
+            bump(&self.overflows);
+            return false;
+        }
+        st.entries.push(Lingering {
+            _fd: fd,
+            pid: event.pid,
+            exe_before,
+            owner,
+            since: std::time::Instant::now(),
+        });
+        *st.per_owner.entry(owner).or_insert(0) += 1;
+        drop(st);
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
+        true
+    }
+
+    /// Leases kept right now.
+    pub fn len(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entries
+            .len()
+    }
+
+    /// Whether no lease is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// The fanotify responder.
 #[derive(Debug)]
 pub struct FanotifyResponder {
+    /// Leases of answered execs kept until the exec holds its own write lock.
+    pub linger: Arc<LeaseLinger>,
     linux: Arc<Linux>,
     policy: Arc<rules::PolicyEngine>,
     log: Arc<EventLog>,
@@ -797,6 +943,7 @@ pub struct FanotifyResponder {
 
 impl FanotifyResponder {
     /// A responder for `workers` workers.
+    #[allow(clippy::too_many_arguments)] // the wiring's own pieces, each stored once
     pub fn new(
         linux: Arc<Linux>,
         policy: Arc<rules::PolicyEngine>,
@@ -805,8 +952,10 @@ impl FanotifyResponder {
         blocks: Option<BlockMessenger>,
         bundles: Option<BundleTask>,
         log_notifications: bool,
+        linger: Arc<LeaseLinger>,
     ) -> Self {
         Self {
+            linger,
             linux,
             policy,
             log,
@@ -978,10 +1127,18 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
         let root_only = response == Response::Allow
             && verdict.is_some()
             && only_root_can_modify(&event.file, &event.facts);
-        let withdrawn = match response {
+        let mut withdrawn = match response {
             Response::Allow if verdict.is_some() => event.allow_withdrawn(root_only),
             _ => None,
         };
+        if response == Response::Allow
+            && verdict.is_some()
+            && !root_only
+            && withdrawn.is_none()
+            && !self.linger.hold(event, exe_of(event.pid))
+        {
+            withdrawn = Some("allow withdrawn: too many answered execs of this owner's files");
+        }
         if withdrawn.is_some() {
             bump(&self.linux.counters.allows_withdrawn);
             // The mode decides, as for a file that changed while it was evaluated.

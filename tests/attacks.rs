@@ -827,7 +827,8 @@ fn a_writer_opening_during_hashing_waits_for_the_answer_and_never_runs_its_bytes
     });
     allow(&s, &big);
     let attempts: Vec<(i32, bool, Outcome)> = as_user(NOBODY, || {
-        [5u64, 30]
+        // Several delays, twice: the writer races the exec's own write lock each time.
+        [2u64, 5, 10, 20, 30, 45, 2, 5, 10, 20, 30, 45]
             .iter()
             .map(|&delay_ms| {
                 pwrite_at(&big, 0, &original[..SCRIPT.len()]);

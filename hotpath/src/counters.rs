@@ -121,6 +121,7 @@ impl CountersSnapshot {
             + self.slots_full_defaults
             + self.shutdown_defaults
             + self.evaluator_panics
+            + self.responder_panics
     }
 }
 

@@ -7,8 +7,10 @@
 //!     │ push slot index on the worker's queue ─ full? → default now (counted)
 //!     ▼
 //!  worker w: pop own queue, else steal ─► cache lookup ─ Hit ──────────────► respond
-//!                                           ├ Miss → evaluate → complete ─► respond
-//!                                           └ Pending → wait (≤ deadline) ► respond
+//!                                           ├ Miss → admit (per principal) → evaluate
+//!                                           │   → complete ─► respond, then the parked ones
+//!                                           │   (or defer behind the principal's others)
+//!                                           └ Pending → park on the placeholder (owner answers)
 //!  deadline thread: sleeps until the earliest pending deadline, answers the default
 //! ```
 //!

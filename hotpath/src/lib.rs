@@ -10,8 +10,10 @@
 //!    queue is answered with the default at once, counted.
 //! 2. A pinned worker pops its queue (or steals from a busy one) and looks the file up in the
 //!    sharded [`DecisionCache`]: a hit answers; a miss evaluates through the [`Evaluator`] and
-//!    publishes the decision; a file another worker is evaluating is waited for, never evaluated
-//!    twice.
+//!    publishes the decision; an event for a file another worker is evaluating is parked on
+//!    that evaluation (the worker goes on) and answered by its owner, never evaluated twice.
+//!    Evaluations are bounded per [`Principal`] (the file's owner), so one user's slow files
+//!    always leave a worker for everyone else.
 //! 3. A deadline thread sleeps until the earliest pending deadline on the monotonic [`Clock`]
 //!    and answers the default for anything still pending. One CAS per slot decides who answers.
 //! 4. Every answer goes through the [`Responder`], exactly once per event.

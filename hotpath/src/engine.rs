@@ -15,7 +15,7 @@
 //! ```
 //!
 //! Exactly one of worker and deadline thread responds to an event (a CAS on the slot's state,
-//! see [`crate::slots`]); the payload is dropped when both are done with it.
+//! see the private `slots` module); the payload is dropped when both are done with it.
 
 use crate::cache::Epoch;
 use crate::cache::{Cacheability, DecisionCache, Lookup, Parked};

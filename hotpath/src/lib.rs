@@ -6,7 +6,7 @@
 //! 1. A [`Source`] (fanotify read in each worker, an Endpoint Security callback, a
 //!    [`replay::ReplaySource`]) submits an [`Event`]: a payload (the kernel's handle), the file's
 //!    [`FileKey`] and [`FileStamp`], and a deadline. The event takes a slot in the preallocated
-//!    in-flight table ([`slots`]) and its index goes on a per-core bounded queue; a full table or
+//!    in-flight table (the private `slots` module) and its index goes on a per-core bounded queue; a full table or
 //!    queue is answered with the default at once, counted.
 //! 2. A pinned worker pops its queue (or steals from a busy one) and looks the file up in the
 //!    sharded [`DecisionCache`]: a hit answers; a miss evaluates through the [`Evaluator`] and

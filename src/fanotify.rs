@@ -399,22 +399,9 @@ impl Fanotify {
             let index = self.ignore_flavor.load(Ordering::Relaxed) as usize;
             let flavor = IGNORE_FLAVORS[index.min(IGNORE_FLAVORS.len() - 1)];
             let flags = libc::FAN_MARK_ADD | flavor.flags();
-            // SAFETY: both fds are valid for the duration of the call (self owns the group fd,
-            // the caller lends `file`); a NULL path makes the kernel mark the object `file` refers
-            // to.
-            let rc = unsafe {
-                libc::fanotify_mark(
-                    self.fd.as_raw_fd(),
-                    flags,
-                    mask,
-                    file.as_raw_fd(),
-                    std::ptr::null(),
-                )
-            };
-            if rc == 0 {
+            let Err(source) = self.mark_object(flags, mask, file.as_raw_fd()) else {
                 return Ok(());
-            }
-            let source = io::Error::last_os_error();
+            };
             // EINVAL: this kernel does not know the flag; try the next flavour once, for all
             // threads (the index only moves forward).
             if source.raw_os_error() == Some(libc::EINVAL) && index + 1 < IGNORE_FLAVORS.len() {
@@ -439,47 +426,40 @@ impl Fanotify {
         // Evictability is a property of an added mark; removal names only the ignore mask.
         let flags =
             libc::FAN_MARK_REMOVE | (self.ignore_flavor().flags() & !libc::FAN_MARK_EVICTABLE);
-        // SAFETY: both fds are valid for the call; a NULL path names the object `file` is.
-        let rc = unsafe {
-            libc::fanotify_mark(
-                self.fd.as_raw_fd(),
-                flags,
-                mask,
-                file.as_raw_fd(),
-                std::ptr::null(),
-            )
-        };
-        if rc < 0 {
-            return Err(Error::InodeMark {
+        self.mark_object(flags, mask, file.as_raw_fd())
+            .map_err(|source| Error::InodeMark {
                 call: "remove inode ignore mark",
-                source: io::Error::last_os_error(),
-            });
-        }
-        Ok(())
+                source,
+            })
     }
 
     /// Drops every inode mark of the group — the kernel allow cache built by
     /// [`Fanotify::ignore_inode`] — and keeps the mount and filesystem watch marks
     /// (`FAN_MARK_FLUSH` without a mount/filesystem flag).
     pub fn flush_ignores(&self) -> Result<(), Error> {
-        // SAFETY: the group fd is valid; FAN_MARK_FLUSH ignores mask, dirfd and path (since Linux
-        // 3.16 the path need not name a valid object), and NULL is never dereferenced.
+        // FAN_MARK_FLUSH ignores mask, dirfd and path (since Linux 3.16 the path need not name
+        // a valid object).
+        self.mark_object(libc::FAN_MARK_FLUSH, 0, libc::AT_FDCWD)
+            .map_err(|source| Error::InodeMark {
+                call: "flush inode marks",
+                source,
+            })
+    }
+
+    /// `fanotify_mark(group, flags, mask, dirfd, NULL)`: marks the object `dirfd` is (or, for a
+    /// flush, ignores it).
+    fn mark_object(&self, flags: u32, mask: u64, dirfd: RawFd) -> io::Result<()> {
+        // SAFETY: the group fd is valid for self's lifetime; `dirfd` is an fd the caller lends
+        // for the call (or AT_FDCWD); a NULL path makes the kernel use the object `dirfd` refers
+        // to and is never dereferenced.
         let rc = unsafe {
-            libc::fanotify_mark(
-                self.fd.as_raw_fd(),
-                libc::FAN_MARK_FLUSH,
-                0,
-                libc::AT_FDCWD,
-                std::ptr::null(),
-            )
+            libc::fanotify_mark(self.fd.as_raw_fd(), flags, mask, dirfd, std::ptr::null())
         };
         if rc < 0 {
-            return Err(Error::InodeMark {
-                call: "flush inode marks",
-                source: io::Error::last_os_error(),
-            });
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
         }
-        Ok(())
     }
 
     /// Waits until the group has events or `wake` was signalled, at most `timeout_ms`

@@ -22,7 +22,7 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -58,16 +58,6 @@ fn serial() -> Serial {
     Serial(f)
 }
 
-fn santactl_path() -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_santad")).with_file_name("santactl");
-    assert!(
-        p.exists(),
-        "{} is missing: build it with `cargo build --bins` (or test with -p santactl too)",
-        p.display()
-    );
-    p
-}
-
 struct Out {
     code: i32,
     stdout: String,
@@ -85,7 +75,7 @@ fn output(o: Output) -> Out {
 /// santactl as root.
 fn ctl(socket: &Path, args: &[&str]) -> Out {
     output(
-        Command::new(santactl_path())
+        Command::new(common::santactl_path())
             .arg("--socket")
             .arg(socket)
             .args(args)
@@ -97,7 +87,7 @@ fn ctl(socket: &Path, args: &[&str]) -> Out {
 /// santactl as `uid`.
 fn ctl_as(uid: u32, socket: &Path, args: &[&str]) -> Out {
     output(
-        Command::new(santactl_path())
+        Command::new(common::santactl_path())
             .arg("--socket")
             .arg(socket)
             .args(args)

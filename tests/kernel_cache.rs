@@ -18,18 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn santactl() -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_santad")).with_file_name("santactl");
-    assert!(
-        p.exists(),
-        "{} is missing: build the workspace's binaries",
-        p.display()
-    );
-    p
-}
-
 fn metrics(socket: &Path) -> serde_json::Value {
-    let out = Command::new(santactl())
+    let out = Command::new(common::santactl_path())
         .arg("--socket")
         .arg(socket)
         .args(["metrics", "--json"])

@@ -21,16 +21,6 @@ use std::time::Duration;
 
 const NOBODY: u32 = 65534;
 
-fn santactl_path() -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_santad")).with_file_name("santactl");
-    assert!(
-        p.exists(),
-        "{} is missing: build it with `cargo test -p santad -p santactl` (or --workspace)",
-        p.display()
-    );
-    p
-}
-
 struct Out {
     code: i32,
     stdout: String,
@@ -47,7 +37,7 @@ fn output(o: Output) -> Out {
 
 /// Runs santactl as root against `socket`.
 fn ctl(socket: &Path, args: &[&str]) -> Out {
-    let o = Command::new(santactl_path())
+    let o = Command::new(common::santactl_path())
         .arg("--socket")
         .arg(socket)
         .args(args)
@@ -58,7 +48,7 @@ fn ctl(socket: &Path, args: &[&str]) -> Out {
 
 /// Runs santactl as `nobody`.
 fn ctl_nobody(socket: &Path, args: &[&str]) -> Out {
-    let o = Command::new(santactl_path())
+    let o = Command::new(common::santactl_path())
         .arg("--socket")
         .arg(socket)
         .args(args)
@@ -906,7 +896,7 @@ fn a_closed_pipe_ends_santactl_quietly() {
     let (dir, _) = manifest();
     // About 250 KB of output: more than a pipe holds, so santactl is still writing when the
     // reader goes away.
-    let mut child = Command::new(santactl_path())
+    let mut child = Command::new(common::santactl_path())
         .args(["--socket", "/nonexistent", "fileinfo", "-r"])
         .args(std::iter::repeat_n(&dir, 50))
         .stdout(std::process::Stdio::piped())

@@ -285,6 +285,17 @@ pub fn settle() {
     ));
 }
 
+/// The santactl binary, another package's, found beside santad in the same target directory.
+pub fn santactl_path() -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_santad")).with_file_name("santactl");
+    assert!(
+        p.exists(),
+        "{} is missing: build it with `cargo build --bins` (or test with -p santactl too)",
+        p.display()
+    );
+    p
+}
+
 /// A small executable that exits 0 (coreutils `true`).
 pub fn true_binary() -> &'static Path {
     for p in ["/usr/bin/true", "/bin/true"] {

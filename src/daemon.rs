@@ -176,6 +176,7 @@ impl EngineControl for DaemonControl {
             ),
             ("fanotify.malformed_records", get(&c.malformed_records)),
             ("fanotify.allows_withdrawn", get(&c.allows_withdrawn)),
+            ("fanotify.leases_unsupported", get(&c.leases_unsupported)),
             ("fanotify.leases_lingering", self.linger.len() as u64),
             (
                 "fanotify.lease_linger_overflows",
@@ -235,6 +236,13 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
 
     let engine_cfg = engine_config(&config);
     let workers = engine_cfg.workers;
+    if !crate::linux::leases_available() {
+        log::warn!(
+            "read leases are not available (fs.leases-enable = 0, or no CAP_LEASE): a file a \
+             user can write could be changed between santad's decision and its exec; decisions \
+             about such files are not cached"
+        );
+    }
     let linger = LeaseLinger::spawn().map_err(DaemonError::Io)?;
     let responder = Arc::new(FanotifyResponder::new(
         linux.clone(),

@@ -146,10 +146,39 @@ pub fn only_root_can_modify(file: &File, facts: &FileFacts) -> bool {
 /// Takes a read lease on `file` (santad opened it read-only): granted only if nobody has the
 /// file open for writing; while held, an open for writing or a truncate waits for us (the
 /// kernel breaks the lease by signalling us, SIGIO, ignored); it ends when the fd closes.
-fn take_read_lease(file: &File) -> bool {
+fn take_read_lease(file: &File) -> Lease {
     use std::os::fd::AsRawFd;
     // SAFETY: fcntl on a valid fd with integer arguments.
-    unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, libc::F_RDLCK) == 0 }
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, libc::F_RDLCK) } == 0 {
+        return Lease::Held;
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::EBUSY) => Lease::Writers,
+        // EINVAL: the filesystem has no leases, or `fs.leases-enable = 0`; EACCES: no
+        // CAP_LEASE; ENOLCK: out of lock memory.
+        _ => Lease::Unsupported,
+    }
+}
+
+/// Whether this host gives read leases (`fs.leases-enable`, CAP_LEASE), tried on santad's own
+/// binary. Without them, allows of files root does not own cannot hold writers off until the
+/// exec has its write lock: santad says so at start.
+pub fn leases_available() -> bool {
+    let Ok(file) = File::open("/proc/self/exe") else {
+        return false;
+    };
+    take_read_lease(&file) == Lease::Held
+}
+
+/// What a read lease attempt found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lease {
+    /// Held: nobody has the file open for writing, and a new writer waits for us.
+    Held,
+    /// Someone has the file open for writing.
+    Writers,
+    /// Leases cannot be had here: nothing is known about writers.
+    Unsupported,
 }
 
 /// What the kernel asked.
@@ -202,7 +231,7 @@ impl Subject for ExecEvent {
     }
 
     fn hold_writers(&self) -> WriteHold {
-        if self.lease() {
+        if self.lease() == Lease::Held {
             WriteHold::Held
         } else if only_root_can_modify(&self.file, &self.facts) {
             WriteHold::NotNeeded
@@ -214,13 +243,13 @@ impl Subject for ExecEvent {
 
 impl ExecEvent {
     /// Takes (once) a read lease on the event's fd, kept until the fd closes.
-    fn lease(&self) -> bool {
+    fn lease(&self) -> Lease {
         if self.leased.load(Ordering::Acquire) {
-            return true;
+            return Lease::Held;
         }
-        let ok = take_read_lease(&self.file);
-        self.leased.store(ok, Ordering::Release);
-        ok
+        let lease = take_read_lease(&self.file);
+        self.leased.store(lease == Lease::Held, Ordering::Release);
+        lease
     }
 
     /// The stamp the decision about this event was made on.
@@ -241,12 +270,18 @@ impl ExecEvent {
     /// is made under a read lease (nobody has the file open for writing now, and a new writer
     /// waits until the answer is given and the kernel's own write lock on the executable is
     /// taken), and the file must still have the stamp the decision was made on.
-    fn allow_withdrawn(&self, root_only: bool) -> Option<&'static str> {
+    fn allow_withdrawn(&self, root_only: bool, counters: &LinuxCounters) -> Option<&'static str> {
         if root_only {
             return None;
         }
-        if !self.lease() {
-            return Some("allow withdrawn: file open for writing at the answer");
+        match self.lease() {
+            Lease::Held => {}
+            Lease::Writers => {
+                return Some("allow withdrawn: file open for writing at the answer");
+            }
+            // No way to hold writers off on this filesystem: the stamp check below is all
+            // there is (and the decision is not cached: see `hold_writers`).
+            Lease::Unsupported => bump(&counters.leases_unsupported),
         }
         match key_and_stamp(&self.file) {
             Ok((key, stamp)) if key == self.key && stamp == self.decided_stamp() => None,
@@ -330,6 +365,9 @@ pub struct LinuxCounters {
     /// Allows not given because, at the answer, the file was open for writing or no longer had
     /// the stamp decided on (the mode decided instead).
     pub allows_withdrawn: AtomicU64,
+    /// Allows of files root does not own answered without a read lease, because the filesystem
+    /// (or `fs.leases-enable = 0`) gives none: writers were not held off.
+    pub leases_unsupported: AtomicU64,
     /// Notifications for which no mark was remembered (duplicates of logged answers).
     pub notifications_unmatched: AtomicU64,
     /// Malformed records in an fanotify read buffer (their permission events were answered).
@@ -1128,13 +1166,16 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
             && verdict.is_some()
             && only_root_can_modify(&event.file, &event.facts);
         let mut withdrawn = match response {
-            Response::Allow if verdict.is_some() => event.allow_withdrawn(root_only),
+            Response::Allow if verdict.is_some() => {
+                event.allow_withdrawn(root_only, &self.linux.counters)
+            }
             _ => None,
         };
         if response == Response::Allow
             && verdict.is_some()
             && !root_only
             && withdrawn.is_none()
+            && event.leased.load(Ordering::Acquire)
             && !self.linger.hold(event, exe_of(event.pid))
         {
             withdrawn = Some("allow withdrawn: too many answered execs of this owner's files");

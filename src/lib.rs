@@ -22,6 +22,8 @@ pub mod fanotify;
 #[cfg(target_os = "linux")]
 pub mod mount;
 #[cfg(target_os = "linux")]
+pub mod mountinfo;
+#[cfg(target_os = "linux")]
 pub mod procinfo;
 
 #[cfg(target_os = "linux")]

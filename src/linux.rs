@@ -823,8 +823,12 @@ fn log_bundle(log: &EventLog, path: &std::path::Path) {
 /// Longest an answered exec's lease is kept waiting for the exec to get past the kernel's write
 /// lock (an exec that failed after our allow never does).
 const LINGER_MAX: std::time::Duration = std::time::Duration::from_secs(1);
-/// How often the linger thread looks at the execs it waits for (a readlink each).
-const LINGER_POLL: std::time::Duration = std::time::Duration::from_micros(200);
+/// How often the linger thread looks at the execs it waits for (a stat of /proc/PID/exe each).
+/// An exec reaches the kernel's write lock microseconds after the answer, so one look a
+/// millisecond later almost always lets it go: per exec that is one stat and a share of one
+/// wake-up (a wake-up per exec cost ~30 µs of CPU here), and a writer of the file waits about a
+/// millisecond more.
+const LINGER_POLL: std::time::Duration = std::time::Duration::from_millis(1);
 /// Leases kept at once; beyond this, or beyond [`LINGER_PER_OWNER_MAX`] for one file owner, an
 /// allow of a file root does not own is withdrawn (its owner's execs fail, nobody else's).
 const LINGER_MAX_ENTRIES: usize = 4096;
@@ -888,11 +892,12 @@ impl LeaseLinger {
                 while let Some(l) = weak.upgrade() {
                     let waiting = l.sweep();
                     drop(l);
-                    if waiting {
-                        std::thread::sleep(LINGER_POLL);
-                    } else {
+                    if !waiting {
+                        // Until something is held (unparked by `hold`), then one tick more:
+                        // a look right away would find the exec not yet past its write lock.
                         std::thread::park_timeout(std::time::Duration::from_millis(100));
                     }
+                    std::thread::sleep(LINGER_POLL);
                 }
             })?;
         let _ = linger.thread.set(handle.thread().clone());

@@ -182,6 +182,7 @@ impl EngineControl for DaemonControl {
                 "fanotify.lease_linger_overflows",
                 get(&self.linger.overflows),
             ),
+            ("fanotify.lease_linger_kills", get(&self.linger.kills)),
             ("engine.deferred_now", self.engine.deferred()),
             ("engine.deferred", e.deferred),
             ("engine.restarts", e.restarts),

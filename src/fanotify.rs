@@ -284,11 +284,23 @@ impl Fanotify {
     /// Opens a group: `FAN_CLASS_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK` (+ `FAN_REPORT_PIDFD` when
     /// asked and supported), event fds opened `O_RDONLY | O_LARGEFILE | O_CLOEXEC`.
     pub fn new(options: InitOptions) -> Result<Fanotify, Error> {
-        let mut base = libc::FAN_CLASS_CONTENT | libc::FAN_CLOEXEC | libc::FAN_NONBLOCK;
+        // An unlimited queue: when a bounded queue is full the kernel drops new permission
+        // events and *allows* them (and a user can fill it with close-after-write events of
+        // their own files). Unlimited marks: the kernel allow cache places one per binary.
+        let mut base = libc::FAN_CLASS_CONTENT
+            | libc::FAN_CLOEXEC
+            | libc::FAN_NONBLOCK
+            | libc::FAN_UNLIMITED_QUEUE
+            | libc::FAN_UNLIMITED_MARKS;
         if options.enable_audit {
             base |= libc::FAN_ENABLE_AUDIT;
         }
-        let event_f_flags = (libc::O_RDONLY | libc::O_LARGEFILE | libc::O_CLOEXEC) as u32;
+        // O_NONBLOCK: opening the event fd of a file a user holds a write lease on would
+        // otherwise break the lease and wait `fs.lease-break-time` (45 s) in our read — a user
+        // could wedge every worker. Non-blocking, the open fails and the kernel denies that
+        // one permission event itself. (Reads of regular files ignore O_NONBLOCK.)
+        let event_f_flags =
+            (libc::O_RDONLY | libc::O_LARGEFILE | libc::O_CLOEXEC | libc::O_NONBLOCK) as u32;
         let attempt = |flags: u32| -> Result<OwnedFd, io::Error> {
             // SAFETY: fanotify_init takes two integers and returns a new fd or -1; no memory is
             // passed.

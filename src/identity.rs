@@ -36,11 +36,17 @@ pub enum WriteHold {
     Held,
     /// Nobody but root can write the file, or the platform reports every change itself.
     NotNeeded,
-    /// Someone has it open for writing (or the filesystem cannot say): a write through a
-    /// mapping made before the evaluation would not move the stamp, so the decision is not
+    /// Someone has it open for writing: a write through a mapping made before the evaluation
+    /// would not move the stamp, so an allow is withdrawn (the mode decides) and nothing is
     /// cached.
     Failed,
+    /// The filesystem (or the host) gives no way to hold writers off: the decision stands but
+    /// is not cached.
+    Unavailable,
 }
+
+/// Why an allow was not given to a file someone had open for writing while it was evaluated.
+pub(crate) const OPEN_FOR_WRITING: &str = "file open for writing while it was evaluated";
 
 /// The engine's decision for one file: the rules decision plus the identities the log and the
 /// block message print. Cloned out of the cache on every hit: a few `Arc` increments at most.
@@ -283,16 +289,27 @@ impl<P: Subject> Evaluator<P> for ExecEvaluator {
         path.clear();
         payload.path_into(path);
         let hold = payload.hold_writers();
-        let evaluation = self.evaluate_with(rules, scratch, payload.file(), path.as_bytes());
-        let cacheability = match (hold, evaluation.cacheability) {
-            (WriteHold::Failed, Cacheability::UntilChanged | Cacheability::DenyTtl) => {
-                Cacheability::Never
+        let mut evaluation = self.evaluate_with(rules, scratch, payload.file(), path.as_bytes());
+        match hold {
+            WriteHold::Held | WriteHold::NotNeeded => {}
+            // Someone could write through a mapping made before the hash without moving the
+            // stamp: the bytes hashed may not be the bytes that run. The mode decides.
+            WriteHold::Failed => {
+                if evaluation.decision.decision.action == rules::Action::Allow {
+                    evaluation.decision = unidentified(&self.policy, OPEN_FOR_WRITING);
+                }
+                evaluation.cacheability = Cacheability::Never;
             }
-            (_, c) => c,
-        };
+            // Writers cannot be held off here: the decision stands, but is not kept.
+            WriteHold::Unavailable => {
+                if evaluation.cacheability.is_cacheable() {
+                    evaluation.cacheability = Cacheability::Never;
+                }
+            }
+        }
         Evaluation {
             decision: Arc::new(evaluation.decision),
-            cacheability,
+            cacheability: evaluation.cacheability,
         }
     }
 }

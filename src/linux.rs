@@ -231,12 +231,15 @@ impl Subject for ExecEvent {
     }
 
     fn hold_writers(&self) -> WriteHold {
-        if self.lease() == Lease::Held {
+        let lease = self.lease();
+        if lease == Lease::Held {
             WriteHold::Held
         } else if only_root_can_modify(&self.file, &self.facts) {
             WriteHold::NotNeeded
-        } else {
+        } else if lease == Lease::Writers {
             WriteHold::Failed
+        } else {
+            WriteHold::Unavailable
         }
     }
 }
@@ -436,7 +439,9 @@ impl Linux {
         let Some(current) = self.epoch.get() else {
             return;
         };
-        if !root_only {
+        // Root-only by its mode, and nobody (a writer from before a chmod) has it open for
+        // writing now; a new writer waits for our answer.
+        if !root_only || event.lease() != Lease::Held {
             bump(&counters.kernel_cache_refusals);
             return;
         }
@@ -505,6 +510,19 @@ pub fn default_response(policy: &rules::PolicyEngine) -> Response {
         Response::Deny
     } else {
         Response::Allow
+    }
+}
+
+/// The default answer for one exec. For a file only root can write (the system's own binaries)
+/// it is [`default_response`]: santad being slow must not stop the host. For any other file in
+/// Lockdown it is a deny, `FailClosed` or not: its owner chooses how long it takes to hash (and
+/// how many of them wait), so a default allow would let a user time out their own unapproved
+/// exec — a deadline reached behind their own slow files, a full queue, a full slot table.
+pub fn default_for(policy: &rules::PolicyEngine, facts: &FileFacts) -> Response {
+    if !facts.mode_root_only() && policy.policy().config().mode == rules::ClientMode::Lockdown {
+        Response::Deny
+    } else {
+        default_response(policy)
     }
 }
 
@@ -842,6 +860,11 @@ const LINGER_PER_OWNER_MAX: usize = 64;
 struct Lingering {
     /// A duplicate of the event fd: the lease lives until the last fd of its file closes.
     _fd: std::os::fd::OwnedFd,
+    /// The process, to kill it if it is still inside that exec when the wait runs out.
+    pidfd: Option<std::os::fd::OwnedFd>,
+    /// Lockdown at the answer: an exec still not past its write lock after `LINGER_MAX` is
+    /// killed before the lease goes.
+    lockdown: bool,
     pid: i32,
     /// `/proc/PID/exe` before the answer (the program that called exec).
     exe_before: Option<(u64, u64)>,
@@ -866,6 +889,44 @@ pub struct LeaseLinger {
     thread: OnceLock<std::thread::Thread>,
     /// Allows withdrawn because the linger table or an owner's share of it was full.
     pub overflows: AtomicU64,
+    /// Processes killed because their exec was still not past the kernel's write lock when the
+    /// wait ran out (Lockdown).
+    pub kills: AtomicU64,
+}
+
+/// Whether `pid` is still inside `execve`/`execveat` (blocked or preempted in the kernel):
+/// `/proc/PID/syscall` names the syscall it is in.
+fn still_in_exec(pid: i32) -> bool {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/syscall")) else {
+        return false;
+    };
+    let nr = text
+        .split(' ')
+        .next()
+        .and_then(|n| n.trim().parse::<i64>().ok());
+    matches!(nr, Some(n) if n == libc::SYS_execve || n == libc::SYS_execveat)
+}
+
+fn pidfd_open(pid: i32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a non-negative return is a new fd owned by nobody else.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
+fn pidfd_kill(pidfd: std::os::fd::BorrowedFd<'_>) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid pidfd; a NULL siginfo sends a plain SIGKILL.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        ) == 0
+    }
 }
 
 fn exe_of(pid: i32) -> Option<(u64, u64)> {
@@ -884,6 +945,7 @@ impl LeaseLinger {
             }),
             thread: OnceLock::new(),
             overflows: AtomicU64::new(0),
+            kills: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&linger);
         let handle = std::thread::Builder::new()
@@ -911,9 +973,28 @@ impl LeaseLinger {
         let LingerState {
             entries, per_owner, ..
         } = &mut *st;
+        let kills = &self.kills;
         entries.retain(|e| {
             let now = exe_of(e.pid);
-            let done = now.is_none() || now != e.exe_before || e.since.elapsed() >= LINGER_MAX;
+            let expired = e.since.elapsed() >= LINGER_MAX;
+            let done = now.is_none() || now != e.exe_before || expired;
+            if expired && now.is_some() && now == e.exe_before && e.lockdown && still_in_exec(e.pid)
+            {
+                // Still not past its write lock (kept off the CPU on purpose?): once the lease
+                // goes a writer could change what it runs. A pending SIGKILL means the new image
+                // never runs an instruction.
+                if let Some(pidfd) = &e.pidfd
+                    && pidfd_kill(pidfd.as_fd())
+                {
+                    bump(kills);
+                    log::warn!(
+                        "killed pid {}: its exec was not past the kernel's write lock {} ms after \
+                         the answer",
+                        e.pid,
+                        LINGER_MAX.as_millis()
+                    );
+                }
+            }
             if done && let Some(n) = per_owner.get_mut(&e.owner) {
                 *n -= 1;
                 if *n == 0 {
@@ -927,7 +1008,7 @@ impl LeaseLinger {
 
     /// Keeps `event`'s lease until its exec is past the kernel's write lock; false (counted)
     /// if the table or the owner's share of it is full.
-    fn hold(&self, event: &ExecEvent, exe_before: Option<(u64, u64)>) -> bool {
+    fn hold(&self, event: &ExecEvent, exe_before: Option<(u64, u64)>, lockdown: bool) -> bool {
         let Ok(fd) = event.file.as_fd().try_clone_to_owned() else {
             bump(&self.overflows);
             return false;
@@ -941,6 +1022,12 @@ impl LeaseLinger {
         }
         st.entries.push(Lingering {
             _fd: fd,
+            pidfd: if lockdown {
+                pidfd_open(event.pid)
+            } else {
+                None
+            },
+            lockdown,
             pid: event.pid,
             exe_before,
             owner,
@@ -1164,7 +1251,7 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
         let mut response = match verdict {
             Some(v) if v.decision.action == rules::Action::Deny => Response::Deny,
             Some(_) => Response::Allow,
-            None => default_response(&self.policy),
+            None => default_for(&self.policy, &event.facts),
         };
         // An allow holds only if the bytes decided on are the bytes that will run.
         let root_only = response == Response::Allow
@@ -1181,7 +1268,11 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
             && !root_only
             && withdrawn.is_none()
             && event.leased.load(Ordering::Acquire)
-            && !self.linger.hold(event, exe_of(event.pid))
+            && !self.linger.hold(
+                event,
+                exe_of(event.pid),
+                self.policy.policy().config().mode == rules::ClientMode::Lockdown,
+            )
         {
             withdrawn = Some("allow withdrawn: too many answered execs of this owner's files");
         }
@@ -1248,10 +1339,11 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
     /// kernel refuses this second one, harmlessly).
     fn respond_failed(&self, _by: AnsweredBy, event: &ExecEvent) {
         if event.kind == Kind::Permission {
-            let _ =
-                self.linux
-                    .fan
-                    .respond(event.file.as_fd(), default_response(&self.policy), false);
+            let _ = self.linux.fan.respond(
+                event.file.as_fd(),
+                default_for(&self.policy, &event.facts),
+                false,
+            );
         }
     }
 }

@@ -516,14 +516,35 @@ where
     /// `worker`'s queue already charged (one whose deadline already passed is dropped here).
     fn release_principal(&self, worker: usize, principal: Option<Principal>) {
         let Some(p) = principal else { return };
+        // Answering (the responder's I/O) must not run under the throttle's lock: events that
+        // find the queue full are collected and answered after it (allocates only then).
+        let mut full: Vec<u32> = Vec::new();
         self.throttle.release(p, |index| {
             let slot = self.slots.held(index);
             if self.slots.is_answered(slot) {
                 self.slots.release(slot);
                 return false;
             }
-            self.requeue(worker, index | ITEM_CHARGED | ITEM_RESTART)
+            let item = index | ITEM_CHARGED | ITEM_RESTART;
+            match self.queues[worker].push(item) {
+                Ok(()) => true,
+                Err(_) => {
+                    full.push(index);
+                    false
+                }
+            }
         });
+        self.after_push(worker);
+        for index in full {
+            let slot = self.slots.held(index);
+            bump(&self.counters.core(worker).queue_full_defaults);
+            self.answer(
+                AnsweredBy::Worker(worker),
+                slot,
+                Answer::Default(DefaultReason::QueueFull),
+            );
+            self.slots.release(slot);
+        }
     }
 
     fn process(&self, worker: usize, local: &mut E::Local, item: u32) {
@@ -549,6 +570,9 @@ where
         } else {
             event.stamp
         };
+        // Read before the lookup: a hit's entry is at least this epoch, so a flush between the
+        // lookup and a kernel-cache placement always shows as a moved epoch (never the reverse).
+        let epoch_before = self.cache.epoch();
         match self
             .cache
             .lookup(event.key, stamp, self.clock.now_ns(), slot.index)
@@ -563,7 +587,7 @@ where
                         decision: &decision,
                         origin: Origin::Cache,
                         cacheable: true,
-                        epoch: self.cache.epoch(),
+                        epoch: epoch_before,
                     },
                 );
             }

@@ -183,6 +183,10 @@ impl EngineControl for DaemonControl {
                 get(&self.linger.overflows),
             ),
             ("fanotify.lease_linger_kills", get(&self.linger.kills)),
+            (
+                "fanotify.notification_ignores",
+                get(&c.notification_ignores),
+            ),
             ("engine.deferred_now", self.engine.deferred()),
             ("engine.deferred", e.deferred),
             ("engine.restarts", e.restarts),

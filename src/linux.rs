@@ -351,6 +351,9 @@ pub struct LinuxCounters {
     pub respond_errors: AtomicU64,
     /// Kernel allow-cache marks added.
     pub ignore_marks: AtomicU64,
+    /// Notification-only ignore marks on files that always ask santad (not root-only): their
+    /// execs are logged from the permission event, their notifications would be duplicates.
+    pub notification_ignores: AtomicU64,
     /// Kernel allow-cache marks the kernel refused.
     pub ignore_mark_errors: AtomicU64,
     /// Kernel allow-cache marks withdrawn right after placing them: the file's stamp or the
@@ -1287,6 +1290,20 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
         if response == Response::Allow && self.log_notifications {
             // Before answering: the notification can only follow the answer.
             self.linux.recent.record(event.pid, event.key);
+            if !root_only {
+                // This file never gets the kernel allow cache, so each of its execs asks us
+                // and is logged here: its exec notification would only be read and dropped
+                // (~35 us of santad per exec). Ignore notifications for it (an evictable inode
+                // mark on FAN_OPEN_EXEC alone, dropped by the kernel when the file is written).
+                match self
+                    .linux
+                    .fan
+                    .ignore_inode(event.file.as_fd(), fanotify::MASK_OPEN_EXEC)
+                {
+                    Ok(()) => bump(&self.linux.counters.notification_ignores),
+                    Err(_) => bump(&self.linux.counters.ignore_mark_errors),
+                }
+            }
         }
         if response == Response::Allow
             && cacheable

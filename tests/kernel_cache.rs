@@ -165,6 +165,7 @@ fn a_file_someone_else_can_modify_is_never_given_to_the_kernel_cache() {
     s.reload();
     let sock = s.socket_path.clone();
     let before = metric(&sock, "fanotify.permission_events");
+    let notifications_before = metric(&sock, "fanotify.notifications");
     for _ in 0..3 {
         assert!(run(&mine).unwrap().success());
         assert!(run(&group_writable).unwrap().success());
@@ -181,4 +182,14 @@ fn a_file_someone_else_can_modify_is_never_given_to_the_kernel_cache() {
         "every exec asked santad: {m}"
     );
     assert!(m["engine.cache_hits"].as_u64().unwrap() >= 4, "{m}");
+    // Each of their execs is logged from its permission event; their exec notifications
+    // (duplicates) are ignored in the kernel after the first answer.
+    assert!(
+        m["fanotify.notification_ignores"].as_u64().unwrap() >= 2,
+        "{m}"
+    );
+    assert!(
+        m["fanotify.notifications"].as_u64().unwrap() - notifications_before <= 2,
+        "notifications still read for files that always ask santad: {m}"
+    );
 }

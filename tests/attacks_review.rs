@@ -30,16 +30,24 @@ fn allow(s: &common::Santad, path: &Path) {
 }
 
 /// Takes a write lease on `file` (the attacker's own): the kernel then breaks it — and makes
-/// whoever opens the file wait `fs.lease-break-time` — on any other open.
+/// whoever opens the file wait `fs.lease-break-time` — on any other open. A write lease needs
+/// the file open nowhere else, and santad briefly holds the fd of the close-after-write event
+/// of the file just written: retry until it is gone.
 fn write_lease(file: &std::fs::File) {
-    // SAFETY: fcntl with integer arguments on an open fd.
-    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, libc::F_WRLCK) };
-    assert_eq!(
-        rc,
-        0,
-        "F_SETLEASE F_WRLCK: {}",
-        std::io::Error::last_os_error()
-    );
+    let start = Instant::now();
+    loop {
+        // SAFETY: fcntl with integer arguments on an open fd.
+        let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, libc::F_WRLCK) };
+        if rc == 0 {
+            return;
+        }
+        let e = std::io::Error::last_os_error();
+        assert!(
+            e.raw_os_error() == Some(libc::EAGAIN) && start.elapsed() < common::WAIT,
+            "F_SETLEASE F_WRLCK: {e}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 fn ignore_sigio() {

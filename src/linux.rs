@@ -879,6 +879,8 @@ struct Lingering {
 struct LingerState {
     entries: Vec<Lingering>,
     per_owner: HashMap<u32, usize>,
+    /// Entries the linger thread has taken out to look at (they still count).
+    sweeping: usize,
 }
 
 /// Keeps the read lease of allowed execs of files root does not own until each exec is past
@@ -945,6 +947,7 @@ impl LeaseLinger {
             state: Mutex::new(LingerState {
                 entries: Vec::with_capacity(LINGER_MAX_ENTRIES),
                 per_owner: HashMap::new(),
+                sweeping: 0,
             }),
             thread: OnceLock::new(),
             overflows: AtomicU64::new(0),
@@ -954,8 +957,10 @@ impl LeaseLinger {
         let handle = std::thread::Builder::new()
             .name("santad-linger".into())
             .spawn(move || {
+                let mut work = Vec::with_capacity(LINGER_MAX_ENTRIES);
+                let mut finished = Vec::with_capacity(LINGER_MAX_ENTRIES);
                 while let Some(l) = weak.upgrade() {
-                    let waiting = l.sweep();
+                    let waiting = l.sweep(&mut work, &mut finished);
                     drop(l);
                     if !waiting {
                         // Until something is held (unparked by `hold`), then one tick more:
@@ -971,13 +976,17 @@ impl LeaseLinger {
 
     /// Drops the leases whose exec is past the write lock, whose process is gone, or that
     /// waited `LINGER_MAX`; true if some still wait.
-    fn sweep(&self) -> bool {
-        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let LingerState {
-            entries, per_owner, ..
-        } = &mut *st;
+    fn sweep(&self, work: &mut Vec<Lingering>, finished: &mut Vec<u32>) -> bool {
+        // The stats, kills and closes happen outside the lock: a worker answering an exec
+        // (`hold`) or a status request (`len`) never waits for them.
+        {
+            let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            std::mem::swap(&mut st.entries, work);
+            st.sweeping = work.len();
+        }
+        finished.clear();
         let kills = &self.kills;
-        entries.retain(|e| {
+        work.retain(|e| {
             let now = exe_of(e.pid);
             let expired = e.since.elapsed() >= LINGER_MAX;
             let done = now.is_none() || now != e.exe_before || expired;
@@ -998,14 +1007,27 @@ impl LeaseLinger {
                     );
                 }
             }
-            if done && let Some(n) = per_owner.get_mut(&e.owner) {
-                *n -= 1;
-                if *n == 0 {
-                    per_owner.remove(&e.owner);
-                }
+            if done {
+                finished.push(e.owner);
             }
             !done
         });
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let LingerState {
+            entries,
+            per_owner,
+            sweeping,
+        } = &mut *st;
+        for owner in finished.iter() {
+            if let Some(n) = per_owner.get_mut(owner) {
+                *n -= 1;
+                if *n == 0 {
+                    per_owner.remove(owner);
+                }
+            }
+        }
+        entries.append(work);
+        *sweeping = 0;
         !entries.is_empty()
     }
 
@@ -1019,7 +1041,7 @@ impl LeaseLinger {
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let owner = event.facts.uid;
         let mine = st.per_owner.get(&owner).copied().unwrap_or(0);
-        if st.entries.len() >= LINGER_MAX_ENTRIES || mine >= LINGER_PER_OWNER_MAX {
+        if st.entries.len() + st.sweeping >= LINGER_MAX_ENTRIES || mine >= LINGER_PER_OWNER_MAX {
             bump(&self.overflows);
             return false;
         }
@@ -1046,11 +1068,8 @@ impl LeaseLinger {
 
     /// Leases kept right now.
     pub fn len(&self) -> usize {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entries
-            .len()
+        let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        st.entries.len() + st.sweeping
     }
 
     /// Whether no lease is kept.

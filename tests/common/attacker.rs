@@ -341,6 +341,26 @@ pub fn spawn(target: Target<'_>) -> Exec {
             // attacker can see in /proc/PID/wchan whether santad still holds its exec. (exec
             // resets the flag anyway; this covers the time before.)
             libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
+            // Close every fd but stdio, our own error pipe and the fd to exec: the fork copied
+            // every other thread's fds too (pipes of santactl calls, other execs' error pipes),
+            // and close-on-exec closes them only once the exec is past santad — which can be
+            // seconds when santad is hashing a slow file — so their readers would wait on us.
+            let mut keep = [write_end.as_raw_fd(), -1];
+            if let Target::Fd(fd) = target {
+                keep[1] = fd;
+            }
+            keep.sort_unstable();
+            let mut first: libc::c_uint = 3;
+            for k in keep {
+                if k >= 3 {
+                    let k = k as libc::c_uint;
+                    if k > first {
+                        libc::syscall(libc::SYS_close_range, first, k - 1, 0);
+                    }
+                    first = first.max(k + 1);
+                }
+            }
+            libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0);
             match target {
                 Target::Path(_) => {
                     libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr());

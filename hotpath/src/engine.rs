@@ -519,6 +519,7 @@ where
         // Answering (the responder's I/O) must not run under the throttle's lock: events that
         // find the queue full are collected and answered after it (allocates only then).
         let mut full: Vec<u32> = Vec::new();
+        let mut pushed = false;
         self.throttle.release(p, |index| {
             let slot = self.slots.held(index);
             if self.slots.is_answered(slot) {
@@ -527,14 +528,19 @@ where
             }
             let item = index | ITEM_CHARGED | ITEM_RESTART;
             match self.queues[worker].push(item) {
-                Ok(()) => true,
+                Ok(()) => {
+                    pushed = true;
+                    true
+                }
                 Err(_) => {
                     full.push(index);
                     false
                 }
             }
         });
-        self.after_push(worker);
+        if pushed {
+            self.after_push(worker);
+        }
         for index in full {
             let slot = self.slots.held(index);
             bump(&self.counters.core(worker).queue_full_defaults);

@@ -3,22 +3,29 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: build run demo test check bench perf perf-quick flamegraph fuzz-smoke fmt clean
+.PHONY: deps build run demo test check bench perf perf-quick flamegraph fuzz-smoke fmt clean
 
-build:
+# The one system package the build needs: clang, for santad's BPF exec backstop (build.rs).
+deps:
+	@command -v $${CLANG:-clang} >/dev/null 2>&1 || { \
+		echo "installing clang from Debian's packages (it builds santad's BPF exec backstop)"; \
+		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq clang; }
+
+build: deps
 	$(CARGO) build --release --workspace
 
 # santad in the foreground on its embedded default config (needs root on Linux).
-run:
+run: deps
 	$(CARGO) run --release --bin santad --
 
 # An allow and a deny in Lockdown on a private tmpfs, with the log lines (needs root).
-demo:
+demo: deps
 	$(CARGO) build --release --bin santad --example demo
 	$(TARGET_DIR)/release/examples/demo
 
 # Everything CI checks: unit, property and end-to-end tests (as root for the fanotify ones).
-test:
+test: deps
 	$(CARGO) build --bins
 ifeq ($(NEXTEST),yes)
 	$(CARGO) nextest run --workspace --no-fail-fast
@@ -26,13 +33,13 @@ else
 	$(CARGO) test --workspace --no-fail-fast
 endif
 
-check:
+check: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Benchmarks of the engine, hashing and rules: tables printed and written to perf/results/.
 BENCHES := engine-bench hash-bench rules-bench
-bench:
+bench: deps
 	$(CARGO) build --release -p santa-perf --bins
 	@for b in $(BENCHES); do echo "== $$b"; $(CARGO) run --release -q -p santa-perf --bin $$b || exit 1; done
 

@@ -3,7 +3,7 @@
 //! for what only this daemon has (`WatchPaths`, `DeadlineMs`, `MaxHashBytes`, ...).
 //!
 //! Where it comes from ([`load`]): `santad --config FILE`; else `/etc/santa/santad.toml` when it
-//! exists; else the embedded defaults — Monitor mode, watch `/`, log to stdout.
+//! exists; else the embedded defaults — Monitor mode, every filesystem watched, log to stdout.
 //!
 //! Every key is checked: an unknown key, a wrong type or a value out of its bound is an error that
 //! names the key and the file; nothing falls back silently. Every bound is a named constant below
@@ -121,6 +121,35 @@ pub enum WatchScope {
     Filesystem,
 }
 
+/// `Backstop`: whether santad loads its BPF exec backstop (see `src/backstop.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackstopMode {
+    /// Load it where the kernel allows; without it, say so and run fanotify-only. Default.
+    Auto,
+    /// Never load it.
+    Off,
+    /// Refuse to start without it.
+    Required,
+}
+
+/// `LockdownScope`: who Lockdown applies to. Everyone else gets Monitor's answers (block rules
+/// still block; unknown files run and are logged). A process is in scope when its real user or
+/// real group is listed, or it runs in one of the cgroups (or below one).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LockdownScope {
+    /// `Users`: names or numeric uids.
+    pub users: Vec<u32>,
+    /// `Groups`: names or numeric gids (the process's real group).
+    pub groups: Vec<u32>,
+    /// `Cgroups`: cgroup v2 paths, from the hierarchy's root (`/user.slice`).
+    pub cgroups: Vec<PathBuf>,
+}
+
+/// At most this many entries in each `LockdownScope` list (the backstop's maps hold as many).
+pub const SCOPE_ENTRIES_MAX: usize = 256;
+/// At most this many `LockdownScope.Cgroups` (each is one check per exec in the backstop).
+pub const SCOPE_CGROUPS_MAX: usize = 8;
+
 /// One `WatchPaths` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchPath {
@@ -186,8 +215,20 @@ pub struct Config {
     /// `EnableMachineIDDecoration`: append `|machineid=…` to every log line. Default false.
     pub enable_machine_id_decoration: bool,
     /// `WatchPaths` (ours): strings (mount marks) or `{ Path = "/", Scope = "filesystem" }`.
-    /// Default `["/"]`.
+    /// Empty (the default): every filesystem that can hold executables, followed as mounts
+    /// come and go. Given: those marks only, and the backstop only when `LockdownScope` is set.
     pub watch_paths: Vec<WatchPath>,
+    /// `IgnoreMounts` (ours, fapolicyd's `ignore_mounts`): mount points whose filesystems are
+    /// not watched (a filesystem mark covers all of a superblock's mounts, so the whole
+    /// superblock is left out). Only with every-filesystem coverage.
+    pub ignore_mounts: Vec<PathBuf>,
+    /// `LockdownScope` (ours): who Lockdown applies to; `None` is everyone.
+    pub lockdown_scope: Option<LockdownScope>,
+    /// `Backstop` (ours): `"auto"` (default), `"off"`, `"required"`.
+    pub backstop: BackstopMode,
+    /// `MemfdNoexec` (ours): in Lockdown, set `vm.memfd_noexec = 2` at start (no memfd can be
+    /// made executable, system-wide, until reboot). Default false.
+    pub memfd_noexec: bool,
     /// `DeadlineMs` (ours).
     pub deadline_ms: u64,
     /// `MaxHashBytes` (ours).
@@ -231,10 +272,11 @@ impl Default for Config {
             banned_block_message: None,
             machine_id: None,
             enable_machine_id_decoration: false,
-            watch_paths: vec![WatchPath {
-                path: PathBuf::from("/"),
-                scope: WatchScope::Mount,
-            }],
+            watch_paths: Vec::new(),
+            ignore_mounts: Vec::new(),
+            lockdown_scope: None,
+            backstop: BackstopMode::Auto,
+            memfd_noexec: false,
             deadline_ms: DEADLINE_MS_DEFAULT,
             max_hash_bytes: MAX_HASH_BYTES_DEFAULT,
             worker_count: 0,
@@ -566,6 +608,96 @@ impl Parser<'_> {
         Ok(out)
     }
 
+    fn array<'v>(&self, key: &str, v: &'v toml::Value) -> Result<&'v [toml::Value], ConfigError> {
+        let items = v
+            .as_array()
+            .ok_or_else(|| self.err(key, format!("expected an array, found {}", type_name(v))))?;
+        if items.len() > SCOPE_ENTRIES_MAX {
+            return Err(self.err(key, format!("more than {SCOPE_ENTRIES_MAX} entries")));
+        }
+        Ok(items)
+    }
+
+    fn path_list(&self, key: &str, v: &toml::Value) -> Result<Vec<PathBuf>, ConfigError> {
+        self.array(key, v)?
+            .iter()
+            .enumerate()
+            .map(|(i, item)| self.absolute_path(&format!("{key}[{i}]"), item))
+            .collect()
+    }
+
+    /// Users or groups: numbers, or names looked up now (a name that does not exist is an
+    /// error: a scope that silently covers nobody would leave its users in Monitor).
+    fn ids(&self, key: &str, v: &toml::Value, group: bool) -> Result<Vec<u32>, ConfigError> {
+        let mut out = Vec::new();
+        for (i, item) in self.array(key, v)?.iter().enumerate() {
+            let item_key = format!("{key}[{i}]");
+            let id = match item {
+                toml::Value::Integer(n) => u32::try_from(*n)
+                    .ok()
+                    .filter(|&n| n != u32::MAX)
+                    .ok_or_else(|| self.err(&item_key, format!("{n} is not a valid id")))?,
+                toml::Value::String(_) => {
+                    let name = self.string(&item_key, item)?;
+                    lookup_id(name, group).ok_or_else(|| {
+                        self.err(
+                            &item_key,
+                            format!(
+                                "no {} named \"{name}\"",
+                                if group { "group" } else { "user" }
+                            ),
+                        )
+                    })?
+                }
+                other => {
+                    return Err(self.err(
+                        &item_key,
+                        format!("expected a name or a number, found {}", type_name(other)),
+                    ));
+                }
+            };
+            if !out.contains(&id) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    fn lockdown_scope(&self, key: &str, v: &toml::Value) -> Result<LockdownScope, ConfigError> {
+        let t = v
+            .as_table()
+            .ok_or_else(|| self.err(key, format!("expected a table, found {}", type_name(v))))?;
+        let mut scope = LockdownScope::default();
+        for (k, v) in t {
+            let sub = format!("{key}.{k}");
+            match k.as_str() {
+                "Users" => scope.users = self.ids(&sub, v, false)?,
+                "Groups" => scope.groups = self.ids(&sub, v, true)?,
+                "Cgroups" => {
+                    scope.cgroups = self.path_list(&sub, v)?;
+                    if scope.cgroups.len() > SCOPE_CGROUPS_MAX {
+                        return Err(
+                            self.err(&sub, format!("more than {SCOPE_CGROUPS_MAX} cgroups"))
+                        );
+                    }
+                }
+                _ => {
+                    return Err(ConfigError::UnknownKey {
+                        path: self.origin.to_path_buf(),
+                        key: sub,
+                    });
+                }
+            }
+        }
+        if scope.users.is_empty() && scope.groups.is_empty() && scope.cgroups.is_empty() {
+            return Err(self.err(
+                key,
+                "names nobody: give Users, Groups or Cgroups (leave LockdownScope out for everyone)",
+            ));
+        }
+        Ok(scope)
+    }
+
     fn parse(&self, table: &toml::Table) -> Result<Config, ConfigError> {
         let mut c = Config::default();
         let mut log_type: Option<String> = None;
@@ -602,6 +734,24 @@ impl Parser<'_> {
                     c.enable_machine_id_decoration = self.boolean(k, v)?
                 }
                 "WatchPaths" => c.watch_paths = self.watch_paths(k, v)?,
+                "IgnoreMounts" => c.ignore_mounts = self.path_list(k, v)?,
+                "LockdownScope" => c.lockdown_scope = Some(self.lockdown_scope(k, v)?),
+                "Backstop" => {
+                    c.backstop = match self.string(k, v)? {
+                        s if s.eq_ignore_ascii_case("auto") => BackstopMode::Auto,
+                        s if s.eq_ignore_ascii_case("off") => BackstopMode::Off,
+                        s if s.eq_ignore_ascii_case("required") => BackstopMode::Required,
+                        s => {
+                            return Err(self.err(
+                                k,
+                                format!(
+                                    "expected \"auto\", \"off\" or \"required\", found \"{s}\""
+                                ),
+                            ));
+                        }
+                    }
+                }
+                "MemfdNoexec" => c.memfd_noexec = self.boolean(k, v)?,
                 "DeadlineMs" => {
                     c.deadline_ms = self.integer(k, v, DEADLINE_MS_MIN, DEADLINE_MS_MAX)?
                 }
@@ -698,6 +848,43 @@ impl Parser<'_> {
     }
 }
 
+/// A user's uid or a group's gid by name (getpwnam_r / getgrnam_r).
+fn lookup_id(name: &str, group: bool) -> Option<u32> {
+    let cname = std::ffi::CString::new(name).ok()?;
+    let mut buf = vec![0u8; 16 * 1024];
+    if group {
+        // SAFETY: an all-zero `group` is a valid value for getgrnam_r to overwrite.
+        let mut entry: libc::group = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call; `buf`'s length is passed with it.
+        let rc = unsafe {
+            libc::getgrnam_r(
+                cname.as_ptr(),
+                &mut entry,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        (rc == 0 && !result.is_null()).then_some(entry.gr_gid)
+    } else {
+        // SAFETY: an all-zero `passwd` is a valid value for getpwnam_r to overwrite.
+        let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call; `buf`'s length is passed with it.
+        let rc = unsafe {
+            libc::getpwnam_r(
+                cname.as_ptr(),
+                &mut entry,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        (rc == 0 && !result.is_null()).then_some(entry.pw_uid)
+    }
+}
+
 fn shown(v: &toml::Value) -> String {
     match v {
         toml::Value::String(s) => format!("\"{s}\""),
@@ -722,17 +909,62 @@ mod tests {
     }
 
     #[test]
+    fn lockdown_scope_takes_names_and_numbers_and_refuses_unknown_names_and_empty_scopes() {
+        let c = parse(
+            "LockdownScope = { Users = [\"root\", 1234, 1234], Groups = [0], Cgroups = [\"/user.slice\"] }\n\
+             IgnoreMounts = [\"/mnt/nfs\"]\nBackstop = \"Required\"\nMemfdNoexec = true\n",
+        )
+        .expect("valid");
+        let scope = c.lockdown_scope.expect("scope");
+        assert_eq!(
+            scope.users,
+            vec![0, 1234],
+            "names resolved, duplicates dropped"
+        );
+        assert_eq!(scope.groups, vec![0]);
+        assert_eq!(scope.cgroups, vec![PathBuf::from("/user.slice")]);
+        assert_eq!(c.ignore_mounts, vec![PathBuf::from("/mnt/nfs")]);
+        assert_eq!(c.backstop, BackstopMode::Required);
+        assert!(c.memfd_noexec);
+        for (text, what) in [
+            (
+                "LockdownScope = { Users = [\"no-such-user-santad\"] }",
+                "no user named",
+            ),
+            (
+                "LockdownScope = { Groups = [\"no-such-group-santad\"] }",
+                "no group named",
+            ),
+            ("LockdownScope = { Users = [-1] }", "not a valid id"),
+            (
+                "LockdownScope = { Users = [true] }",
+                "expected a name or a number",
+            ),
+            ("LockdownScope = {}", "names nobody"),
+            (
+                "LockdownScope = { Cgroups = [\"relative\"] }",
+                "not an absolute path",
+            ),
+            (
+                "LockdownScope = { Uesrs = [1] }",
+                "unknown key `LockdownScope.Uesrs`",
+            ),
+            ("Backstop = \"maybe\"", "expected \"auto\""),
+            ("IgnoreMounts = \"/mnt\"", "expected an array"),
+        ] {
+            let m = parse(text).unwrap_err().to_string();
+            assert!(m.contains(what), "{text}: {m}");
+        }
+    }
+
+    #[test]
     fn empty_file_gives_the_embedded_defaults() {
         let c = parse("").expect("empty is valid");
         assert_eq!(c, Config::default());
         assert_eq!(c.client_mode, ClientMode::Monitor);
-        assert_eq!(
-            c.watch_paths,
-            vec![WatchPath {
-                path: "/".into(),
-                scope: WatchScope::Mount
-            }]
-        );
+        assert!(c.watch_paths.is_empty(), "every filesystem by default");
+        assert_eq!(c.lockdown_scope, None);
+        assert_eq!(c.backstop, BackstopMode::Auto);
         assert_eq!(c.event_log_destination, LogDestination::Stdout);
         assert_eq!(c.deny_cache_ttl_ms, 1_500);
         assert!(c.log_exec_notifications);

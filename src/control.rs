@@ -391,6 +391,64 @@ pub struct StatusReply {
     pub rule_types: RuleTypeCounts,
     /// Compiler and transitive rules.
     pub transitive_allowlisting: TransitiveStatus,
+    /// What santad watches and the backstop (Linux).
+    #[serde(default)]
+    pub coverage: Option<CoverageStatus>,
+}
+
+/// What santad watches, the exec backstop and the host's hardening facts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoverageStatus {
+    /// `every filesystem` or `WatchPaths`.
+    pub mode: String,
+    /// Filesystems marked.
+    pub watched: Vec<FilesystemStatus>,
+    /// Filesystems not marked, each with its reason.
+    pub skipped: Vec<FilesystemStatus>,
+    /// Mount-table changes followed since start.
+    pub mount_changes_followed: u64,
+    /// The dynamic loaders (their loads are part of the exec that asked for them).
+    pub loaders: Vec<String>,
+    /// Loader loads answered as part of their exec.
+    pub loader_loads: u64,
+    /// The BPF exec backstop.
+    pub backstop: BackstopStatus,
+    /// Who Lockdown applies to; `None`: everyone.
+    pub lockdown_scope: Option<String>,
+    /// `allowed` or `disabled`: whether unprivileged users can make user namespaces.
+    pub unprivileged_userns: String,
+    /// `vm.memfd_noexec`, if the kernel has it.
+    pub memfd_noexec: Option<u8>,
+}
+
+/// One filesystem (superblock).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilesystemStatus {
+    /// `major:minor`.
+    pub dev: String,
+    /// Filesystem type.
+    pub fs_type: String,
+    /// A mount point of it.
+    pub mount_point: String,
+    /// Why it is skipped.
+    pub reason: Option<String>,
+}
+
+/// The exec backstop's state and counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackstopStatus {
+    /// `active` or `inactive`.
+    pub state: String,
+    /// What it does, or why it is not there.
+    pub detail: String,
+    /// Execs it looked at.
+    pub checked: u64,
+    /// Execs it killed.
+    pub denied: u64,
+    /// Execs it reported and let run.
+    pub reported: u64,
+    /// Reports lost to a full ring buffer.
+    pub dropped: u64,
 }
 
 /// The daemon and its settings.
@@ -1099,6 +1157,10 @@ pub mod server {
         fn peek(&self, key: FileKey, stamp: FileStamp) -> Option<rules::Decision>;
         /// Platform counters (fanotify), by name.
         fn platform_metrics(&self) -> Vec<(&'static str, u64)>;
+        /// Coverage and the backstop, where the platform has them.
+        fn coverage(&self) -> Option<super::CoverageStatus> {
+            None
+        }
         /// Default answers the platform gave on its own, before the engine saw the event, by
         /// reason (names from [`PLATFORM_DEFAULT_REASONS`]). By default read from
         /// [`EngineControl::platform_metrics`] under the names in [`PLATFORM_DEFAULT_METRICS`];
@@ -1384,6 +1446,7 @@ pub mod server {
                     compiler_rules: counts.compiler,
                     transitive_rules: counts.transitive,
                 },
+                coverage: self.engine.coverage(),
             })
         }
 

@@ -11,9 +11,11 @@
 //! If santad dies, the kernel releases every exec it held (fanotify fails open): a crash never
 //! wedges the host, and systemd restarts the service.
 
+use crate::backstop::Backstop;
 use crate::blockmsg::{BlockMessenger, MessageConfig};
-use crate::config::{Config, WatchScope};
+use crate::config::{BackstopMode, ClientMode, Config, WatchScope};
 use crate::control::server::{ControlContext, ControlServer, EngineControl};
+use crate::coverage::{Coverage, Scope};
 use crate::eventlog::{self, EventLog, LoggerHandle};
 use crate::fanotify::{self, Fanotify, InitOptions, MarkScope};
 use crate::identity::ExecEvaluator;
@@ -42,6 +44,9 @@ pub enum DaemonError {
     Log(eventlog::OpenError),
     /// A thread could not be started, or signals could not be set up.
     Io(std::io::Error),
+    /// Coverage could not be set up: the mount table, a `LockdownScope` cgroup, or a required
+    /// backstop.
+    Coverage(String),
 }
 
 impl std::fmt::Display for DaemonError {
@@ -51,6 +56,7 @@ impl std::fmt::Display for DaemonError {
             Self::Fanotify(e) => write!(f, "fanotify: {e}"),
             Self::Log(e) => write!(f, "event log {}: {}", e.path.display(), e.source),
             Self::Io(e) => write!(f, "{e}"),
+            Self::Coverage(e) => write!(f, "coverage: {e}"),
         }
     }
 }
@@ -109,6 +115,11 @@ struct DaemonControl {
     engine: SantaHandle,
     linux: Arc<Linux>,
     linger: Arc<LeaseLinger>,
+    coverage: Arc<Coverage>,
+    backstop: Option<Arc<Backstop>>,
+    /// Why there is no backstop, when there is none.
+    backstop_absent: String,
+    scope: Option<String>,
 }
 
 impl EngineControl for DaemonControl {
@@ -138,6 +149,72 @@ impl EngineControl for DaemonControl {
 
     fn peek(&self, key: FileKey, stamp: FileStamp) -> Option<rules::Decision> {
         self.engine.peek(key, stamp).map(|v| v.decision.clone())
+    }
+
+    fn coverage(&self) -> Option<crate::control::CoverageStatus> {
+        use crate::control::{BackstopStatus, CoverageStatus, FilesystemStatus};
+        use crate::coverage::SbState;
+        let report = self.coverage.report();
+        let mut watched = Vec::new();
+        let mut skipped = Vec::new();
+        for sb in &report.superblocks {
+            let entry = |reason: Option<String>| FilesystemStatus {
+                dev: format!("{}:{}", sb.dev.0, sb.dev.1),
+                fs_type: sb.fs_type.clone(),
+                mount_point: sb.mount_point.display().to_string(),
+                reason,
+            };
+            match &sb.state {
+                SbState::Watched => watched.push(entry(None)),
+                SbState::Skipped(why) => skipped.push(entry(Some((*why).to_owned()))),
+                SbState::Failed(e) => skipped.push(entry(Some(format!("mark failed: {e}")))),
+            }
+        }
+        let backstop = match &self.backstop {
+            Some(b) => {
+                let st = b.stats();
+                BackstopStatus {
+                    state: "active".into(),
+                    detail: if b.lockdown() {
+                        "Lockdown: kills execs from unwatched filesystems and direct loader runs \
+                         (in scope)"
+                            .into()
+                    } else {
+                        "Monitor: reports execs from unwatched filesystems and direct loader runs"
+                            .into()
+                    },
+                    checked: st.checked,
+                    denied: st.denied,
+                    reported: st.reported,
+                    dropped: st.dropped,
+                }
+            }
+            None => BackstopStatus {
+                state: "inactive".into(),
+                detail: self.backstop_absent.clone(),
+                ..BackstopStatus::default()
+            },
+        };
+        Some(CoverageStatus {
+            mode: if report.every_filesystem {
+                "every filesystem".into()
+            } else {
+                "WatchPaths".into()
+            },
+            watched,
+            skipped,
+            mount_changes_followed: report.refreshes,
+            loaders: report
+                .loaders
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+            loader_loads: self.linux.counters.loader_loads.load(Ordering::Relaxed),
+            backstop,
+            lockdown_scope: self.scope.clone(),
+            unprivileged_userns: crate::coverage::unprivileged_userns().into(),
+            memfd_noexec: crate::coverage::memfd_noexec(),
+        })
     }
 
     fn platform_metrics(&self) -> Vec<(&'static str, u64)> {
@@ -187,6 +264,7 @@ impl EngineControl for DaemonControl {
                 "fanotify.notification_ignores",
                 get(&c.notification_ignores),
             ),
+            ("fanotify.loader_loads", get(&c.loader_loads)),
             ("engine.deferred_now", self.engine.deferred()),
             ("engine.deferred", e.deferred),
             ("engine.restarts", e.restarts),
@@ -218,6 +296,49 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
     let logger: LoggerHandle =
         eventlog::spawn_logger(log.clone(), writer).map_err(DaemonError::Io)?;
 
+    let every_filesystem = config.watch_paths.is_empty();
+    let scope = config
+        .lockdown_scope
+        .as_ref()
+        .map(Scope::resolve)
+        .transpose()
+        .map_err(DaemonError::Coverage)?;
+    let lockdown = config.client_mode == ClientMode::Lockdown;
+    // Loaded before the fanotify group exists, so its fds are the lower ones: if santad dies,
+    // the kernel closes them first, and the backstop never outlives the marks it relies on.
+    let (backstop, backstop_absent) = if config.backstop == BackstopMode::Off {
+        (None, "off (Backstop = \"off\")".to_owned())
+    } else if !every_filesystem && scope.is_none() {
+        (
+            None,
+            "off: WatchPaths is set and LockdownScope is not (only the watched mounts are held)"
+                .to_owned(),
+        )
+    } else {
+        match Backstop::load(lockdown, &Scope::program_scope(scope.as_ref())) {
+            Ok(b) => (Some(Arc::new(b)), String::new()),
+            Err(e) if config.backstop == BackstopMode::Required => {
+                return Err(DaemonError::Coverage(format!(
+                    "Backstop = \"required\" and it cannot be loaded: {e}"
+                )));
+            }
+            Err(e) => {
+                log::warn!(
+                    "the exec backstop cannot be loaded ({e}): running fanotify-only; execs from \
+                     filesystems santad does not mark (user-namespace mounts, memfd) and direct \
+                     runs of the dynamic loader are not stopped"
+                );
+                (None, format!("unavailable: {e}"))
+            }
+        }
+    };
+    if config.memfd_noexec && lockdown {
+        match crate::coverage::set_memfd_noexec() {
+            Ok(()) => log::info!("vm.memfd_noexec = 2: no memfd can be executed"),
+            Err(e) => log::warn!("MemfdNoexec: setting vm.memfd_noexec = 2: {e}"),
+        }
+    }
+
     let fan = Fanotify::new(InitOptions {
         report_pidfd: false,
         enable_audit: false,
@@ -231,8 +352,31 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
         };
         fan.add_watch(&watch.path, scope, mask)
             .map_err(DaemonError::Fanotify)?;
+        if let Some(b) = &backstop {
+            let marked = match watch.scope {
+                WatchScope::Mount => mount_id(&watch.path).map(|id| b.add_mounts(&[id])),
+                WatchScope::Filesystem => std::fs::metadata(&watch.path).ok().map(|m| {
+                    use std::os::unix::fs::MetadataExt;
+                    b.set_superblocks(&[crate::backstop::kernel_dev_of(m.dev())])
+                }),
+            };
+            if !matches!(marked, Some(Ok(()))) {
+                log::warn!(
+                    "backstop: cannot tell it {} is watched: its execs are treated as unwatched",
+                    watch.path.display()
+                );
+            }
+        }
     }
     let linux = Linux::new(fan);
+    let coverage = Coverage::start(
+        linux.clone(),
+        mask,
+        config.ignore_mounts.clone(),
+        every_filesystem,
+        backstop.clone(),
+    )
+    .map_err(DaemonError::Coverage)?;
 
     let stop_bundles = Arc::new(AtomicBool::new(false));
     let (bundles, bundle_thread) =
@@ -258,6 +402,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
         Some(bundles),
         config.log_exec_notifications,
         linger.clone(),
+        scope.clone(),
     ));
     let source = FanotifySource::new(
         linux.clone(),
@@ -278,11 +423,30 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
     )
     .map_err(DaemonError::Io)?;
     linux.set_epoch(engine.epoch());
+    let stop_coverage = Arc::new(AtomicBool::new(false));
+    let follower = coverage
+        .spawn_follower(stop_coverage.clone())
+        .map_err(DaemonError::Io)?;
+    let reporter = match &backstop {
+        Some(b) => {
+            let reporter = b
+                .spawn_reporter(log.clone(), stop_coverage.clone())
+                .map_err(DaemonError::Io)?;
+            b.activate()
+                .map_err(|e| DaemonError::Coverage(format!("activating the backstop: {e}")))?;
+            Some(reporter)
+        }
+        None => None,
+    };
     let control = ControlContext::new(
         Arc::new(DaemonControl {
             engine: engine.handle(),
             linux: linux.clone(),
             linger: linger.clone(),
+            coverage: coverage.clone(),
+            backstop: backstop.clone(),
+            backstop_absent,
+            scope: scope.as_ref().map(Scope::describe),
         }),
         policy_engine.clone(),
         log.clone(),
@@ -297,15 +461,43 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
         }
     };
 
+    let report = coverage.report();
     log::info!(
-        "santad running: {:?} mode, {} worker(s), watching {:?}",
+        "santad running: {:?} mode{}, {} worker(s), watching {}; backstop {}",
         config.client_mode,
+        scope
+            .as_ref()
+            .map_or(String::new(), |s| format!(" for {}", s.describe())),
         workers,
-        config
-            .watch_paths
-            .iter()
-            .map(|w| w.path.display().to_string())
-            .collect::<Vec<_>>()
+        if every_filesystem {
+            format!(
+                "every filesystem ({} marked, {} skipped)",
+                report
+                    .superblocks
+                    .iter()
+                    .filter(|s| s.state == crate::coverage::SbState::Watched)
+                    .count(),
+                report
+                    .superblocks
+                    .iter()
+                    .filter(|s| s.state != crate::coverage::SbState::Watched)
+                    .count()
+            )
+        } else {
+            format!(
+                "{:?}",
+                config
+                    .watch_paths
+                    .iter()
+                    .map(|w| w.path.display().to_string())
+                    .collect::<Vec<_>>()
+            )
+        },
+        if backstop.is_some() {
+            "active"
+        } else {
+            "inactive"
+        }
     );
 
     let mut current = config;
@@ -324,6 +516,11 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
                     config_path.as_deref(),
                     generation,
                 );
+                if let Some(b) = &backstop
+                    && let Err(e) = b.set_lockdown(current.client_mode == ClientMode::Lockdown)
+                {
+                    log::error!("reload: backstop mode: {e}");
+                }
             }
             Some(libc::SIGTERM | libc::SIGINT) => break,
             _ => {}
@@ -337,9 +534,30 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
     engine.shutdown();
     stop_bundles.store(true, Ordering::Release);
     let _ = bundle_thread.join();
-    drop(linux); // the last reference closes the group: the kernel releases whatever is queued
+    stop_coverage.store(true, Ordering::Release);
+    let _ = follower.join();
+    if let Some(r) = reporter {
+        let _ = r.join();
+    }
+    // The backstop goes first: without the marks it relies on, it would take every exec for
+    // unwatched. Then the last reference closes the group: the kernel releases what is queued.
+    drop(control);
+    drop(backstop);
+    drop(coverage);
+    drop(linux);
     let _ = logger.stop();
     Ok(())
+}
+
+/// The id of the mount `path` is on (`statx` `STATX_MNT_ID`), as the kernel's `mnt_id`.
+fn mount_id(path: &Path) -> Option<i32> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: an all-zero statx is a valid value for the kernel to overwrite.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `stx` a writable statx, both alive for the call.
+    let rc = unsafe { libc::statx(libc::AT_FDCWD, c.as_ptr(), 0, libc::STATX_MNT_ID, &mut stx) };
+    (rc == 0 && stx.stx_mask & libc::STATX_MNT_ID != 0).then_some(stx.stx_mnt_id as i32)
 }
 
 /// SIGHUP: new config, rules and policy; both caches flushed; log reopened.

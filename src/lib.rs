@@ -27,6 +27,10 @@ pub mod mountinfo;
 pub mod procinfo;
 
 #[cfg(target_os = "linux")]
+pub mod backstop;
+#[cfg(target_os = "linux")]
+pub mod coverage;
+#[cfg(target_os = "linux")]
 pub mod daemon;
 #[cfg(target_os = "linux")]
 pub mod linux;

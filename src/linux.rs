@@ -335,6 +335,8 @@ impl RecentAllows {
 pub struct LinuxCounters {
     /// Permission events read.
     pub permission_events: AtomicU64,
+    /// Loads of a dynamic loader answered as part of their exec.
+    pub loader_loads: AtomicU64,
     /// Notifications read.
     pub notifications: AtomicU64,
     /// Notifications dropped as duplicates of our own allows.
@@ -403,6 +405,8 @@ pub struct Linux {
     marks: Mutex<HashMap<FileKey, Mark>>,
     /// The decision cache's epoch, once the engine runs (no marks are placed before).
     epoch: OnceLock<Epoch>,
+    /// The dynamic loaders' inodes ([`crate::coverage::find_loaders`]).
+    loaders: arc_swap::ArcSwap<Vec<FileKey>>,
     /// Counters.
     pub counters: LinuxCounters,
 }
@@ -415,8 +419,19 @@ impl Linux {
             recent: RecentAllows::new(),
             marks: Mutex::new(HashMap::new()),
             epoch: OnceLock::new(),
+            loaders: arc_swap::ArcSwap::from_pointee(Vec::new()),
             counters: LinuxCounters::default(),
         })
+    }
+
+    /// Replaces the set of dynamic-loader inodes.
+    pub fn set_loaders(&self, loaders: Vec<FileKey>) {
+        self.loaders.store(Arc::new(loaders));
+    }
+
+    /// Whether `key` is one of the dynamic loaders.
+    pub fn is_loader(&self, key: FileKey) -> bool {
+        self.loaders.load().contains(&key)
     }
 
     /// Connects the kernel cache to the engine's epoch: from now on allows may be marked.
@@ -705,6 +720,38 @@ impl Source<ExecEvent> for FanotifySource {
             if event.mask & fanotify::MASK_CLOSE_WRITE != 0 {
                 bump(&counters.close_writes);
                 intake.invalidate(worker, key);
+            }
+            if self.linux.is_loader(key) && facts.mode_root_only() && facts.uid == 0 {
+                // The kernel loading the ELF interpreter of an exec it is running: part of that
+                // exec, which was decided (and logged) on its own binary. A direct run of the
+                // loader (`ld.so ./tool`) opens it the same way; the backstop stops that one
+                // (see crate::backstop). No log line, no rule needed: the loader is root's.
+                if permission {
+                    bump(&counters.loader_loads);
+                    // The kernel cache takes its next loads (and their notifications) while
+                    // nothing changes it: a write clears the mark, a flush drops it.
+                    if only_root_can_modify(&file, &facts)
+                        && self
+                            .linux
+                            .fan
+                            .ignore_inode(
+                                file.as_fd(),
+                                fanotify::MASK_OPEN_EXEC_PERM | fanotify::MASK_OPEN_EXEC,
+                            )
+                            .is_err()
+                    {
+                        bump(&counters.ignore_mark_errors);
+                    }
+                    if self
+                        .linux
+                        .fan
+                        .respond(file.as_fd(), Response::Allow, false)
+                        .is_err()
+                    {
+                        bump(&counters.respond_errors);
+                    }
+                }
+                continue;
             }
             let payload = |kind| ExecEvent {
                 file,
@@ -1091,6 +1138,8 @@ pub struct FanotifyResponder {
     blocks: Option<BlockMessenger>,
     bundles: Option<BundleTask>,
     log_notifications: bool,
+    /// Who Lockdown applies to (`None`: everyone).
+    scope: Option<crate::coverage::Scope>,
 }
 
 impl FanotifyResponder {
@@ -1105,8 +1154,10 @@ impl FanotifyResponder {
         bundles: Option<BundleTask>,
         log_notifications: bool,
         linger: Arc<LeaseLinger>,
+        scope: Option<crate::coverage::Scope>,
     ) -> Self {
         Self {
+            scope,
             linger,
             linux,
             policy,
@@ -1270,23 +1321,51 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
             } => (Some(decision), cacheable, None, epoch),
             Answer::Default(reason) => (None, false, Some(reason), 0),
         };
+        let lockdown = self.policy.policy().config().mode == rules::ClientMode::Lockdown;
+        // Lockdown's own denies (no rule, a default, a withdrawn allow) hold only for processes
+        // in scope; outside it the answer is Monitor's. Looked up only when it matters.
+        let mut in_scope_memo: Option<bool> = None;
+        let mut in_scope = |pid: i32| {
+            *in_scope_memo
+                .get_or_insert_with(|| self.scope.as_ref().is_none_or(|s| s.contains(pid)))
+        };
+        let mut scoped_out = false;
         let mut response = match verdict {
-            Some(v) if v.decision.action == rules::Action::Deny => Response::Deny,
+            Some(v) if v.decision.action == rules::Action::Deny => {
+                if lockdown
+                    && v.decision.reason == rules::Reason::Unknown
+                    && v.decision.mode == rules::ClientMode::Lockdown
+                    && !in_scope(event.pid)
+                {
+                    scoped_out = true;
+                    Response::Allow
+                } else {
+                    Response::Deny
+                }
+            }
             Some(_) => Response::Allow,
-            None => default_for(&self.policy, &event.facts),
+            None => match default_for(&self.policy, &event.facts) {
+                Response::Deny if lockdown && !in_scope(event.pid) => {
+                    scoped_out = true;
+                    default_response(&self.policy)
+                }
+                r => r,
+            },
         };
         // An allow holds only if the bytes decided on are the bytes that will run.
         let root_only = response == Response::Allow
             && verdict.is_some()
+            && !scoped_out
             && only_root_can_modify(&event.file, &event.facts);
         let mut withdrawn = match response {
-            Response::Allow if verdict.is_some() => {
+            Response::Allow if verdict.is_some() && !scoped_out => {
                 event.allow_withdrawn(root_only, &self.linux.counters)
             }
             _ => None,
         };
         if response == Response::Allow
             && verdict.is_some()
+            && !scoped_out
             && !root_only
             && withdrawn.is_none()
             && event.leased.load(Ordering::Acquire)
@@ -1301,7 +1380,7 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
         if withdrawn.is_some() {
             bump(&self.linux.counters.allows_withdrawn);
             // The mode decides, as for a file that changed while it was evaluated.
-            if self.policy.policy().config().mode == rules::ClientMode::Lockdown {
+            if lockdown && in_scope(event.pid) {
                 response = Response::Deny;
             }
         }
@@ -1326,6 +1405,7 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
         }
         if response == Response::Allow
             && cacheable
+            && !scoped_out
             && withdrawn.is_none()
             && let Some(v) = verdict
         {
@@ -1355,6 +1435,15 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
             self.finish_record(rec, event, response, verdict, default);
             if let Some(why) = withdrawn {
                 rec.explain.set(why.as_bytes());
+            }
+            if scoped_out {
+                // Monitor's answer for a process outside LockdownScope.
+                rec.mode = crate::config::ClientMode::Monitor;
+                if rec.explain.is_empty() {
+                    rec.explain.set(b"outside LockdownScope");
+                } else {
+                    rec.explain.push(b"; outside LockdownScope");
+                }
             }
             if response == Response::Deny {
                 self.block_message(event, verdict, rec);

@@ -283,6 +283,48 @@ fn status(d: &Daemon, json: bool) -> Result<(), Failure> {
         "Transitive Rules",
         s.transitive_allowlisting.transitive_rules,
     );
+    if let Some(c) = &s.coverage {
+        outln!(">>> Coverage");
+        row("Watching", &c.mode);
+        for f in &c.watched {
+            row(
+                "Watched",
+                format!("{} ({}, {})", f.mount_point, f.fs_type, f.dev),
+            );
+        }
+        for f in &c.skipped {
+            row(
+                "Skipped",
+                format!(
+                    "{} ({}, {}): {}",
+                    f.mount_point,
+                    f.fs_type,
+                    f.dev,
+                    f.reason.as_deref().unwrap_or("")
+                ),
+            );
+        }
+        row("Mount Changes Followed", c.mount_changes_followed);
+        row("Loaders", c.loaders.join(", "));
+        row("Loader Loads", c.loader_loads);
+        row(
+            "Lockdown Scope",
+            c.lockdown_scope.as_deref().unwrap_or("everyone"),
+        );
+        row("Unprivileged User NS", &c.unprivileged_userns);
+        row(
+            "vm.memfd_noexec",
+            c.memfd_noexec
+                .map_or("unknown".to_owned(), |v| v.to_string()),
+        );
+        outln!(">>> Exec Backstop");
+        row("State", &c.backstop.state);
+        row("Detail", &c.backstop.detail);
+        row("Execs Checked", c.backstop.checked);
+        row("Execs Denied", c.backstop.denied);
+        row("Execs Reported", c.backstop.reported);
+        row("Reports Dropped", c.backstop.dropped);
+    }
     outln!(">>> Rule Types");
     row("Binary Rules", s.rule_types.binary_rules);
     row("Certificate Rules", s.rule_types.certificate_rules);

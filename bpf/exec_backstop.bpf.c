@@ -1,0 +1,310 @@
+// SPDX-License-Identifier: GPL-2.0
+//
+// santad's exec backstop: a BPF LSM program on `bprm_check_security`, the check every execve and
+// execveat makes (once per binary format round: a script, then its interpreter) after the file
+// is open and before the point of no return.
+//
+// fanotify holds and answers execs of files on the superblocks (and mounts) santad marked. This
+// program covers what fanotify cannot see:
+// - a file on a superblock no santad mark covers: a user-namespace mount, a memfd or another
+//   kernel-internal mount, a mount santad has not marked yet;
+// - a direct execution of the dynamic loader (`ld.so ./tool`), which would map `./tool` with no
+//   exec check at all. The loader the kernel loads for an ELF interpreter does not pass here
+//   (binfmt_elf opens it with no bprm check), so denying it here denies only direct runs.
+// In Lockdown, for a process in santad's enforcement scope, it denies (-EPERM); otherwise it
+// reports. Each case is sent to santad on a ring buffer, with its own reason.
+//
+// Kernel types are declared here with only the fields used, marked preserve_access_index: clang
+// emits CO-RE relocations and the loader resolves each field's offset against the running
+// kernel's BTF, so no vmlinux.h is generated and the object runs on any kernel with BTF.
+
+typedef unsigned char __u8;
+typedef unsigned short __u16;
+typedef unsigned int __u32;
+typedef unsigned long long __u64;
+typedef int __s32;
+typedef long long __s64;
+
+#define SEC(name) __attribute__((section(name), used))
+#define __uint(name, val) int (*name)[val]
+#define __type(name, val) typeof(val) *name
+#define CORE __attribute__((preserve_access_index))
+
+#define BPF_MAP_TYPE_HASH 1
+#define BPF_MAP_TYPE_ARRAY 2
+#define BPF_MAP_TYPE_PERCPU_ARRAY 6
+#define BPF_MAP_TYPE_RINGBUF 27
+
+#define SIGKILL 9
+// include/linux/fsnotify_backend.h
+#define FS_OPEN_EXEC_PERM 0x00040000
+
+struct super_block {
+	__u32 s_dev;
+	__u32 s_fsnotify_mask;
+} CORE;
+
+struct inode {
+	unsigned long i_ino;
+	struct super_block *i_sb;
+} CORE;
+
+struct vfsmount {
+	struct super_block *mnt_sb;
+} CORE;
+
+struct mount {
+	struct vfsmount mnt;
+	__u32 mnt_fsnotify_mask;
+	int mnt_id;
+} CORE;
+
+struct path {
+	struct vfsmount *mnt;
+} CORE;
+
+struct file {
+	struct path f_path;
+	struct inode *f_inode;
+} CORE;
+
+struct linux_binprm {
+	struct file *executable;
+	struct file *file;
+	const char *filename;
+} CORE;
+
+struct task_struct {
+	int tgid;
+	struct task_struct *real_parent;
+} CORE;
+
+// Helpers, by their stable numbers (include/uapi/linux/bpf.h).
+static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
+static long (*bpf_probe_read_kernel)(void *dst, __u32 size, const void *src) = (void *)113;
+static long (*bpf_probe_read_kernel_str)(void *dst, __u32 size, const void *src) = (void *)115;
+static __u64 (*bpf_get_current_pid_tgid)(void) = (void *)14;
+static __u64 (*bpf_get_current_uid_gid)(void) = (void *)15;
+static long (*bpf_get_current_comm)(void *buf, __u32 size) = (void *)16;
+static __u64 (*bpf_get_current_cgroup_id)(void) = (void *)80;
+static __u64 (*bpf_get_current_ancestor_cgroup_id)(int level) = (void *)123;
+static void *(*bpf_ringbuf_reserve)(void *ringbuf, __u64 size, __u64 flags) = (void *)131;
+static void (*bpf_ringbuf_submit)(void *data, __u64 flags) = (void *)132;
+static struct task_struct *(*bpf_get_current_task_btf)(void) = (void *)158;
+static long (*bpf_send_signal)(__u32 sig) = (void *)109;
+
+// Shared with src/backstop.rs (the same layout, #[repr(C)]).
+#define SCOPE_CGROUPS_MAX 8
+#define FILENAME_BYTES 256
+
+struct scope_cgroup {
+	__u64 id;
+	__u32 level;
+	__u32 pad;
+};
+
+struct backstop_config {
+	__u32 active;     // 0: every exec passes (santad starting or stopping)
+	__u32 lockdown;   // 1: deny in scope; 0: report only
+	__u32 scope_all;  // 1: every process is in scope
+	__u32 cgroups;    // entries of cgroup[] in use
+	struct scope_cgroup cgroup[SCOPE_CGROUPS_MAX];
+};
+
+struct loader_key {
+	__u32 dev;
+	__u32 pad;
+	__u64 ino;
+};
+
+// Why an exec came here. 0 is never sent.
+#define REASON_UNWATCHED 1
+#define REASON_LOADER 2
+
+struct backstop_event {
+	__u32 reason;
+	__u32 denied;
+	__u32 pid;
+	__u32 ppid;
+	__u32 uid;
+	__u32 gid;
+	__u32 dev;
+	__u32 pad;
+	__u64 ino;
+	__u64 cgroup;
+	char comm[16];
+	char filename[FILENAME_BYTES];
+};
+
+#define STAT_CHECKED 0
+#define STAT_DENIED 1
+#define STAT_REPORTED 2
+#define STAT_DROPPED 3
+#define STATS 4
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct backstop_config);
+} config SEC(".maps");
+
+// Superblocks santad holds a FAN_MARK_FILESYSTEM mark on, by kernel device number.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u32);
+} marked_sbs SEC(".maps");
+
+// Mounts santad holds a FAN_MARK_MOUNT mark on (WatchPaths), by mount id.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __s32);
+	__type(value, __u32);
+} marked_mounts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, struct loader_key);
+	__type(value, __u32);
+} loaders SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, __u32);
+} scope_uids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, __u32);
+} scope_gids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STATS);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} events SEC(".maps");
+
+static __attribute__((always_inline)) void count(__u32 which)
+{
+	__u64 *n = bpf_map_lookup_elem(&stats, &which);
+	if (n)
+		*n += 1;
+}
+
+static __attribute__((always_inline)) int in_scope(const struct backstop_config *cfg, __u64 uid_gid)
+{
+	if (cfg->scope_all)
+		return 1;
+	__u32 uid = (__u32)uid_gid;
+	__u32 gid = (__u32)(uid_gid >> 32);
+	if (bpf_map_lookup_elem(&scope_uids, &uid))
+		return 1;
+	if (bpf_map_lookup_elem(&scope_gids, &gid))
+		return 1;
+	for (int i = 0; i < SCOPE_CGROUPS_MAX; i++) {
+		if ((__u32)i >= cfg->cgroups)
+			break;
+		if (bpf_get_current_ancestor_cgroup_id(cfg->cgroup[i].level) == cfg->cgroup[i].id)
+			return 1;
+	}
+	return 0;
+}
+
+// The exec has passed its point of no return: the new image is in place and no instruction of
+// it has run. A deny is SIGKILL to the process, delivered before it returns to user space.
+// bprm->file is the binary the kernel loaded last (a script's interpreter); bprm->executable
+// the file execve named (the script itself, or the same file).
+static __attribute__((always_inline)) __u32 uncovered(struct file *file, __u32 *dev_out, __u64 *ino_out)
+{
+	struct inode *inode = file->f_inode;
+	struct super_block *sb = inode->i_sb;
+	__u32 dev = sb->s_dev;
+	__u64 ino = inode->i_ino;
+	*dev_out = dev;
+	*ino_out = ino;
+
+	struct loader_key lk = {.dev = dev, .pad = 0, .ino = ino};
+	if (bpf_map_lookup_elem(&loaders, &lk))
+		return REASON_LOADER;
+	// Covered: santad's mark is on this superblock (or mount) and the kernel holds a
+	// permission mark there. Only a root fanotify group can hold one (permission events need
+	// CAP_SYS_ADMIN in the initial namespace), so a device number reused by a user's own
+	// mount after one of santad's went away is not taken for covered.
+	if ((sb->s_fsnotify_mask & FS_OPEN_EXEC_PERM) && bpf_map_lookup_elem(&marked_sbs, &dev))
+		return 0;
+	struct vfsmount *vfs = file->f_path.mnt;
+	struct mount *mnt = (struct mount *)((char *)vfs -
+		__builtin_preserve_field_info(((struct mount *)0)->mnt, 0 /* byte offset */));
+	__u32 mnt_mask = 0;
+	int mnt_id = 0;
+	bpf_probe_read_kernel(&mnt_mask, sizeof(mnt_mask),
+			      __builtin_preserve_access_index(&mnt->mnt_fsnotify_mask));
+	bpf_probe_read_kernel(&mnt_id, sizeof(mnt_id), __builtin_preserve_access_index(&mnt->mnt_id));
+	if ((mnt_mask & FS_OPEN_EXEC_PERM) && bpf_map_lookup_elem(&marked_mounts, &mnt_id))
+		return 0;
+	return REASON_UNWATCHED;
+}
+
+SEC("tp_btf/sched_process_exec")
+int santad_exec(__u64 *ctx)
+{
+	struct linux_binprm *bprm = (struct linux_binprm *)ctx[2];
+
+	__u32 zero = 0;
+	struct backstop_config *cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!cfg || !cfg->active)
+		return 0;
+	count(STAT_CHECKED);
+
+	__u32 dev = 0;
+	__u64 ino = 0;
+	__u32 reason = uncovered(bprm->file, &dev, &ino);
+	if (!reason && bprm->executable && bprm->executable != bprm->file)
+		reason = uncovered(bprm->executable, &dev, &ino);
+	if (!reason)
+		return 0;
+
+	__u64 uid_gid = bpf_get_current_uid_gid();
+	int deny = cfg->lockdown && in_scope(cfg, uid_gid);
+	if (deny)
+		bpf_send_signal(SIGKILL);
+	count(deny ? STAT_DENIED : STAT_REPORTED);
+
+	struct backstop_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(STAT_DROPPED);
+		return 0;
+	}
+	struct task_struct *task = bpf_get_current_task_btf();
+	e->reason = reason;
+	e->denied = deny;
+	e->pid = bpf_get_current_pid_tgid() >> 32;
+	e->ppid = task->real_parent->tgid;
+	e->uid = (__u32)uid_gid;
+	e->gid = (__u32)(uid_gid >> 32);
+	e->dev = dev;
+	e->pad = 0;
+	e->ino = ino;
+	e->cgroup = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	if (bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), bprm->filename) < 0)
+		e->filename[0] = 0;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";

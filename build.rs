@@ -1,0 +1,31 @@
+//! Builds the BPF exec backstop (`bpf/exec_backstop.bpf.c`) with clang for Linux targets; santad
+//! embeds the object (`src/backstop.rs`). clang is the one system package the build needs:
+//! `make deps` (run by `make test` and `make run`) installs it from Debian's packages.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn main() {
+    println!("cargo:rerun-if-changed=bpf/exec_backstop.bpf.c");
+    println!("cargo:rerun-if-env-changed=CLANG");
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") {
+        return;
+    }
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let object = out.join("exec_backstop.bpf.o");
+    let clang = std::env::var("CLANG").unwrap_or_else(|_| "clang".to_owned());
+    let status = Command::new(&clang)
+        .args(["-target", "bpf", "-O2", "-g", "-Wall", "-Werror", "-c"])
+        .arg("bpf/exec_backstop.bpf.c")
+        .arg("-o")
+        .arg(&object)
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => panic!("clang failed to build bpf/exec_backstop.bpf.c ({s})"),
+        Err(e) => panic!(
+            "santad's BPF exec backstop needs clang to build ({clang}: {e}). Install it with \
+             `make deps` (Debian: apt-get install clang), or set CLANG to a clang binary."
+        ),
+    }
+}

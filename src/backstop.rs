@@ -1,0 +1,524 @@
+//! The exec backstop: a BPF program on the kernel's `sched_process_exec` tracepoint (BTF-typed,
+//! `bpf/exec_backstop.bpf.c`) that covers what fanotify cannot see.
+//!
+//! fanotify holds execs of files on the superblocks and mounts santad marked. An exec of a file
+//! anywhere else — a user-namespace mount, a memfd or another kernel-internal mount, a mount made
+//! a moment ago and not marked yet — reaches the program with its superblock not in
+//! [`Backstop::set_superblocks`]' set (or without a permission mark on it); a direct run of the
+//! dynamic loader (`ld.so ./tool`, which maps `./tool` with no exec check at all) has a loader
+//! inode from [`Backstop::set_loaders`] as its binary. In Lockdown, for a process in the
+//! enforcement scope, the program kills the process with SIGKILL: the tracepoint fires after the
+//! exec's point of no return and before the new image runs a single instruction, so the program
+//! never runs. Everywhere else it only reports. Either way santad logs an `EXEC` line with the
+//! reason (`explain=backstop: ...`).
+//!
+//! Why a tracepoint and not `lsm/bprm_check_security` (which could return `-EPERM`): kernels
+//! that refuse trampoline-attached programs (this project's build machines: any `BPF_PROG_TYPE_LSM`
+//! or `fentry` load fails with `EPERM`, while BTF tracepoints load) could not run an LSM backstop
+//! at all; the tracepoint runs wherever BPF with BTF does, and a kill before the first
+//! instruction denies the same executions.
+//!
+//! Toolchain: the program is C built by clang (`build.rs`) with CO-RE relocations; aya loads it in
+//! pure Rust (no libbpf or libelf to build or link), resolving each field offset against the
+//! running kernel's BTF.
+//!
+//! The program is attached at [`Backstop::load`] but answers nothing until [`Backstop::activate`]
+//! (after fanotify's marks are in place), and goes with this value (santad's exit, or its death:
+//! the kernel detaches a program whose last fd closed).
+
+use crate::eventlog::{self, EventLog};
+use crate::procinfo::NameCache;
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::BtfTracePoint;
+use aya::{Btf, Ebpf, EbpfLoader};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+/// The object `build.rs` compiled.
+static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/exec_backstop.bpf.o"));
+
+/// As `SCOPE_CGROUPS_MAX` in the C program.
+pub const SCOPE_CGROUPS_MAX: usize = 8;
+/// Entries of the program's `loaders` map.
+pub const LOADERS_MAX: usize = 64;
+/// Entries of the program's `marked_sbs` map.
+pub const SUPERBLOCKS_MAX: usize = 4096;
+/// Entries of the program's `marked_mounts` map.
+pub const MOUNTS_MAX: usize = 256;
+/// Entries of each scope map.
+pub const SCOPE_IDS_MAX: usize = 256;
+
+/// The program's reasons (`REASON_*` in the C program).
+const REASON_UNWATCHED: u32 = 1;
+const REASON_LOADER: u32 = 2;
+
+/// Bytes of one ring-buffer event (`struct backstop_event`).
+const EVENT_BYTES: usize = 64 + 256;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+struct ScopeCgroup {
+    id: u64,
+    level: u32,
+    pad: u32,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+struct BackstopConfig {
+    active: u32,
+    lockdown: u32,
+    scope_all: u32,
+    cgroups: u32,
+    cgroup: [ScopeCgroup; SCOPE_CGROUPS_MAX],
+}
+
+// SAFETY: plain `repr(C)` integers with no padding holes the program reads (pad is written).
+unsafe impl aya::Pod for BackstopConfig {}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+struct LoaderKey {
+    dev: u32,
+    pad: u32,
+    ino: u64,
+}
+
+// SAFETY: plain `repr(C)` integers; `pad` is always zero, so equal keys are equal bytes.
+unsafe impl aya::Pod for LoaderKey {}
+
+/// Why the backstop could not be loaded.
+#[derive(Debug)]
+pub struct BackstopError(pub String);
+
+impl std::fmt::Display for BackstopError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BackstopError {}
+
+fn err(what: &str, e: impl std::fmt::Display) -> BackstopError {
+    BackstopError(format!("{what}: {e}"))
+}
+
+/// The program's counters, summed over CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BackstopStats {
+    /// Execs the program looked at.
+    pub checked: u64,
+    /// Execs it killed (Lockdown, in scope).
+    pub denied: u64,
+    /// Execs it only reported.
+    pub reported: u64,
+    /// Reports lost to a full ring buffer (the kill happened regardless).
+    pub dropped: u64,
+}
+
+/// Who Lockdown applies to, as the program checks it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProgramScope {
+    /// Everyone (no `LockdownScope`).
+    pub all: bool,
+    /// Real uids in scope.
+    pub uids: Vec<u32>,
+    /// Real gids in scope.
+    pub gids: Vec<u32>,
+    /// cgroup v2 ids with their level (depth below the root), in scope with their descendants.
+    pub cgroups: Vec<(u64, u32)>,
+}
+
+struct Maps {
+    config: Array<MapData, BackstopConfig>,
+    marked_sbs: HashMap<MapData, u32, u32>,
+    marked_mounts: HashMap<MapData, i32, u32>,
+    loaders: HashMap<MapData, LoaderKey, u32>,
+    stats: PerCpuArray<MapData, u64>,
+    base: BackstopConfig,
+}
+
+/// The loaded backstop.
+pub struct Backstop {
+    maps: Mutex<Maps>,
+    events: Mutex<Option<RingBuf<MapData>>>,
+    lockdown: AtomicBool,
+    /// Holds the program and its link: dropping it detaches the program.
+    _ebpf: Ebpf,
+}
+
+impl std::fmt::Debug for Backstop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backstop")
+            .field("lockdown", &self.lockdown())
+            .finish_non_exhaustive()
+    }
+}
+
+fn take<T>(ebpf: &mut Ebpf, name: &str) -> Result<T, BackstopError>
+where
+    T: TryFrom<aya::maps::Map>,
+    T::Error: std::fmt::Display,
+{
+    let map = ebpf
+        .take_map(name)
+        .ok_or_else(|| BackstopError(format!("the object has no map `{name}`")))?;
+    T::try_from(map).map_err(|e| err(name, e))
+}
+
+/// The kernel's encoding of a device number (`MKDEV`: major << 20 | minor), as in `s_dev`.
+pub fn kernel_dev(major: u32, minor: u32) -> u32 {
+    (major << 20) | (minor & 0xf_ffff)
+}
+
+/// The kernel encoding of a `stat` device number.
+pub fn kernel_dev_of(st_dev: u64) -> u32 {
+    kernel_dev(libc::major(st_dev), libc::minor(st_dev))
+}
+
+impl Backstop {
+    /// Loads and attaches the program, inactive, with the mode and scope it enforces.
+    pub fn load(lockdown: bool, scope: &ProgramScope) -> Result<Backstop, BackstopError> {
+        let btf = Btf::from_sys_fs().map_err(|e| err("kernel BTF (/sys/kernel/btf/vmlinux)", e))?;
+        let mut ebpf = EbpfLoader::new()
+            .btf(Some(&btf))
+            .load(OBJECT)
+            .map_err(|e| err("loading the BPF object", e))?;
+        {
+            let program: &mut BtfTracePoint = ebpf
+                .program_mut("santad_exec")
+                .ok_or_else(|| BackstopError("the object has no program `santad_exec`".into()))?
+                .try_into()
+                .map_err(|e| err("program type", e))?;
+            program
+                .load("sched_process_exec", &btf)
+                .map_err(|e| err("the kernel refused the program", e))?;
+            program
+                .attach()
+                .map_err(|e| err("attaching to sched_process_exec", e))?;
+        }
+        let mut config: Array<MapData, BackstopConfig> = take(&mut ebpf, "config")?;
+        let mut uids: HashMap<MapData, u32, u32> = take(&mut ebpf, "scope_uids")?;
+        let mut gids: HashMap<MapData, u32, u32> = take(&mut ebpf, "scope_gids")?;
+        for &u in scope.uids.iter().take(SCOPE_IDS_MAX) {
+            uids.insert(u, 1, 0).map_err(|e| err("scope_uids", e))?;
+        }
+        for &g in scope.gids.iter().take(SCOPE_IDS_MAX) {
+            gids.insert(g, 1, 0).map_err(|e| err("scope_gids", e))?;
+        }
+        let mut base = BackstopConfig {
+            active: 0,
+            lockdown: u32::from(lockdown),
+            scope_all: u32::from(scope.all),
+            ..BackstopConfig::default()
+        };
+        for (slot, &(id, level)) in base.cgroup.iter_mut().zip(&scope.cgroups) {
+            *slot = ScopeCgroup { id, level, pad: 0 };
+            base.cgroups += 1;
+        }
+        config.set(0, base, 0).map_err(|e| err("config", e))?;
+        let maps = Maps {
+            config,
+            marked_sbs: take(&mut ebpf, "marked_sbs")?,
+            marked_mounts: take(&mut ebpf, "marked_mounts")?,
+            loaders: take(&mut ebpf, "loaders")?,
+            stats: take(&mut ebpf, "stats")?,
+            base,
+        };
+        let events: RingBuf<MapData> = take(&mut ebpf, "events")?;
+        Ok(Backstop {
+            maps: Mutex::new(maps),
+            events: Mutex::new(Some(events)),
+            lockdown: AtomicBool::new(lockdown),
+            _ebpf: ebpf,
+        })
+    }
+
+    fn maps(&self) -> std::sync::MutexGuard<'_, Maps> {
+        self.maps.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// From now on the program enforces (or reports). Call once fanotify's marks are placed
+    /// and the sets below are filled.
+    pub fn activate(&self) -> Result<(), BackstopError> {
+        let mut m = self.maps();
+        let cfg = BackstopConfig {
+            active: 1,
+            ..m.base
+        };
+        m.config.set(0, cfg, 0).map_err(|e| err("config", e))
+    }
+
+    /// Makes the set of marked superblocks (kernel device numbers) exactly `devs`. New ones are
+    /// added before old ones go, so a superblock in both never looks unmarked.
+    pub fn set_superblocks(&self, devs: &[u32]) -> Result<(), BackstopError> {
+        let mut m = self.maps();
+        for &d in devs.iter().take(SUPERBLOCKS_MAX) {
+            m.marked_sbs
+                .insert(d, 1, 0)
+                .map_err(|e| err("marked_sbs", e))?;
+        }
+        let stale: Vec<u32> = m
+            .marked_sbs
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|d| !devs.contains(d))
+            .collect();
+        for d in stale {
+            let _ = m.marked_sbs.remove(&d);
+        }
+        Ok(())
+    }
+
+    /// Adds mounts (ids) santad holds a mount mark on (`WatchPaths`).
+    pub fn add_mounts(&self, ids: &[i32]) -> Result<(), BackstopError> {
+        let mut m = self.maps();
+        for &id in ids.iter().take(MOUNTS_MAX) {
+            m.marked_mounts
+                .insert(id, 1, 0)
+                .map_err(|e| err("marked_mounts", e))?;
+        }
+        Ok(())
+    }
+
+    /// Makes the set of dynamic-loader inodes (kernel device, inode) exactly `loaders`.
+    pub fn set_loaders(&self, loaders: &[(u32, u64)]) -> Result<(), BackstopError> {
+        let mut m = self.maps();
+        let keys: Vec<LoaderKey> = loaders
+            .iter()
+            .take(LOADERS_MAX)
+            .map(|&(dev, ino)| LoaderKey { dev, pad: 0, ino })
+            .collect();
+        for k in &keys {
+            m.loaders.insert(k, 1, 0).map_err(|e| err("loaders", e))?;
+        }
+        let stale: Vec<LoaderKey> = m
+            .loaders
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !keys.contains(k))
+            .collect();
+        for k in stale {
+            let _ = m.loaders.remove(&k);
+        }
+        Ok(())
+    }
+
+    /// The program's counters.
+    pub fn stats(&self) -> BackstopStats {
+        let m = self.maps();
+        let get = |i: u32| {
+            m.stats
+                .get(&i, 0)
+                .map(|v| v.iter().copied().fold(0u64, u64::wrapping_add))
+                .unwrap_or(0)
+        };
+        BackstopStats {
+            checked: get(0),
+            denied: get(1),
+            reported: get(2),
+            dropped: get(3),
+        }
+    }
+
+    /// Whether it enforces Lockdown (else it only reports).
+    pub fn lockdown(&self) -> bool {
+        self.lockdown.load(Ordering::Relaxed)
+    }
+
+    /// The client mode changed (a reload): Lockdown enforces, Monitor reports.
+    pub fn set_lockdown(&self, lockdown: bool) -> Result<(), BackstopError> {
+        let mut m = self.maps();
+        m.base.lockdown = u32::from(lockdown);
+        let active = m.config.get(&0, 0).map(|c| c.active).unwrap_or(0);
+        let cfg = BackstopConfig { active, ..m.base };
+        m.config.set(0, cfg, 0).map_err(|e| err("config", e))?;
+        self.lockdown.store(lockdown, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Starts the thread that turns the program's reports into log lines; it ends when `stop`
+    /// is set (within half a second). Call once.
+    pub fn spawn_reporter(
+        self: &Arc<Self>,
+        log: Arc<EventLog>,
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let ring = self
+            .events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        std::thread::Builder::new()
+            .name("santad-backstop".into())
+            .spawn(move || {
+                let Some(mut ring) = ring else { return };
+                let mut names = NameCache::new();
+                while !stop.load(Ordering::Acquire) {
+                    let mut pfd = libc::pollfd {
+                        fd: ring.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd, its count, a timeout.
+                    let _ = unsafe { libc::poll(&mut pfd, 1, 500) };
+                    while let Some(item) = ring.next() {
+                        if let Some(report) = Report::parse(&item) {
+                            report.log(&log, &mut names);
+                        }
+                    }
+                }
+            })
+    }
+}
+
+/// One report of the program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Why the exec came to the program.
+    pub reason: ReportReason,
+    /// Killed (else allowed and reported).
+    pub denied: bool,
+    /// Process id.
+    pub pid: i32,
+    /// Parent process id.
+    pub ppid: i32,
+    /// Real user id.
+    pub uid: u32,
+    /// Real group id.
+    pub gid: u32,
+    /// The file's superblock (kernel device number) and inode.
+    pub dev: u32,
+    /// Inode number.
+    pub ino: u64,
+    /// The path execve was given (as the kernel copied it).
+    pub filename: Vec<u8>,
+}
+
+/// Why the backstop saw an exec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportReason {
+    /// Its file is on no superblock or mount santad watches.
+    Unwatched,
+    /// A direct run of the dynamic loader.
+    Loader,
+}
+
+impl ReportReason {
+    /// The words after `explain=backstop: `.
+    pub fn explain(self) -> &'static str {
+        match self {
+            ReportReason::Unwatched => {
+                "file on a filesystem santad does not watch (memfd, user-namespace or unmarked mount)"
+            }
+            ReportReason::Loader => "direct execution of the dynamic loader",
+        }
+    }
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_ne_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+impl Report {
+    /// Decodes one ring-buffer record; `None` if it is not one of ours.
+    pub fn parse(b: &[u8]) -> Option<Report> {
+        if b.len() < EVENT_BYTES {
+            return None;
+        }
+        let reason = match u32_at(b, 0)? {
+            REASON_UNWATCHED => ReportReason::Unwatched,
+            REASON_LOADER => ReportReason::Loader,
+            _ => return None,
+        };
+        let name = &b[64..EVENT_BYTES];
+        let end = name.iter().position(|&c| c == 0).unwrap_or(name.len());
+        Some(Report {
+            reason,
+            denied: u32_at(b, 4)? != 0,
+            pid: u32_at(b, 8)? as i32,
+            ppid: u32_at(b, 12)? as i32,
+            uid: u32_at(b, 16)?,
+            gid: u32_at(b, 20)?,
+            dev: u32_at(b, 24)?,
+            ino: u64_at(b, 32)?,
+            filename: name[..end].to_vec(),
+        })
+    }
+
+    /// Writes its `EXEC` line.
+    pub fn log(&self, log: &EventLog, names: &mut NameCache) {
+        let Some(mut rec) = log.acquire() else { return };
+        rec.action = eventlog::Action::Exec;
+        rec.time = SystemTime::now();
+        rec.decision = if self.denied {
+            eventlog::Decision::Deny
+        } else {
+            eventlog::Decision::Allow
+        };
+        rec.reason = eventlog::Reason::Unknown;
+        rec.mode = if self.denied {
+            crate::config::ClientMode::Lockdown
+        } else {
+            crate::config::ClientMode::Monitor
+        };
+        rec.explain.set(b"backstop: ");
+        rec.explain.push(self.reason.explain().as_bytes());
+        if self.denied {
+            rec.explain.push(b"; process killed at exec");
+        }
+        rec.pid = self.pid;
+        rec.ppid = self.ppid;
+        rec.uid = self.uid;
+        rec.gid = self.gid;
+        names.user_into(self.uid, &mut rec.user);
+        names.group_into(self.gid, &mut rec.group);
+        rec.path.set(&self.filename);
+        if !self.denied {
+            let _ = crate::procinfo::read_cmdline_into(self.pid, &mut rec.args);
+        }
+        rec.commit();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(reason: u32, denied: u32, name: &[u8]) -> Vec<u8> {
+        let mut b = vec![0u8; EVENT_BYTES];
+        b[0..4].copy_from_slice(&reason.to_ne_bytes());
+        b[4..8].copy_from_slice(&denied.to_ne_bytes());
+        b[8..12].copy_from_slice(&42u32.to_ne_bytes());
+        b[16..20].copy_from_slice(&1000u32.to_ne_bytes());
+        b[32..40].copy_from_slice(&7u64.to_ne_bytes());
+        b[64..64 + name.len()].copy_from_slice(name);
+        b
+    }
+
+    #[test]
+    fn reports_decode_and_foreign_or_short_records_are_refused() {
+        let r = Report::parse(&event(2, 1, b"/lib64/ld-linux-x86-64.so.2")).expect("ours");
+        assert_eq!(r.reason, ReportReason::Loader);
+        assert!(r.denied);
+        assert_eq!((r.pid, r.uid, r.ino), (42, 1000, 7));
+        assert_eq!(r.filename, b"/lib64/ld-linux-x86-64.so.2");
+        assert_eq!(Report::parse(&event(9, 0, b"x")), None, "unknown reason");
+        assert_eq!(Report::parse(&event(1, 0, b"x")[..100]), None, "short");
+        let full = vec![b'a'; 256];
+        let r = Report::parse(&event(1, 0, &full)).expect("unterminated name");
+        assert_eq!(r.filename.len(), 256);
+    }
+
+    #[test]
+    fn kernel_device_numbers_match_the_kernels_encoding() {
+        assert_eq!(kernel_dev(254, 1), (254 << 20) | 1);
+        assert_eq!(kernel_dev_of(libc::makedev(8, 17)), (8 << 20) | 17);
+    }
+}

@@ -1,18 +1,24 @@
 // SPDX-License-Identifier: GPL-2.0
 //
-// santad's exec backstop: a BPF LSM program on `bprm_check_security`, the check every execve and
-// execveat makes (once per binary format round: a script, then its interpreter) after the file
-// is open and before the point of no return.
+// santad's exec backstop: a program on the BTF tracepoint sched_process_exec, which every
+// successful execve and execveat passes after its point of no return and before the new image
+// runs a single instruction in user space.
 //
 // fanotify holds and answers execs of files on the superblocks (and mounts) santad marked. This
 // program covers what fanotify cannot see:
-// - a file on a superblock no santad mark covers: a user-namespace mount, a memfd or another
+// - a binary on a superblock no santad mark covers: a user-namespace mount, a memfd or another
 //   kernel-internal mount, a mount santad has not marked yet;
 // - a direct execution of the dynamic loader (`ld.so ./tool`), which would map `./tool` with no
-//   exec check at all. The loader the kernel loads for an ELF interpreter does not pass here
-//   (binfmt_elf opens it with no bprm check), so denying it here denies only direct runs.
-// In Lockdown, for a process in santad's enforcement scope, it denies (-EPERM); otherwise it
-// reports. Each case is sent to santad on a ring buffer, with its own reason.
+//   exec check at all. The loader the kernel loads for an ELF's PT_INTERP is not the exec's
+//   binary (bprm->file is the ELF), so only direct runs match.
+// In Lockdown, for a process in santad's enforcement scope, it kills the process (SIGKILL, taken
+// before the process returns to user space: the program never runs); otherwise it reports. Each
+// case is sent to santad on a ring buffer, with its own reason.
+//
+// Why not an LSM program on bprm_check_security, which could return -EPERM: kernels that refuse
+// trampoline-attached programs (these machines refuse every BPF_PROG_TYPE_LSM and fentry load
+// with EPERM, and have no kprobes) cannot run one; BTF tracepoints load wherever BPF with BTF
+// does. src/backstop.rs says what this costs in coverage.
 //
 // Kernel types are declared here with only the fields used, marked preserve_access_index: clang
 // emits CO-RE relocations and the loader resolves each field's offset against the running

@@ -12,11 +12,15 @@
 //! never runs. Everywhere else it only reports. Either way santad logs an `EXEC` line with the
 //! reason (`explain=backstop: ...`).
 //!
-//! Why a tracepoint and not `lsm/bprm_check_security` (which could return `-EPERM`): kernels
-//! that refuse trampoline-attached programs (this project's build machines: any `BPF_PROG_TYPE_LSM`
-//! or `fentry` load fails with `EPERM`, while BTF tracepoints load) could not run an LSM backstop
-//! at all; the tracepoint runs wherever BPF with BTF does, and a kill before the first
-//! instruction denies the same executions.
+//! Why a tracepoint and not a BPF LSM program on `bprm_check_security` (which could return
+//! `-EPERM` instead of killing): kernels that refuse trampoline-attached programs could not run
+//! an LSM backstop at all. This project's build machines refuse every `BPF_PROG_TYPE_LSM` and
+//! `fentry` load with `EPERM` (a two-instruction program too) and have no kprobes; BTF
+//! tracepoints load wherever BPF with BTF does, and a kill before the first instruction denies
+//! the same executions. What it cannot see: the tracepoint has the exec's last binary, so a
+//! script on an unwatched filesystem whose `#!` names an allowed interpreter runs — as the same
+//! interpreter given the script as an argument would (`sh /dev/fd/3`), which no exec check
+//! stops either.
 //!
 //! Toolchain: the program is C built by clang (`build.rs`) with CO-RE relocations; aya loads it in
 //! pure Rust (no libbpf or libelf to build or link), resolving each field offset against the
@@ -36,8 +40,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
-/// The object `build.rs` compiled.
-static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/exec_backstop.bpf.o"));
+/// The object `build.rs` compiled, aligned (the ELF parser reads its headers in place).
+static OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/exec_backstop.bpf.o"));
 
 /// As `SCOPE_CGROUPS_MAX` in the C program.
 pub const SCOPE_CGROUPS_MAX: usize = 8;

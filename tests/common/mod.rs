@@ -46,6 +46,23 @@ pub fn start(mode: &str, extra: &str) -> Santad {
 
 /// Like [`start`], with a chance to prepare the state directory (e.g. a rules database) first.
 pub fn start_with(mode: &str, extra: &str, prepare: impl FnOnce(&Path)) -> Santad {
+    start_inner(mode, extra, prepare, true)
+}
+
+/// santad with its default coverage: every filesystem of the host marked, the backstop loaded.
+/// Safety: `extra` must scope Lockdown (`LockdownScope`) to a user only the test's own
+/// processes run as; every other exec of the host is answered as in Monitor (allowed unless a
+/// block rule, which only the test's own files have), and santad is killed by its pid when the
+/// harness drops.
+pub fn start_covering(mode: &str, extra: &str) -> Santad {
+    assert!(
+        mode != "LOCKDOWN" || extra.contains("LockdownScope"),
+        "a whole-host Lockdown test must scope Lockdown to its own user"
+    );
+    start_inner(mode, extra, |_| {}, false)
+}
+
+fn start_inner(mode: &str, extra: &str, prepare: impl FnOnce(&Path), watch_paths: bool) -> Santad {
     require_root();
     let mount = PrivateMount::tmpfs(TmpfsOptions {
         size_bytes: 512 << 20,
@@ -58,10 +75,14 @@ pub fn start_with(mode: &str, extra: &str, prepare: impl FnOnce(&Path)) -> Santa
     let socket_path = state.path().join("santad.sock");
     let config_path = state.path().join("santad.toml");
     prepare(state.path());
+    let watch = if watch_paths {
+        format!("WatchPaths = [\"{}\"]\n", mount.path().display())
+    } else {
+        String::new()
+    };
     let config = format!(
-        "ClientMode = \"{mode}\"\nWatchPaths = [\"{}\"]\nEventLogType = \"file\"\nEventLogPath = \"{}\"\n\
+        "ClientMode = \"{mode}\"\n{watch}EventLogType = \"file\"\nEventLogPath = \"{}\"\n\
          RulesDbPath = \"{}\"\nControlSocketPath = \"{}\"\nWorkerCount = 2\n{extra}\n",
-        mount.path().display(),
         log_path.display(),
         db_path.display(),
         socket_path.display()

@@ -1,0 +1,546 @@
+//! The Lockdown bypass suite: santad with its default coverage (every filesystem of the host,
+//! the backstop loaded), Lockdown scoped to a user only these tests' processes run as, and each
+//! way around an exec check tried by that unprivileged user: another filesystem, a mount made
+//! after start, a bind mount, a memfd, a tmpfs in the user's own user namespace, a direct run of the dynamic loader, a rewrite through a shared mapping after an
+//! allow. Each must be denied and logged.
+//!
+//! Safety: Lockdown applies to [`SCOPED`] alone (`LockdownScope`), a uid no host process uses;
+//! every other exec of the host gets Monitor's answer (allowed; block rules exist only for these
+//! tests' own files). Each test makes its own mounts (a private tmpfs, a bind mount, a user
+//! namespace's tmpfs that dies with its process) and guards remove them, also on failure; the
+//! santad each test starts is killed by its pid when the harness drops.
+#![cfg(target_os = "linux")]
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+#[path = "common/attacker.rs"]
+mod attacker;
+mod common;
+
+use attacker::User;
+use common::{field, santactl_path, start_covering};
+use santa_rules::{RuleState, RuleType};
+use santad::mount::{PrivateMount, TmpfsOptions};
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// The user Lockdown is scoped to: no passwd entry, no host process.
+const SCOPED: User = User {
+    uid: 64_711,
+    gid: 64_711,
+};
+
+const SCOPE: &str = "LockdownScope = { Users = [64711] }";
+
+fn santad() -> common::Santad {
+    start_covering("LOCKDOWN", SCOPE)
+}
+
+/// What a forked child's attempt came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    /// The exec succeeded and the program exited with this code.
+    Ran(i32),
+    /// Killed by this signal (the backstop's deny is SIGKILL).
+    Killed(i32),
+    /// Step `step` of the child failed with `errno` (the last step is the exec itself).
+    Failed { step: u32, errno: i32 },
+}
+
+impl Attempt {
+    fn denied(self, exec_step: u32) -> bool {
+        matches!(self, Attempt::Killed(libc::SIGKILL))
+            || self
+                == Attempt::Failed {
+                    step: exec_step,
+                    errno: libc::EPERM,
+                }
+    }
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// Forks; the child closes every fd but stdio and its report pipe, runs `body` (which ends in
+/// an exec), and reports the failing step and errno if it returns. Runs with the calling
+/// thread's credentials.
+fn fork_attempt(body: impl FnOnce() -> (u32, i32)) -> (Attempt, i32) {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: pipe2 writes two fds into our array.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: fresh fds owned by nobody else.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: the child runs `body` (raw syscalls on data prepared before the fork) and _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let wfd = w.as_raw_fd() as libc::c_uint;
+        // SAFETY: closing fd ranges of this (single-threaded) child; prctl with plain integers.
+        unsafe {
+            // A thread of the test changed its credentials, which made the process (and this
+            // fork) not dumpable: /proc/self would be root's. The attacker owns its process.
+            libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
+            if wfd > 3 {
+                libc::syscall(libc::SYS_close_range, 3, wfd - 1, 0);
+            }
+            libc::syscall(libc::SYS_close_range, wfd + 1, libc::c_uint::MAX, 0);
+        }
+        let (step, e) = body();
+        let mut msg = [0u8; 8];
+        msg[..4].copy_from_slice(&step.to_ne_bytes());
+        msg[4..].copy_from_slice(&e.to_ne_bytes());
+        // SAFETY: writing our report to our pipe, then leaving without running destructors.
+        unsafe {
+            libc::write(w.as_raw_fd(), msg.as_ptr().cast(), 8);
+            libc::_exit(127);
+        }
+    }
+    drop(w);
+    let mut file = std::fs::File::from(r);
+    let mut msg = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut msg).unwrap();
+    let mut status = 0;
+    // SAFETY: reaping our own child.
+    while unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
+        assert_eq!(errno(), libc::EINTR);
+    }
+    let attempt = if msg.len() == 8 {
+        Attempt::Failed {
+            step: u32::from_ne_bytes(msg[..4].try_into().unwrap()),
+            errno: i32::from_ne_bytes(msg[4..].try_into().unwrap()),
+        }
+    } else if libc::WIFEXITED(status) {
+        Attempt::Ran(libc::WEXITSTATUS(status))
+    } else {
+        Attempt::Killed(libc::WTERMSIG(status))
+    };
+    (attempt, pid)
+}
+
+fn cstr(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).unwrap()
+}
+
+/// `execve(prog, [prog, args...], [])`: returns only on failure, with step `step`.
+fn execve(prog: &CString, args: &[CString], step: u32) -> (u32, i32) {
+    let mut argv: Vec<*const libc::c_char> = vec![prog.as_ptr()];
+    argv.extend(args.iter().map(|a| a.as_ptr()));
+    argv.push(std::ptr::null());
+    let envp = [std::ptr::null::<libc::c_char>()];
+    // SAFETY: null-terminated arrays of valid C strings, alive for the call.
+    unsafe { libc::execve(prog.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    (step, errno())
+}
+
+/// Writes `bytes` to a new executable file at `path` with raw syscalls (steps `step`, `step+1`).
+fn write_file(path: &CString, bytes: &[u8], step: u32) -> Result<(), (u32, i32)> {
+    // SAFETY: a valid C path; the fd is ours and closed below.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC | libc::O_CLOEXEC,
+            0o755,
+        )
+    };
+    if fd < 0 {
+        return Err((step, errno()));
+    }
+    // SAFETY: `bytes` is valid for its length; fd is open.
+    let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    // SAFETY: closing our fd.
+    unsafe { libc::close(fd) };
+    if n != bytes.len() as isize {
+        return Err((step + 1, errno()));
+    }
+    Ok(())
+}
+
+/// Waits for the log line of `pid`'s exec with this decision; returns it.
+fn logged(s: &common::Santad, pid: i32, decision: &str) -> String {
+    let pid = pid.to_string();
+    s.wait_log(1, |l| {
+        field(l, "pid") == Some(pid.as_str()) && field(l, "decision") == Some(decision)
+    })
+    .remove(0)
+}
+
+fn user_files(s: &common::Santad, name: &str) -> PathBuf {
+    attacker::user_dir(s.mount.path(), name, SCOPED)
+}
+
+fn allow(s: &mut common::Santad, path: &Path) {
+    s.add_rule(
+        RuleType::Binary,
+        &common::sha256_hex(path),
+        RuleState::Allow,
+    );
+    s.reload();
+}
+
+/// A bind mount, removed (lazily) when dropped.
+struct BindMount {
+    target: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl BindMount {
+    fn new(source: &Path) -> BindMount {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("bind");
+        std::fs::create_dir(&target).unwrap();
+        let (src, dst) = (cstr(source), cstr(&target));
+        // SAFETY: valid C paths; a bind mount of our own test directory onto our temp dir.
+        let rc = unsafe {
+            libc::mount(
+                src.as_ptr(),
+                dst.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(rc, 0, "bind mount: {}", std::io::Error::last_os_error());
+        BindMount { target, _dir: dir }
+    }
+}
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        let t = cstr(&self.target);
+        // SAFETY: unmounting the bind mount we made.
+        unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+#[test]
+fn an_unknown_binary_on_a_filesystem_santad_found_itself_is_denied_and_logged() {
+    let s = santad();
+    let dir = user_files(&s, "u");
+    let exe = attacker::as_user(SCOPED, || attacker::exe(&dir, "tool", "found-fs"));
+    let (outcome, pid) = attacker::as_user(SCOPED, || attacker::exec(&exe));
+    assert!(outcome.is_eperm(), "{outcome:?}");
+    let line = logged(&s, pid, "DENY");
+    assert_eq!(field(&line, "reason"), Some("UNKNOWN"), "{line}");
+    assert_eq!(field(&line, "mode"), Some("L"), "{line}");
+    assert_eq!(field(&line, "path"), Some(exe.to_str().unwrap()), "{line}");
+}
+
+#[test]
+fn a_mount_made_after_start_is_marked_and_its_unknown_binary_denied() {
+    let mut s = santad();
+    let later = PrivateMount::tmpfs(TmpfsOptions {
+        size_bytes: 16 << 20,
+        exec: true,
+    })
+    .unwrap();
+    s.wait_stderr(&format!("coverage: watching {}", later.path().display()));
+    let dir = attacker::user_dir(later.path(), "u", SCOPED);
+    let exe = attacker::as_user(SCOPED, || attacker::exe(&dir, "late", "late-mount"));
+    let (outcome, pid) = attacker::as_user(SCOPED, || attacker::exec(&exe));
+    assert!(outcome.is_eperm(), "{outcome:?}");
+    let line = logged(&s, pid, "DENY");
+    assert_eq!(field(&line, "path"), Some(exe.to_str().unwrap()), "{line}");
+    drop(s);
+    later.close().unwrap();
+}
+
+#[test]
+fn a_bind_mount_of_a_watched_directory_is_the_same_filesystem_and_denied() {
+    let s = santad();
+    let dir = user_files(&s, "u");
+    let exe = attacker::as_user(SCOPED, || attacker::exe(&dir, "tool", "bind"));
+    let bind = BindMount::new(&dir);
+    let through = bind.target.join("tool");
+    let (outcome, pid) = attacker::as_user(SCOPED, || attacker::exec(&through));
+    assert!(outcome.is_eperm(), "{outcome:?}");
+    logged(&s, pid, "DENY");
+}
+
+#[test]
+fn a_memfd_exec_is_killed_by_the_backstop_and_logged() {
+    let s = santad();
+    let bytes = attacker::elf_bytes("memfd");
+    let name = CString::new("payload").unwrap();
+    let empty = CString::new("").unwrap();
+    let prog = CString::new("payload").unwrap();
+    let (attempt, pid) = attacker::as_user(SCOPED, || {
+        fork_attempt(|| {
+            // SAFETY: raw syscalls on data prepared before the fork.
+            unsafe {
+                let fd = libc::memfd_create(name.as_ptr(), 0);
+                if fd < 0 {
+                    return (1, errno());
+                }
+                if libc::write(fd, bytes.as_ptr().cast(), bytes.len()) != bytes.len() as isize {
+                    return (2, errno());
+                }
+                let argv = [prog.as_ptr(), std::ptr::null()];
+                let envp = [std::ptr::null::<libc::c_char>()];
+                libc::syscall(
+                    libc::SYS_execveat,
+                    fd,
+                    empty.as_ptr(),
+                    argv.as_ptr(),
+                    envp.as_ptr(),
+                    libc::AT_EMPTY_PATH,
+                );
+                (3, errno())
+            }
+        })
+    });
+    assert_eq!(
+        attempt,
+        Attempt::Killed(libc::SIGKILL),
+        "the memfd program ran"
+    );
+    let line = logged(&s, pid, "DENY");
+    assert!(
+        field(&line, "explain").is_some_and(|e| e.starts_with("backstop: file on a filesystem")),
+        "{line}"
+    );
+    assert_eq!(field(&line, "uid"), Some("64711"), "{line}");
+}
+
+#[test]
+fn a_tmpfs_in_the_users_own_user_namespace_is_killed_by_the_backstop() {
+    if santad::coverage::unprivileged_userns() != "allowed" {
+        eprintln!("unprivileged user namespaces are disabled here: nothing to bypass with");
+        return;
+    }
+    let s = santad();
+    let dir = user_files(&s, "u");
+    let mnt = dir.join("mnt");
+    attacker::as_user(SCOPED, || std::fs::create_dir(&mnt).unwrap());
+    let mnt_c = cstr(&mnt);
+    let exe_c = cstr(&mnt.join("tool"));
+    let bytes = attacker::elf_bytes("userns");
+    let tmpfs = CString::new("tmpfs").unwrap();
+    let maps = format!("0 {} 1", SCOPED.uid);
+    let (attempt, pid) = attacker::as_user(SCOPED, || {
+        fork_attempt(|| {
+            // SAFETY: raw syscalls in the single-threaded child on data prepared before it.
+            unsafe {
+                if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0 {
+                    return (1, errno());
+                }
+                for (file, text, step) in [
+                    ("/proc/self/setgroups\0", "deny", 2),
+                    ("/proc/self/uid_map\0", maps.as_str(), 3),
+                    ("/proc/self/gid_map\0", maps.as_str(), 4),
+                ] {
+                    let fd = libc::open(file.as_ptr().cast(), libc::O_WRONLY | libc::O_CLOEXEC);
+                    if fd < 0 || libc::write(fd, text.as_ptr().cast(), text.len()) < 0 {
+                        return (step, errno());
+                    }
+                    libc::close(fd);
+                }
+                if libc::mount(
+                    tmpfs.as_ptr(),
+                    mnt_c.as_ptr(),
+                    tmpfs.as_ptr(),
+                    0,
+                    std::ptr::null(),
+                ) != 0
+                {
+                    return (5, errno());
+                }
+                if let Err(e) = write_file(&exe_c, &bytes, 6) {
+                    return e;
+                }
+                execve(&exe_c, &[], 8)
+            }
+        })
+    });
+    assert_eq!(
+        attempt,
+        Attempt::Killed(libc::SIGKILL),
+        "the userns binary ran"
+    );
+    let line = logged(&s, pid, "DENY");
+    assert!(
+        field(&line, "explain").is_some_and(|e| e.starts_with("backstop: file on a filesystem")),
+        "{line}"
+    );
+    // The namespace and its tmpfs died with the child: the directory is empty on the host.
+    assert_eq!(std::fs::read_dir(&mnt).unwrap().count(), 0);
+}
+
+#[test]
+fn a_direct_run_of_the_dynamic_loader_is_killed_even_for_an_allowed_program() {
+    let mut s = santad();
+    let dir = user_files(&s, "u");
+    let exe = attacker::as_user(SCOPED, || attacker::exe(&dir, "tool", "loader"));
+    allow(&mut s, &exe);
+    let (outcome, _) = attacker::as_user(SCOPED, || attacker::exec(&exe));
+    assert_eq!(
+        outcome,
+        attacker::Outcome::Ran(0),
+        "the allowed program runs itself"
+    );
+    // And an unknown one through the loader: ld.so maps it with no exec check of its own.
+    let unknown = attacker::as_user(SCOPED, || attacker::exe(&dir, "unknown", "loader-2"));
+    let loader = santad::coverage::elf_interpreter(Path::new("/bin/sh")).unwrap();
+    for target in [&exe, &unknown] {
+        let (loader_c, arg) = (cstr(&loader), cstr(target));
+        let (attempt, pid) =
+            attacker::as_user(SCOPED, || fork_attempt(|| execve(&loader_c, &[arg], 1)));
+        assert_eq!(attempt, Attempt::Killed(libc::SIGKILL), "{target:?} ran");
+        let line = logged(&s, pid, "DENY");
+        assert!(
+            field(&line, "explain")
+                .is_some_and(|e| e.starts_with("backstop: direct execution of the dynamic loader")),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn a_rewrite_through_a_shared_mapping_after_an_allow_is_denied_at_the_next_exec() {
+    let mut s = santad();
+    let dir = user_files(&s, "u");
+    let exe = attacker::as_user(SCOPED, || attacker::exe(&dir, "tool", "mmap"));
+    allow(&mut s, &exe);
+    let (outcome, pid) = attacker::as_user(SCOPED, || attacker::exec(&exe));
+    assert_eq!(outcome, attacker::Outcome::Ran(0));
+    logged(&s, pid, "ALLOW");
+    // Past the ELF's loaded segments (its trailing salt): the program still runs if it runs.
+    let len = std::fs::metadata(&exe).unwrap().len() as usize;
+    attacker::as_user(SCOPED, || attacker::mmap_rewrite(&exe, len - 4, b"XXXX"));
+    let (outcome, pid) = attacker::as_user(SCOPED, || attacker::exec(&exe));
+    assert!(outcome.is_eperm(), "{outcome:?}");
+    logged(&s, pid, "DENY");
+}
+
+#[test]
+fn an_allowed_dynamic_binary_runs_with_no_rule_for_its_loader_and_logs_one_line() {
+    let mut s = santad();
+    let dir = user_files(&s, "u");
+    let exe = attacker::as_user(SCOPED, || attacker::exe(&dir, "dyn", "one-line"));
+    assert!(
+        santad::coverage::elf_interpreter(&exe).is_some(),
+        "the test binary must be dynamically linked"
+    );
+    allow(&mut s, &exe);
+    for _ in 0..3 {
+        let (outcome, pid) = attacker::as_user(SCOPED, || attacker::exec(&exe));
+        assert_eq!(outcome, attacker::Outcome::Ran(0), "its loader has no rule");
+        logged(&s, pid, "ALLOW");
+        common::settle();
+        let pid = pid.to_string();
+        let lines: Vec<String> = s
+            .log_lines()
+            .into_iter()
+            .filter(|l| field(l, "pid") == Some(pid.as_str()))
+            .collect();
+        assert_eq!(lines.len(), 1, "one exec, one EXEC line: {lines:#?}");
+    }
+    let loader_lines: Vec<String> = s
+        .log_lines()
+        .into_iter()
+        .filter(|l| field(l, "path").is_some_and(|p| p.contains("/ld-")))
+        .collect();
+    assert!(loader_lines.is_empty(), "{loader_lines:#?}");
+}
+
+#[test]
+fn outside_the_scope_an_unknown_binary_and_a_memfd_run_and_are_logged_as_monitor() {
+    let s = santad();
+    let exe = s.binary("roots", "outside-scope");
+    let (outcome, pid) = attacker::exec(&exe);
+    assert_eq!(outcome, attacker::Outcome::Ran(0));
+    let line = logged(&s, pid, "ALLOW");
+    assert_eq!(field(&line, "mode"), Some("M"), "{line}");
+    assert_eq!(
+        field(&line, "explain"),
+        Some("outside LockdownScope"),
+        "{line}"
+    );
+    // The same file for the scoped user: denied.
+    let (outcome, _) = attacker::as_user(SCOPED, || attacker::exec(&exe));
+    assert!(outcome.is_eperm(), "{outcome:?}");
+    // A memfd exec by root (out of scope) is reported, not killed.
+    let bytes = attacker::elf_bytes("memfd-root");
+    let name = CString::new("root-payload").unwrap();
+    let (attempt, pid) = fork_attempt(|| {
+        // SAFETY: raw syscalls on data prepared before the fork.
+        unsafe {
+            let fd = libc::memfd_create(name.as_ptr(), 0);
+            if fd < 0 || libc::write(fd, bytes.as_ptr().cast(), bytes.len()) < 0 {
+                return (1, errno());
+            }
+            let path = CString::new(format!("/proc/self/fd/{fd}")).unwrap();
+            execve(&path, &[], 2)
+        }
+    });
+    assert_eq!(attempt, Attempt::Ran(0));
+    let line = logged(&s, pid, "ALLOW");
+    assert!(
+        field(&line, "explain").is_some_and(|e| e.starts_with("backstop:")),
+        "{line}"
+    );
+}
+
+#[test]
+fn status_shows_coverage_the_backstop_and_its_denials() {
+    let s = santad();
+    let bytes = attacker::elf_bytes("status");
+    let name = CString::new("p").unwrap();
+    let (attempt, _) = attacker::as_user(SCOPED, || {
+        fork_attempt(|| {
+            // SAFETY: raw syscalls on data prepared before the fork.
+            unsafe {
+                let fd = libc::memfd_create(name.as_ptr(), 0);
+                if fd < 0 || libc::write(fd, bytes.as_ptr().cast(), bytes.len()) < 0 {
+                    return (1, errno());
+                }
+                let path = CString::new(format!("/proc/self/fd/{fd}")).unwrap();
+                execve(&path, &[], 2)
+            }
+        })
+    });
+    assert_eq!(attempt, Attempt::Killed(libc::SIGKILL));
+    let out = std::process::Command::new(santactl_path())
+        .arg("--socket")
+        .arg(&s.socket_path)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = &st["coverage"];
+    assert_eq!(c["mode"], "every filesystem", "{c}");
+    let watched = c["watched"].as_array().unwrap();
+    assert!(watched.iter().any(|f| f["mount_point"] == "/"), "{c}");
+    let mount = s.mount.path().display().to_string();
+    assert!(
+        watched.iter().any(|f| f["mount_point"] == mount.as_str()),
+        "{c}"
+    );
+    let skipped = c["skipped"].as_array().unwrap();
+    let proc_fs = skipped
+        .iter()
+        .find(|f| f["fs_type"] == "proc")
+        .expect("proc skipped");
+    assert!(
+        proc_fs["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{c}"
+    );
+    assert_eq!(c["backstop"]["state"], "active", "{c}");
+    assert!(c["backstop"]["denied"].as_u64().unwrap() >= 1, "{c}");
+    assert!(!c["loaders"].as_array().unwrap().is_empty(), "{c}");
+    assert_eq!(c["lockdown_scope"], "users [64711]", "{c}");
+    let text = String::from_utf8(
+        std::process::Command::new(santactl_path())
+            .arg("--socket")
+            .arg(&s.socket_path)
+            .arg("status")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(text.contains(">>> Exec Backstop"), "{text}");
+    assert!(text.contains(">>> Coverage"), "{text}");
+}

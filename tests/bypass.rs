@@ -48,17 +48,6 @@ enum Attempt {
     Failed { step: u32, errno: i32 },
 }
 
-impl Attempt {
-    fn denied(self, exec_step: u32) -> bool {
-        matches!(self, Attempt::Killed(libc::SIGKILL))
-            || self
-                == Attempt::Failed {
-                    step: exec_step,
-                    errno: libc::EPERM,
-                }
-    }
-}
-
 fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
@@ -253,6 +242,12 @@ fn a_bind_mount_of_a_watched_directory_is_the_same_filesystem_and_denied() {
     let exe = attacker::as_user(SCOPED, || attacker::exe(&dir, "tool", "bind"));
     let bind = BindMount::new(&dir);
     let through = bind.target.join("tool");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(&through).unwrap().ino(),
+        std::fs::metadata(&exe).unwrap().ino(),
+        "the bind mount shows the same file"
+    );
     let (outcome, pid) = attacker::as_user(SCOPED, || attacker::exec(&through));
     assert!(outcome.is_eperm(), "{outcome:?}");
     logged(&s, pid, "DENY");

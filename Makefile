@@ -3,7 +3,7 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: deps build run demo test check bench perf perf-quick flamegraph fuzz-smoke fmt clean
+.PHONY: deps build run demo test check bench perf perf-backstop perf-quick flamegraph fuzz-smoke fmt clean
 
 # The one system package the build needs: clang, for santad's BPF exec backstop (build.rs).
 deps:
@@ -46,9 +46,15 @@ bench: deps
 # The full performance run, as root: the benchmarks above, then the exec storm beside the minimal
 # responder and fapolicyd (installed from Debian if missing), santad's RSS; rewrites
 # perf/RESULTS.md and perf/results/exec-overhead.svg.
-perf: bench
+perf: bench perf-backstop
 	$(CARGO) build --release -p santad -p santa-perf --bin santad --bin exec-storm --bin min-responder
 	$(TARGET_DIR)/release/exec-storm
+
+# What the exec backstop costs per exec (kernel accounting, checks on/off pairs, loaded against
+# not loaded): perf/results/backstop-cost.md. Root. QUICK=1 for a short run.
+perf-backstop: deps
+	$(CARGO) build --release -p santa-perf --bin backstop-cost
+	$(TARGET_DIR)/release/backstop-cost $(if $(QUICK),--quick)
 
 # The same, smaller (a few minutes).
 perf-quick:

@@ -256,6 +256,29 @@ impl Backstop {
         m.config.set(0, cfg, 0).map_err(|e| err("config", e))
     }
 
+    /// Stops (or resumes) checking: the program stays attached and returns at once.
+    pub fn set_active(&self, active: bool) -> Result<(), BackstopError> {
+        let mut m = self.maps();
+        let cfg = BackstopConfig {
+            active: u32::from(active),
+            ..m.base
+        };
+        m.config.set(0, cfg, 0).map_err(|e| err("config", e))
+    }
+
+    /// The kernel's own accounting of the program: (runs, total run time in ns). Counted only
+    /// while `kernel.bpf_stats_enabled` is 1.
+    pub fn program_runtime(&self) -> Result<(u64, u64), BackstopError> {
+        let program: &BtfTracePoint = self
+            ._ebpf
+            .program("santad_exec")
+            .ok_or_else(|| BackstopError("no program `santad_exec`".into()))?
+            .try_into()
+            .map_err(|e| err("program type", e))?;
+        let info = program.info().map_err(|e| err("program info", e))?;
+        Ok((info.run_count(), info.run_time().as_nanos() as u64))
+    }
+
     /// Makes the set of marked superblocks (kernel device numbers) exactly `devs`. New ones are
     /// added before old ones go, so a superblock in both never looks unmarked.
     pub fn set_superblocks(&self, devs: &[u32]) -> Result<(), BackstopError> {

@@ -18,6 +18,8 @@
 //! program only reports (Monitor): it kills nothing. Results: stdout and
 //! perf/results/backstop-cost.md.
 
+#![allow(clippy::unwrap_used)] // a benchmark harness: a failed step ends the run with its message
+
 use santad::backstop::{Backstop, ProgramScope, kernel_dev_of};
 use santad::fanotify::{self, EventBuffer, Fanotify, InitOptions, MarkScope, Response, WakeFd};
 use santad::mount::{PrivateMount, TmpfsOptions};

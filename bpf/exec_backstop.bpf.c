@@ -80,9 +80,23 @@ struct linux_binprm {
 	const char *filename;
 } CORE;
 
+typedef struct {
+	__u32 val; // the id in the initial user namespace
+} kgid_t;
+
+struct group_info {
+	int ngroups;
+	kgid_t gid[0];
+} CORE;
+
+struct cred {
+	struct group_info *group_info;
+} CORE;
+
 struct task_struct {
 	int tgid;
 	struct task_struct *real_parent;
+	const struct cred *real_cred;
 } CORE;
 
 // Helpers, by their stable numbers (include/uapi/linux/bpf.h).
@@ -101,6 +115,8 @@ static long (*bpf_send_signal)(__u32 sig) = (void *)109;
 
 // Shared with src/backstop.rs (the same layout, #[repr(C)]).
 #define SCOPE_CGROUPS_MAX 8
+// Supplementary groups looked at (a process with more is checked on its first ones only).
+#define SCOPE_GROUPS_MAX 64
 #define FILENAME_BYTES 256
 
 struct scope_cgroup {
@@ -221,6 +237,21 @@ static __attribute__((always_inline)) int in_scope(const struct backstop_config 
 		return 1;
 	if (bpf_map_lookup_elem(&scope_gids, &gid))
 		return 1;
+	// Supplementary groups too: an unprivileged process cannot drop them (setgroups needs
+	// CAP_SETGID, and a user namespace made without it has setgroups denied), while its real
+	// group changes with newgrp or sg.
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct group_info *gi = task->real_cred->group_info;
+	int n = gi->ngroups;
+	for (int i = 0; i < SCOPE_GROUPS_MAX; i++) {
+		if (i >= n)
+			break;
+		__u32 g = 0;
+		if (bpf_probe_read_kernel(&g, sizeof(g), __builtin_preserve_access_index(&gi->gid[i].val)) < 0)
+			break;
+		if (bpf_map_lookup_elem(&scope_gids, &g))
+			return 1;
+	}
 	for (int i = 0; i < SCOPE_CGROUPS_MAX; i++) {
 		if ((__u32)i >= cfg->cgroups)
 			break;

@@ -133,13 +133,14 @@ pub enum BackstopMode {
 }
 
 /// `LockdownScope`: who Lockdown applies to. Everyone else gets Monitor's answers (block rules
-/// still block; unknown files run and are logged). A process is in scope when its real user or
-/// real group is listed, or it runs in one of the cgroups (or below one).
+/// still block; unknown files run and are logged). A process is in scope when its real user,
+/// real group or one of its supplementary groups is listed, or it runs in one of the cgroups (or
+/// below one).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LockdownScope {
     /// `Users`: names or numeric uids.
     pub users: Vec<u32>,
-    /// `Groups`: names or numeric gids (the process's real group).
+    /// `Groups`: names or numeric gids (the process's real or a supplementary group).
     pub groups: Vec<u32>,
     /// `Cgroups`: cgroup v2 paths, from the hierarchy's root (`/user.slice`).
     pub cgroups: Vec<PathBuf>,

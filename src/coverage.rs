@@ -426,6 +426,23 @@ impl Scope {
         if self.users.contains(&uid) || self.groups.contains(&gid) {
             return true;
         }
+        if !self.groups.is_empty() {
+            // Supplementary groups too (the backstop checks the same): a user can change their
+            // real group with newgrp or sg, not drop a supplementary one.
+            let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+                return true;
+            };
+            let Some(line) = status.lines().find_map(|l| l.strip_prefix("Groups:")) else {
+                return true;
+            };
+            if line
+                .split_whitespace()
+                .filter_map(|g| g.parse::<u32>().ok())
+                .any(|g| self.groups.contains(&g))
+            {
+                return true;
+            }
+        }
         if self.cgroups.is_empty() {
             return false;
         }

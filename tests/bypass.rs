@@ -539,3 +539,169 @@ fn status_shows_coverage_the_backstop_and_its_denials() {
     assert!(text.contains(">>> Exec Backstop"), "{text}");
     assert!(text.contains(">>> Coverage"), "{text}");
 }
+
+/// Drops the forked child to `uid`/`gid` with exactly `groups` as supplementary groups (raw
+/// syscalls: the child is single-threaded). Step 90 on failure.
+fn become_user(uid: u32, gid: u32, groups: &[u32]) -> Result<(), (u32, i32)> {
+    // SAFETY: raw credential syscalls with a valid array and its length.
+    let rc = unsafe {
+        [
+            libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()),
+            libc::syscall(libc::SYS_setresgid, gid, gid, gid),
+            libc::syscall(libc::SYS_setresuid, uid, uid, uid),
+        ]
+    };
+    if rc != [0, 0, 0] {
+        return Err((90, errno()));
+    }
+    Ok(())
+}
+
+/// A memfd holding a runnable ELF, exec'd by `execveat(AT_EMPTY_PATH)`; step `step` and on.
+fn memfd_exec(name: &CString, bytes: &[u8], step: u32) -> (u32, i32) {
+    let empty = c"";
+    // SAFETY: raw syscalls on data prepared before the fork.
+    unsafe {
+        let fd = libc::memfd_create(name.as_ptr(), 0);
+        if fd < 0 || libc::write(fd, bytes.as_ptr().cast(), bytes.len()) != bytes.len() as isize {
+            return (step, errno());
+        }
+        let argv = [name.as_ptr(), std::ptr::null()];
+        let envp = [std::ptr::null::<libc::c_char>()];
+        libc::syscall(
+            libc::SYS_execveat,
+            fd,
+            empty.as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        );
+        (step + 1, errno())
+    }
+}
+
+#[test]
+fn a_supplementary_group_in_scope_holds_whatever_the_real_group() {
+    let s = start_covering("LOCKDOWN", "LockdownScope = { Groups = [64712] }");
+    let unknown = s.binary("unknown", "group-scope");
+    let unknown_c = cstr(&unknown);
+    let bytes = attacker::elf_bytes("group-scope-memfd");
+    let name = CString::new("g").unwrap();
+    // In scope through a supplementary group only (real group 64713, as after `newgrp`).
+    for (groups, in_scope) in [(&[64712u32][..], true), (&[][..], false)] {
+        let (file, _) = fork_attempt(|| {
+            if let Err(e) = become_user(64713, 64713, groups) {
+                return e;
+            }
+            execve(&unknown_c, &[], 1)
+        });
+        let (memfd, _) = fork_attempt(|| {
+            if let Err(e) = become_user(64713, 64713, groups) {
+                return e;
+            }
+            memfd_exec(&name, &bytes, 2)
+        });
+        if in_scope {
+            assert_eq!(
+                file,
+                Attempt::Failed {
+                    step: 1,
+                    errno: libc::EPERM
+                },
+                "fanotify: an unknown binary in scope"
+            );
+            assert_eq!(
+                memfd,
+                Attempt::Killed(libc::SIGKILL),
+                "backstop: a memfd in scope"
+            );
+        } else {
+            assert_eq!(file, Attempt::Ran(0), "out of scope: Monitor");
+            assert_eq!(memfd, Attempt::Ran(0), "out of scope: reported only");
+        }
+    }
+}
+
+/// A cgroup v2 directory of the test's, with one child cgroup; removed when dropped.
+struct TestCgroup {
+    outer: PathBuf,
+    inner: PathBuf,
+    /// Its path from the hierarchy's root.
+    name: String,
+}
+
+impl TestCgroup {
+    fn new() -> TestCgroup {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let root = santad::mountinfo::parse(&mountinfo)
+            .unwrap()
+            .into_iter()
+            .find(|m| m.fs_type == "cgroup2")
+            .expect("a cgroup v2 hierarchy")
+            .mount_point;
+        let name = format!("/santad-bypass-{}", std::process::id());
+        let outer = root.join(&name[1..]);
+        let inner = outer.join("inner");
+        std::fs::create_dir(&outer).unwrap();
+        std::fs::create_dir(&inner).unwrap();
+        TestCgroup { outer, inner, name }
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.inner);
+        let _ = std::fs::remove_dir(&self.outer);
+    }
+}
+
+#[test]
+fn a_cgroup_in_scope_holds_for_its_processes_and_those_below_it() {
+    let cg = TestCgroup::new();
+    let s = start_covering(
+        "LOCKDOWN",
+        &format!("LockdownScope = {{ Cgroups = [\"{}\"] }}", cg.name),
+    );
+    let unknown = s.binary("unknown", "cgroup-scope");
+    let unknown_c = cstr(&unknown);
+    let procs = cstr(&cg.inner.join("cgroup.procs"));
+    let bytes = attacker::elf_bytes("cgroup-scope-memfd");
+    let name = CString::new("c").unwrap();
+    let join = || -> Result<(), (u32, i32)> {
+        // SAFETY: a valid C path; "0" moves the writing process.
+        unsafe {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                return Err((80, errno()));
+            }
+            libc::close(fd);
+        }
+        Ok(())
+    };
+    // Root, so only the cgroup puts these in scope.
+    let (file, _) = fork_attempt(|| {
+        if let Err(e) = join() {
+            return e;
+        }
+        execve(&unknown_c, &[], 1)
+    });
+    assert_eq!(
+        file,
+        Attempt::Failed {
+            step: 1,
+            errno: libc::EPERM
+        }
+    );
+    let (memfd, _) = fork_attempt(|| {
+        if let Err(e) = join() {
+            return e;
+        }
+        memfd_exec(&name, &bytes, 2)
+    });
+    assert_eq!(memfd, Attempt::Killed(libc::SIGKILL));
+    // Outside the cgroup, the same root process runs both.
+    let (file, _) = fork_attempt(|| execve(&unknown_c, &[], 1));
+    assert_eq!(file, Attempt::Ran(0));
+    let (memfd, _) = fork_attempt(|| memfd_exec(&name, &bytes, 2));
+    assert_eq!(memfd, Attempt::Ran(0));
+}

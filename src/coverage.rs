@@ -123,24 +123,22 @@ impl Coverage {
         let mut out = Vec::with_capacity(sbs.len());
         let mut devs = Vec::new();
         for sb in sbs {
+            let mut mount_point = sb.mount_point.clone();
             let state = match sb.skipped {
                 Some(why) => SbState::Skipped(why),
-                None => match self.linux.fan.add_watch(
-                    &sb.mount_point,
-                    MarkScope::Filesystem,
-                    self.mask,
-                ) {
-                    Ok(()) => {
+                None => match self.mark(&sb, &mounts) {
+                    Ok(through) => {
+                        mount_point = through;
                         devs.push(backstop::kernel_dev(sb.dev.0, sb.dev.1));
                         SbState::Watched
                     }
-                    Err(e) => SbState::Failed(e.to_string()),
+                    Err(e) => SbState::Failed(e),
                 },
             };
             out.push(SbStatus {
                 dev: sb.dev,
                 fs_type: sb.fs_type,
-                mount_point: sb.mount_point,
+                mount_point,
                 state,
             });
         }
@@ -179,6 +177,48 @@ impl Coverage {
         state.superblocks = out;
         state.refreshes = self.refreshes.load(Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Marks `sb` through the first of its mount points that still shows it: a mount point
+    /// covered by a later mount (`/dev/shm` mounted twice) would resolve to the other
+    /// filesystem and mark that one. Returns the mount point used.
+    fn mark(
+        &self,
+        sb: &mountinfo::Superblock,
+        mounts: &[mountinfo::Mount],
+    ) -> Result<PathBuf, String> {
+        let mut candidates: Vec<&Path> = vec![sb.mount_point.as_path()];
+        for m in mounts.iter().filter(|m| m.dev == sb.dev) {
+            if !candidates.contains(&m.mount_point.as_path()) {
+                candidates.push(&m.mount_point);
+            }
+        }
+        // Btrfs reports a subvolume's own device number in stat, not the superblock's.
+        let checkable = sb.fs_type != "btrfs";
+        let shows_it = |p: &Path| {
+            !checkable
+                || std::fs::metadata(p)
+                    .is_ok_and(|m| (libc::major(m.dev()), libc::minor(m.dev())) == sb.dev)
+        };
+        let mut last_error = None;
+        for p in candidates {
+            if !shows_it(p) {
+                continue;
+            }
+            match self
+                .linux
+                .fan
+                .add_watch(p, MarkScope::Filesystem, self.mask)
+            {
+                // Checked again: the mount table may have changed between the look and the mark.
+                Ok(()) if shows_it(p) => return Ok(p.to_path_buf()),
+                Ok(()) => {}
+                Err(e) => last_error = Some(e.to_string()),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| {
+            "every mount point of it is covered by another mount (the backstop covers it)".into()
+        }))
     }
 
     /// Finds the dynamic loaders again and hands them to the engine's source and the backstop.

@@ -1,7 +1,7 @@
 //! santad's entry point: `santad [--config FILE] [--check-config]`.
 //!
 //! Without `--config`, santad reads `/etc/santa/santad.toml` if present, else runs on its
-//! embedded defaults (Monitor mode, watching `/`, log on stdout).
+//! embedded defaults (Monitor mode, every filesystem watched, log on stdout).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,10 +36,22 @@ fn main() -> ExitCode {
         }
     };
     if check_only {
+        let watching = if config.watch_paths.is_empty() {
+            "every filesystem".to_owned()
+        } else {
+            format!("{} path(s)", config.watch_paths.len())
+        };
+        let scope = config.lockdown_scope.as_ref().map_or(String::new(), |s| {
+            format!(
+                ", Lockdown scoped to {} user(s), {} group(s), {} cgroup(s)",
+                s.users.len(),
+                s.groups.len(),
+                s.cgroups.len()
+            )
+        });
         println!(
-            "santad: config OK ({source:?}): {:?} mode, watching {} path(s)",
-            config.client_mode,
-            config.watch_paths.len()
+            "santad: config OK ({source:?}): {:?} mode{scope}, watching {watching}",
+            config.client_mode
         );
         return ExitCode::SUCCESS;
     }

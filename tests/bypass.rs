@@ -56,6 +56,11 @@ fn errno() -> i32 {
 /// an exec), and reports the failing step and errno if it returns. Runs with the calling
 /// thread's credentials.
 fn fork_attempt(body: impl FnOnce() -> (u32, i32)) -> (Attempt, i32) {
+    fork_attempt_keeping(-1, body)
+}
+
+/// [`fork_attempt`], keeping fd `keep` open in the child as well.
+fn fork_attempt_keeping(keep: RawFd, body: impl FnOnce() -> (u32, i32)) -> (Attempt, i32) {
     let mut fds = [0 as RawFd; 2];
     // SAFETY: pipe2 writes two fds into our array.
     assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
@@ -65,16 +70,24 @@ fn fork_attempt(body: impl FnOnce() -> (u32, i32)) -> (Attempt, i32) {
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0);
     if pid == 0 {
-        let wfd = w.as_raw_fd() as libc::c_uint;
+        let mut kept = [w.as_raw_fd(), keep];
+        kept.sort_unstable();
         // SAFETY: closing fd ranges of this (single-threaded) child; prctl with plain integers.
         unsafe {
             // A thread of the test changed its credentials, which made the process (and this
             // fork) not dumpable: /proc/self would be root's. The attacker owns its process.
             libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
-            if wfd > 3 {
-                libc::syscall(libc::SYS_close_range, 3, wfd - 1, 0);
+            let mut first: libc::c_uint = 3;
+            for k in kept {
+                if k >= 3 {
+                    let k = k as libc::c_uint;
+                    if k > first {
+                        libc::syscall(libc::SYS_close_range, first, k - 1, 0);
+                    }
+                    first = first.max(k + 1);
+                }
             }
-            libc::syscall(libc::SYS_close_range, wfd + 1, libc::c_uint::MAX, 0);
+            libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0);
         }
         let (step, e) = body();
         let mut msg = [0u8; 8];
@@ -704,4 +717,101 @@ fn a_cgroup_in_scope_holds_for_its_processes_and_those_below_it() {
     assert_eq!(file, Attempt::Ran(0));
     let (memfd, _) = fork_attempt(|| memfd_exec(&name, &bytes, 2));
     assert_eq!(memfd, Attempt::Ran(0));
+}
+
+/// A tmpfs mounted over `dir`, covering what was mounted there; unmounted when dropped.
+struct Cover(PathBuf);
+
+impl Cover {
+    fn new(dir: &Path) -> Cover {
+        let (t, d) = (c"tmpfs", cstr(dir));
+        // SAFETY: valid C strings; a tmpfs over our own test mount.
+        let rc = unsafe { libc::mount(t.as_ptr(), d.as_ptr(), t.as_ptr(), 0, std::ptr::null()) };
+        assert_eq!(rc, 0, "cover mount: {}", std::io::Error::last_os_error());
+        Cover(dir.to_path_buf())
+    }
+}
+
+impl Drop for Cover {
+    fn drop(&mut self) {
+        let d = cstr(&self.0);
+        // SAFETY: unmounting the mount we made.
+        unsafe { libc::umount2(d.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+#[test]
+fn a_filesystem_whose_every_mount_point_is_covered_is_reported_and_an_exec_from_it_killed() {
+    let lower = PrivateMount::tmpfs(TmpfsOptions {
+        size_bytes: 16 << 20,
+        exec: true,
+    })
+    .unwrap();
+    let dir = attacker::user_dir(lower.path(), "u", SCOPED);
+    let exe = attacker::as_user(SCOPED, || attacker::exe(&dir, "tool", "covered"));
+    // The attacker holds an fd to the file; then the mount point is covered (as a second
+    // /dev/shm mount covers the first): the path now names the other filesystem.
+    let fd = attacker::as_user(SCOPED, || std::fs::File::open(&exe).unwrap());
+    let cover = Cover::new(lower.path());
+    let s = santad();
+    let out = std::process::Command::new(santactl_path())
+        .arg("--socket")
+        .arg(&s.socket_path)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let lower_dev = {
+        use std::os::unix::fs::MetadataExt;
+        let d = fd.metadata().unwrap().dev();
+        format!("{}:{}", libc::major(d), libc::minor(d))
+    };
+    let entry = st["coverage"]["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["dev"] == lower_dev.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{lower_dev} not reported as skipped: {}", st["coverage"]));
+    assert!(
+        entry["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("covered by another mount")),
+        "{entry}"
+    );
+    let raw = fd.as_raw_fd();
+    let empty = c"";
+    let prog = c"tool";
+    let (attempt, pid) = attacker::as_user(SCOPED, || {
+        fork_attempt_keeping(raw, || {
+            let argv = [prog.as_ptr(), std::ptr::null()];
+            let envp = [std::ptr::null::<libc::c_char>()];
+            // SAFETY: fexecve of the fd the child kept; null-terminated argv/envp.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_execveat,
+                    raw,
+                    empty.as_ptr(),
+                    argv.as_ptr(),
+                    envp.as_ptr(),
+                    libc::AT_EMPTY_PATH,
+                );
+            }
+            (1, errno())
+        })
+    });
+    assert_eq!(
+        attempt,
+        Attempt::Killed(libc::SIGKILL),
+        "the covered file ran"
+    );
+    let line = logged(&s, pid, "DENY");
+    assert!(
+        field(&line, "explain").is_some_and(|e| e.starts_with("backstop: file on a filesystem")),
+        "{line}"
+    );
+    drop(s);
+    drop(cover);
+    drop(fd);
+    lower.close().unwrap();
 }

@@ -815,3 +815,52 @@ fn a_filesystem_whose_every_mount_point_is_covered_is_reported_and_an_exec_from_
     drop(fd);
     lower.close().unwrap();
 }
+
+#[test]
+fn memfd_noexec_2_refuses_every_memfd_exec_in_its_pid_namespace() {
+    common::require_root();
+    let Some(host_value) = santad::coverage::memfd_noexec() else {
+        eprintln!("this kernel has no vm.memfd_noexec");
+        return;
+    };
+    // vm.memfd_noexec belongs to a pid namespace: set it in a new one of the test's own (the
+    // host's stays as it is), then try a memfd exec there.
+    let bytes = attacker::elf_bytes("memfd-noexec");
+    let name = CString::new("n").unwrap();
+    let (attempt, _) = fork_attempt(|| {
+        // SAFETY: raw calls in the single-threaded child; the grandchild is pid 1 of the new
+        // namespace and reports through the same pipe (inherited).
+        unsafe {
+            if libc::unshare(libc::CLONE_NEWPID) != 0 {
+                return (1, errno());
+            }
+            let pid = libc::fork();
+            if pid < 0 {
+                return (2, errno());
+            }
+            if pid > 0 {
+                let mut status = 0;
+                libc::waitpid(pid, &mut status, 0);
+                libc::_exit(if libc::WIFEXITED(status) {
+                    libc::WEXITSTATUS(status)
+                } else {
+                    100 + libc::WTERMSIG(status)
+                });
+            }
+        }
+        if let Err(e) = santad::coverage::set_memfd_noexec() {
+            return (3, e.raw_os_error().unwrap_or(0));
+        }
+        memfd_exec(&name, &bytes, 4)
+    });
+    // memfd_create without MFD_EXEC makes a non-executable memfd under 2: the exec is refused.
+    assert!(
+        matches!(attempt, Attempt::Failed { step: 5, errno } if errno == libc::EACCES || errno == libc::EPERM),
+        "{attempt:?}"
+    );
+    assert_eq!(
+        santad::coverage::memfd_noexec(),
+        Some(host_value),
+        "the host's own value is untouched"
+    );
+}

@@ -864,3 +864,27 @@ fn memfd_noexec_2_refuses_every_memfd_exec_in_its_pid_namespace() {
         "the host's own value is untouched"
     );
 }
+
+#[test]
+fn the_backstop_goes_with_santad_when_it_is_killed() {
+    let mut s = santad();
+    let bytes = attacker::elf_bytes("after-kill");
+    let name = CString::new("k").unwrap();
+    let try_memfd =
+        || attacker::as_user(SCOPED, || fork_attempt(|| memfd_exec(&name, &bytes, 1)).0);
+    assert_eq!(try_memfd(), Attempt::Killed(libc::SIGKILL));
+    s.kill9();
+    // The kernel detaches a program whose last fd closed: nothing is left to kill the exec
+    // (and fanotify's marks went with the group: the host fails open, as documented).
+    let start = std::time::Instant::now();
+    loop {
+        match try_memfd() {
+            Attempt::Ran(0) => break,
+            other => assert!(
+                start.elapsed() < common::WAIT,
+                "the backstop outlived santad: {other:?}"
+            ),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -14,8 +14,18 @@ fn main() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let object = out.join("exec_backstop.bpf.o");
     let clang = std::env::var("CLANG").unwrap_or_else(|_| "clang".to_owned());
+    // The program reads the new image's entry point from struct pt_regs, whose field names
+    // are the architecture's.
+    let arch = match std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() {
+        Ok("x86_64") => "-D__TARGET_ARCH_x86",
+        Ok("aarch64") => "-D__TARGET_ARCH_arm64",
+        Ok(other) => panic!("the BPF exec backstop does not know {other}'s registers"),
+        Err(_) => panic!("cargo sets CARGO_CFG_TARGET_ARCH"),
+    };
     let status = Command::new(&clang)
-        .args(["-target", "bpf", "-O2", "-g", "-Wall", "-Werror", "-c"])
+        .args([
+            "-target", "bpf", arch, "-O2", "-g", "-Wall", "-Werror", "-c",
+        ])
         .arg("bpf/exec_backstop.bpf.c")
         .arg("-o")
         .arg(&object)

@@ -74,6 +74,25 @@ struct file {
 	struct inode *f_inode;
 } CORE;
 
+struct vm_area_struct {
+	struct file *vm_file;
+} CORE;
+
+// The user registers of a task (the new image's, once the exec has set them up).
+#if defined(__TARGET_ARCH_x86)
+struct pt_regs {
+	unsigned long ip;
+} CORE;
+#define ENTRY_IP(regs) ((regs)->ip)
+#elif defined(__TARGET_ARCH_arm64)
+struct pt_regs {
+	unsigned long pc;
+} CORE;
+#define ENTRY_IP(regs) ((regs)->pc)
+#else
+#error "set __TARGET_ARCH_x86 or __TARGET_ARCH_arm64 (build.rs does)"
+#endif
+
 struct linux_binprm {
 	struct file *executable;
 	struct file *file;
@@ -112,6 +131,9 @@ static void *(*bpf_ringbuf_reserve)(void *ringbuf, __u64 size, __u64 flags) = (v
 static void (*bpf_ringbuf_submit)(void *data, __u64 flags) = (void *)132;
 static struct task_struct *(*bpf_get_current_task_btf)(void) = (void *)158;
 static long (*bpf_send_signal)(__u32 sig) = (void *)109;
+static struct pt_regs *(*bpf_task_pt_regs)(struct task_struct *task) = (void *)175;
+static long (*bpf_find_vma)(struct task_struct *task, __u64 addr, void *callback_fn,
+			    void *callback_ctx, __u64 flags) = (void *)180;
 
 // Shared with src/backstop.rs (the same layout, #[repr(C)]).
 #define SCOPE_CGROUPS_MAX 8
@@ -142,6 +164,12 @@ struct loader_key {
 // Why an exec came here. 0 is never sent.
 #define REASON_UNWATCHED 1
 #define REASON_LOADER 2
+// The first instruction the new image runs is in a file on an unwatched filesystem (an ELF
+// interpreter other than the system's: PT_INTERP is looked up in the process's own mount
+// namespace, where a user can mount anything over /lib64).
+#define REASON_ENTRY 3
+// The entry point could not be looked up (the mm lock was busy): reported, never killed.
+#define REASON_ENTRY_UNCHECKED 4
 
 struct backstop_event {
 	__u32 reason;
@@ -162,7 +190,8 @@ struct backstop_event {
 #define STAT_DENIED 1
 #define STAT_REPORTED 2
 #define STAT_DROPPED 3
-#define STATS 4
+#define STAT_ENTRY_UNCHECKED 4
+#define STATS 5
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -296,6 +325,29 @@ static __attribute__((always_inline)) __u32 uncovered(struct file *file, __u32 *
 	return REASON_UNWATCHED;
 }
 
+struct entry_check {
+	struct file *binary;
+	__u32 reason;
+	__u32 dev;
+	__u64 ino;
+};
+
+// bpf_find_vma's callback: the mapping that holds the entry point.
+static long entry_vma(struct task_struct *task, struct vm_area_struct *vma, struct entry_check *c)
+{
+	struct file *file = vma->vm_file;
+	if (!file) {
+		c->reason = REASON_ENTRY;
+		return 0;
+	}
+	if (file == c->binary)
+		return 0;
+	// A loader inode on a watched filesystem is the expected interpreter.
+	if (uncovered(file, &c->dev, &c->ino) == REASON_UNWATCHED)
+		c->reason = REASON_ENTRY;
+	return 0;
+}
+
 SEC("tp_btf/sched_process_exec")
 int santad_exec(__u64 *ctx)
 {
@@ -312,11 +364,25 @@ int santad_exec(__u64 *ctx)
 	__u32 reason = uncovered(bprm->file, &dev, &ino);
 	if (!reason && bprm->executable && bprm->executable != bprm->file)
 		reason = uncovered(bprm->executable, &dev, &ino);
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (!reason) {
+		// The code that runs first: the binary's own entry point, or its ELF interpreter's.
+		struct pt_regs *regs = bpf_task_pt_regs(task);
+		struct entry_check c = {.binary = bprm->file, .reason = 0, .dev = 0, .ino = 0};
+		if (bpf_find_vma(task, ENTRY_IP(regs), entry_vma, &c, 0) != 0) {
+			count(STAT_ENTRY_UNCHECKED);
+			reason = REASON_ENTRY_UNCHECKED;
+		} else if (c.reason) {
+			reason = c.reason;
+			dev = c.dev;
+			ino = c.ino;
+		}
+	}
 	if (!reason)
 		return 0;
 
 	__u64 uid_gid = bpf_get_current_uid_gid();
-	int deny = cfg->lockdown && in_scope(cfg, uid_gid);
+	int deny = reason != REASON_ENTRY_UNCHECKED && cfg->lockdown && in_scope(cfg, uid_gid);
 	if (deny)
 		bpf_send_signal(SIGKILL);
 	count(deny ? STAT_DENIED : STAT_REPORTED);
@@ -326,7 +392,6 @@ int santad_exec(__u64 *ctx)
 		count(STAT_DROPPED);
 		return 0;
 	}
-	struct task_struct *task = bpf_get_current_task_btf();
 	e->reason = reason;
 	e->denied = deny;
 	e->pid = bpf_get_current_pid_tgid() >> 32;

@@ -6,7 +6,10 @@
 //! a moment ago and not marked yet — reaches the program with its superblock not in
 //! [`Backstop::set_superblocks`]' set (or without a permission mark on it); a direct run of the
 //! dynamic loader (`ld.so ./tool`, which maps `./tool` with no exec check at all) has a loader
-//! inode from [`Backstop::set_loaders`] as its binary. In Lockdown, for a process in the
+//! inode from [`Backstop::set_loaders`] as its binary; an exec whose first instruction lies in a
+//! file on an unwatched filesystem (`bpf_find_vma` at the new image's entry point) had its ELF
+//! interpreter replaced — the kernel resolves `PT_INTERP` in the process's own mount namespace,
+//! where a user can mount anything over `/lib64`. In Lockdown, for a process in the
 //! enforcement scope, the program kills the process with SIGKILL: the tracepoint fires after the
 //! exec's point of no return and before the new image runs a single instruction, so the program
 //! never runs. Everywhere else it only reports. Either way santad logs an `EXEC` line with the
@@ -58,6 +61,8 @@ pub const SCOPE_IDS_MAX: usize = 256;
 /// The program's reasons (`REASON_*` in the C program).
 const REASON_UNWATCHED: u32 = 1;
 const REASON_LOADER: u32 = 2;
+const REASON_ENTRY: u32 = 3;
+const REASON_ENTRY_UNCHECKED: u32 = 4;
 
 /// Bytes of one ring-buffer event (`struct backstop_event`).
 const EVENT_BYTES: usize = 64 + 256;
@@ -121,6 +126,8 @@ pub struct BackstopStats {
     pub reported: u64,
     /// Reports lost to a full ring buffer (the kill happened regardless).
     pub dropped: u64,
+    /// Execs whose entry point could not be looked up (reported, not killed).
+    pub entry_unchecked: u64,
 }
 
 /// Who Lockdown applies to, as the program checks it.
@@ -348,6 +355,7 @@ impl Backstop {
             denied: get(1),
             reported: get(2),
             dropped: get(3),
+            entry_unchecked: get(4),
         }
     }
 
@@ -432,6 +440,11 @@ pub enum ReportReason {
     Unwatched,
     /// A direct run of the dynamic loader.
     Loader,
+    /// The new image's first instruction is in a file on an unwatched filesystem: an ELF
+    /// interpreter other than the system's (PT_INTERP resolved in the user's own mounts).
+    Entry,
+    /// The entry point could not be looked up; reported, never killed.
+    EntryUnchecked,
 }
 
 impl ReportReason {
@@ -442,6 +455,11 @@ impl ReportReason {
                 "file on a filesystem santad does not watch (memfd, user-namespace or unmarked mount)"
             }
             ReportReason::Loader => "direct execution of the dynamic loader",
+            ReportReason::Entry => {
+                "the program starts in a file on a filesystem santad does not watch (an ELF \
+                 interpreter that is not the system's)"
+            }
+            ReportReason::EntryUnchecked => "the program's entry point could not be checked",
         }
     }
 }
@@ -463,6 +481,8 @@ impl Report {
         let reason = match u32_at(b, 0)? {
             REASON_UNWATCHED => ReportReason::Unwatched,
             REASON_LOADER => ReportReason::Loader,
+            REASON_ENTRY => ReportReason::Entry,
+            REASON_ENTRY_UNCHECKED => ReportReason::EntryUnchecked,
             _ => return None,
         };
         let name = &b[64..EVENT_BYTES];

@@ -449,6 +449,9 @@ pub struct BackstopStatus {
     pub reported: u64,
     /// Reports lost to a full ring buffer.
     pub dropped: u64,
+    /// Execs whose entry point could not be looked up (reported, not killed).
+    #[serde(default)]
+    pub entry_unchecked: u64,
 }
 
 /// The daemon and its settings.

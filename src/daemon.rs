@@ -187,6 +187,7 @@ impl EngineControl for DaemonControl {
                     denied: st.denied,
                     reported: st.reported,
                     dropped: st.dropped,
+                    entry_unchecked: st.entry_unchecked,
                 }
             }
             None => BackstopStatus {

@@ -324,6 +324,7 @@ fn status(d: &Daemon, json: bool) -> Result<(), Failure> {
         row("Execs Denied", c.backstop.denied);
         row("Execs Reported", c.backstop.reported);
         row("Reports Dropped", c.backstop.dropped);
+        row("Entry Points Unchecked", c.backstop.entry_unchecked);
     }
     outln!(">>> Rule Types");
     row("Binary Rules", s.rule_types.binary_rules);

@@ -107,19 +107,27 @@ impl Coverage {
             }),
             refreshes: AtomicU64::new(0),
         });
-        if every_filesystem {
-            let text = std::fs::read_to_string("/proc/self/mountinfo")
-                .map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
-            c.refresh(&text)?;
-        }
+        let text = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
+        c.refresh(&text)?;
         c.refresh_loaders();
         Ok(c)
     }
 
-    /// Marks what `mountinfo` lists; returns an error only when nothing at all got marked.
+    /// Learns santad's own mounts and (every-filesystem coverage) marks what `mountinfo` lists;
+    /// returns an error only when nothing at all got marked.
     fn refresh(&self, mountinfo_text: &str) -> Result<(), String> {
         let mounts = mountinfo::parse(mountinfo_text).map_err(|e| e.to_string())?;
         let sbs = mountinfo::superblocks(&mounts, &self.ignore);
+        crate::linux::set_own_mounts(
+            mounts.iter().map(|m| m.id).collect(),
+            sbs.iter()
+                .map(|sb| (sb.dev, sb.mount_point.clone()))
+                .collect(),
+        );
+        if !self.every_filesystem {
+            return Ok(());
+        }
         let mut out = Vec::with_capacity(sbs.len());
         let mut devs = Vec::new();
         for sb in sbs {
@@ -274,7 +282,7 @@ impl Coverage {
                         text.clear();
                         // Reading the whole table through this fd re-arms its change event.
                         let read = file.rewind().and_then(|()| file.read_to_string(&mut text));
-                        if me.every_filesystem {
+                        {
                             me.refreshes.fetch_add(1, Ordering::Relaxed);
                             match read {
                                 Ok(_) => {

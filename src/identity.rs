@@ -26,6 +26,13 @@ pub trait Subject: Send + Sync + 'static {
     fn hold_writers(&self) -> WriteHold {
         WriteHold::NotNeeded
     }
+    /// Whether the path names the file as santad's own mount table does. A path through a
+    /// mount only another mount namespace has (a user's own, made in a user namespace) is the
+    /// user's choice: path rules (the failsafe paths, `AllowedPathRegex`, `BlockedPathRegex`)
+    /// are not applied to it, and the decision is not cached.
+    fn path_trusted(&self) -> bool {
+        true
+    }
 }
 
 /// Whether nobody could change a file unseen while it was evaluated.
@@ -289,7 +296,14 @@ impl<P: Subject> Evaluator<P> for ExecEvaluator {
         path.clear();
         payload.path_into(path);
         let hold = payload.hold_writers();
-        let mut evaluation = self.evaluate_with(rules, scratch, payload.file(), path.as_bytes());
+        let trusted = payload.path_trusted();
+        let rules_path: &[u8] = if trusted { path.as_bytes() } else { b"" };
+        let mut evaluation = self.evaluate_with(rules, scratch, payload.file(), rules_path);
+        if !trusted {
+            // Decided without the path rules: another exec of this file by a real path must
+            // be decided with them.
+            evaluation.cacheability = Cacheability::Never;
+        }
         match hold {
             WriteHold::Held | WriteHold::NotNeeded => {}
             // Someone could write through a mapping made before the hash without moving the

@@ -181,6 +181,117 @@ enum Lease {
     Unsupported,
 }
 
+/// The mount ids of santad's own mount table (set by [`crate::coverage`]); `None` until then.
+static OWN_MOUNTS: arc_swap::ArcSwapOption<Vec<u32>> = arc_swap::ArcSwapOption::const_empty();
+
+/// For each superblock of santad's mount table, a mount point of it that shows it.
+static OWN_SUPERBLOCKS: arc_swap::ArcSwapOption<Vec<((u32, u32), PathBuf)>> =
+    arc_swap::ArcSwapOption::const_empty();
+
+/// Replaces the set of santad's own mounts (ids from `/proc/self/mountinfo`) and, per
+/// superblock (`major:minor`), a mount point of it.
+pub fn set_own_mounts(mut ids: Vec<u32>, superblocks: Vec<((u32, u32), PathBuf)>) {
+    ids.sort_unstable();
+    OWN_MOUNTS.store(Some(Arc::new(ids)));
+    OWN_SUPERBLOCKS.store(Some(Arc::new(superblocks)));
+}
+
+/// The path of `file` in santad's own mount namespace, found through a file handle opened on
+/// one of santad's mounts of the same superblock (for a file exec'd through a mount only
+/// another namespace has, whose own path is that namespace's choice).
+fn own_path_into(file: &File, out: &mut Text<{ eventlog::PATH_BYTES_MAX }>) -> bool {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(meta) = file.metadata() else {
+        return false;
+    };
+    let dev = (libc::major(meta.dev()), libc::minor(meta.dev()));
+    let Some(point) = OWN_SUPERBLOCKS
+        .load()
+        .as_deref()
+        .and_then(|sbs| sbs.iter().find(|(d, _)| *d == dev).map(|(_, p)| p.clone()))
+    else {
+        return false;
+    };
+    let Ok(point_c) = std::ffi::CString::new(point.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // struct file_handle: handle_bytes, handle_type, then up to MAX_HANDLE_SZ (128) bytes.
+    #[repr(C)]
+    struct Handle {
+        bytes: u32,
+        kind: i32,
+        data: [u8; 128],
+    }
+    let mut handle = Handle {
+        bytes: 128,
+        kind: 0,
+        data: [0; 128],
+    };
+    let mut mount_id: libc::c_int = 0;
+    // SAFETY: a valid fd with AT_EMPTY_PATH and an empty path; `handle` has room for 128 bytes
+    // as its `bytes` says; `mount_id` is writable.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_name_to_handle_at,
+            file.as_raw_fd(),
+            c"".as_ptr(),
+            (&raw mut handle).cast::<libc::c_void>(),
+            &raw mut mount_id,
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    if rc != 0 {
+        return false;
+    }
+    // SAFETY: a NUL-terminated path; a directory opened for reading (open_by_handle_at
+    // refuses an O_PATH mount fd).
+    let dir = unsafe {
+        libc::open(
+            point_c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if dir < 0 {
+        return false;
+    }
+    // SAFETY: `dir` was just opened and is owned by nobody else.
+    let dir = unsafe { OwnedFd::from_raw_fd(dir) };
+    // SAFETY: a valid directory fd and the handle the kernel just filled.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_by_handle_at,
+            dir.as_raw_fd(),
+            (&raw mut handle).cast::<libc::c_void>(),
+            libc::O_PATH | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: the kernel returned a new fd owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    procinfo::fd_path_into(fd.as_fd(), out).is_ok()
+}
+
+/// The id of the mount `file` was opened through (`statx` `STATX_MNT_ID`).
+fn mount_id_of(file: &File) -> Option<u32> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an all-zero statx is a valid value for the kernel to overwrite.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid fd, an empty NUL-terminated path with AT_EMPTY_PATH, a writable statx.
+    let rc = unsafe {
+        libc::statx(
+            file.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_MNT_ID,
+            &mut stx,
+        )
+    };
+    (rc == 0 && stx.stx_mask & libc::STATX_MNT_ID != 0).then_some(stx.stx_mnt_id as u32)
+}
+
 /// What the kernel asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -205,6 +316,8 @@ pub struct ExecEvent {
     /// evaluation of a file that changed (ctime, size); `i64::MIN` until then.
     restamped_ctime_ns: std::sync::atomic::AtomicI64,
     restamped_size: AtomicU64,
+    /// 0: not looked at; 1: the file's mount is in santad's own mount table; 2: it is not.
+    path_trust: std::sync::atomic::AtomicU8,
 }
 
 impl ExecEvent {
@@ -228,6 +341,23 @@ impl Subject for ExecEvent {
         if procinfo::fd_path_into(self.file.as_fd(), out).is_err() {
             out.clear();
         }
+    }
+
+    fn path_trusted(&self) -> bool {
+        match self.path_trust.load(Ordering::Relaxed) {
+            1 => return true,
+            2 => return false,
+            _ => {}
+        }
+        let trusted = match OWN_MOUNTS.load().as_deref() {
+            None => true,
+            // A mount made in santad's namespace a moment ago and not yet read counts as
+            // another namespace's until the follower reads it: path rules wait for it.
+            Some(own) => mount_id_of(&self.file).is_some_and(|id| own.binary_search(&id).is_ok()),
+        };
+        self.path_trust
+            .store(if trusted { 1 } else { 2 }, Ordering::Relaxed);
+        trusted
     }
 
     fn hold_writers(&self) -> WriteHold {
@@ -762,6 +892,7 @@ impl Source<ExecEvent> for FanotifySource {
                 leased: std::sync::atomic::AtomicBool::new(false),
                 restamped_ctime_ns: std::sync::atomic::AtomicI64::new(i64::MIN),
                 restamped_size: AtomicU64::new(0),
+                path_trust: std::sync::atomic::AtomicU8::new(0),
             };
             if permission {
                 bump(&counters.permission_events);
@@ -957,6 +1088,26 @@ fn still_in_exec(pid: i32) -> bool {
         .next()
         .and_then(|n| n.trim().parse::<i64>().ok());
     matches!(nr, Some(n) if n == libc::SYS_execve || n == libc::SYS_execveat)
+}
+
+/// `AT_EXECVE_CHECK` (Linux 6.14): execveat checks the file as an exec would and runs nothing.
+const AT_EXECVE_CHECK: u64 = 0x1_0000;
+
+/// Whether `pid`, held in its exec, is in an `execveat(..., AT_EXECVE_CHECK)`: a check, not an
+/// execution (from `/proc/PID/syscall`: the number, then the arguments in hex).
+fn is_execve_check(pid: i32) -> bool {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/syscall")) else {
+        return false;
+    };
+    let mut fields = text.split(' ');
+    let nr = fields.next().and_then(|n| n.trim().parse::<i64>().ok());
+    if nr != Some(libc::SYS_execveat) {
+        return false;
+    }
+    fields
+        .nth(4)
+        .and_then(|f| u64::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok())
+        .is_some_and(|flags| flags & AT_EXECVE_CHECK != 0)
 }
 
 fn pidfd_open(pid: i32) -> Option<std::os::fd::OwnedFd> {
@@ -1205,6 +1356,21 @@ impl FanotifyResponder {
     ) {
         fill_record(rec, event, response, verdict, default, &self.policy);
         event.path_into(&mut rec.path);
+        if !event.path_trusted() {
+            // The path is the one the exec'ing process's own mounts give: its choice. Name the
+            // file as santad's mounts show it, and say what it was exec'd as.
+            let mut own = Text::<{ eventlog::PATH_BYTES_MAX }>::new();
+            if !rec.explain.is_empty() {
+                rec.explain.push(b"; ");
+            }
+            rec.explain.push(b"exec'd as ");
+            rec.explain.push(rec.path.as_bytes());
+            rec.explain
+                .push(b" in another mount namespace (path rules not applied)");
+            if own_path_into(&event.file, &mut own) {
+                rec.path.set(own.as_bytes());
+            }
+        }
         if procinfo::exec_completed(event.pid, event.key.dev, event.key.ino) {
             let _ = procinfo::read_cmdline_into(event.pid, &mut rec.args);
         }
@@ -1412,6 +1578,9 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
             // Before the answer: placed, re-checked, withdrawn if the file or epoch moved.
             self.linux.place_mark(event, v, epoch, root_only);
         }
+        // A deny of an execveat(AT_EXECVE_CHECK) refuses a check, not an execution: no block
+        // message, and the line says so (read while the process is still held).
+        let check = response == Response::Deny && is_execve_check(event.pid);
         if self
             .linux
             .fan
@@ -1445,7 +1614,13 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
                     rec.explain.push(b"; outside LockdownScope");
                 }
             }
-            if response == Response::Deny {
+            if check {
+                if !rec.explain.is_empty() {
+                    rec.explain.push(b"; ");
+                }
+                rec.explain
+                    .push(b"execveat AT_EXECVE_CHECK: a check, nothing was executed");
+            } else if response == Response::Deny {
                 self.block_message(event, verdict, rec);
                 if let Some(bundles) = &self.bundles {
                     let path = PathBuf::from(std::ffi::OsStr::from_bytes(rec.path.as_bytes()));

@@ -83,6 +83,8 @@ pub struct Coverage {
     backstop: Option<Arc<Backstop>>,
     state: Mutex<CoverageReport>,
     refreshes: AtomicU64,
+    /// Each mount's id and its superblock's `major:minor`, from the last mount table read.
+    mount_devs: Mutex<Vec<(u32, (u32, u32))>>,
 }
 
 impl Coverage {
@@ -106,6 +108,7 @@ impl Coverage {
                 ..CoverageReport::default()
             }),
             refreshes: AtomicU64::new(0),
+            mount_devs: Mutex::new(Vec::new()),
         });
         let text = std::fs::read_to_string("/proc/self/mountinfo")
             .map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
@@ -119,6 +122,11 @@ impl Coverage {
     fn refresh(&self, mountinfo_text: &str) -> Result<(), String> {
         let mounts = mountinfo::parse(mountinfo_text).map_err(|e| e.to_string())?;
         let sbs = mountinfo::superblocks(&mounts, &self.ignore);
+        *self
+            .mount_devs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) =
+            mounts.iter().map(|m| (m.id, m.dev)).collect();
         crate::linux::set_own_mounts(
             mounts.iter().map(|m| m.id).collect(),
             sbs.iter()
@@ -235,9 +243,23 @@ impl Coverage {
         let keys: Vec<FileKey> = found.iter().map(|(_, k)| *k).collect();
         self.linux.set_loaders(keys.clone());
         if let Some(b) = &self.backstop {
-            let kernel: Vec<(u32, u64)> = keys
+            // The kernel's device number of the superblock, as the program reads it from the
+            // inode: the mount table's `major:minor` (stat's differs on Btrfs subvolumes).
+            let devs = self
+                .mount_devs
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            let kernel: Vec<(u32, u64)> = found
                 .iter()
-                .map(|k| (backstop::kernel_dev_of(k.dev), k.ino))
+                .map(|(p, k)| {
+                    let dev = crate::linux::mount_id_of_path(p)
+                        .and_then(|id| devs.iter().find(|(m, _)| *m == id))
+                        .map_or(backstop::kernel_dev_of(k.dev), |(_, (ma, mi))| {
+                            backstop::kernel_dev(*ma, *mi)
+                        });
+                    (dev, k.ino)
+                })
                 .collect();
             if let Err(e) = b.set_loaders(&kernel) {
                 log::error!("backstop: updating the loaders: {e}");

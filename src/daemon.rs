@@ -355,7 +355,9 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
             .map_err(DaemonError::Fanotify)?;
         if let Some(b) = &backstop {
             let marked = match watch.scope {
-                WatchScope::Mount => mount_id(&watch.path).map(|id| b.add_mounts(&[id])),
+                WatchScope::Mount => {
+                    crate::linux::mount_id_of_path(&watch.path).map(|id| b.add_mounts(&[id as i32]))
+                }
                 WatchScope::Filesystem => std::fs::metadata(&watch.path).ok().map(|m| {
                     use std::os::unix::fs::MetadataExt;
                     b.set_superblocks(&[crate::backstop::kernel_dev_of(m.dev())])
@@ -548,17 +550,6 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
     drop(linux);
     let _ = logger.stop();
     Ok(())
-}
-
-/// The id of the mount `path` is on (`statx` `STATX_MNT_ID`), as the kernel's `mnt_id`.
-fn mount_id(path: &Path) -> Option<i32> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    // SAFETY: an all-zero statx is a valid value for the kernel to overwrite.
-    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a NUL-terminated path and `stx` a writable statx, both alive for the call.
-    let rc = unsafe { libc::statx(libc::AT_FDCWD, c.as_ptr(), 0, libc::STATX_MNT_ID, &mut stx) };
-    (rc == 0 && stx.stx_mask & libc::STATX_MNT_ID != 0).then_some(stx.stx_mnt_id as i32)
 }
 
 /// SIGHUP: new config, rules and policy; both caches flushed; log reopened.

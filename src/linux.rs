@@ -292,6 +292,11 @@ fn mount_id_of(file: &File) -> Option<u32> {
     (rc == 0 && stx.stx_mask & libc::STATX_MNT_ID != 0).then_some(stx.stx_mnt_id as u32)
 }
 
+/// The id of the mount `path` is on (`statx` `STATX_MNT_ID`).
+pub fn mount_id_of_path(path: &std::path::Path) -> Option<u32> {
+    File::open(path).ok().as_ref().and_then(mount_id_of)
+}
+
 /// What the kernel asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

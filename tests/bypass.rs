@@ -888,3 +888,37 @@ fn the_backstop_goes_with_santad_when_it_is_killed() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+#[test]
+fn with_watch_paths_and_a_scope_the_backstop_holds_the_rest_of_the_host_for_the_scope() {
+    let user = User {
+        uid: 64_715,
+        gid: 64_715,
+    };
+    let mut s = common::start("LOCKDOWN", "LockdownScope = { Users = [64715] }");
+    let dir = attacker::user_dir(s.mount.path(), "u", user);
+    let unknown = attacker::as_user(user, || attacker::exe(&dir, "unknown", "wp-unknown"));
+    let allowed = attacker::as_user(user, || attacker::exe(&dir, "allowed", "wp-allowed"));
+    allow(&mut s, &allowed);
+    let (o, _) = attacker::as_user(user, || attacker::exec(&unknown));
+    assert!(o.is_eperm(), "fanotify on the watched mount: {o:?}");
+    let (o, _) = attacker::as_user(user, || attacker::exec(&allowed));
+    assert_eq!(
+        o,
+        attacker::Outcome::Ran(0),
+        "allowed, with its loader from elsewhere"
+    );
+    let bytes = attacker::elf_bytes("wp-memfd");
+    let name = CString::new("w").unwrap();
+    let (a, _) = attacker::as_user(user, || fork_attempt(|| memfd_exec(&name, &bytes, 1)));
+    assert_eq!(a, Attempt::Killed(libc::SIGKILL), "memfd");
+    // Outside the watched mount: nothing holds it but the backstop, which the scope asked for.
+    let t = cstr(common::true_binary());
+    let (a, pid) = attacker::as_user(user, || fork_attempt(|| execve(&t, &[], 1)));
+    assert_eq!(
+        a,
+        Attempt::Killed(libc::SIGKILL),
+        "a binary outside WatchPaths"
+    );
+    logged(&s, pid, "DENY");
+}

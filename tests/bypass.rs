@@ -922,3 +922,26 @@ fn with_watch_paths_and_a_scope_the_backstop_holds_the_rest_of_the_host_for_the_
     );
     logged(&s, pid, "DENY");
 }
+
+#[test]
+fn with_the_backstop_off_santad_says_so_in_status() {
+    let mut s = start_covering(
+        "LOCKDOWN",
+        "LockdownScope = { Users = [64716] }\nBackstop = \"off\"",
+    );
+    let out = std::process::Command::new(santactl_path())
+        .arg("--socket")
+        .arg(&s.socket_path)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let b = &st["coverage"]["backstop"];
+    assert_eq!(b["state"], "inactive", "{b}");
+    assert!(
+        b["detail"].as_str().is_some_and(|d| d.starts_with("off")),
+        "{b}"
+    );
+    assert_eq!(st["coverage"]["mode"], "every filesystem");
+    assert_eq!(s.stop().code(), Some(0));
+}

@@ -15,14 +15,19 @@
 #[path = "common/attacker.rs"]
 mod attacker;
 mod common;
+#[path = "common/fork.rs"]
+mod fork;
 
 use attacker::User;
 use common::{field, santactl_path, start_covering};
+use fork::{
+    Attempt, become_user, cstr, errno, execve, fork_attempt, fork_attempt_keeping, memfd_exec,
+    write_file,
+};
 use santa_rules::{RuleState, RuleType};
 use santad::mount::{PrivateMount, TmpfsOptions};
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// The user Lockdown is scoped to: no passwd entry, no host process.
@@ -37,128 +42,6 @@ fn santad() -> common::Santad {
     start_covering("LOCKDOWN", SCOPE)
 }
 
-/// What a forked child's attempt came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Attempt {
-    /// The exec succeeded and the program exited with this code.
-    Ran(i32),
-    /// Killed by this signal (the backstop's deny is SIGKILL).
-    Killed(i32),
-    /// Step `step` of the child failed with `errno` (the last step is the exec itself).
-    Failed { step: u32, errno: i32 },
-}
-
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
-}
-
-/// Forks; the child closes every fd but stdio and its report pipe, runs `body` (which ends in
-/// an exec), and reports the failing step and errno if it returns. Runs with the calling
-/// thread's credentials.
-fn fork_attempt(body: impl FnOnce() -> (u32, i32)) -> (Attempt, i32) {
-    fork_attempt_keeping(-1, body)
-}
-
-/// [`fork_attempt`], keeping fd `keep` open in the child as well.
-fn fork_attempt_keeping(keep: RawFd, body: impl FnOnce() -> (u32, i32)) -> (Attempt, i32) {
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: pipe2 writes two fds into our array.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: fresh fds owned by nobody else.
-    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // SAFETY: the child runs `body` (raw syscalls on data prepared before the fork) and _exit.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0);
-    if pid == 0 {
-        let mut kept = [w.as_raw_fd(), keep];
-        kept.sort_unstable();
-        // SAFETY: closing fd ranges of this (single-threaded) child; prctl with plain integers.
-        unsafe {
-            // A thread of the test changed its credentials, which made the process (and this
-            // fork) not dumpable: /proc/self would be root's. The attacker owns its process.
-            libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
-            let mut first: libc::c_uint = 3;
-            for k in kept {
-                if k >= 3 {
-                    let k = k as libc::c_uint;
-                    if k > first {
-                        libc::syscall(libc::SYS_close_range, first, k - 1, 0);
-                    }
-                    first = first.max(k + 1);
-                }
-            }
-            libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0);
-        }
-        let (step, e) = body();
-        let mut msg = [0u8; 8];
-        msg[..4].copy_from_slice(&step.to_ne_bytes());
-        msg[4..].copy_from_slice(&e.to_ne_bytes());
-        // SAFETY: writing our report to our pipe, then leaving without running destructors.
-        unsafe {
-            libc::write(w.as_raw_fd(), msg.as_ptr().cast(), 8);
-            libc::_exit(127);
-        }
-    }
-    drop(w);
-    let mut file = std::fs::File::from(r);
-    let mut msg = Vec::new();
-    std::io::Read::read_to_end(&mut file, &mut msg).unwrap();
-    let mut status = 0;
-    // SAFETY: reaping our own child.
-    while unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
-        assert_eq!(errno(), libc::EINTR);
-    }
-    let attempt = if msg.len() == 8 {
-        Attempt::Failed {
-            step: u32::from_ne_bytes(msg[..4].try_into().unwrap()),
-            errno: i32::from_ne_bytes(msg[4..].try_into().unwrap()),
-        }
-    } else if libc::WIFEXITED(status) {
-        Attempt::Ran(libc::WEXITSTATUS(status))
-    } else {
-        Attempt::Killed(libc::WTERMSIG(status))
-    };
-    (attempt, pid)
-}
-
-fn cstr(p: &Path) -> CString {
-    CString::new(p.as_os_str().as_bytes()).unwrap()
-}
-
-/// `execve(prog, [prog, args...], [])`: returns only on failure, with step `step`.
-fn execve(prog: &CString, args: &[CString], step: u32) -> (u32, i32) {
-    let mut argv: Vec<*const libc::c_char> = vec![prog.as_ptr()];
-    argv.extend(args.iter().map(|a| a.as_ptr()));
-    argv.push(std::ptr::null());
-    let envp = [std::ptr::null::<libc::c_char>()];
-    // SAFETY: null-terminated arrays of valid C strings, alive for the call.
-    unsafe { libc::execve(prog.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-    (step, errno())
-}
-
-/// Writes `bytes` to a new executable file at `path` with raw syscalls (steps `step`, `step+1`).
-fn write_file(path: &CString, bytes: &[u8], step: u32) -> Result<(), (u32, i32)> {
-    // SAFETY: a valid C path; the fd is ours and closed below.
-    let fd = unsafe {
-        libc::open(
-            path.as_ptr(),
-            libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC | libc::O_CLOEXEC,
-            0o755,
-        )
-    };
-    if fd < 0 {
-        return Err((step, errno()));
-    }
-    // SAFETY: `bytes` is valid for its length; fd is open.
-    let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
-    // SAFETY: closing our fd.
-    unsafe { libc::close(fd) };
-    if n != bytes.len() as isize {
-        return Err((step + 1, errno()));
-    }
-    Ok(())
-}
-
 /// Waits for the log line of `pid`'s exec with this decision; returns it.
 fn logged(s: &common::Santad, pid: i32, decision: &str) -> String {
     let pid = pid.to_string();
@@ -166,6 +49,18 @@ fn logged(s: &common::Santad, pid: i32, decision: &str) -> String {
         field(l, "pid") == Some(pid.as_str()) && field(l, "decision") == Some(decision)
     })
     .remove(0)
+}
+
+/// `santactl status --json` of `s`.
+fn status_json(s: &common::Santad) -> serde_json::Value {
+    let out = std::process::Command::new(santactl_path())
+        .arg("--socket")
+        .arg(&s.socket_path)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn user_files(s: &common::Santad, name: &str) -> PathBuf {
@@ -509,14 +404,7 @@ fn status_shows_coverage_the_backstop_and_its_denials() {
         })
     });
     assert_eq!(attempt, Attempt::Killed(libc::SIGKILL));
-    let out = std::process::Command::new(santactl_path())
-        .arg("--socket")
-        .arg(&s.socket_path)
-        .args(["status", "--json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let st = status_json(&s);
     let c = &st["coverage"];
     assert_eq!(c["mode"], "every filesystem", "{c}");
     let watched = c["watched"].as_array().unwrap();
@@ -551,46 +439,6 @@ fn status_shows_coverage_the_backstop_and_its_denials() {
     .unwrap();
     assert!(text.contains(">>> Exec Backstop"), "{text}");
     assert!(text.contains(">>> Coverage"), "{text}");
-}
-
-/// Drops the forked child to `uid`/`gid` with exactly `groups` as supplementary groups (raw
-/// syscalls: the child is single-threaded). Step 90 on failure.
-fn become_user(uid: u32, gid: u32, groups: &[u32]) -> Result<(), (u32, i32)> {
-    // SAFETY: raw credential syscalls with a valid array and its length.
-    let rc = unsafe {
-        [
-            libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()),
-            libc::syscall(libc::SYS_setresgid, gid, gid, gid),
-            libc::syscall(libc::SYS_setresuid, uid, uid, uid),
-        ]
-    };
-    if rc != [0, 0, 0] {
-        return Err((90, errno()));
-    }
-    Ok(())
-}
-
-/// A memfd holding a runnable ELF, exec'd by `execveat(AT_EMPTY_PATH)`; step `step` and on.
-fn memfd_exec(name: &CString, bytes: &[u8], step: u32) -> (u32, i32) {
-    let empty = c"";
-    // SAFETY: raw syscalls on data prepared before the fork.
-    unsafe {
-        let fd = libc::memfd_create(name.as_ptr(), 0);
-        if fd < 0 || libc::write(fd, bytes.as_ptr().cast(), bytes.len()) != bytes.len() as isize {
-            return (step, errno());
-        }
-        let argv = [name.as_ptr(), std::ptr::null()];
-        let envp = [std::ptr::null::<libc::c_char>()];
-        libc::syscall(
-            libc::SYS_execveat,
-            fd,
-            empty.as_ptr(),
-            argv.as_ptr(),
-            envp.as_ptr(),
-            libc::AT_EMPTY_PATH,
-        );
-        (step + 1, errno())
-    }
 }
 
 #[test]
@@ -754,13 +602,7 @@ fn a_filesystem_whose_every_mount_point_is_covered_is_reported_and_an_exec_from_
     let fd = attacker::as_user(SCOPED, || std::fs::File::open(&exe).unwrap());
     let cover = Cover::new(lower.path());
     let s = santad();
-    let out = std::process::Command::new(santactl_path())
-        .arg("--socket")
-        .arg(&s.socket_path)
-        .args(["status", "--json"])
-        .output()
-        .unwrap();
-    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let st = status_json(&s);
     let lower_dev = {
         use std::os::unix::fs::MetadataExt;
         let d = fd.metadata().unwrap().dev();
@@ -929,13 +771,7 @@ fn with_the_backstop_off_santad_says_so_in_status() {
         "LOCKDOWN",
         "LockdownScope = { Users = [64716] }\nBackstop = \"off\"",
     );
-    let out = std::process::Command::new(santactl_path())
-        .arg("--socket")
-        .arg(&s.socket_path)
-        .args(["status", "--json"])
-        .output()
-        .unwrap();
-    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let st = status_json(&s);
     let b = &st["coverage"]["backstop"];
     assert_eq!(b["state"], "inactive", "{b}");
     assert!(

@@ -12,13 +12,14 @@
 #[path = "common/attacker.rs"]
 mod attacker;
 mod common;
+#[path = "common/fork.rs"]
+mod fork;
 
 use attacker::User;
 use common::{field, start_covering};
+use fork::{Attempt, cstr, errno, execve, fork_attempt, write_file};
 use santa_rules::{RuleState, RuleType};
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -48,125 +49,6 @@ fn santad_for(uid: u32) -> common::Santad {
         "LOCKDOWN",
         &format!("LockdownScope = {{ Users = [{uid}] }}"),
     )
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Attempt {
-    Ran(i32),
-    Killed(i32),
-    Failed { step: u32, errno: i32 },
-}
-
-impl Attempt {
-    /// Denied by fanotify (EPERM at the exec step) or killed by the backstop.
-    fn stopped(self, exec_step: u32) -> bool {
-        self == Attempt::Killed(libc::SIGKILL)
-            || self
-                == Attempt::Failed {
-                    step: exec_step,
-                    errno: libc::EPERM,
-                }
-    }
-}
-
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
-}
-
-/// As in tests/bypass.rs: forks, runs `body` (which ends in an exec) in the child, reports the
-/// failing step and errno if it returns.
-fn fork_attempt(body: impl FnOnce() -> (u32, i32)) -> (Attempt, i32) {
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: pipe2 writes two fds into our array.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: fresh fds owned by nobody else.
-    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // SAFETY: the child runs `body` (raw syscalls on data prepared before the fork) and _exit.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0);
-    if pid == 0 {
-        let wfd = w.as_raw_fd() as libc::c_uint;
-        // SAFETY: closing fd ranges of this (single-threaded) child; prctl with integers.
-        unsafe {
-            libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
-            if wfd > 3 {
-                libc::syscall(libc::SYS_close_range, 3, wfd - 1, 0);
-            }
-            libc::syscall(libc::SYS_close_range, wfd + 1, libc::c_uint::MAX, 0);
-        }
-        let (step, e) = body();
-        let mut msg = [0u8; 8];
-        msg[..4].copy_from_slice(&step.to_ne_bytes());
-        msg[4..].copy_from_slice(&e.to_ne_bytes());
-        // SAFETY: writing our report to our pipe, then leaving without running destructors.
-        unsafe {
-            libc::write(w.as_raw_fd(), msg.as_ptr().cast(), 8);
-            libc::_exit(127);
-        }
-    }
-    drop(w);
-    let mut file = std::fs::File::from(r);
-    let mut msg = Vec::new();
-    std::io::Read::read_to_end(&mut file, &mut msg).unwrap();
-    let mut status = 0;
-    // SAFETY: reaping our own child.
-    while unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
-        assert_eq!(errno(), libc::EINTR);
-    }
-    let attempt = if msg.len() == 8 {
-        Attempt::Failed {
-            step: u32::from_ne_bytes(msg[..4].try_into().unwrap()),
-            errno: i32::from_ne_bytes(msg[4..].try_into().unwrap()),
-        }
-    } else if libc::WIFEXITED(status) {
-        Attempt::Ran(libc::WEXITSTATUS(status))
-    } else {
-        Attempt::Killed(libc::WTERMSIG(status))
-    };
-    (attempt, pid)
-}
-
-fn cstr(p: &Path) -> CString {
-    CString::new(p.as_os_str().as_bytes()).unwrap()
-}
-
-/// `execve(prog, [prog, args...], env)`: returns only on failure, with step `step`.
-fn execve_env(prog: &CString, args: &[CString], env: &[CString], step: u32) -> (u32, i32) {
-    let mut argv: Vec<*const libc::c_char> = vec![prog.as_ptr()];
-    argv.extend(args.iter().map(|a| a.as_ptr()));
-    argv.push(std::ptr::null());
-    let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
-    envp.push(std::ptr::null());
-    // SAFETY: null-terminated arrays of valid C strings, alive for the call.
-    unsafe { libc::execve(prog.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-    (step, errno())
-}
-
-fn execve(prog: &CString, args: &[CString], step: u32) -> (u32, i32) {
-    execve_env(prog, args, &[], step)
-}
-
-/// Writes `bytes` to a new 0755 file at `path` with raw syscalls (steps `step`, `step+1`).
-fn write_file(path: &CString, bytes: &[u8], step: u32) -> Result<(), (u32, i32)> {
-    // SAFETY: a valid C path; the fd is ours and closed below.
-    let fd = unsafe {
-        libc::open(
-            path.as_ptr(),
-            libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC | libc::O_CLOEXEC,
-            0o755,
-        )
-    };
-    if fd < 0 {
-        return Err((step, errno()));
-    }
-    // SAFETY: `bytes` is valid for its length; fd is open.
-    let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
-    // SAFETY: closing our fd.
-    unsafe { libc::close(fd) };
-    if n != bytes.len() as isize {
-        return Err((step + 1, errno()));
-    }
-    Ok(())
 }
 
 /// In the forked child: a new user namespace (the user's uid mapped to 0) and mount namespace,

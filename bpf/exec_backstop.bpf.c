@@ -53,6 +53,9 @@ struct super_block {
 struct inode {
 	unsigned long i_ino;
 	struct super_block *i_sb;
+	long long i_size;
+	long long i_ctime_sec; // Linux 6.11+ (the seconds and nanoseconds split)
+	__u32 i_ctime_nsec;    // bit 31: I_CTIME_QUERIED (multigrain timestamps), not time
 } CORE;
 
 struct vfsmount {
@@ -126,6 +129,7 @@ static __u64 (*bpf_get_current_pid_tgid)(void) = (void *)14;
 static __u64 (*bpf_get_current_uid_gid)(void) = (void *)15;
 static long (*bpf_get_current_comm)(void *buf, __u32 size) = (void *)16;
 static __u64 (*bpf_get_current_cgroup_id)(void) = (void *)80;
+static long (*bpf_map_delete_elem)(void *map, const void *key) = (void *)3;
 static __u64 (*bpf_get_current_ancestor_cgroup_id)(int level) = (void *)123;
 static void *(*bpf_ringbuf_reserve)(void *ringbuf, __u64 size, __u64 flags) = (void *)131;
 static void (*bpf_ringbuf_submit)(void *data, __u64 flags) = (void *)132;
@@ -170,6 +174,10 @@ struct loader_key {
 #define REASON_ENTRY 3
 // The entry point could not be looked up (the mm lock was busy): reported, never killed.
 #define REASON_ENTRY_UNCHECKED 4
+// santad allowed this process's exec of a file its owner can write, and the file's change time
+// or size moved between the answer and this point (past the kernel's write lock, so it cannot
+// move again): different bytes would run than were decided on.
+#define REASON_CHANGED 5
 
 struct backstop_event {
 	__u32 reason;
@@ -236,6 +244,27 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } scope_gids SEC(".maps");
+
+// Allows santad gave for files their owner can write, by process and inode, with the file's
+// change time and size at the answer. The exec's last check compares them; santad removes an
+// entry once that exec is over (or its process gone).
+struct allowed_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 ino;
+};
+
+struct allowed_stamp {
+	__s64 ctime_ns;
+	__u64 size;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct allowed_key);
+	__type(value, struct allowed_stamp);
+} allowed SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -365,6 +394,26 @@ int santad_exec(__u64 *ctx)
 	if (!reason && bprm->executable && bprm->executable != bprm->file)
 		reason = uncovered(bprm->executable, &dev, &ino);
 	struct task_struct *task = bpf_get_current_task_btf();
+	if (!reason) {
+		// An allow of a file its owner can write holds only for the bytes decided on.
+		struct allowed_key ak = {
+			.tgid = bpf_get_current_pid_tgid() >> 32,
+			.pad = 0,
+			.ino = bprm->file->f_inode->i_ino,
+		};
+		struct allowed_stamp *st = bpf_map_lookup_elem(&allowed, &ak);
+		if (st) {
+			struct inode *inode = bprm->file->f_inode;
+			__s64 ctime_ns = inode->i_ctime_sec * 1000000000LL +
+					 (inode->i_ctime_nsec & 0x7fffffff);
+			if (ctime_ns != st->ctime_ns || (__u64)inode->i_size != st->size) {
+				reason = REASON_CHANGED;
+				dev = bprm->file->f_inode->i_sb->s_dev;
+				ino = ak.ino;
+			}
+			bpf_map_delete_elem(&allowed, &ak);
+		}
+	}
 	if (!reason) {
 		// The code that runs first: the binary's own entry point, or its ELF interpreter's.
 		struct pt_regs *regs = bpf_task_pt_regs(task);

@@ -63,6 +63,7 @@ const REASON_UNWATCHED: u32 = 1;
 const REASON_LOADER: u32 = 2;
 const REASON_ENTRY: u32 = 3;
 const REASON_ENTRY_UNCHECKED: u32 = 4;
+const REASON_CHANGED: u32 = 5;
 
 /// Bytes of one ring-buffer event (`struct backstop_event`).
 const EVENT_BYTES: usize = 64 + 256;
@@ -98,6 +99,27 @@ struct LoaderKey {
 
 // SAFETY: plain `repr(C)` integers; `pad` is always zero, so equal keys are equal bytes.
 unsafe impl aya::Pod for LoaderKey {}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct AllowedKey {
+    tgid: u32,
+    pad: u32,
+    ino: u64,
+}
+
+// SAFETY: plain `repr(C)` integers; `pad` is always zero.
+unsafe impl aya::Pod for AllowedKey {}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct AllowedStamp {
+    ctime_ns: i64,
+    size: u64,
+}
+
+// SAFETY: plain `repr(C)` integers with no padding.
+unsafe impl aya::Pod for AllowedStamp {}
 
 /// Why the backstop could not be loaded.
 #[derive(Debug)]
@@ -148,6 +170,7 @@ struct Maps {
     marked_sbs: HashMap<MapData, u32, u32>,
     marked_mounts: HashMap<MapData, i32, u32>,
     loaders: HashMap<MapData, LoaderKey, u32>,
+    allowed: HashMap<MapData, AllowedKey, AllowedStamp>,
     stats: PerCpuArray<MapData, u64>,
     base: BackstopConfig,
 }
@@ -236,6 +259,7 @@ impl Backstop {
             marked_sbs: take(&mut ebpf, "marked_sbs")?,
             marked_mounts: take(&mut ebpf, "marked_mounts")?,
             loaders: take(&mut ebpf, "loaders")?,
+            allowed: take(&mut ebpf, "allowed")?,
             stats: take(&mut ebpf, "stats")?,
             base,
         };
@@ -339,6 +363,49 @@ impl Backstop {
             let _ = m.loaders.remove(&k);
         }
         Ok(())
+    }
+
+    /// Records an allow of process `tgid`'s exec of inode `ino`, a file its owner can write,
+    /// decided on the file's change time and size: the exec is killed (Lockdown) if they moved
+    /// by the time it is past the kernel's write lock. An error (the table is full) means the
+    /// allow must not stand.
+    pub fn note_allow(
+        &self,
+        tgid: i32,
+        ino: u64,
+        ctime_ns: i64,
+        size: u64,
+    ) -> Result<(), BackstopError> {
+        let key = AllowedKey {
+            tgid: tgid as u32,
+            pad: 0,
+            ino,
+        };
+        self.maps()
+            .allowed
+            .insert(key, AllowedStamp { ctime_ns, size }, 0)
+            .map_err(|e| err("allowed", e))
+    }
+
+    /// Whether the record of [`Backstop::note_allow`] is still there: the exec's last check
+    /// removes it.
+    pub fn allow_pending(&self, tgid: i32, ino: u64) -> bool {
+        let key = AllowedKey {
+            tgid: tgid as u32,
+            pad: 0,
+            ino,
+        };
+        self.maps().allowed.get(&key, 0).is_ok()
+    }
+
+    /// Forgets an allow recorded by [`Backstop::note_allow`] (its exec is over).
+    pub fn forget_allow(&self, tgid: i32, ino: u64) {
+        let key = AllowedKey {
+            tgid: tgid as u32,
+            pad: 0,
+            ino,
+        };
+        let _ = self.maps().allowed.remove(&key);
     }
 
     /// The program's counters.
@@ -445,6 +512,8 @@ pub enum ReportReason {
     Entry,
     /// The entry point could not be looked up; reported, never killed.
     EntryUnchecked,
+    /// The file changed between santad's allow and the exec's write lock.
+    Changed,
 }
 
 impl ReportReason {
@@ -460,6 +529,9 @@ impl ReportReason {
                  interpreter that is not the system's)"
             }
             ReportReason::EntryUnchecked => "the program's entry point could not be checked",
+            ReportReason::Changed => {
+                "the file changed between santad's allow and the exec (other bytes would run)"
+            }
         }
     }
 }
@@ -483,6 +555,7 @@ impl Report {
             REASON_LOADER => ReportReason::Loader,
             REASON_ENTRY => ReportReason::Entry,
             REASON_ENTRY_UNCHECKED => ReportReason::EntryUnchecked,
+            REASON_CHANGED => ReportReason::Changed,
             _ => return None,
         };
         let name = &b[64..EVENT_BYTES];

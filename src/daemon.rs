@@ -395,7 +395,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
              about such files are not cached"
         );
     }
-    let linger = LeaseLinger::spawn().map_err(DaemonError::Io)?;
+    let linger = LeaseLinger::spawn(backstop.clone()).map_err(DaemonError::Io)?;
     let responder = Arc::new(FanotifyResponder::new(
         linux.clone(),
         policy_engine.clone(),

@@ -1033,6 +1033,9 @@ const LINGER_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 /// wake-up (a wake-up per exec cost ~30 µs of CPU here), and a writer of the file waits about a
 /// millisecond more.
 const LINGER_POLL: std::time::Duration = std::time::Duration::from_millis(1);
+/// How often an entry past `LINGER_MAX` is looked at (its lease is gone; it waits only to
+/// remove its backstop record once the exec is over).
+const LINGER_SLOW_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 /// Leases kept at once; beyond this, or beyond [`LINGER_PER_OWNER_MAX`] for one file owner, an
 /// allow of a file root does not own is withdrawn (its owner's execs fail, nobody else's).
 const LINGER_MAX_ENTRIES: usize = 4096;
@@ -1045,7 +1048,13 @@ const LINGER_PER_OWNER_MAX: usize = 64;
 #[derive(Debug)]
 struct Lingering {
     /// A duplicate of the event fd: the lease lives until the last fd of its file closes.
-    _fd: std::os::fd::OwnedFd,
+    /// Dropped after `LINGER_MAX`.
+    fd: Option<std::os::fd::OwnedFd>,
+    /// The allow recorded in the backstop (process, inode), removed when this entry goes.
+    noted: Option<(i32, u64)>,
+    /// After `LINGER_MAX`, the next look (an entry kept for its backstop record is looked at
+    /// every `LINGER_SLOW_POLL`).
+    next_look: Option<std::time::Instant>,
     /// The process, to kill it if it is still inside that exec when the wait runs out.
     pidfd: Option<std::os::fd::OwnedFd>,
     /// Lockdown at the answer: an exec still not past its write lock after `LINGER_MAX` is
@@ -1074,6 +1083,8 @@ struct LingerState {
 #[derive(Debug)]
 pub struct LeaseLinger {
     state: Mutex<LingerState>,
+    /// Where allows are recorded for the exec's last check (see `Backstop::note_allow`).
+    backstop: Option<Arc<crate::backstop::Backstop>>,
     thread: OnceLock<std::thread::Thread>,
     /// Allows withdrawn because the linger table or an owner's share of it was full.
     pub overflows: AtomicU64,
@@ -1082,17 +1093,26 @@ pub struct LeaseLinger {
     pub kills: AtomicU64,
 }
 
-/// Whether `pid` is still inside `execve`/`execveat` (blocked or preempted in the kernel):
-/// `/proc/PID/syscall` names the syscall it is in.
+/// Whether any thread of `pid` may still be inside `execve`/`execveat`: `/proc/PID/task/*/syscall`
+/// names the syscall a blocked thread is in, and says `running` for a thread on or waiting for
+/// a CPU, which may be one (a process kept off the CPU on purpose reads so): that counts too.
 fn still_in_exec(pid: i32) -> bool {
-    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/syscall")) else {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return false;
     };
-    let nr = text
-        .split(' ')
-        .next()
-        .and_then(|n| n.trim().parse::<i64>().ok());
-    matches!(nr, Some(n) if n == libc::SYS_execve || n == libc::SYS_execveat)
+    tasks.flatten().any(|t| {
+        let Ok(text) = std::fs::read_to_string(t.path().join("syscall")) else {
+            return false;
+        };
+        if text.starts_with("running") {
+            return true;
+        }
+        let nr = text
+            .split(' ')
+            .next()
+            .and_then(|n| n.trim().parse::<i64>().ok());
+        matches!(nr, Some(n) if n == libc::SYS_execve || n == libc::SYS_execveat)
+    })
 }
 
 /// `AT_EXECVE_CHECK` (Linux 6.14): execveat checks the file as an exec would and runs nothing.
@@ -1101,6 +1121,12 @@ const AT_EXECVE_CHECK: u64 = 0x1_0000;
 /// Whether `pid`, held in its exec, is in an `execveat(..., AT_EXECVE_CHECK)`: a check, not an
 /// execution (from `/proc/PID/syscall`: the number, then the arguments in hex).
 fn is_execve_check(pid: i32) -> bool {
+    // fanotify names the process, not the thread: with more than one thread the one read here
+    // may not be the one exec'ing (another can be in a check of its own meanwhile).
+    let single = std::fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|d| d.count() == 1);
+    if !single {
+        return false;
+    }
     let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/syscall")) else {
         return false;
     };
@@ -1144,9 +1170,11 @@ fn exe_of(pid: i32) -> Option<(u64, u64)> {
 }
 
 impl LeaseLinger {
-    /// Starts the thread; it ends when the last reference is dropped.
-    pub fn spawn() -> std::io::Result<Arc<Self>> {
+    /// Starts the thread; it ends when the last reference is dropped. With a backstop, each
+    /// held allow is also recorded there for the exec's last check.
+    pub fn spawn(backstop: Option<Arc<crate::backstop::Backstop>>) -> std::io::Result<Arc<Self>> {
         let linger = Arc::new(Self {
+            backstop,
             state: Mutex::new(LingerState {
                 entries: Vec::with_capacity(LINGER_MAX_ENTRIES),
                 per_owner: HashMap::new(),
@@ -1189,12 +1217,37 @@ impl LeaseLinger {
         }
         finished.clear();
         let kills = &self.kills;
-        work.retain(|e| {
+        let backstop = self.backstop.as_deref();
+        let now_t = std::time::Instant::now();
+        work.retain_mut(|e| {
+            if e.next_look.is_some_and(|t| now_t < t) {
+                return true;
+            }
             let now = exe_of(e.pid);
             let expired = e.since.elapsed() >= LINGER_MAX;
-            let done = now.is_none() || now != e.exe_before || expired;
-            if expired && now.is_some() && now == e.exe_before && e.lockdown && still_in_exec(e.pid)
-            {
+            // Over: the process is gone, its program changed, or (with the backstop) the exec's
+            // last check took the record (which also covers a program exec'ing itself).
+            let over = now.is_none()
+                || now != e.exe_before
+                || matches!((backstop, e.noted), (Some(b), Some((pid, ino))) if !b.allow_pending(pid, ino));
+            if over {
+                if let (Some(b), Some((pid, ino))) = (backstop, e.noted) {
+                    b.forget_allow(pid, ino);
+                }
+                finished.push(e.owner);
+                return false;
+            }
+            if !expired {
+                return true;
+            }
+            if e.noted.is_some() {
+                // The lease goes; the backstop's record stays until the exec is over, and a
+                // file changed meanwhile is caught at the exec's last check. Looked at seldom.
+                e.fd = None;
+                e.next_look = Some(now_t + LINGER_SLOW_POLL);
+                return true;
+            }
+            if e.lockdown && still_in_exec(e.pid) {
                 // Still not past its write lock (kept off the CPU on purpose?): once the lease
                 // goes a writer could change what it runs. A pending SIGKILL means the new image
                 // never runs an instruction.
@@ -1210,10 +1263,8 @@ impl LeaseLinger {
                     );
                 }
             }
-            if done {
-                finished.push(e.owner);
-            }
-            !done
+            finished.push(e.owner);
+            false
         });
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let LingerState {
@@ -1248,8 +1299,26 @@ impl LeaseLinger {
             bump(&self.overflows);
             return false;
         }
+        // The exec's last check (the backstop) compares the file with the stamp decided on:
+        // a change in a window the lease cannot cover (a process kept off the CPU past it) is
+        // caught there. No room for the record: the allow does not stand.
+        let noted = match &self.backstop {
+            Some(b) => {
+                let stamp = event.decided_stamp();
+                if b.note_allow(event.pid, event.key.ino, stamp.ctime_ns, stamp.size)
+                    .is_err()
+                {
+                    bump(&self.overflows);
+                    return false;
+                }
+                Some((event.pid, event.key.ino))
+            }
+            None => None,
+        };
         st.entries.push(Lingering {
-            _fd: fd,
+            fd: Some(fd),
+            noted,
+            next_look: None,
             pidfd: if lockdown {
                 pidfd_open(event.pid)
             } else {

@@ -1093,9 +1093,11 @@ pub struct LeaseLinger {
     pub kills: AtomicU64,
 }
 
-/// Whether any thread of `pid` may still be inside `execve`/`execveat`: `/proc/PID/task/*/syscall`
-/// names the syscall a blocked thread is in, and says `running` for a thread on or waiting for
-/// a CPU, which may be one (a process kept off the CPU on purpose reads so): that counts too.
+/// Whether a thread of `pid` is blocked inside `execve`/`execveat`: `/proc/PID/task/*/syscall`
+/// names the syscall a blocked thread is in. A thread on or waiting for a CPU reads `running`,
+/// which cannot be told from a program running its own code (a failed exec's caller going on):
+/// that does not count, so a process kept off the CPU past the lease is caught only by the
+/// backstop's record (see `LeaseLinger::hold`).
 fn still_in_exec(pid: i32) -> bool {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return false;
@@ -1104,9 +1106,6 @@ fn still_in_exec(pid: i32) -> bool {
         let Ok(text) = std::fs::read_to_string(t.path().join("syscall")) else {
             return false;
         };
-        if text.starts_with("running") {
-            return true;
-        }
         let nr = text
             .split(' ')
             .next()

@@ -57,12 +57,12 @@ perf-backstop: deps
 	$(TARGET_DIR)/release/backstop-cost $(if $(QUICK),--quick)
 
 # The same, smaller (a few minutes).
-perf-quick:
+perf-quick: deps
 	$(CARGO) build --release -p santad -p santa-perf --bin santad --bin exec-storm --bin min-responder
 	$(TARGET_DIR)/release/exec-storm --quick
 
 # santad under the exec storm, sampled with `perf record -e cpu-clock`: perf/results/flamegraph.svg.
-flamegraph:
+flamegraph: deps
 	$(CARGO) build --release -p santad -p santa-perf --bin santad --bin exec-storm --bin min-responder
 	$(TARGET_DIR)/release/exec-storm --quick --flamegraph
 
@@ -74,7 +74,7 @@ flamegraph:
 FUZZ_SECONDS ?= 20
 FUZZ_FIXTURES ?= ../shared/fixtures/macho
 FUZZ_FIXTURE_TARGETS := macho
-fuzz-smoke:
+fuzz-smoke: deps
 	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
 	$(CARGO) fuzz build -s none -a --target-dir $(TARGET_DIR)/fuzz
 	@for t in $$($(CARGO) fuzz list); do \

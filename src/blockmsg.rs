@@ -59,8 +59,6 @@ pub enum BlockReason {
     CdHash,
     /// "Blocked path regex".
     Scope,
-    /// "Path too long".
-    LongPath,
     /// "No matching rule" (Lockdown, unknown binary).
     Unknown,
 }
@@ -75,7 +73,6 @@ impl BlockReason {
             BlockReason::SigningId => "Signing ID rule",
             BlockReason::CdHash => "CDHash rule",
             BlockReason::Scope => "Blocked path regex",
-            BlockReason::LongPath => "Path too long",
             BlockReason::Unknown => "No matching rule",
         }
     }

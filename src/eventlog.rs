@@ -221,8 +221,6 @@ pub enum Reason {
     Transitive,
     /// `PLATFORM`.
     Platform,
-    /// `LONG_PATH`.
-    LongPath,
     /// `FAILSAFE`: the daemon's own binaries and configured critical paths (ours: Santa reports
     /// its critical system binaries as SIGNINGID, which Linux files do not have).
     Failsafe,
@@ -242,7 +240,6 @@ impl Reason {
             Reason::Scope => "SCOPE",
             Reason::Transitive => "TRANSITIVE",
             Reason::Platform => "PLATFORM",
-            Reason::LongPath => "LONG_PATH",
             Reason::Failsafe => "FAILSAFE",
             Reason::Unknown => "UNKNOWN",
         }

@@ -390,16 +390,6 @@ impl Fanotify {
         self.mark_path(libc::FAN_MARK_ADD | scope.flag(), mask, path, call)
     }
 
-    /// Removes `mask` from the mount or filesystem mark on `path`.
-    pub fn remove_watch(&self, path: &Path, scope: MarkScope, mask: u64) -> Result<(), Error> {
-        self.mark_path(
-            libc::FAN_MARK_REMOVE | scope.flag(),
-            mask,
-            path,
-            "remove watch mark",
-        )
-    }
-
     /// Tells the kernel not to send `mask` events (normally [`MASK_OPEN_EXEC_PERM`]) for the file
     /// behind `file` until the file is modified: an inode ignore mark without survive-modify.
     ///

@@ -11,8 +11,7 @@
 //! a posix_spawn'd child: its parent's). The new program's path comes from the event fd
 //! ([`fd_path_into`]); its arguments can only be read after the answer, once
 //! [`exec_completed`] sees /proc/PID/exe pointing at the event's file. Facts that survive exec
-//! (ppid, uid, gid, tty, start time) can be read at once. A pidfd from the event
-//! ([`pidfd_alive`]) tells whether the pid still names the same process after the reads.
+//! (ppid, uid, gid, tty, start time) can be read at once.
 
 use std::fmt;
 use std::io::{self, Read};
@@ -258,23 +257,6 @@ pub fn fd_path_into<const N: usize>(
         out.mark_truncated();
     }
     Ok(())
-}
-
-/// Whether the process behind a pidfd is still alive (`pidfd_send_signal` with signal 0). When
-/// it is, its pid has not been reused, so facts read from /proc/PID belong to it.
-pub fn pidfd_alive(pidfd: BorrowedFd<'_>) -> bool {
-    // SAFETY: pidfd_send_signal with sig 0 and a NULL siginfo only checks for existence and
-    // permission; the fd is valid for the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            0,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    rc == 0
 }
 
 /// Kills process `pid` through a pidfd (so a reused pid is never hit: the pidfd names the

@@ -6,8 +6,12 @@
 //! - [`eventlog`]: the decision log (Santa's line format, JSON lines, bounded ring, logger thread).
 //! - [`procinfo`]: process facts from /proc (ids, names, args, tty) into fixed-size records.
 //! - [`blockmsg`]: Santa's block message on the blocked process's terminal (queue + thread).
-//! - [`config`]: the TOML configuration with Santa's key names, validated key by key.
-//! - [`control`]: the control socket's protocol (shared with `santactl`) and, on Linux, its server.
+//! - [`config`]: the `santa-config` crate, re-exported: the TOML configuration with Santa's key
+//!   names, validated key by key.
+//! - [`control`]: the control socket: the `santa-control` protocol and client (what `santactl`
+//!   links), re-exported, and on Linux santad's server.
+//! - [`mountinfo`], [`coverage`], [`backstop`]: every filesystem watched and followed, the
+//!   loaders, `LockdownScope`, and the BPF exec backstop for what fanotify cannot see.
 //!
 //! And the wiring over `santa-hotpath`, `santa-signing` and `santa-rules`:
 //! - [`identity`]: the evaluator (file → SHA-256 and signing facts → rules decision).
@@ -39,7 +43,7 @@ pub mod linux;
 pub mod macos;
 
 pub mod blockmsg;
-pub mod config;
+pub use santa_config as config;
 pub mod control;
 pub mod es;
 pub mod eventlog;

@@ -3,15 +3,17 @@
 //!
 //! Everything about a file (hashes, signing facts, bundles) is computed here with the signing
 //! crate; santad is asked only what it alone knows (its rules, caches, counters, settings)
-//! over its control socket (`santad::control`). Changing anything needs root: santad checks the
+//! over its control socket (`santa-control`). Changing anything needs root: santad checks the
 //! caller's uid on the socket, not santactl.
 
 mod fileinfo;
 mod out;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
+use santa_control::{
+    self as control, CheckTarget, CleanupSpec, ClientError, Reply, Request, RuleSpec,
+};
 use santa_rules as rules;
-use santad::control::{self, CheckTarget, CleanupSpec, ClientError, Reply, Request, RuleSpec};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -211,7 +213,7 @@ fn socket_path(cli: &Cli) -> PathBuf {
     if let Some(s) = &cli.socket {
         return s.clone();
     }
-    match santad::config::load(cli.config.as_deref()) {
+    match santa_config::load(cli.config.as_deref()) {
         Ok((config, _)) => config.control_socket_path,
         Err(_) => PathBuf::from(DEFAULT_SOCKET),
     }

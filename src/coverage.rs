@@ -280,7 +280,7 @@ impl Coverage {
     }
 
     /// Follows the mount table until `stop`: a change marks what is new; every
-    /// [`LOADER_REFRESH_SECS`] the loaders are looked for again.
+    /// `LOADER_REFRESH_SECS` the loaders are looked for again.
     pub fn spawn_follower(
         self: &Arc<Self>,
         stop: Arc<AtomicBool>,

@@ -501,7 +501,7 @@ pub fn format_key_value(
             out.extend_from_slice(b"|group=");
             name_into(out, &rec.group);
             out.extend_from_slice(b"|mode=");
-            out.push(rec.mode.log_letter() as u8);
+            out.extend_from_slice(rec.mode.log_letter().as_bytes());
             out.extend_from_slice(b"|path=");
             text_into(out, &rec.path);
             if !rec.args.is_empty() {

@@ -39,14 +39,6 @@ pub fn log_reason(reason: rules::Reason) -> eventlog::Reason {
     }
 }
 
-/// The log's `mode=` for a rules mode.
-pub fn log_mode(mode: rules::ClientMode) -> crate::config::ClientMode {
-    match mode {
-        rules::ClientMode::Monitor => crate::config::ClientMode::Monitor,
-        rules::ClientMode::Lockdown => crate::config::ClientMode::Lockdown,
-    }
-}
-
 /// Fills the decision half of an EXEC record: action, time, decision, reason, mode, explain
 /// and the file's identities — or, for a default answer, why it was one.
 pub fn fill_decision(
@@ -66,7 +58,7 @@ pub fn fill_decision(
     match verdict {
         Some(v) => {
             rec.reason = log_reason(v.decision.reason);
-            rec.mode = log_mode(v.decision.mode);
+            rec.mode = v.decision.mode;
             if let Some(explain) = v.decision.explain {
                 rec.explain.set(explain.as_bytes());
             }
@@ -85,7 +77,7 @@ pub fn fill_decision(
         }
         None => {
             rec.reason = eventlog::Reason::Unknown;
-            rec.mode = log_mode(policy.policy().config().mode);
+            rec.mode = policy.policy().config().mode;
             rec.explain.set(b"default answer: ");
             rec.explain
                 .push(default.map_or("unknown", DefaultReason::name).as_bytes());

@@ -1,21 +1,13 @@
 //! What every platform's wiring builds the same way from the config: the rules policy, the
 //! engine's bounds, the rules snapshot, and the failsafe list of santad's own binaries.
 
-use crate::config::{ClientMode, Config};
+use crate::config::Config;
 use santa_hotpath::EngineConfig;
 use santa_rules as rules;
 use std::path::Path;
 
 /// Cache shards: enough that 2–64 workers rarely meet on one lock.
 pub const CACHE_SHARDS: usize = 64;
-
-/// The rules crate's mode from the config's.
-pub fn rules_mode(mode: ClientMode) -> rules::ClientMode {
-    match mode {
-        ClientMode::Monitor => rules::ClientMode::Monitor,
-        ClientMode::Lockdown => rules::ClientMode::Lockdown,
-    }
-}
 
 /// santad's own binaries (santad and santactl beside it): always allowed, the failsafe, so a bad
 /// rule cannot lock out the tool that would fix it.
@@ -33,7 +25,7 @@ pub fn own_binaries() -> Vec<Vec<u8>> {
 /// The rules crate's policy from the config, with santad's own binaries as the failsafe.
 pub fn policy_config(config: &Config) -> rules::PolicyConfig {
     rules::PolicyConfig {
-        mode: rules_mode(config.client_mode),
+        mode: config.client_mode,
         enable_bad_signature_protection: config.enable_bad_signature_protection,
         fail_closed: config.fail_closed,
         allowed_path_regex: config.allowed_path_regex.iter().cloned().collect(),
@@ -161,7 +153,7 @@ mod tests {
     #[test]
     fn policy_follows_the_config() {
         let config = Config {
-            client_mode: ClientMode::Lockdown,
+            client_mode: rules::ClientMode::Lockdown,
             fail_closed: true,
             ..Config::default()
         };

@@ -93,24 +93,8 @@ pub const WATCH_PATHS_MAX: usize = 64;
 /// Unix socket paths must fit `sockaddr_un.sun_path` (108 bytes with its NUL).
 pub const SOCKET_PATH_BYTES_MAX: usize = 107;
 
-/// Santa's client mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientMode {
-    /// Unknown binaries run (logged).
-    Monitor,
-    /// Only allowed binaries run.
-    Lockdown,
-}
-
-impl ClientMode {
-    /// The single letter Santa logs (`mode=M`, `mode=L`).
-    pub fn log_letter(self) -> char {
-        match self {
-            ClientMode::Monitor => 'M',
-            ClientMode::Lockdown => 'L',
-        }
-    }
-}
+/// Santa's client mode: defined once, by the rules crate that applies it.
+pub use santa_rules::ClientMode;
 
 /// Which mark covers a watch path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

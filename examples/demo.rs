@@ -4,7 +4,7 @@
 //! Safety: santad watches only the tmpfs this program mounts; it is stopped by its pid and the
 //! mount is removed when the program ends, also on failure.
 
-use santad::mount::{PrivateMount, TmpfsOptions};
+use santa_testkit::{PrivateMount, TmpfsOptions};
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

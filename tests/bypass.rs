@@ -25,7 +25,7 @@ use fork::{
     write_file,
 };
 use santa_rules::{RuleState, RuleType};
-use santad::mount::{PrivateMount, TmpfsOptions};
+use santa_testkit::{PrivateMount, TmpfsOptions};
 use std::ffi::CString;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};

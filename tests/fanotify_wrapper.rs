@@ -18,11 +18,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use santa_testkit::{PrivateMount, TmpfsOptions};
 use santad::fanotify::{
     EVENT_BUFFER_BYTES_DEFAULT, EventBuffer, Fanotify, IgnoreFlavor, InitOptions, MASK_CLOSE_WRITE,
     MASK_OPEN_EXEC, MASK_OPEN_EXEC_PERM, MarkScope, PidFd, Response, WakeFd,
 };
-use santad::mount::{PrivateMount, TmpfsOptions};
 
 /// How long a test waits for an expected event before failing (not hanging).
 const EVENT_WAIT: Duration = Duration::from_secs(5);

@@ -7,7 +7,7 @@
 //! perf harness also uses), as root, and touches nothing else.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use santad::mount::{PrivateMount, TmpfsOptions};
+use santa_testkit::{PrivateMount, TmpfsOptions};
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt};

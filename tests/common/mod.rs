@@ -5,7 +5,7 @@
 //! unmounts; a santad that dies releases every exec it held, so nothing on the host can wedge.
 #![allow(dead_code, clippy::unwrap_used)] // shared by several test binaries; a failed unwrap is a failed test
 
-use santad::mount::{PrivateMount, TmpfsOptions};
+use santa_testkit::{PrivateMount, TmpfsOptions};
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -20,9 +20,9 @@
 
 #![allow(clippy::unwrap_used)] // a benchmark harness: a failed step ends the run with its message
 
+use santa_testkit::{PrivateMount, TmpfsOptions};
 use santad::backstop::{Backstop, ProgramScope, kernel_dev_of};
 use santad::fanotify::{self, EventBuffer, Fanotify, InitOptions, MarkScope, Response, WakeFd};
-use santad::mount::{PrivateMount, TmpfsOptions};
 use std::ffi::CString;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;

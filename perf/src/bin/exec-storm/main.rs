@@ -21,7 +21,7 @@
 //! stopped by the pid we started, and both mounts are removed at the end, also on failure.
 
 use santa_perf::{machine_summary, write_result};
-use santad::mount::{PrivateMount, TmpfsOptions};
+use santa_testkit::{PrivateMount, TmpfsOptions};
 use std::ffi::CString;
 use std::fmt::Write as _;
 use std::os::unix::ffi::OsStrExt;
@@ -351,10 +351,10 @@ impl Harness {
             + big_total as u64 * (51 << 20)
             + (64 << 20);
         let watched =
-            PrivateMount::ext2_image(image_bytes.min(santad::mount::EXT2_IMAGE_BYTES_MAX))
+            PrivateMount::ext2_image(image_bytes.min(santa_testkit::EXT2_IMAGE_BYTES_MAX))
                 .map_err(|e| format!("watched ext2 image: {e}"))?;
         let control = PrivateMount::tmpfs(TmpfsOptions {
-            size_bytes: image_bytes.min(santad::mount::TMPFS_BYTES_MAX),
+            size_bytes: image_bytes.min(santa_testkit::TMPFS_BYTES_MAX),
             exec: true,
         })
         .map_err(|e| format!("control tmpfs: {e}"))?;

@@ -1,5 +1,5 @@
 //! Builds the BPF exec backstop (`bpf/exec_backstop.bpf.c`) with clang for Linux targets; santad
-//! embeds the object (`src/backstop.rs`). clang is the one system package the build needs:
+//! embeds the object (`src/linux/backstop.rs`). clang is the one system package the build needs:
 //! `make deps` (run by `make test` and `make run`) installs it from Debian's packages.
 
 use std::path::PathBuf;

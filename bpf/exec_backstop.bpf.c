@@ -18,7 +18,7 @@
 // Why not an LSM program on bprm_check_security, which could return -EPERM: kernels that refuse
 // trampoline-attached programs (these machines refuse every BPF_PROG_TYPE_LSM and fentry load
 // with EPERM, and have no kprobes) cannot run one; BTF tracepoints load wherever BPF with BTF
-// does. src/backstop.rs says what this costs in coverage.
+// does. src/linux/backstop.rs says what this costs in coverage.
 //
 // Kernel types are declared here with only the fields used, marked preserve_access_index: clang
 // emits CO-RE relocations and the loader resolves each field's offset against the running
@@ -139,7 +139,7 @@ static struct pt_regs *(*bpf_task_pt_regs)(struct task_struct *task) = (void *)1
 static long (*bpf_find_vma)(struct task_struct *task, __u64 addr, void *callback_fn,
 			    void *callback_ctx, __u64 flags) = (void *)180;
 
-// Shared with src/backstop.rs (the same layout, #[repr(C)]).
+// Shared with src/linux/backstop.rs (the same layout, #[repr(C)]).
 #define SCOPE_CGROUPS_MAX 8
 // Supplementary groups looked at (a process with more is checked on its first ones only).
 #define SCOPE_GROUPS_MAX 64

@@ -11,14 +11,14 @@
 //! If santad dies, the kernel releases every exec it held (fanotify fails open): a crash never
 //! wedges the host, and systemd restarts the service.
 
-use crate::backstop::Backstop;
 use crate::blockmsg::{BlockMessenger, MessageConfig};
 use crate::config::{BackstopMode, ClientMode, Config, WatchScope};
 use crate::control::server::{ControlContext, ControlServer, EngineControl};
-use crate::coverage::{Coverage, Scope};
 use crate::eventlog::{self, EventLog, LoggerHandle};
-use crate::fanotify::{self, Fanotify, InitOptions, MarkScope};
 use crate::identity::ExecEvaluator;
+use crate::linux::backstop::Backstop;
+use crate::linux::coverage::{Coverage, Scope};
+use crate::linux::fanotify::{self, Fanotify, InitOptions, MarkScope};
 use crate::linux::{BundleTask, FanotifyResponder, FanotifySource, LeaseLinger, Linux};
 use crate::setup::{block_signals, engine_config, load_snapshot, policy_config};
 use santa_hotpath::{
@@ -153,7 +153,7 @@ impl EngineControl for DaemonControl {
 
     fn coverage(&self) -> Option<crate::control::CoverageStatus> {
         use crate::control::{BackstopStatus, CoverageStatus, FilesystemStatus};
-        use crate::coverage::SbState;
+        use crate::linux::coverage::SbState;
         let report = self.coverage.report();
         let mut watched = Vec::new();
         let mut skipped = Vec::new();
@@ -213,8 +213,8 @@ impl EngineControl for DaemonControl {
             loader_loads: self.linux.counters.loader_loads.load(Ordering::Relaxed),
             backstop,
             lockdown_scope: self.scope.clone(),
-            unprivileged_userns: crate::coverage::unprivileged_userns().into(),
-            memfd_noexec: crate::coverage::memfd_noexec(),
+            unprivileged_userns: crate::linux::coverage::unprivileged_userns().into(),
+            memfd_noexec: crate::linux::coverage::memfd_noexec(),
         })
     }
 
@@ -334,7 +334,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
         }
     };
     if config.memfd_noexec && lockdown {
-        match crate::coverage::set_memfd_noexec() {
+        match crate::linux::coverage::set_memfd_noexec() {
             Ok(()) => log::info!("vm.memfd_noexec = 2: no memfd can be executed"),
             Err(e) => log::warn!("MemfdNoexec: setting vm.memfd_noexec = 2: {e}"),
         }
@@ -360,7 +360,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
                 }
                 WatchScope::Filesystem => std::fs::metadata(&watch.path).ok().map(|m| {
                     use std::os::unix::fs::MetadataExt;
-                    b.set_superblocks(&[crate::backstop::kernel_dev_of(m.dev())])
+                    b.set_superblocks(&[crate::linux::backstop::kernel_dev_of(m.dev())])
                 }),
             };
             if !matches!(marked, Some(Ok(()))) {
@@ -478,12 +478,12 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
                 report
                     .superblocks
                     .iter()
-                    .filter(|s| s.state == crate::coverage::SbState::Watched)
+                    .filter(|s| s.state == crate::linux::coverage::SbState::Watched)
                     .count(),
                 report
                     .superblocks
                     .iter()
-                    .filter(|s| s.state != crate::coverage::SbState::Watched)
+                    .filter(|s| s.state != crate::linux::coverage::SbState::Watched)
                     .count()
             )
         } else {

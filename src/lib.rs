@@ -21,17 +21,6 @@
 //! - `macos` (macOS only): the one file of Endpoint Security calls and the macOS wiring.
 
 #[cfg(target_os = "linux")]
-pub mod fanotify;
-#[cfg(target_os = "linux")]
-pub mod mountinfo;
-#[cfg(target_os = "linux")]
-pub mod procinfo;
-
-#[cfg(target_os = "linux")]
-pub mod backstop;
-#[cfg(target_os = "linux")]
-pub mod coverage;
-#[cfg(target_os = "linux")]
 pub mod daemon;
 #[cfg(target_os = "linux")]
 pub mod linux;

@@ -208,7 +208,7 @@ fn a_memfd_exec_is_killed_by_the_backstop_and_logged() {
 
 #[test]
 fn a_tmpfs_in_the_users_own_user_namespace_is_killed_by_the_backstop() {
-    if santad::coverage::unprivileged_userns() != "allowed" {
+    if santad::linux::coverage::unprivileged_userns() != "allowed" {
         eprintln!("unprivileged user namespaces are disabled here: nothing to bypass with");
         return;
     }
@@ -284,7 +284,7 @@ fn a_direct_run_of_the_dynamic_loader_is_killed_even_for_an_allowed_program() {
     );
     // And an unknown one through the loader: ld.so maps it with no exec check of its own.
     let unknown = attacker::as_user(SCOPED, || attacker::exe(&dir, "unknown", "loader-2"));
-    let loader = santad::coverage::elf_interpreter(Path::new("/bin/sh")).unwrap();
+    let loader = santad::linux::coverage::elf_interpreter(Path::new("/bin/sh")).unwrap();
     for target in [&exe, &unknown] {
         let (loader_c, arg) = (cstr(&loader), cstr(target));
         let (attempt, pid) =
@@ -322,7 +322,7 @@ fn an_allowed_dynamic_binary_runs_with_no_rule_for_its_loader_and_logs_one_line(
     let dir = user_files(&s, "u");
     let exe = attacker::as_user(SCOPED, || attacker::exe(&dir, "dyn", "one-line"));
     assert!(
-        santad::coverage::elf_interpreter(&exe).is_some(),
+        santad::linux::coverage::elf_interpreter(&exe).is_some(),
         "the test binary must be dynamically linked"
     );
     allow(&mut s, &exe);
@@ -494,7 +494,7 @@ struct TestCgroup {
 impl TestCgroup {
     fn new() -> TestCgroup {
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let root = santad::mountinfo::parse(&mountinfo)
+        let root = santad::linux::mountinfo::parse(&mountinfo)
             .unwrap()
             .into_iter()
             .find(|m| m.fs_type == "cgroup2")
@@ -661,7 +661,7 @@ fn a_filesystem_whose_every_mount_point_is_covered_is_reported_and_an_exec_from_
 #[test]
 fn memfd_noexec_2_refuses_every_memfd_exec_in_its_pid_namespace() {
     common::require_root();
-    let Some(host_value) = santad::coverage::memfd_noexec() else {
+    let Some(host_value) = santad::linux::coverage::memfd_noexec() else {
         eprintln!("this kernel has no vm.memfd_noexec");
         return;
     };
@@ -690,7 +690,7 @@ fn memfd_noexec_2_refuses_every_memfd_exec_in_its_pid_namespace() {
                 });
             }
         }
-        if let Err(e) = santad::coverage::set_memfd_noexec() {
+        if let Err(e) = santad::linux::coverage::set_memfd_noexec() {
             return (3, e.raw_os_error().unwrap_or(0));
         }
         memfd_exec(&name, &bytes, 4)
@@ -701,7 +701,7 @@ fn memfd_noexec_2_refuses_every_memfd_exec_in_its_pid_namespace() {
         "{attempt:?}"
     );
     assert_eq!(
-        santad::coverage::memfd_noexec(),
+        santad::linux::coverage::memfd_noexec(),
         Some(host_value),
         "the host's own value is untouched"
     );

@@ -124,7 +124,7 @@ fn maps() -> String {
 }
 
 fn userns_allowed() -> bool {
-    if santad::coverage::unprivileged_userns() != "allowed" {
+    if santad::linux::coverage::unprivileged_userns() != "allowed" {
         eprintln!("unprivileged user namespaces are disabled here: nothing to try");
         return false;
     }
@@ -201,7 +201,7 @@ fn allow(s: &mut common::Santad, path: &Path) {
 /// An allowed, dynamically linked program of the user's (a copy of `true`), shown to run.
 fn allowed_program(s: &mut common::Santad, dir: &Path) -> PathBuf {
     let exe = attacker::as_user(scoped(), || attacker::exe(dir, "allowed", "review-allowed"));
-    assert!(santad::coverage::elf_interpreter(&exe).is_some());
+    assert!(santad::linux::coverage::elf_interpreter(&exe).is_some());
     common::settle();
     allow(s, &exe);
     // The reload is asynchronous: wait until the rule holds.
@@ -249,7 +249,7 @@ fn an_allowed_programs_interpreter_replaced_in_a_user_mount_namespace_is_stopped
     let mut s = santad_for(64_721);
     let dir = user_files(&s, "u");
     let exe = allowed_program(&mut s, &dir);
-    let interp = santad::coverage::elf_interpreter(&exe).unwrap();
+    let interp = santad::linux::coverage::elf_interpreter(&exe).unwrap();
     let interp_dir = cstr(interp.parent().unwrap());
     let interp_c = cstr(&interp);
     let exe_c = cstr(&exe);
@@ -299,7 +299,7 @@ fn a_system_binarys_interpreter_replaced_in_a_user_mount_namespace_is_stopped() 
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let interp = santad::coverage::elf_interpreter(&sys).unwrap();
+    let interp = santad::linux::coverage::elf_interpreter(&sys).unwrap();
     let interp_dir = cstr(interp.parent().unwrap());
     let interp_c = cstr(&interp);
     let fake = tiny_elf(PWNED);
@@ -337,7 +337,7 @@ fn an_interpreter_bind_mounted_from_a_watched_filesystem_is_denied() {
     let mut s = santad_for(64_723);
     let dir = user_files(&s, "u");
     let exe = allowed_program(&mut s, &dir);
-    let interp = santad::coverage::elf_interpreter(&exe).unwrap();
+    let interp = santad::linux::coverage::elf_interpreter(&exe).unwrap();
     let real = std::fs::canonicalize(&interp).unwrap();
     let fake_path = dir.join("fake-ld");
     let bytes = tiny_elf(PWNED);
@@ -381,7 +381,7 @@ fn an_allowed_program_chrooted_into_a_user_namespace_root_is_stopped() {
     let mut s = santad_for(64_724);
     let dir = user_files(&s, "u");
     let exe = allowed_program(&mut s, &dir);
-    let interp = santad::coverage::elf_interpreter(&exe).unwrap();
+    let interp = santad::linux::coverage::elf_interpreter(&exe).unwrap();
     let root = dir.join("root");
     attacker::as_user(scoped(), || std::fs::create_dir(&root).unwrap());
     let root_c = cstr(&root);
@@ -565,7 +565,7 @@ fn a_script_whose_interpreter_is_the_loader_is_killed() {
     let unknown = attacker::as_user(scoped(), || attacker::exe(&dir, "unknown", "shebang-ld"));
     let mnt = dir.join("mnt");
     attacker::as_user(scoped(), || std::fs::create_dir(&mnt).unwrap());
-    let loader = santad::coverage::elf_interpreter(Path::new("/bin/sh")).unwrap();
+    let loader = santad::linux::coverage::elf_interpreter(Path::new("/bin/sh")).unwrap();
     let script = format!("#!{} {}\n", loader.display(), unknown.display());
     let mnt_c = cstr(&mnt);
     let script_c = cstr(&mnt.join("s"));
@@ -635,7 +635,7 @@ fn an_o_path_fd_exec_of_an_unknown_binary_is_denied() {
 #[test]
 fn a_hard_link_to_the_loader_is_refused_or_the_same_inode() {
     SCOPED_UID.store(SHARED_DENY_ONLY, Ordering::Relaxed);
-    let loader = santad::coverage::elf_interpreter(Path::new("/bin/sh")).unwrap();
+    let loader = santad::linux::coverage::elf_interpreter(Path::new("/bin/sh")).unwrap();
     let real = std::fs::canonicalize(&loader).unwrap();
     let tmp = tempfile::tempdir_in("/tmp").unwrap();
     std::os::unix::fs::chown(tmp.path(), Some(scoped().uid), Some(scoped().gid)).unwrap();

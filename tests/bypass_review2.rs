@@ -124,7 +124,7 @@ fn maps() -> String {
 }
 
 fn userns_allowed() -> bool {
-    if santad::coverage::unprivileged_userns() != "allowed" {
+    if santad::linux::coverage::unprivileged_userns() != "allowed" {
         eprintln!("unprivileged user namespaces are disabled here: nothing to try");
         return false;
     }
@@ -201,7 +201,7 @@ fn allow(s: &mut common::Santad, path: &Path) {
 /// An allowed, dynamically linked program of the user's (a copy of `true`), shown to run.
 fn allowed_program(s: &mut common::Santad, dir: &Path) -> PathBuf {
     let exe = attacker::as_user(scoped(), || attacker::exe(dir, "allowed", "review-allowed"));
-    assert!(santad::coverage::elf_interpreter(&exe).is_some());
+    assert!(santad::linux::coverage::elf_interpreter(&exe).is_some());
     common::settle();
     allow(s, &exe);
     // The reload is asynchronous: wait until the rule holds.
@@ -272,7 +272,7 @@ fn an_interpreter_replaced_by_an_overlay_over_a_watched_lower_file_is_stopped() 
     let sys = common::true_binary().to_path_buf();
     allow(&mut s, &sys);
     wait_runs(&s, &sys);
-    let interp = santad::coverage::elf_interpreter(&sys).unwrap();
+    let interp = santad::linux::coverage::elf_interpreter(&sys).unwrap();
     let interp_dir = interp.parent().unwrap().to_path_buf();
     let dir = user_files(&s, "u");
     let low = dir.join("low");

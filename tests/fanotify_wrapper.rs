@@ -1,4 +1,4 @@
-//! End-to-end tests of `santad::fanotify` against the running kernel, as root.
+//! End-to-end tests of `santad::linux::fanotify` against the running kernel, as root.
 //!
 //! Safety: every test marks only a private tmpfs it mounted itself (`PrivateMount`), never `/` or
 //! a host mount. The listener thread polls with a short timeout and stops when its guard drops —
@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use santa_testkit::{PrivateMount, TmpfsOptions};
-use santad::fanotify::{
+use santad::linux::fanotify::{
     EVENT_BUFFER_BYTES_DEFAULT, EventBuffer, Fanotify, IgnoreFlavor, InitOptions, MASK_CLOSE_WRITE,
     MASK_OPEN_EXEC, MASK_OPEN_EXEC_PERM, MarkScope, PidFd, Response, WakeFd,
 };
@@ -471,7 +471,7 @@ fn events_not_taken_are_answered_allow_when_iterator_drops() {
 #[test]
 fn process_facts_during_and_after_a_held_exec() {
     use santad::eventlog::{ARGS_BYTES_MAX, Record, Text};
-    use santad::procinfo::{
+    use santad::linux::procinfo::{
         NameCache, exec_completed, fd_path_into, fill_process, read_cmdline_into,
     };
     let _serial = serial();

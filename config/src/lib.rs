@@ -105,7 +105,7 @@ pub enum WatchScope {
     Filesystem,
 }
 
-/// `Backstop`: whether santad loads its BPF exec backstop (see `src/backstop.rs`).
+/// `Backstop`: whether santad loads its BPF exec backstop (see `src/linux/backstop.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackstopMode {
     /// Load it where the kernel allows; without it, say so and run fanotify-only. Default.

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use santad::fanotify::{RecordStep, walk_record};
+use santad::linux::fanotify::{RecordStep, walk_record};
 
 fuzz_target!(|bytes: &[u8]| {
     let mut offset = 0usize;

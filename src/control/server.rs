@@ -132,7 +132,7 @@ pub trait EngineControl: Send + Sync + 'static {
 }
 
 /// Which platform counter counts which platform default reason: on Linux a permission event
-/// whose file cannot be stat'ed is answered with the default at once (`src/linux.rs`).
+/// whose file cannot be stat'ed is answered with the default at once (`src/linux/source.rs`).
 pub const PLATFORM_DEFAULT_METRICS: [(&str, &str); 1] = [("fanotify.stat_failures", "stat_failed")];
 
 /// The rules database, opened by the first control request that needs it.

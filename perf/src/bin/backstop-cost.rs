@@ -1,4 +1,4 @@
-//! What santad's exec backstop (`src/backstop.rs`) costs per exec, measured three ways in one
+//! What santad's exec backstop (`src/linux/backstop.rs`) costs per exec, measured three ways in one
 //! run, as root:
 //!
 //! 1. The kernel's own accounting (`kernel.bpf_stats_enabled`): the program's run time per
@@ -21,8 +21,10 @@
 #![allow(clippy::unwrap_used)] // a benchmark harness: a failed step ends the run with its message
 
 use santa_testkit::{PrivateMount, TmpfsOptions};
-use santad::backstop::{Backstop, ProgramScope, kernel_dev_of};
-use santad::fanotify::{self, EventBuffer, Fanotify, InitOptions, MarkScope, Response, WakeFd};
+use santad::linux::backstop::{Backstop, ProgramScope, kernel_dev_of};
+use santad::linux::fanotify::{
+    self, EventBuffer, Fanotify, InitOptions, MarkScope, Response, WakeFd,
+};
 use std::ffi::CString;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;

@@ -4,7 +4,7 @@
 //! `min-responder MOUNT`: marks only MOUNT (the harness's private mount, never `/`), answers
 //! every exec with allow, and stops on SIGTERM/SIGINT (the kernel releases anything held).
 
-use santad::fanotify::{
+use santad::linux::fanotify::{
     EventBuffer, Fanotify, InitOptions, MASK_OPEN_EXEC_PERM, MarkScope, Response, WakeFd,
 };
 use std::os::fd::AsFd;
@@ -28,7 +28,7 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
     }
-    let run = || -> Result<(), santad::fanotify::Error> {
+    let run = || -> Result<(), santad::linux::fanotify::Error> {
         let fan = Fanotify::new(InitOptions {
             report_pidfd: false,
             enable_audit: false,

@@ -34,7 +34,7 @@
 //! the kernel detaches a program whose last fd closed).
 
 use crate::eventlog::{self, EventLog};
-use crate::procinfo::NameCache;
+use crate::linux::procinfo::NameCache;
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::BtfTracePoint;
 use aya::{Btf, Ebpf, EbpfLoader};
@@ -602,7 +602,7 @@ impl Report {
         names.group_into(self.gid, &mut rec.group);
         rec.path.set(&self.filename);
         if !self.denied {
-            let _ = crate::procinfo::read_cmdline_into(self.pid, &mut rec.args);
+            let _ = crate::linux::procinfo::read_cmdline_into(self.pid, &mut rec.args);
         }
         rec.commit();
     }

@@ -1,5 +1,5 @@
 //! What santad watches: with no `WatchPaths`, one `FAN_MARK_FILESYSTEM` mark on every superblock
-//! of santad's mount table that can hold executables ([`crate::mountinfo::superblocks`]; pseudo
+//! of santad's mount table that can hold executables ([`crate::linux::mountinfo::superblocks`]; pseudo
 //! filesystems are skipped, each with its reason), followed as mounts come and go (`POLLPRI` on
 //! `/proc/self/mountinfo`); the dynamic loaders, whose loads are part of the exec that asked for
 //! them; and who Lockdown applies to ([`Scope`]).
@@ -8,11 +8,11 @@
 //! superblock that went and came back between two refreshes under the same device number is
 //! marked again, and hands the marked set to the backstop, new devices before old ones go.
 
-use crate::backstop::{self, Backstop, ProgramScope};
 use crate::config::LockdownScope;
-use crate::fanotify::MarkScope;
 use crate::linux::Linux;
-use crate::mountinfo;
+use crate::linux::backstop::{self, Backstop, ProgramScope};
+use crate::linux::fanotify::MarkScope;
+use crate::linux::mountinfo;
 use santa_hotpath::FileKey;
 use std::io::{Read, Seek};
 use std::os::fd::AsRawFd;
@@ -490,7 +490,7 @@ impl Scope {
     /// Whether process `pid` is in scope. A process whose facts cannot be read is (Lockdown
     /// holds where santad cannot tell).
     pub fn contains(&self, pid: i32) -> bool {
-        let Ok((uid, gid)) = crate::procinfo::read_ids(pid) else {
+        let Ok((uid, gid)) = crate::linux::procinfo::read_ids(pid) else {
             return true;
         };
         if self.users.contains(&uid) || self.groups.contains(&gid) {

@@ -1,0 +1,737 @@
+//! Linux: fanotify as the engine's event source and responder.
+//!
+//! Every worker reads the fanotify group itself (`poll`: non-blocking read into its own
+//! preallocated buffer) and submits onto its own queue, so the common path has no hand-off
+//! between threads. Per event the source does one `fstat` (statx) for the cache key; nothing
+//! else. The responder answers first (the exec waits on nothing else), then adds the kernel's
+//! allow cache (an evictable inode ignore mark, dropped by the kernel when the file is written),
+//! then writes the log record and, on a deny, hands the block message and the bundle hash to
+//! their own threads.
+//!
+//! The kernel allow cache only holds what cannot change unseen. The kernel drops an ignore mark
+//! on `write()`-style modification but not on a write through a shared mapping, so a mark is
+//! placed only for files nobody but root can modify (owner root, no group or other write bit
+//! unless the group is root, no POSIX ACL) on local filesystems whose contents change only
+//! through this kernel ([`KERNEL_CACHE_FILESYSTEMS`]). The mark is placed before the answer,
+//! then the stamp and the cache epoch are checked again: if either moved (the file was written,
+//! or a flush raced us), the mark is withdrawn. Every other allow is answered from the
+//! user-space cache, whose stamp (ctime, multigrain on 6.13+) moves on every write path; to be
+//! sure no writer could change the file through a mapping it made beforehand, an evaluation
+//! holds a read lease (granted only while nobody has the file open for writing; a new writer
+//! waits until it is released), and a decision made without one is not cached.
+//!
+//! Santa logs every execution. Execs the kernel cache answered never reach us as permission
+//! events; the `FAN_OPEN_EXEC` notification mark catches them. Such an exec is logged as the
+//! allow the kernel applied, with the decision that placed the mark — never re-evaluated. If
+//! the file no longer has the stamp it had then (root rewrote it through a mapping), that is an
+//! alert: its own `explain=`, a counter, the mark removed and, in Lockdown, the process killed
+//! through a pidfd. A notification for an exec that we have just allowed ourselves would log it
+//! twice, so allows are remembered briefly by `(pid, file)` and such notifications are dropped.
+
+use crate::blockmsg::{BlockMessenger, BlockNotice, BlockReason};
+use crate::eventlog::{self, EventLog, Record, Text};
+use crate::identity::{Subject, Verdict, WriteHold};
+use crate::report::{self, block_reason};
+use crossbeam_queue::ArrayQueue;
+use fanotify::{EventBuffer, Fanotify, Response, WakeFd};
+use procinfo::NameCache;
+use santa_hotpath::{
+    Answer, AnsweredBy, DefaultReason, Epoch, Event, FileKey, FileStamp, Principal, Responder,
+    Source, Submit,
+};
+use santa_rules as rules;
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::SystemTime;
+
+pub mod backstop;
+mod bundle;
+pub mod coverage;
+pub mod fanotify;
+mod linger;
+pub mod mountinfo;
+pub mod procinfo;
+mod responder;
+mod source;
+
+pub use bundle::BundleTask;
+pub use linger::LeaseLinger;
+pub use responder::FanotifyResponder;
+pub use source::FanotifySource;
+
+/// How long a worker sleeps in `poll(2)` before re-checking: a safety net only (the kernel and
+/// the wake fd wake it).
+const WAIT_TIMEOUT_MS: i32 = 1_000;
+/// Remembered allows for dropping duplicate notifications. A notification follows its
+/// permission event within microseconds, so a small table suffices; a collision at worst logs a
+/// line twice.
+const RECENT_ALLOWS: usize = 4_096;
+/// Denied paths waiting for the bundle task; beyond this they are dropped and counted.
+const BUNDLE_QUEUE_DEPTH: usize = 64;
+/// Kernel allow-cache marks remembered with the decision that placed them (so an exec the
+/// kernel answered is logged with it, and a changed file is caught). Beyond this no more marks
+/// are placed until the next flush: those files are answered from the user-space cache. 65,536
+/// entries are ~5 MiB at most, far more distinct root-owned binaries than a host runs.
+const KERNEL_MARKS_MAX: usize = 65_536;
+
+/// Filesystems whose file contents change only through a write this kernel performs (so a
+/// root-only file stays as root left it), by `statfs` magic: ext2/3/4, XFS, Btrfs, tmpfs,
+/// ramfs, F2FS, and the read-only SquashFS and EROFS. Not FUSE, NFS, CIFS, 9p, virtiofs, Ceph
+/// and the like (a server or another host can change the bytes), nor overlayfs (its lower
+/// layers can be written behind it).
+pub const KERNEL_CACHE_FILESYSTEMS: [(i64, &str); 8] = [
+    (0xEF53, "ext2/ext3/ext4"),
+    (0x5846_5342, "xfs"),
+    (0x9123_683E, "btrfs"),
+    (0x0102_1994, "tmpfs"),
+    (0x8584_58f6, "ramfs"),
+    (0xF2F5_2010, "f2fs"),
+    (0x7371_7368, "squashfs"),
+    (0xE0F5_E1E2, "erofs"),
+];
+
+/// What the kernel cache needs to know about an executed file, from the one `statx` per event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileFacts {
+    /// Cache key.
+    pub key: FileKey,
+    /// Stamp when the event was read.
+    pub stamp: FileStamp,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// `st_mode`.
+    pub mode: u32,
+}
+
+impl FileFacts {
+    /// Whether the mode bits leave writing to root alone (owner root; group write only for
+    /// group root; no other write). ACLs and the filesystem are checked separately.
+    pub fn mode_root_only(&self) -> bool {
+        self.uid == 0 && self.mode & 0o002 == 0 && (self.mode & 0o020 == 0 || self.gid == 0)
+    }
+}
+
+/// Whether `file` has a POSIX access ACL (which could grant someone else write).
+fn has_acl(file: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the name is a NUL-terminated literal; a NULL buffer of size 0 asks for the size.
+    let rc = unsafe {
+        libc::fgetxattr(
+            file.as_raw_fd(),
+            c"system.posix_acl_access".as_ptr(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if rc >= 0 {
+        return true;
+    }
+    // ENODATA: no ACL; EOPNOTSUPP: the filesystem has none. Anything else: cannot tell.
+    !matches!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::ENODATA) | Some(libc::EOPNOTSUPP)
+    )
+}
+
+/// The `statfs` magic of the filesystem holding `file`.
+fn fs_magic(file: &File) -> Option<i64> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `st` is a zeroed statfs the kernel fills; the fd is valid for the call.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        (libc::fstatfs(file.as_raw_fd(), &mut st) == 0).then_some(st.f_type as i64)
+    }
+}
+
+/// Whether nobody but root can change `file`'s contents: then the kernel may cache an allow.
+pub fn only_root_can_modify(file: &File, facts: &FileFacts) -> bool {
+    facts.mode_root_only()
+        && fs_magic(file).is_some_and(|m| KERNEL_CACHE_FILESYSTEMS.iter().any(|(k, _)| *k == m))
+        && !has_acl(file)
+}
+
+/// Takes a read lease on `file` (santad opened it read-only): granted only if nobody has the
+/// file open for writing; while held, an open for writing or a truncate waits for us (the
+/// kernel breaks the lease by signalling us, SIGIO, ignored); it ends when the fd closes.
+fn take_read_lease(file: &File) -> Lease {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl on a valid fd with integer arguments.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, libc::F_RDLCK) } == 0 {
+        return Lease::Held;
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::EBUSY) => Lease::Writers,
+        // EINVAL: the filesystem has no leases, or `fs.leases-enable = 0`; EACCES: no
+        // CAP_LEASE; ENOLCK: out of lock memory.
+        _ => Lease::Unsupported,
+    }
+}
+
+/// Whether this host gives read leases (`fs.leases-enable`, CAP_LEASE), tried on santad's own
+/// binary. Without them, allows of files root does not own cannot hold writers off until the
+/// exec has its write lock: santad says so at start.
+pub fn leases_available() -> bool {
+    let Ok(file) = File::open("/proc/self/exe") else {
+        return false;
+    };
+    take_read_lease(&file) == Lease::Held
+}
+
+/// What a read lease attempt found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lease {
+    /// Held: nobody has the file open for writing, and a new writer waits for us.
+    Held,
+    /// Someone has the file open for writing.
+    Writers,
+    /// Leases cannot be had here: nothing is known about writers.
+    Unsupported,
+}
+
+/// The mount ids of santad's own mount table (set by [`crate::linux::coverage`]); `None` until then.
+static OWN_MOUNTS: arc_swap::ArcSwapOption<Vec<u32>> = arc_swap::ArcSwapOption::const_empty();
+
+/// For each superblock of santad's mount table, a mount point of it that shows it.
+static OWN_SUPERBLOCKS: arc_swap::ArcSwapOption<Vec<((u32, u32), PathBuf)>> =
+    arc_swap::ArcSwapOption::const_empty();
+
+/// Replaces the set of santad's own mounts (ids from `/proc/self/mountinfo`) and, per
+/// superblock (`major:minor`), a mount point of it.
+pub fn set_own_mounts(mut ids: Vec<u32>, superblocks: Vec<((u32, u32), PathBuf)>) {
+    ids.sort_unstable();
+    OWN_MOUNTS.store(Some(Arc::new(ids)));
+    OWN_SUPERBLOCKS.store(Some(Arc::new(superblocks)));
+}
+
+/// The path of `file` in santad's own mount namespace, found through a file handle opened on
+/// one of santad's mounts of the same superblock (for a file exec'd through a mount only
+/// another namespace has, whose own path is that namespace's choice).
+fn own_path_into(file: &File, out: &mut Text<{ eventlog::PATH_BYTES_MAX }>) -> bool {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(meta) = file.metadata() else {
+        return false;
+    };
+    let dev = (libc::major(meta.dev()), libc::minor(meta.dev()));
+    let Some(point) = OWN_SUPERBLOCKS
+        .load()
+        .as_deref()
+        .and_then(|sbs| sbs.iter().find(|(d, _)| *d == dev).map(|(_, p)| p.clone()))
+    else {
+        return false;
+    };
+    let Ok(point_c) = std::ffi::CString::new(point.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // struct file_handle: handle_bytes, handle_type, then up to MAX_HANDLE_SZ (128) bytes.
+    #[repr(C)]
+    struct Handle {
+        bytes: u32,
+        kind: i32,
+        data: [u8; 128],
+    }
+    let mut handle = Handle {
+        bytes: 128,
+        kind: 0,
+        data: [0; 128],
+    };
+    let mut mount_id: libc::c_int = 0;
+    // SAFETY: a valid fd with AT_EMPTY_PATH and an empty path; `handle` has room for 128 bytes
+    // as its `bytes` says; `mount_id` is writable.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_name_to_handle_at,
+            file.as_raw_fd(),
+            c"".as_ptr(),
+            (&raw mut handle).cast::<libc::c_void>(),
+            &raw mut mount_id,
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    if rc != 0 {
+        return false;
+    }
+    // SAFETY: a NUL-terminated path; a directory opened for reading (open_by_handle_at
+    // refuses an O_PATH mount fd).
+    let dir = unsafe {
+        libc::open(
+            point_c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if dir < 0 {
+        return false;
+    }
+    // SAFETY: `dir` was just opened and is owned by nobody else.
+    let dir = unsafe { OwnedFd::from_raw_fd(dir) };
+    // SAFETY: a valid directory fd and the handle the kernel just filled.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_by_handle_at,
+            dir.as_raw_fd(),
+            (&raw mut handle).cast::<libc::c_void>(),
+            libc::O_PATH | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: the kernel returned a new fd owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    procinfo::fd_path_into(fd.as_fd(), out).is_ok()
+}
+
+/// The id of the mount `file` was opened through (`statx` `STATX_MNT_ID`).
+fn mount_id_of(file: &File) -> Option<u32> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an all-zero statx is a valid value for the kernel to overwrite.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid fd, an empty NUL-terminated path with AT_EMPTY_PATH, a writable statx.
+    let rc = unsafe {
+        libc::statx(
+            file.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_MNT_ID,
+            &mut stx,
+        )
+    };
+    (rc == 0 && stx.stx_mask & libc::STATX_MNT_ID != 0).then_some(stx.stx_mnt_id as u32)
+}
+
+/// The id of the mount `path` is on (`statx` `STATX_MNT_ID`).
+pub fn mount_id_of_path(path: &std::path::Path) -> Option<u32> {
+    File::open(path).ok().as_ref().and_then(mount_id_of)
+}
+
+/// What the kernel asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `FAN_OPEN_EXEC_PERM`: the exec waits for our answer.
+    Permission,
+    /// `FAN_OPEN_EXEC`: an exec the kernel cache let through; only logged.
+    Notification,
+}
+
+/// One exec event: the payload the engine carries. Dropping it closes the event fd.
+#[derive(Debug)]
+pub struct ExecEvent {
+    file: File,
+    pid: i32,
+    kind: Kind,
+    key: FileKey,
+    facts: FileFacts,
+    /// This event's fd holds a read lease: no writer can open the file until the fd closes,
+    /// after the answer.
+    leased: std::sync::atomic::AtomicBool,
+    /// The stamp the decision was made on, when the event was re-stamped after waiting on an
+    /// evaluation of a file that changed (ctime, size); `i64::MIN` until then.
+    restamped_ctime_ns: std::sync::atomic::AtomicI64,
+    restamped_size: AtomicU64,
+    /// 0: not looked at; 1: the file's mount is in santad's own mount table; 2: it is not.
+    path_trust: std::sync::atomic::AtomicU8,
+}
+
+impl ExecEvent {
+    /// The process that executes.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Permission or notification.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+}
+
+impl Subject for ExecEvent {
+    fn file(&self) -> &File {
+        &self.file
+    }
+
+    fn path_into(&self, out: &mut Text<{ eventlog::PATH_BYTES_MAX }>) {
+        if procinfo::fd_path_into(self.file.as_fd(), out).is_err() {
+            out.clear();
+        }
+    }
+
+    fn path_trusted(&self) -> bool {
+        match self.path_trust.load(Ordering::Relaxed) {
+            1 => return true,
+            2 => return false,
+            _ => {}
+        }
+        let trusted = match OWN_MOUNTS.load().as_deref() {
+            None => true,
+            // A mount made in santad's namespace a moment ago and not yet read counts as
+            // another namespace's until the follower reads it: path rules wait for it.
+            Some(own) => mount_id_of(&self.file).is_some_and(|id| own.binary_search(&id).is_ok()),
+        };
+        self.path_trust
+            .store(if trusted { 1 } else { 2 }, Ordering::Relaxed);
+        trusted
+    }
+
+    fn hold_writers(&self) -> WriteHold {
+        let lease = self.lease();
+        if lease == Lease::Held {
+            WriteHold::Held
+        } else if only_root_can_modify(&self.file, &self.facts) {
+            WriteHold::NotNeeded
+        } else if lease == Lease::Writers {
+            WriteHold::Failed
+        } else {
+            WriteHold::Unavailable
+        }
+    }
+}
+
+impl ExecEvent {
+    /// Takes (once) a read lease on the event's fd, kept until the fd closes.
+    fn lease(&self) -> Lease {
+        if self.leased.load(Ordering::Acquire) {
+            return Lease::Held;
+        }
+        let lease = take_read_lease(&self.file);
+        self.leased.store(lease == Lease::Held, Ordering::Release);
+        lease
+    }
+
+    /// The stamp the decision about this event was made on.
+    fn decided_stamp(&self) -> FileStamp {
+        let ctime_ns = self.restamped_ctime_ns.load(Ordering::Acquire);
+        if ctime_ns == i64::MIN {
+            self.facts.stamp
+        } else {
+            FileStamp {
+                ctime_ns,
+                size: self.restamped_size.load(Ordering::Acquire),
+            }
+        }
+    }
+
+    /// Why an allow for this event no longer holds at the moment of answering, if it does
+    /// not. Files only root can modify always hold (root is trusted). For the rest, the answer
+    /// is made under a read lease (nobody has the file open for writing now, and a new writer
+    /// waits until the answer is given and the kernel's own write lock on the executable is
+    /// taken), and the file must still have the stamp the decision was made on.
+    fn allow_withdrawn(&self, root_only: bool, counters: &LinuxCounters) -> Option<&'static str> {
+        if root_only {
+            return None;
+        }
+        match self.lease() {
+            Lease::Held => {}
+            Lease::Writers => {
+                return Some("allow withdrawn: file open for writing at the answer");
+            }
+            // No way to hold writers off on this filesystem: the stamp check below is all
+            // there is (and the decision is not cached: see `hold_writers`).
+            Lease::Unsupported => bump(&counters.leases_unsupported),
+        }
+        match key_and_stamp(&self.file) {
+            Ok((key, stamp)) if key == self.key && stamp == self.decided_stamp() => None,
+            _ => Some("allow withdrawn: file changed before the answer"),
+        }
+    }
+}
+
+/// Recent allows, to drop the notification that follows each of them.
+#[derive(Debug)]
+struct RecentAllows {
+    tags: Box<[AtomicU64]>,
+}
+
+impl RecentAllows {
+    fn new() -> Self {
+        Self {
+            tags: (0..RECENT_ALLOWS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn tag(pid: i32, key: FileKey) -> u64 {
+        let mut h = (pid as u32 as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^= key.ino.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h ^= key.dev.rotate_left(29);
+        h | 1
+    }
+
+    fn slot(&self, pid: i32) -> &AtomicU64 {
+        &self.tags[pid as u32 as usize % self.tags.len()]
+    }
+
+    fn record(&self, pid: i32, key: FileKey) {
+        self.slot(pid).store(Self::tag(pid, key), Ordering::Release);
+    }
+
+    /// True (and forgotten) if this exec was just allowed by us.
+    fn take(&self, pid: i32, key: FileKey) -> bool {
+        let tag = Self::tag(pid, key);
+        self.slot(pid)
+            .compare_exchange(tag, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+}
+
+/// Counters of the Linux side, for status and tests.
+#[derive(Debug, Default)]
+pub struct LinuxCounters {
+    /// Permission events read.
+    pub permission_events: AtomicU64,
+    /// Loads of a dynamic loader answered as part of their exec.
+    pub loader_loads: AtomicU64,
+    /// Notifications read.
+    pub notifications: AtomicU64,
+    /// Notifications dropped as duplicates of our own allows.
+    pub notifications_deduplicated: AtomicU64,
+    /// Close-after-write events (cache invalidations).
+    pub close_writes: AtomicU64,
+    /// `FAN_Q_OVERFLOW`: the kernel dropped notifications.
+    pub queue_overflows: AtomicU64,
+    /// Reads or event walks that failed.
+    pub read_errors: AtomicU64,
+    /// Permission events whose file could not be stat'ed (answered with the default at once).
+    pub stat_failures: AtomicU64,
+    /// Responses the kernel refused.
+    pub respond_errors: AtomicU64,
+    /// Kernel allow-cache marks added.
+    pub ignore_marks: AtomicU64,
+    /// Notification-only ignore marks on files that always ask santad (not root-only): their
+    /// execs are logged from the permission event, their notifications would be duplicates.
+    pub notification_ignores: AtomicU64,
+    /// Kernel allow-cache marks the kernel refused.
+    pub ignore_mark_errors: AtomicU64,
+    /// Kernel allow-cache marks withdrawn right after placing them: the file's stamp or the
+    /// cache epoch moved meanwhile.
+    pub ignore_marks_withdrawn: AtomicU64,
+    /// Allows not given to the kernel cache because someone other than root could modify the
+    /// file (or its filesystem is not local).
+    pub kernel_cache_refusals: AtomicU64,
+    /// Execs the kernel cache answered, logged with the decision that placed the mark.
+    pub kernel_cached_execs: AtomicU64,
+    /// Execs the kernel cache answered for a file that no longer matched that decision.
+    pub kernel_cache_alerts: AtomicU64,
+    /// Processes killed after such an alert (Lockdown).
+    pub kernel_cache_kills: AtomicU64,
+    /// Allows not given because, at the answer, the file was open for writing or no longer had
+    /// the stamp decided on (the mode decided instead).
+    pub allows_withdrawn: AtomicU64,
+    /// Allows of files root does not own answered without a read lease, because the filesystem
+    /// (or `fs.leases-enable = 0`) gives none: writers were not held off.
+    pub leases_unsupported: AtomicU64,
+    /// Notifications for which no mark was remembered (duplicates of logged answers).
+    pub notifications_unmatched: AtomicU64,
+    /// Malformed records in an fanotify read buffer (their permission events were answered).
+    pub malformed_records: AtomicU64,
+    /// Denied paths not handed to the bundle task because its queue was full.
+    pub bundle_drops: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A kernel allow-cache mark and the decision that placed it.
+#[derive(Debug, Clone)]
+struct Mark {
+    stamp: FileStamp,
+    verdict: Arc<Verdict>,
+}
+
+/// What the source and the responder share.
+#[derive(Debug)]
+pub struct Linux {
+    /// The fanotify group.
+    pub fan: Fanotify,
+    recent: RecentAllows,
+    /// Marks placed since the last flush, by file.
+    marks: Mutex<HashMap<FileKey, Mark>>,
+    /// The decision cache's epoch, once the engine runs (no marks are placed before).
+    epoch: OnceLock<Epoch>,
+    /// The dynamic loaders' inodes ([`crate::linux::coverage::find_loaders`]).
+    loaders: arc_swap::ArcSwap<Vec<FileKey>>,
+    /// Counters.
+    pub counters: LinuxCounters,
+}
+
+impl Linux {
+    /// Wraps a group whose marks are already placed.
+    pub fn new(fan: Fanotify) -> Arc<Self> {
+        Arc::new(Self {
+            fan,
+            recent: RecentAllows::new(),
+            marks: Mutex::new(HashMap::new()),
+            epoch: OnceLock::new(),
+            loaders: arc_swap::ArcSwap::from_pointee(Vec::new()),
+            counters: LinuxCounters::default(),
+        })
+    }
+
+    /// Replaces the set of dynamic-loader inodes.
+    pub fn set_loaders(&self, loaders: Vec<FileKey>) {
+        self.loaders.store(Arc::new(loaders));
+    }
+
+    /// Whether `key` is one of the dynamic loaders.
+    pub fn is_loader(&self, key: FileKey) -> bool {
+        self.loaders.load().contains(&key)
+    }
+
+    /// Connects the kernel cache to the engine's epoch: from now on allows may be marked.
+    pub fn set_epoch(&self, epoch: Epoch) {
+        let _ = self.epoch.set(epoch);
+    }
+
+    /// Drops the kernel allow cache and what we remember of it. Call after the engine's flush
+    /// (which bumps the epoch first: a mark placed meanwhile sees the new epoch and goes).
+    pub fn flush_kernel_cache(&self) -> Result<(), fanotify::Error> {
+        let result = self.fan.flush_ignores();
+        self.marks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        result
+    }
+
+    /// Marks `event`'s file as allowed in the kernel if it may be, then checks that the file
+    /// and the epoch held still; withdraws the mark if not. Before the answer is written.
+    fn place_mark(&self, event: &ExecEvent, verdict: &Arc<Verdict>, epoch: u64, root_only: bool) {
+        let counters = &self.counters;
+        let Some(current) = self.epoch.get() else {
+            return;
+        };
+        // Root-only by its mode, and nobody (a writer from before a chmod) has it open for
+        // writing now; a new writer waits for our answer.
+        if !root_only || event.lease() != Lease::Held {
+            bump(&counters.kernel_cache_refusals);
+            return;
+        }
+        {
+            let mut marks = self.marks.lock().unwrap_or_else(PoisonError::into_inner);
+            if marks.len() >= KERNEL_MARKS_MAX && !marks.contains_key(&event.key) {
+                bump(&counters.kernel_cache_refusals);
+                return;
+            }
+            marks.insert(
+                event.key,
+                Mark {
+                    stamp: event.facts.stamp,
+                    verdict: verdict.clone(),
+                },
+            );
+        }
+        if self
+            .fan
+            .ignore_inode(event.file.as_fd(), fanotify::MASK_OPEN_EXEC_PERM)
+            .is_err()
+        {
+            bump(&counters.ignore_mark_errors);
+            self.forget_mark(event.key);
+            return;
+        }
+        bump(&counters.ignore_marks);
+        // The seqlock's read side: a flush bumps the epoch before it flushes the marks, so a
+        // mark that raced it either was flushed or sees the new epoch here.
+        let still = key_and_stamp(&event.file)
+            .is_ok_and(|(k, st)| k == event.key && st == event.facts.stamp)
+            && current.current() == epoch;
+        if !still {
+            bump(&counters.ignore_marks_withdrawn);
+            self.withdraw_mark(event.file.as_fd(), event.key);
+        }
+    }
+
+    fn forget_mark(&self, key: FileKey) {
+        self.marks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key);
+    }
+
+    fn withdraw_mark(&self, file: std::os::fd::BorrowedFd<'_>, key: FileKey) {
+        let _ = self.fan.unignore_inode(file, fanotify::MASK_OPEN_EXEC_PERM);
+        self.forget_mark(key);
+    }
+
+    fn mark_of(&self, key: FileKey) -> Option<Mark> {
+        self.marks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .cloned()
+    }
+}
+
+/// The default answer when no decision could be made in time: allow, unless `FailClosed` in
+/// Lockdown (Santa's rule).
+pub fn default_response(policy: &rules::PolicyEngine) -> Response {
+    let p = policy.policy();
+    let cfg = p.config();
+    if cfg.fail_closed && cfg.mode == rules::ClientMode::Lockdown {
+        Response::Deny
+    } else {
+        Response::Allow
+    }
+}
+
+/// The default answer for one exec. For a file only root can write (the system's own binaries)
+/// it is [`default_response`]: santad being slow must not stop the host. For any other file in
+/// Lockdown it is a deny, `FailClosed` or not: its owner chooses how long it takes to hash (and
+/// how many of them wait), so a default allow would let a user time out their own unapproved
+/// exec — a deadline reached behind their own slow files, a full queue, a full slot table.
+pub fn default_for(policy: &rules::PolicyEngine, facts: &FileFacts) -> Response {
+    if !facts.mode_root_only() && policy.policy().config().mode == rules::ClientMode::Lockdown {
+        Response::Deny
+    } else {
+        default_response(policy)
+    }
+}
+
+fn file_facts(file: &File) -> std::io::Result<FileFacts> {
+    let m = file.metadata()?;
+    let key = FileKey {
+        dev: m.dev(),
+        ino: m.ino(),
+    };
+    let stamp = FileStamp {
+        ctime_ns: m
+            .ctime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(m.ctime_nsec()),
+        size: m.size(),
+    };
+    Ok(FileFacts {
+        key,
+        stamp,
+        uid: m.uid(),
+        gid: m.gid(),
+        mode: m.mode(),
+    })
+}
+
+fn key_and_stamp(file: &File) -> std::io::Result<(FileKey, FileStamp)> {
+    file_facts(file).map(|f| (f.key, f.stamp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_allows_drop_exactly_the_matching_notification() {
+        let r = RecentAllows::new();
+        let key = FileKey { dev: 1, ino: 2 };
+        r.record(100, key);
+        assert!(!r.take(100, FileKey { dev: 1, ino: 3 }), "another file");
+        assert!(!r.take(101, key), "another process");
+        assert!(r.take(100, key));
+        assert!(!r.take(100, key), "taken once");
+    }
+}

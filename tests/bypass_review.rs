@@ -1,7 +1,9 @@
-//! Review of the Lockdown bypass suite, as an attacker: santad with its default (whole-host)
-//! coverage, the backstop loaded, Lockdown scoped to one uid per test ([`scoped`], uids no host process uses), and
-//! techniques the suite in `tests/bypass.rs` does not try. Each test asserts the SECURE outcome,
-//! so a real bypass makes it FAIL.
+//! Two attacker reviews of the Lockdown bypass suite: santad with its default (whole-host)
+//! coverage, the backstop loaded, Lockdown scoped to one uid per test ([`scoped`], uids no host
+//! process uses), and techniques the suite in `tests/bypass.rs` does not try — the first review's
+//! (interpreter replacement, paths spoofed through mount namespaces, ...), then the second's
+//! (an exec starved past the lease, a thread's exec beside a check, an overlay interpreter).
+//! Each test asserts the SECURE outcome, so a real bypass makes it FAIL.
 //!
 //! Safety: as in `tests/bypass.rs`. Lockdown applies to those uids alone; every mount an attack
 //! makes lives in a user + mount namespace of a forked child and dies with it (nothing is mounted
@@ -23,7 +25,7 @@ use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// The user Lockdown is scoped to, one per test (uids 64721..=64730: no passwd entry, no host
+/// The user Lockdown is scoped to, one per test (uids 64721..=64760: no passwd entry, no host
 /// process). Each santad these tests start watches the whole host, so two tests running at once
 /// (nextest runs each test in its own process, in parallel) would otherwise answer each other's
 /// execs: a rule one test adds is unknown to the other's santad, which denies it. A test whose
@@ -35,7 +37,7 @@ const SHARED_DENY_ONLY: u32 = 64_730;
 
 fn scoped() -> User {
     let uid = SCOPED_UID.load(Ordering::Relaxed);
-    assert!((64_721..=64_730).contains(&uid), "santad_for() first");
+    assert!((64_721..=64_760).contains(&uid), "santad_for() first");
     User { uid, gid: uid }
 }
 
@@ -43,7 +45,7 @@ fn scoped() -> User {
 const PWNED: u8 = 57;
 
 fn santad_for(uid: u32) -> common::Santad {
-    assert!((64_721..=64_730).contains(&uid));
+    assert!((64_721..=64_760).contains(&uid));
     SCOPED_UID.store(uid, Ordering::Relaxed);
     start_covering(
         "LOCKDOWN",
@@ -737,4 +739,428 @@ fn an_unknown_binary_bind_mounted_under_an_allowed_path_regex_is_denied() {
          logged: {:#?}",
         lines_of(&s, pid)
     );
+}
+
+// The second review.
+
+fn mount_overlay(dir: &CString, opts: &CString, step: u32) -> Result<(), (u32, i32)> {
+    // SAFETY: valid C strings.
+    let rc = unsafe {
+        libc::mount(
+            c"overlay".as_ptr(),
+            dir.as_ptr(),
+            c"overlay".as_ptr(),
+            0,
+            opts.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return Err((step, errno()));
+    }
+    Ok(())
+}
+
+/// Waits until `exe` (allowed) runs for the scoped user.
+fn wait_runs(s: &common::Santad, exe: &Path) {
+    let start = std::time::Instant::now();
+    loop {
+        let (outcome, pid) = attacker::as_user(scoped(), || attacker::exec(exe));
+        if outcome == attacker::Outcome::Ran(0) {
+            return;
+        }
+        assert!(
+            start.elapsed() < common::WAIT,
+            "{} never ran: {outcome:?} {:#?}",
+            exe.display(),
+            lines_of(s, pid)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// The ELF interpreter of an allowed SYSTEM binary replaced, in the user's own mount namespace,
+/// by an overlayfs whose upper-most lower layer is a directory of the user's on a WATCHED
+/// filesystem holding the payload under the loader's name. The overlay's superblock is not
+/// marked (fanotify sees no open of the interpreter on it), and overlayfs maps the REAL file
+/// into the process (`vma->vm_file` is the lower layer's file, on a watched filesystem), so the
+/// entry-point check (`bpf_find_vma` at the first instruction) finds a file on a watched
+/// filesystem and passes it. The real file is opened by overlayfs as a backing file, which
+/// generates no fanotify event on the lower filesystem either.
+#[test]
+fn an_interpreter_replaced_by_an_overlay_over_a_watched_lower_file_is_stopped() {
+    if !userns_allowed() {
+        return;
+    }
+    let mut s = santad_for(64_741);
+    let sys = common::true_binary().to_path_buf();
+    allow(&mut s, &sys);
+    wait_runs(&s, &sys);
+    let interp = santad::linux::coverage::elf_interpreter(&sys).unwrap();
+    let interp_dir = interp.parent().unwrap().to_path_buf();
+    let dir = user_files(&s, "u");
+    let low = dir.join("low");
+    let fake_path = low.join(interp.file_name().unwrap());
+    let bytes = tiny_elf(PWNED);
+    attacker::as_user(scoped(), || {
+        std::fs::create_dir(&low).unwrap();
+        attacker::write_exe(&fake_path, &bytes)
+    });
+    common::settle();
+    let opts = CString::new(format!(
+        "lowerdir={}:{}",
+        low.display(),
+        interp_dir.display()
+    ))
+    .unwrap();
+    let (dst, sys_c) = (cstr(&interp_dir), cstr(&sys));
+    let maps = maps();
+    let (attempt, pid) = attacker::as_user(scoped(), || {
+        fork_attempt(|| {
+            if let Err(e) = enter_userns(&maps) {
+                return e;
+            }
+            if let Err(e) = mount_overlay(&dst, &opts, 6) {
+                return e;
+            }
+            execve(&sys_c, &[], 9)
+        })
+    });
+    common::settle();
+    eprintln!("overlay interpreter: {attempt:?} {:#?}", lines_of(&s, pid));
+    assert!(
+        attempt.stopped(9),
+        "BYPASS: {} ran the attacker's interpreter from an overlay: {attempt:?}; santad logged: \
+         {:#?}",
+        sys.display(),
+        lines_of(&s, pid)
+    );
+}
+
+/// The environment variable that turns [`helper`] on (it is a no-op test otherwise).
+const HELPER_ENV: &str = "SANTAD_REVIEW2_HELPER";
+
+/// Runs this test binary's [`helper`] as a separate process (root exec, outside the scope),
+/// which drops to the scoped user and runs `role` with `args`; returns its wait status.
+fn run_helper(role: &str, args: &[&str]) -> std::process::ExitStatus {
+    let me = std::env::current_exe().unwrap();
+    std::process::Command::new(me)
+        .args(["--exact", "helper", "--nocapture", "--test-threads", "1"])
+        .env(HELPER_ENV, role)
+        .env("REVIEW2_UID", scoped().uid.to_string())
+        .env("REVIEW2_ARGS", args.join("\n"))
+        .status()
+        .unwrap()
+}
+
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes inside it; the call reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0
+        );
+    }
+}
+
+/// The leases `/proc/locks` lists on inode `ino`.
+fn leases_on(ino: u64) -> usize {
+    let tail = format!(":{ino} ");
+    std::fs::read_to_string("/proc/locks")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("LEASE") && (l.to_string() + " ").contains(&tail))
+        .count()
+}
+
+/// The attacker's side of the races below, in a process of its own (threads: std's, freely).
+#[test]
+fn helper() {
+    let Ok(role) = std::env::var(HELPER_ENV) else {
+        return;
+    };
+    let uid: u32 = std::env::var("REVIEW2_UID").unwrap().parse().unwrap();
+    let args: Vec<String> = std::env::var("REVIEW2_ARGS")
+        .unwrap()
+        .split('\n')
+        .map(str::to_string)
+        .collect();
+    // SAFETY: glibc's set*id wrappers change every thread of the process.
+    unsafe {
+        assert_eq!(libc::setgroups(0, std::ptr::null()), 0);
+        assert_eq!(libc::setresgid(uid, uid, uid), 0);
+        assert_eq!(libc::setresuid(uid, uid, uid), 0);
+    }
+    match role.as_str() {
+        "linger" => helper_linger(&args),
+        "check" => helper_check(&args),
+        other => panic!("unknown helper role {other}"),
+    }
+}
+
+/// A non-leader thread of a process execs the user's own ALLOWED file while it is starved of
+/// CPU (SCHED_IDLE, pinned to a CPU other threads of the process keep busy): santad answers
+/// allow under a read lease and keeps the lease `LINGER_MAX` (1 s) after the answer; an exec
+/// still not past the kernel's write lock then is killed — but the check is
+/// `still_in_exec(event.pid)`, which reads `/proc/PID/syscall` of the thread-group LEADER
+/// (fanotify reports the tgid), not of the thread that execs. The leader sleeps in another
+/// syscall, so nothing is killed and the lease goes; the attacker rewrites the file with the
+/// payload, stops the spinners, and the starved exec reads the new bytes.
+fn helper_linger(args: &[String]) {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    let exe = PathBuf::from(&args[0]);
+    let payload = std::fs::read(&args[1]).unwrap();
+    let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&exe).unwrap());
+    let attack_cpu = 1;
+    if args.get(2).map(String::as_str) == Some("leader") {
+        // A fresh single-threaded process whose only thread, the leader, is the one to exec.
+        // SAFETY: the child only spawns threads and makes syscalls; the parent reaps it.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid > 0 {
+            let mut status = 0;
+            // SAFETY: reaping our own child.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            let code = if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                200 + libc::WTERMSIG(status)
+            };
+            eprintln!("helper: leader child status {status:#x}");
+            // SAFETY: leaving with the child's outcome.
+            unsafe { libc::_exit(code) };
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut spinners = Vec::new();
+    for _ in 0..64 {
+        let stop = stop.clone();
+        spinners.push(std::thread::spawn(move || {
+            pin_to_cpu(attack_cpu);
+            let mut x = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+        }));
+    }
+    let exe_c = cstr(&exe);
+    // The starved exec: from a thread (the attack) or from the leader itself (the control).
+    let from_leader = args.get(2).map(String::as_str) == Some("leader");
+    let starved_exec = move || {
+        pin_to_cpu(attack_cpu);
+        // SAFETY: sched_param is plain data; 0 is this thread.
+        unsafe {
+            let p = libc::sched_param { sched_priority: 0 };
+            assert_eq!(libc::sched_setscheduler(0, libc::SCHED_IDLE, &p), 0);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let (_, e) = execve(&exe_c, &[], 1);
+        // SAFETY: leaving the process with a code the test reads.
+        unsafe { libc::_exit(100 + e) };
+    };
+    let observer = move || {
+        pin_to_cpu(0);
+        let start = std::time::Instant::now();
+        // The lease santad takes while it answers, then its release.
+        while leases_on(ino) == 0 {
+            if start.elapsed() > std::time::Duration::from_secs(40) {
+                eprintln!("helper: never saw santad's lease");
+                // SAFETY: leaving.
+                unsafe { libc::_exit(91) };
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        let seen = std::time::Instant::now();
+        while leases_on(ino) != 0 {
+            std::thread::sleep(std::time::Duration::from_micros(500));
+        }
+        eprintln!("helper: lease held {:?}", seen.elapsed());
+        let c = cstr(&exe);
+        match write_file(&c, &payload, 1) {
+            Ok(()) => eprintln!("helper: rewrote the allowed file while its exec was starved"),
+            Err((step, e)) => eprintln!("helper: rewrite failed at {step}: errno {e}"),
+        }
+        stop.store(true, Ordering::Relaxed);
+        std::thread::sleep(std::time::Duration::from_secs(30));
+        // SAFETY: leaving.
+        unsafe { libc::_exit(92) };
+    };
+    if from_leader {
+        // SAFETY: gettid and getpid have no preconditions.
+        let (tid, pid) = unsafe { (libc::gettid(), libc::getpid()) };
+        assert_eq!(tid, pid, "not the leader");
+        std::thread::spawn(observer);
+        starved_exec();
+    } else {
+        std::thread::spawn(starved_exec);
+        observer();
+    }
+}
+
+/// The leader of a fresh process sits in `execveat(big, AT_EXECVE_CHECK)` (held while santad
+/// hashes a large file nobody decided yet) while a second thread execs the payload for real.
+fn helper_check(args: &[String]) {
+    let big = cstr(Path::new(&args[0]));
+    let payload = cstr(Path::new(&args[1]));
+    // SAFETY: the child only spawns a thread and makes syscalls; the parent reaps it.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid > 0 {
+        let mut status = 0;
+        // SAFETY: reaping our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        eprintln!("helper: check child {pid} status {status:#x}");
+        // SAFETY: leaving with the child's outcome.
+        unsafe {
+            libc::_exit(if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                99
+            })
+        };
+    }
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        let (_, e) = execve(&payload, &[], 1);
+        // SAFETY: leaving with the payload exec's errno.
+        unsafe { libc::_exit(100 + e) };
+    });
+    let argv = [big.as_ptr(), std::ptr::null()];
+    let envp = [std::ptr::null::<libc::c_char>()];
+    // SAFETY: valid C strings and null-terminated arrays.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            libc::AT_FDCWD,
+            big.as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+            0x1_0000, // AT_EXECVE_CHECK
+        )
+    };
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    // SAFETY: leaving.
+    unsafe { libc::_exit(98) };
+}
+
+/// `is_execve_check(event.pid)` reads `/proc/PID/syscall` of the thread-group LEADER (fanotify
+/// reports the tgid). A process whose leader is held in an `execveat(AT_EXECVE_CHECK)` while
+/// another of its threads execs the attacker's file for real gets that real, denied exec logged
+/// as `execveat AT_EXECVE_CHECK: a check, nothing was executed`, and no block message.
+#[test]
+fn a_real_exec_from_a_thread_is_not_logged_as_a_check_because_its_leader_checks() {
+    let s = santad_for(64_744);
+    let dir = user_files(&s, "u");
+    let payload = dir.join("payload");
+    let bytes = tiny_elf(PWNED);
+    attacker::as_user(scoped(), || attacker::write_exe(&payload, &bytes));
+    // A large root-owned executable santad has not decided yet (any such file of the host
+    // does: a big vendor binary); sparse, so it costs nothing but hashing time.
+    let big = dir.join("big-root-tool");
+    {
+        let f = std::fs::File::create(&big).unwrap();
+        std::io::Write::write_all(&mut &f, &tiny_elf(0)).unwrap();
+        f.set_len(1000 << 20).unwrap();
+    }
+    std::fs::set_permissions(&big, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    common::settle();
+    let status = run_helper("check", &[big.to_str().unwrap(), payload.to_str().unwrap()]);
+    eprintln!("check: {status:?}");
+    assert_eq!(
+        status.code(),
+        Some(100 + libc::EPERM),
+        "the payload's exec is denied either way: {status:?}"
+    );
+    let line = s
+        .wait_log(1, |l| {
+            l.contains("path=") && l.contains("/payload") && l.contains("DENY")
+        })
+        .remove(0);
+    eprintln!("{line}");
+    assert!(
+        !line.contains("AT_EXECVE_CHECK"),
+        "FALSE LOG: a real exec of {} (denied) is logged as a check that executed nothing: {line}",
+        payload.display()
+    );
+}
+
+#[test]
+fn a_starved_non_leader_threads_exec_cannot_run_a_file_rewritten_after_the_allow() {
+    let mut s = santad_for(64_742);
+    let dir = user_files(&s, "u");
+    let payload = dir.join("payload-bytes");
+    std::fs::write(&payload, tiny_elf(PWNED)).unwrap();
+    let mut outcomes = Vec::new();
+    for round in 0..3 {
+        let exe = attacker::as_user(scoped(), || {
+            attacker::exe(
+                &dir,
+                &format!("allowed{round}"),
+                &format!("review2-linger-{round}"),
+            )
+        });
+        common::settle();
+        allow(&mut s, &exe);
+        wait_runs(&s, &exe);
+        let status = run_helper(
+            "linger",
+            &[exe.to_str().unwrap(), payload.to_str().unwrap(), "thread"],
+        );
+        eprintln!("round {round}: {status:?}");
+        outcomes.push(status);
+        assert_ne!(
+            status.code(),
+            Some(PWNED as i32),
+            "BYPASS: a starved exec ran the file rewritten after santad's allow (round \
+             {round}); santad logged: {:#?}",
+            s.log_lines()
+                .into_iter()
+                .filter(|l| l.contains(&format!("allowed{round}")))
+                .collect::<Vec<_>>()
+        );
+    }
+    eprintln!("outcomes: {outcomes:?}");
+}
+
+/// The same starved exec from the thread-group LEADER (a single-threaded process): santad reads
+/// the right thread's `/proc/PID/syscall` here, but a task that is runnable and merely off the
+/// CPU reads as `running` there (the kernel's `task_current_syscall` answers -EAGAIN for any
+/// TASK_RUNNING task), so `still_in_exec` is false for exactly the starved exec it is meant to
+/// catch, nothing is killed, and the payload runs. Secure outcomes: `true` ran (0) or the
+/// process was killed.
+#[test]
+fn a_starved_leaders_exec_is_killed_when_the_lease_wait_runs_out() {
+    let mut s = santad_for(64_743);
+    let dir = user_files(&s, "u");
+    let payload = dir.join("payload-bytes");
+    std::fs::write(&payload, tiny_elf(PWNED)).unwrap();
+    for round in 0..3 {
+        let exe = attacker::as_user(scoped(), || {
+            attacker::exe(
+                &dir,
+                &format!("allowed{round}"),
+                &format!("review2-leader-{round}"),
+            )
+        });
+        common::settle();
+        allow(&mut s, &exe);
+        wait_runs(&s, &exe);
+        let status = run_helper(
+            "linger",
+            &[exe.to_str().unwrap(), payload.to_str().unwrap(), "leader"],
+        );
+        eprintln!("leader round {round}: {status:?}");
+        assert_ne!(
+            status.code(),
+            Some(PWNED as i32),
+            "BYPASS: a starved single-threaded exec ran the file rewritten after santad's allow \
+             (round {round})"
+        );
+        assert!(
+            matches!(status.code(), Some(0) | Some(209)),
+            "the leader's exec ran `true` (0) or was killed (200 + SIGKILL): {status:?}"
+        );
+    }
 }

@@ -1,0 +1,871 @@
+//! santad's side of the control socket (the protocol is `santa-control`): a listener thread and
+//! a small fixed pool of handler threads.
+//!
+//! Why a pool of [`HANDLER_THREADS`] fed through bounded queues: requests take microseconds
+//! to a few hundred milliseconds (an import), but a slow or hostile client can hold a handler
+//! for up to its deadline. Nothing here is on the exec path: the workers never wait on it.
+//!
+//! Who gets a handler (the [`Dispatcher`]):
+//! - **Root always finds one.** Non-root peers hold at most [`UNPRIVILEGED_HANDLERS_MAX`] =
+//!   `HANDLER_THREADS - 1` handlers at once, and root's connections are taken before any
+//!   waiting non-root one. So a request from uid 0 waits for no unprivileged client: it is
+//!   served as soon as the root requests accepted before it are done (ordinarily none).
+//! - **No user holds a handler for long.** A non-root peer must send its whole request
+//!   within [`REQUEST_DEADLINE_UNPRIVILEGED`] and take the answer within
+//!   [`REPLY_DEADLINE_UNPRIVILEGED`], however it paces its bytes (one byte at a time just
+//!   inside [`IDLE_TIMEOUT`] included).
+//! - **No user fills the queue.** One non-root uid holds at most [`HANDLERS_PER_UID_MAX`]
+//!   handler and has at most [`CONNECTIONS_PER_UID_MAX`] connections inside santad (waiting
+//!   or served); beyond that it is told "busy" at once, so other users still get in.
+//!
+//! The listener thread never waits on a peer: it accepts, reads `SO_PEERCRED`, queues or
+//! refuses (one non-blocking write), so the kernel's backlog keeps draining under a flood.
+//!
+//! The socket (see `bind`): its directory is walked from `/` with `O_NOFOLLOW` (no symlink
+//! anywhere, every directory root's and not writable by others), and it is bound relative to
+//! that directory's fd with mode 0666 set by the umask of the binding thread alone (which
+//! stops sharing its umask and cwd with the process first), so nothing is ever chmod'ed
+//! through a path and santad's own umask never changes.
+
+use crate::config::{Config, LogDestination, LogFormat};
+use crate::eventlog::EventLog;
+use santa_control::*;
+use santa_hotpath::{CountersSnapshot, FileKey, FileStamp, FlushReason};
+use santa_rules as rules;
+use std::collections::BTreeMap;
+use std::collections::{HashMap, VecDeque};
+use std::ffi::{CString, OsStr};
+use std::fmt;
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixListener;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::path::{Component, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Handler threads: two that unprivileged peers may use (so one slow user does not stall
+/// every other user) and one more that only root can be sure of.
+pub const HANDLER_THREADS: usize = 3;
+/// Handlers non-root peers may hold at once, all uids together: every one but the one kept
+/// for root.
+pub const UNPRIVILEGED_HANDLERS_MAX: usize = HANDLER_THREADS - 1;
+/// Handlers one non-root uid may hold at once: a user stalling its own requests holds one,
+/// and the next user still finds the other.
+pub const HANDLERS_PER_UID_MAX: usize = 1;
+/// Connections one non-root uid may have inside santad at once, waiting or being served. A
+/// santactl makes one at a time; four leave room for a few running side by side, and cap what
+/// one user can make santad hold (fds, queue places) far below the queue's size.
+pub const CONNECTIONS_PER_UID_MAX: usize = 4;
+/// Non-root connections waiting for a handler, all uids together; beyond this a client is
+/// told "busy".
+pub const PENDING_CONNECTIONS_MAX: usize = 16;
+/// Root connections waiting for a handler; beyond this root is told "busy" too (only root's
+/// own clients can fill it).
+pub const ROOT_PENDING_CONNECTIONS_MAX: usize = 16;
+/// Longest a non-root peer may take to read its answer: the answers it can get (status,
+/// metrics, checks) are a few KiB, which a socket buffer holds whole; this only matters to a
+/// peer that stops reading.
+pub const REPLY_DEADLINE_UNPRIVILEGED: Duration = IDLE_TIMEOUT;
+/// Longest root may take to read its answer (an export of every rule, hundreds of MiB).
+pub const REPLY_DEADLINE_ROOT: Duration = Duration::from_secs(60);
+/// How long the listener waits in `poll` before re-checking the stop flag.
+const ACCEPT_POLL_MS: i32 = 250;
+/// How long santad tries to deliver an error to a client it is dropping (oversized, slow).
+const ERROR_WRITE_TIMEOUT: Duration = Duration::from_millis(200);
+/// Mode of the socket: anyone may connect; what they may do is decided per request by
+/// `SO_PEERCRED`.
+pub const SOCKET_MODE: u32 = 0o666;
+/// Mode of a socket directory santad creates: anyone may reach the socket inside, only
+/// root may add or remove entries.
+pub const SOCKET_DIR_MODE: u32 = 0o755;
+
+const _: () = assert!(
+    UNPRIVILEGED_HANDLERS_MAX < HANDLER_THREADS,
+    "one kept for root"
+);
+const _: () = assert!(HANDLERS_PER_UID_MAX <= UNPRIVILEGED_HANDLERS_MAX);
+const _: () = assert!(CONNECTIONS_PER_UID_MAX <= PENDING_CONNECTIONS_MAX);
+
+/// What the control server needs from the engine and the platform, kept behind a trait so
+/// this module knows nothing of fanotify or the engine's type parameters.
+pub trait EngineControl: Send + Sync + 'static {
+    /// Drops every cached decision: the engine's (epoch bump, counted under `reason`) and the
+    /// kernel's allow cache.
+    fn flush(&self, reason: FlushReason) -> Result<(), String>;
+    /// The engine's counters.
+    fn counters(&self) -> CountersSnapshot;
+    /// Live entries in the decision cache.
+    fn cache_entries(&self) -> usize;
+    /// Executions held right now.
+    fn in_flight(&self) -> usize;
+    /// Worker threads.
+    fn workers(&self) -> usize;
+    /// The cached decision for this file, read-only.
+    fn peek(&self, key: FileKey, stamp: FileStamp) -> Option<rules::Decision>;
+    /// Platform counters (fanotify), by name.
+    fn platform_metrics(&self) -> Vec<(&'static str, u64)>;
+    /// Coverage and the backstop, where the platform has them.
+    fn coverage(&self) -> Option<super::CoverageStatus> {
+        None
+    }
+    /// Default answers the platform gave on its own, before the engine saw the event, by
+    /// reason (names from [`PLATFORM_DEFAULT_REASONS`]). By default read from
+    /// [`EngineControl::platform_metrics`] under the names in [`PLATFORM_DEFAULT_METRICS`];
+    /// a reason whose counter the platform does not keep is left out.
+    fn platform_defaults(&self) -> Vec<(&'static str, u64)> {
+        let metrics = self.platform_metrics();
+        PLATFORM_DEFAULT_METRICS
+            .iter()
+            .filter_map(|(metric, reason)| {
+                metrics
+                    .iter()
+                    .find(|(k, _)| k == metric)
+                    .map(|(_, v)| (*reason, *v))
+            })
+            .collect()
+    }
+}
+
+/// Which platform counter counts which platform default reason: on Linux a permission event
+/// whose file cannot be stat'ed is answered with the default at once (`src/linux/source.rs`).
+pub const PLATFORM_DEFAULT_METRICS: [(&str, &str); 1] = [("fanotify.stat_failures", "stat_failed")];
+
+/// The rules database, opened by the first control request that needs it.
+#[derive(Debug)]
+pub struct RulesDb {
+    path: PathBuf,
+    store: Option<rules::RuleStore>,
+}
+
+impl RulesDb {
+    /// The database at `path` (not opened yet).
+    pub fn new(path: PathBuf) -> RulesDb {
+        RulesDb { path, store: None }
+    }
+
+    /// Points at another file (a reload changed `RulesDbPath`).
+    pub fn set_path(&mut self, path: &Path) {
+        if self.path != path {
+            self.path = path.to_owned();
+            self.store = None;
+        }
+    }
+
+    /// The open store.
+    pub fn store(&mut self) -> Result<&mut rules::RuleStore, rules::StoreError> {
+        let store = match self.store.take() {
+            Some(store) => store,
+            None => {
+                if let Some(dir) = self.path.parent() {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                rules::RuleStore::open(&self.path)?
+            }
+        };
+        Ok(self.store.insert(store))
+    }
+
+    /// The database path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Counters of the control socket.
+#[derive(Debug, Default)]
+pub struct ControlCounters {
+    /// Connections accepted.
+    pub connections: AtomicU64,
+    /// Requests answered with a reply.
+    pub replies: AtomicU64,
+    /// Requests refused because the peer is not root.
+    pub refused: AtomicU64,
+    /// Messages that were not valid requests.
+    pub malformed: AtomicU64,
+    /// Messages over the cap.
+    pub too_large: AtomicU64,
+    /// Peers dropped for slowness or mid-message disconnects.
+    pub dropped: AtomicU64,
+    /// Connections turned away because the queue was full.
+    pub busy: AtomicU64,
+    /// Connections turned away because their uid already had [`CONNECTIONS_PER_UID_MAX`].
+    pub uid_limited: AtomicU64,
+    /// Requests whose handling panicked (a bug; the handler thread lives on).
+    pub handler_panics: AtomicU64,
+}
+
+/// Everything the handlers share with the daemon.
+pub struct ControlContext {
+    engine: Arc<dyn EngineControl>,
+    policy: Arc<rules::PolicyEngine>,
+    log: Arc<EventLog>,
+    config: Mutex<Arc<Config>>,
+    rules: Mutex<RulesDb>,
+    started: Instant,
+    dispatcher: std::sync::OnceLock<Arc<Dispatcher<Connection>>>,
+    /// The socket's counters.
+    pub counters: ControlCounters,
+}
+
+impl fmt::Debug for ControlContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ControlContext").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A handler that panicked cannot leave these half-updated (single assignments).
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl ControlContext {
+    /// The shared state, for the running daemon.
+    pub fn new(
+        engine: Arc<dyn EngineControl>,
+        policy: Arc<rules::PolicyEngine>,
+        log: Arc<EventLog>,
+        config: Config,
+    ) -> Arc<ControlContext> {
+        Arc::new(ControlContext {
+            engine,
+            policy,
+            log,
+            rules: Mutex::new(RulesDb::new(config.rules_db_path.clone())),
+            config: Mutex::new(Arc::new(config)),
+            started: Instant::now(),
+            dispatcher: std::sync::OnceLock::new(),
+            counters: ControlCounters::default(),
+        })
+    }
+
+    /// Runs `f` with the rules database locked: every publisher of rules snapshots (the
+    /// control handlers and santad's reload) goes through here, so a snapshot built from an
+    /// older read of the database can never replace a newer one.
+    pub fn with_rules<T>(&self, f: impl FnOnce(&mut RulesDb) -> T) -> T {
+        f(&mut lock(&self.rules))
+    }
+
+    /// The configuration now in force (after a reload).
+    pub fn set_config(&self, config: Config) {
+        *lock(&self.config) = Arc::new(config);
+    }
+
+    fn config(&self) -> Arc<Config> {
+        lock(&self.config).clone()
+    }
+
+    /// How many connections wait and are being served now (once the server runs).
+    fn load(&self) -> Option<DispatchLoad> {
+        self.dispatcher.get().map(|d| d.load())
+    }
+
+    /// Answers one request from a peer with uid `uid`.
+    pub fn handle(&self, uid: u32, request: Request) -> Response {
+        if request.needs_root() && uid != 0 {
+            self.counters.refused.fetch_add(1, Ordering::Relaxed);
+            log::warn!(
+                "control: refused {} from uid {uid}: only root may change policy",
+                request.name()
+            );
+            return Err(ControlError::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "{}: permission denied (only root may do this)",
+                    request.name()
+                ),
+            ));
+        }
+        let reply = match request {
+            Request::Version => Ok(Reply::Version(VersionReply {
+                santad: env!("CARGO_PKG_VERSION").to_owned(),
+                protocol: PROTOCOL_VERSION,
+            })),
+            Request::Status => self.status().map(|s| Reply::Status(Box::new(s))),
+            Request::Metrics => Ok(Reply::Metrics(self.metrics())),
+            Request::FlushCache => self
+                .engine
+                .flush(FlushReason::Operator)
+                .map(|()| Reply::Flushed)
+                .map_err(|e| ControlError::new(ErrorKind::Internal, e)),
+            Request::CheckCache { file } => Ok(Reply::CacheState(self.check_cache(file))),
+            Request::RuleCheck { target } => self.rule_check(&target).map(Reply::RuleCheck),
+            Request::ApplyRules { rules, cleanup } => {
+                self.apply(&rules, cleanup).map(Reply::Applied)
+            }
+            Request::ExportRules => self.export().map(Reply::Rules),
+        };
+        if reply.is_ok() {
+            self.counters.replies.fetch_add(1, Ordering::Relaxed);
+        }
+        reply
+    }
+
+    fn store_error(e: rules::StoreError) -> ControlError {
+        ControlError::new(ErrorKind::Store, e.to_string())
+    }
+
+    fn status(&self) -> Result<StatusReply, ControlError> {
+        let config = self.config();
+        let counts = self
+            .with_rules(|db| db.store().and_then(|s| s.counts()))
+            .map_err(Self::store_error)?;
+        let c = self.engine.counters();
+        let policy = self.policy.policy();
+        let pc = policy.config();
+        let by = |t: rules::RuleType| {
+            rules::RuleType::ALL
+                .iter()
+                .position(|&x| x == t)
+                .map_or(0, |i| counts.by_type[i])
+        };
+        let (log_type, log_path) = match &config.event_log_destination {
+            LogDestination::Stdout => ("stdout", None),
+            LogDestination::File(p) => ("file", Some(p.display().to_string())),
+            LogDestination::Null => ("null", None),
+        };
+        let kernel_marks = self
+            .engine
+            .platform_metrics()
+            .into_iter()
+            .find(|(k, _)| *k == "fanotify.ignore_marks")
+            .map_or(0, |(_, v)| v);
+        let defaults_by_reason = defaults_by_reason(&c, &self.engine.platform_defaults());
+        Ok(StatusReply {
+            daemon: DaemonStatus {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                mode: match pc.mode {
+                    rules::ClientMode::Monitor => "Monitor",
+                    rules::ClientMode::Lockdown => "Lockdown",
+                }
+                .to_owned(),
+                log_type: log_type.to_owned(),
+                file_logging: log_path.is_some(),
+                log_path,
+                log_format: match config.event_log_format {
+                    LogFormat::KeyValue { .. } => "santa",
+                    LogFormat::Json => "json",
+                }
+                .to_owned(),
+                watch_paths: config
+                    .watch_paths
+                    .iter()
+                    .map(|w| w.path.display().to_string())
+                    .collect(),
+                workers: self.engine.workers() as u64,
+                rules_db: self.with_rules(|db| db.path().display().to_string()),
+                uptime_secs: self.started.elapsed().as_secs(),
+            },
+            cache: CacheStatus {
+                entries: self.engine.cache_entries() as u64,
+                capacity: config.cache_capacity,
+                hits: c.hits,
+                misses: c.misses,
+                deny_ttl_ms: config.deny_cache_ttl_ms,
+                kernel_allow_marks: kernel_marks,
+            },
+            events: EventStatus {
+                events_handled: c.events,
+                in_flight: self.engine.in_flight() as u64,
+                deadline_ms: config.deadline_ms,
+                default_decision: if pc.fail_closed && pc.mode == rules::ClientMode::Lockdown {
+                    "deny"
+                } else {
+                    "allow"
+                }
+                .to_owned(),
+                deadline_defaults: c.deadline_defaults,
+                queue_full_defaults: c.queue_full_defaults,
+                queue_depth: config.queue_depth,
+                defaults_answered: defaults_by_reason.values().sum(),
+                defaults_by_reason,
+            },
+            rule_types: RuleTypeCounts {
+                binary_rules: by(rules::RuleType::Binary),
+                certificate_rules: by(rules::RuleType::Certificate),
+                teamid_rules: by(rules::RuleType::TeamId),
+                signingid_rules: by(rules::RuleType::SigningId),
+                cdhash_rules: by(rules::RuleType::CdHash),
+                total_rules: counts.total,
+            },
+            transitive_allowlisting: TransitiveStatus {
+                enabled: pc.enable_transitive_rules,
+                compiler_rules: counts.compiler,
+                transitive_rules: counts.transitive,
+            },
+            coverage: self.engine.coverage(),
+        })
+    }
+
+    fn metrics(&self) -> BTreeMap<String, u64> {
+        let c = self.engine.counters();
+        let mut m = BTreeMap::new();
+        let mut put = |k: &str, v: u64| {
+            m.insert(k.to_owned(), v);
+        };
+        put("engine.events", c.events);
+        put("engine.cache_hits", c.hits);
+        put("engine.cache_misses", c.misses);
+        put("engine.cache_waits", c.waits);
+        put("engine.evaluations", c.evaluations);
+        put("engine.evaluator_panics", c.evaluator_panics);
+        put("engine.deadline_defaults", c.deadline_defaults);
+        put("engine.queue_full_defaults", c.queue_full_defaults);
+        put("engine.slots_full_defaults", c.slots_full_defaults);
+        put("engine.shutdown_defaults", c.shutdown_defaults);
+        put("engine.steals", c.steals);
+        put("engine.wakeups", c.wakeups);
+        put("engine.invalidations", c.invalidations);
+        for reason in FlushReason::ALL {
+            put(
+                &format!("engine.flushes.{}", reason.name()),
+                c.flushes_for(reason),
+            );
+        }
+        put("engine.in_flight", self.engine.in_flight() as u64);
+        put("engine.cache_entries", self.engine.cache_entries() as u64);
+        for (k, v) in self.engine.platform_metrics() {
+            put(k, v);
+        }
+        put("log.written", self.log.written());
+        put("log.dropped", self.log.dropped());
+        put("log.write_errors", self.log.write_errors());
+        let cc = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        put("control.connections", get(&cc.connections));
+        put("control.replies", get(&cc.replies));
+        put("control.refused", get(&cc.refused));
+        put("control.malformed", get(&cc.malformed));
+        put("control.too_large", get(&cc.too_large));
+        put("control.dropped", get(&cc.dropped));
+        put("control.busy", get(&cc.busy));
+        put("control.uid_limited", get(&cc.uid_limited));
+        put("control.handler_panics", get(&cc.handler_panics));
+        if let Some(load) = self.load() {
+            put("control.root_waiting", load.root_waiting as u64);
+            put("control.unprivileged_waiting", load.users_waiting as u64);
+            put("control.unprivileged_serving", load.users_serving as u64);
+        }
+        put("daemon.uptime_secs", self.started.elapsed().as_secs());
+        m
+    }
+
+    fn check_cache(&self, file: CacheKey) -> Option<CachedDecision> {
+        let key = FileKey {
+            dev: file.dev,
+            ino: file.ino,
+        };
+        let stamp = FileStamp {
+            ctime_ns: file.ctime_ns,
+            size: file.size,
+        };
+        self.engine.peek(key, stamp).map(|d| CachedDecision {
+            action: action_name(d.action).to_owned(),
+            reason: d.reason.as_str().to_owned(),
+        })
+    }
+
+    fn rule_check(&self, target: &CheckTarget) -> Result<RuleCheckReply, ControlError> {
+        let invalid = |m: String| ControlError::new(ErrorKind::InvalidRequest, m);
+        match target {
+            CheckTarget::Identifier {
+                rule_type,
+                identifier,
+            } => {
+                let t = rules::RuleType::from_santa_name(rule_type).ok_or_else(|| {
+                    invalid(format!("unknown rule type {:?}", shorten(rule_type)))
+                })?;
+                let id = rules::RuleIdentifier::parse(t, identifier)
+                    .map_err(|e| invalid(e.to_string()))?;
+                let mut ids = rules::RuleIdentifiers::default();
+                match &id {
+                    rules::RuleIdentifier::CdHash(h) => ids.cdhash = Some(*h),
+                    rules::RuleIdentifier::Binary(h) => ids.binary = Some(*h),
+                    rules::RuleIdentifier::Certificate(h) => ids.certificate = Some(*h),
+                    rules::RuleIdentifier::TeamId(t) => ids.team_id = Some(*t),
+                    rules::RuleIdentifier::SigningId(s) => {
+                        ids.signing_id = Some(rules::SigningIdRef {
+                            prefix: s.prefix(),
+                            ident: s.ident(),
+                        });
+                    }
+                }
+                let snapshot = self.policy.snapshot();
+                let rule = snapshot.lookup(&ids).and_then(|m| {
+                    m.identifier().map(|id| RuleView {
+                        identifier: id.to_string(),
+                        rule_type: m.rule_type().santa_name().to_owned(),
+                        state: m.state().db_value(),
+                    })
+                });
+                Ok(RuleCheckReply {
+                    rule,
+                    decision: None,
+                    action: None,
+                    reason: None,
+                })
+            }
+            CheckTarget::File { facts } => {
+                let hex32 = |what: &str, s: &str| {
+                    rules::Sha256::from_hex(s).ok_or_else(|| {
+                        invalid(format!("{what}: expected 64 hexadecimal characters"))
+                    })
+                };
+                let sha256 = hex32("sha256", &facts.sha256)?;
+                let cert = facts
+                    .cert_sha256
+                    .as_deref()
+                    .map(|c| hex32("cert_sha256", c))
+                    .transpose()?;
+                let cdhash = facts
+                    .cdhash
+                    .as_deref()
+                    .map(|c| {
+                        rules::CdHash::from_hex(c).ok_or_else(|| {
+                            invalid("cdhash: expected 40 hexadecimal characters".into())
+                        })
+                    })
+                    .transpose()?;
+                let team_id = match facts.team_id.as_deref() {
+                    Some(t) => Some(rules::TeamId::parse_rule(t).ok_or_else(|| {
+                        invalid(format!("team_id {:?} is not a Team ID", shorten(t)))
+                    })?),
+                    None => None,
+                };
+                // The rules crate matches the raw identifier; Santa's Signing ID carries a
+                // `TEAMID:` or `platform:` prefix.
+                let ident = facts
+                    .signing_id
+                    .as_deref()
+                    .map(|s| s.split_once(':').map_or(s, |(_, ident)| ident));
+                let identity = rules::FileIdentity {
+                    sha256,
+                    cdhash,
+                    signing_id: ident,
+                    team_id,
+                    cert_sha256: cert,
+                    signing_status: facts.signing_status.into(),
+                    is_platform_binary: facts.platform_binary,
+                    path: facts.path.as_bytes(),
+                };
+                let decision = self.policy.evaluator().decide(&identity);
+                Ok(RuleCheckReply {
+                    rule: decision.matched.as_ref().map(|m| RuleView {
+                        identifier: m.identifier.to_string(),
+                        rule_type: m.identifier.rule_type().santa_name().to_owned(),
+                        state: m.state.db_value(),
+                    }),
+                    decision: Some(decision_text(&decision)),
+                    action: Some(action_name(decision.action).to_owned()),
+                    reason: Some(decision.reason.as_str().to_owned()),
+                })
+            }
+        }
+    }
+
+    fn apply(&self, specs: &[RuleSpec], cleanup: CleanupSpec) -> Result<ApplyReply, ControlError> {
+        let changes = specs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                s.to_change().map_err(|e| {
+                    ControlError::new(ErrorKind::InvalidRequest, format!("rule {i}: {e}"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if changes.is_empty() && cleanup == CleanupSpec::None {
+            return Err(ControlError::new(
+                ErrorKind::InvalidRequest,
+                "no rules to add or remove",
+            ));
+        }
+        let outcome = self.with_rules(|db| -> Result<_, rules::StoreError> {
+            let store = db.store()?;
+            let outcome = store.apply(&changes, cleanup.into())?;
+            let (snapshot, report) = store.build_snapshot()?;
+            if report.skipped_count > 0 {
+                log::warn!(
+                    "rules database {}: {} rows skipped",
+                    db.path().display(),
+                    report.skipped_count
+                );
+            }
+            // Publish first, then flush: a decision made on the old snapshot after the flush
+            // would otherwise be cached under the new epoch.
+            self.policy.publish_snapshot(snapshot);
+            Ok(outcome)
+        });
+        let outcome = outcome.map_err(Self::store_error)?;
+        if outcome.flush_cache
+            && let Err(e) = self.engine.flush(FlushReason::Rules)
+        {
+            log::error!("control: flushing caches after a rule change: {e}");
+        }
+        log::info!(
+            "control: rules changed ({} upserted, {} removed, cleanup {:?}, caches {})",
+            outcome.upserted,
+            outcome.removed,
+            cleanup,
+            if outcome.flush_cache {
+                "flushed"
+            } else {
+                "kept"
+            }
+        );
+        Ok(ApplyReply {
+            upserted: outcome.upserted as u64,
+            removed: outcome.removed as u64,
+            flushed: outcome.flush_cache,
+        })
+    }
+
+    fn export(&self) -> Result<Vec<RuleSpec>, ControlError> {
+        let (list, _) = self
+            .with_rules(|db| db.store().and_then(|s| s.rules()))
+            .map_err(Self::store_error)?;
+        Ok(list.iter().map(RuleSpec::from_rule).collect())
+    }
+}
+
+/// Default answers by reason: every engine reason and every platform reason, zero or not.
+fn defaults_by_reason(
+    c: &CountersSnapshot,
+    platform: &[(&'static str, u64)],
+) -> BTreeMap<String, u64> {
+    use santa_hotpath::DefaultReason as R;
+    let engine = [
+        (R::Deadline, c.deadline_defaults),
+        (R::QueueFull, c.queue_full_defaults),
+        (R::SlotsFull, c.slots_full_defaults),
+        (R::ShuttingDown, c.shutdown_defaults),
+        (R::EvaluationFailed, c.evaluator_panics + c.responder_panics),
+    ];
+    let mut m: BTreeMap<String, u64> = engine
+        .iter()
+        .map(|(r, n)| (r.name().to_owned(), *n))
+        .collect();
+    for (reason, n) in platform {
+        *m.entry((*reason).to_owned()).or_default() += n;
+    }
+    m
+}
+
+fn action_name(a: rules::Action) -> &'static str {
+    match a {
+        rules::Action::Allow => "allow",
+        rules::Action::Deny => "deny",
+    }
+}
+
+/// Santa's "Expected Decision" wording (`staticDecisionForFilePath:`), extended with the
+/// reasons only this pipeline has (failsafe, bad signature).
+pub fn decision_text(d: &rules::Decision) -> String {
+    let verb = |a| match a {
+        rules::Action::Allow => "Allowed",
+        rules::Action::Deny => "Blocked",
+    };
+    if d.matched.is_some() {
+        return match d.action {
+            rules::Action::Allow => "Allowed by rule",
+            rules::Action::Deny => "Denied by rule",
+        }
+        .to_owned();
+    }
+    match d.reason {
+        rules::Reason::Platform => "Allowlist".to_owned(),
+        rules::Reason::Scope => format!("{} (Regex)", verb(d.action)),
+        rules::Reason::Unknown => {
+            let mode = match d.mode {
+                rules::ClientMode::Monitor => "Monitor",
+                rules::ClientMode::Lockdown => "Lockdown",
+            };
+            format!("{} (Unknown, {mode} mode)", verb(d.action))
+        }
+        rules::Reason::Failsafe => "Allowed (Failsafe)".to_owned(),
+        rules::Reason::Cert => format!("{} (Bad signature)", verb(d.action)),
+        other => format!("{} ({})", verb(d.action), other.as_str()),
+    }
+}
+
+/// The peer's uid and pid (`SO_PEERCRED`: what the kernel recorded at `connect`, which the
+/// peer cannot forge).
+pub fn peer_credentials(stream: &UnixStream) -> io::Result<(u32, i32)> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: u32::MAX,
+        gid: u32::MAX,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: the fd is a connected Unix socket we own for the duration of the call; `cred`
+    // is a properly aligned ucred of `len` bytes, which getsockopt writes at most.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast::<libc::c_void>(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if len as usize != std::mem::size_of::<libc::ucred>() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "short SO_PEERCRED answer",
+        ));
+    }
+    Ok((cred.uid, cred.pid))
+}
+
+/// Writes all of `buf` by `deadline`, however slowly the peer reads (a peer taking one byte
+/// at a time cannot stretch it: the timeout of each write is what is left of the deadline).
+fn write_all_within(stream: &mut UnixStream, mut buf: &[u8], deadline: Instant) -> io::Result<()> {
+    while !buf.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the peer did not take the answer in time",
+            ));
+        }
+        stream.set_write_timeout(Some(left))?;
+        match stream.write(buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Sends `response` as one message, all of it by `deadline`. Serialised behind a reserved
+/// header in one buffer (no copy of a large export), so a short answer is one write and
+/// arrives whole.
+fn send_within(stream: &mut UnixStream, response: &Response, deadline: Instant) -> io::Result<()> {
+    let mut message = vec![0u8; FRAME_HEADER_BYTES];
+    serde_json::to_writer(&mut message, response)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let len = u32::try_from(message.len() - FRAME_HEADER_BYTES)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "answer over 4 GiB"))?;
+    message[..FRAME_HEADER_BYTES].copy_from_slice(&len.to_be_bytes());
+    write_all_within(stream, &message, deadline)
+}
+
+fn send_error(stream: &mut UnixStream, kind: ErrorKind, message: String) {
+    let response: Response = Err(ControlError::new(kind, message));
+    let _ = send_within(stream, &response, Instant::now() + ERROR_WRITE_TIMEOUT);
+}
+
+/// Tells a peer the listener turns away why, without ever waiting on it: one non-blocking
+/// write (a fresh connection's socket buffer, over 100 KiB, holds a short error whole), then
+/// the connection is closed.
+fn refuse_now(stream: UnixStream, kind: ErrorKind, message: &str) {
+    if stream.set_nonblocking(true).is_err() {
+        return;
+    }
+    let response: Response = Err(ControlError::new(kind, message));
+    let Ok(body) = serde_json::to_vec(&response) else {
+        return;
+    };
+    let mut buf = Vec::with_capacity(FRAME_HEADER_BYTES + body.len());
+    // A short error: its length fits in the header.
+    buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    buf.extend_from_slice(&body);
+    let _ = (&stream).write(&buf);
+}
+
+/// An accepted connection and who is on the other end.
+#[derive(Debug)]
+pub struct Connection {
+    stream: UnixStream,
+    uid: u32,
+    pid: i32,
+}
+
+/// Serves one connection: one request, one answer, within the peer's deadlines.
+fn serve(ctx: &ControlContext, conn: Connection, stop: &AtomicBool) {
+    let Connection {
+        mut stream,
+        uid,
+        pid,
+    } = conn;
+    let (max, deadline, reply_deadline) = if uid == 0 {
+        (
+            REQUEST_BYTES_MAX_ROOT,
+            REQUEST_DEADLINE_ROOT,
+            REPLY_DEADLINE_ROOT,
+        )
+    } else {
+        (
+            REQUEST_BYTES_MAX_UNPRIVILEGED,
+            REQUEST_DEADLINE_UNPRIVILEGED,
+            REPLY_DEADLINE_UNPRIVILEGED,
+        )
+    };
+    let body = match read_frame(
+        &mut stream,
+        max,
+        IDLE_TIMEOUT,
+        Instant::now() + deadline,
+        &|| stop.load(Ordering::Relaxed),
+    ) {
+        Ok(body) => body,
+        Err(FrameError::TooLarge { len, max }) => {
+            ctx.counters.too_large.fetch_add(1, Ordering::Relaxed);
+            send_error(
+                &mut stream,
+                ErrorKind::TooLarge,
+                format!("request of {len} bytes is over the {max}-byte limit for uid {uid}"),
+            );
+            return;
+        }
+        Err(FrameError::TimedOut) => {
+            ctx.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            send_error(&mut stream, ErrorKind::TimedOut, "request timed out".into());
+            return;
+        }
+        Err(_) => {
+            ctx.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    let response = match parse_request(&body) {
+        Ok(request) => {
+            log::debug!("control: {} from uid {uid} pid {pid}", request.name());
+            ctx.handle(uid, request)
+        }
+        Err(e) => {
+            ctx.counters.malformed.fetch_add(1, Ordering::Relaxed);
+            Err(e)
+        }
+    };
+    if send_within(&mut stream, &response, Instant::now() + reply_deadline).is_err() {
+        ctx.counters.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+mod dispatch;
+mod listener;
+mod socket;
+#[cfg(test)]
+mod tests;
+
+pub use dispatch::{DispatchLoad, Dispatcher, Job, Refusal};
+pub use listener::ControlServer;
+#[cfg(test)]
+use listener::remove_socket_if_ours;
+pub use socket::ServerError;
+use socket::{Bound, bind, file_type, stat_at};

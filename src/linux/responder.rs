@@ -70,6 +70,9 @@ impl FanotifyResponder {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let _ = procinfo::fill_process_fast(event.pid, &mut rec, &mut names);
+        // The path as it is while the exec is held: once answered, a rename over the file (or
+        // its removal) would make it read "... (deleted)" or name another file.
+        event.path_into(&mut rec.path);
         Some(rec)
     }
 
@@ -83,7 +86,9 @@ impl FanotifyResponder {
         default: Option<DefaultReason>,
     ) {
         fill_record(rec, event, response, verdict, default, &self.policy);
-        event.path_into(&mut rec.path);
+        if rec.path.is_empty() {
+            event.path_into(&mut rec.path);
+        }
         if !event.path_trusted() {
             // The path is the one the exec'ing process's own mounts give: its choice. Name the
             // file as santad's mounts show it, and say what it was exec'd as.

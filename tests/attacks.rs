@@ -1025,11 +1025,22 @@ fn flush_racing_execs_never_leaves_a_stale_allow() {
     for ((bin, user), st) in bins.iter().zip(&states) {
         let stale = st.stale.lock().unwrap();
         if !stale.is_empty() {
-            eprintln!("stale execs of {}: {:?}", bin.display(), &stale[..stale.len().min(5)]);
-            eprintln!("santad metrics: {}", santactl(&s.socket_path, &["metrics", "--json"]));
+            eprintln!(
+                "stale execs of {}: {:?}",
+                bin.display(),
+                &stale[..stale.len().min(5)]
+            );
+            eprintln!(
+                "santad metrics: {}",
+                santactl(&s.socket_path, &["metrics", "--json"])
+            );
             for (_, pid, _) in stale.iter().take(3) {
                 let pid = pid.to_string();
-                for l in s.log_lines().iter().filter(|l| field(l, "pid") == Some(pid.as_str())) {
+                for l in s
+                    .log_lines()
+                    .iter()
+                    .filter(|l| field(l, "pid") == Some(pid.as_str()))
+                {
                     eprintln!("  {l}");
                 }
             }

@@ -166,33 +166,8 @@ fn a_memfd_exec_is_killed_by_the_backstop_and_logged() {
     let s = santad();
     let bytes = attacker::elf_bytes("memfd");
     let name = CString::new("payload").unwrap();
-    let empty = CString::new("").unwrap();
-    let prog = CString::new("payload").unwrap();
-    let (attempt, pid) = attacker::as_user(SCOPED, || {
-        fork_attempt(|| {
-            // SAFETY: raw syscalls on data prepared before the fork.
-            unsafe {
-                let fd = libc::memfd_create(name.as_ptr(), 0);
-                if fd < 0 {
-                    return (1, errno());
-                }
-                if libc::write(fd, bytes.as_ptr().cast(), bytes.len()) != bytes.len() as isize {
-                    return (2, errno());
-                }
-                let argv = [prog.as_ptr(), std::ptr::null()];
-                let envp = [std::ptr::null::<libc::c_char>()];
-                libc::syscall(
-                    libc::SYS_execveat,
-                    fd,
-                    empty.as_ptr(),
-                    argv.as_ptr(),
-                    envp.as_ptr(),
-                    libc::AT_EMPTY_PATH,
-                );
-                (3, errno())
-            }
-        })
-    });
+    let (attempt, pid) =
+        attacker::as_user(SCOPED, || fork_attempt(|| memfd_exec(&name, &bytes, 1)));
     assert_eq!(
         attempt,
         Attempt::Killed(libc::SIGKILL),
@@ -390,19 +365,7 @@ fn status_shows_coverage_the_backstop_and_its_denials() {
     let s = santad();
     let bytes = attacker::elf_bytes("status");
     let name = CString::new("p").unwrap();
-    let (attempt, _) = attacker::as_user(SCOPED, || {
-        fork_attempt(|| {
-            // SAFETY: raw syscalls on data prepared before the fork.
-            unsafe {
-                let fd = libc::memfd_create(name.as_ptr(), 0);
-                if fd < 0 || libc::write(fd, bytes.as_ptr().cast(), bytes.len()) < 0 {
-                    return (1, errno());
-                }
-                let path = CString::new(format!("/proc/self/fd/{fd}")).unwrap();
-                execve(&path, &[], 2)
-            }
-        })
-    });
+    let (attempt, _) = attacker::as_user(SCOPED, || fork_attempt(|| memfd_exec(&name, &bytes, 1)));
     assert_eq!(attempt, Attempt::Killed(libc::SIGKILL));
     let st = status_json(&s);
     let c = &st["coverage"];

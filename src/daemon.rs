@@ -248,10 +248,8 @@ impl EngineControl for DaemonControl {
             ("fanotify.kernel_cached_execs", get(&c.kernel_cached_execs)),
             ("fanotify.kernel_cache_alerts", get(&c.kernel_cache_alerts)),
             ("fanotify.kernel_cache_kills", get(&c.kernel_cache_kills)),
-            (
-                "fanotify.notifications_unmatched",
-                get(&c.notifications_unmatched),
-            ),
+            ("fanotify.unasked_execs", get(&c.unasked_execs)),
+            ("fanotify.unasked_kills", get(&c.unasked_kills)),
             ("fanotify.malformed_records", get(&c.malformed_records)),
             ("fanotify.allows_withdrawn", get(&c.allows_withdrawn)),
             ("fanotify.leases_unsupported", get(&c.leases_unsupported)),

@@ -319,6 +319,10 @@ pub enum Kind {
     Permission,
     /// `FAN_OPEN_EXEC`: an exec the kernel cache let through; only logged.
     Notification,
+    /// `FAN_OPEN_EXEC` of an exec that neither asked us (no permission event before it) nor had
+    /// a kernel-cache mark: the kernel ran it without a decision. Evaluated after the fact,
+    /// logged, and killed when the decision is a deny (see `FanotifyResponder::respond`).
+    Unasked,
 }
 
 /// One exec event: the payload the engine carries. Dropping it closes the event fd.
@@ -349,6 +353,12 @@ impl ExecEvent {
     /// Permission or notification.
     pub fn kind(&self) -> Kind {
         self.kind
+    }
+
+    /// This exec notification as an exec the kernel ran without asking, to be decided now.
+    pub(crate) fn into_unasked(mut self) -> Self {
+        self.kind = Kind::Unasked;
+        self
     }
 }
 
@@ -526,8 +536,11 @@ pub struct LinuxCounters {
     /// Allows of files root does not own answered without a read lease, because the filesystem
     /// (or `fs.leases-enable = 0`) gives none: writers were not held off.
     pub leases_unsupported: AtomicU64,
-    /// Notifications for which no mark was remembered (duplicates of logged answers).
-    pub notifications_unmatched: AtomicU64,
+    /// Exec notifications with no permission event before them and no kernel-cache mark: execs
+    /// the kernel ran without asking, evaluated after the fact ([`Kind::Unasked`]).
+    pub unasked_execs: AtomicU64,
+    /// Of those, processes killed because the decision was a deny.
+    pub unasked_kills: AtomicU64,
     /// Malformed records in an fanotify read buffer (their permission events were answered).
     pub malformed_records: AtomicU64,
     /// Denied paths not handed to the bundle task because its queue was full.

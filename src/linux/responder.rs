@@ -167,14 +167,15 @@ impl FanotifyResponder {
     /// permission event before it) as the allow the kernel applied, with the decision that
     /// placed the mark. If the file no longer has the stamp it had then, that is an alert: the
     /// mark goes and, in Lockdown, the process is killed.
-    pub fn kernel_cached(&self, worker: usize, event: &ExecEvent) {
+    ///
+    /// Gives the event back when no mark is remembered for its file: the kernel did not ask
+    /// and had nothing cached (see [`Kind::Unasked`]).
+    pub fn kernel_cached(&self, worker: usize, event: ExecEvent) -> Result<(), ExecEvent> {
         let counters = &self.linux.counters;
         let Some(mark) = self.linux.mark_of(event.key) else {
-            // Not ours to report: the permission path logged this exec already (a collision
-            // in the recent-allows table, or an allow by default).
-            bump(&counters.notifications_unmatched);
-            return;
+            return Err(event);
         };
+        let event = &event;
         let record = self.begin_record(AnsweredBy::Worker(worker), event);
         let changed = mark.stamp != event.facts.stamp;
         let mut killed = false;
@@ -206,6 +207,7 @@ impl FanotifyResponder {
             }
             rec.commit();
         }
+        Ok(())
     }
 }
 
@@ -221,6 +223,9 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
             Answer::Default(reason) => (None, false, Some(reason), 0),
         };
         let lockdown = self.policy.policy().config().mode == rules::ClientMode::Lockdown;
+        // An exec the kernel ran without asking: decided like a held one, nothing written to
+        // the kernel, and a deny is a kill.
+        let unasked = event.kind == Kind::Unasked;
         // Lockdown's own denies (no rule, a default, a withdrawn allow) hold only for processes
         // in scope; outside it the answer is Monitor's. Looked up only when it matters.
         let mut in_scope_memo: Option<bool> = None;
@@ -267,6 +272,7 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
             && !scoped_out
             && !root_only
             && withdrawn.is_none()
+            && !unasked
             && event.leased.load(Ordering::Acquire)
             && !self.linger.hold(
                 event,
@@ -284,7 +290,7 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
             }
         }
         let mut record = self.begin_record(by, event);
-        if response == Response::Allow && self.log_notifications {
+        if response == Response::Allow && self.log_notifications && !unasked {
             // Before answering: the notification can only follow the answer.
             self.linux.recent.record(event.pid, event.key);
             if !root_only {
@@ -305,6 +311,7 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
         if response == Response::Allow
             && cacheable
             && !scoped_out
+            && !unasked
             && withdrawn.is_none()
             && let Some(v) = verdict
         {
@@ -313,8 +320,26 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
         }
         // A deny of an execveat(AT_EXECVE_CHECK) refuses a check, not an execution: no block
         // message, and the line says so (read while the process is still held).
-        let check = response == Response::Deny && is_execve_check(event.pid);
-        if self
+        let check = !unasked && response == Response::Deny && is_execve_check(event.pid);
+        let mut killed = false;
+        if unasked {
+            if response == Response::Deny {
+                killed = procinfo::kill_process(event.pid);
+                if killed {
+                    bump(&self.linux.counters.unasked_kills);
+                }
+                log::warn!(
+                    "ALERT: the kernel ran pid {}'s exec without asking santad; the decision is \
+                     a deny{}",
+                    event.pid,
+                    if killed {
+                        ": process killed"
+                    } else {
+                        " and the process is gone"
+                    }
+                );
+            }
+        } else if self
             .linux
             .fan
             .respond(event.file.as_fd(), response, false)
@@ -345,6 +370,20 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
                     rec.explain.set(b"outside LockdownScope");
                 } else {
                     rec.explain.push(b"; outside LockdownScope");
+                }
+            }
+            if unasked {
+                if !rec.explain.is_empty() {
+                    rec.explain.push(b"; ");
+                }
+                rec.explain
+                    .push(b"ALERT: the kernel ran this exec without asking santad");
+                if response == Response::Deny {
+                    rec.explain.push(if killed {
+                        b"; process killed".as_slice()
+                    } else {
+                        b"; the process was gone before it could be killed".as_slice()
+                    });
                 }
             }
             if check {

@@ -216,10 +216,27 @@ impl Source<ExecEvent> for FanotifySource {
                     bump(&counters.notifications_deduplicated);
                     continue;
                 }
-                // Nothing to decide: the kernel cache already let it run. Logged here, with
-                // the decision that placed the mark.
-                self.responder
-                    .kernel_cached(worker, &payload(Kind::Notification));
+                // Nothing to decide when the kernel cache let it run: logged there, with the
+                // decision that placed the mark.
+                let event = payload(Kind::Notification);
+                let Err(event) = self.responder.kernel_cached(worker, event) else {
+                    continue;
+                };
+                // Neither asked nor cached: the kernel ran this exec without a decision of
+                // ours (seen on 6.18 under mark churn). Decided now, like a held exec; the
+                // responder logs it and, for a deny, kills the process.
+                bump(&counters.unasked_execs);
+                let deadline_ns = intake.now_ns().saturating_add(self.deadline_ns);
+                intake.submit(
+                    worker,
+                    Event {
+                        payload: event.into_unasked(),
+                        key,
+                        stamp: facts.stamp,
+                        deadline_ns,
+                    },
+                );
+                submitted += 1;
             }
         }
         submitted

@@ -20,6 +20,11 @@
 //!
 //! Once warm, the path of an event allocates nothing: slots, queues, cache nodes and
 //! placeholders are all preallocated or reused.
+//!
+//! Where each step lives: [`engine`] (its `shared` state and queues, the `worker` loop, the
+//! `deadline` thread, [`Engine`] and [`Handle`]), `slots` (the in-flight table), [`cache`],
+//! `throttle` (the per-principal bounds), [`clock`], [`counters`], [`key`] (what identifies a
+//! file), [`budget`] (an event's deadline from the kernel's), [`replay`] (a source with no kernel).
 
 pub mod budget;
 pub mod cache;

@@ -23,7 +23,9 @@
 //!   identifiers" without locks or allocation.
 //! - [`pipeline`]: failsafe, rules, bad-signature protection, path scopes and mode, in Santa's order;
 //!   one [`pipeline::Evaluator`] per worker holds its own regex clones.
-//! - [`store`]: the SQLite store, Santa's migrations, and Santa's cache-flush rule.
+//! - [`store`]: the SQLite store in Santa's `rules.db` format: its schema and Santa's migrations,
+//!   reads (every rule, Santa's per-exec query, counts) and writes (one transaction per batch,
+//!   with Santa's cache-flush rule).
 //! - [`json`]: Santa's `santactl rule --import/--export` JSON.
 //!
 //! # Wiring

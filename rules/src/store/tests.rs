@@ -1,4 +1,6 @@
+use super::schema::table_names;
 use super::*;
+use crate::model::{Rule, RuleChange, RuleIdentifier, RuleState, RuleType};
 
 fn rule(t: RuleType, id: &str, state: RuleState) -> Rule {
     Rule::new(RuleIdentifier::parse(t, id).unwrap(), state)

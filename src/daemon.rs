@@ -242,6 +242,10 @@ impl EngineControl for DaemonControl {
                 get(&c.ignore_marks_withdrawn),
             ),
             (
+                "fanotify.ignore_marks_unreachable",
+                get(&c.ignore_marks_unreachable),
+            ),
+            (
                 "fanotify.kernel_cache_refusals",
                 get(&c.kernel_cache_refusals),
             ),

@@ -7,8 +7,9 @@
 //! walks the [`Events`] iterator. Every event owns its file descriptor ([`EventFd`], closed on drop,
 //! exactly once) and, on kernels with `FAN_REPORT_PIDFD`, a pidfd of the process. A permission
 //! event is answered with [`Fanotify::respond`]; a cacheable allow adds a kernel-side ignore mark
-//! with [`Fanotify::ignore_inode`]; a policy change drops them all with
-//! [`Fanotify::flush_ignores`].
+//! with [`Fanotify::ignore_inode`] (with the real mask [`INODE_MARK_MASK`] beside it, so the mark
+//! is never destroyed); a policy change takes the ignore bits off mark by mark with
+//! [`Fanotify::unignore_inode`].
 //!
 //! No allocation happens on the read → walk → respond path: the buffer is the caller's, parsing
 //! copies fields out of the bytes, and the response is written from the stack.
@@ -23,7 +24,9 @@
 //!   used as a fallback when `FAN_MARK_IGNORE` is refused with `EINVAL`.
 //! - `FAN_MARK_FLUSH` without `FAN_MARK_MOUNT`/`FAN_MARK_FILESYSTEM` removes the group's inode
 //!   marks only; mount and filesystem marks stay, so watching goes on. Our only inode marks are
-//!   the ignore marks, so a flush drops exactly the kernel allow cache.
+//!   the ignore marks, so a flush drops exactly the kernel allow cache — but it destroys marks,
+//!   and a mark destroyed while a permission event for its file is queued lets that event (and
+//!   every exec of the file until it is answered) pass unasked. santad does not use it.
 //! - `FAN_MARK_EVICTABLE` (Linux 5.19) lets the kernel drop an inode mark together with the inode
 //!   under memory pressure, instead of pinning every allowed inode in memory; a dropped ignore
 //!   mark only means the kernel asks again. Used when available.
@@ -44,6 +47,13 @@ pub const EVENT_METADATA_LEN: usize = 24;
 const INFO_HEADER_LEN: usize = 4;
 /// Size of `struct fanotify_event_info_pidfd` (header + `__s32 pidfd`).
 const INFO_PIDFD_LEN: usize = 8;
+/// The real (not ignore) mask every inode mark of ours carries, so that taking its ignore bits
+/// off never destroys it: the kernel lets a permission event pass unasked when one of the
+/// group's marks for the file is destroyed while that event is queued (see
+/// `crate::linux::Linux::flush_kernel_cache`). `FAN_CLOSE_WRITE` is in every watch mark's
+/// mask already, and a group gets one event per file operation however many of its marks
+/// match, so it adds no events.
+pub const INODE_MARK_MASK: u64 = libc::FAN_CLOSE_WRITE;
 /// The metadata version this parser understands (`FANOTIFY_METADATA_VERSION`).
 const METADATA_VERSION: u8 = libc::FANOTIFY_METADATA_VERSION;
 
@@ -401,7 +411,17 @@ impl Fanotify {
             let index = self.ignore_flavor.load(Ordering::Relaxed) as usize;
             let flavor = IGNORE_FLAVORS[index.min(IGNORE_FLAVORS.len() - 1)];
             let flags = libc::FAN_MARK_ADD | flavor.flags();
-            let Err(source) = self.mark_object(flags, mask, file.as_raw_fd()) else {
+            // The real mask first: a mark that has one outlives the removal of its ignore
+            // bits (see INODE_MARK_MASK).
+            let evictable = flavor.flags() & libc::FAN_MARK_EVICTABLE;
+            let Err(source) = self
+                .mark_object(
+                    libc::FAN_MARK_ADD | evictable,
+                    INODE_MARK_MASK,
+                    file.as_raw_fd(),
+                )
+                .and_then(|()| self.mark_object(flags, mask, file.as_raw_fd()))
+            else {
                 return Ok(());
             };
             // EINVAL: this kernel does not know the flag; try the next flavour once, for all
@@ -435,6 +455,9 @@ impl Fanotify {
             })
     }
 
+    /// Not used by santad: destroying an inode mark while a permission event for its file is
+    /// queued lets that exec pass unasked (see [`INODE_MARK_MASK`]).
+    ///
     /// Drops every inode mark of the group — the kernel allow cache built by
     /// [`Fanotify::ignore_inode`] — and keeps the mount and filesystem watch marks
     /// (`FAN_MARK_FLUSH` without a mount/filesystem flag).

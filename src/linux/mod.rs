@@ -54,6 +54,7 @@ pub mod backstop;
 mod bundle;
 pub mod coverage;
 pub mod fanotify;
+mod handle;
 mod linger;
 pub mod mountinfo;
 pub mod procinfo;
@@ -215,78 +216,27 @@ pub fn set_own_mounts(mut ids: Vec<u32>, superblocks: Vec<((u32, u32), PathBuf)>
 /// one of santad's mounts of the same superblock (for a file exec'd through a mount only
 /// another namespace has, whose own path is that namespace's choice).
 fn own_path_into(file: &File, out: &mut Text<{ eventlog::PATH_BYTES_MAX }>) -> bool {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    use std::os::unix::ffi::OsStrExt;
     let Ok(meta) = file.metadata() else {
         return false;
     };
-    let dev = (libc::major(meta.dev()), libc::minor(meta.dev()));
-    let Some(point) = OWN_SUPERBLOCKS
+    let Some(dir) = own_mount_dir(meta.dev()) else {
+        return false;
+    };
+    let Ok(fd) = handle::FileHandle::of(file).and_then(|h| h.open(&dir, libc::O_PATH)) else {
+        return false;
+    };
+    procinfo::fd_path_into(fd.as_fd(), out).is_ok()
+}
+
+/// A directory on one of santad's own mounts of the filesystem with device `dev` (`st_dev`),
+/// to resolve file handles through.
+fn own_mount_dir(dev: u64) -> Option<File> {
+    let dev = (libc::major(dev), libc::minor(dev));
+    let point = OWN_SUPERBLOCKS
         .load()
         .as_deref()
-        .and_then(|sbs| sbs.iter().find(|(d, _)| *d == dev).map(|(_, p)| p.clone()))
-    else {
-        return false;
-    };
-    let Ok(point_c) = std::ffi::CString::new(point.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // struct file_handle: handle_bytes, handle_type, then up to MAX_HANDLE_SZ (128) bytes.
-    #[repr(C)]
-    struct Handle {
-        bytes: u32,
-        kind: i32,
-        data: [u8; 128],
-    }
-    let mut handle = Handle {
-        bytes: 128,
-        kind: 0,
-        data: [0; 128],
-    };
-    let mut mount_id: libc::c_int = 0;
-    // SAFETY: a valid fd with AT_EMPTY_PATH and an empty path; `handle` has room for 128 bytes
-    // as its `bytes` says; `mount_id` is writable.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_name_to_handle_at,
-            file.as_raw_fd(),
-            c"".as_ptr(),
-            (&raw mut handle).cast::<libc::c_void>(),
-            &raw mut mount_id,
-            libc::AT_EMPTY_PATH,
-        )
-    };
-    if rc != 0 {
-        return false;
-    }
-    // SAFETY: a NUL-terminated path; a directory opened for reading (open_by_handle_at
-    // refuses an O_PATH mount fd).
-    let dir = unsafe {
-        libc::open(
-            point_c.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
-    if dir < 0 {
-        return false;
-    }
-    // SAFETY: `dir` was just opened and is owned by nobody else.
-    let dir = unsafe { OwnedFd::from_raw_fd(dir) };
-    // SAFETY: a valid directory fd and the handle the kernel just filled.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_open_by_handle_at,
-            dir.as_raw_fd(),
-            (&raw mut handle).cast::<libc::c_void>(),
-            libc::O_PATH | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return false;
-    }
-    // SAFETY: the kernel returned a new fd owned by nobody else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    procinfo::fd_path_into(fd.as_fd(), out).is_ok()
+        .and_then(|sbs| sbs.iter().find(|(d, _)| *d == dev).map(|(_, p)| p.clone()))?;
+    handle::open_mount_dir(&point).ok()
 }
 
 /// The id of the mount `file` was opened through (`statx` `STATX_MNT_ID`).
@@ -518,6 +468,9 @@ pub struct LinuxCounters {
     pub notification_ignores: AtomicU64,
     /// Kernel allow-cache marks the kernel refused.
     pub ignore_mark_errors: AtomicU64,
+    /// Kernel allow-cache marks a flush could not reach again (file deleted, filesystem gone):
+    /// their execs are decided after the fact.
+    pub ignore_marks_unreachable: AtomicU64,
     /// Kernel allow-cache marks withdrawn right after placing them: the file's stamp or the
     /// cache epoch moved meanwhile.
     pub ignore_marks_withdrawn: AtomicU64,
@@ -556,6 +509,8 @@ fn bump(c: &AtomicU64) {
 struct Mark {
     stamp: FileStamp,
     verdict: Arc<Verdict>,
+    /// The way back to the inode at a flush, to take the ignore bits off.
+    handle: handle::FileHandle,
 }
 
 /// What the source and the responder share.
@@ -566,6 +521,9 @@ pub struct Linux {
     recent: RecentAllows,
     /// Marks placed since the last flush, by file.
     marks: Mutex<HashMap<FileKey, Mark>>,
+    /// The marks the last flush took off: an exec the kernel let through just before may be
+    /// read after it, and is logged with the decision it ran under (not as one never asked).
+    retired: Mutex<HashMap<FileKey, Mark>>,
     /// The decision cache's epoch, once the engine runs (no marks are placed before).
     epoch: OnceLock<Epoch>,
     /// The dynamic loaders' inodes ([`crate::linux::coverage::find_loaders`]).
@@ -581,6 +539,7 @@ impl Linux {
             fan,
             recent: RecentAllows::new(),
             marks: Mutex::new(HashMap::new()),
+            retired: Mutex::new(HashMap::new()),
             epoch: OnceLock::new(),
             loaders: arc_swap::ArcSwap::from_pointee(Vec::new()),
             counters: LinuxCounters::default(),
@@ -604,13 +563,72 @@ impl Linux {
 
     /// Drops the kernel allow cache and what we remember of it. Call after the engine's flush
     /// (which bumps the epoch first: a mark placed meanwhile sees the new epoch and goes).
+    ///
+    /// Mark by mark, never with `FAN_MARK_FLUSH`: the kernel lets a permission event pass
+    /// unasked when one of the group's marks for the file is destroyed while the event is being
+    /// queued (`fsnotify_prepare_user_wait` fails on a detached mark and `fanotify_handle_event`
+    /// allows: "we race with mark deletion. Just let the operation pass"), and an exec waiting
+    /// for our answer holds that window open for every other exec of the file. Found by
+    /// `flush_racing_execs_never_leaves_a_stale_allow`; reproduced outside santad. So inode
+    /// marks are never destroyed: each carries a real mask ([`fanotify::INODE_MARK_MASK`]) and
+    /// a flush only takes the ignore bits off, through the handle kept with the mark.
+    ///
+    /// A mark whose file cannot be reached again (deleted, its filesystem gone from santad's
+    /// mounts) keeps its ignore bits; its execs then arrive as notifications with no mark
+    /// remembered and are decided after the fact ([`Kind::Unasked`]). Counted.
     pub fn flush_kernel_cache(&self) -> Result<(), fanotify::Error> {
-        let result = self.fan.flush_ignores();
-        self.marks
+        // Remembered until their ignore bits are off: an exec the kernel still answers
+        // meanwhile is logged with the decision it applied, not taken for one never asked.
+        let marked: Vec<(FileKey, Mark)> = self
+            .marks
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clear();
-        result
+            .iter()
+            .map(|(k, m)| (*k, m.clone()))
+            .collect();
+        let mut dirs: HashMap<u64, Option<File>> = HashMap::new();
+        let mut first_error = None;
+        for (key, Mark { handle, .. }) in &marked {
+            let dir = dirs
+                .entry(key.dev)
+                .or_insert_with(|| own_mount_dir(key.dev));
+            let Some(file) = dir
+                .as_ref()
+                .and_then(|d| handle.open(d, libc::O_RDONLY | libc::O_NONBLOCK).ok())
+                .map(File::from)
+                .filter(|f| key_and_stamp(f).is_ok_and(|(k, _)| k == *key))
+            else {
+                bump(&self.counters.ignore_marks_unreachable);
+                continue;
+            };
+            if let Err(e) = self
+                .fan
+                .unignore_inode(file.as_fd(), fanotify::MASK_OPEN_EXEC_PERM)
+            {
+                // ENOENT: the kernel dropped the mark itself (an evicted inode).
+                if !matches!(&e, fanotify::Error::InodeMark { source, .. }
+                    if source.raw_os_error() == Some(libc::ENOENT))
+                {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        // Only the entries looked at: one placed since is for the new epoch (or withdraws
+        // itself, seeing it).
+        let mut marks = self.marks.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut retired = HashMap::with_capacity(marked.len());
+        for (key, seen) in marked {
+            if marks
+                .get(&key)
+                .is_some_and(|m| Arc::ptr_eq(&m.verdict, &seen.verdict))
+            {
+                marks.remove(&key);
+                retired.insert(key, seen);
+            }
+        }
+        drop(marks);
+        *self.retired.lock().unwrap_or_else(PoisonError::into_inner) = retired;
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Marks `event`'s file as allowed in the kernel if it may be, then checks that the file
@@ -626,6 +644,11 @@ impl Linux {
             bump(&counters.kernel_cache_refusals);
             return;
         }
+        // No handle, no way to take the mark off at a flush: no mark.
+        let Ok(handle) = handle::FileHandle::of(&event.file) else {
+            bump(&counters.kernel_cache_refusals);
+            return;
+        };
         {
             let mut marks = self.marks.lock().unwrap_or_else(PoisonError::into_inner);
             if marks.len() >= KERNEL_MARKS_MAX && !marks.contains_key(&event.key) {
@@ -637,9 +660,15 @@ impl Linux {
                 Mark {
                     stamp: event.facts.stamp,
                     verdict: verdict.clone(),
+                    handle,
                 },
             );
         }
+        // A notification-only ignore from when the file was not root-only would hide the
+        // kernel-cached execs from the log: taken off first (ENOENT when there is none).
+        let _ = self
+            .fan
+            .unignore_inode(event.file.as_fd(), fanotify::MASK_OPEN_EXEC);
         if self
             .fan
             .ignore_inode(event.file.as_fd(), fanotify::MASK_OPEN_EXEC_PERM)
@@ -674,11 +703,19 @@ impl Linux {
     }
 
     fn mark_of(&self, key: FileKey) -> Option<Mark> {
-        self.marks
+        let current = self
+            .marks
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&key)
-            .cloned()
+            .cloned();
+        current.or_else(|| {
+            self.retired
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&key)
+                .cloned()
+        })
     }
 }
 

@@ -329,9 +329,14 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
                     bump(&self.linux.counters.unasked_kills);
                 }
                 log::warn!(
-                    "ALERT: the kernel ran pid {}'s exec without asking santad; the decision is \
-                     a deny{}",
+                    "ALERT: the kernel ran pid {}'s exec of {} without asking santad; the \
+                     decision is a deny{}",
                     event.pid,
+                    {
+                        let mut path = Text::<{ eventlog::PATH_BYTES_MAX }>::new();
+                        event.path_into(&mut path);
+                        String::from_utf8_lossy(path.as_bytes()).into_owned()
+                    },
                     if killed {
                         ": process killed"
                     } else {

@@ -165,9 +165,9 @@ fn a_whole_group_flush_while_an_exec_is_held_lets_the_next_exec_run_unasked() {
 
 fn santad_requires_root() {
     // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
     assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
+        euid, 0,
         "fanotify permission tests need root; run `make test` as root (CI does)"
     );
 }

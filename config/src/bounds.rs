@@ -1,0 +1,85 @@
+//! Every bound on a config value, each with the reason for its number, and the defaults that
+//! sit inside them. [`crate::validate`] applies the bounds; [`crate::Config`]'s `Default` uses the
+//! defaults.
+
+/// A config file larger than this is refused before parsing: a real one is a few hundred bytes,
+/// and the limit keeps a wrong path (a log, a binary) from being read whole into memory.
+pub const CONFIG_FILE_BYTES_MAX: u64 = 1 << 20;
+
+/// `DeadlineMs` bounds. Below 10 ms a first exec of any real binary cannot be hashed in time and
+/// every first exec would get the default answer; above 60 s a held exec looks like a hung system
+/// to its user (Santa itself answers well before the macOS ES deadline of about a minute).
+pub const DEADLINE_MS_MIN: u64 = 10;
+/// See [`DEADLINE_MS_MIN`].
+pub const DEADLINE_MS_MAX: u64 = 60_000;
+/// Default deadline: long enough to hash a few hundred MB at the measured ~1.8 GB/s.
+pub const DEADLINE_MS_DEFAULT: u64 = 5_000;
+
+/// `MaxHashBytes` bounds. Smaller than 1 MiB would leave ordinary binaries unhashable; above 16 GiB
+/// hashing cannot finish inside [`DEADLINE_MS_MAX`] even at SHA-NI speed.
+pub const MAX_HASH_BYTES_MIN: u64 = 1 << 20;
+/// See [`MAX_HASH_BYTES_MIN`].
+pub const MAX_HASH_BYTES_MAX: u64 = 16 << 30;
+/// Default: 1 GiB, about 0.6 s at 1.8 GB/s — far inside the default deadline.
+pub const MAX_HASH_BYTES_DEFAULT: u64 = 1 << 30;
+
+/// `WorkerCount` upper bound (0 means one per online core): per-core queues are arrays sized at
+/// start, and more workers than this is a typo, not a machine.
+pub const WORKER_COUNT_MAX: u64 = 1024;
+
+/// `CacheCapacity` bounds (entries). Under 1,024 the cache thrashes on an ordinary desktop's
+/// working set; 16 M entries at ~100 bytes each is 1.6 GB, the most a daemon should ever hold.
+pub const CACHE_CAPACITY_MIN: u64 = 1_024;
+/// See [`CACHE_CAPACITY_MIN`].
+pub const CACHE_CAPACITY_MAX: u64 = 16 << 20;
+/// Default: 16 Ki entries, ~100 B each when empty (the cache is preallocated) plus ~300 B of
+/// verdict per file cached. A host rarely runs more distinct executables; past it, the least
+/// recently executed are evicted (and the kernel's own allow cache still answers them). fapolicyd
+/// defaults to 8,191 objects.
+pub const CACHE_CAPACITY_DEFAULT: u64 = 16 << 10;
+
+/// `DenyCacheTtlMs` upper bound: a deny is cached only briefly so that a new allow rule takes
+/// effect without a flush; a minute is the longest a user should wait for that. 0 disables.
+pub const DENY_CACHE_TTL_MS_MAX: u64 = 60_000;
+/// Default deny lifetime, as in the design (1500 ms).
+pub const DENY_CACHE_TTL_MS_DEFAULT: u64 = 1_500;
+
+/// `InFlightSlots` bounds. Each slot holds an open event fd, so the upper bound stays well inside
+/// the fd limit santad raises itself to; below 16 a short burst of execs overflows at once.
+pub const IN_FLIGHT_SLOTS_MIN: u64 = 16;
+/// See [`IN_FLIGHT_SLOTS_MIN`].
+pub const IN_FLIGHT_SLOTS_MAX: u64 = 65_536;
+/// Default: 4,096 held execs, far above any measured exec storm's concurrency.
+pub const IN_FLIGHT_SLOTS_DEFAULT: u64 = 4_096;
+
+/// `QueueDepth` (per core) bounds; it may not exceed `InFlightSlots` either, since every queued
+/// item is a slot.
+pub const QUEUE_DEPTH_MIN: u64 = 16;
+/// See [`QUEUE_DEPTH_MIN`].
+pub const QUEUE_DEPTH_MAX: u64 = 65_536;
+/// Default per-core queue depth.
+pub const QUEUE_DEPTH_DEFAULT: u64 = 1_024;
+
+/// `EventLogRingSize` bounds (records). Each record is a preallocated fixed-size buffer of about
+/// 11 KiB (path, arguments, bundle fields: see `eventlog`), so 16,384 records is ~180 MB, the
+/// most worth holding for a logger that fell behind; below 64 a single burst drops log lines.
+pub const EVENT_LOG_RING_MIN: u64 = 64;
+/// See [`EVENT_LOG_RING_MIN`].
+pub const EVENT_LOG_RING_MAX: u64 = 16_384;
+/// Default ring: 256 records of ~10 KB (~2.6 MB, preallocated). The logger thread drains it as
+/// lines come; 256 absorb a 25 ms stall of the logger at 10,000 execs/s. A full ring drops and
+/// counts, it never blocks a worker.
+pub const EVENT_LOG_RING_DEFAULT: u64 = 256;
+
+/// Longest string value accepted (messages, URLs, regexes): a block message is a paragraph; the
+/// limit keeps a stray file from becoming a terminal message.
+pub const STRING_BYTES_MAX: usize = 4_096;
+/// At most this many `WatchPaths`: each is a kernel mark; a real host has a handful of mounts.
+pub const WATCH_PATHS_MAX: usize = 64;
+/// Unix socket paths must fit `sockaddr_un.sun_path` (108 bytes with its NUL).
+pub const SOCKET_PATH_BYTES_MAX: usize = 107;
+
+/// At most this many entries in each `LockdownScope` list (the backstop's maps hold as many).
+pub const SCOPE_ENTRIES_MAX: usize = 256;
+/// At most this many `LockdownScope.Cgroups` (each is one check per exec in the backstop).
+pub const SCOPE_CGROUPS_MAX: usize = 8;

@@ -7,31 +7,16 @@ use santa_hotpath::{
     Answer, AnsweredBy, Cacheability, Engine, EngineConfig, Evaluation, Evaluator, MonotonicClock,
     Responder,
 };
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-struct Counting;
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+/// The workspace's counting allocator (also the signing tests', the fuzz targets' and the
+/// benchmarks'); only its allocation count is used here.
+#[path = "../../signing/tests/common/counting_alloc.rs"]
+mod counting_alloc;
 
-// SAFETY: defers every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as ours, passed through.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours, passed through.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as ours, passed through.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use counting_alloc::{Counting, allocations};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -50,11 +35,9 @@ impl Responder<u64, u32> for Marks {
     fn respond(&self, _by: AnsweredBy, _payload: &u64, _answer: Answer<'_, u32>) {
         let n = self.answered.fetch_add(1, Ordering::SeqCst) + 1;
         if n == WARM {
-            self.at_warm
-                .store(ALLOCATIONS.load(Ordering::SeqCst), Ordering::SeqCst);
+            self.at_warm.store(allocations(), Ordering::SeqCst);
         } else if n == WARM + MEASURED {
-            self.at_end
-                .store(ALLOCATIONS.load(Ordering::SeqCst), Ordering::SeqCst);
+            self.at_end.store(allocations(), Ordering::SeqCst);
         }
     }
 }

@@ -4,44 +4,18 @@
 //! ran on and the command that reproduces it. Figures are tails (p50/p99/p99.9/max) and ratios
 //! against a baseline measured in the same run: these machines are shared and noisy.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+/// The workspace's counting allocator, shared with the signing tests, the fuzz targets and the
+/// hot path's no-allocation test (included by path: it depends on `std` alone).
+#[path = "../../signing/tests/common/counting_alloc.rs"]
+mod counting_alloc;
 
 /// A global allocator that counts allocations (and reallocations) and defers to the system's.
 /// Install it with `#[global_allocator]` in a benchmark binary, read it with [`allocations`].
-#[derive(Debug, Default, Clone, Copy)]
-pub struct CountingAlloc;
-
-// SAFETY: every call is passed unchanged to the system allocator; we only count.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, which we pass on.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: as above.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
+pub use counting_alloc::Counting as CountingAlloc;
 /// Allocations so far in this process (when [`CountingAlloc`] is the global allocator).
-pub fn allocations() -> u64 {
-    ALLOCATIONS.load(Ordering::Relaxed)
-}
+pub use counting_alloc::allocations;
 
 /// One line naming the machine: CPU model, cores, kernel, date.
 pub fn machine_summary() -> String {

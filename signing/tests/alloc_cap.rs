@@ -4,10 +4,10 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns: a panic is the failure report
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::path::PathBuf;
+mod common;
 
+use common::counting_alloc::peak_during;
+use common::fixture;
 use proptest::prelude::*;
 use santa_signing::FileSigning;
 use santa_signing::verify::ExternalFiles;
@@ -17,56 +17,9 @@ use santa_signing::verify::ExternalFiles;
 /// their counts before allocating.
 const ALLOC_CAP_BYTES: usize = 4 << 20;
 
-struct Counting;
-
-thread_local! {
-    static TRACK: Cell<bool> = const { Cell::new(false) };
-    static CURRENT: Cell<usize> = const { Cell::new(0) };
-    static PEAK: Cell<usize> = const { Cell::new(0) };
-}
-
-#[allow(unsafe_code)]
-// SAFETY: every call is forwarded unchanged to `System`; the thread-local bookkeeping uses
-// const-initialised `Cell`s, which never allocate or re-enter the allocator.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if TRACK.with(Cell::get) {
-            let now = CURRENT.with(|c| {
-                c.set(c.get() + layout.size());
-                c.get()
-            });
-            PEAK.with(|p| p.set(p.get().max(now)));
-        }
-        // SAFETY: same layout contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if TRACK.with(Cell::get) {
-            CURRENT.with(|c| c.set(c.get().saturating_sub(layout.size())));
-        }
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
+/// The peak heap analysing with `f` holds (see `common::counting_alloc`).
 fn peak_while(f: impl FnOnce()) -> usize {
-    CURRENT.with(|c| c.set(0));
-    PEAK.with(|p| p.set(0));
-    TRACK.with(|t| t.set(true));
-    f();
-    TRACK.with(|t| t.set(false));
-    PEAK.with(Cell::get)
-}
-
-fn fixture(name: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/macho")
-        .join(name);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("fixture {} missing: {e}", p.display()))
+    peak_during(f).1
 }
 
 fn analyse(bytes: &[u8]) {

@@ -1,17 +1,30 @@
-//! A counting global allocator for peak-heap assertions: current and peak bytes in atomics.
-//! It counts only the allocations of the thread inside [`peak_during`], and one thread at a
-//! time measures (a lock): the other tests of the same binary generate their inputs meanwhile,
-//! and their allocations must not be taken for the code under test's.
+//! A counting global allocator, the one of every crate here that counts heap use: the signing
+//! tests' peak-heap assertions, the fuzz targets (`fuzz/src/lib.rs`), the hot path's
+//! no-allocation test (`hotpath/tests/alloc.rs`) and the benchmarks (`perf/src/lib.rs`) include
+//! this file by `#[path]`, so it depends on nothing but `std`.
 //!
-//! A test binary that includes this module (`mod common;`) gets it as its global allocator.
+//! It keeps two figures, both in atomics, forwarding every call unchanged to `System`:
+//! - [`allocations`]: allocations and reallocations by every thread of the process, for "no
+//!   allocation per event" checks over worker threads;
+//! - [`peak_during`]: the peak heap (bytes) the calling thread holds while it runs a closure. Only
+//!   that thread's allocations count, and one thread at a time measures (a lock): other tests of
+//!   the same binary generate their inputs meanwhile, and their allocations must not be taken for
+//!   the code under test's.
+//!
+//! The includer installs it: `#[global_allocator] static GLOBAL: Counting = Counting;` (a library
+//! must not: the fuzz targets each install it themselves).
+#![allow(dead_code)] // each includer uses part of it
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-struct Counting;
+/// Forwards to `System`, counting allocations and the measured thread's bytes in use.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counting;
 
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 static CURRENT: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
 static MEASURING: Mutex<()> = Mutex::new(());
@@ -38,10 +51,11 @@ fn shrank(bytes: usize) {
 }
 
 #[allow(unsafe_code)]
-// SAFETY: every call is forwarded unchanged to `System`; the bookkeeping is two atomics and a
+// SAFETY: every call is forwarded unchanged to `System`; the bookkeeping is atomics and a
 // const-initialised thread-local `Cell`, none of which allocates or re-enters the allocator.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         // SAFETY: same layout contract as our caller's.
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() {
@@ -51,6 +65,7 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         // SAFETY: same layout contract as our caller's.
         let p = unsafe { System.alloc_zeroed(layout) };
         if !p.is_null() {
@@ -66,6 +81,7 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         // SAFETY: `ptr` came from `System` with `layout`; the caller upholds `new_size`'s rules.
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if !p.is_null() {
@@ -79,10 +95,13 @@ unsafe impl GlobalAlloc for Counting {
     }
 }
 
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+/// Allocations and reallocations so far, by every thread (when [`Counting`] is installed).
+pub fn allocations() -> u64 {
+    ALLOCATIONS.load(Ordering::Relaxed)
+}
 
-/// Runs `f` and returns its result with the peak heap it held beyond what was in use before.
+/// Runs `f` and returns its result with the peak heap the calling thread held during it beyond
+/// what was in use before (its result included).
 pub fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
     let _one_at_a_time = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     CURRENT.store(0, Ordering::Relaxed);

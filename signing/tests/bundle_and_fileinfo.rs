@@ -3,24 +3,19 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns: a panic is the failure report
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use common::{fixtures_dir, manifest};
 use santa_signing::bundle::{self, BundleError, BundleLimits};
 use santa_signing::{
     FileInfoOptions, HashLimits, ReadMethod, Sha256, SigningStatus, file_info, identify_file,
 };
 
-fn fixtures() -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/macho");
-    assert!(d.is_dir(), "fixtures missing at {}", d.display());
-    d
-}
-
 fn manifest_sha256(file: &str) -> Sha256 {
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixtures().join("manifest.json")).unwrap())
-            .unwrap();
+    let m = manifest();
     let f = m["fixtures"]
         .as_array()
         .unwrap()
@@ -36,7 +31,7 @@ const SPAWN_HELPER: &str = "linker_signed_arm64_exec.node-pty_spawn-helper";
 
 fn copy(from: &str, to: &Path) {
     std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-    std::fs::copy(fixtures().join(from), to).unwrap();
+    std::fs::copy(fixtures_dir().join(from), to).unwrap();
 }
 
 /// Outer.app holding the Developer ID executable, a helper tool, a nested framework with a
@@ -158,7 +153,7 @@ fn bundle_limits_are_enforced() {
 
 #[test]
 fn fileinfo_of_the_developer_id_app() {
-    let path = fixtures().join(DEVID);
+    let path = fixtures_dir().join(DEVID);
     let info = file_info(&path, &FileInfoOptions::default()).unwrap();
     assert_eq!(info.sha256, manifest_sha256(DEVID));
     assert!(!info.changed);
@@ -225,7 +220,7 @@ fn fileinfo_of_scripts_and_unsigned_files() {
     assert_eq!(info.type_description, "Script");
     assert_eq!(info.code_signed, "No");
     assert!(info.signing.is_none());
-    let fat = fixtures().join(GET_WINDOWS);
+    let fat = fixtures_dir().join(GET_WINDOWS);
     let info = file_info(&fat, &FileInfoOptions::default()).unwrap();
     assert_eq!(
         info.code_signed,
@@ -237,7 +232,7 @@ fn fileinfo_of_scripts_and_unsigned_files() {
 #[test]
 fn identify_file_hashes_and_verifies_in_one_read() {
     let mut scratch = Vec::new();
-    let devid = std::fs::File::open(fixtures().join(DEVID)).unwrap();
+    let devid = std::fs::File::open(fixtures_dir().join(DEVID)).unwrap();
     let id = identify_file(&devid, &HashLimits::default(), &mut scratch).unwrap();
     assert_eq!(id.hash.sha256, manifest_sha256(DEVID));
     assert_eq!(id.hash.method, ReadMethod::Mmap);
@@ -249,7 +244,7 @@ fn identify_file_hashes_and_verifies_in_one_read() {
         "0a06c79b2e48d77e9f694fa3e4b71cc64b01d6ab2743b04ecf5364ee3e29c262"
     );
     // A small file goes through the reusable buffer, which comes back grown.
-    let small = std::fs::File::open(fixtures().join(SPAWN_HELPER)).unwrap();
+    let small = std::fs::File::open(fixtures_dir().join(SPAWN_HELPER)).unwrap();
     let id = identify_file(&small, &HashLimits::default(), &mut scratch).unwrap();
     assert_eq!(id.hash.sha256, manifest_sha256(SPAWN_HELPER));
     assert_eq!(id.hash.method, ReadMethod::Read);

@@ -8,9 +8,9 @@
 mod common;
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use common::counting_alloc::peak_during;
+use common::{be32, fixture, fixture_path, le32};
 use proptest::prelude::*;
 use santa_signing::verify::{Detail, ExternalFiles, InvalidReason, SigningStatus};
 use santa_signing::{FileSigning, HashLimits, entitlements, identify_file, plist};
@@ -20,25 +20,6 @@ const DEVID: &str = "devid_app/Mitmproxy Redirector.app/Contents/MacOS/Mitmproxy
 const LINKER_SIGNED: &str = "linker_signed_arm64_exec.node-pty_spawn-helper";
 /// Heap a Decision-mode analysis of a small binary may take: the report (a few KiB).
 const DECISION_PEAK_BYTES_MAX: usize = 64 << 10;
-
-fn fixture_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/macho")
-        .join(name)
-}
-
-fn fixture(name: &str) -> Vec<u8> {
-    let p = fixture_path(name);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("fixture {} missing: {e}", p.display()))
-}
-
-fn le32(b: &[u8], at: usize) -> usize {
-    u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize
-}
-
-fn be32(b: &[u8], at: usize) -> usize {
-    u32::from_be_bytes(b[at..at + 4].try_into().unwrap()) as usize
-}
 
 /// Offset of `LC_CODE_SIGNATURE` in a thin 64-bit Mach-O, found by walking the load commands
 /// (not with this crate's parser).

@@ -2,26 +2,12 @@
 //! The fixtures are required: a missing directory fails the test run, it does not skip.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns: a panic is the failure report
-use std::path::PathBuf;
+mod common;
 
+use common::{fixtures_dir, manifest};
 use santa_signing::verify::{ExternalFiles, SigningStatus, SlotState};
 use santa_signing::{FileSigning, HashLimits, hash_path};
 use serde_json::Value;
-
-fn fixtures_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/macho");
-    assert!(
-        dir.join("manifest.json").is_file(),
-        "fixtures missing at {}: clone the repository with shared/ beside it",
-        dir.display()
-    );
-    dir
-}
-
-fn manifest() -> Value {
-    let text = std::fs::read_to_string(fixtures_dir().join("manifest.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
 
 fn fixtures() -> Vec<Value> {
     manifest()["fixtures"].as_array().unwrap().clone()
@@ -29,6 +15,15 @@ fn fixtures() -> Vec<Value> {
 
 fn external_for(path: &std::path::Path) -> ExternalFiles {
     santa_signing::bundle::external_files_for(path)
+}
+
+/// A manifest array of strings.
+fn strs(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect()
 }
 
 fn hex_u32(v: &Value) -> u32 {
@@ -116,13 +111,7 @@ fn every_slice_matches_the_manifest() {
                 want["chosen_cd_hash_type"].as_str().unwrap()
             );
             assert_eq!(sig.flags.0, hex_u32(&want["flags"]), "{ctx}");
-            let names: Vec<&str> = want["flag_names"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_str().unwrap())
-                .collect();
-            assert_eq!(sig.flags.names(), names, "{ctx}");
+            assert_eq!(sig.flags.names(), strs(&want["flag_names"]), "{ctx}");
             assert_eq!(sig.identifier, want["signing_id_raw"].as_str().unwrap());
             assert_eq!(
                 sig.team_id.as_ref().map(|t| t.0.as_str()),
@@ -220,13 +209,7 @@ fn check_cms(
         "{ctx}"
     );
     let v1: Vec<String> = cms.cdhashes_v1.iter().map(|h| hex(h)).collect();
-    let v1_want: Vec<&str> = want["hash_agility_v1_cdhashes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
-    assert_eq!(v1, v1_want, "{ctx}");
+    assert_eq!(v1, strs(&want["hash_agility_v1_cdhashes"]), "{ctx}");
     let v2: Vec<(String, String)> = cms
         .cdhashes_v2
         .iter()

@@ -4,21 +4,15 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns: a panic is the failure report
 
-use std::path::PathBuf;
+mod common;
 
+use common::fixture;
 use proptest::prelude::*;
 use santa_signing::cms::{CmsError, CmsSignature};
 use santa_signing::codesign::{CodeDirectory, SignatureError, SuperBlob};
 use santa_signing::macho::{self, MachOError};
 use santa_signing::verify::{ExternalFiles, InvalidReason, SigningStatus};
 use santa_signing::{FileSigning, plist};
-
-fn fixture(name: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/macho")
-        .join(name);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("fixture {} missing: {e}", p.display()))
-}
 
 const FIXTURES: &[&str] = &[
     "linker_signed_arm64_bundle.markupsafe_speedups.so",

@@ -460,8 +460,33 @@ fn xml() -> impl Strategy<Value = Vec<u8>> {
     })
 }
 
+/// The property tests' cases per run.
+const CASES: u32 = 256;
+
+/// Property tests that only check that each input of a strategy decodes within the bound: one
+/// test per `name in strategy` line.
+macro_rules! decode_stays_bounded {
+    ($($name:ident in $strategy:expr;)*) => {
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: CASES, ..ProptestConfig::default() })]
+            $(
+                #[test]
+                fn $name(bytes in $strategy) {
+                    decode_bounded(&bytes)?;
+                }
+            )*
+        }
+    };
+}
+
+decode_stays_bounded! {
+    arbitrary_object_graphs_stay_bounded in graph();
+    lying_trailers_offsets_and_lengths_stay_bounded in liar();
+    deep_and_wide_xml_stays_bounded in xml();
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: CASES, ..ProptestConfig::default() })]
 
     #[test]
     fn shared_objects_never_amplify_beyond_the_bound((bytes, visits) in amplifier()) {
@@ -478,11 +503,6 @@ proptest! {
     }
 
     #[test]
-    fn arbitrary_object_graphs_stay_bounded(bytes in graph()) {
-        decode_bounded(&bytes)?;
-    }
-
-    #[test]
     fn cycles_are_errors_never_hangs(bytes in cycle()) {
         decode_bounded(&bytes)?;
         let r = plist::parse(&bytes);
@@ -490,16 +510,6 @@ proptest! {
             matches!(r, Err(PlistError::Cycle { .. } | PlistError::TooDeep)),
             "{r:?}"
         );
-    }
-
-    #[test]
-    fn lying_trailers_offsets_and_lengths_stay_bounded(bytes in liar()) {
-        decode_bounded(&bytes)?;
-    }
-
-    #[test]
-    fn deep_and_wide_xml_stays_bounded(bytes in xml()) {
-        decode_bounded(&bytes)?;
     }
 
     #[test]

@@ -4,8 +4,9 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns: a panic is the failure report
 
-use std::path::PathBuf;
+mod common;
 
+use common::{be32, fixture, fixture_path};
 use santa_signing::verify::{ExternalFiles, InvalidReason, SigningStatus};
 use santa_signing::{FileSigning, Sha256};
 
@@ -16,13 +17,6 @@ const DEVID_X86_CODE_LIMIT: usize = 1_308_976;
 const DEVID_LEAF_SHA256: &str = "0a06c79b2e48d77e9f694fa3e4b71cc64b01d6ab2743b04ecf5364ee3e29c262";
 const DUALCD: &str = "adhoc_dualcd_x86_64.pillow950_libwebpdemux.2.dylib";
 
-fn fixture(name: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/macho")
-        .join(name);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("fixture {} missing: {e}", p.display()))
-}
-
 fn status_of(bytes: &[u8]) -> Vec<SigningStatus> {
     FileSigning::from_bytes(bytes, &ExternalFiles::default(), 1_790_000_000)
         .unwrap()
@@ -32,11 +26,26 @@ fn status_of(bytes: &[u8]) -> Vec<SigningStatus> {
         .collect()
 }
 
+/// The first slice's status must be invalid for `reason`.
+fn assert_first_slice_invalid(bytes: &[u8], reason: InvalidReason) {
+    assert_eq!(status_of(bytes)[0], SigningStatus::Invalid(reason));
+}
+
 fn find(hay: &[u8], needle: &[u8], from: usize) -> usize {
     from + hay[from..]
         .windows(needle.len())
         .position(|w| w == needle)
         .unwrap_or_else(|| panic!("pattern not found"))
+}
+
+/// The Developer ID binary with the case of the first letter of `needle` (a string inside the
+/// x86_64 slice's signature) flipped.
+fn devid_with_x86_signature_string_flipped(needle: &[u8]) -> Vec<u8> {
+    let mut b = fixture(DEVID);
+    let sig_start = DEVID_X86_OFFSET + DEVID_X86_CODE_LIMIT;
+    let at = find(&b, needle, sig_start);
+    b[at] ^= 0x20;
+    b
 }
 
 #[test]
@@ -52,26 +61,20 @@ fn untouched_devid_slices_are_production() {
 fn flipped_code_byte_is_a_page_hash_mismatch() {
     let mut b = fixture(DEVID);
     b[DEVID_X86_OFFSET + 5 * 4096 + 100] ^= 0x01;
-    assert_eq!(
-        status_of(&b)[0],
-        SigningStatus::Invalid(InvalidReason::PageHashMismatch {
+    assert_first_slice_invalid(
+        &b,
+        InvalidReason::PageHashMismatch {
             code_directory: 0,
-            page: 5
-        })
+            page: 5,
+        },
     );
 }
 
 #[test]
 fn flipped_code_directory_byte_breaks_the_cms_digest() {
-    let mut b = fixture(DEVID);
     // The identifier string inside the x86_64 slice's CodeDirectory.
-    let sig_start = DEVID_X86_OFFSET + DEVID_X86_CODE_LIMIT;
-    let at = find(&b, b"org.mitmproxy.macos-redirector\0", sig_start);
-    b[at] ^= 0x20;
-    assert_eq!(
-        status_of(&b)[0],
-        SigningStatus::Invalid(InvalidReason::CmsDigestMismatch)
-    );
+    let b = devid_with_x86_signature_string_flipped(b"org.mitmproxy.macos-redirector\0");
+    assert_first_slice_invalid(&b, InvalidReason::CmsDigestMismatch);
 }
 
 #[test]
@@ -85,10 +88,7 @@ fn flipped_signed_attribute_breaks_the_cms_signature() {
     let at = find(&b, &oid, sig_start) + oid.len() + 2 + 2;
     assert_eq!(&b[at..at + 13], b"261022004314Z");
     b[at + 11] = b'5'; // 14 -> 15 seconds: still a valid time, no longer what was signed
-    assert_eq!(
-        status_of(&b)[0],
-        SigningStatus::Invalid(InvalidReason::CmsSignatureInvalid)
-    );
+    assert_first_slice_invalid(&b, InvalidReason::CmsSignatureInvalid);
 }
 
 #[test]
@@ -105,26 +105,23 @@ fn flipped_certificate_byte_breaks_the_chain() {
     // The last byte belongs to the issuer's signature over the certificate.
     b[start + len - 1] ^= 0x01;
     let flipped = Sha256::digest(&b[start..start + len]);
-    assert_eq!(
-        status_of(&b)[0],
-        SigningStatus::Invalid(InvalidReason::CertificateSignatureInvalid {
-            certificate: flipped
-        })
+    assert_first_slice_invalid(
+        &b,
+        InvalidReason::CertificateSignatureInvalid {
+            certificate: flipped,
+        },
     );
 }
 
 #[test]
 fn flipped_entitlements_byte_is_a_special_slot_mismatch() {
-    let mut b = fixture(DEVID);
-    let sig_start = DEVID_X86_OFFSET + DEVID_X86_CODE_LIMIT;
-    let at = find(&b, b"com.apple.developer.team-identifier", sig_start);
-    b[at] ^= 0x20;
-    assert_eq!(
-        status_of(&b)[0],
-        SigningStatus::Invalid(InvalidReason::SpecialSlotMismatch {
+    let b = devid_with_x86_signature_string_flipped(b"com.apple.developer.team-identifier");
+    assert_first_slice_invalid(
+        &b,
+        InvalidReason::SpecialSlotMismatch {
             code_directory: 0,
-            special_slot: 5
-        })
+            special_slot: 5,
+        },
     );
 }
 
@@ -135,14 +132,14 @@ fn flipped_page_hash_in_the_alternate_code_directory() {
     let magic = [0xfa, 0xde, 0x0c, 0x02];
     let first = find(&b, &magic, 0);
     let second = find(&b, &magic, first + 4);
-    let hash_offset = u32::from_be_bytes(b[second + 16..second + 20].try_into().unwrap()) as usize;
+    let hash_offset = be32(&b, second + 16);
     b[second + hash_offset + 32 * 3] ^= 0x80; // code slot 3
-    assert_eq!(
-        status_of(&b)[0],
-        SigningStatus::Invalid(InvalidReason::PageHashMismatch {
+    assert_first_slice_invalid(
+        &b,
+        InvalidReason::PageHashMismatch {
             code_directory: 0x1000,
-            page: 3
-        })
+            page: 3,
+        },
     );
 }
 
@@ -170,8 +167,7 @@ fn fat_files_with_an_unsigned_slice_are_inconsistent() {
 #[test]
 fn modified_info_plist_breaks_special_slot_one() {
     let b = fixture(DEVID);
-    let app = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/macho/devid_app/Mitmproxy Redirector.app/Contents");
+    let app = fixture_path("devid_app/Mitmproxy Redirector.app/Contents");
     let mut info = std::fs::read(app.join("Info.plist")).unwrap();
     let good = ExternalFiles {
         info_plist: Some(info.clone()),
@@ -199,10 +195,6 @@ fn modified_info_plist_breaks_special_slot_one() {
 const DEVID_ARM64_OFFSET: usize = 1_359_872;
 const DEVID_ARM64_SIG_OFFSET: usize = 1_258_448;
 const DEVID_ARM64_SIG_SIZE: usize = 21_968;
-
-fn be32(b: &[u8], at: usize) -> usize {
-    u32::from_be_bytes(b[at..at + 4].try_into().unwrap()) as usize
-}
 
 #[test]
 fn an_alternate_code_directory_not_bound_by_the_cms_is_invalid() {

@@ -332,8 +332,15 @@ fn run_in_child(name: &str) -> Output {
         .unwrap()
 }
 
-fn reached_mark(out: &Output) -> bool {
-    String::from_utf8_lossy(&out.stdout).contains(CHILD_MARK)
+/// Runs the test `name` in a child (see [`run_in_child`]), which must reach [`CHILD_MARK`];
+/// returns how the child ended.
+fn child_past_the_mark(name: &str) -> Output {
+    let out = run_in_child(name);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(CHILD_MARK),
+        "{out:?}"
+    );
+    out
 }
 
 /// Maps and hashes a file truncated underneath, so the crate's handler is installed and has
@@ -349,58 +356,54 @@ fn survive_an_own_fault() {
     assert!(!bytes.unchanged(&file).unwrap());
 }
 
+/// The child's side of the SIGBUS-outside-the-registry cases: no core dump, `prepare` (the
+/// SIGBUS disposition the case starts from), a fault of the crate's own survived, then a fault
+/// outside every registered mapping, which must end the process one way or another.
+fn fault_outside_the_registry_after(prepare: impl FnOnce()) -> ! {
+    map::test_support::forbid_core_dumps();
+    prepare();
+    survive_an_own_fault();
+    println!("{CHILD_MARK}");
+    let b = map::test_support::fault_outside_registry();
+    panic!("survived a SIGBUS outside the registry (read {b})");
+}
+
 #[test]
 fn a_sigbus_outside_any_registered_mapping_still_kills() {
     if in_child() {
-        map::test_support::forbid_core_dumps();
-        survive_an_own_fault();
-        println!("{CHILD_MARK}");
-        let b = map::test_support::fault_outside_registry();
-        panic!("survived a SIGBUS outside the registry (read {b})");
+        fault_outside_the_registry_after(|| {});
     }
-    let out = run_in_child("a_sigbus_outside_any_registered_mapping_still_kills");
-    assert!(reached_mark(&out), "{out:?}");
+    let out = child_past_the_mark("a_sigbus_outside_any_registered_mapping_still_kills");
     assert_eq!(out.status.signal(), Some(libc::SIGBUS), "{out:?}");
 }
 
 #[test]
 fn a_sigbus_outside_any_registered_mapping_kills_with_no_previous_handler() {
     if in_child() {
-        map::test_support::forbid_core_dumps();
         // Rust's runtime installed its own SIGBUS handler at startup; take it away so ours
         // finds SIG_DFL.
-        map::test_support::set_sigbus_default();
-        survive_an_own_fault();
-        println!("{CHILD_MARK}");
-        let b = map::test_support::fault_outside_registry();
-        panic!("survived a SIGBUS outside the registry (read {b})");
+        fault_outside_the_registry_after(map::test_support::set_sigbus_default);
     }
-    let out =
-        run_in_child("a_sigbus_outside_any_registered_mapping_kills_with_no_previous_handler");
-    assert!(reached_mark(&out), "{out:?}");
+    let out = child_past_the_mark(
+        "a_sigbus_outside_any_registered_mapping_kills_with_no_previous_handler",
+    );
     assert_eq!(out.status.signal(), Some(libc::SIGBUS), "{out:?}");
 }
 
 #[test]
 fn a_sigbus_outside_any_registered_mapping_goes_to_the_previous_handler() {
     if in_child() {
-        map::test_support::forbid_core_dumps();
-        map::test_support::install_exiting_handler();
         // Our own fault must not reach the previous handler (it would exit).
-        survive_an_own_fault();
-        println!("{CHILD_MARK}");
-        let b = map::test_support::fault_outside_registry();
-        panic!("survived a SIGBUS outside the registry (read {b})");
+        fault_outside_the_registry_after(map::test_support::install_exiting_handler);
     }
-    let out = run_in_child("a_sigbus_outside_any_registered_mapping_goes_to_the_previous_handler");
-    assert!(reached_mark(&out), "{out:?}");
+    let out =
+        child_past_the_mark("a_sigbus_outside_any_registered_mapping_goes_to_the_previous_handler");
     assert_eq!(
         out.status.code(),
         Some(map::test_support::EXITING_HANDLER_STATUS),
         "{out:?}"
     );
 }
-
 #[cfg(target_os = "linux")]
 #[test]
 fn a_sent_sigbus_naming_a_mapped_address_is_not_taken_for_a_fault() {
@@ -420,8 +423,7 @@ fn a_sent_sigbus_naming_a_mapped_address_is_not_taken_for_a_fault() {
             bytes.sha256() == Sha256::digest(&content)
         );
     }
-    let out = run_in_child("a_sent_sigbus_naming_a_mapped_address_is_not_taken_for_a_fault");
-    assert!(reached_mark(&out), "{out:?}");
+    let out = child_past_the_mark("a_sent_sigbus_naming_a_mapped_address_is_not_taken_for_a_fault");
     assert_eq!(out.status.signal(), Some(libc::SIGBUS), "{out:?}");
 }
 
@@ -461,7 +463,6 @@ fn a_full_registry_falls_back_to_reading_and_slots_come_back() {
         println!("{CHILD_MARK}");
         return;
     }
-    let out = run_in_child("a_full_registry_falls_back_to_reading_and_slots_come_back");
-    assert!(reached_mark(&out), "{out:?}");
+    let out = child_past_the_mark("a_full_registry_falls_back_to_reading_and_slots_come_back");
     assert!(out.status.success(), "{out:?}");
 }

@@ -14,21 +14,42 @@ use santa_rules::{
     store::SCHEMA_VERSION, write_rules_file,
 };
 
-/// Santa's `rules` table as its migrations left it at schema version 7 (SNTRuleTable.mm steps
-/// 1, 3, 4 and 7; steps 2, 5 and 6 change no schema).
-fn make_santa_v7(path: &Path) -> Connection {
+/// A path for a rules database in a fresh temporary directory (removed when the guard drops).
+fn temp_db() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rules.db");
+    (dir, path)
+}
+
+/// Santa's `rules` table as its migrations left it at schema version 4 (SNTRuleTable.mm steps
+/// 1, 3 and 4; step 2 changes no schema): the first type numbering.
+const SANTA_V4_TABLE: &str =
+    "CREATE TABLE 'rules' ('shasum' TEXT NOT NULL, 'state' INTEGER NOT NULL, \
+     'type' INTEGER NOT NULL, 'custommsg' TEXT);
+     CREATE UNIQUE INDEX rulesunique ON rules (shasum, type);
+     ALTER TABLE 'rules' ADD 'timestamp' INTEGER;
+     ALTER TABLE 'rules' RENAME COLUMN 'shasum' TO 'identifier';";
+
+/// A database at `path` made by `sql`, and the connection that made it.
+fn sqlite(path: &Path, sql: &str) -> Connection {
     let c = Connection::open(path).unwrap();
-    c.execute_batch(
-        "CREATE TABLE 'rules' ('shasum' TEXT NOT NULL, 'state' INTEGER NOT NULL, \
-         'type' INTEGER NOT NULL, 'custommsg' TEXT);
-         CREATE UNIQUE INDEX rulesunique ON rules (shasum, type);
-         ALTER TABLE 'rules' ADD 'timestamp' INTEGER;
-         ALTER TABLE 'rules' RENAME COLUMN 'shasum' TO 'identifier';
-         ALTER TABLE 'rules' ADD 'customurl' TEXT;
-         PRAGMA user_version = 7;",
-    )
-    .unwrap();
+    c.execute_batch(sql).unwrap();
     c
+}
+
+fn make_santa_v4(path: &Path) -> Connection {
+    sqlite(path, &format!("{SANTA_V4_TABLE} PRAGMA user_version = 4;"))
+}
+
+/// Santa's `rules` table at schema version 7: step 7 adds custom URLs (steps 5 and 6 change no
+/// schema).
+fn make_santa_v7(path: &Path) -> Connection {
+    sqlite(
+        path,
+        &format!(
+            "{SANTA_V4_TABLE} ALTER TABLE 'rules' ADD 'customurl' TEXT; PRAGMA user_version = 7;"
+        ),
+    )
 }
 
 fn insert_v7(
@@ -48,8 +69,7 @@ fn insert_v7(
 
 #[test]
 fn santa_v7_database_is_migrated_and_decides() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("rules.db");
+    let (_dir, path) = temp_db();
     {
         let c = make_santa_v7(&path);
         insert_v7(
@@ -143,19 +163,9 @@ fn santa_v7_database_is_migrated_and_decides() {
 /// migration renumbers and normalises them.
 #[test]
 fn santa_v4_database_types_are_renumbered() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("rules.db");
+    let (_dir, path) = temp_db();
     {
-        let c = Connection::open(&path).unwrap();
-        c.execute_batch(
-            "CREATE TABLE 'rules' ('shasum' TEXT NOT NULL, 'state' INTEGER NOT NULL, \
-             'type' INTEGER NOT NULL, 'custommsg' TEXT);
-             CREATE UNIQUE INDEX rulesunique ON rules (shasum, type);
-             ALTER TABLE 'rules' ADD 'timestamp' INTEGER;
-             ALTER TABLE 'rules' RENAME COLUMN 'shasum' TO 'identifier';
-             PRAGMA user_version = 4;",
-        )
-        .unwrap();
+        let c = make_santa_v4(&path);
         let ins = |id: String, state: i64, t: i64| {
             c.execute(
                 "INSERT INTO rules (identifier, state, type) VALUES (?1, ?2, ?3)",
@@ -207,15 +217,11 @@ fn file_bytes(p: &Path) -> Vec<u8> {
 
 #[test]
 fn newer_database_is_refused_and_left_untouched() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("rules.db");
-    {
-        let c = Connection::open(&path).unwrap();
-        c.execute_batch(
-            "CREATE TABLE execution_rules (identifier TEXT); PRAGMA user_version = 17;",
-        )
-        .unwrap();
-    }
+    let (_dir, path) = temp_db();
+    sqlite(
+        &path,
+        "CREATE TABLE execution_rules (identifier TEXT); PRAGMA user_version = 17;",
+    );
     let before = file_bytes(&path);
     let e = RuleStore::open(&path).unwrap_err();
     assert!(
@@ -238,8 +244,7 @@ fn newer_database_is_refused_and_left_untouched() {
 
 #[test]
 fn garbage_file_is_reported_corrupt_and_left_untouched() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("rules.db");
+    let (_dir, path) = temp_db();
     std::fs::write(&path, vec![0x5a; 8192]).unwrap();
     let e = RuleStore::open(&path).unwrap_err();
     assert!(matches!(e, StoreError::Corrupt { .. }), "{e}");
@@ -249,8 +254,7 @@ fn garbage_file_is_reported_corrupt_and_left_untouched() {
 
 #[test]
 fn damaged_database_is_reported_corrupt() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("rules.db");
+    let (_dir, path) = temp_db();
     {
         let mut s = RuleStore::open(&path).unwrap();
         let changes: Vec<RuleChange> = (0..5000u32)
@@ -276,32 +280,32 @@ fn damaged_database_is_reported_corrupt() {
     assert_eq!(file_bytes(&path), bytes, "never wiped");
 }
 
+/// Why the store refuses to open a database made by `sql` (in `dir`, as `name`).
+fn refusal_of(dir: &Path, name: &str, sql: &str) -> StoreError {
+    let path = dir.join(name);
+    sqlite(&path, sql);
+    RuleStore::open(&path).unwrap_err()
+}
+
 #[test]
 fn foreign_database_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("other.db");
-    Connection::open(&path)
-        .unwrap()
-        .execute_batch("CREATE TABLE users (name TEXT);")
-        .unwrap();
-    let e = RuleStore::open(&path).unwrap_err();
+    let e = refusal_of(dir.path(), "other.db", "CREATE TABLE users (name TEXT);");
     assert!(matches!(e, StoreError::Unversioned { .. }), "{e}");
     assert!(e.to_string().contains("users"), "{e}");
 
-    let path = dir.path().join("lying.db");
-    Connection::open(&path)
-        .unwrap()
-        .execute_batch("CREATE TABLE execution_rules (identifier TEXT, state INTEGER); PRAGMA user_version = 16;")
-        .unwrap();
-    let e = RuleStore::open(&path).unwrap_err();
+    let e = refusal_of(
+        dir.path(),
+        "lying.db",
+        "CREATE TABLE execution_rules (identifier TEXT, state INTEGER); PRAGMA user_version = 16;",
+    );
     assert!(matches!(e, StoreError::SchemaMismatch { .. }), "{e}");
     assert!(e.to_string().contains("custommsg"), "{e}");
 }
 
 #[test]
 fn rules_persist_across_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("rules.db");
+    let (_dir, path) = temp_db();
     {
         let mut s = RuleStore::open(&path).unwrap();
         s.apply(

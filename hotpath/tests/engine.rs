@@ -4,9 +4,9 @@
 
 use santa_hotpath::replay::{ReplaySource, Synthetic, Trace, TraceEvent};
 use santa_hotpath::{
-    Answer, AnsweredBy, Cacheability, Clock, DefaultReason, Engine, EngineConfig, Evaluation,
-    Evaluator, Event, ExternalSource, FileKey, FileStamp, FlushReason, MonotonicClock, Origin,
-    Principal, Responder, SimClock, Source, Submitted,
+    Answer, AnsweredBy, Cacheability, Clock, CountersSnapshot, DefaultReason, Engine, EngineConfig,
+    Evaluation, Evaluator, Event, ExternalSource, FileKey, FileStamp, FlushReason, MonotonicClock,
+    Origin, Principal, Responder, SimClock, Source, Submitted,
 };
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -89,6 +89,8 @@ struct Scripted {
     evaluations: AtomicUsize,
     rules_version: AtomicU32,
     gate: Option<Arc<Gate>>,
+    /// Only evaluations of inodes from this one up wait at the gate (0: every one).
+    gated_from_ino: u64,
     keys: Mutex<Vec<u64>>,
 }
 
@@ -138,7 +140,9 @@ impl Evaluator<Id> for ById {
         self.inner.evaluations.fetch_add(1, Ordering::SeqCst);
         let ino = self.inos[payload.0];
         self.inner.keys.lock().unwrap().push(ino);
-        if let Some(gate) = &self.inner.gate {
+        if let Some(gate) = &self.inner.gate
+            && ino >= self.inner.gated_from_ino
+        {
             gate.pass();
         }
         let decision = (ino as u32) * 10 + self.inner.rules_version.load(Ordering::SeqCst);
@@ -147,6 +151,51 @@ impl Evaluator<Id> for ById {
             cacheability: Cacheability::UntilChanged,
         }
     }
+}
+
+/// An engine over [`ById`], fed from outside.
+type ByIdEngine<C> = Engine<Id, ById, Arc<Recorder>, C, ExternalSource>;
+
+/// Starts a [`ByIdEngine`] answering to `recorder`.
+fn start_by_id<C: Clock>(
+    cfg: EngineConfig,
+    evaluator: ById,
+    recorder: &Arc<Recorder>,
+    clock: C,
+) -> ByIdEngine<C> {
+    Engine::start(cfg, evaluator, recorder.clone(), clock, ExternalSource).unwrap()
+}
+
+/// A [`ById`] evaluator whose evaluations hold at a gate, and what the test watches it by.
+struct Gated {
+    recorder: Arc<Recorder>,
+    answers: mpsc::Receiver<(usize, Seen)>,
+    gate: Arc<Gate>,
+    /// One message per evaluation that reached the gate.
+    entered: mpsc::Receiver<()>,
+    scripted: Arc<Scripted>,
+}
+
+/// A gated evaluator for events `0..inos.len()`, event `i` being for inode `inos[i]`.
+fn gated(inos: Vec<u64>) -> (Gated, ById) {
+    let (recorder, answers) = Recorder::new(inos.len());
+    let (gate, entered) = Gate::new();
+    let scripted = Arc::new(Scripted {
+        gate: Some(gate.clone()),
+        ..Scripted::default()
+    });
+    let evaluator = ById {
+        inner: scripted.clone(),
+        inos: Arc::new(inos),
+    };
+    let fixture = Gated {
+        recorder,
+        answers,
+        gate,
+        entered,
+        scripted,
+    };
+    (fixture, evaluator)
 }
 
 fn config(workers: usize) -> EngineConfig {
@@ -194,14 +243,7 @@ fn every_event_answered_exactly_once_under_contention() {
         queue_depth_max: 1_024,
         ..config(2)
     };
-    let engine = Engine::start(
-        cfg,
-        evaluator,
-        recorder.clone(),
-        MonotonicClock::new(),
-        ExternalSource,
-    )
-    .unwrap();
+    let engine = start_by_id(cfg, evaluator, &recorder, MonotonicClock::new());
     let barrier = Arc::new(Barrier::new(PRODUCERS));
     let queued = Arc::new(AtomicUsize::new(0));
     let producers: Vec<_> = (0..PRODUCERS)
@@ -263,30 +305,14 @@ fn every_event_answered_exactly_once_under_contention() {
 #[test]
 fn stuck_evaluator_is_answered_by_the_deadline() {
     let clock = Arc::new(SimClock::new(1_000));
-    let (recorder, answers) = Recorder::new(2);
-    let (gate, entered) = Gate::new();
-    let scripted = Arc::new(Scripted {
-        gate: Some(gate.clone()),
-        ..Scripted::default()
-    });
-    let evaluator = ById {
-        inner: scripted.clone(),
-        inos: Arc::new(vec![7, 8]),
-    };
+    let (g, evaluator) = gated(vec![7, 8]);
     let cfg = EngineConfig {
         deadline_thread: false,
         ..config(1)
     };
-    let engine = Engine::start(
-        cfg,
-        evaluator,
-        recorder.clone(),
-        clock.clone(),
-        ExternalSource,
-    )
-    .unwrap();
+    let engine = start_by_id(cfg, evaluator, &g.recorder, clock.clone());
     assert_eq!(engine.submit(0, event(0, 7, 1_500)), Submitted::Queued);
-    entered
+    g.entered
         .recv_timeout(Duration::from_secs(10))
         .expect("evaluation started");
     assert_eq!(
@@ -295,155 +321,103 @@ fn stuck_evaluator_is_answered_by_the_deadline() {
         "not due yet: the earliest pending deadline is reported"
     );
     assert!(
-        answers.try_recv().is_err(),
+        g.answers.try_recv().is_err(),
         "nothing answered before the deadline"
     );
     clock.advance(500);
     assert_eq!(engine.expire_due(), u64::MAX, "nothing pending any more");
-    let (id, seen) = answers.recv_timeout(Duration::from_secs(10)).unwrap();
+    let (id, seen) = g.answers.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!((id, seen), (0, Seen::Default(DefaultReason::Deadline)));
     // Let the stuck evaluation finish: its decision must not be sent a second time.
-    gate.open();
+    g.gate.open();
     assert_eq!(engine.submit(0, event(1, 8, u64::MAX)), Submitted::Queued);
-    let (id, seen) = answers.recv_timeout(Duration::from_secs(10)).unwrap();
+    let (id, seen) = g.answers.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!((id, seen), (1, Seen::Decided(80, Origin::Evaluated)));
     let handle = engine.handle();
     engine.shutdown();
-    recorder.assert_each_answered_once();
+    g.recorder.assert_each_answered_once();
     assert_eq!(handle.counters().deadline_defaults, 1);
     // The finished evaluation was cached: the file is known now, the default was never cached.
-    assert_eq!(scripted.evaluations.load(Ordering::SeqCst), 2);
+    assert_eq!(g.scripted.evaluations.load(Ordering::SeqCst), 2);
 }
 
 #[test]
 fn hundred_concurrent_events_for_one_file_evaluate_once() {
     const N: usize = 100;
-    let (recorder, answers) = Recorder::new(N);
-    let (gate, entered) = Gate::new();
-    let scripted = Arc::new(Scripted {
-        gate: Some(gate.clone()),
-        ..Scripted::default()
-    });
-    let evaluator = ById {
-        inner: scripted.clone(),
-        inos: Arc::new(vec![42; N]),
-    };
-    let engine = Engine::start(
-        config(2),
-        evaluator,
-        recorder.clone(),
-        MonotonicClock::new(),
-        ExternalSource,
-    )
-    .unwrap();
+    let (g, evaluator) = gated(vec![42; N]);
+    let engine = start_by_id(config(2), evaluator, &g.recorder, MonotonicClock::new());
     // The first event starts the evaluation, which holds until all 100 are in flight.
     assert_eq!(engine.submit(0, event(0, 42, u64::MAX)), Submitted::Queued);
-    entered.recv_timeout(Duration::from_secs(10)).unwrap();
+    g.entered.recv_timeout(Duration::from_secs(10)).unwrap();
     for id in 1..N {
         assert_eq!(
             engine.submit(id, event(id, 42, u64::MAX)),
             Submitted::Queued
         );
     }
-    gate.open();
+    g.gate.open();
     let mut origins = std::collections::HashMap::new();
     for _ in 0..N {
-        let (_, seen) = answers.recv_timeout(Duration::from_secs(10)).unwrap();
+        let (_, seen) = g.answers.recv_timeout(Duration::from_secs(10)).unwrap();
         match seen {
             Seen::Decided(420, origin) => *origins.entry(format!("{origin:?}")).or_insert(0) += 1,
             other => panic!("unexpected answer {other:?}"),
         }
     }
     engine.shutdown();
-    recorder.assert_each_answered_once();
+    g.recorder.assert_each_answered_once();
     assert_eq!(
-        scripted.evaluations.load(Ordering::SeqCst),
+        g.scripted.evaluations.load(Ordering::SeqCst),
         1,
         "exactly one evaluation: {origins:?}"
     );
     assert_eq!(origins.get("Evaluated"), Some(&1));
 }
 
+/// One worker, busy with event 0 (held at the gate); event 1 takes the last place `cfg` leaves
+/// (in the queue, or in the slot table); event 2 must then be answered with `reason` at once.
+/// Returns the counters once everything is answered.
+fn the_third_event_is_answered_at_once_with(
+    cfg: EngineConfig,
+    reason: DefaultReason,
+) -> CountersSnapshot {
+    let (g, evaluator) = gated(vec![1, 2, 3]);
+    let engine = start_by_id(cfg, evaluator, &g.recorder, MonotonicClock::new());
+    assert_eq!(engine.submit(0, event(0, 1, u64::MAX)), Submitted::Queued);
+    g.entered.recv_timeout(Duration::from_secs(10)).unwrap(); // the worker is busy with event 0
+    assert_eq!(engine.submit(0, event(1, 2, u64::MAX)), Submitted::Queued); // the last place
+    assert_eq!(
+        engine.submit(0, event(2, 3, u64::MAX)),
+        Submitted::Answered(reason)
+    );
+    assert_eq!(
+        g.answers.recv_timeout(Duration::from_secs(10)).unwrap(),
+        (2, Seen::Default(reason))
+    );
+    g.gate.open();
+    let handle = engine.handle();
+    engine.shutdown();
+    g.recorder.assert_each_answered_once();
+    handle.counters()
+}
+
 #[test]
 fn full_queue_is_answered_with_the_default_at_once() {
-    let (recorder, answers) = Recorder::new(3);
-    let (gate, entered) = Gate::new();
-    let scripted = Arc::new(Scripted {
-        gate: Some(gate.clone()),
-        ..Scripted::default()
-    });
-    let evaluator = ById {
-        inner: scripted,
-        inos: Arc::new(vec![1, 2, 3]),
-    };
     let cfg = EngineConfig {
         queue_depth_max: 1,
         ..config(1)
     };
-    let engine = Engine::start(
-        cfg,
-        evaluator,
-        recorder.clone(),
-        MonotonicClock::new(),
-        ExternalSource,
-    )
-    .unwrap();
-    assert_eq!(engine.submit(0, event(0, 1, u64::MAX)), Submitted::Queued);
-    entered.recv_timeout(Duration::from_secs(10)).unwrap(); // the worker is busy with event 0
-    assert_eq!(engine.submit(0, event(1, 2, u64::MAX)), Submitted::Queued); // fills the queue
-    assert_eq!(
-        engine.submit(0, event(2, 3, u64::MAX)),
-        Submitted::Answered(DefaultReason::QueueFull)
-    );
-    assert_eq!(
-        answers.recv_timeout(Duration::from_secs(10)).unwrap(),
-        (2, Seen::Default(DefaultReason::QueueFull))
-    );
-    gate.open();
-    let handle = engine.handle();
-    engine.shutdown();
-    recorder.assert_each_answered_once();
-    assert_eq!(handle.counters().queue_full_defaults, 1);
+    let counters = the_third_event_is_answered_at_once_with(cfg, DefaultReason::QueueFull);
+    assert_eq!(counters.queue_full_defaults, 1);
 }
 
 #[test]
 fn full_slot_table_is_answered_with_the_default_at_once() {
-    let (recorder, answers) = Recorder::new(3);
-    let (gate, entered) = Gate::new();
-    let scripted = Arc::new(Scripted {
-        gate: Some(gate.clone()),
-        ..Scripted::default()
-    });
-    let evaluator = ById {
-        inner: scripted,
-        inos: Arc::new(vec![1, 2, 3]),
-    };
     let cfg = EngineConfig {
         inflight_max: 2,
         ..config(1)
     };
-    let engine = Engine::start(
-        cfg,
-        evaluator,
-        recorder.clone(),
-        MonotonicClock::new(),
-        ExternalSource,
-    )
-    .unwrap();
-    assert_eq!(engine.submit(0, event(0, 1, u64::MAX)), Submitted::Queued);
-    entered.recv_timeout(Duration::from_secs(10)).unwrap();
-    assert_eq!(engine.submit(0, event(1, 2, u64::MAX)), Submitted::Queued);
-    assert_eq!(
-        engine.submit(0, event(2, 3, u64::MAX)),
-        Submitted::Answered(DefaultReason::SlotsFull)
-    );
-    assert_eq!(
-        answers.recv_timeout(Duration::from_secs(10)).unwrap(),
-        (2, Seen::Default(DefaultReason::SlotsFull))
-    );
-    gate.open();
-    engine.shutdown();
-    recorder.assert_each_answered_once();
+    the_third_event_is_answered_at_once_with(cfg, DefaultReason::SlotsFull);
 }
 
 #[test]
@@ -454,14 +428,7 @@ fn flush_makes_the_next_exec_see_new_rules() {
         inner: scripted.clone(),
         inos: Arc::new(vec![5, 5, 5]),
     };
-    let engine = Engine::start(
-        config(1),
-        evaluator,
-        recorder.clone(),
-        MonotonicClock::new(),
-        ExternalSource,
-    )
-    .unwrap();
+    let engine = start_by_id(config(1), evaluator, &recorder, MonotonicClock::new());
     let next = |id| {
         engine.submit(0, event(id, 5, u64::MAX));
         answers.recv_timeout(Duration::from_secs(10)).unwrap().1
@@ -480,38 +447,22 @@ fn flush_makes_the_next_exec_see_new_rules() {
 
 #[test]
 fn deadline_thread_answers_a_stuck_evaluation_on_the_real_clock() {
-    let (recorder, answers) = Recorder::new(1);
-    let (gate, entered) = Gate::new();
-    let scripted = Arc::new(Scripted {
-        gate: Some(gate.clone()),
-        ..Scripted::default()
-    });
-    let evaluator = ById {
-        inner: scripted,
-        inos: Arc::new(vec![9]),
-    };
+    let (g, evaluator) = gated(vec![9]);
     let clock = MonotonicClock::new();
-    let engine = Engine::start(
-        config(1),
-        evaluator,
-        recorder.clone(),
-        clock,
-        ExternalSource,
-    )
-    .unwrap();
+    let engine = start_by_id(config(1), evaluator, &g.recorder, clock);
     let submitted = clock.now_ns();
     engine.submit(0, event(0, 9, submitted + 20_000_000));
-    entered.recv_timeout(Duration::from_secs(10)).unwrap();
-    let (_, seen) = answers.recv_timeout(Duration::from_secs(10)).unwrap();
+    g.entered.recv_timeout(Duration::from_secs(10)).unwrap();
+    let (_, seen) = g.answers.recv_timeout(Duration::from_secs(10)).unwrap();
     let answered = clock.now_ns();
     assert_eq!(seen, Seen::Default(DefaultReason::Deadline));
     assert!(
         answered >= submitted + 20_000_000,
         "answered before the deadline"
     );
-    gate.open();
+    g.gate.open();
     engine.shutdown();
-    recorder.assert_each_answered_once();
+    g.recorder.assert_each_answered_once();
 }
 
 #[test]
@@ -522,14 +473,7 @@ fn shutdown_answers_everything_held() {
         inner: Arc::new(Scripted::default()),
         inos: Arc::new((0..N as u64).collect()),
     };
-    let engine = Engine::start(
-        config(2),
-        evaluator,
-        recorder.clone(),
-        MonotonicClock::new(),
-        ExternalSource,
-    )
-    .unwrap();
+    let engine = start_by_id(config(2), evaluator, &recorder, MonotonicClock::new());
     let handle = engine.handle();
     let stop = Arc::new(AtomicBool::new(false));
     let producer = {
@@ -600,26 +544,16 @@ fn replay_source_feeds_workers_from_inside() {
     assert_eq!(c.defaults(), 0, "{c:?}");
 }
 
-/// Decides `ino * 10`; evaluations of inodes at or above `blocked_from` wait for the gate.
-struct Selective {
-    gate: Arc<Gate>,
-    blocked_from: u64,
-    inos: Arc<Vec<u64>>,
-}
-
-impl Evaluator<Id> for Selective {
-    type Decision = u32;
-    type Local = ();
-    fn local(&self, _worker: usize) {}
-    fn evaluate(&self, _local: &mut (), payload: &Id) -> Evaluation<u32> {
-        let ino = self.inos[payload.0];
-        if ino >= self.blocked_from {
-            self.gate.pass();
-        }
-        Evaluation {
-            decision: ino as u32 * 10,
-            cacheability: Cacheability::UntilChanged,
-        }
+/// A [`ById`] evaluator (rules version 0: it decides `ino * 10`) whose evaluations of inodes at
+/// or above `gated_from_ino` wait for `gate`.
+fn gated_from(gate: &Arc<Gate>, gated_from_ino: u64, inos: &Arc<Vec<u64>>) -> ById {
+    ById {
+        inner: Arc::new(Scripted {
+            gate: Some(gate.clone()),
+            gated_from_ino,
+            ..Scripted::default()
+        }),
+        inos: inos.clone(),
     }
 }
 
@@ -660,19 +594,8 @@ fn events_parked_on_a_slow_evaluation_do_not_hold_a_worker() {
     let inos = Arc::new(inos);
     let (gate, entered) = Gate::new();
     let (recorder, rx) = Recorder::new(inos.len());
-    let evaluator = Selective {
-        gate: gate.clone(),
-        blocked_from: 1_000,
-        inos: inos.clone(),
-    };
-    let engine = Engine::start(
-        config(2),
-        evaluator,
-        recorder.clone(),
-        MonotonicClock::new(),
-        ExternalSource,
-    )
-    .unwrap();
+    let evaluator = gated_from(&gate, 1_000, &inos);
+    let engine = start_by_id(config(2), evaluator, &recorder, MonotonicClock::new());
     let deadline = engine.now_ns() + 60_000_000_000;
     engine.submit(0, event(0, 1_000, deadline));
     entered
@@ -732,11 +655,7 @@ fn one_principals_slow_files_leave_a_worker_for_everyone_else() {
     let (recorder, rx) = Recorder::new(inos.len());
     let engine = Engine::start(
         config(2),
-        Selective {
-            gate: gate.clone(),
-            blocked_from: 1_000,
-            inos: inos.clone(),
-        },
+        gated_from(&gate, 1_000, &inos),
         recorder.clone(),
         MonotonicClock::new(),
         Owned {

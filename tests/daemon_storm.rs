@@ -10,13 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+/// A storm thread: its (ran, refused) counts and when its last exec returned.
+type Stormer = std::thread::JoinHandle<(usize, usize, Instant)>;
+
 /// Execs `bins` round-robin from `threads` threads until `stop`; returns (ran, refused) counts
 /// and, per thread, when its last exec returned.
-fn storm(
-    bins: Arc<Vec<PathBuf>>,
-    threads: usize,
-    stop: Arc<AtomicBool>,
-) -> Vec<std::thread::JoinHandle<(usize, usize, Instant)>> {
+fn storm(bins: Arc<Vec<PathBuf>>, threads: usize, stop: Arc<AtomicBool>) -> Vec<Stormer> {
     (0..threads)
         .map(|t| {
             let (bins, stop) = (bins.clone(), stop.clone());
@@ -34,6 +33,25 @@ fn storm(
             })
         })
         .collect()
+}
+
+/// `count` distinct copies of `true` on the watched mount, the `i`th named `name(i)`.
+fn binaries(s: &common::Santad, count: usize, name: impl Fn(usize) -> String) -> Arc<Vec<PathBuf>> {
+    Arc::new(
+        (0..count)
+            .map(|i| s.binary(&name(i), &i.to_string()))
+            .collect(),
+    )
+}
+
+/// The storm both failure tests run: 64 binaries (named `<prefix><i>`) exec'd from 8 threads
+/// for half a second, still going; stop it with the flag, then join the threads.
+fn storm_under_way(s: &common::Santad, prefix: &str) -> (Arc<AtomicBool>, Vec<Stormer>) {
+    let bins = binaries(s, 64, |i| format!("{prefix}{i}"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let handles = storm(bins, 8, stop.clone());
+    std::thread::sleep(Duration::from_millis(500));
+    (stop, handles)
 }
 
 #[test]
@@ -80,14 +98,7 @@ fn a_stalled_evaluation_is_answered_with_the_default_within_the_deadline() {
 #[test]
 fn kill_9_during_a_storm_leaves_no_exec_blocked() {
     let mut s = common::start("MONITOR", "");
-    let bins: Arc<Vec<PathBuf>> = Arc::new(
-        (0..64)
-            .map(|i| s.binary(&format!("k{i}"), &i.to_string()))
-            .collect(),
-    );
-    let stop = Arc::new(AtomicBool::new(false));
-    let handles = storm(bins, 8, stop.clone());
-    std::thread::sleep(Duration::from_millis(500));
+    let (stop, handles) = storm_under_way(&s, "k");
     s.kill9();
     let killed = Instant::now();
     stop.store(true, Ordering::Relaxed);
@@ -113,11 +124,7 @@ fn twenty_thousand_execs_of_a_thousand_binaries_are_each_answered_and_logged_onc
     const EXECS: usize = 20_000;
     const THREADS: usize = 8;
     let s = common::start("MONITOR", "EventLogRingSize = 16384");
-    let bins: Arc<Vec<PathBuf>> = Arc::new(
-        (0..BINARIES)
-            .map(|i| s.binary(&format!("b{i:04}"), &i.to_string()))
-            .collect(),
-    );
+    let bins = binaries(&s, BINARIES, |i| format!("b{i:04}"));
     let fds_before = s.settled_fds();
     let next = Arc::new(AtomicUsize::new(0));
     let handles: Vec<_> = (0..THREADS)
@@ -139,19 +146,17 @@ fn twenty_thousand_execs_of_a_thousand_binaries_are_each_answered_and_logged_onc
     let ran: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
     assert_eq!(ran, EXECS, "every exec answered and run");
     let prefix = s.mount.path().to_str().unwrap().to_string();
-    let lines = s.wait_log(EXECS, |l| {
+    let an_exec_of_ours = |l: &str| {
         field(l, "action") == Some("EXEC")
             && field(l, "path").is_some_and(|p| p.starts_with(&prefix))
-    });
+    };
+    let lines = s.wait_log(EXECS, an_exec_of_ours);
     // Let any straggler arrive, then count exactly.
     std::thread::sleep(Duration::from_millis(500));
     let lines_after: Vec<String> = s
         .log_lines()
         .into_iter()
-        .filter(|l| {
-            field(l, "action") == Some("EXEC")
-                && field(l, "path").is_some_and(|p| p.starts_with(&prefix))
-        })
+        .filter(|l| an_exec_of_ours(l))
         .collect();
     assert_eq!(
         lines_after.len(),
@@ -177,14 +182,7 @@ fn twenty_thousand_execs_of_a_thousand_binaries_are_each_answered_and_logged_onc
 #[test]
 fn sigterm_during_a_storm_exits_0_with_nothing_held() {
     let mut s = common::start("MONITOR", "");
-    let bins: Arc<Vec<PathBuf>> = Arc::new(
-        (0..64)
-            .map(|i| s.binary(&format!("t{i}"), &i.to_string()))
-            .collect(),
-    );
-    let stop = Arc::new(AtomicBool::new(false));
-    let handles = storm(bins, 8, stop.clone());
-    std::thread::sleep(Duration::from_millis(500));
+    let (stop, handles) = storm_under_way(&s, "t");
     let status = s.stop();
     let stopped = Instant::now();
     assert!(status.success(), "SIGTERM exits 0: {status:?}");

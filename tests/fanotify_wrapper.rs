@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use santa_testkit::{PrivateMount, TmpfsOptions};
 use santad::linux::fanotify::{
-    EVENT_BUFFER_BYTES_DEFAULT, EventBuffer, Fanotify, IgnoreFlavor, InitOptions, MASK_CLOSE_WRITE,
-    MASK_OPEN_EXEC, MASK_OPEN_EXEC_PERM, MarkScope, PidFd, Response, WakeFd,
+    EVENT_BUFFER_BYTES_DEFAULT, EventBuffer, Events, Fanotify, IgnoreFlavor, InitOptions,
+    MASK_CLOSE_WRITE, MASK_OPEN_EXEC, MASK_OPEN_EXEC_PERM, MarkScope, PidFd, Response, WakeFd,
 };
 
 /// How long a test waits for an expected event before failing (not hanging).
@@ -61,6 +61,45 @@ fn open_fds() -> usize {
         .unwrap_or(0)
 }
 
+/// Runs `test` as root, one test at a time, on a private tmpfs of its own; once the test and its
+/// mount are gone, every fd it opened (groups, event fds, pidfds) must be closed again.
+fn on_a_private_mount(test: impl FnOnce(&PrivateMount)) {
+    let _serial = serial();
+    require_root();
+    let fds_before = open_fds();
+    {
+        let mount = PrivateMount::tmpfs(TmpfsOptions::default()).expect("private tmpfs");
+        test(&mount);
+    }
+    assert_eq!(open_fds(), fds_before, "every event fd and pidfd closed");
+}
+
+/// A fanotify group with a mount mark on `mount` for `mask`.
+fn group_on(mount: &Path, mask: u64) -> Fanotify {
+    let group = Fanotify::new(InitOptions::default()).expect("fanotify_init");
+    group
+        .add_watch(mount, MarkScope::Mount, mask)
+        .expect("mark the private mount");
+    group
+}
+
+/// Reads `group`'s events a batch at a time, handing each batch to `done`, until `done` says
+/// the test has what it waited for; fails the test if that takes longer than [`EVENT_WAIT`]
+/// (`what` names the awaited event in the message).
+fn read_until(group: &Fanotify, what: &str, mut done: impl FnMut(Events<'_>) -> bool) {
+    let wake = WakeFd::new().expect("eventfd");
+    let mut buf = EventBuffer::new(EVENT_BUFFER_BYTES_DEFAULT).expect("buffer");
+    let deadline = Instant::now() + EVENT_WAIT;
+    loop {
+        assert!(Instant::now() < deadline, "no {what} within {EVENT_WAIT:?}");
+        if group.wait(&wake, POLL_MS).expect("poll").events
+            && done(group.read(&mut buf).expect("read"))
+        {
+            return;
+        }
+    }
+}
+
 /// One event as the listener saw it.
 #[derive(Debug, Clone)]
 struct Seen {
@@ -86,10 +125,7 @@ struct Listener {
 
 impl Listener {
     fn start(mount: &Path, mask: u64) -> Listener {
-        let group = Arc::new(Fanotify::new(InitOptions::default()).expect("fanotify_init"));
-        group
-            .add_watch(mount, MarkScope::Mount, mask)
-            .expect("mark the private mount");
+        let group = Arc::new(group_on(mount, mask));
         let wake = Arc::new(WakeFd::new().expect("eventfd"));
         let deny = Arc::new(AtomicBool::new(false));
         let ignore_on_allow = Arc::new(AtomicBool::new(false));
@@ -245,12 +281,8 @@ fn count(seen: &[Seen], bit: u64, ino: u64) -> usize {
 
 #[test]
 fn allow_runs_and_deny_fails_with_eperm() {
-    let _serial = serial();
-    require_root();
-    let fds_before = open_fds();
-    {
-        let mount = PrivateMount::tmpfs(TmpfsOptions::default()).expect("private tmpfs");
-        let (bin, ino) = binary_on(&mount, "true");
+    on_a_private_mount(|mount| {
+        let (bin, ino) = binary_on(mount, "true");
         let mut listener = Listener::start(mount.path(), MASK_OPEN_EXEC_PERM);
 
         let (pid, ok) = run(&bin).expect("allowed exec runs");
@@ -281,18 +313,13 @@ fn allow_runs_and_deny_fails_with_eperm() {
         );
         assert_eq!(listener.expect_event(MASK_OPEN_EXEC_PERM).ino, ino);
         listener.stop();
-    }
-    assert_eq!(open_fds(), fds_before, "every event fd and pidfd closed");
+    });
 }
 
 #[test]
 fn ignore_mark_holds_until_file_is_modified() {
-    let _serial = serial();
-    require_root();
-    let fds_before = open_fds();
-    {
-        let mount = PrivateMount::tmpfs(TmpfsOptions::default()).expect("private tmpfs");
-        let (bin, ino) = binary_on(&mount, "true");
+    on_a_private_mount(|mount| {
+        let (bin, ino) = binary_on(mount, "true");
         let mut listener = Listener::start(mount.path(), MASK_OPEN_EXEC_PERM | MASK_OPEN_EXEC);
         listener.ignore_on_allow.store(true, Ordering::SeqCst);
 
@@ -340,19 +367,14 @@ fn ignore_mark_holds_until_file_is_modified() {
             "asked again after the file changed"
         );
         listener.stop();
-    }
-    assert_eq!(open_fds(), fds_before, "every event fd and pidfd closed");
+    });
 }
 
 #[test]
 fn flush_drops_ignore_marks_and_keeps_watching() {
-    let _serial = serial();
-    require_root();
-    let fds_before = open_fds();
-    {
-        let mount = PrivateMount::tmpfs(TmpfsOptions::default()).expect("private tmpfs");
-        let (bin_a, ino_a) = binary_on(&mount, "a");
-        let (bin_b, ino_b) = binary_on(&mount, "b");
+    on_a_private_mount(|mount| {
+        let (bin_a, ino_a) = binary_on(mount, "a");
+        let (bin_b, ino_b) = binary_on(mount, "b");
         let mut listener = Listener::start(mount.path(), MASK_OPEN_EXEC_PERM | MASK_OPEN_EXEC);
         listener.ignore_on_allow.store(true, Ordering::SeqCst);
 
@@ -383,17 +405,12 @@ fn flush_drops_ignore_marks_and_keeps_watching() {
         assert!(run(&bin_a).expect("exec").1);
         assert_eq!(listener.expect_event(MASK_OPEN_EXEC_PERM).ino, ino_a);
         listener.stop();
-    }
-    assert_eq!(open_fds(), fds_before, "every event fd and pidfd closed");
+    });
 }
 
 #[test]
 fn close_after_write_is_reported() {
-    let _serial = serial();
-    require_root();
-    let fds_before = open_fds();
-    {
-        let mount = PrivateMount::tmpfs(TmpfsOptions::default()).expect("private tmpfs");
+    on_a_private_mount(|mount| {
         let mut listener = Listener::start(mount.path(), MASK_OPEN_EXEC_PERM | MASK_CLOSE_WRITE);
         let path = mount.join("written");
         std::fs::write(&path, b"new contents").expect("write");
@@ -411,8 +428,7 @@ fn close_after_write_is_reported() {
         let seen = listener.drain();
         assert_eq!(count(&seen, MASK_CLOSE_WRITE, ino), 0, "{seen:?}");
         listener.stop();
-    }
-    assert_eq!(open_fds(), fds_before, "every event fd and pidfd closed");
+    });
 }
 
 #[test]
@@ -435,37 +451,20 @@ fn unmarked_mount_is_not_watched() {
 
 #[test]
 fn events_not_taken_are_answered_allow_when_iterator_drops() {
-    let _serial = serial();
-    require_root();
-    let fds_before = open_fds();
-    {
-        let mount = PrivateMount::tmpfs(TmpfsOptions::default()).expect("private tmpfs");
-        let (bin, _) = binary_on(&mount, "true");
-        let group = Fanotify::new(InitOptions::default()).expect("fanotify_init");
-        group
-            .add_watch(mount.path(), MarkScope::Mount, MASK_OPEN_EXEC_PERM)
-            .expect("mark");
+    on_a_private_mount(|mount| {
+        let (bin, _) = binary_on(mount, "true");
+        let group = group_on(mount.path(), MASK_OPEN_EXEC_PERM);
         let child = std::thread::spawn(move || run(&bin).map(|r| r.1));
-        let wake = WakeFd::new().expect("eventfd");
-        let mut buf = EventBuffer::new(EVENT_BUFFER_BYTES_DEFAULT).expect("buffer");
-        let deadline = Instant::now() + EVENT_WAIT;
-        loop {
-            assert!(Instant::now() < deadline, "no event within {EVENT_WAIT:?}");
-            if group.wait(&wake, POLL_MS).expect("poll").events {
-                let events = group.read(&mut buf).expect("read");
-                if events.bytes_read() > 0 {
-                    drop(events); // not one event taken: the iterator must answer them
-                    break;
-                }
-            }
-        }
+        read_until(&group, "event", |events| {
+            // Not one event taken: dropping the iterator must answer them.
+            events.bytes_read() > 0
+        });
         let ok = child
             .join()
             .expect("exec thread")
             .expect("exec was released, not failed");
         assert!(ok);
-    }
-    assert_eq!(open_fds(), fds_before, "every event fd closed");
+    });
 }
 
 #[test]
@@ -474,18 +473,11 @@ fn process_facts_during_and_after_a_held_exec() {
     use santad::linux::procinfo::{
         NameCache, exec_completed, fd_path_into, fill_process, read_cmdline_into,
     };
-    let _serial = serial();
-    require_root();
-    let fds_before = open_fds();
-    {
-        let mount = PrivateMount::tmpfs(TmpfsOptions::default()).expect("private tmpfs");
+    on_a_private_mount(|mount| {
         let bin = mount.join("sleep");
         std::fs::copy("/bin/sleep", &bin).expect("copy /bin/sleep");
         let meta = std::fs::metadata(&bin).expect("stat");
-        let group = Fanotify::new(InitOptions::default()).expect("fanotify_init");
-        group
-            .add_watch(mount.path(), MarkScope::Mount, MASK_OPEN_EXEC_PERM)
-            .expect("mark");
+        let group = group_on(mount.path(), MASK_OPEN_EXEC_PERM);
         // std's spawn returns only once the exec succeeded, and this thread holds the exec:
         // spawn from another thread (if this one panics, the group closes and releases it).
         let spawner = {
@@ -493,19 +485,9 @@ fn process_facts_during_and_after_a_held_exec() {
             std::thread::spawn(move || Command::new(&bin).arg("0.3").spawn())
         };
         let mut pid = 0;
-        let wake = WakeFd::new().expect("eventfd");
-        let mut buf = EventBuffer::new(EVENT_BUFFER_BYTES_DEFAULT).expect("buffer");
-        let deadline = Instant::now() + EVENT_WAIT;
-        let mut answered = false;
-        while !answered {
-            assert!(
-                Instant::now() < deadline,
-                "no permission event within {EVENT_WAIT:?}"
-            );
-            if !group.wait(&wake, POLL_MS).expect("poll").events {
-                continue;
-            }
-            for event in group.read(&mut buf).expect("read") {
+        read_until(&group, "permission event", |events| {
+            let mut answered = false;
+            for event in events {
                 let event = event.expect("event");
                 let Some(fd) = &event.fd else { continue };
                 pid = event.pid;
@@ -534,7 +516,8 @@ fn process_facts_during_and_after_a_held_exec() {
                     .expect("respond");
                 answered = true;
             }
-        }
+            answered
+        });
         // After the answer: once /proc/PID/exe is the file, cmdline is the new program's.
         let deadline = Instant::now() + EVENT_WAIT;
         while !exec_completed(pid, meta.dev(), meta.ino()) {
@@ -553,6 +536,5 @@ fn process_facts_during_and_after_a_held_exec() {
             "the event came from the spawned child"
         );
         assert!(child.wait().expect("wait").success());
-    }
-    assert_eq!(open_fds(), fds_before, "every event fd and pidfd closed");
+    });
 }

@@ -20,9 +20,10 @@ mod attacker;
 mod common;
 
 use attacker::{
-    NOBODY, Outcome, SharedMap, Target, User, VICTIM, alive, as_user, elf_bytes, exe, exec,
-    exec_timed, held_by_fanotify, join, mmap_rewrite, percentile, pwrite_at, santactl, sha256_file,
-    spawn_as_user, spawn_exec, user_dir, wait_held,
+    NOBODY, Outcome, SCRIPT, SCRIPT_EXIT, SharedMap, Target, User, VICTIM, alive, allow, as_user,
+    attack_while_held, elf_bytes, exe, exec, exec_timed, held_by_fanotify, join, lockdown,
+    lockdown_with_allowed_big_file, mmap_rewrite, percentile, pwrite_at, santactl, sha256_file,
+    spawn_as_user, spawn_exec, user_dir, wait_held, write_sparse_exe,
 };
 use common::{Santad, field};
 use std::os::fd::AsRawFd;
@@ -34,20 +35,13 @@ use std::time::{Duration, Instant};
 // ---------------------------------------------------------------------------------------------
 // Shared steps
 
-/// A Lockdown santad and the attacker's own directory on its mount.
-fn lockdown(extra: &str) -> (Santad, PathBuf) {
-    let s = common::start("LOCKDOWN", extra);
-    let dir = user_dir(s.mount.path(), "attacker", NOBODY);
-    (s, dir)
-}
-
-/// Root allows `path`'s current content with a Binary rule through santactl, which returns once
-/// the new policy is in force (no reload sleep).
-fn allow(s: &Santad, path: &Path) {
-    santactl(
-        &s.socket_path,
-        &["rule", "--allow", "--sha256", &sha256_file(path)],
-    );
+/// [`lockdown`] with the attacker's binary `tool` (salt `v1`), whose content root allows:
+/// (santad, the attacker's directory, the tool).
+fn lockdown_with_allowed_tool(extra: &str) -> (Santad, PathBuf, PathBuf) {
+    let (s, dir) = lockdown(extra);
+    let bin = as_user(NOBODY, || exe(&dir, "tool", "v1"));
+    allow(&s, &bin);
+    (s, dir, bin)
 }
 
 /// A root-owned binary with an allow rule: the "santad still serves" probe.
@@ -175,9 +169,7 @@ fn assert_rewrite_after_allow_is_denied(
     rewrite: impl FnOnce(&Path) + Send,
     targets: impl FnOnce(&Path) -> Vec<PathBuf> + Send,
 ) {
-    let (s, dir) = lockdown("");
-    let bin = as_user(NOBODY, || exe(&dir, "tool", "v1"));
-    allow(&s, &bin);
+    let (s, _, bin) = lockdown_with_allowed_tool("");
     let (before, after, paths) = as_user(NOBODY, || {
         let paths = targets(&bin);
         let before: Vec<_> = paths.iter().flat_map(|p| [exec(p), exec(p)]).collect();
@@ -191,24 +183,10 @@ fn assert_rewrite_after_allow_is_denied(
     for (i, (o, _)) in before.iter().enumerate() {
         assert_eq!(*o, Outcome::Ran(0), "allowed exec #{i} before the rewrite");
     }
-    let new_sha = sha256_file(&bin);
     for (p, execs) in paths.iter().zip(&after) {
-        for (n, (o, pid)) in execs.iter().enumerate() {
-            assert!(
-                o.is_eperm(),
-                "exec #{n} of the rewritten file through {} ended {o:?}, expected EPERM \
-                 (Lockdown, no rule for the new content); log:\n{}",
-                p.display(),
-                s.log_lines().join("\n")
-            );
-            let lines = exec_lines(&s, *pid, p);
-            assert!(
-                lines
-                    .iter()
-                    .all(|l| field(l, "sha256") == Some(new_sha.as_str())),
-                "the deny names the new content's SHA-256 {new_sha}: {lines:?}"
-            );
-        }
+        assert_denied_as_new_content(&s, &bin, p, execs, |n| {
+            format!("exec #{n} of the rewritten file through {}", p.display())
+        });
     }
     let mut all: Vec<(Outcome, i32, &Path)> = Vec::new();
     for (i, p) in paths.iter().enumerate() {
@@ -217,6 +195,33 @@ fn assert_rewrite_after_allow_is_denied(
         all.extend(after[i].iter().map(|(o, pid)| (*o, *pid, p.as_path())));
     }
     assert_logged_as_applied(&s, &all);
+}
+
+/// Each of `execs` (made through `path`, a name of `file`) was refused with EPERM and is logged
+/// as a deny of `file`'s current content; `which` names exec #n in a failure.
+fn assert_denied_as_new_content(
+    s: &Santad,
+    file: &Path,
+    path: &Path,
+    execs: &[(Outcome, i32)],
+    which: impl Fn(usize) -> String,
+) {
+    let new_sha = sha256_file(file);
+    for (n, (o, pid)) in execs.iter().enumerate() {
+        assert!(
+            o.is_eperm(),
+            "{} ended {o:?}, expected EPERM (Lockdown, no rule for the new content); log:\n{}",
+            which(n),
+            s.log_lines().join("\n")
+        );
+        let lines = exec_lines(s, *pid, path);
+        assert!(
+            lines
+                .iter()
+                .all(|l| field(l, "sha256") == Some(new_sha.as_str())),
+            "the deny names the new content's SHA-256 {new_sha}: {lines:?}"
+        );
+    }
 }
 
 /// Execs of a rewritten file, one after another: the first may be answered by santad, the later
@@ -229,6 +234,14 @@ fn just(path: &Path) -> Vec<PathBuf> {
 
 /// The byte to write over the salt's last character: anything else keeps the file runnable.
 const NEW_SALT: &[u8] = b"2";
+
+/// The bytes of `bin` with [`NEW_SALT`] over the salt's last character.
+fn with_new_salt(bin: &Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(bin).unwrap();
+    let at = usize::try_from(salt_offset(bin)).unwrap();
+    bytes[at] = NEW_SALT[0];
+    bytes
+}
 
 // ---------------------------------------------------------------------------------------------
 // A file that shrinks or cannot be read while santad hashes it
@@ -256,27 +269,16 @@ fn truncate_during_hashing() {
         DELAYS_MS
             .iter()
             .map(|&delay_ms| {
-                attacker::write_exe(&big, &elf_bytes("shrinking"));
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&big)
-                    .unwrap()
-                    .set_len(SHRINKING_BYTES)
-                    .unwrap();
+                write_sparse_exe(&big, &elf_bytes("shrinking"), SHRINKING_BYTES);
                 // Opened for writing before the exec: santad's read lease (which makes a writer
                 // that opens later wait for the answer) cannot be had, so the truncation can
                 // land in the middle of the hash.
                 let writer = std::fs::OpenOptions::new().write(true).open(&big).unwrap();
-                let e = spawn_exec(&big);
-                let pid = e.pid;
-                let mut truncated_while_held = false;
-                if wait_held(&e) {
-                    // The attack's timing, not a synchronisation: where in the hash it lands.
-                    std::thread::sleep(Duration::from_millis(delay_ms));
-                    writer.set_len(0).unwrap();
-                    truncated_while_held = held_by_fanotify(pid);
-                }
-                let outcome = e.wait();
+                let (pid, truncated_while_held, outcome) =
+                    attack_while_held(&big, Duration::from_millis(delay_ms), |pid| {
+                        writer.set_len(0).unwrap();
+                        held_by_fanotify(pid)
+                    });
                 drop(writer);
                 Attempt {
                     delay_ms,
@@ -323,13 +325,7 @@ fn sparse_file_larger_than_the_mount_free_space_does_not_crash_santad() {
     let known = known_binary(&s);
     let sparse = dir.join("sparse");
     let (outcome, pid) = as_user(NOBODY, || {
-        attacker::write_exe(&sparse, &elf_bytes("sparse"));
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&sparse)
-            .unwrap()
-            .set_len(SPARSE_BYTES)
-            .unwrap();
+        write_sparse_exe(&sparse, &elf_bytes("sparse"), SPARSE_BYTES);
         exec(&sparse)
     });
     assert_alive(&mut s, "after hashing a sparse file larger than its mount");
@@ -363,9 +359,7 @@ fn mmap_prefaulted_before_the_allow_then_rewritten_is_denied() {
     // asked santad, so santad has already allowed this content (and may have cached that).
     // Then the attacker writes through the still-open mapping, unmaps, and runs it: that must
     // be denied.
-    let (s, dir) = lockdown("");
-    let bin = as_user(NOBODY, || exe(&dir, "tool", "v1"));
-    allow(&s, &bin);
+    let (s, _, bin) = lockdown_with_allowed_tool("");
     let (busy, denied) = as_user(NOBODY, || {
         let mut map = SharedMap::new(&bin);
         map.prefault();
@@ -382,20 +376,9 @@ fn mmap_prefaulted_before_the_allow_then_rewritten_is_denied() {
          refuses it): {:?}",
         busy.0
     );
-    let new_sha = sha256_file(&bin);
-    for (n, (o, pid)) in denied.iter().enumerate() {
-        assert!(
-            o.is_eperm(),
-            "exec #{n} after writing through the pre-faulted mapping ended {o:?}, expected \
-             EPERM; log:\n{}",
-            s.log_lines().join("\n")
-        );
-        let lines = exec_lines(&s, *pid, &bin);
-        assert!(
-            lines.iter().all(|l| field(l, "sha256") == Some(&new_sha)),
-            "{lines:?}"
-        );
-    }
+    assert_denied_as_new_content(&s, &bin, &bin, &denied, |n| {
+        format!("exec #{n} after writing through the pre-faulted mapping")
+    });
     let mut all = vec![(busy.0, busy.1, bin.as_path())];
     all.extend(denied.iter().map(|(o, pid)| (*o, *pid, bin.as_path())));
     assert_logged_as_applied(&s, &all);
@@ -409,15 +392,7 @@ fn write_rewrite_after_allow_is_denied() {
 #[test]
 fn same_size_rewrite_after_allow_is_denied() {
     // Truncate to 0 and write back as many bytes, so size stays and only ctime could tell.
-    assert_rewrite_after_allow_is_denied(
-        |bin| {
-            let mut bytes = std::fs::read(bin).unwrap();
-            let at = bytes.len() - 2;
-            bytes[at] = NEW_SALT[0];
-            attacker::write_exe(bin, &bytes);
-        },
-        just,
-    );
+    assert_rewrite_after_allow_is_denied(|bin| attacker::write_exe(bin, &with_new_salt(bin)), just);
 }
 
 /// For tests that look up the log line of hundreds of execs: a log ring that cannot fill up
@@ -434,9 +409,7 @@ fn same_size_pwrite_immediately_after_allow_is_denied() {
     // of a coarse-grained filesystem clock, and as soon as the allowed process has exited —
     // before santad may have finished what it does after answering (e.g. adding the kernel's
     // ignore mark, which must never land on content that changed after the answer).
-    let (s, dir) = lockdown(MANY_EXECS_LOG);
-    let bin = as_user(NOBODY, || exe(&dir, "tool", "v1"));
-    allow(&s, &bin);
+    let (s, _, bin) = lockdown_with_allowed_tool(MANY_EXECS_LOG);
     let execs = as_user(NOBODY, || {
         let mut out = Vec::new();
         for round in 0..SAME_SIZE_ROUNDS {
@@ -481,9 +454,7 @@ fn a_rewrite_right_after_an_allow_never_leaves_a_kernel_allow() {
     // changes the file in between (the allowed process has exited: nothing stops a writer), a
     // mark added after the change lets the new content run without santad ever being asked. A
     // kernel cache must be added only for the content that was decided, re-checked after.
-    let (s, dir) = lockdown(MANY_EXECS_LOG);
-    let bin = as_user(NOBODY, || exe(&dir, "tool", "v1"));
-    allow(&s, &bin);
+    let (s, _, bin) = lockdown_with_allowed_tool(MANY_EXECS_LOG);
     let stop = Arc::new(AtomicBool::new(false));
     let hogs: Vec<_> = (0..CPU_HOGS)
         .map(|_| {
@@ -605,11 +576,8 @@ fn rewrite_through_a_hard_link_is_denied_through_both_names() {
 fn rename_over_an_allowed_path_is_denied() {
     assert_rewrite_after_allow_is_denied(
         |bin| {
-            let mut bytes = std::fs::read(bin).unwrap();
-            let at = bytes.len() - 2;
-            bytes[at] = NEW_SALT[0];
             let tmp = bin.with_file_name("tool.new");
-            attacker::write_exe(&tmp, &bytes);
+            attacker::write_exe(&tmp, &with_new_salt(bin));
             std::fs::rename(&tmp, bin).unwrap();
         },
         just,
@@ -649,13 +617,8 @@ fn exec_by_fd_of_a_rewritten_file_is_denied() {
 /// A file of `bytes`, a hole but for its ELF head (salted with its name): it costs no memory
 /// until santad hashes it, when tmpfs allocates and zeroes every page santad's mapping reads.
 fn slow_file(dir: &Path, name: &str, bytes: u64) -> PathBuf {
-    let p = exe(dir, name, name);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&p)
-        .unwrap()
-        .set_len(bytes)
-        .unwrap();
+    let p = dir.join(name);
+    write_sparse_exe(&p, &elf_bytes(name), bytes);
     p
 }
 
@@ -666,9 +629,7 @@ fn a_kernel_cached_exec_is_logged_with_the_decision_it_got_while_santad_is_busy(
     // rewrite in between makes it log DENY (of the new content) for an exec that ran: a log line
     // stating a decision that was not applied, which hides the run. The attacker keeps both
     // workers busy with a slow file meanwhile, so the notification waits.
-    let (s, dir) = lockdown("");
-    let tool = as_user(NOBODY, || exe(&dir, "tool", "v1"));
-    allow(&s, &tool);
+    let (s, dir, tool) = lockdown_with_allowed_tool("");
     let v1_sha = sha256_file(&tool);
     let slow = as_user(NOBODY, || slow_file(&dir, "slow", SLOW_FILE_BYTES));
     let (first, cached, still_busy, denied, slow_outcomes) = as_user(NOBODY, || {
@@ -730,21 +691,7 @@ fn write_during_hashing_never_runs_the_unhashed_bytes() {
     // it computed, the kernel runs the script: bytes nobody approved. santad must see that the
     // file changed and not allow it.
     const TOCTOU_BYTES: u64 = 300 << 20;
-    const SCRIPT: &[u8] = b"#!/bin/sh\nexit 7\n";
-    const SCRIPT_EXIT: i32 = 7;
-    let (s, dir) = lockdown("");
-    let big = dir.join("toctou");
-    let original = elf_bytes("toctou");
-    as_user(NOBODY, || {
-        attacker::write_exe(&big, &original);
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&big)
-            .unwrap()
-            .set_len(TOCTOU_BYTES)
-            .unwrap();
-    });
-    allow(&s, &big);
+    let (s, big, original) = lockdown_with_allowed_big_file("toctou", TOCTOU_BYTES);
     // The attack's timing after santad is seen holding the exec: past the first page, well
     // before the end of a ~200 ms hash.
     const DELAYS_MS: [u64; 4] = [5, 15, 30, 60];
@@ -757,16 +704,12 @@ fn write_during_hashing_never_runs_the_unhashed_bytes() {
                 // Opened for writing before the exec, so santad cannot hold writers off with
                 // its read lease (see the next test for a writer that opens during the hash).
                 let writer = std::fs::OpenOptions::new().write(true).open(&big).unwrap();
-                let e = spawn_exec(&big);
-                let pid = e.pid;
-                let mut written_while_held = false;
-                if wait_held(&e) {
-                    std::thread::sleep(Duration::from_millis(delay_ms));
-                    use std::os::unix::fs::FileExt;
-                    writer.write_all_at(SCRIPT, 0).unwrap();
-                    written_while_held = held_by_fanotify(pid);
-                }
-                let outcome = e.wait();
+                let (pid, written_while_held, outcome) =
+                    attack_while_held(&big, Duration::from_millis(delay_ms), |pid| {
+                        use std::os::unix::fs::FileExt;
+                        writer.write_all_at(SCRIPT, 0).unwrap();
+                        held_by_fanotify(pid)
+                    });
                 drop(writer);
                 (delay_ms, pid, written_while_held, outcome)
             })
@@ -812,20 +755,7 @@ fn a_writer_opening_during_hashing_waits_for_the_answer_and_never_runs_its_bytes
     // (the exec gets ETXTBSY). Either way the script never runs, and no write lands while
     // santad holds the exec.
     const BYTES: u64 = 300 << 20;
-    const SCRIPT: &[u8] = b"#!/bin/sh\nexit 7\n";
-    let (s, dir) = lockdown("");
-    let big = dir.join("toctou-late");
-    let original = elf_bytes("toctou-late");
-    as_user(NOBODY, || {
-        attacker::write_exe(&big, &original);
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&big)
-            .unwrap()
-            .set_len(BYTES)
-            .unwrap();
-    });
-    allow(&s, &big);
+    let (s, big, original) = lockdown_with_allowed_big_file("toctou-late", BYTES);
     let attempts: Vec<(i32, bool, Outcome)> = as_user(NOBODY, || {
         // Several delays, twice: the writer races the exec's own write lock each time.
         [2u64, 5, 10, 20, 30, 45, 2, 5, 10, 20, 30, 45]
@@ -833,18 +763,15 @@ fn a_writer_opening_during_hashing_waits_for_the_answer_and_never_runs_its_bytes
             .map(|&delay_ms| {
                 pwrite_at(&big, 0, &original[..SCRIPT.len()]);
                 common::settle();
-                let e = spawn_exec(&big);
-                let pid = e.pid;
-                let mut written_while_held = false;
-                if wait_held(&e) {
-                    std::thread::sleep(Duration::from_millis(delay_ms));
-                    if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&big) {
-                        use std::os::unix::fs::FileExt;
-                        written_while_held = held_by_fanotify(pid);
-                        let _ = f.write_all_at(SCRIPT, 0);
-                    }
-                }
-                (pid, written_while_held, e.wait())
+                attack_while_held(&big, Duration::from_millis(delay_ms), |pid| {
+                    let Ok(f) = std::fs::OpenOptions::new().write(true).open(&big) else {
+                        return false;
+                    };
+                    use std::os::unix::fs::FileExt;
+                    let opened_while_held = held_by_fanotify(pid);
+                    let _ = f.write_all_at(SCRIPT, 0);
+                    opened_while_held
+                })
             })
             .collect()
     });
@@ -853,7 +780,7 @@ fn a_writer_opening_during_hashing_waits_for_the_answer_and_never_runs_its_bytes
         assert!(!held, "a writer opened the file while santad held its exec");
         assert_ne!(
             *outcome,
-            Outcome::Ran(7),
+            Outcome::Ran(SCRIPT_EXIT),
             "the bytes written during hashing ran"
         );
     }

@@ -9,25 +9,12 @@ mod attacker;
 mod common;
 
 use attacker::{
-    NOBODY, Outcome, SharedMap, Target, as_user, elf_bytes, exec_timed, held_by_fanotify, santactl,
-    sha256_file, spawn_exec, user_dir, wait_held,
+    NOBODY, Outcome, SCRIPT, SCRIPT_EXIT, SharedMap, Target, allow, as_user, attack_while_held,
+    elf_bytes, exec_timed, held_by_fanotify, lockdown, lockdown_with_allowed_big_file, spawn_exec,
+    write_sparse_exe,
 };
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-fn lockdown(extra: &str) -> (common::Santad, PathBuf) {
-    let s = common::start("LOCKDOWN", extra);
-    let dir = user_dir(s.mount.path(), "attacker", NOBODY);
-    (s, dir)
-}
-
-fn allow(s: &common::Santad, path: &Path) {
-    santactl(
-        &s.socket_path,
-        &["rule", "--allow", "--sha256", &sha256_file(path)],
-    );
-}
 
 /// Takes a write lease on `file` (the attacker's own): the kernel then breaks it — and makes
 /// whoever opens the file wait `fs.lease-break-time` — on any other open. A write lease needs
@@ -91,55 +78,6 @@ fn a_write_lease_on_ones_own_file_does_not_stall_santads_workers() {
     );
 }
 
-/// A shared writable mapping the exec'ing child does not inherit (MADV_DONTFORK), so the
-/// attacker's writer is only the attacker's.
-struct DontForkMap {
-    addr: *mut u8,
-    len: usize,
-}
-
-impl DontForkMap {
-    fn new(path: &Path) -> DontForkMap {
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .unwrap();
-        let len = f.metadata().unwrap().len() as usize;
-        // SAFETY: a fresh shared mapping of the whole file; used within `len`, unmapped on drop.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                f.as_raw_fd(),
-                0,
-            )
-        };
-        assert_ne!(addr, libc::MAP_FAILED);
-        // SAFETY: advice on the mapping just made.
-        assert_eq!(unsafe { libc::madvise(addr, len, libc::MADV_DONTFORK) }, 0);
-        DontForkMap {
-            addr: addr.cast(),
-            len,
-        }
-    }
-
-    fn write(&mut self, offset: usize, bytes: &[u8]) {
-        assert!(offset + bytes.len() <= self.len);
-        // SAFETY: inside the mapping (checked above); nothing else borrows it.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.addr.add(offset), bytes.len()) }
-    }
-}
-
-impl Drop for DontForkMap {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`, unmapped once.
-        unsafe { libc::munmap(self.addr.cast(), self.len) };
-    }
-}
-
 #[test]
 fn a_write_through_a_prefaulted_mapping_during_hashing_then_unmapped_never_runs() {
     // Before: the lease failed during the evaluation (a writer was open) but the allow stood;
@@ -147,40 +85,28 @@ fn a_write_through_a_prefaulted_mapping_during_hashing_then_unmapped_never_runs(
     // ctime change), unmapped before the answer, and the unhashed bytes ran — logged ALLOW with
     // the old hash.
     const BYTES: u64 = 300 << 20;
-    const SCRIPT: &[u8] = b"#!/bin/sh\nexit 7\n";
-    let (s, dir) = lockdown("");
-    let big = dir.join("mapwrite");
-    let original = elf_bytes("mapwrite");
-    as_user(NOBODY, || {
-        attacker::write_exe(&big, &original);
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&big)
-            .unwrap()
-            .set_len(BYTES)
-            .unwrap();
-    });
-    allow(&s, &big);
+    let (s, big, original) = lockdown_with_allowed_big_file("mapwrite", BYTES);
     let results: Vec<(u64, bool, Outcome)> = as_user(NOBODY, || {
         [5u64, 15, 30, 60, 90, 5, 15, 30]
             .iter()
             .map(|&delay_ms| {
                 SharedMap::new(&big).write(0, &original[..SCRIPT.len()]);
                 common::settle();
-                let mut map = DontForkMap::new(&big);
+                // Not inherited by the exec'ing child: the writer is only the attacker's.
+                let mut map = SharedMap::new(&big);
+                map.dont_fork();
                 // The page's first write fault now (ctime moves once, before the exec).
                 map.write(0, &original[..1]);
                 common::settle();
-                let e = spawn_exec(&big);
-                let pid = e.pid;
-                let mut written_while_held = false;
-                if wait_held(&e) {
-                    std::thread::sleep(Duration::from_millis(delay_ms));
-                    map.write(0, SCRIPT);
-                    written_while_held = held_by_fanotify(pid);
-                }
-                drop(map);
-                (delay_ms, written_while_held, e.wait())
+                // Unmapped before the answer, whether or not the write landed.
+                let (_, written_while_held, outcome) =
+                    attack_while_held(&big, Duration::from_millis(delay_ms), move |pid| {
+                        map.write(0, SCRIPT);
+                        let held = held_by_fanotify(pid);
+                        drop(map);
+                        held
+                    });
+                (delay_ms, written_while_held, outcome)
             })
             .collect()
     });
@@ -188,7 +114,7 @@ fn a_write_through_a_prefaulted_mapping_during_hashing_then_unmapped_never_runs(
         eprintln!("delay {delay_ms} ms: written while held {held}, exec {outcome:?}");
         assert_ne!(
             *outcome,
-            Outcome::Ran(7),
+            Outcome::Ran(SCRIPT_EXIT),
             "bytes written after the hash ran; log:\n{}",
             s.log_lines().join("\n")
         );
@@ -248,13 +174,8 @@ fn an_exec_deferred_behind_ones_own_slow_files_is_denied_at_its_deadline() {
     let outcome = as_user(NOBODY, || {
         let files: Vec<_> = (0..SLOW)
             .map(|i| {
-                let p = attacker::exe(&dir, &format!("slow-{i}"), &format!("s{i}"));
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&p)
-                    .unwrap()
-                    .set_len(BYTES)
-                    .unwrap();
+                let p = dir.join(format!("slow-{i}"));
+                write_sparse_exe(&p, &elf_bytes(&format!("s{i}")), BYTES);
                 p
             })
             .collect();

@@ -21,10 +21,9 @@ mod fork;
 use attacker::User;
 use common::{field, santactl_path, start_covering};
 use fork::{
-    Attempt, become_user, cstr, errno, execve, fork_attempt, fork_attempt_keeping, memfd_exec,
-    write_file,
+    Attempt, become_user, cstr, enter_userns, errno, execve, fork_attempt, fork_attempt_after,
+    fork_attempt_keeping, map_to_root, memfd_exec, mount_tmpfs, write_file,
 };
-use santa_rules::{RuleState, RuleType};
 use santa_testkit::{PrivateMount, TmpfsOptions};
 use std::ffi::CString;
 use std::os::fd::AsRawFd;
@@ -40,15 +39,6 @@ const SCOPE: &str = "LockdownScope = { Users = [64711] }";
 
 fn santad() -> common::Santad {
     start_covering("LOCKDOWN", SCOPE)
-}
-
-/// Waits for the log line of `pid`'s exec with this decision; returns it.
-fn logged(s: &common::Santad, pid: i32, decision: &str) -> String {
-    let pid = pid.to_string();
-    s.wait_log(1, |l| {
-        field(l, "pid") == Some(pid.as_str()) && field(l, "decision") == Some(decision)
-    })
-    .remove(0)
 }
 
 /// `santactl status --json` of `s`.
@@ -67,14 +57,48 @@ fn user_files(s: &common::Santad, name: &str) -> PathBuf {
     attacker::user_dir(s.mount.path(), name, SCOPED)
 }
 
-fn allow(s: &mut common::Santad, path: &Path) {
-    s.add_rule(
-        RuleType::Binary,
-        &common::sha256_hex(path),
-        RuleState::Allow,
-    );
-    s.reload();
+/// The scoped user execs `path`: (outcome, pid).
+fn scoped_exec(path: &Path) -> (attacker::Outcome, i32) {
+    attacker::as_user(SCOPED, || attacker::exec(path))
 }
+
+/// A [`santad`] and the scoped user's program `tool` (a copy of `true` salted by `salt`), which
+/// root allows: (santad, the user's directory, the tool).
+fn santad_with_allowed_tool(salt: &str) -> (common::Santad, PathBuf, PathBuf) {
+    let mut s = santad();
+    let dir = user_files(&s, "u");
+    let exe = attacker::as_user(SCOPED, || attacker::exe(&dir, "tool", salt));
+    s.allow_binary(&exe);
+    (s, dir, exe)
+}
+
+/// `user` runs an ELF (salted by `salt`) from a memfd named `name`: (attempt, pid).
+fn memfd_as(user: User, name: &str, salt: &str) -> (Attempt, i32) {
+    let bytes = attacker::elf_bytes(salt);
+    let name = CString::new(name).unwrap();
+    attacker::as_user(user, || fork_attempt(|| memfd_exec(&name, &bytes, 1)))
+}
+
+/// The attempt was killed by the backstop (`ran` says what ran otherwise), and `pid`'s exec is
+/// logged as a deny explained `backstop: <explain>…`; returns the line.
+fn killed_by_the_backstop(
+    s: &common::Santad,
+    (attempt, pid): (Attempt, i32),
+    ran: &str,
+    explain: &str,
+) -> String {
+    assert_eq!(attempt, Attempt::Killed(libc::SIGKILL), "{ran}");
+    let line = s.logged(pid, "DENY");
+    let explain = format!("backstop: {explain}");
+    assert!(
+        field(&line, "explain").is_some_and(|e| e.starts_with(&explain)),
+        "{line}"
+    );
+    line
+}
+
+/// The backstop's explanation of a kill for an exec from a filesystem santad does not watch.
+const UNWATCHED: &str = "file on a filesystem";
 
 /// A bind mount, removed (lazily) when dropped.
 struct BindMount {
@@ -116,9 +140,9 @@ fn an_unknown_binary_on_a_filesystem_santad_found_itself_is_denied_and_logged() 
     let s = santad();
     let dir = user_files(&s, "u");
     let exe = attacker::as_user(SCOPED, || attacker::exe(&dir, "tool", "found-fs"));
-    let (outcome, pid) = attacker::as_user(SCOPED, || attacker::exec(&exe));
+    let (outcome, pid) = scoped_exec(&exe);
     assert!(outcome.is_eperm(), "{outcome:?}");
-    let line = logged(&s, pid, "DENY");
+    let line = s.logged(pid, "DENY");
     assert_eq!(field(&line, "reason"), Some("UNKNOWN"), "{line}");
     assert_eq!(field(&line, "mode"), Some("L"), "{line}");
     assert_eq!(field(&line, "path"), Some(exe.to_str().unwrap()), "{line}");
@@ -135,9 +159,9 @@ fn a_mount_made_after_start_is_marked_and_its_unknown_binary_denied() {
     s.wait_stderr(&format!("coverage: watching {}", later.path().display()));
     let dir = attacker::user_dir(later.path(), "u", SCOPED);
     let exe = attacker::as_user(SCOPED, || attacker::exe(&dir, "late", "late-mount"));
-    let (outcome, pid) = attacker::as_user(SCOPED, || attacker::exec(&exe));
+    let (outcome, pid) = scoped_exec(&exe);
     assert!(outcome.is_eperm(), "{outcome:?}");
-    let line = logged(&s, pid, "DENY");
+    let line = s.logged(pid, "DENY");
     assert_eq!(field(&line, "path"), Some(exe.to_str().unwrap()), "{line}");
     drop(s);
     later.close().unwrap();
@@ -156,28 +180,16 @@ fn a_bind_mount_of_a_watched_directory_is_the_same_filesystem_and_denied() {
         std::fs::metadata(&exe).unwrap().ino(),
         "the bind mount shows the same file"
     );
-    let (outcome, pid) = attacker::as_user(SCOPED, || attacker::exec(&through));
+    let (outcome, pid) = scoped_exec(&through);
     assert!(outcome.is_eperm(), "{outcome:?}");
-    logged(&s, pid, "DENY");
+    s.logged(pid, "DENY");
 }
 
 #[test]
 fn a_memfd_exec_is_killed_by_the_backstop_and_logged() {
     let s = santad();
-    let bytes = attacker::elf_bytes("memfd");
-    let name = CString::new("payload").unwrap();
-    let (attempt, pid) =
-        attacker::as_user(SCOPED, || fork_attempt(|| memfd_exec(&name, &bytes, 1)));
-    assert_eq!(
-        attempt,
-        Attempt::Killed(libc::SIGKILL),
-        "the memfd program ran"
-    );
-    let line = logged(&s, pid, "DENY");
-    assert!(
-        field(&line, "explain").is_some_and(|e| e.starts_with("backstop: file on a filesystem")),
-        "{line}"
-    );
+    let attempt = memfd_as(SCOPED, "payload", "memfd");
+    let line = killed_by_the_backstop(&s, attempt, "the memfd program ran", UNWATCHED);
     assert_eq!(field(&line, "uid"), Some("64711"), "{line}");
 }
 
@@ -194,64 +206,26 @@ fn a_tmpfs_in_the_users_own_user_namespace_is_killed_by_the_backstop() {
     let mnt_c = cstr(&mnt);
     let exe_c = cstr(&mnt.join("tool"));
     let bytes = attacker::elf_bytes("userns");
-    let tmpfs = CString::new("tmpfs").unwrap();
-    let maps = format!("0 {} 1", SCOPED.uid);
-    let (attempt, pid) = attacker::as_user(SCOPED, || {
-        fork_attempt(|| {
-            // SAFETY: raw syscalls in the single-threaded child on data prepared before it.
-            unsafe {
-                if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0 {
-                    return (1, errno());
-                }
-                for (file, text, step) in [
-                    ("/proc/self/setgroups\0", "deny", 2),
-                    ("/proc/self/uid_map\0", maps.as_str(), 3),
-                    ("/proc/self/gid_map\0", maps.as_str(), 4),
-                ] {
-                    let fd = libc::open(file.as_ptr().cast(), libc::O_WRONLY | libc::O_CLOEXEC);
-                    if fd < 0 || libc::write(fd, text.as_ptr().cast(), text.len()) < 0 {
-                        return (step, errno());
-                    }
-                    libc::close(fd);
-                }
-                if libc::mount(
-                    tmpfs.as_ptr(),
-                    mnt_c.as_ptr(),
-                    tmpfs.as_ptr(),
-                    0,
-                    std::ptr::null(),
-                ) != 0
-                {
-                    return (5, errno());
-                }
-                if let Err(e) = write_file(&exe_c, &bytes, 6) {
-                    return e;
-                }
-                execve(&exe_c, &[], 8)
-            }
-        })
+    let maps = map_to_root(SCOPED.uid);
+    let attempt = attacker::as_user(SCOPED, || {
+        fork_attempt_after(
+            || {
+                enter_userns(&maps)?;
+                mount_tmpfs(&mnt_c, 6)?;
+                write_file(&exe_c, &bytes, 7)
+            },
+            || execve(&exe_c, &[], 9),
+        )
     });
-    assert_eq!(
-        attempt,
-        Attempt::Killed(libc::SIGKILL),
-        "the userns binary ran"
-    );
-    let line = logged(&s, pid, "DENY");
-    assert!(
-        field(&line, "explain").is_some_and(|e| e.starts_with("backstop: file on a filesystem")),
-        "{line}"
-    );
+    killed_by_the_backstop(&s, attempt, "the userns binary ran", UNWATCHED);
     // The namespace and its tmpfs died with the child: the directory is empty on the host.
     assert_eq!(std::fs::read_dir(&mnt).unwrap().count(), 0);
 }
 
 #[test]
 fn a_direct_run_of_the_dynamic_loader_is_killed_even_for_an_allowed_program() {
-    let mut s = santad();
-    let dir = user_files(&s, "u");
-    let exe = attacker::as_user(SCOPED, || attacker::exe(&dir, "tool", "loader"));
-    allow(&mut s, &exe);
-    let (outcome, _) = attacker::as_user(SCOPED, || attacker::exec(&exe));
+    let (s, dir, exe) = santad_with_allowed_tool("loader");
+    let (outcome, _) = scoped_exec(&exe);
     assert_eq!(
         outcome,
         attacker::Outcome::Ran(0),
@@ -262,33 +236,28 @@ fn a_direct_run_of_the_dynamic_loader_is_killed_even_for_an_allowed_program() {
     let loader = santad::linux::coverage::elf_interpreter(Path::new("/bin/sh")).unwrap();
     for target in [&exe, &unknown] {
         let (loader_c, arg) = (cstr(&loader), cstr(target));
-        let (attempt, pid) =
-            attacker::as_user(SCOPED, || fork_attempt(|| execve(&loader_c, &[arg], 1)));
-        assert_eq!(attempt, Attempt::Killed(libc::SIGKILL), "{target:?} ran");
-        let line = logged(&s, pid, "DENY");
-        assert!(
-            field(&line, "explain")
-                .is_some_and(|e| e.starts_with("backstop: direct execution of the dynamic loader")),
-            "{line}"
+        let attempt = attacker::as_user(SCOPED, || fork_attempt(|| execve(&loader_c, &[arg], 1)));
+        killed_by_the_backstop(
+            &s,
+            attempt,
+            &format!("{target:?} ran"),
+            "direct execution of the dynamic loader",
         );
     }
 }
 
 #[test]
 fn a_rewrite_through_a_shared_mapping_after_an_allow_is_denied_at_the_next_exec() {
-    let mut s = santad();
-    let dir = user_files(&s, "u");
-    let exe = attacker::as_user(SCOPED, || attacker::exe(&dir, "tool", "mmap"));
-    allow(&mut s, &exe);
-    let (outcome, pid) = attacker::as_user(SCOPED, || attacker::exec(&exe));
+    let (s, _, exe) = santad_with_allowed_tool("mmap");
+    let (outcome, pid) = scoped_exec(&exe);
     assert_eq!(outcome, attacker::Outcome::Ran(0));
-    logged(&s, pid, "ALLOW");
+    s.logged(pid, "ALLOW");
     // Past the ELF's loaded segments (its trailing salt): the program still runs if it runs.
     let len = std::fs::metadata(&exe).unwrap().len() as usize;
     attacker::as_user(SCOPED, || attacker::mmap_rewrite(&exe, len - 4, b"XXXX"));
-    let (outcome, pid) = attacker::as_user(SCOPED, || attacker::exec(&exe));
+    let (outcome, pid) = scoped_exec(&exe);
     assert!(outcome.is_eperm(), "{outcome:?}");
-    logged(&s, pid, "DENY");
+    s.logged(pid, "DENY");
 }
 
 #[test]
@@ -300,11 +269,11 @@ fn an_allowed_dynamic_binary_runs_with_no_rule_for_its_loader_and_logs_one_line(
         santad::linux::coverage::elf_interpreter(&exe).is_some(),
         "the test binary must be dynamically linked"
     );
-    allow(&mut s, &exe);
+    s.allow_binary(&exe);
     for _ in 0..3 {
-        let (outcome, pid) = attacker::as_user(SCOPED, || attacker::exec(&exe));
+        let (outcome, pid) = scoped_exec(&exe);
         assert_eq!(outcome, attacker::Outcome::Ran(0), "its loader has no rule");
-        logged(&s, pid, "ALLOW");
+        s.logged(pid, "ALLOW");
         common::settle();
         let pid = pid.to_string();
         let lines: Vec<String> = s
@@ -328,7 +297,7 @@ fn outside_the_scope_an_unknown_binary_and_a_memfd_run_and_are_logged_as_monitor
     let exe = s.binary("roots", "outside-scope");
     let (outcome, pid) = attacker::exec(&exe);
     assert_eq!(outcome, attacker::Outcome::Ran(0));
-    let line = logged(&s, pid, "ALLOW");
+    let line = s.logged(pid, "ALLOW");
     assert_eq!(field(&line, "mode"), Some("M"), "{line}");
     assert_eq!(
         field(&line, "explain"),
@@ -336,7 +305,7 @@ fn outside_the_scope_an_unknown_binary_and_a_memfd_run_and_are_logged_as_monitor
         "{line}"
     );
     // The same file for the scoped user: denied.
-    let (outcome, _) = attacker::as_user(SCOPED, || attacker::exec(&exe));
+    let (outcome, _) = scoped_exec(&exe);
     assert!(outcome.is_eperm(), "{outcome:?}");
     // A memfd exec by root (out of scope) is reported, not killed.
     let bytes = attacker::elf_bytes("memfd-root");
@@ -353,7 +322,7 @@ fn outside_the_scope_an_unknown_binary_and_a_memfd_run_and_are_logged_as_monitor
         }
     });
     assert_eq!(attempt, Attempt::Ran(0));
-    let line = logged(&s, pid, "ALLOW");
+    let line = s.logged(pid, "ALLOW");
     assert!(
         field(&line, "explain").is_some_and(|e| e.starts_with("backstop:")),
         "{line}"
@@ -363,9 +332,7 @@ fn outside_the_scope_an_unknown_binary_and_a_memfd_run_and_are_logged_as_monitor
 #[test]
 fn status_shows_coverage_the_backstop_and_its_denials() {
     let s = santad();
-    let bytes = attacker::elf_bytes("status");
-    let name = CString::new("p").unwrap();
-    let (attempt, _) = attacker::as_user(SCOPED, || fork_attempt(|| memfd_exec(&name, &bytes, 1)));
+    let (attempt, _) = memfd_as(SCOPED, "p", "status");
     assert_eq!(attempt, Attempt::Killed(libc::SIGKILL));
     let st = status_json(&s);
     let c = &st["coverage"];
@@ -413,18 +380,9 @@ fn a_supplementary_group_in_scope_holds_whatever_the_real_group() {
     let name = CString::new("g").unwrap();
     // In scope through a supplementary group only (real group 64713, as after `newgrp`).
     for (groups, in_scope) in [(&[64712u32][..], true), (&[][..], false)] {
-        let (file, _) = fork_attempt(|| {
-            if let Err(e) = become_user(64713, 64713, groups) {
-                return e;
-            }
-            execve(&unknown_c, &[], 1)
-        });
-        let (memfd, _) = fork_attempt(|| {
-            if let Err(e) = become_user(64713, 64713, groups) {
-                return e;
-            }
-            memfd_exec(&name, &bytes, 2)
-        });
+        let newgrp = || become_user(64713, 64713, groups);
+        let (file, _) = fork_attempt_after(newgrp, || execve(&unknown_c, &[], 1));
+        let (memfd, _) = fork_attempt_after(newgrp, || memfd_exec(&name, &bytes, 2));
         if in_scope {
             assert_eq!(
                 file,
@@ -503,12 +461,7 @@ fn a_cgroup_in_scope_holds_for_its_processes_and_those_below_it() {
         Ok(())
     };
     // Root, so only the cgroup puts these in scope.
-    let (file, _) = fork_attempt(|| {
-        if let Err(e) = join() {
-            return e;
-        }
-        execve(&unknown_c, &[], 1)
-    });
+    let (file, _) = fork_attempt_after(join, || execve(&unknown_c, &[], 1));
     assert_eq!(
         file,
         Attempt::Failed {
@@ -516,12 +469,7 @@ fn a_cgroup_in_scope_holds_for_its_processes_and_those_below_it() {
             errno: libc::EPERM
         }
     );
-    let (memfd, _) = fork_attempt(|| {
-        if let Err(e) = join() {
-            return e;
-        }
-        memfd_exec(&name, &bytes, 2)
-    });
+    let (memfd, _) = fork_attempt_after(join, || memfd_exec(&name, &bytes, 2));
     assert_eq!(memfd, Attempt::Killed(libc::SIGKILL));
     // Outside the cgroup, the same root process runs both.
     let (file, _) = fork_attempt(|| execve(&unknown_c, &[], 1));
@@ -585,36 +533,14 @@ fn a_filesystem_whose_every_mount_point_is_covered_is_reported_and_an_exec_from_
         "{entry}"
     );
     let raw = fd.as_raw_fd();
-    let empty = c"";
-    let prog = c"tool";
-    let (attempt, pid) = attacker::as_user(SCOPED, || {
+    let attempt = attacker::as_user(SCOPED, || {
         fork_attempt_keeping(raw, || {
-            let argv = [prog.as_ptr(), std::ptr::null()];
-            let envp = [std::ptr::null::<libc::c_char>()];
-            // SAFETY: fexecve of the fd the child kept; null-terminated argv/envp.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_execveat,
-                    raw,
-                    empty.as_ptr(),
-                    argv.as_ptr(),
-                    envp.as_ptr(),
-                    libc::AT_EMPTY_PATH,
-                );
-            }
+            // fexecve of the fd the child kept.
+            attacker::execve_fd(raw, c"tool");
             (1, errno())
         })
     });
-    assert_eq!(
-        attempt,
-        Attempt::Killed(libc::SIGKILL),
-        "the covered file ran"
-    );
-    let line = logged(&s, pid, "DENY");
-    assert!(
-        field(&line, "explain").is_some_and(|e| e.starts_with("backstop: file on a filesystem")),
-        "{line}"
-    );
+    killed_by_the_backstop(&s, attempt, "the covered file ran", UNWATCHED);
     drop(s);
     drop(cover);
     drop(fd);
@@ -673,10 +599,7 @@ fn memfd_noexec_2_refuses_every_memfd_exec_in_its_pid_namespace() {
 #[test]
 fn the_backstop_goes_with_santad_when_it_is_killed() {
     let mut s = santad();
-    let bytes = attacker::elf_bytes("after-kill");
-    let name = CString::new("k").unwrap();
-    let try_memfd =
-        || attacker::as_user(SCOPED, || fork_attempt(|| memfd_exec(&name, &bytes, 1)).0);
+    let try_memfd = || memfd_as(SCOPED, "k", "after-kill").0;
     assert_eq!(try_memfd(), Attempt::Killed(libc::SIGKILL));
     s.kill9();
     // The kernel detaches a program whose last fd closed: nothing is left to kill the exec
@@ -704,7 +627,7 @@ fn with_watch_paths_and_a_scope_the_backstop_holds_the_rest_of_the_host_for_the_
     let dir = attacker::user_dir(s.mount.path(), "u", user);
     let unknown = attacker::as_user(user, || attacker::exe(&dir, "unknown", "wp-unknown"));
     let allowed = attacker::as_user(user, || attacker::exe(&dir, "allowed", "wp-allowed"));
-    allow(&mut s, &allowed);
+    s.allow_binary(&allowed);
     let (o, _) = attacker::as_user(user, || attacker::exec(&unknown));
     assert!(o.is_eperm(), "fanotify on the watched mount: {o:?}");
     let (o, _) = attacker::as_user(user, || attacker::exec(&allowed));
@@ -713,9 +636,7 @@ fn with_watch_paths_and_a_scope_the_backstop_holds_the_rest_of_the_host_for_the_
         attacker::Outcome::Ran(0),
         "allowed, with its loader from elsewhere"
     );
-    let bytes = attacker::elf_bytes("wp-memfd");
-    let name = CString::new("w").unwrap();
-    let (a, _) = attacker::as_user(user, || fork_attempt(|| memfd_exec(&name, &bytes, 1)));
+    let (a, _) = memfd_as(user, "w", "wp-memfd");
     assert_eq!(a, Attempt::Killed(libc::SIGKILL), "memfd");
     // Outside the watched mount: nothing holds it but the backstop, which the scope asked for.
     let t = cstr(common::true_binary());
@@ -725,7 +646,7 @@ fn with_watch_paths_and_a_scope_the_backstop_holds_the_rest_of_the_host_for_the_
         Attempt::Killed(libc::SIGKILL),
         "a binary outside WatchPaths"
     );
-    logged(&s, pid, "DENY");
+    s.logged(pid, "DENY");
 }
 
 #[test]

@@ -19,9 +19,11 @@ mod fork;
 
 use attacker::User;
 use common::{field, start_covering};
-use fork::{Attempt, cstr, errno, execve, fork_attempt, write_file};
-use santa_rules::{RuleState, RuleType};
-use std::ffi::CString;
+use fork::{
+    Attempt, bind, cstr, enter_userns, errno, execve, fork_attempt, fork_attempt_after,
+    map_to_root, mount_overlay, mount_tmpfs, write_file,
+};
+use std::ffi::{CStr, CString};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -53,76 +55,10 @@ fn santad_for(uid: u32) -> common::Santad {
     )
 }
 
-/// In the forked child: a new user namespace (the user's uid mapped to 0) and mount namespace,
-/// with every mount made private (nothing propagates anywhere). Steps 1..=5.
-fn enter_userns(maps: &str) -> Result<(), (u32, i32)> {
-    // SAFETY: raw syscalls in the single-threaded child.
-    unsafe {
-        if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0 {
-            return Err((1, errno()));
-        }
-        for (file, text, step) in [
-            ("/proc/self/setgroups\0", "deny", 2),
-            ("/proc/self/uid_map\0", maps, 3),
-            ("/proc/self/gid_map\0", maps, 4),
-        ] {
-            let fd = libc::open(file.as_ptr().cast(), libc::O_WRONLY | libc::O_CLOEXEC);
-            if fd < 0 || libc::write(fd, text.as_ptr().cast(), text.len()) < 0 {
-                return Err((step, errno()));
-            }
-            libc::close(fd);
-        }
-        if libc::mount(
-            c"none".as_ptr(),
-            c"/".as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        ) != 0
-        {
-            return Err((5, errno()));
-        }
-    }
-    Ok(())
-}
-
-/// A tmpfs on `dir` (in the child's own mount namespace). Step `step`.
-fn mount_tmpfs(dir: &CString, step: u32) -> Result<(), (u32, i32)> {
-    // SAFETY: valid C strings.
-    let rc = unsafe {
-        libc::mount(
-            c"tmpfs".as_ptr(),
-            dir.as_ptr(),
-            c"tmpfs".as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err((step, errno()));
-    }
-    Ok(())
-}
-
-fn bind(src: &CString, dst: &CString, step: u32) -> Result<(), (u32, i32)> {
-    // SAFETY: valid C strings.
-    let rc = unsafe {
-        libc::mount(
-            src.as_ptr(),
-            dst.as_ptr(),
-            std::ptr::null(),
-            libc::MS_BIND,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err((step, errno()));
-    }
-    Ok(())
-}
-
-fn maps() -> String {
-    format!("0 {} 1", scoped().uid)
+/// [`santad_for`]`(uid)`, or `None` where unprivileged user namespaces are disabled (the
+/// attacks that need one have nothing to try there).
+fn santad_for_userns(uid: u32) -> Option<common::Santad> {
+    userns_allowed().then(|| santad_for(uid))
 }
 
 fn userns_allowed() -> bool {
@@ -171,14 +107,6 @@ fn tiny_elf(code: u8) -> Vec<u8> {
     b
 }
 
-fn logged(s: &common::Santad, pid: i32, decision: &str) -> String {
-    let pid = pid.to_string();
-    s.wait_log(1, |l| {
-        field(l, "pid") == Some(pid.as_str()) && field(l, "decision") == Some(decision)
-    })
-    .remove(0)
-}
-
 fn lines_of(s: &common::Santad, pid: i32) -> Vec<String> {
     let pid = pid.to_string();
     s.log_lines()
@@ -191,48 +119,158 @@ fn user_files(s: &common::Santad, name: &str) -> PathBuf {
     attacker::user_dir(s.mount.path(), name, scoped())
 }
 
-fn allow(s: &mut common::Santad, path: &Path) {
-    s.add_rule(
-        RuleType::Binary,
-        &common::sha256_hex(path),
-        RuleState::Allow,
-    );
-    s.reload();
+/// The attacker's payload, [`tiny_elf`]`(PWNED)`, written by the scoped user at `dir/name`.
+fn payload(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    let bytes = tiny_elf(PWNED);
+    attacker::as_user(scoped(), || attacker::write_exe(&path, &bytes));
+    path
 }
 
-/// An allowed, dynamically linked program of the user's (a copy of `true`), shown to run.
-fn allowed_program(s: &mut common::Santad, dir: &Path) -> PathBuf {
-    let exe = attacker::as_user(scoped(), || attacker::exe(dir, "allowed", "review-allowed"));
-    assert!(santad::linux::coverage::elf_interpreter(&exe).is_some());
-    common::settle();
-    allow(s, &exe);
-    // The reload is asynchronous: wait until the rule holds.
+/// Waits until `exe` (allowed) runs for the scoped user.
+fn wait_runs(s: &common::Santad, exe: &Path) {
     let start = std::time::Instant::now();
     loop {
-        let (outcome, pid) = attacker::as_user(scoped(), || attacker::exec(&exe));
+        let (outcome, pid) = attacker::as_user(scoped(), || attacker::exec(exe));
         if outcome == attacker::Outcome::Ran(0) {
-            return exe;
+            return;
         }
         assert!(
             start.elapsed() < common::WAIT,
-            "the allowed program never ran: {outcome:?} {:#?}",
+            "{} never ran: {outcome:?} {:#?}",
+            exe.display(),
             lines_of(s, pid)
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
 
+/// The scoped user's program `dir/name` (a copy of `true` salted by `salt`), allowed and shown
+/// to run (the reload is asynchronous).
+fn allowed_exe(s: &mut common::Santad, dir: &Path, name: &str, salt: &str) -> PathBuf {
+    let exe = attacker::as_user(scoped(), || attacker::exe(dir, name, salt));
+    common::settle();
+    s.allow_binary(&exe);
+    wait_runs(s, &exe);
+    exe
+}
+
+/// [`santad_for_userns`]`(uid)` and an allowed, dynamically linked program of the user's (a
+/// copy of `true`), shown to run: (santad, the user's directory, the program, its ELF
+/// interpreter).
+fn santad_with_an_allowed_program(uid: u32) -> Option<(common::Santad, PathBuf, PathBuf, PathBuf)> {
+    let mut s = santad_for_userns(uid)?;
+    let dir = user_files(&s, "u");
+    let exe = allowed_exe(&mut s, &dir, "allowed", "review-allowed");
+    let interp = santad::linux::coverage::elf_interpreter(&exe).unwrap();
+    Some((s, dir, exe, interp))
+}
+
+/// Root's `true`, allowed by its hash (so its allow is also held in the kernel cache) and shown
+/// to run for the scoped user.
+fn allowed_system_binary(s: &mut common::Santad) -> PathBuf {
+    let sys = common::true_binary().to_path_buf();
+    s.allow_binary(&sys);
+    wait_runs(s, &sys);
+    sys
+}
+
+/// Forks as the scoped user into a user + mount namespace of its own ([`enter_userns`], steps
+/// 1..=5; everything the attack mounts there dies with the child), runs the attack's `setup`
+/// there (steps 6 and on), then execs `prog` as step `exec_step`.
+fn in_userns(
+    setup: impl FnOnce() -> Result<(), (u32, i32)> + Send,
+    prog: &CStr,
+    exec_step: u32,
+) -> UsernsAttempt {
+    let maps = map_to_root(scoped().uid);
+    let prog = prog.to_owned();
+    let (attempt, pid) = attacker::as_user(scoped(), || {
+        fork_attempt_after(
+            || {
+                enter_userns(&maps)?;
+                setup()
+            },
+            || execve(&prog, &[], exec_step),
+        )
+    });
+    UsernsAttempt {
+        attempt,
+        pid,
+        exec_step,
+    }
+}
+
+/// What an attack in a user namespace ([`in_userns`]) came to.
+#[derive(Debug, Clone, Copy)]
+struct UsernsAttempt {
+    attempt: Attempt,
+    /// The forked child's pid (its exec's log lines carry it).
+    pid: i32,
+    /// The step of its exec.
+    exec_step: u32,
+}
+
+impl UsernsAttempt {
+    /// Stopped at its exec: denied by fanotify or killed by the backstop.
+    fn stopped(&self) -> bool {
+        self.attempt.stopped(self.exec_step)
+    }
+
+    /// The attack must have been stopped at its exec; otherwise `bypass` says what the attacker
+    /// got.
+    fn assert_stopped(&self, s: &common::Santad, bypass: &str) {
+        common::settle();
+        let lines = lines_of(s, self.pid);
+        eprintln!("{:?} {lines:#?}", self.attempt);
+        assert!(
+            self.stopped(),
+            "BYPASS: {bypass}: {:?}; santad logged: {lines:#?}",
+            self.attempt
+        );
+    }
+}
+
+/// Execs `program` (allowed) as the scoped user in a user + mount namespace whose tmpfs over the
+/// directory of `program`'s ELF interpreter holds the payload at the interpreter's name.
+fn exec_with_the_interpreter_on_a_userns_tmpfs(program: &Path) -> UsernsAttempt {
+    let interp = santad::linux::coverage::elf_interpreter(program).unwrap();
+    let interp_dir = cstr(interp.parent().unwrap());
+    let interp_c = cstr(&interp);
+    let fake = tiny_elf(PWNED);
+    in_userns(
+        || {
+            // A tmpfs over the loader's directory (/lib64 on Debian), and the payload at the
+            // loader's name in it.
+            mount_tmpfs(&interp_dir, 6)?;
+            write_file(&interp_c, &fake, 7)
+        },
+        &cstr(program),
+        9,
+    )
+}
+
+/// The user's payload `name` (on the watched mount) bind-mounted over `target` in a user + mount
+/// namespace, and exec'd there by `target`'s path.
+fn exec_a_payload_bind_mounted_over(
+    s: &common::Santad,
+    name: &str,
+    target: &Path,
+) -> UsernsAttempt {
+    let payload = payload(&user_files(s, "u"), name);
+    common::settle();
+    let (src, dst) = (cstr(&payload), cstr(target));
+    in_userns(|| bind(&src, &dst, 6), &dst, 9)
+}
+
 /// Sanity: the attacker's tiny ELF is denied like any unknown binary when exec'd directly.
 #[test]
 fn the_attackers_tiny_elf_is_denied_when_executed_directly() {
     let s = santad_for(SHARED_DENY_ONLY);
-    let dir = user_files(&s, "u");
-    let p = dir.join("tiny");
-    let bytes = tiny_elf(PWNED);
-    attacker::as_user(scoped(), || attacker::write_exe(&p, &bytes));
+    let p = payload(&user_files(&s, "u"), "tiny");
     let (outcome, pid) = attacker::as_user(scoped(), || attacker::exec(&p));
     assert!(outcome.is_eperm(), "{outcome:?}");
-    logged(&s, pid, "DENY");
+    s.logged(pid, "DENY");
     // And out of scope (root) it runs: the payload itself works.
     let (outcome, _) = attacker::exec(&p);
     assert_eq!(outcome, attacker::Outcome::Ran(PWNED as i32));
@@ -245,40 +283,12 @@ fn the_attackers_tiny_elf_is_denied_when_executed_directly() {
 /// bprm->executable, never at the interpreter the ELF loader opened.
 #[test]
 fn an_allowed_programs_interpreter_replaced_in_a_user_mount_namespace_is_stopped() {
-    if !userns_allowed() {
+    let Some((s, _, exe, _)) = santad_with_an_allowed_program(64_721) else {
         return;
-    }
-    let mut s = santad_for(64_721);
-    let dir = user_files(&s, "u");
-    let exe = allowed_program(&mut s, &dir);
-    let interp = santad::linux::coverage::elf_interpreter(&exe).unwrap();
-    let interp_dir = cstr(interp.parent().unwrap());
-    let interp_c = cstr(&interp);
-    let exe_c = cstr(&exe);
-    let fake = tiny_elf(PWNED);
-    let maps = maps();
-    let (attempt, pid) = attacker::as_user(scoped(), || {
-        fork_attempt(|| {
-            if let Err(e) = enter_userns(&maps) {
-                return e;
-            }
-            // A tmpfs over the loader's directory (/lib64 on Debian), and the payload at the
-            // loader's name in it.
-            if let Err(e) = mount_tmpfs(&interp_dir, 6) {
-                return e;
-            }
-            if let Err(e) = write_file(&interp_c, &fake, 7) {
-                return e;
-            }
-            execve(&exe_c, &[], 9)
-        })
-    });
-    common::settle();
-    assert!(
-        attempt.stopped(9),
-        "BYPASS: the attacker's interpreter ran as the allowed program's loader: {attempt:?}; \
-         santad logged: {:#?}",
-        lines_of(&s, pid)
+    };
+    exec_with_the_interpreter_on_a_userns_tmpfs(&exe).assert_stopped(
+        &s,
+        "the attacker's interpreter ran as the allowed program's loader",
     );
 }
 
@@ -286,46 +296,13 @@ fn an_allowed_programs_interpreter_replaced_in_a_user_mount_namespace_is_stopped
 /// allow is also held in the kernel cache): the attacker needs no file of its own on the host.
 #[test]
 fn a_system_binarys_interpreter_replaced_in_a_user_mount_namespace_is_stopped() {
-    if !userns_allowed() {
+    let Some(mut s) = santad_for_userns(64_722) else {
         return;
-    }
-    let mut s = santad_for(64_722);
-    let sys = common::true_binary().to_path_buf();
-    allow(&mut s, &sys);
-    let sys_c = cstr(&sys);
-    let start = std::time::Instant::now();
-    while attacker::as_user(scoped(), || attacker::exec(&sys)).0 != attacker::Outcome::Ran(0) {
-        assert!(
-            start.elapsed() < common::WAIT,
-            "the allowed system binary never ran"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let interp = santad::linux::coverage::elf_interpreter(&sys).unwrap();
-    let interp_dir = cstr(interp.parent().unwrap());
-    let interp_c = cstr(&interp);
-    let fake = tiny_elf(PWNED);
-    let maps = maps();
-    let (attempt, pid) = attacker::as_user(scoped(), || {
-        fork_attempt(|| {
-            if let Err(e) = enter_userns(&maps) {
-                return e;
-            }
-            if let Err(e) = mount_tmpfs(&interp_dir, 6) {
-                return e;
-            }
-            if let Err(e) = write_file(&interp_c, &fake, 7) {
-                return e;
-            }
-            execve(&sys_c, &[], 9)
-        })
-    });
-    common::settle();
-    assert!(
-        attempt.stopped(9),
-        "BYPASS: {} ran the attacker's interpreter: {attempt:?}; santad logged: {:#?}",
-        sys.display(),
-        lines_of(&s, pid)
+    };
+    let sys = allowed_system_binary(&mut s);
+    exec_with_the_interpreter_on_a_userns_tmpfs(&sys).assert_stopped(
+        &s,
+        &format!("{} ran the attacker's interpreter", sys.display()),
     );
 }
 
@@ -333,36 +310,20 @@ fn a_system_binarys_interpreter_replaced_in_a_user_mount_namespace_is_stopped() 
 /// (a control: fanotify sees the interpreter's exec open and denies it).
 #[test]
 fn an_interpreter_bind_mounted_from_a_watched_filesystem_is_denied() {
-    if !userns_allowed() {
+    let Some((s, dir, exe, interp)) = santad_with_an_allowed_program(64_723) else {
         return;
-    }
-    let mut s = santad_for(64_723);
-    let dir = user_files(&s, "u");
-    let exe = allowed_program(&mut s, &dir);
-    let interp = santad::linux::coverage::elf_interpreter(&exe).unwrap();
+    };
     let real = std::fs::canonicalize(&interp).unwrap();
-    let fake_path = dir.join("fake-ld");
-    let bytes = tiny_elf(PWNED);
-    attacker::as_user(scoped(), || attacker::write_exe(&fake_path, &bytes));
+    let fake_path = payload(&dir, "fake-ld");
     common::settle();
-    let (src, dst, exe_c) = (cstr(&fake_path), cstr(&real), cstr(&exe));
-    let maps = maps();
-    let (attempt, pid) = attacker::as_user(scoped(), || {
-        fork_attempt(|| {
-            if let Err(e) = enter_userns(&maps) {
-                return e;
-            }
-            if let Err(e) = bind(&src, &dst, 6) {
-                return e;
-            }
-            execve(&exe_c, &[], 9)
-        })
-    });
-    assert!(attempt.stopped(9), "{attempt:?}");
-    let line = logged(&s, pid, "DENY");
+    let (src, dst) = (cstr(&fake_path), cstr(&real));
+    let a = in_userns(|| bind(&src, &dst, 6), &cstr(&exe), 9);
+    assert!(a.stopped(), "{:?}", a.attempt);
+    let line = s.logged(a.pid, "DENY");
     eprintln!(
-        "bind-mounted interpreter: {attempt:?} {:#?}",
-        lines_of(&s, pid)
+        "bind-mounted interpreter: {:?} {:#?}",
+        a.attempt,
+        lines_of(&s, a.pid)
     );
     // The deny holds, but the line must name the file denied (the user's fake-ld), not the
     // path the user mounted it over in their own namespace (the system's loader).
@@ -377,13 +338,9 @@ fn an_interpreter_bind_mounted_from_a_watched_filesystem_is_denied() {
 /// (a tmpfs in the user namespace) whose /lib64 holds the payload.
 #[test]
 fn an_allowed_program_chrooted_into_a_user_namespace_root_is_stopped() {
-    if !userns_allowed() {
+    let Some((s, dir, exe, interp)) = santad_with_an_allowed_program(64_724) else {
         return;
-    }
-    let mut s = santad_for(64_724);
-    let dir = user_files(&s, "u");
-    let exe = allowed_program(&mut s, &dir);
-    let interp = santad::linux::coverage::elf_interpreter(&exe).unwrap();
+    };
     let root = dir.join("root");
     attacker::as_user(scoped(), || std::fs::create_dir(&root).unwrap());
     let root_c = cstr(&root);
@@ -392,48 +349,36 @@ fn an_allowed_program_chrooted_into_a_user_namespace_root_is_stopped() {
     let in_root_interp_dir = cstr(&root.join(interp.parent().unwrap().strip_prefix("/").unwrap()));
     let in_root_interp = cstr(&root.join(interp.strip_prefix("/").unwrap()));
     let fake = tiny_elf(PWNED);
-    let maps = maps();
-    let (attempt, pid) = attacker::as_user(scoped(), || {
-        fork_attempt(|| {
-            if let Err(e) = enter_userns(&maps) {
-                return e;
-            }
-            if let Err(e) = mount_tmpfs(&root_c, 6) {
-                return e;
-            }
+    in_userns(
+        || {
+            mount_tmpfs(&root_c, 6)?;
             // SAFETY: raw syscalls on valid C strings in the single-threaded child.
             unsafe {
                 if libc::mkdir(in_root_interp_dir.as_ptr(), 0o755) != 0 {
-                    return (7, errno());
+                    return Err((7, errno()));
                 }
                 let fd = libc::open(in_root_exe.as_ptr(), libc::O_CREAT | libc::O_WRONLY, 0o755);
                 if fd < 0 {
-                    return (8, errno());
+                    return Err((8, errno()));
                 }
                 libc::close(fd);
             }
-            if let Err(e) = bind(&exe_c, &in_root_exe, 9) {
-                return e;
-            }
-            if let Err(e) = write_file(&in_root_interp, &fake, 10) {
-                return e;
-            }
+            bind(&exe_c, &in_root_exe, 9)?;
+            write_file(&in_root_interp, &fake, 10)?;
             // SAFETY: chroot and chdir with valid C strings (CAP_SYS_CHROOT in our userns).
             unsafe {
                 if libc::chroot(root_c.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
-                    return (12, errno());
+                    return Err((12, errno()));
                 }
             }
-            execve(&CString::new("/allowed").unwrap(), &[], 13)
-        })
-    });
-    common::settle();
-    eprintln!("chroot: {attempt:?} {:#?}", lines_of(&s, pid));
-    assert!(
-        attempt.stopped(13),
-        "BYPASS: the allowed program ran with the attacker's interpreter in a chroot: \
-         {attempt:?}; santad logged: {:#?}",
-        lines_of(&s, pid)
+            Ok(())
+        },
+        c"/allowed",
+        13,
+    )
+    .assert_stopped(
+        &s,
+        "the allowed program ran with the attacker's interpreter in a chroot",
     );
 }
 
@@ -484,7 +429,7 @@ fn a_refused_execve_check_is_logged_as_a_check() {
         },
         "the check of an unknown file is refused"
     );
-    let line = logged(&s, pid, "DENY");
+    let line = s.logged(pid, "DENY");
     assert!(
         field(&line, "explain")
             .is_some_and(|e| e.contains("AT_EXECVE_CHECK: a check, nothing was executed")),
@@ -496,10 +441,9 @@ fn a_refused_execve_check_is_logged_as_a_check() {
 /// layer on a watched filesystem): the overlay is a superblock santad never marked.
 #[test]
 fn an_overlay_in_a_user_namespace_over_a_watched_unknown_binary_is_stopped() {
-    if !userns_allowed() {
+    let Some(s) = santad_for_userns(SHARED_DENY_ONLY) else {
         return;
-    }
-    let s = santad_for(SHARED_DENY_ONLY);
+    };
     let dir = user_files(&s, "u");
     let lower = dir.join("lower");
     let work = dir.join("w");
@@ -523,46 +467,30 @@ fn an_overlay_in_a_user_namespace_over_a_watched_unknown_binary_is_stopped() {
     let up = cstr(&tmp.join("up"));
     let wk = cstr(&tmp.join("wk"));
     let merged_c = cstr(&merged);
-    let tool = cstr(&merged.join("tool"));
-    let maps = maps();
-    let (attempt, pid) = attacker::as_user(scoped(), || {
-        fork_attempt(|| {
-            if let Err(e) = enter_userns(&maps) {
-                return e;
-            }
-            if let Err(e) = mount_tmpfs(&tmp_c, 6) {
-                return e;
-            }
+    let a = in_userns(
+        || {
+            mount_tmpfs(&tmp_c, 6)?;
             // SAFETY: raw syscalls with valid C strings.
             unsafe {
                 libc::mkdir(up.as_ptr(), 0o755);
                 libc::mkdir(wk.as_ptr(), 0o755);
-                if libc::mount(
-                    c"overlay".as_ptr(),
-                    merged_c.as_ptr(),
-                    c"overlay".as_ptr(),
-                    0,
-                    opts.as_ptr().cast(),
-                ) != 0
-                {
-                    return (7, errno());
-                }
             }
-            execve(&tool, &[], 9)
-        })
-    });
-    eprintln!("{attempt:?} {:#?}", lines_of(&s, pid));
-    assert!(attempt.stopped(9), "{attempt:?}");
+            mount_overlay(&merged_c, &opts, 7)
+        },
+        &cstr(&merged.join("tool")),
+        9,
+    );
+    eprintln!("{:?} {:#?}", a.attempt, lines_of(&s, a.pid));
+    assert!(a.stopped(), "{:?}", a.attempt);
 }
 
 /// Control: `#!` naming the dynamic loader, the script on the user namespace's tmpfs (the
 /// script file itself is unseen; the loader is bprm->file).
 #[test]
 fn a_script_whose_interpreter_is_the_loader_is_killed() {
-    if !userns_allowed() {
+    let Some(s) = santad_for_userns(SHARED_DENY_ONLY) else {
         return;
-    }
-    let s = santad_for(SHARED_DENY_ONLY);
+    };
     let dir = user_files(&s, "u");
     let unknown = attacker::as_user(scoped(), || attacker::exe(&dir, "unknown", "shebang-ld"));
     let mnt = dir.join("mnt");
@@ -571,23 +499,16 @@ fn a_script_whose_interpreter_is_the_loader_is_killed() {
     let script = format!("#!{} {}\n", loader.display(), unknown.display());
     let mnt_c = cstr(&mnt);
     let script_c = cstr(&mnt.join("s"));
-    let maps = maps();
-    let (attempt, pid) = attacker::as_user(scoped(), || {
-        fork_attempt(|| {
-            if let Err(e) = enter_userns(&maps) {
-                return e;
-            }
-            if let Err(e) = mount_tmpfs(&mnt_c, 6) {
-                return e;
-            }
-            if let Err(e) = write_file(&script_c, script.as_bytes(), 7) {
-                return e;
-            }
-            execve(&script_c, &[], 9)
-        })
-    });
-    assert!(attempt.stopped(9), "{attempt:?}");
-    let line = logged(&s, pid, "DENY");
+    let a = in_userns(
+        || {
+            mount_tmpfs(&mnt_c, 6)?;
+            write_file(&script_c, script.as_bytes(), 7)
+        },
+        &script_c,
+        9,
+    );
+    assert!(a.stopped(), "{:?}", a.attempt);
+    let line = s.logged(a.pid, "DENY");
     eprintln!("{line}");
 }
 
@@ -603,32 +524,21 @@ fn an_o_path_fd_exec_of_an_unknown_binary_is_denied() {
     for via_proc in [false, true] {
         let (attempt, pid) = attacker::as_user(scoped(), || {
             fork_attempt(|| {
-                // SAFETY: raw syscalls on valid C strings.
-                unsafe {
-                    let fd = libc::open(u.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
-                    if fd < 0 {
-                        return (1, errno());
-                    }
-                    if via_proc {
-                        let p = CString::new(format!("/proc/self/fd/{fd}")).unwrap();
-                        return execve(&p, &[], 2);
-                    }
-                    let argv = [u.as_ptr(), std::ptr::null()];
-                    let envp = [std::ptr::null::<libc::c_char>()];
-                    libc::syscall(
-                        libc::SYS_execveat,
-                        fd,
-                        c"".as_ptr(),
-                        argv.as_ptr(),
-                        envp.as_ptr(),
-                        libc::AT_EMPTY_PATH,
-                    );
-                    (2, errno())
+                // SAFETY: open with a valid C string.
+                let fd = unsafe { libc::open(u.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+                if fd < 0 {
+                    return (1, errno());
                 }
+                if via_proc {
+                    let p = CString::new(format!("/proc/self/fd/{fd}")).unwrap();
+                    return execve(&p, &[], 2);
+                }
+                attacker::execve_fd(fd, &u);
+                (2, errno())
             })
         });
         assert!(attempt.stopped(2), "via /proc: {via_proc}: {attempt:?}");
-        logged(&s, pid, "DENY");
+        s.logged(pid, "DENY");
     }
 }
 
@@ -661,35 +571,13 @@ fn a_hard_link_to_the_loader_is_refused_or_the_same_inode() {
 /// bind-mounted over santad's own path in a user namespace is allowed as "failsafe path".
 #[test]
 fn an_unknown_binary_bind_mounted_over_santads_own_path_is_denied() {
-    if !userns_allowed() {
+    let Some(s) = santad_for_userns(64_728) else {
         return;
-    }
-    let s = santad_for(64_728);
-    let dir = user_files(&s, "u");
-    let payload = dir.join("payload");
-    let bytes = tiny_elf(PWNED);
-    attacker::as_user(scoped(), || attacker::write_exe(&payload, &bytes));
-    common::settle();
+    };
     let santad_path = std::fs::canonicalize(env!("CARGO_BIN_EXE_santad")).unwrap();
-    let (src, dst) = (cstr(&payload), cstr(&santad_path));
-    let maps = maps();
-    let (attempt, pid) = attacker::as_user(scoped(), || {
-        fork_attempt(|| {
-            if let Err(e) = enter_userns(&maps) {
-                return e;
-            }
-            if let Err(e) = bind(&src, &dst, 6) {
-                return e;
-            }
-            execve(&dst, &[], 9)
-        })
-    });
-    common::settle();
-    assert!(
-        attempt.stopped(9),
-        "BYPASS: the user's unknown binary ran as santad's failsafe path: {attempt:?}; santad \
-         logged: {:#?}",
-        lines_of(&s, pid)
+    exec_a_payload_bind_mounted_over(&s, "payload", &santad_path).assert_stopped(
+        &s,
+        "the user's unknown binary ran as santad's failsafe path",
     );
 }
 
@@ -711,72 +599,13 @@ fn an_unknown_binary_bind_mounted_under_an_allowed_path_regex_is_denied() {
             target.display()
         ),
     );
-    let dir = user_files(&s, "u");
-    let payload = dir.join("tool");
-    let bytes = tiny_elf(PWNED);
-    attacker::as_user(scoped(), || attacker::write_exe(&payload, &bytes));
-    common::settle();
     // (Not exec'd directly first: santad caches a decision by inode, and a cached DENY would
     // answer the spoofed exec too.)
-    let (src, dst) = (cstr(&payload), cstr(&target));
-    let maps = maps();
-    let (attempt, pid) = attacker::as_user(scoped(), || {
-        fork_attempt(|| {
-            if let Err(e) = enter_userns(&maps) {
-                return e;
-            }
-            if let Err(e) = bind(&src, &dst, 6) {
-                return e;
-            }
-            execve(&dst, &[], 9)
-        })
-    });
-    common::settle();
-    eprintln!("path regex: {attempt:?} {:#?}", lines_of(&s, pid));
-    assert!(
-        attempt.stopped(9),
-        "BYPASS: the user's unknown binary ran under AllowedPathRegex: {attempt:?}; santad \
-         logged: {:#?}",
-        lines_of(&s, pid)
-    );
+    exec_a_payload_bind_mounted_over(&s, "tool", &target)
+        .assert_stopped(&s, "the user's unknown binary ran under AllowedPathRegex");
 }
 
 // The second review.
-
-fn mount_overlay(dir: &CString, opts: &CString, step: u32) -> Result<(), (u32, i32)> {
-    // SAFETY: valid C strings.
-    let rc = unsafe {
-        libc::mount(
-            c"overlay".as_ptr(),
-            dir.as_ptr(),
-            c"overlay".as_ptr(),
-            0,
-            opts.as_ptr().cast(),
-        )
-    };
-    if rc != 0 {
-        return Err((step, errno()));
-    }
-    Ok(())
-}
-
-/// Waits until `exe` (allowed) runs for the scoped user.
-fn wait_runs(s: &common::Santad, exe: &Path) {
-    let start = std::time::Instant::now();
-    loop {
-        let (outcome, pid) = attacker::as_user(scoped(), || attacker::exec(exe));
-        if outcome == attacker::Outcome::Ran(0) {
-            return;
-        }
-        assert!(
-            start.elapsed() < common::WAIT,
-            "{} never ran: {outcome:?} {:#?}",
-            exe.display(),
-            lines_of(s, pid)
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
 
 /// The ELF interpreter of an allowed SYSTEM binary replaced, in the user's own mount namespace,
 /// by an overlayfs whose upper-most lower layer is a directory of the user's on a WATCHED
@@ -788,23 +617,16 @@ fn wait_runs(s: &common::Santad, exe: &Path) {
 /// generates no fanotify event on the lower filesystem either.
 #[test]
 fn an_interpreter_replaced_by_an_overlay_over_a_watched_lower_file_is_stopped() {
-    if !userns_allowed() {
+    let Some(mut s) = santad_for_userns(64_741) else {
         return;
-    }
-    let mut s = santad_for(64_741);
-    let sys = common::true_binary().to_path_buf();
-    allow(&mut s, &sys);
-    wait_runs(&s, &sys);
+    };
+    let sys = allowed_system_binary(&mut s);
     let interp = santad::linux::coverage::elf_interpreter(&sys).unwrap();
     let interp_dir = interp.parent().unwrap().to_path_buf();
     let dir = user_files(&s, "u");
     let low = dir.join("low");
-    let fake_path = low.join(interp.file_name().unwrap());
-    let bytes = tiny_elf(PWNED);
-    attacker::as_user(scoped(), || {
-        std::fs::create_dir(&low).unwrap();
-        attacker::write_exe(&fake_path, &bytes)
-    });
+    attacker::as_user(scoped(), || std::fs::create_dir(&low).unwrap());
+    payload(&low, interp.file_name().unwrap().to_str().unwrap());
     common::settle();
     let opts = CString::new(format!(
         "lowerdir={}:{}",
@@ -812,27 +634,13 @@ fn an_interpreter_replaced_by_an_overlay_over_a_watched_lower_file_is_stopped() 
         interp_dir.display()
     ))
     .unwrap();
-    let (dst, sys_c) = (cstr(&interp_dir), cstr(&sys));
-    let maps = maps();
-    let (attempt, pid) = attacker::as_user(scoped(), || {
-        fork_attempt(|| {
-            if let Err(e) = enter_userns(&maps) {
-                return e;
-            }
-            if let Err(e) = mount_overlay(&dst, &opts, 6) {
-                return e;
-            }
-            execve(&sys_c, &[], 9)
-        })
-    });
-    common::settle();
-    eprintln!("overlay interpreter: {attempt:?} {:#?}", lines_of(&s, pid));
-    assert!(
-        attempt.stopped(9),
-        "BYPASS: {} ran the attacker's interpreter from an overlay: {attempt:?}; santad logged: \
-         {:#?}",
-        sys.display(),
-        lines_of(&s, pid)
+    let dst = cstr(&interp_dir);
+    in_userns(|| mount_overlay(&dst, &opts, 6), &cstr(&sys), 9).assert_stopped(
+        &s,
+        &format!(
+            "{} ran the attacker's interpreter from an overlay",
+            sys.display()
+        ),
     );
 }
 
@@ -862,6 +670,29 @@ fn pin_to_cpu(cpu: usize) {
             0
         );
     }
+}
+
+/// Forks, and in the parent waits for the child and leaves with its exit code (or
+/// `code_if_killed(signal)` if a signal ended it): the caller goes on as the child, a fresh
+/// single-threaded process whose leader is the calling thread.
+fn go_on_in_a_fresh_process(what: &str, code_if_killed: fn(i32) -> i32) {
+    // SAFETY: the child only spawns threads and makes syscalls; the parent reaps it.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        return;
+    }
+    let mut status = 0;
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    eprintln!("helper: {what} child {pid} status {status:#x}");
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        code_if_killed(libc::WTERMSIG(status))
+    };
+    // SAFETY: leaving with the child's outcome.
+    unsafe { libc::_exit(code) };
 }
 
 /// The leases `/proc/locks` lists on inode `ino`.
@@ -916,22 +747,7 @@ fn helper_linger(args: &[String]) {
     let attack_cpu = 1;
     if args.get(2).map(String::as_str) == Some("leader") {
         // A fresh single-threaded process whose only thread, the leader, is the one to exec.
-        // SAFETY: the child only spawns threads and makes syscalls; the parent reaps it.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0);
-        if pid > 0 {
-            let mut status = 0;
-            // SAFETY: reaping our own child.
-            unsafe { libc::waitpid(pid, &mut status, 0) };
-            let code = if libc::WIFEXITED(status) {
-                libc::WEXITSTATUS(status)
-            } else {
-                200 + libc::WTERMSIG(status)
-            };
-            eprintln!("helper: leader child status {status:#x}");
-            // SAFETY: leaving with the child's outcome.
-            unsafe { libc::_exit(code) };
-        }
+        go_on_in_a_fresh_process("leader", |signal| 200 + signal);
     }
     let stop = Arc::new(AtomicBool::new(false));
     let mut spinners = Vec::new();
@@ -1004,23 +820,7 @@ fn helper_linger(args: &[String]) {
 fn helper_check(args: &[String]) {
     let big = cstr(Path::new(&args[0]));
     let payload = cstr(Path::new(&args[1]));
-    // SAFETY: the child only spawns a thread and makes syscalls; the parent reaps it.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0);
-    if pid > 0 {
-        let mut status = 0;
-        // SAFETY: reaping our own child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-        eprintln!("helper: check child {pid} status {status:#x}");
-        // SAFETY: leaving with the child's outcome.
-        unsafe {
-            libc::_exit(if libc::WIFEXITED(status) {
-                libc::WEXITSTATUS(status)
-            } else {
-                99
-            })
-        };
-    }
+    go_on_in_a_fresh_process("check", |_| 99);
     std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_millis(150));
         let (_, e) = execve(&payload, &[], 1);
@@ -1053,9 +853,7 @@ fn helper_check(args: &[String]) {
 fn a_real_exec_from_a_thread_is_not_logged_as_a_check_because_its_leader_checks() {
     let s = santad_for(64_744);
     let dir = user_files(&s, "u");
-    let payload = dir.join("payload");
-    let bytes = tiny_elf(PWNED);
-    attacker::as_user(scoped(), || attacker::write_exe(&payload, &bytes));
+    let payload = payload(&dir, "payload");
     // A large root-owned executable santad has not decided yet (any such file of the host
     // does: a big vendor binary); sparse, so it costs nothing but hashing time.
     let big = dir.join("big-root-tool");
@@ -1086,28 +884,38 @@ fn a_real_exec_from_a_thread_is_not_logged_as_a_check_because_its_leader_checks(
     );
 }
 
+/// The starved exec of [`helper_linger`] from a `thread` or from the `leader`, in three rounds,
+/// each on a fresh allowed program of the user's (salted `review2-<salt>-<round>`) that the
+/// helper rewrites with the payload; `check` gets each round's helper status.
+fn starved_exec_rounds(
+    s: &mut common::Santad,
+    from: &str,
+    salt: &str,
+    mut check: impl FnMut(&common::Santad, u32, std::process::ExitStatus),
+) {
+    let dir = user_files(s, "u");
+    let payload = dir.join("payload-bytes");
+    std::fs::write(&payload, tiny_elf(PWNED)).unwrap();
+    for round in 0..3 {
+        let exe = allowed_exe(
+            s,
+            &dir,
+            &format!("allowed{round}"),
+            &format!("review2-{salt}-{round}"),
+        );
+        let status = run_helper(
+            "linger",
+            &[exe.to_str().unwrap(), payload.to_str().unwrap(), from],
+        );
+        check(s, round, status);
+    }
+}
+
 #[test]
 fn a_starved_non_leader_threads_exec_cannot_run_a_file_rewritten_after_the_allow() {
     let mut s = santad_for(64_742);
-    let dir = user_files(&s, "u");
-    let payload = dir.join("payload-bytes");
-    std::fs::write(&payload, tiny_elf(PWNED)).unwrap();
     let mut outcomes = Vec::new();
-    for round in 0..3 {
-        let exe = attacker::as_user(scoped(), || {
-            attacker::exe(
-                &dir,
-                &format!("allowed{round}"),
-                &format!("review2-linger-{round}"),
-            )
-        });
-        common::settle();
-        allow(&mut s, &exe);
-        wait_runs(&s, &exe);
-        let status = run_helper(
-            "linger",
-            &[exe.to_str().unwrap(), payload.to_str().unwrap(), "thread"],
-        );
+    starved_exec_rounds(&mut s, "thread", "linger", |s, round, status| {
         eprintln!("round {round}: {status:?}");
         outcomes.push(status);
         assert_ne!(
@@ -1120,7 +928,7 @@ fn a_starved_non_leader_threads_exec_cannot_run_a_file_rewritten_after_the_allow
                 .filter(|l| l.contains(&format!("allowed{round}")))
                 .collect::<Vec<_>>()
         );
-    }
+    });
     eprintln!("outcomes: {outcomes:?}");
 }
 
@@ -1133,24 +941,7 @@ fn a_starved_non_leader_threads_exec_cannot_run_a_file_rewritten_after_the_allow
 #[test]
 fn a_starved_leaders_exec_is_killed_when_the_lease_wait_runs_out() {
     let mut s = santad_for(64_743);
-    let dir = user_files(&s, "u");
-    let payload = dir.join("payload-bytes");
-    std::fs::write(&payload, tiny_elf(PWNED)).unwrap();
-    for round in 0..3 {
-        let exe = attacker::as_user(scoped(), || {
-            attacker::exe(
-                &dir,
-                &format!("allowed{round}"),
-                &format!("review2-leader-{round}"),
-            )
-        });
-        common::settle();
-        allow(&mut s, &exe);
-        wait_runs(&s, &exe);
-        let status = run_helper(
-            "linger",
-            &[exe.to_str().unwrap(), payload.to_str().unwrap(), "leader"],
-        );
+    starved_exec_rounds(&mut s, "leader", "leader", |_, round, status| {
         eprintln!("leader round {round}: {status:?}");
         assert_ne!(
             status.code(),
@@ -1162,5 +953,5 @@ fn a_starved_leaders_exec_is_killed_when_the_lease_wait_runs_out() {
             matches!(status.code(), Some(0) | Some(209)),
             "the leader's exec ran `true` (0) or was killed (200 + SIGKILL): {status:?}"
         );
-    }
+    });
 }

@@ -8,10 +8,9 @@
 
 mod common;
 
+use common::mapping::SharedMap;
 use common::{body, field, is_eperm, run, sha256_hex};
 use santa_rules::{RuleState, RuleType};
-use std::fs::OpenOptions;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -63,31 +62,10 @@ fn sleeper(s: &common::Santad, name: &str, salt: &str) -> PathBuf {
 /// Rewrites the last byte of `path` through a shared mapping (no `write()`: the kernel keeps
 /// the ignore mark).
 fn rewrite_through_mapping(path: &Path) {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    let len = file.metadata().unwrap().len() as usize;
-    // SAFETY: a shared mapping of the whole file, used within its length, unmapped below.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            file.as_raw_fd(),
-            0,
-        )
-    };
-    assert_ne!(p, libc::MAP_FAILED);
-    drop(file);
-    // SAFETY: inside the mapping; the salt's trailing newline becomes another byte.
-    unsafe {
-        let last = p.cast::<u8>().add(len - 1);
-        last.write_volatile(b'!');
-        libc::munmap(p, len);
-    }
+    let mut map = SharedMap::new(path);
+    // The salt's trailing newline becomes another byte.
+    let last = map.len() - 1;
+    map.write(last, b"!");
 }
 
 #[test]

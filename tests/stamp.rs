@@ -7,6 +7,10 @@
 //! perf harness also uses), as root, and touches nothing else.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
+#[path = "common/mapping.rs"]
+mod mapping;
+
+use mapping::SharedMap;
 use santa_testkit::{PrivateMount, TmpfsOptions};
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -76,28 +80,6 @@ fn assert_moves(fs: &str, what: &str, file: &File, modify: impl FnOnce(&File)) {
     }
 }
 
-fn map_shared(file: &File) -> *mut u8 {
-    // SAFETY: a fresh shared mapping of SIZE bytes of a file that is SIZE bytes long; the
-    // pointer is used only within those bounds and unmapped by the caller.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            SIZE,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            file.as_raw_fd(),
-            0,
-        )
-    };
-    assert_ne!(p, libc::MAP_FAILED);
-    p.cast()
-}
-
-fn unmap(p: *mut u8) {
-    // SAFETY: `p` came from map_shared with SIZE bytes.
-    unsafe { libc::munmap(p.cast(), SIZE) };
-}
-
 #[test]
 fn every_write_path_moves_ctime_even_right_after_a_stat() {
     for (fs, mount) in mounts() {
@@ -113,10 +95,7 @@ fn every_write_path_moves_ctime_even_right_after_a_stat() {
             f.write_at(&vec![9u8; SIZE], 0).unwrap();
         });
         assert_moves(fs, "first write through a shared mapping", &f, |f| {
-            let p = map_shared(f);
-            // SAFETY: inside the mapping.
-            unsafe { p.add(10).write_volatile(1) };
-            unmap(p);
+            SharedMap::of(f).write(10, &[1]);
         });
         let src = fresh(dir, "source");
         src.write_at(&[3u8; 4096], 0).unwrap();
@@ -171,15 +150,13 @@ fn every_write_path_moves_ctime_even_right_after_a_stat() {
 fn a_write_through_an_already_writable_page_keeps_ctime_so_evaluations_hold_a_lease() {
     for (fs, mount) in mounts() {
         let f = fresh(mount.path(), "mapped");
-        let p = map_shared(&f);
+        let mut map = SharedMap::of(&f);
         // The first fault makes the page writable (and moves ctime); the writer then closes
         // its fd but keeps the mapping, which keeps the file open for writing.
-        // SAFETY: inside the mapping.
-        unsafe { p.add(1).write_volatile(1) };
+        map.write(1, &[1]);
         let reader = File::open(mount.join("mapped")).unwrap();
         let before = ctime_ns(&reader);
-        // SAFETY: inside the mapping.
-        unsafe { p.add(2).write_volatile(2) };
+        map.write(2, &[2]);
         assert_eq!(
             ctime_ns(&reader).0,
             before.0,
@@ -192,7 +169,7 @@ fn a_write_through_an_already_writable_page_keeps_ctime_so_evaluations_hold_a_le
             leased, -1,
             "{fs}: a read lease granted beside a writable mapping"
         );
-        unmap(p);
+        drop(map);
         drop(f);
         // SAFETY: as above.
         let leased = unsafe { libc::fcntl(reader.as_raw_fd(), libc::F_SETLEASE, libc::F_RDLCK) };

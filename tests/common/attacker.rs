@@ -16,7 +16,7 @@
 //! would block until the exec is over, and the tests need the pid while santad holds it.
 #![allow(dead_code, clippy::unwrap_used)] // a failed unwrap is a failed test
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -142,6 +142,19 @@ pub fn write_exe(path: &Path, bytes: &[u8]) {
     f.write_all(bytes).unwrap();
 }
 
+/// [`write_exe`] of `head`, then the file extended to `len` bytes with a hole: a large file
+/// that costs no memory until something reads it (tmpfs allocates a page for each hole read
+/// through a mapping).
+pub fn write_sparse_exe(path: &Path, head: &[u8], len: u64) {
+    write_exe(path, head);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+}
+
 /// `write_exe` of [`elf_bytes`]`(salt)` at `dir/name`.
 pub fn exe(dir: &Path, name: &str, salt: &str) -> PathBuf {
     let path = dir.join(name);
@@ -175,89 +188,7 @@ pub fn sha256_file(path: &Path) -> String {
         .collect()
 }
 
-/// A `MAP_SHARED` writable mapping of a whole file, whose fd is closed as soon as the mapping
-/// exists: writes through it reach the file with no `write()` the kernel could report.
-#[derive(Debug)]
-pub struct SharedMap {
-    addr: *mut u8,
-    len: usize,
-}
-
-// SAFETY: a mapping belongs to the process, not to a thread; `SharedMap` owns it alone (it is
-// not Clone) and unmaps it once, so moving it to another thread is sound.
-unsafe impl Send for SharedMap {}
-
-impl SharedMap {
-    pub fn new(path: &Path) -> SharedMap {
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .unwrap();
-        let len = usize::try_from(f.metadata().unwrap().len()).unwrap();
-        assert!(len > 0, "cannot map an empty file");
-        // SAFETY: a fresh shared mapping of a file we opened read-write; the kernel chooses the
-        // address; the result is checked against MAP_FAILED.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                f.as_raw_fd(),
-                0,
-            )
-        };
-        assert_ne!(
-            addr,
-            libc::MAP_FAILED,
-            "mmap: {}",
-            std::io::Error::last_os_error()
-        );
-        drop(f); // the mapping keeps the file open; no fd is left
-        SharedMap {
-            addr: addr.cast(),
-            len,
-        }
-    }
-
-    /// Writes each page's first byte back to itself: every page is faulted in writable and
-    /// dirty, so later writes through the map need no further page fault.
-    pub fn prefault(&mut self) {
-        let page = 4096;
-        let mut off = 0;
-        while off < self.len {
-            // SAFETY: `off < len`, inside our live mapping; volatile so the write is not elided.
-            unsafe {
-                let p = self.addr.add(off);
-                p.write_volatile(p.read_volatile());
-            }
-            off += page;
-        }
-    }
-
-    /// Copies `bytes` into the mapping at `offset`.
-    pub fn write(&mut self, offset: usize, bytes: &[u8]) {
-        assert!(offset + bytes.len() <= self.len, "write past the mapping");
-        // SAFETY: the range is inside our live mapping (checked above); `bytes` is a separate
-        // allocation, so the ranges do not overlap.
-        unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.addr.add(offset), bytes.len());
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-}
-
-impl Drop for SharedMap {
-    fn drop(&mut self) {
-        // SAFETY: unmapping the mapping we created, exactly once.
-        let rc = unsafe { libc::munmap(self.addr.cast(), self.len) };
-        assert_eq!(rc, 0, "munmap");
-    }
-}
+pub use crate::common::mapping::SharedMap;
 
 /// Rewrites `bytes` at `offset` through a shared mapping (open, mmap, close, write, munmap).
 pub fn mmap_rewrite(path: &Path, offset: usize, bytes: &[u8]) {
@@ -291,6 +222,56 @@ impl Outcome {
     }
 }
 
+/// The first thing a child forked by a test does: it makes itself dumpable again and closes
+/// every fd but stdio and `keep` (-1 for none). Async-signal-safe (raw syscalls only), as a
+/// child of a multi-threaded process must be.
+///
+/// Dumpable: the test process is not dumpable once a thread changed its credentials, and a fork
+/// inherits that: /proc/PID would be root's. The attacker owns its process, and can see in
+/// /proc/PID/wchan whether santad still holds its exec. (exec resets the flag anyway; this covers
+/// the time before.)
+///
+/// Closed: the fork copied every other thread's fds too (pipes of santactl calls, other execs'
+/// error pipes), and close-on-exec closes them only once the exec is past santad — which can be
+/// seconds when santad is hashing a slow file — so their readers would wait on this child.
+pub fn prepare_forked_child(mut keep: [RawFd; 2]) {
+    keep.sort_unstable();
+    // SAFETY: prctl with plain integers and close_range on fd ranges of this child, which is
+    // single-threaded: no other thread of it can be using them.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
+        let mut first: libc::c_uint = 3;
+        for k in keep {
+            if k >= 3 {
+                let k = k as libc::c_uint;
+                if k > first {
+                    libc::syscall(libc::SYS_close_range, first, k - 1, 0);
+                }
+                first = first.max(k + 1);
+            }
+        }
+        libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0);
+    }
+}
+
+/// `execveat(fd, "", [argv0], [], AT_EMPTY_PATH)`: fexecve of the open fd `fd`. Returns only if
+/// the exec failed (the reason is in errno). Async-signal-safe: no allocation.
+pub fn execve_fd(fd: RawFd, argv0: &CStr) {
+    let argv = [argv0.as_ptr(), std::ptr::null()];
+    let envp = [std::ptr::null::<libc::c_char>()];
+    // SAFETY: an empty path and null-terminated arrays of valid C strings, alive for the call.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd,
+            c"".as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        );
+    }
+}
+
 /// What to exec.
 #[derive(Clone, Copy, Debug)]
 pub enum Target<'a> {
@@ -318,7 +299,6 @@ pub fn spawn(target: Target<'_>) -> Exec {
         Target::Path(p) => CString::new(p.as_os_str().as_bytes()).unwrap(),
         Target::Fd(_) => CString::new("fd-exec").unwrap(),
     };
-    let empty = CString::new("").unwrap();
     let argv = [program.as_ptr(), std::ptr::null()];
     let envp = [std::ptr::null::<libc::c_char>()];
     let mut fds = [0 as RawFd; 2];
@@ -329,52 +309,25 @@ pub fn spawn(target: Target<'_>) -> Exec {
     let (read_end, write_end) =
         unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     let started = Instant::now();
-    // SAFETY: the child only calls async-signal-safe functions (execve/execveat, write, _exit)
-    // on memory prepared before the fork, so the other threads' locks cannot matter.
+    // SAFETY: the child only calls async-signal-safe functions (prctl, close_range,
+    // execve/execveat, write, _exit) on memory prepared before the fork, so the other threads'
+    // locks cannot matter.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
     if pid == 0 {
+        // The fd to exec stays open too.
+        let keep = match target {
+            Target::Fd(fd) => fd,
+            Target::Path(_) => -1,
+        };
+        prepare_forked_child([write_end.as_raw_fd(), keep]);
         // SAFETY: see the fork above; argv/envp are null-terminated arrays of valid C strings.
         unsafe {
-            // The test process is not dumpable once a thread changed its credentials, and a
-            // fork inherits that: make this child readable for its owner again, so the
-            // attacker can see in /proc/PID/wchan whether santad still holds its exec. (exec
-            // resets the flag anyway; this covers the time before.)
-            libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
-            // Close every fd but stdio, our own error pipe and the fd to exec: the fork copied
-            // every other thread's fds too (pipes of santactl calls, other execs' error pipes),
-            // and close-on-exec closes them only once the exec is past santad — which can be
-            // seconds when santad is hashing a slow file — so their readers would wait on us.
-            let mut keep = [write_end.as_raw_fd(), -1];
-            if let Target::Fd(fd) = target {
-                keep[1] = fd;
-            }
-            keep.sort_unstable();
-            let mut first: libc::c_uint = 3;
-            for k in keep {
-                if k >= 3 {
-                    let k = k as libc::c_uint;
-                    if k > first {
-                        libc::syscall(libc::SYS_close_range, first, k - 1, 0);
-                    }
-                    first = first.max(k + 1);
-                }
-            }
-            libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0);
             match target {
                 Target::Path(_) => {
                     libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr());
                 }
-                Target::Fd(fd) => {
-                    libc::syscall(
-                        libc::SYS_execveat,
-                        fd,
-                        empty.as_ptr(),
-                        argv.as_ptr(),
-                        envp.as_ptr(),
-                        libc::AT_EMPTY_PATH,
-                    );
-                }
+                Target::Fd(fd) => execve_fd(fd, &program),
             }
             let errno = *libc::__errno_location();
             let bytes = errno.to_ne_bytes();
@@ -494,6 +447,63 @@ pub fn wait_held(exec: &Exec) -> bool {
     }
 }
 
+/// Execs `path` and, once santad is seen holding the exec, waits `delay` (the attack's timing,
+/// not a synchronisation: where in santad's work it lands) and runs `attack` on the exec's pid;
+/// `attack` returns whether it landed while santad still held the exec. An exec answered before
+/// the first look is not attacked (`attack` is dropped unrun, before the exec is waited for).
+/// Returns (pid, whether the attack landed while held, outcome).
+pub fn attack_while_held(
+    path: &Path,
+    delay: Duration,
+    attack: impl FnOnce(i32) -> bool,
+) -> (i32, bool, Outcome) {
+    let e = spawn_exec(path);
+    let pid = e.pid;
+    let landed_while_held = if wait_held(&e) {
+        std::thread::sleep(delay);
+        attack(pid)
+    } else {
+        drop(attack);
+        false
+    };
+    (pid, landed_while_held, e.wait())
+}
+
+/// A Lockdown santad (with config lines `extra`) and the attacker's own directory on its mount.
+pub fn lockdown(extra: &str) -> (crate::common::Santad, PathBuf) {
+    let s = crate::common::start("LOCKDOWN", extra);
+    let dir = user_dir(s.mount.path(), "attacker", NOBODY);
+    (s, dir)
+}
+
+/// Root allows `path`'s current content with a Binary rule through santactl, which returns once
+/// the new policy is in force (no reload sleep).
+pub fn allow(s: &crate::common::Santad, path: &Path) {
+    santactl(
+        &s.socket_path,
+        &["rule", "--allow", "--sha256", &sha256_file(path)],
+    );
+}
+
+/// What the write-during-hashing attacks put over an allowed file's first bytes: a script
+/// nobody approved, which exits [`SCRIPT_EXIT`] if it ever runs.
+pub const SCRIPT: &[u8] = b"#!/bin/sh\nexit 7\n";
+pub const SCRIPT_EXIT: i32 = 7;
+
+/// A Lockdown santad and the attacker's large file `name` (an ELF head salted by `name`, then
+/// a hole up to `bytes`), whose content root allows: (santad, the file, its ELF head).
+pub fn lockdown_with_allowed_big_file(
+    name: &str,
+    bytes: u64,
+) -> (crate::common::Santad, PathBuf, Vec<u8>) {
+    let (s, dir) = lockdown("");
+    let big = dir.join(name);
+    let head = elf_bytes(name);
+    as_user(NOBODY, || write_sparse_exe(&big, &head, bytes));
+    allow(&s, &big);
+    (s, big, head)
+}
+
 /// Whether process `pid` (santad, our child) still exists and is neither a zombie nor on its way
 /// out: a process killed by a signal takes a while to exit (its other threads, its mappings), and
 /// until then it is no longer serving.
@@ -511,20 +521,9 @@ pub fn alive(pid: i32) -> bool {
     })
 }
 
-/// The santactl binary, beside santad in the same target directory (see tests/santactl.rs).
-pub fn santactl_path() -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_santad")).with_file_name("santactl");
-    assert!(
-        p.exists(),
-        "{} is missing: build it with `cargo build --bins` (or test with -p santad -p santactl)",
-        p.display()
-    );
-    p
-}
-
 /// Runs santactl as root against `socket`; returns stdout, failing the test on a non-zero exit.
 pub fn santactl(socket: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new(santactl_path())
+    let out = std::process::Command::new(crate::common::santactl_path())
         .arg("--socket")
         .arg(socket)
         .args(args)

@@ -1,10 +1,11 @@
 //! Forked attempts for the bypass suites (`tests/bypass.rs`, `tests/bypass_review.rs`): a child
 //! that runs raw syscalls prepared before the fork (credentials, namespaces, mounts, memfds) and
 //! ends in an exec, and reports which step failed with which errno, so "refused", "killed" and
-//! "ran" cannot be confused.
+//! "ran" cannot be confused. Its includers also include `attacker.rs` (credentials, the forked
+//! child's first steps).
 #![allow(dead_code, clippy::unwrap_used)] // shared by two test binaries; a failed unwrap is a failed test
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -54,25 +55,7 @@ pub fn fork_attempt_keeping(keep: RawFd, body: impl FnOnce() -> (u32, i32)) -> (
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0);
     if pid == 0 {
-        let mut kept = [w.as_raw_fd(), keep];
-        kept.sort_unstable();
-        // SAFETY: closing fd ranges of this (single-threaded) child; prctl with plain integers.
-        unsafe {
-            // A thread of the test changed its credentials, which made the process (and this
-            // fork) not dumpable: /proc/self would be root's. The attacker owns its process.
-            libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
-            let mut first: libc::c_uint = 3;
-            for k in kept {
-                if k >= 3 {
-                    let k = k as libc::c_uint;
-                    if k > first {
-                        libc::syscall(libc::SYS_close_range, first, k - 1, 0);
-                    }
-                    first = first.max(k + 1);
-                }
-            }
-            libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0);
-        }
+        crate::attacker::prepare_forked_child([w.as_raw_fd(), keep]);
         let (step, e) = body();
         let mut msg = [0u8; 8];
         msg[..4].copy_from_slice(&step.to_ne_bytes());
@@ -103,6 +86,18 @@ pub fn fork_attempt_keeping(keep: RawFd, body: impl FnOnce() -> (u32, i32)) -> (
         Attempt::Killed(libc::WTERMSIG(status))
     };
     (attempt, pid)
+}
+
+/// [`fork_attempt`] of `setup` (the steps that prepare the child: credentials, namespaces,
+/// mounts, files) and then `exec`, which is not reached when a setup step fails.
+pub fn fork_attempt_after(
+    setup: impl FnOnce() -> Result<(), (u32, i32)>,
+    exec: impl FnOnce() -> (u32, i32),
+) -> (Attempt, i32) {
+    fork_attempt(|| match setup() {
+        Ok(()) => exec(),
+        Err(failed) => failed,
+    })
 }
 
 pub fn cstr(p: &Path) -> CString {
@@ -168,23 +163,90 @@ pub fn become_user(uid: u32, gid: u32, groups: &[u32]) -> Result<(), (u32, i32)>
 
 /// A memfd holding a runnable ELF, exec'd by `execveat(AT_EMPTY_PATH)`; step `step` and on.
 pub fn memfd_exec(name: &CString, bytes: &[u8], step: u32) -> (u32, i32) {
-    let empty = c"";
-    // SAFETY: raw syscalls on data prepared before the fork.
-    unsafe {
+    // SAFETY: raw syscalls on data prepared before the fork; `bytes` is valid for its length.
+    let written = unsafe {
         let fd = libc::memfd_create(name.as_ptr(), 0);
         if fd < 0 || libc::write(fd, bytes.as_ptr().cast(), bytes.len()) != bytes.len() as isize {
             return (step, errno());
         }
-        let argv = [name.as_ptr(), std::ptr::null()];
-        let envp = [std::ptr::null::<libc::c_char>()];
-        libc::syscall(
-            libc::SYS_execveat,
-            fd,
-            empty.as_ptr(),
-            argv.as_ptr(),
-            envp.as_ptr(),
-            libc::AT_EMPTY_PATH,
-        );
-        (step + 1, errno())
+        fd
+    };
+    crate::attacker::execve_fd(written, name);
+    (step + 1, errno())
+}
+
+/// The `uid_map`/`gid_map` line of a user namespace in which `id` is root: `0 <id> 1`.
+pub fn map_to_root(id: u32) -> String {
+    format!("0 {id} 1")
+}
+
+/// In the forked child: a new user namespace (mapped by `maps`, see [`map_to_root`]) and mount
+/// namespace, with every mount made private (nothing propagates anywhere). Steps 1..=5.
+pub fn enter_userns(maps: &str) -> Result<(), (u32, i32)> {
+    // SAFETY: raw syscalls in the single-threaded child on data prepared before it.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0 {
+            return Err((1, errno()));
+        }
+        for (file, text, step) in [
+            (c"/proc/self/setgroups", "deny", 2),
+            (c"/proc/self/uid_map", maps, 3),
+            (c"/proc/self/gid_map", maps, 4),
+        ] {
+            let fd = libc::open(file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 || libc::write(fd, text.as_ptr().cast(), text.len()) < 0 {
+                return Err((step, errno()));
+            }
+            libc::close(fd);
+        }
     }
+    mount(
+        c"none",
+        c"/",
+        None,
+        libc::MS_REC | libc::MS_PRIVATE,
+        None,
+        5,
+    )
+}
+
+/// `mount(2)` in the child's own mount namespace; step `step` on failure.
+fn mount(
+    source: &CStr,
+    target: &CStr,
+    fs_type: Option<&CStr>,
+    flags: libc::c_ulong,
+    data: Option<&CStr>,
+    step: u32,
+) -> Result<(), (u32, i32)> {
+    // SAFETY: valid C strings (or null where the kernel takes none), alive for the call.
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fs_type.map_or(std::ptr::null(), CStr::as_ptr),
+            flags,
+            data.map_or(std::ptr::null(), |d| d.as_ptr().cast()),
+        )
+    };
+    if rc != 0 {
+        return Err((step, errno()));
+    }
+    Ok(())
+}
+
+/// A tmpfs on `dir` (in the child's own mount namespace). Step `step`.
+pub fn mount_tmpfs(dir: &CStr, step: u32) -> Result<(), (u32, i32)> {
+    mount(c"tmpfs", dir, Some(c"tmpfs"), 0, None, step)
+}
+
+/// A bind mount of `src` on `dst` (in the child's own mount namespace). Step `step`.
+pub fn bind(src: &CStr, dst: &CStr, step: u32) -> Result<(), (u32, i32)> {
+    mount(src, dst, None, libc::MS_BIND, None, step)
+}
+
+/// An overlayfs on `dir` with mount options `opts` (in the child's own mount namespace). Step
+/// `step`.
+pub fn mount_overlay(dir: &CStr, opts: &CStr, step: u32) -> Result<(), (u32, i32)> {
+    mount(c"overlay", dir, Some(c"overlay"), 0, Some(opts), step)
 }

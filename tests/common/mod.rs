@@ -5,6 +5,8 @@
 //! unmounts; a santad that dies releases every exec it held, so nothing on the host can wedge.
 #![allow(dead_code, clippy::unwrap_used)] // shared by several test binaries; a failed unwrap is a failed test
 
+pub mod mapping;
+
 use santa_testkit::{PrivateMount, TmpfsOptions};
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -259,6 +261,25 @@ impl Santad {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         settle();
         path
+    }
+
+    /// Waits for the log line of process `pid`'s exec with this decision; returns it.
+    pub fn logged(&self, pid: i32, decision: &str) -> String {
+        let pid = pid.to_string();
+        self.wait_log(1, |l| {
+            field(l, "pid") == Some(pid.as_str()) && field(l, "decision") == Some(decision)
+        })
+        .remove(0)
+    }
+
+    /// Allows `path`'s current content with a Binary rule in the database, and reloads.
+    pub fn allow_binary(&mut self, path: &Path) {
+        self.add_rule(
+            santa_rules::RuleType::Binary,
+            &sha256_hex(path),
+            santa_rules::RuleState::Allow,
+        );
+        self.reload();
     }
 
     /// Writes a rule into the rules database (santad picks it up on SIGHUP).

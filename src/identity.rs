@@ -105,16 +105,6 @@ pub struct WorkerState {
     path: Box<Text<PATH_BYTES_MAX>>,
 }
 
-fn signing_status(status: &signing::SigningStatus) -> rules::SigningStatus {
-    match status {
-        signing::SigningStatus::Unsigned => rules::SigningStatus::Unsigned,
-        signing::SigningStatus::Invalid(_) => rules::SigningStatus::Invalid,
-        signing::SigningStatus::Adhoc => rules::SigningStatus::AdHoc,
-        signing::SigningStatus::Development => rules::SigningStatus::Development,
-        signing::SigningStatus::Production => rules::SigningStatus::Production,
-    }
-}
-
 /// How long after a file's last change a decision about it is not cached. Filesystems without
 /// multigrain timestamps (ext2, vfat, and every filesystem before Linux 6.13) stamp ctime from a
 /// coarse clock (one tick, 1–10 ms): a rewrite within the same tick as the change before it
@@ -222,9 +212,7 @@ impl ExecEvaluator {
         };
         let sha256 = *id.hash.sha256.as_bytes();
         let signing = id.signing.as_ref();
-        let status = signing.map_or(rules::SigningStatus::Unsigned, |s| {
-            signing_status(&s.status)
-        });
+        let status = signing.map_or(signing::SigningStatus::Unsigned, |s| s.status);
         let leaf = signing.and_then(|s| s.chain().first());
         let team_id = signing.and_then(|s| s.team_id());
         let signing_id = signing.and_then(|s| s.signing_id());

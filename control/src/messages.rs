@@ -111,39 +111,13 @@ pub struct FileFacts {
     /// Leaf certificate SHA-256, 64 hex.
     #[serde(default)]
     pub cert_sha256: Option<String>,
-    /// How the file is signed.
-    pub signing_status: WireSigningStatus,
+    /// How the file is signed (santactl and santad ship together, so the wire carries the
+    /// signing crate's status itself: `"unsigned"`, `"invalid"`, `"ad_hoc"`, `"development"`,
+    /// `"production"`).
+    pub signing_status: rules::SigningStatus,
     /// A platform (Apple OS) binary.
     #[serde(default)]
     pub platform_binary: bool,
-}
-
-/// [`rules::SigningStatus`] on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WireSigningStatus {
-    /// No signature.
-    Unsigned,
-    /// A signature that does not verify.
-    Invalid,
-    /// Ad-hoc.
-    AdHoc,
-    /// Development certificate.
-    Development,
-    /// Production certificate.
-    Production,
-}
-
-impl From<WireSigningStatus> for rules::SigningStatus {
-    fn from(s: WireSigningStatus) -> Self {
-        match s {
-            WireSigningStatus::Unsigned => rules::SigningStatus::Unsigned,
-            WireSigningStatus::Invalid => rules::SigningStatus::Invalid,
-            WireSigningStatus::AdHoc => rules::SigningStatus::AdHoc,
-            WireSigningStatus::Development => rules::SigningStatus::Development,
-            WireSigningStatus::Production => rules::SigningStatus::Production,
-        }
-    }
 }
 
 /// One rule change on the wire: Santa's JSON fields, with the state as Santa's database value

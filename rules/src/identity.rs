@@ -1,23 +1,13 @@
 //! A file's identities as the pipeline sees them, and Santa's filtering of them by signing status.
 //!
-//! The daemon fills a [`FileIdentity`] from its signing crate; this crate never parses binaries.
+//! The daemon fills a [`FileIdentity`] from its signing crate; this crate never parses binaries,
+//! it only takes the signing crate's [`SigningStatus`] as the word for how a file is signed.
 
 use crate::model::{CdHash, Sha256, SigningIdPrefix, TeamId};
 
-/// How (and whether) a file is code-signed, from least to most trusted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum SigningStatus {
-    /// No code signature.
-    Unsigned,
-    /// A code signature that does not verify (tampered, revoked, malformed).
-    Invalid,
-    /// Signed without a certificate (ad-hoc).
-    AdHoc,
-    /// Signed with a development certificate.
-    Development,
-    /// Signed with a production (distribution) certificate.
-    Production,
-}
+/// How (and whether) a file is code-signed: the signing crate's status, the one definition
+/// (its order, least to most trusted, is the order the filtering below relies on).
+pub use santa_signing::SigningStatus;
 
 /// Everything the policy needs to know about one executable, borrowed from the daemon's buffers.
 #[derive(Clone, Copy, Debug)]

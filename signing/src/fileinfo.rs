@@ -22,6 +22,9 @@ pub struct FileSigning {
     pub slices: Vec<SliceReport>,
     /// The whole file's status (Santa's all-architectures rule).
     pub status: SigningStatus,
+    /// Why the file's signature is invalid, when `status` is `Invalid`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invalid_reason: Option<InvalidReason>,
     /// Index of the slice whose identities are reported: the host's architecture if present,
     /// else the first signed slice, else the first.
     pub primary_slice: usize,
@@ -57,7 +60,8 @@ impl FileSigning {
                 return Ok(Self {
                     fat: format == FileFormat::FatMachO,
                     slices: Vec::new(),
-                    status: SigningStatus::Invalid(InvalidReason::MachO(e)),
+                    status: SigningStatus::Invalid,
+                    invalid_reason: Some(InvalidReason::MachO(e)),
                     primary_slice: 0,
                 });
             }
@@ -67,7 +71,7 @@ impl FileSigning {
             .iter()
             .map(|s| verify::verify_slice_with(s, external, now_unix, detail))
             .collect();
-        let status = verify::combine_status(&slices);
+        let (status, invalid_reason) = verify::combine_status(&slices);
         let host = CpuType::host();
         let primary_slice = slices
             .iter()
@@ -78,8 +82,14 @@ impl FileSigning {
             fat: parsed.fat,
             slices,
             status,
+            invalid_reason,
             primary_slice,
         })
+    }
+
+    /// Santa's `fileinfo` wording for the Code-signed line.
+    pub fn code_signed_text(&self) -> String {
+        self.status.code_signed_text(self.invalid_reason.as_ref())
     }
 
     fn primary(&self) -> Option<&SliceReport> {
@@ -285,7 +295,7 @@ pub fn file_info(path: &Path, options: &FileInfoOptions) -> Result<FileInfo, Fil
     };
     let code_signed = signing
         .as_ref()
-        .map_or_else(|| "No".into(), |s| s.status.code_signed_text());
+        .map_or_else(|| "No".into(), FileSigning::code_signed_text);
     Ok(FileInfo {
         path: path.to_path_buf(),
         sha256,

@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::cms::{CmsError, CmsSignature};
 use crate::codesign::{
@@ -141,16 +141,20 @@ impl Serialize for InvalidReason {
     }
 }
 
-/// Santa's signing status of a binary; it decides which identities the rules may match on.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "status", content = "reason")]
+/// Santa's signing status of a binary, from least to most trusted; it decides which identities
+/// the rules may match on (`santa_rules` filters by this order). The one definition: the rules
+/// crate, the control protocol and the macOS kernel facts all use this type. Why an `Invalid`
+/// signature is invalid is an [`InvalidReason`] beside it, where verification knows one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SigningStatus {
     /// No code signature.
     Unsigned,
-    /// A signature that does not verify; identity by SHA-256 only.
-    Invalid(InvalidReason),
+    /// A signature that does not verify (tampered, revoked, malformed); identity by SHA-256
+    /// only.
+    Invalid,
     /// Valid ad-hoc signature (no certificate): CDHash and SHA-256.
-    Adhoc,
+    AdHoc,
     /// Valid, signed with a development certificate: CDHash, SHA-256, certificate.
     Development,
     /// Valid, signed with a production certificate (Developer ID, App Store, Apple):
@@ -160,21 +164,25 @@ pub enum SigningStatus {
 
 impl SigningStatus {
     /// The status is a verified signature (ad-hoc or certificate).
-    pub fn is_valid(&self) -> bool {
-        matches!(self, Self::Adhoc | Self::Development | Self::Production)
+    pub fn is_valid(self) -> bool {
+        matches!(self, Self::AdHoc | Self::Development | Self::Production)
     }
 
-    /// Santa's `fileinfo` wording for the Code-signed line.
-    pub fn code_signed_text(&self) -> String {
-        match self {
-            Self::Unsigned => "No".into(),
-            Self::Invalid(InvalidReason::InconsistentArchitectures) => {
+    /// Santa's `fileinfo` wording for the Code-signed line; `invalid_reason` is why an
+    /// `Invalid` signature is invalid.
+    pub fn code_signed_text(self, invalid_reason: Option<&InvalidReason>) -> String {
+        match (self, invalid_reason) {
+            (Self::Unsigned, _) => "No".into(),
+            (Self::Invalid, Some(InvalidReason::InconsistentArchitectures)) => {
                 "Yes, but signing is not consistent for all architectures".into()
             }
-            Self::Invalid(r) => format!("Yes, but code/signature changed/unverifiable ({r})"),
-            Self::Adhoc => "Yes, but ad-hoc".into(),
-            Self::Development => "Yes, with a development certificate".into(),
-            Self::Production => "Yes".into(),
+            (Self::Invalid, Some(r)) => {
+                format!("Yes, but code/signature changed/unverifiable ({r})")
+            }
+            (Self::Invalid, None) => "Yes, but code/signature changed/unverifiable".into(),
+            (Self::AdHoc, _) => "Yes, but ad-hoc".into(),
+            (Self::Development, _) => "Yes, with a development certificate".into(),
+            (Self::Production, _) => "Yes".into(),
         }
     }
 }
@@ -321,6 +329,9 @@ pub struct SliceReport {
     pub signature: Option<SignatureReport>,
     /// The slice's signing status.
     pub status: SigningStatus,
+    /// Why the slice's signature is invalid, when `status` is `Invalid`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invalid_reason: Option<InvalidReason>,
 }
 
 /// How much of a signature to decode beyond what its signing status needs.
@@ -358,6 +369,7 @@ pub fn verify_slice_with(
         has_pagezero: slice.has_pagezero,
         signature: None,
         status: SigningStatus::Unsigned,
+        invalid_reason: None,
     };
     let Some(loc) = slice.code_signature else {
         return report;
@@ -372,13 +384,20 @@ pub fn verify_slice_with(
     let sig = match EmbeddedSignature::parse(area, slice.size_bytes()) {
         Ok(s) => s,
         Err(e) => {
-            report.status = SigningStatus::Invalid(InvalidReason::Malformed(e));
+            report.status = SigningStatus::Invalid;
+            report.invalid_reason = Some(InvalidReason::Malformed(e));
             return report;
         }
     };
-    let (signature, status) = verify_embedded(slice.bytes, &sig, external, now_unix, detail);
+    let (signature, outcome) = verify_embedded(slice.bytes, &sig, external, now_unix, detail);
     report.signature = Some(signature);
-    report.status = status;
+    match outcome {
+        Ok(status) => report.status = status,
+        Err(r) => {
+            report.status = SigningStatus::Invalid;
+            report.invalid_reason = Some(r);
+        }
+    }
     report
 }
 
@@ -394,7 +413,7 @@ fn verify_embedded(
     external: &ExternalFiles,
     now_unix: i64,
     detail: Detail,
-) -> (SignatureReport, SigningStatus) {
+) -> (SignatureReport, Result<SigningStatus, InvalidReason>) {
     let mut failure: Option<InvalidReason> = None;
     let mut cd_reports = Vec::with_capacity(sig.code_directories.len());
     for cd in &sig.code_directories {
@@ -514,13 +533,13 @@ fn verify_embedded(
         report.chain = chain;
     }
     report.cms = cms;
-    let status = match failure {
-        Some(r) => SigningStatus::Invalid(r),
-        None if adhoc => SigningStatus::Adhoc,
-        None if report.platform_binary || production_leaf => SigningStatus::Production,
-        None => SigningStatus::Development,
+    let outcome = match failure {
+        Some(r) => Err(r),
+        None if adhoc => Ok(SigningStatus::AdHoc),
+        None if report.platform_binary || production_leaf => Ok(SigningStatus::Production),
+        None => Ok(SigningStatus::Development),
     };
-    (report, status)
+    (report, outcome)
 }
 
 /// Hashes every code page and compares it with its slot.
@@ -681,17 +700,15 @@ fn verify_cms(
     Ok(())
 }
 
-/// The signing status of a whole file from its slices: a fat file is valid only if every
-/// slice is signed and all are signed alike (same kind, same leaf certificate) — Santa's rule.
-pub fn combine_status(slices: &[SliceReport]) -> SigningStatus {
+/// The signing status of a whole file from its slices, and why it is invalid when it is: a
+/// fat file is valid only if every slice is signed and all are signed alike (same kind, same
+/// leaf certificate) — Santa's rule.
+pub fn combine_status(slices: &[SliceReport]) -> (SigningStatus, Option<InvalidReason>) {
     if slices.iter().all(|s| s.status == SigningStatus::Unsigned) {
-        return SigningStatus::Unsigned;
+        return (SigningStatus::Unsigned, None);
     }
-    if let Some(s) = slices
-        .iter()
-        .find(|s| matches!(s.status, SigningStatus::Invalid(_)))
-    {
-        return s.status.clone();
+    if let Some(s) = slices.iter().find(|s| s.status == SigningStatus::Invalid) {
+        return (s.status, s.invalid_reason.clone());
     }
     let first = &slices[0];
     let leaf = |s: &SliceReport| {
@@ -703,8 +720,11 @@ pub fn combine_status(slices: &[SliceReport]) -> SigningStatus {
         .iter()
         .all(|s| s.status == first.status && leaf(s) == leaf(first));
     if consistent {
-        first.status.clone()
+        (first.status, None)
     } else {
-        SigningStatus::Invalid(InvalidReason::InconsistentArchitectures)
+        (
+            SigningStatus::Invalid,
+            Some(InvalidReason::InconsistentArchitectures),
+        )
     }
 }

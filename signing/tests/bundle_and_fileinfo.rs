@@ -204,7 +204,7 @@ fn fileinfo_of_the_developer_id_app() {
     }
     let json = serde_json::to_value(&info).unwrap();
     assert_eq!(json["sha256"], manifest_sha256(DEVID).to_string());
-    assert_eq!(json["signing"]["status"]["status"], "Production");
+    assert_eq!(json["signing"]["status"], "production");
     assert_eq!(
         json["signing_chain"][0]["subject"]["organization"],
         "Maximilian Hils"
@@ -248,6 +248,6 @@ fn identify_file_hashes_and_verifies_in_one_read() {
     let id = identify_file(&small, &HashLimits::default(), &mut scratch).unwrap();
     assert_eq!(id.hash.sha256, manifest_sha256(SPAWN_HELPER));
     assert_eq!(id.hash.method, ReadMethod::Read);
-    assert_eq!(id.signing.unwrap().status, SigningStatus::Adhoc);
+    assert_eq!(id.signing.unwrap().status, SigningStatus::AdHoc);
     assert!(scratch.capacity() >= 50512);
 }

@@ -159,9 +159,10 @@ fn regression_amplifying_entitlements_cost_the_exec_path_nothing() {
     assert_eq!(sig.entitlements, None);
     // The new `datasize` changed page 0, and no CodeDirectory seals the blob: invalid. (An
     // attacker can sign such a blob ad hoc; the exec path must not decode it either way.)
+    assert_eq!(decision.status, SigningStatus::Invalid);
     assert_eq!(
-        decision.status,
-        SigningStatus::Invalid(InvalidReason::PageHashMismatch {
+        decision.invalid_reason,
+        Some(InvalidReason::PageHashMismatch {
             code_directory: 0,
             page: 0
         })

@@ -94,7 +94,7 @@ fn every_slice_matches_the_manifest() {
                 .unwrap_or_else(|| panic!("{ctx}: no signature: {:?}", got.status));
             match kind {
                 k if k.starts_with("ad-hoc") => {
-                    assert_eq!(got.status, SigningStatus::Adhoc, "{ctx}")
+                    assert_eq!(got.status, SigningStatus::AdHoc, "{ctx}")
                 }
                 k if k.starts_with("certificate: Developer ID") => {
                     assert_eq!(got.status, SigningStatus::Production, "{ctx}")

@@ -182,9 +182,10 @@ fn code_directory_with_lying_counts() {
     let mut file = b.clone();
     file[cd_off + 28..cd_off + 32].copy_from_slice(&u32::MAX.to_be_bytes());
     let s = FileSigning::from_bytes(&file, &ExternalFiles::default(), 0).unwrap();
+    assert_eq!(s.status, SigningStatus::Invalid);
     assert_eq!(
-        s.status,
-        SigningStatus::Invalid(InvalidReason::Malformed(SignatureError::HashesOutOfBounds))
+        s.invalid_reason,
+        Some(InvalidReason::Malformed(SignatureError::HashesOutOfBounds))
     );
 }
 

@@ -17,18 +17,19 @@ const DEVID_X86_CODE_LIMIT: usize = 1_308_976;
 const DEVID_LEAF_SHA256: &str = "0a06c79b2e48d77e9f694fa3e4b71cc64b01d6ab2743b04ecf5364ee3e29c262";
 const DUALCD: &str = "adhoc_dualcd_x86_64.pillow950_libwebpdemux.2.dylib";
 
-fn status_of(bytes: &[u8]) -> Vec<SigningStatus> {
+/// Each slice's status and, when invalid, why.
+fn status_of(bytes: &[u8]) -> Vec<(SigningStatus, Option<InvalidReason>)> {
     FileSigning::from_bytes(bytes, &ExternalFiles::default(), 1_790_000_000)
         .unwrap()
         .slices
         .into_iter()
-        .map(|s| s.status)
+        .map(|s| (s.status, s.invalid_reason))
         .collect()
 }
 
 /// The first slice's status must be invalid for `reason`.
 fn assert_first_slice_invalid(bytes: &[u8], reason: InvalidReason) {
-    assert_eq!(status_of(bytes)[0], SigningStatus::Invalid(reason));
+    assert_eq!(status_of(bytes)[0], (SigningStatus::Invalid, Some(reason)));
 }
 
 fn find(hay: &[u8], needle: &[u8], from: usize) -> usize {
@@ -53,7 +54,10 @@ fn untouched_devid_slices_are_production() {
     let b = fixture(DEVID);
     assert_eq!(
         status_of(&b),
-        vec![SigningStatus::Production, SigningStatus::Production]
+        vec![
+            (SigningStatus::Production, None),
+            (SigningStatus::Production, None)
+        ]
     );
 }
 
@@ -153,12 +157,15 @@ fn fat_files_with_an_unsigned_slice_are_inconsistent() {
         let s = FileSigning::from_bytes(&b, &ExternalFiles::default(), 0).unwrap();
         assert_eq!(
             s.slices.iter().map(|x| &x.status).collect::<Vec<_>>(),
-            vec![&SigningStatus::Unsigned, &SigningStatus::Adhoc],
+            vec![&SigningStatus::Unsigned, &SigningStatus::AdHoc],
             "{name}"
         );
         assert_eq!(
-            s.status,
-            SigningStatus::Invalid(InvalidReason::InconsistentArchitectures),
+            (s.status, s.invalid_reason),
+            (
+                SigningStatus::Invalid,
+                Some(InvalidReason::InconsistentArchitectures)
+            ),
             "{name}"
         );
     }
@@ -183,11 +190,14 @@ fn modified_info_plist_breaks_special_slot_one() {
     };
     let s = FileSigning::from_bytes(&b, &bad, 0).unwrap();
     assert_eq!(
-        s.status,
-        SigningStatus::Invalid(InvalidReason::SpecialSlotMismatch {
-            code_directory: 0,
-            special_slot: 1
-        })
+        (s.status, s.invalid_reason),
+        (
+            SigningStatus::Invalid,
+            Some(InvalidReason::SpecialSlotMismatch {
+                code_directory: 0,
+                special_slot: 1
+            })
+        )
     );
 }
 
@@ -240,10 +250,13 @@ fn an_alternate_code_directory_not_bound_by_the_cms_is_invalid() {
     assert_eq!(sig.code_directories.len(), 2);
     assert!(sig.code_directories.iter().all(|cd| cd.pages_verified));
     assert_eq!(
-        arm64.status,
-        SigningStatus::Invalid(InvalidReason::UnboundCodeDirectory {
-            code_directory: 0x1000
-        })
+        (arm64.status, arm64.invalid_reason.clone()),
+        (
+            SigningStatus::Invalid,
+            Some(InvalidReason::UnboundCodeDirectory {
+                code_directory: 0x1000
+            })
+        )
     );
     // The same rebuild with an identical copy is bound (same digest) and stays valid.
     let mut b2 = fixture(DEVID);

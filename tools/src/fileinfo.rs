@@ -5,7 +5,7 @@ use crate::out::Progress;
 use crate::{Daemon, Failure, out, outln};
 use clap::Args;
 use regex::{Regex, RegexBuilder};
-use santa_control::{CheckTarget, FileFacts, Reply, Request, WireSigningStatus};
+use santa_control::{CheckTarget, FileFacts, Reply, Request};
 use santa_signing as signing;
 use serde_json::{Map, Value};
 use std::cell::Cell;
@@ -128,13 +128,7 @@ pub fn facts(info: &signing::FileInfo) -> FileFacts {
     let status = info
         .signing
         .as_ref()
-        .map_or(WireSigningStatus::Unsigned, |s| match s.status {
-            signing::SigningStatus::Unsigned => WireSigningStatus::Unsigned,
-            signing::SigningStatus::Invalid(_) => WireSigningStatus::Invalid,
-            signing::SigningStatus::Adhoc => WireSigningStatus::AdHoc,
-            signing::SigningStatus::Development => WireSigningStatus::Development,
-            signing::SigningStatus::Production => WireSigningStatus::Production,
-        });
+        .map_or(signing::SigningStatus::Unsigned, |s| s.status);
     FileFacts {
         path: info.path.to_string_lossy().into_owned(),
         sha256: info.sha256.to_string(),

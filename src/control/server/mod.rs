@@ -548,7 +548,7 @@ impl ControlContext {
                     signing_id: ident,
                     team_id,
                     cert_sha256: cert,
-                    signing_status: facts.signing_status.into(),
+                    signing_status: facts.signing_status,
                     is_platform_binary: facts.platform_binary,
                     path: facts.path.as_bytes(),
                 };

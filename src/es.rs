@@ -94,7 +94,7 @@ impl FileView<'_> {
     pub fn stamp(&self) -> FileStamp {
         FileStamp {
             ctime_ns: self.ctime_ns,
-            size: self.size,
+            size_bytes: self.size,
         }
     }
 }

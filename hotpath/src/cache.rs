@@ -489,7 +489,7 @@ mod tests {
 
     const STAMP: FileStamp = FileStamp {
         ctime_ns: 1,
-        size: 10,
+        size_bytes: 10,
     };
 
     fn key(ino: u64) -> FileKey {
@@ -563,7 +563,7 @@ mod tests {
         assert_eq!(c.peek(key(1), STAMP, 0), Some(1));
         let other = FileStamp {
             ctime_ns: 9,
-            size: 10,
+            size_bytes: 10,
         };
         assert_eq!(
             c.peek(key(1), other, 0),
@@ -594,7 +594,7 @@ mod tests {
         let _ = c.complete(t, &7, Cacheability::UntilChanged, 0);
         let newer = FileStamp {
             ctime_ns: 2,
-            size: 10,
+            size_bytes: 10,
         };
         assert!(matches!(c.lookup(key(1), newer, 0, 0), Lookup::Miss(_)));
     }
@@ -714,7 +714,7 @@ mod tests {
         let owner = miss(&c, key(1), 0);
         let newer = FileStamp {
             ctime_ns: 5,
-            size: 10,
+            size_bytes: 10,
         };
         let Lookup::Miss(second) = c.lookup(key(1), newer, 0, 4) else {
             panic!("a different version must not park on the old one")

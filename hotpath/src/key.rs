@@ -1,9 +1,15 @@
 //! What identifies a file to the caches: `(dev, ino)`, checked against `(ctime, size)`.
+//!
+//! The one definition of both: the signing crate returns them with every hash (the stamp taken
+//! before reading, re-checked after), the platforms fill them from the kernel's event.
 
+use std::fs::Metadata;
 use std::hash::{BuildHasher, Hasher};
+use std::os::unix::fs::MetadataExt;
 
 /// The identity of a file on this host while it exists: device and inode number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct FileKey {
     /// `st_dev` of the file.
     pub dev: u64,
@@ -14,11 +20,35 @@ pub struct FileKey {
 /// What must still hold for a cached decision about a [`FileKey`] to apply: a write to the file
 /// changes its ctime (and usually its size), so a stale entry is never used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct FileStamp {
-    /// `st_ctime` in nanoseconds since the epoch.
+    /// `st_ctime` in nanoseconds since the epoch: any write or metadata change moves it.
     pub ctime_ns: i64,
     /// `st_size` in bytes.
-    pub size: u64,
+    pub size_bytes: u64,
+}
+
+impl FileKey {
+    /// The key of the file `meta` describes (`fstat`).
+    pub fn of_metadata(meta: &Metadata) -> Self {
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
+}
+
+impl FileStamp {
+    /// The stamp of the file `meta` describes (`fstat`).
+    pub fn of_metadata(meta: &Metadata) -> Self {
+        Self {
+            ctime_ns: meta
+                .ctime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(meta.ctime_nsec()),
+            size_bytes: meta.size(),
+        }
+    }
 }
 
 /// Builds [`KeyHasher`]s with a per-process random seed, so an attacker who controls inode

@@ -104,7 +104,10 @@ impl Trace {
             }
             events.push(TraceEvent {
                 key: FileKey { dev, ino },
-                stamp: FileStamp { ctime_ns, size },
+                stamp: FileStamp {
+                    ctime_ns,
+                    size_bytes: size,
+                },
             });
         }
         Ok(Self { events })
@@ -127,7 +130,7 @@ impl Trace {
                     key: FileKey { dev: 1, ino },
                     stamp: FileStamp {
                         ctime_ns: 1,
-                        size: 4096,
+                        size_bytes: 4096,
                     },
                 }
             })
@@ -141,7 +144,7 @@ impl Trace {
             key,
             stamp: FileStamp {
                 ctime_ns: 1,
-                size: 4096,
+                size_bytes: 4096,
             },
         };
         Self {
@@ -157,7 +160,7 @@ impl Trace {
                 key: FileKey { dev: 1, ino },
                 stamp: FileStamp {
                     ctime_ns: 1,
-                    size: 4096,
+                    size_bytes: 4096,
                 },
             }
         }))
@@ -299,7 +302,7 @@ mod tests {
             t.events()[1].stamp,
             FileStamp {
                 ctime_ns: 7,
-                size: 8
+                size_bytes: 8
             }
         );
     }

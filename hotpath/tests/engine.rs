@@ -15,7 +15,7 @@ use std::time::Duration;
 
 const STAMP: FileStamp = FileStamp {
     ctime_ns: 1,
-    size: 100,
+    size_bytes: 100,
 };
 
 /// Event payload: an id to count answers by.

@@ -19,9 +19,10 @@ use std::fs::{File, Metadata};
 use std::io;
 use std::ops::Deref;
 use std::os::fd::BorrowedFd;
-use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::{Path, PathBuf};
 
+use santa_hotpath::{FileKey, FileStamp};
 use serde::Serialize;
 
 use crate::ids::{Sha1, Sha256};
@@ -60,39 +61,11 @@ impl Default for HashLimits {
     }
 }
 
-/// The identity of a file's inode and content version, from `fstat`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-pub struct FileStamp {
-    /// Device of the filesystem holding the inode.
-    pub dev: u64,
-    /// Inode number.
-    pub ino: u64,
-    /// Status-change time in nanoseconds since the epoch: any write or metadata change moves it.
-    pub ctime_ns: i64,
-    /// Size in bytes.
-    pub size_bytes: u64,
-}
-
-impl FileStamp {
-    /// The stamp of `meta`.
-    pub fn from_metadata(meta: &Metadata) -> Self {
-        Self {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            ctime_ns: meta
-                .ctime()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(meta.ctime_nsec()),
-            size_bytes: meta.size(),
-        }
-    }
-
-    /// `fstat` of an open file.
-    pub fn of_file(file: &File) -> Result<Self, HashError> {
-        file.metadata()
-            .map(|m| Self::from_metadata(&m))
-            .map_err(|source| HashError::Stat { source })
-    }
+/// `fstat` of an open file: which file it is and the version of its contents.
+pub fn stat_file(file: &File) -> Result<(FileKey, FileStamp), HashError> {
+    file.metadata()
+        .map(|m| (FileKey::of_metadata(&m), FileStamp::of_metadata(&m)))
+        .map_err(|source| HashError::Stat { source })
 }
 
 /// What kind of inode a refused file is.
@@ -241,6 +214,8 @@ pub enum ReadMethod {
 pub struct FileHash {
     /// SHA-256 of the bytes that were read.
     pub sha256: Sha256,
+    /// Which file was read.
+    pub key: FileKey,
     /// The stamp taken before reading.
     pub stamp: FileStamp,
     /// The stamp taken after reading differed, fewer bytes than the size were read, or a mapped
@@ -256,6 +231,7 @@ pub struct FileHash {
 /// Parsing and hashing share one `FileBytes`, so a file is read once per decision.
 pub struct FileBytes {
     data: Data,
+    key: FileKey,
     stamp: FileStamp,
     short_read: bool,
 }
@@ -270,6 +246,7 @@ impl fmt::Debug for FileBytes {
         f.debug_struct("FileBytes")
             .field("method", &self.method())
             .field("len", &self.len())
+            .field("key", &self.key)
             .field("stamp", &self.stamp)
             .finish()
     }
@@ -299,7 +276,7 @@ impl FileBytes {
         limits: &HashLimits,
         buffer: Vec<u8>,
     ) -> Result<Self, HashError> {
-        let stamp = admit(file, limits)?;
+        let (key, stamp) = admit(file, limits)?;
         if stamp.size_bytes >= limits.mmap_threshold_bytes.max(1) {
             // Some filesystems (procfs-like, some FUSE) cannot map, and the SIGBUS registry may
             // be full (see `map`): those files are read instead.
@@ -308,6 +285,7 @@ impl FileBytes {
                 let _ = m.advise(memmap2::Advice::Sequential);
                 return Ok(Self {
                     data: Data::Mapped(m),
+                    key,
                     stamp,
                     short_read: false,
                 });
@@ -316,6 +294,7 @@ impl FileBytes {
         let (buf, short_read) = read_all(file, stamp.size_bytes, limits.hash_bytes_max, buffer)?;
         Ok(Self {
             data: Data::Owned(buf),
+            key,
             stamp,
             short_read,
         })
@@ -336,6 +315,11 @@ impl FileBytes {
             source,
         })?;
         Self::load(&file, limits).map_err(|e| e.at(path))
+    }
+
+    /// Which file the bytes are of.
+    pub fn key(&self) -> FileKey {
+        self.key
     }
 
     /// The stamp taken before the bytes were read.
@@ -367,11 +351,12 @@ impl FileBytes {
         Sha1::digest(self)
     }
 
-    /// Whether `file` still has the stamp taken before reading, all of it was read, and no
+    /// Whether `file` is still the file read and has the stamp taken before reading, all of it
+    /// was read, and no
     /// mapped page faulted (a fault means the file was cut short or unreadable underneath, and
     /// those bytes read as zeros, whatever the stamp says now).
     pub fn unchanged(&self, file: &File) -> Result<bool, HashError> {
-        Ok(!self.short_read && !self.faulted() && FileStamp::of_file(file)? == self.stamp)
+        Ok(!self.short_read && !self.faulted() && stat_file(file)? == (self.key, self.stamp))
     }
 
     /// Whether a page of the mapping faulted so far (always false for bytes that were read).
@@ -383,8 +368,8 @@ impl FileBytes {
     }
 }
 
-/// The stamp of `file` if it is a regular file within `limits.hash_bytes_max`.
-fn admit(file: &File, limits: &HashLimits) -> Result<FileStamp, HashError> {
+/// The key and stamp of `file` if it is a regular file within `limits.hash_bytes_max`.
+fn admit(file: &File, limits: &HashLimits) -> Result<(FileKey, FileStamp), HashError> {
     let meta = file
         .metadata()
         .map_err(|source| HashError::Stat { source })?;
@@ -393,14 +378,14 @@ fn admit(file: &File, limits: &HashLimits) -> Result<FileStamp, HashError> {
             kind: NodeKind::of(&meta),
         });
     }
-    let stamp = FileStamp::from_metadata(&meta);
+    let stamp = FileStamp::of_metadata(&meta);
     if stamp.size_bytes > limits.hash_bytes_max {
         return Err(HashError::TooLarge {
             size_bytes: stamp.size_bytes,
             limit_bytes: limits.hash_bytes_max,
         });
     }
-    Ok(stamp)
+    Ok((FileKey::of_metadata(&meta), stamp))
 }
 
 /// `pread` into `buf` at `offset`, retried on EINTR.
@@ -451,6 +436,7 @@ pub fn hash_file(file: &File, limits: &HashLimits) -> Result<FileHash, HashError
     let changed = !bytes.unchanged(file)?;
     Ok(FileHash {
         sha256,
+        key: bytes.key,
         stamp: bytes.stamp,
         changed,
         method: bytes.method(),
@@ -472,7 +458,7 @@ pub fn hash_file_streaming(
     buffer: &mut [u8],
 ) -> Result<FileHash, HashError> {
     assert!(!buffer.is_empty(), "hash_file_streaming needs a buffer");
-    let stamp = admit(file, limits)?;
+    let (key, stamp) = admit(file, limits)?;
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     let mut offset = 0u64;
     while offset < stamp.size_bytes {
@@ -492,8 +478,9 @@ pub fn hash_file_streaming(
     sha256.copy_from_slice(ctx.finish().as_ref());
     Ok(FileHash {
         sha256: Sha256(sha256),
+        key,
         stamp,
-        changed: short || grew || FileStamp::of_file(file)? != stamp,
+        changed: short || grew || stat_file(file)? != (key, stamp),
         method: ReadMethod::Read,
     })
 }

@@ -4,10 +4,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use santa_hotpath::{FileKey, FileStamp};
 use serde::Serialize;
 
 use crate::bundle::{self, Bundle};
-use crate::file::{FileBytes, FileHash, FileStamp, HashError, HashLimits};
+use crate::file::{FileBytes, FileHash, HashError, HashLimits};
 use crate::ids::{CdHash, Sha1, Sha256, SigningId, TeamId};
 use crate::macho::{self, CpuType, FileFormat};
 use crate::verify::{self, Detail, ExternalFiles, InvalidReason, SigningStatus, SliceReport};
@@ -141,6 +142,8 @@ pub struct FileInfo {
     pub sha256: Sha256,
     /// SHA-1 of the file.
     pub sha1: Sha1,
+    /// Which file was read.
+    pub key: FileKey,
     /// The stamp the bytes were read under.
     pub stamp: FileStamp,
     /// The file changed while it was read: every value below may be wrong.
@@ -254,6 +257,7 @@ fn identify_loaded(file: &std::fs::File, bytes: &FileBytes) -> Result<FileIdenti
     Ok(FileIdentity {
         hash: FileHash {
             sha256,
+            key: bytes.key(),
             stamp: bytes.stamp(),
             changed,
             method: bytes.method(),
@@ -300,6 +304,7 @@ pub fn file_info(path: &Path, options: &FileInfoOptions) -> Result<FileInfo, Fil
         path: path.to_path_buf(),
         sha256,
         sha1,
+        key: bytes.key(),
         stamp: bytes.stamp(),
         changed,
         format,

@@ -3,8 +3,9 @@
 //! Data flows in one direction:
 //!
 //! 1. [`mod@file`]: the file's bytes, mapped (or read, when small or unmappable) from an fd the
-//!    kernel handed over or from a path, with the `fstat` stamp `(dev, ino, ctime, size)` taken
-//!    before and re-checked after — [`hash_file`] / [`hash_path`] give the SHA-256 and whether
+//!    kernel handed over or from a path, with the `fstat` key `(dev, ino)` and stamp
+//!    `(ctime, size)` (the engine's [`FileKey`] and [`FileStamp`]) taken before and re-checked
+//!    after — [`hash_file`] / [`hash_path`] give the SHA-256 and whether
 //!    the file changed meanwhile. Bounded by [`HashLimits`].
 //! 2. [`macho`]: thin or fat Mach-O, each [`macho::Slice`] with its CPU, file type,
 //!    `__PAGEZERO` and code-signature location; scripts are recognised by `#!`.
@@ -41,12 +42,15 @@ pub mod x509;
 
 pub use asn1::{Asn1Error, format_unix_utc};
 pub use file::{
-    FileBytes, FileHash, FileStamp, HashError, HashLimits, ReadMethod, hash_fd, hash_file,
-    hash_path, sha1_path,
+    FileBytes, FileHash, HashError, HashLimits, ReadMethod, hash_fd, hash_file, hash_path,
+    sha1_path, stat_file,
 };
 pub use fileinfo::{
     FileIdentity, FileInfo, FileInfoError, FileInfoOptions, FileSigning, file_info, identify_file,
     inspect,
 };
 pub use ids::{CdHash, Sha1, Sha256, SigningId, TeamId};
+/// The file's key and stamp a hash comes back with: the engine's cache keys by them, so
+/// `santa-hotpath` defines them.
+pub use santa_hotpath::{FileKey, FileStamp};
 pub use verify::{InvalidReason, SigningStatus};

@@ -179,7 +179,7 @@ fn auth_exec_deadline_follows_santas_budget_in_mach_ticks() {
                     stamp,
                     FileStamp {
                         ctime_ns: 5,
-                        size: 9
+                        size_bytes: 9
                     }
                 );
             }

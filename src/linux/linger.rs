@@ -290,7 +290,7 @@ impl LeaseLinger {
         let noted = match &self.backstop {
             Some(b) => {
                 let stamp = event.decided_stamp();
-                if b.note_allow(event.pid, event.key.ino, stamp.ctime_ns, stamp.size)
+                if b.note_allow(event.pid, event.key.ino, stamp.ctime_ns, stamp.size_bytes)
                     .is_err()
                 {
                     bump(&self.overflows);

@@ -373,7 +373,7 @@ impl ExecEvent {
         } else {
             FileStamp {
                 ctime_ns,
-                size: self.restamped_size.load(Ordering::Acquire),
+                size_bytes: self.restamped_size.load(Ordering::Acquire),
             }
         }
     }
@@ -746,20 +746,9 @@ pub fn default_for(policy: &rules::PolicyEngine, facts: &FileFacts) -> Response 
 
 fn file_facts(file: &File) -> std::io::Result<FileFacts> {
     let m = file.metadata()?;
-    let key = FileKey {
-        dev: m.dev(),
-        ino: m.ino(),
-    };
-    let stamp = FileStamp {
-        ctime_ns: m
-            .ctime()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(m.ctime_nsec()),
-        size: m.size(),
-    };
     Ok(FileFacts {
-        key,
-        stamp,
+        key: FileKey::of_metadata(&m),
+        stamp: FileStamp::of_metadata(&m),
         uid: m.uid(),
         gid: m.gid(),
         mode: m.mode(),

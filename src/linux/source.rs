@@ -253,7 +253,9 @@ impl Source<ExecEvent> for FanotifySource {
 
     fn restamp(&self, event: &ExecEvent) -> Option<FileStamp> {
         let (_, stamp) = key_and_stamp(&event.file).ok()?;
-        event.restamped_size.store(stamp.size, Ordering::Release);
+        event
+            .restamped_size
+            .store(stamp.size_bytes, Ordering::Release);
         event
             .restamped_ctime_ns
             .store(stamp.ctime_ns, Ordering::Release);
@@ -265,7 +267,7 @@ impl Source<ExecEvent> for FanotifySource {
     fn principal(&self, event: &ExecEvent) -> Option<Principal> {
         (event.facts.uid != 0).then_some(Principal {
             id: event.facts.uid,
-            cost_bytes: event.facts.stamp.size,
+            cost_bytes: event.facts.stamp.size_bytes,
         })
     }
 }

@@ -24,7 +24,7 @@ use hdrhistogram::Histogram;
 use santa_perf::{machine_summary, write_result};
 use santa_signing::file::hash_file_streaming;
 use santa_signing::verify::ExternalFiles;
-use santa_signing::{FileBytes, FileSigning, FileStamp, HashLimits, ReadMethod, Sha256, hash_path};
+use santa_signing::{FileBytes, FileSigning, HashLimits, ReadMethod, Sha256, hash_path, stat_file};
 
 const BIG_FILE_BYTES: usize = 256 << 20;
 
@@ -124,14 +124,14 @@ fn hash_streaming(path: &Path, limits: &HashLimits, buffer: &mut [u8]) -> Option
 /// the baseline for what the registration costs.
 fn hash_unregistered_mmap(path: &Path) -> Option<(Sha256, bool)> {
     let file = File::open(path).ok()?;
-    let before = FileStamp::of_file(&file).ok()?;
-    let len = usize::try_from(before.size_bytes).ok()?;
+    let before = stat_file(&file).ok()?;
+    let len = usize::try_from(before.1.size_bytes).ok()?;
     let ptr = map_unregistered(&file, len)?;
     // SAFETY: `ptr` is a live read-only mapping of `len` bytes (just made, unmapped below, after
     // the last use of `bytes`); the bench's own files are not truncated while mapped.
     let bytes = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) };
     let sha = Sha256::digest(bytes);
-    let changed = FileStamp::of_file(&file).ok()? != before;
+    let changed = stat_file(&file).ok()? != before;
     unmap(ptr, len);
     Some((sha, changed))
 }
@@ -477,7 +477,7 @@ fn main() {
                         .record(u64::try_from(s.elapsed().as_nanos()).unwrap_or(u64::MAX))
                         .expect("record");
                 } else {
-                    let stamp = FileStamp::of_file(&file).expect("fstat");
+                    let (_, stamp) = stat_file(&file).expect("fstat");
                     let len = usize::try_from(stamp.size_bytes).expect("len");
                     let ptr = map_unregistered(&file, len).expect("map");
                     unmap(std::hint::black_box(ptr), len);

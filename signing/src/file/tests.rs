@@ -226,7 +226,7 @@ fn a_fault_reports_changed_even_when_the_stamp_matches() {
     let mut bytes = FileBytes::load(&file, &HashLimits::default()).unwrap();
     f.as_file().set_len(PAGE as u64).unwrap();
     // Pretend the stamp was taken after the truncation: only the fault can tell now.
-    bytes.stamp = FileStamp::of_file(&file).unwrap();
+    bytes.stamp = stat_file(&file).unwrap().1;
     let _ = bytes.sha256();
     assert!(bytes.faulted());
     assert!(!bytes.unchanged(&file).unwrap());
@@ -235,7 +235,7 @@ fn a_fault_reports_changed_even_when_the_stamp_matches() {
     let g = file_with(&content);
     let file = File::open(g.path()).unwrap();
     let mut bytes = FileBytes::load(&file, &HashLimits::default()).unwrap();
-    bytes.stamp = FileStamp::of_file(&file).unwrap();
+    bytes.stamp = stat_file(&file).unwrap().1;
     assert_eq!(bytes.sha256(), Sha256::digest(&content));
     assert!(!bytes.faulted());
     assert!(bytes.unchanged(&file).unwrap());

@@ -461,7 +461,7 @@ impl ControlContext {
         };
         let stamp = FileStamp {
             ctime_ns: file.ctime_ns,
-            size: file.size,
+            size_bytes: file.size,
         };
         self.engine.peek(key, stamp).map(|d| CachedDecision {
             action: action_name(d.action).to_owned(),

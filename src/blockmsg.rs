@@ -27,6 +27,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
+use santa_rules as rules;
 
 /// Notices waiting for the messenger thread. Denies are rare and each message is for a human;
 /// 64 covers a burst (a script looping on a blocked tool) without holding memory for more.
@@ -44,38 +45,30 @@ pub const DEFAULT_UNKNOWN_MESSAGE: &str = "The following application has been bl
 /// Santa's default text for a block by a rule.
 pub const DEFAULT_BANNED_MESSAGE: &str = "The following application has been blocked from<br />executing because it has been deemed malicious or against policy";
 
-/// Why the exec was blocked (Santa's `blockReasonForEvent` texts).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BlockReason {
-    /// "Binary rule".
-    Binary,
-    /// "Certificate rule".
-    Certificate,
-    /// "Team ID rule".
-    TeamId,
-    /// "Signing ID rule".
-    SigningId,
-    /// "CDHash rule".
-    CdHash,
-    /// "Blocked path regex".
-    Scope,
-    /// "No matching rule" (Lockdown, unknown binary).
-    Unknown,
-}
-
-impl BlockReason {
-    /// Santa's text.
-    pub fn text(self) -> &'static str {
-        match self {
-            BlockReason::Binary => "Binary rule",
-            BlockReason::Certificate => "Certificate rule",
-            BlockReason::TeamId => "Team ID rule",
-            BlockReason::SigningId => "Signing ID rule",
-            BlockReason::CdHash => "CDHash rule",
-            BlockReason::Scope => "Blocked path regex",
-            BlockReason::Unknown => "No matching rule",
+/// Santa's `Reason:` text for a block (`blockReasonForEvent`). A transitive rule is a Binary
+/// rule to Santa; no rule (and the reasons that never deny: platform, failsafe) is "No matching
+/// rule".
+pub fn reason_text(reason: rules::Reason) -> &'static str {
+    match reason {
+        rules::Reason::Binary | rules::Reason::Transitive => "Binary rule",
+        rules::Reason::Cert => "Certificate rule",
+        rules::Reason::TeamId => "Team ID rule",
+        rules::Reason::SigningId => "Signing ID rule",
+        rules::Reason::CdHash => "CDHash rule",
+        rules::Reason::Scope => "Blocked path regex",
+        rules::Reason::Unknown | rules::Reason::Platform | rules::Reason::Failsafe => {
+            "No matching rule"
         }
     }
+}
+
+/// The block had no rule behind it (Lockdown, unknown binary): Santa's `UnknownBlockMessage`
+/// rather than its `BannedBlockMessage`.
+fn no_matching_rule(reason: rules::Reason) -> bool {
+    matches!(
+        reason,
+        rules::Reason::Unknown | rules::Reason::Platform | rules::Reason::Failsafe
+    )
 }
 
 /// Everything the message needs about one blocked exec.
@@ -83,8 +76,8 @@ impl BlockReason {
 pub struct BlockNotice {
     /// The terminal to write to (from /proc/PID/stat's tty_nr; see `procinfo::tty_path`).
     pub tty: PathBuf,
-    /// Why.
-    pub reason: Option<BlockReason>,
+    /// Why (the decision's reason; see [`reason_text`]).
+    pub reason: Option<rules::Reason>,
     /// The blocked file's path.
     pub path: String,
     /// Its SHA-256, lowercase hex (the Identifier line and `%file_identifier%`).
@@ -256,7 +249,7 @@ fn terminal_safe(value: &str) -> String {
 
 /// Renders the whole terminal text.
 pub fn render(notice: &BlockNotice, config: &MessageConfig) -> String {
-    let unknown = notice.reason == Some(BlockReason::Unknown);
+    let unknown = notice.reason.is_some_and(no_matching_rule);
     let fallback = if unknown {
         DEFAULT_UNKNOWN_MESSAGE
     } else {
@@ -282,7 +275,7 @@ pub fn render(notice: &BlockNotice, config: &MessageConfig) -> String {
     let _ = write!(
         text,
         "\x1b[1mReason:    \x1b[0m {}\n\x1b[1mPath:      \x1b[0m {}\n\x1b[1mIdentifier:\x1b[0m {}\n\x1b[1mParent:    \x1b[0m {} ({})\n\n",
-        notice.reason.map_or("Unknown", BlockReason::text),
+        notice.reason.map_or("Unknown", reason_text),
         terminal_safe(&notice.path),
         notice
             .sha256
@@ -478,7 +471,7 @@ mod tests {
 
     fn notice() -> BlockNotice {
         BlockNotice {
-            reason: Some(BlockReason::Unknown),
+            reason: Some(rules::Reason::Unknown),
             path: "/tmp/evil".into(),
             sha256: Some("ab".repeat(32)),
             parent_name: "bash".into(),
@@ -501,7 +494,7 @@ mod tests {
     #[test]
     fn message_precedence_rule_then_config_then_default() {
         let mut n = notice();
-        n.reason = Some(BlockReason::Binary);
+        n.reason = Some(rules::Reason::Binary);
         let config = MessageConfig {
             unknown_block_message: Some("unknown: ask IT".into()),
             banned_block_message: Some("banned:<br/>no".into()),
@@ -511,7 +504,7 @@ mod tests {
         assert!(
             render(&n, &MessageConfig::default()).contains("deemed malicious or against policy")
         );
-        n.reason = Some(BlockReason::Unknown);
+        n.reason = Some(rules::Reason::Unknown);
         assert!(render(&n, &config).contains("\n\nunknown: ask IT\n\n"));
         n.custom_message = Some("<b>Rule</b> says no".into());
         assert!(render(&n, &config).contains("\n\nRule says no\n\n"));

@@ -18,10 +18,9 @@
 //! the message (a retained `es_message_t` on macOS, plain values in tests) into a [`MessageView`]
 //! of plain borrowed values. Every decision about the message is made on that view.
 
-use crate::blockmsg::{BlockMessenger, BlockNotice, BlockReason};
+use crate::blockmsg::{BlockMessenger, BlockNotice};
 use crate::eventlog::{ARGS_BYTES_MAX, EventLog, Record, Text};
 use crate::identity::{Verdict, cacheability, problem_of};
-use crate::report::block_reason;
 use santa_hotpath::clock::MachTimebase;
 use santa_hotpath::{
     Answer, AnsweredBy, Cacheability, Clock, DefaultReason, Engine, Evaluation, Evaluator, Event,
@@ -517,15 +516,15 @@ impl ClearCacheError {
 
 /// Where AUTH answers go: `es_respond_auth_result` on macOS.
 pub trait AuthPort<M>: Send + Sync + 'static {
-    /// Answers `msg`: allow or deny; `cache` lets ES cache the answer for the file.
-    fn respond(&self, msg: &M, allow: bool, cache: bool) -> Result<(), RespondError>;
+    /// Answers `msg` with `action`; `cache` lets ES cache the answer for the file.
+    fn respond(&self, msg: &M, action: rules::Action, cache: bool) -> Result<(), RespondError>;
 }
 
 /// The answer to give the kernel for one engine answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KernelAnswer {
-    /// Allow (else deny).
-    pub allow: bool,
+    /// Allow or deny.
+    pub action: rules::Action,
     /// Let ES cache it.
     pub cache: bool,
 }
@@ -533,32 +532,24 @@ pub struct KernelAnswer {
 /// Santa's caching rule: ES caches an allow the engine marked cacheable, never a deny (Santa
 /// flushes ES's cache only for new deny rules, so a cached deny would outlive a new allow rule)
 /// and never a default answer (deadline, full queue, shutdown: no decision was made).
-pub fn kernel_answer(answer: &Answer<'_, Arc<Verdict>>, default_allows: bool) -> KernelAnswer {
+pub fn kernel_answer(answer: &Answer<'_, Arc<Verdict>>, default: rules::Action) -> KernelAnswer {
     match answer {
         Answer::Decided {
             decision,
             cacheable,
             ..
         } => {
-            let allow = decision.decision.action == rules::Action::Allow;
+            let action = decision.decision.action;
             KernelAnswer {
-                allow,
-                cache: allow && *cacheable,
+                action,
+                cache: action == rules::Action::Allow && *cacheable,
             }
         }
         Answer::Default(_) => KernelAnswer {
-            allow: default_allows,
+            action: default,
             cache: false,
         },
     }
-}
-
-/// The default answer when no decision could be made: allow, unless `FailClosed` in Lockdown
-/// (Santa's `failClosed` getter checks the mode too).
-pub fn default_allows(policy: &rules::PolicyEngine) -> bool {
-    let p = policy.policy();
-    let cfg = p.config();
-    !(cfg.fail_closed && cfg.mode == rules::ClientMode::Lockdown)
 }
 
 /// Recent allows by `(pid, file)`, to drop the NOTIFY_EXEC that follows each of our own.
@@ -913,14 +904,15 @@ impl<K> EsResponder<K> {
 
 impl<M: EsMessage, K: AuthPort<M>> Responder<EsExec<M>, Arc<Verdict>> for EsResponder<K> {
     fn respond(&self, _by: AnsweredBy, event: &EsExec<M>, answer: Answer<'_, Arc<Verdict>>) {
-        let answered = kernel_answer(&answer, default_allows(&self.policy));
+        let answered = kernel_answer(&answer, self.policy.policy().config().default_action());
+        let allowed = answered.action == rules::Action::Allow;
         let (verdict, default) = match answer {
             Answer::Decided { decision, .. } => (Some(&**decision), None),
             Answer::Default(reason) => (None, Some(reason)),
         };
         let view = event.msg.view();
         if event.kind == Kind::Auth {
-            if answered.allow
+            if allowed
                 && self.shared.log_notifications
                 && let Some(exec) = view.exec()
             {
@@ -929,7 +921,7 @@ impl<M: EsMessage, K: AuthPort<M>> Responder<EsExec<M>, Arc<Verdict>> for EsResp
             }
             if self
                 .port
-                .respond(&event.msg, answered.allow, answered.cache)
+                .respond(&event.msg, answered.action, answered.cache)
                 .is_err()
             {
                 bump(&self.shared.counters.respond_errors);
@@ -939,7 +931,7 @@ impl<M: EsMessage, K: AuthPort<M>> Responder<EsExec<M>, Arc<Verdict>> for EsResp
             fill_record(
                 &mut rec,
                 &view,
-                answered.allow,
+                answered.action,
                 verdict,
                 default,
                 &self.policy,
@@ -947,7 +939,7 @@ impl<M: EsMessage, K: AuthPort<M>> Responder<EsExec<M>, Arc<Verdict>> for EsResp
             event.msg.exec_args_into(&mut rec.args);
             rec.commit();
         }
-        if event.kind == Kind::Auth && !answered.allow {
+        if event.kind == Kind::Auth && !allowed {
             self.block_message(&view, verdict);
         }
     }
@@ -966,7 +958,7 @@ impl<K> EsResponder<K> {
         let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
         let notice = BlockNotice {
             tty: PathBuf::from(std::ffi::OsStr::new(&*String::from_utf8_lossy(tty))),
-            reason: Some(verdict.map_or(BlockReason::Unknown, |v| block_reason(v.decision.reason))),
+            reason: Some(verdict.map_or(rules::Reason::Unknown, |v| v.decision.reason)),
             path: String::from_utf8_lossy(exec.target.executable.path).into_owned(),
             sha256: verdict.and_then(|v| v.sha256).map(|s| hex(&s)),
             team_id: verdict.and_then(|v| v.team_id.as_deref().map(str::to_string)),
@@ -986,12 +978,12 @@ impl<K> EsResponder<K> {
 fn fill_record(
     rec: &mut Record,
     view: &MessageView<'_>,
-    allow: bool,
+    applied: rules::Action,
     verdict: Option<&Verdict>,
     default: Option<DefaultReason>,
     policy: &rules::PolicyEngine,
 ) {
-    crate::report::fill_decision(rec, allow, verdict, default, policy);
+    crate::identity::fill_decision(rec, applied, verdict, default, policy);
     if let Some(exec) = view.exec() {
         let t = &exec.target;
         rec.pid = t.pid;

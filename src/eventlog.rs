@@ -40,6 +40,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crossbeam_queue::ArrayQueue;
 
 use crate::config::{ClientMode, LogDestination, LogFormat};
+use santa_rules as rules;
 
 /// Longest path logged: `PATH_MAX` on Linux, the longest path `execve` accepts.
 pub const PATH_BYTES_MAX: usize = 4096;
@@ -180,69 +181,12 @@ pub enum Action {
     Bundle,
 }
 
-/// The decision, as Santa logs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    /// `ALLOW`.
-    Allow,
-    /// `DENY`.
-    Deny,
-    /// `UNKNOWN`.
-    Unknown,
-}
-
-impl Decision {
-    /// Santa's word.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Decision::Allow => "ALLOW",
-            Decision::Deny => "DENY",
-            Decision::Unknown => "UNKNOWN",
-        }
-    }
-}
-
-/// The reason, with Santa's words (`GetReasonString`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    /// `BINARY`: a SHA-256 rule.
-    Binary,
-    /// `CERT`: a certificate rule.
-    Cert,
-    /// `TEAMID`.
-    TeamId,
-    /// `SIGNINGID`.
-    SigningId,
-    /// `CDHASH`.
-    CdHash,
-    /// `SCOPE`: allowed or blocked path regex.
-    Scope,
-    /// `TRANSITIVE`.
-    Transitive,
-    /// `PLATFORM`.
-    Platform,
-    /// `FAILSAFE`: the daemon's own binaries and configured critical paths (ours: Santa reports
-    /// its critical system binaries as SIGNINGID, which Linux files do not have).
-    Failsafe,
-    /// `UNKNOWN`: no rule; the mode decided (or a default answer; see `explain`).
-    Unknown,
-}
-
-impl Reason {
-    /// Santa's word.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Binary => "BINARY",
-            Reason::Cert => "CERT",
-            Reason::TeamId => "TEAMID",
-            Reason::SigningId => "SIGNINGID",
-            Reason::CdHash => "CDHASH",
-            Reason::Scope => "SCOPE",
-            Reason::Transitive => "TRANSITIVE",
-            Reason::Platform => "PLATFORM",
-            Reason::Failsafe => "FAILSAFE",
-            Reason::Unknown => "UNKNOWN",
-        }
+/// Santa's word for a decision (`decision=`); a record no decision was filled in is `UNKNOWN`.
+pub fn decision_word(decision: Option<rules::Action>) -> &'static str {
+    match decision {
+        Some(rules::Action::Allow) => "ALLOW",
+        Some(rules::Action::Deny) => "DENY",
+        None => "UNKNOWN",
     }
 }
 
@@ -254,10 +198,10 @@ pub struct Record {
     pub action: Action,
     /// When the event happened (taken by the producer; a vDSO call, no syscall).
     pub time: SystemTime,
-    /// The decision.
-    pub decision: Decision,
-    /// Why.
-    pub reason: Reason,
+    /// The decision that reached the kernel; `None` (never filled in) is logged `UNKNOWN`.
+    pub decision: Option<rules::Action>,
+    /// Why, in Santa's words ([`rules::Reason::as_str`], `GetReasonString`).
+    pub reason: rules::Reason,
     /// The client mode at decision time (`mode=M`/`L`).
     pub mode: ClientMode,
     /// Free text from the evaluator (`explain=`), left out when empty.
@@ -308,8 +252,8 @@ impl Record {
         Record {
             action: Action::Exec,
             time: UNIX_EPOCH,
-            decision: Decision::Unknown,
-            reason: Reason::Unknown,
+            decision: None,
+            reason: rules::Reason::Unknown,
             mode: ClientMode::Monitor,
             explain: Text::new(),
             sha256: None,
@@ -338,8 +282,8 @@ impl Record {
     pub fn clear(&mut self) {
         self.action = Action::Exec;
         self.time = UNIX_EPOCH;
-        self.decision = Decision::Unknown;
-        self.reason = Reason::Unknown;
+        self.decision = None;
+        self.reason = rules::Reason::Unknown;
         self.mode = ClientMode::Monitor;
         self.explain.clear();
         self.sha256 = None;
@@ -465,7 +409,7 @@ pub fn format_key_value(
     match rec.action {
         Action::Exec => {
             out.extend_from_slice(b"action=EXEC|decision=");
-            out.extend_from_slice(rec.decision.as_str().as_bytes());
+            out.extend_from_slice(decision_word(rec.decision).as_bytes());
             out.extend_from_slice(b"|reason=");
             out.extend_from_slice(rec.reason.as_str().as_bytes());
             if !rec.explain.is_empty() {
@@ -600,7 +544,7 @@ pub fn format_json(out: &mut Vec<u8>, rec: &Record, machine_id: Option<&str>) {
     match rec.action {
         Action::Exec => {
             out.extend_from_slice(b",\"action\":\"EXEC\",\"decision\":\"");
-            out.extend_from_slice(rec.decision.as_str().as_bytes());
+            out.extend_from_slice(decision_word(rec.decision).as_bytes());
             out.extend_from_slice(b"\",\"reason\":\"");
             out.extend_from_slice(rec.reason.as_str().as_bytes());
             out.push(b'"');

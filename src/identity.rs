@@ -6,12 +6,13 @@
 //! signing facts into the rules crate's identities, and runs the rules pipeline with the
 //! worker's own evaluator (its own regex clones).
 
-use crate::eventlog::{PATH_BYTES_MAX, Text};
-use santa_hotpath::{Cacheability, Evaluation, Evaluator};
+use crate::eventlog::{self, PATH_BYTES_MAX, Record, Text};
+use santa_hotpath::{Cacheability, DefaultReason, Evaluation, Evaluator};
 use santa_rules as rules;
 use santa_signing as signing;
 use std::fs::File;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 /// What one event needs to be evaluated, whatever the platform.
 pub trait Subject: Send + Sync + 'static {
@@ -312,6 +313,49 @@ impl<P: Subject> Evaluator<P> for ExecEvaluator {
         Evaluation {
             decision: Arc::new(evaluation.decision),
             cacheability: evaluation.cacheability,
+        }
+    }
+}
+
+/// Fills the decision half of an EXEC record: action, time, decision, reason, mode, explain
+/// and the file's identities — or, for a default answer, why it was one. Every platform's
+/// responder calls it with the answer that reached the kernel (`applied`).
+pub fn fill_decision(
+    rec: &mut Record,
+    applied: rules::Action,
+    verdict: Option<&Verdict>,
+    default: Option<DefaultReason>,
+    policy: &rules::PolicyEngine,
+) {
+    rec.action = eventlog::Action::Exec;
+    rec.time = SystemTime::now();
+    rec.decision = Some(applied);
+    match verdict {
+        Some(v) => {
+            rec.reason = v.decision.reason;
+            rec.mode = v.decision.mode;
+            if let Some(explain) = v.decision.explain {
+                rec.explain.set(explain.as_bytes());
+            }
+            rec.sha256 = v.sha256;
+            rec.cert_sha256 = v.cert_sha256;
+            if let Some(cn) = &v.cert_cn {
+                rec.cert_cn.set(cn.as_bytes());
+            }
+            if let Some(t) = &v.team_id {
+                rec.team_id.set(t.as_bytes());
+            }
+            if let Some(s) = &v.signing_id {
+                rec.signing_id.set(s.as_bytes());
+            }
+            rec.cdhash = v.cdhash;
+        }
+        None => {
+            rec.reason = rules::Reason::Unknown;
+            rec.mode = policy.policy().config().mode;
+            rec.explain.set(b"default answer: ");
+            rec.explain
+                .push(default.map_or("unknown", DefaultReason::name).as_bytes());
         }
     }
 }

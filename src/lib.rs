@@ -1,6 +1,8 @@
 //! santad: the daemon's library half (config, event sources, wiring, control protocol).
 //!
-//! Building blocks that do not depend on the engine, signing or rules crates:
+//! Building blocks that do not depend on the engine or signing crates (they take the rules
+//! crate's words for a decision, `rules::Action` and `rules::Reason`, and keep only their own
+//! texts for them):
 //! - [`fanotify`]: the Linux event source (group, marks, reads, responses, kernel allow cache).
 //! - [`eventlog`]: the decision log (Santa's line format, JSON lines, bounded ring, logger thread).
 //! - [`procinfo`]: process facts from /proc (ids, names, args, tty) into fixed-size records.
@@ -13,7 +15,8 @@
 //!   loaders, `LockdownScope`, and the BPF exec backstop for what fanotify cannot see.
 //!
 //! And the wiring over `santa-hotpath`, `santa-signing` and `santa-rules`:
-//! - [`identity`]: the evaluator (file → SHA-256 and signing facts → rules decision).
+//! - [`identity`]: the evaluator (file → SHA-256 and signing facts → rules decision), and the
+//!   decision half of every log record (`fill_decision`, for every platform's responder).
 //! - [`linux`]: the fanotify event source and responder for the engine.
 //! - [`daemon`]: builds everything from the config and runs until a signal says stop.
 //! - [`es`]: macOS Endpoint Security, the platform-neutral half (message model, translation,
@@ -34,6 +37,5 @@ pub mod control;
 pub mod es;
 pub mod eventlog;
 pub mod identity;
-pub mod report;
 pub mod setup;
 pub mod stderr_logger;

@@ -274,13 +274,13 @@ impl std::fmt::Debug for EsClient {
 fn respond_raw(
     client: NonNull<es_client_t>,
     msg: &RetainedMessage,
-    allow: bool,
+    action: rules::Action,
     cache: bool,
 ) -> Result<(), RespondError> {
-    let result = if allow {
-        es_auth_result_t::ES_AUTH_RESULT_ALLOW
-    } else {
-        es_auth_result_t::ES_AUTH_RESULT_DENY
+    // The decision's one translation into Endpoint Security's words.
+    let result = match action {
+        rules::Action::Allow => es_auth_result_t::ES_AUTH_RESULT_ALLOW,
+        rules::Action::Deny => es_auth_result_t::ES_AUTH_RESULT_DENY,
     };
     // SAFETY: `client` is live (santad deletes it only after the engine answered everything);
     // `msg` is retained; an AUTH_EXEC message is answered with an auth result, once (the engine's
@@ -363,8 +363,13 @@ impl EsClient {
 }
 
 impl AuthPort<RetainedMessage> for Arc<EsClient> {
-    fn respond(&self, msg: &RetainedMessage, allow: bool, cache: bool) -> Result<(), RespondError> {
-        respond_raw(self.raw, msg, allow, cache)
+    fn respond(
+        &self,
+        msg: &RetainedMessage,
+        action: rules::Action,
+        cache: bool,
+    ) -> Result<(), RespondError> {
+        respond_raw(self.raw, msg, action, cache)
     }
 }
 
@@ -499,7 +504,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), MacError>
         Arc::new(
             EsClient::new(move |client, msg| {
                 let answer_now = |m: &RetainedMessage| {
-                    if respond_raw(client, m, true, false).is_err() {
+                    if respond_raw(client, m, rules::Action::Allow, false).is_err() {
                         shared
                             .counters
                             .respond_errors

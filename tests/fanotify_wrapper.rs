@@ -18,10 +18,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use santa_rules::Action;
 use santa_testkit::{PrivateMount, TmpfsOptions};
 use santad::linux::fanotify::{
     EVENT_BUFFER_BYTES_DEFAULT, EventBuffer, Events, Fanotify, IgnoreFlavor, InitOptions,
-    MASK_CLOSE_WRITE, MASK_OPEN_EXEC, MASK_OPEN_EXEC_PERM, MarkScope, PidFd, Response, WakeFd,
+    MASK_CLOSE_WRITE, MASK_OPEN_EXEC, MASK_OPEN_EXEC_PERM, MarkScope, PidFd, WakeFd,
 };
 
 /// How long a test waits for an expected event before failing (not hanging).
@@ -169,11 +170,11 @@ impl Listener {
                         });
                         if event.is_permission() {
                             let response = if deny.load(Ordering::SeqCst) {
-                                Response::Deny
+                                Action::Deny
                             } else {
-                                Response::Allow
+                                Action::Allow
                             };
-                            if response == Response::Allow
+                            if response == Action::Allow
                                 && ignore_on_allow.load(Ordering::SeqCst)
                                 && group.ignore_inode(fd.as_fd(), MASK_OPEN_EXEC_PERM).is_err()
                             {
@@ -512,7 +513,7 @@ fn process_facts_during_and_after_a_held_exec() {
                     "pre-exec cmdline: {before:?}"
                 );
                 group
-                    .respond(fd.as_fd(), Response::Allow, false)
+                    .respond(fd.as_fd(), Action::Allow, false)
                     .expect("respond");
                 answered = true;
             }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use santa_testkit::{PrivateMount, TmpfsOptions};
 use santad::linux::fanotify::{
     EVENT_BUFFER_BYTES_DEFAULT, EventBuffer, Fanotify, InitOptions, MASK_CLOSE_WRITE,
-    MASK_OPEN_EXEC, MASK_OPEN_EXEC_PERM, MarkScope, Response, WakeFd,
+    MASK_OPEN_EXEC, MASK_OPEN_EXEC_PERM, MarkScope, WakeFd,
 };
 
 /// How long an expected permission event may take (an unasked exec finishes long before).
@@ -85,7 +85,7 @@ impl Group {
 
     fn allow(&self, file: &File) {
         self.fan
-            .respond(file.as_fd(), Response::Allow, false)
+            .respond(file.as_fd(), santa_rules::Action::Allow, false)
             .expect("answer");
     }
 }

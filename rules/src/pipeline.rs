@@ -93,6 +93,19 @@ impl Default for PolicyConfig {
     }
 }
 
+impl PolicyConfig {
+    /// The answer when no decision could be made (a deadline passed, a queue was full, the
+    /// daemon is stopping): allow, unless `FailClosed` in Lockdown (Santa's `failClosed` getter
+    /// checks the mode too). Every platform's default answer starts here.
+    pub fn default_action(&self) -> Action {
+        if self.fail_closed && self.mode == ClientMode::Lockdown {
+            Action::Deny
+        } else {
+            Action::Allow
+        }
+    }
+}
+
 /// Which setting a bad regex came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PathRegexKind {

@@ -1,5 +1,4 @@
 use super::*;
-use crate::eventlog;
 use santa_hotpath::EngineConfig;
 use santa_hotpath::{FlushReason, Origin};
 use std::io::Write;
@@ -381,24 +380,24 @@ fn es_caches_allows_only_never_denies_or_defaults() {
         epoch: 0,
     };
     assert_eq!(
-        kernel_answer(&decided(&allow, true), true),
+        kernel_answer(&decided(&allow, true), rules::Action::Allow),
         KernelAnswer {
-            allow: true,
+            action: rules::Action::Allow,
             cache: true
         }
     );
     assert_eq!(
-        kernel_answer(&decided(&allow, false), true),
+        kernel_answer(&decided(&allow, false), rules::Action::Allow),
         KernelAnswer {
-            allow: true,
+            action: rules::Action::Allow,
             cache: false
         },
         "an allow the engine may not cache (file changed while hashed)"
     );
     assert_eq!(
-        kernel_answer(&decided(&deny, true), true),
+        kernel_answer(&decided(&deny, true), rules::Action::Allow),
         KernelAnswer {
-            allow: false,
+            action: rules::Action::Deny,
             cache: false
         }
     );
@@ -409,11 +408,11 @@ fn es_caches_allows_only_never_denies_or_defaults() {
         DefaultReason::ShuttingDown,
         DefaultReason::EvaluationFailed,
     ] {
-        for default_allows in [true, false] {
+        for default in [rules::Action::Allow, rules::Action::Deny] {
             assert_eq!(
-                kernel_answer(&Answer::Default(reason), default_allows),
+                kernel_answer(&Answer::Default(reason), default),
                 KernelAnswer {
-                    allow: default_allows,
+                    action: default,
                     cache: false
                 },
                 "{reason:?}"
@@ -552,16 +551,21 @@ fn kernel_identities_decide_rules_and_file_bytes_give_the_sha256() {
 
 /// The kernel's side of the answers: what `es_respond_auth_result` would have received.
 #[derive(Debug, Default)]
-struct Answers(Mutex<Vec<(i32, bool, bool)>>);
+struct Answers(Mutex<Vec<(i32, rules::Action, bool)>>);
 
 impl AuthPort<PlainMessage> for Arc<Answers> {
-    fn respond(&self, msg: &PlainMessage, allow: bool, cache: bool) -> Result<(), RespondError> {
-        self.0.lock().unwrap().push((msg.pid, allow, cache));
+    fn respond(
+        &self,
+        msg: &PlainMessage,
+        action: rules::Action,
+        cache: bool,
+    ) -> Result<(), RespondError> {
+        self.0.lock().unwrap().push((msg.pid, action, cache));
         Ok(())
     }
 }
 
-fn wait_for(answers: &Answers, n: usize) -> Vec<(i32, bool, bool)> {
+fn wait_for(answers: &Answers, n: usize) -> Vec<(i32, rules::Action, bool)> {
     let start = Instant::now();
     loop {
         let got = answers.0.lock().unwrap().clone();
@@ -618,8 +622,14 @@ fn engine_answers_es_messages_once_and_lets_es_cache_only_allows() {
         shared.intake(&handle, m, |_| never_answered_now = false);
     }
     let mut got = wait_for(&answers, 2);
-    got.sort();
-    assert_eq!(got, vec![(100, true, true), (200, false, false)]);
+    got.sort_by_key(|(pid, _, _)| *pid);
+    assert_eq!(
+        got,
+        vec![
+            (100, rules::Action::Allow, true),
+            (200, rules::Action::Deny, false)
+        ]
+    );
     assert!(never_answered_now);
 
     // The NOTIFY_EXEC that follows our own allow is dropped; one ES's cache let through is
@@ -703,9 +713,9 @@ fn default_answers_reach_es_uncached_and_fail_closed_only_in_lockdown() {
             .unwrap(),
         ))
     };
-    for (mode, allow) in [
-        (rules::ClientMode::Monitor, true),
-        (rules::ClientMode::Lockdown, false),
+    for (mode, action) in [
+        (rules::ClientMode::Monitor, rules::Action::Allow),
+        (rules::ClientMode::Lockdown, rules::Action::Deny),
     ] {
         let answers = Arc::new(Answers::default());
         let responder = EsResponder::new(
@@ -722,7 +732,7 @@ fn default_answers_reach_es_uncached_and_fail_closed_only_in_lockdown() {
         );
         assert_eq!(
             *answers.0.lock().unwrap(),
-            vec![(4242, allow, false)],
+            vec![(4242, action, false)],
             "{mode:?}"
         );
     }
@@ -761,7 +771,7 @@ fn log_record_carries_the_process_and_the_default_reason() {
     fill_record(
         &mut rec,
         &m.view(),
-        true,
+        rules::Action::Allow,
         None,
         Some(DefaultReason::Deadline),
         &policy,
@@ -771,7 +781,7 @@ fn log_record_carries_the_process_and_the_default_reason() {
     assert_eq!(rec.uid, 501);
     assert_eq!(rec.path.as_bytes(), m.path.as_slice());
     assert_eq!(rec.explain.as_bytes(), b"default answer: deadline");
-    assert_eq!(rec.decision, eventlog::Decision::Allow);
+    assert_eq!(rec.decision, Some(rules::Action::Allow));
 }
 
 #[test]

@@ -3,8 +3,8 @@ use super::*;
 fn sample_exec() -> Record {
     let mut r = Record::new();
     r.time = UNIX_EPOCH + Duration::from_millis(1_704_067_200_123); // 2024-01-01T00:00:00.123Z
-    r.decision = Decision::Deny;
-    r.reason = Reason::Binary;
+    r.decision = Some(rules::Action::Deny);
+    r.reason = rules::Reason::Binary;
     r.mode = ClientMode::Lockdown;
     r.explain.set(b"rule matched");
     r.sha256 = Some([0xab; 32]);
@@ -41,8 +41,8 @@ fn santa_golden_exec_line() {
     // quarantine_url field that has no Linux counterpart; our hashes are bytes, so they are
     // shown as hex where Santa's test used placeholder strings.
     let mut r = Record::new();
-    r.decision = Decision::Allow;
-    r.reason = Reason::Binary;
+    r.decision = Some(rules::Action::Allow);
+    r.reason = rules::Reason::Binary;
     r.explain.set(b"extra!");
     r.sha256 = Some([0x12; 32]);
     r.cert_sha256 = Some([0x56; 32]);
@@ -67,8 +67,8 @@ fn santa_golden_exec_line() {
 #[test]
 fn optional_fields_are_left_out_and_missing_names_are_null() {
     let mut r = Record::new();
-    r.decision = Decision::Allow;
-    r.reason = Reason::Unknown;
+    r.decision = Some(rules::Action::Allow);
+    r.reason = rules::Reason::Unknown;
     r.path.set(b"/bin/true");
     r.team_id.set(b"EQHXZ8M8AV");
     assert_eq!(
@@ -188,7 +188,7 @@ fn logger_writes_and_reopens_after_rename() {
     let handle = spawn_logger(log.clone(), writer).expect("spawn");
     let push = |pid: i32| {
         let mut slot = log.acquire().expect("free record");
-        slot.decision = Decision::Allow;
+        slot.decision = Some(rules::Action::Allow);
         slot.pid = pid;
         slot.path.set(b"/bin/true");
         slot.commit();

@@ -578,12 +578,12 @@ impl Report {
         let Some(mut rec) = log.acquire() else { return };
         rec.action = eventlog::Action::Exec;
         rec.time = SystemTime::now();
-        rec.decision = if self.denied {
-            eventlog::Decision::Deny
+        rec.decision = Some(if self.denied {
+            santa_rules::Action::Deny
         } else {
-            eventlog::Decision::Allow
-        };
-        rec.reason = eventlog::Reason::Unknown;
+            santa_rules::Action::Allow
+        });
+        rec.reason = santa_rules::Reason::Unknown;
         rec.mode = if self.denied {
             crate::config::ClientMode::Lockdown
         } else {

@@ -34,6 +34,7 @@
 //!   closed (then the kernel allows everything pending: fail open). Hence [`Events`] answers
 //!   `FAN_ALLOW` for every event its caller did not take before dropping the iterator.
 
+use santa_rules::Action;
 use std::ffi::CString;
 use std::fmt;
 use std::io;
@@ -220,15 +221,6 @@ impl MarkScope {
             MarkScope::Filesystem => libc::FAN_MARK_FILESYSTEM,
         }
     }
-}
-
-/// The answer to a permission event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Response {
-    /// `FAN_ALLOW`: the exec proceeds.
-    Allow,
-    /// `FAN_DENY`: `execve` fails with `EPERM`.
-    Deny,
 }
 
 /// Options for [`Fanotify::new`].
@@ -527,7 +519,7 @@ impl Fanotify {
     /// Reads pending events into `buf` and returns an iterator over them. No events pending (the
     /// group is non-blocking) or an interrupted read gives an empty iterator.
     pub fn read<'a>(&'a self, buf: &'a mut EventBuffer) -> Result<Events<'a>, Error> {
-        self.read_answering(buf, Response::Allow)
+        self.read_answering(buf, Action::Allow)
     }
 
     /// [`Fanotify::read`], answering `default` to permission events of malformed records and
@@ -535,7 +527,7 @@ impl Fanotify {
     pub fn read_answering<'a>(
         &'a self,
         buf: &'a mut EventBuffer,
-        default: Response,
+        default: Action,
     ) -> Result<Events<'a>, Error> {
         // SAFETY: buf.bytes is an initialised, exclusively borrowed allocation of bytes.len()
         // bytes; the kernel writes at most that many.
@@ -565,12 +557,7 @@ impl Fanotify {
 
     /// Answers the permission event whose fd is `fd`. `audit` adds `FAN_AUDIT` (needs
     /// [`InitOptions::enable_audit`]).
-    pub fn respond(
-        &self,
-        fd: BorrowedFd<'_>,
-        response: Response,
-        audit: bool,
-    ) -> Result<(), Error> {
+    pub fn respond(&self, fd: BorrowedFd<'_>, response: Action, audit: bool) -> Result<(), Error> {
         respond_raw(self.fd.as_fd(), fd.as_raw_fd(), response, audit)
     }
 }
@@ -584,12 +571,14 @@ impl AsFd for Fanotify {
 fn respond_raw(
     group: BorrowedFd<'_>,
     fd: RawFd,
-    response: Response,
+    response: Action,
     audit: bool,
 ) -> Result<(), Error> {
+    // The decision's one translation into fanotify's words: `FAN_DENY` makes `execve` fail
+    // with `EPERM`.
     let mut code = match response {
-        Response::Allow => libc::FAN_ALLOW,
-        Response::Deny => libc::FAN_DENY,
+        Action::Allow => libc::FAN_ALLOW,
+        Action::Deny => libc::FAN_DENY,
     };
     if audit {
         code |= libc::FAN_AUDIT;
@@ -979,7 +968,7 @@ pub struct Events<'a> {
     group: BorrowedFd<'a>,
     bytes: &'a [u8],
     offset: usize,
-    default: Response,
+    default: Action,
 }
 
 impl<'a> Events<'a> {

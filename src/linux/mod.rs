@@ -28,12 +28,11 @@
 //! through a pidfd. A notification for an exec that we have just allowed ourselves would log it
 //! twice, so allows are remembered briefly by `(pid, file)` and such notifications are dropped.
 
-use crate::blockmsg::{BlockMessenger, BlockNotice, BlockReason};
+use crate::blockmsg::{BlockMessenger, BlockNotice};
 use crate::eventlog::{self, EventLog, Record, Text};
 use crate::identity::{Subject, Verdict, WriteHold};
-use crate::report::{self, block_reason};
 use crossbeam_queue::ArrayQueue;
-use fanotify::{EventBuffer, Fanotify, Response, WakeFd};
+use fanotify::{EventBuffer, Fanotify, WakeFd};
 use procinfo::NameCache;
 use santa_hotpath::{
     Answer, AnsweredBy, DefaultReason, Epoch, Event, FileKey, FileStamp, Principal, Responder,
@@ -720,15 +719,9 @@ impl Linux {
 }
 
 /// The default answer when no decision could be made in time: allow, unless `FailClosed` in
-/// Lockdown (Santa's rule).
-pub fn default_response(policy: &rules::PolicyEngine) -> Response {
-    let p = policy.policy();
-    let cfg = p.config();
-    if cfg.fail_closed && cfg.mode == rules::ClientMode::Lockdown {
-        Response::Deny
-    } else {
-        Response::Allow
-    }
+/// Lockdown (Santa's rule, [`rules::PolicyConfig::default_action`]).
+pub fn default_response(policy: &rules::PolicyEngine) -> rules::Action {
+    policy.policy().config().default_action()
 }
 
 /// The default answer for one exec. For a file only root can write (the system's own binaries)
@@ -736,9 +729,9 @@ pub fn default_response(policy: &rules::PolicyEngine) -> Response {
 /// Lockdown it is a deny, `FailClosed` or not: its owner chooses how long it takes to hash (and
 /// how many of them wait), so a default allow would let a user time out their own unapproved
 /// exec — a deadline reached behind their own slow files, a full queue, a full slot table.
-pub fn default_for(policy: &rules::PolicyEngine, facts: &FileFacts) -> Response {
+pub fn default_for(policy: &rules::PolicyEngine, facts: &FileFacts) -> rules::Action {
     if !facts.mode_root_only() && policy.policy().config().mode == rules::ClientMode::Lockdown {
-        Response::Deny
+        rules::Action::Deny
     } else {
         default_response(policy)
     }

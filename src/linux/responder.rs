@@ -81,7 +81,7 @@ impl FanotifyResponder {
         &self,
         rec: &mut Record,
         event: &ExecEvent,
-        response: Response,
+        response: rules::Action,
         verdict: Option<&Verdict>,
         default: Option<DefaultReason>,
     ) {
@@ -131,7 +131,7 @@ impl FanotifyResponder {
             .then(|| String::from_utf8_lossy(rec.user.as_bytes()).into_owned());
         let notice = BlockNotice {
             tty: tty.as_path().to_path_buf(),
-            reason: Some(verdict.map_or(BlockReason::Unknown, |v| block_reason(v.decision.reason))),
+            reason: Some(verdict.map_or(rules::Reason::Unknown, |v| v.decision.reason)),
             path: String::from_utf8_lossy(rec.path.as_bytes()).into_owned(),
             sha256: verdict.and_then(|v| v.sha256).map(|s| hex(&s)),
             team_id: verdict.and_then(|v| v.team_id.as_deref().map(str::to_string)),
@@ -153,12 +153,12 @@ impl FanotifyResponder {
 fn fill_record(
     rec: &mut Record,
     event: &ExecEvent,
-    response: Response,
+    response: rules::Action,
     verdict: Option<&Verdict>,
     default: Option<DefaultReason>,
     policy: &rules::PolicyEngine,
 ) {
-    report::fill_decision(rec, response == Response::Allow, verdict, default, policy);
+    crate::identity::fill_decision(rec, response, verdict, default, policy);
     rec.pid = event.pid;
 }
 
@@ -197,7 +197,13 @@ impl FanotifyResponder {
             bump(&counters.kernel_cached_execs);
         }
         if let Some(mut rec) = record {
-            self.finish_record(&mut rec, event, Response::Allow, Some(&mark.verdict), None);
+            self.finish_record(
+                &mut rec,
+                event,
+                rules::Action::Allow,
+                Some(&mark.verdict),
+                None,
+            );
             if changed {
                 rec.explain
                     .set(b"ALERT: kernel cache allowed a file changed since its decision");
@@ -242,14 +248,14 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
                     && !in_scope(event.pid)
                 {
                     scoped_out = true;
-                    Response::Allow
+                    rules::Action::Allow
                 } else {
-                    Response::Deny
+                    rules::Action::Deny
                 }
             }
-            Some(_) => Response::Allow,
+            Some(_) => rules::Action::Allow,
             None => match default_for(&self.policy, &event.facts) {
-                Response::Deny if lockdown && !in_scope(event.pid) => {
+                rules::Action::Deny if lockdown && !in_scope(event.pid) => {
                     scoped_out = true;
                     default_response(&self.policy)
                 }
@@ -257,17 +263,17 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
             },
         };
         // An allow holds only if the bytes decided on are the bytes that will run.
-        let root_only = response == Response::Allow
+        let root_only = response == rules::Action::Allow
             && verdict.is_some()
             && !scoped_out
             && only_root_can_modify(&event.file, &event.facts);
         let mut withdrawn = match response {
-            Response::Allow if verdict.is_some() && !scoped_out => {
+            rules::Action::Allow if verdict.is_some() && !scoped_out => {
                 event.allow_withdrawn(root_only, &self.linux.counters)
             }
             _ => None,
         };
-        if response == Response::Allow
+        if response == rules::Action::Allow
             && verdict.is_some()
             && !scoped_out
             && !root_only
@@ -286,11 +292,11 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
             bump(&self.linux.counters.allows_withdrawn);
             // The mode decides, as for a file that changed while it was evaluated.
             if lockdown && in_scope(event.pid) {
-                response = Response::Deny;
+                response = rules::Action::Deny;
             }
         }
         let mut record = self.begin_record(by, event);
-        if response == Response::Allow && self.log_notifications && !unasked {
+        if response == rules::Action::Allow && self.log_notifications && !unasked {
             // Before answering: the notification can only follow the answer.
             self.linux.recent.record(event.pid, event.key);
             if !root_only {
@@ -308,7 +314,7 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
                 }
             }
         }
-        if response == Response::Allow
+        if response == rules::Action::Allow
             && cacheable
             && !scoped_out
             && !unasked
@@ -320,10 +326,10 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
         }
         // A deny of an execveat(AT_EXECVE_CHECK) refuses a check, not an execution: no block
         // message, and the line says so (read while the process is still held).
-        let check = !unasked && response == Response::Deny && is_execve_check(event.pid);
+        let check = !unasked && response == rules::Action::Deny && is_execve_check(event.pid);
         let mut killed = false;
         if unasked {
-            if response == Response::Deny {
+            if response == rules::Action::Deny {
                 killed = procinfo::kill_process(event.pid);
                 if killed {
                     bump(&self.linux.counters.unasked_kills);
@@ -358,7 +364,7 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
         let mut scratch: Option<Box<Record>> = None;
         let rec: Option<&mut Record> = match record.as_deref_mut() {
             Some(rec) => Some(rec),
-            None if response == Response::Deny => {
+            None if response == rules::Action::Deny => {
                 Some(&mut **scratch.insert(Box::new(Record::new())))
             }
             None => None,
@@ -383,7 +389,7 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
                 }
                 rec.explain
                     .push(b"ALERT: the kernel ran this exec without asking santad");
-                if response == Response::Deny {
+                if response == rules::Action::Deny {
                     rec.explain.push(if killed {
                         b"; process killed".as_slice()
                     } else {
@@ -397,7 +403,7 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
                 }
                 rec.explain
                     .push(b"execveat AT_EXECVE_CHECK: a check, nothing was executed");
-            } else if response == Response::Deny {
+            } else if response == rules::Action::Deny {
                 self.block_message(event, verdict, rec);
                 if let Some(bundles) = &self.bundles {
                     let path = PathBuf::from(std::ffi::OsStr::from_bytes(rec.path.as_bytes()));

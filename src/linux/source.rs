@@ -178,7 +178,7 @@ impl Source<ExecEvent> for FanotifySource {
                     if self
                         .linux
                         .fan
-                        .respond(file.as_fd(), Response::Allow, false)
+                        .respond(file.as_fd(), rules::Action::Allow, false)
                         .is_err()
                     {
                         bump(&counters.respond_errors);

@@ -20,11 +20,10 @@
 
 #![allow(clippy::unwrap_used)] // a benchmark harness: a failed step ends the run with its message
 
+use santa_rules::Action;
 use santa_testkit::{PrivateMount, TmpfsOptions};
 use santad::linux::backstop::{Backstop, ProgramScope, kernel_dev_of};
-use santad::linux::fanotify::{
-    self, EventBuffer, Fanotify, InitOptions, MarkScope, Response, WakeFd,
-};
+use santad::linux::fanotify::{self, EventBuffer, Fanotify, InitOptions, MarkScope, WakeFd};
 use std::ffi::CString;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
@@ -221,10 +220,10 @@ fn main() {
             let mut answered = 0u64;
             while !stop.load(Ordering::Acquire) {
                 let _ = fan.wait(&wake, 200);
-                if let Ok(events) = fan.read_answering(&mut buf, Response::Allow) {
+                if let Ok(events) = fan.read_answering(&mut buf, Action::Allow) {
                     for e in events.flatten() {
                         if let Some(fd) = e.fd {
-                            let _ = fan.respond(fd.as_fd(), Response::Allow, false);
+                            let _ = fan.respond(fd.as_fd(), Action::Allow, false);
                             answered += 1;
                         }
                     }

@@ -4,8 +4,9 @@
 //! `min-responder MOUNT`: marks only MOUNT (the harness's private mount, never `/`), answers
 //! every exec with allow, and stops on SIGTERM/SIGINT (the kernel releases anything held).
 
+use santa_rules::Action;
 use santad::linux::fanotify::{
-    EventBuffer, Fanotify, InitOptions, MASK_OPEN_EXEC_PERM, MarkScope, Response, WakeFd,
+    EventBuffer, Fanotify, InitOptions, MASK_OPEN_EXEC_PERM, MarkScope, WakeFd,
 };
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -45,7 +46,7 @@ fn main() -> ExitCode {
             for event in fan.read(&mut buf)? {
                 let event = event?;
                 if let Some(fd) = event.fd {
-                    fan.respond(fd.as_fd(), Response::Allow, false)?;
+                    fan.respond(fd.as_fd(), Action::Allow, false)?;
                 }
             }
         }

@@ -33,7 +33,7 @@ fn events_of<'a>(group: &'a std::fs::File, bytes: &'a [u8]) -> Events<'a> {
         group: group.as_fd(),
         bytes,
         offset: 0,
-        default: Response::Allow,
+        default: Action::Allow,
     }
 }
 

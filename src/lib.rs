@@ -19,22 +19,20 @@
 //!   decision half of every log record (`fill_decision`, for every platform's responder).
 //! - [`linux`]: the fanotify event source and responder for the engine.
 //! - [`daemon`]: builds everything from the config and runs until a signal says stop.
-//! - [`es`]: macOS Endpoint Security, the platform-neutral half (message model, translation,
-//!   kernel identities, ES cache rule, evaluator, responder), tested on Linux.
-//! - `macos` (macOS only): the one file of Endpoint Security calls and the macOS wiring.
+//! - [`macos`]: Endpoint Security. Its platform-neutral half, [`macos::es`] (message model,
+//!   translation, kernel identities, ES cache rule, evaluator, responder), is tested on Linux;
+//!   the Endpoint Security calls and the macOS wiring are compiled for macOS only.
 
 #[cfg(target_os = "linux")]
 pub mod daemon;
 #[cfg(target_os = "linux")]
 pub mod linux;
 
-#[cfg(target_os = "macos")]
 pub mod macos;
 
 pub mod blockmsg;
 pub use santa_config as config;
 pub mod control;
-pub mod es;
 pub mod eventlog;
 pub mod identity;
 pub mod setup;

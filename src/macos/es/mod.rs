@@ -3,7 +3,7 @@
 //! Linux. The one file of ES calls is [`crate::macos`] (compiled only for macOS).
 //!
 //! ```text
-//!  ES callback (macos.rs): retain message ─► EsMessage::view ─► intake()
+//!  ES callback (client.rs): retain message ─► EsMessage::view ─► intake()
 //!     AUTH_EXEC    → Event { EsExec, key/stamp from ES's stat, deadline = Santa's budget }
 //!     NOTIFY_EXEC  → Event (logged only; dropped if it follows our own allow)
 //!     NOTIFY_CLOSE (modified), NOTIFY_UNLINK, NOTIFY_RENAME → invalidate the cached decision

@@ -3,7 +3,7 @@
 //! NEVER COMPILED on the machines this project is built on (Linux, no Apple target): every
 //! call, type and constant below was checked by hand against `endpoint-sec-sys` 0.6.2, `block2`
 //! 0.6.2, `mach2` 0.7.0 and `libc` 0.2.191 (see the README's macOS section). Everything that can
-//! be platform-neutral is in [`crate::es`] and tested on Linux; this file only
+//! be platform-neutral is in [`crate::macos::es`] and tested on Linux; this file only
 //!
 //! - creates the client (`es_new_client`, errors as [`NewClientError`]), mutes santad itself
 //!   (`es_mute_process` with our audit token), subscribes (`es_subscribe`), clears ES's cache
@@ -15,11 +15,11 @@
 
 use crate::blockmsg::{BlockMessenger, MessageConfig};
 use crate::config::Config;
-use crate::es::{
+use crate::eventlog::{self, ARGS_BYTES_MAX, EventLog, LoggerHandle, Text};
+use crate::macos::es::{
     self, AuthPort, ClearCacheError, EsEngine, EsEvaluator, EsMessage, EsResponder, EsShared,
     EventView, ExecView, FileView, MessageView, NewClientError, ProcessView, RespondError,
 };
-use crate::eventlog::{self, ARGS_BYTES_MAX, EventLog, LoggerHandle, Text};
 use endpoint_sec_sys::block2::RcBlock;
 use endpoint_sec_sys::{
     audit_token_t, audit_token_to_pid, audit_token_to_pidversion, audit_token_to_rgid,

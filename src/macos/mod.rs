@@ -1,0 +1,14 @@
+//! macOS: Endpoint Security, organised as `src/linux/` is for fanotify.
+//!
+//! - [`es`]: the platform-neutral half (message model, translation, kernel identities, ES
+//!   cache rule, evaluator, responder), built and tested on Linux.
+//! - `client` (macOS only): the one file of Endpoint Security calls and santad's wiring on
+//!   macOS; [`run`] is what `main` calls there.
+
+pub mod es;
+
+#[cfg(target_os = "macos")]
+mod client;
+
+#[cfg(target_os = "macos")]
+pub use client::{EsClient, MacError, RetainedMessage, run};

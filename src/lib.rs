@@ -3,16 +3,19 @@
 //! Building blocks that do not depend on the engine or signing crates (they take the rules
 //! crate's words for a decision, `rules::Action` and `rules::Reason`, and keep only their own
 //! texts for them):
-//! - [`fanotify`]: the Linux event source (group, marks, reads, responses, kernel allow cache).
+//! - [`linux::fanotify`]: the Linux event source (group, marks, reads, responses, kernel allow
+//!   cache).
 //! - [`eventlog`]: the decision log (Santa's line format, JSON lines, bounded ring, logger thread).
-//! - [`procinfo`]: process facts from /proc (ids, names, args, tty) into fixed-size records.
+//! - [`linux::procinfo`]: process facts from /proc (ids, names, args, tty) into fixed-size
+//!   records.
 //! - [`blockmsg`]: Santa's block message on the blocked process's terminal (queue + thread).
 //! - [`config`]: the `santa-config` crate, re-exported: the TOML configuration with Santa's key
 //!   names, validated key by key.
 //! - [`control`]: the control socket: the `santa-control` protocol and client (what `santactl`
 //!   links), re-exported, and on Linux santad's server.
-//! - [`mountinfo`], [`coverage`], [`backstop`]: every filesystem watched and followed, the
-//!   loaders, `LockdownScope`, and the BPF exec backstop for what fanotify cannot see.
+//! - [`linux::mountinfo`], [`linux::coverage`], [`linux::backstop`]: every filesystem watched
+//!   and followed, the loaders, `LockdownScope`, and the BPF exec backstop for what fanotify
+//!   cannot see.
 //!
 //! And the wiring over `santa-hotpath`, `santa-signing` and `santa-rules`:
 //! - [`identity`]: the evaluator (file → SHA-256 and signing facts → rules decision), and the

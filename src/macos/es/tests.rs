@@ -1,9 +1,18 @@
 use super::*;
-use santa_hotpath::EngineConfig;
-use santa_hotpath::{FlushReason, Origin};
+use crate::eventlog::{ARGS_BYTES_MAX, EventLog, Record, Text};
+use crate::identity::Verdict;
+use santa_hotpath::clock::MachTimebase;
+use santa_hotpath::{
+    Answer, AnsweredBy, Cacheability, DefaultReason, EngineConfig, Evaluator, FileKey, FileStamp,
+    FlushReason, Origin, Responder,
+};
+use santa_rules as rules;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 const MS: u64 = 1_000_000;

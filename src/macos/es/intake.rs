@@ -1,0 +1,194 @@
+//! The ES callback's side: what it shares with the responder (counters, our own recent
+//! allows) and the intake that hands each message to the engine without blocking.
+
+use super::{EsExec, EsMessage, Intake, Kind, translate};
+use santa_hotpath::clock::MachTimebase;
+use santa_hotpath::{Clock, Evaluator, Event, FileKey, Handle, Responder, Source, Submitted};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Remembered allows for dropping the NOTIFY_EXEC that follows each of them. A notification
+/// follows its AUTH answer within microseconds, so a small table suffices; a collision at worst
+/// logs a line twice.
+pub const RECENT_ALLOWS: usize = 4_096;
+
+/// Recent allows by `(pid, file)`, to drop the NOTIFY_EXEC that follows each of our own.
+#[derive(Debug)]
+pub struct RecentAllows {
+    tags: Box<[AtomicU64]>,
+}
+
+impl Default for RecentAllows {
+    fn default() -> Self {
+        Self {
+            tags: (0..RECENT_ALLOWS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+impl RecentAllows {
+    fn tag(pid: i32, key: FileKey) -> u64 {
+        let mut h = (pid as u32 as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^= key.ino.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h ^= key.dev.rotate_left(29);
+        h | 1
+    }
+
+    fn slot(&self, pid: i32) -> &AtomicU64 {
+        &self.tags[pid as u32 as usize % self.tags.len()]
+    }
+
+    /// Remembers that we allowed `pid` to exec `key`.
+    pub fn record(&self, pid: i32, key: FileKey) {
+        self.slot(pid).store(Self::tag(pid, key), Ordering::Release);
+    }
+
+    /// True (and forgotten) if we just allowed this exec ourselves.
+    pub fn take(&self, pid: i32, key: FileKey) -> bool {
+        let tag = Self::tag(pid, key);
+        self.slot(pid)
+            .compare_exchange(tag, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+}
+
+/// Counters of the ES side, for status and tests.
+#[derive(Debug, Default)]
+pub struct EsCounters {
+    /// AUTH_EXEC messages taken.
+    pub auth_execs: AtomicU64,
+    /// NOTIFY_EXEC messages taken.
+    pub notify_execs: AtomicU64,
+    /// NOTIFY_EXEC messages dropped as following our own allow.
+    pub notify_execs_deduplicated: AtomicU64,
+    /// Cached decisions invalidated by close-modified, unlink and rename.
+    pub invalidations: AtomicU64,
+    /// AUTH messages of a type santad does not decide, allowed at once.
+    pub unknown_auths: AtomicU64,
+    /// AUTH messages that arrived before the engine was running (allowed at once, uncached).
+    pub early_auths: AtomicU64,
+    /// Answers ES refused.
+    pub respond_errors: AtomicU64,
+    /// `es_clear_cache` failures (throttled or internal).
+    pub clear_cache_errors: AtomicU64,
+}
+
+pub(super) fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// How the intake reaches the engine: implemented by the engine's [`Handle`].
+pub trait EngineIntake<P> {
+    /// The engine clock's now.
+    fn now_ns(&self) -> u64;
+    /// Submits an event on behalf of `core` (see `Submit::submit`).
+    fn submit(&self, core: usize, event: Event<P>) -> Submitted;
+    /// Forgets the cached decision about one file.
+    fn invalidate(&self, key: FileKey);
+}
+
+impl<P, E, R, C, S> EngineIntake<P> for Handle<P, E, R, C, S>
+where
+    P: Send + Sync + 'static,
+    E: Evaluator<P>,
+    R: Responder<P, E::Decision>,
+    C: Clock,
+    S: Source<P>,
+{
+    fn now_ns(&self) -> u64 {
+        Handle::now_ns(self)
+    }
+    fn submit(&self, core: usize, event: Event<P>) -> Submitted {
+        Handle::submit(self, core, event)
+    }
+    fn invalidate(&self, key: FileKey) {
+        Handle::invalidate(self, key)
+    }
+}
+
+/// What the ES callback shares with the responder.
+#[derive(Debug)]
+pub struct EsShared {
+    /// Counters.
+    pub counters: EsCounters,
+    /// Our own recent allows (NOTIFY_EXEC deduplication).
+    pub recent: RecentAllows,
+    /// The Mach timebase of the engine's clock.
+    pub timebase: MachTimebase,
+    /// Log NOTIFY_EXEC for execs ES's cache allowed (`LogExecNotifications`).
+    pub log_notifications: bool,
+    next_core: AtomicU64,
+}
+
+impl EsShared {
+    /// Shared state for an engine whose clock converts ticks with `timebase`.
+    pub fn new(timebase: MachTimebase, log_notifications: bool) -> Arc<Self> {
+        Arc::new(Self {
+            counters: EsCounters::default(),
+            recent: RecentAllows::default(),
+            timebase,
+            log_notifications,
+            next_core: AtomicU64::new(0),
+        })
+    }
+
+    /// Takes one message in ES's callback thread: submits, invalidates, or answers at once.
+    /// `answer_now` answers an AUTH message santad does not decide (allow, uncached).
+    ///
+    /// The ES callback runs on a thread that is not a worker, so there is no core-local queue
+    /// to prefer: messages go round-robin over the workers' queues (the engine wakes idle
+    /// siblings to steal when one queue backs up).
+    pub fn intake<M: EsMessage>(
+        &self,
+        engine: &dyn EngineIntake<EsExec<M>>,
+        msg: M,
+        answer_now: impl FnOnce(&M),
+    ) -> Intake {
+        let view = msg.view();
+        let intake = translate(&view, engine.now_ns(), self.timebase);
+        match intake {
+            Intake::Decide {
+                kind,
+                key,
+                stamp,
+                deadline_ns,
+            } => {
+                if kind == Kind::Notify {
+                    bump(&self.counters.notify_execs);
+                    if !self.log_notifications {
+                        return Intake::Ignore;
+                    }
+                    let pid = view.exec().map_or(0, |e| e.target.pid);
+                    if self.recent.take(pid, key) {
+                        bump(&self.counters.notify_execs_deduplicated);
+                        return Intake::Ignore;
+                    }
+                } else {
+                    bump(&self.counters.auth_execs);
+                }
+                let core = self.next_core.fetch_add(1, Ordering::Relaxed) as usize;
+                engine.submit(
+                    core,
+                    Event {
+                        payload: EsExec { msg, kind, key },
+                        key,
+                        stamp,
+                        deadline_ns,
+                    },
+                );
+            }
+            Intake::Invalidate(keys) => {
+                for key in keys.into_iter().flatten() {
+                    bump(&self.counters.invalidations);
+                    engine.invalidate(key);
+                }
+            }
+            Intake::AllowUnknownAuth => {
+                bump(&self.counters.unknown_auths);
+                answer_now(&msg);
+            }
+            Intake::Ignore => {}
+        }
+        intake
+    }
+}

@@ -1,4 +1,7 @@
 use super::*;
+use crate::config::{ClientMode, LogDestination, LogFormat};
+use santa_rules as rules;
+use std::time::{Duration, UNIX_EPOCH};
 
 fn sample_exec() -> Record {
     let mut r = Record::new();

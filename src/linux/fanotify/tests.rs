@@ -1,4 +1,7 @@
 use super::*;
+use record::INFO_PIDFD_LEN;
+use santa_rules::Action;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
 fn header(event_len: u32, version: u8, metadata_len: u16, mask: u64, fd: i32, pid: i32) -> Vec<u8> {
     let mut v = Vec::new();

@@ -4,13 +4,13 @@
 //! crate's words for a decision, `rules::Action` and `rules::Reason`, and keep only their own
 //! texts for them):
 //! - [`linux::fanotify`]: the Linux event source (group, marks, reads, responses, kernel allow
-//!   cache).
+//!   cache; inode marks are never destroyed, see `INODE_MARK_MASK`).
 //! - [`eventlog`]: the decision log (Santa's line format, JSON lines, bounded ring, logger thread).
 //! - [`linux::procinfo`]: process facts from /proc (ids, names, args, tty) into fixed-size
 //!   records.
 //! - [`blockmsg`]: Santa's block message on the blocked process's terminal (queue + thread).
 //! - [`config`]: the `santa-config` crate, re-exported: the TOML configuration with Santa's key
-//!   names, validated key by key.
+//!   names, read through serde and checked in one validation step (every error names its key).
 //! - [`control`]: the control socket: the `santa-control` protocol and client (what `santactl`
 //!   links), re-exported, and on Linux santad's server.
 //! - [`linux::mountinfo`], [`linux::coverage`], [`linux::backstop`]: every filesystem watched

@@ -18,6 +18,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 
+/// The state an engine and its handles share; its parameters travel as one tuple (see `Types`).
+type SharedArc<P, E, R, C, S> = Arc<Shared<(P, E, R, C, S)>>;
+
 /// A running engine. Dropping it shuts it down (see [`Engine::shutdown`]).
 pub struct Engine<P, E, R, C, S>
 where
@@ -27,7 +30,7 @@ where
     C: Clock,
     S: Source<P>,
 {
-    shared: Arc<Shared<P, E, R, C, S>>,
+    shared: SharedArc<P, E, R, C, S>,
     workers: Vec<JoinHandle<()>>,
     deadline: Option<JoinHandle<()>>,
 }
@@ -37,7 +40,7 @@ pub struct Handle<P, E, R, C, S>
 where
     E: Evaluator<P>,
 {
-    shared: Arc<Shared<P, E, R, C, S>>,
+    shared: SharedArc<P, E, R, C, S>,
 }
 
 impl<P, E: Evaluator<P>, R, C, S> Clone for Handle<P, E, R, C, S> {

@@ -2,8 +2,8 @@
 //! answers the default for every event still pending then.
 
 use super::answer::{Answer, AnsweredBy, DefaultReason};
-use super::shared::Shared;
-use super::traits::{Evaluator, Responder, Source};
+use super::shared::{Parts, Shared};
+use super::traits::Responder;
 use crate::clock::Clock;
 use crate::counters::bump;
 use std::sync::atomic::Ordering;
@@ -15,14 +15,7 @@ const DEADLINE_SLEEP_MAX: Duration = Duration::from_secs(1);
 /// `next_wake` value while the deadline thread scans: submitters then always wake it.
 pub(super) const SCANNING: u64 = 0;
 
-impl<P, E, R, C, S> Shared<P, E, R, C, S>
-where
-    P: Send + Sync + 'static,
-    E: Evaluator<P>,
-    R: Responder<P, E::Decision>,
-    C: Clock,
-    S: Source<P>,
-{
+impl<K: Parts> Shared<K> {
     pub(super) fn expire_due(&self) -> u64 {
         let counters = self.counters.core(self.deadline_core());
         let now = self.clock.now_ns();

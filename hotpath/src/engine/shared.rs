@@ -24,19 +24,54 @@ pub(super) const ITEM_RESTART: u32 = 1 << 31;
 /// The event was resumed by the throttle and already holds its principal's charge.
 pub(super) const ITEM_CHARGED: u32 = 1 << 30;
 
+/// The engine's five type parameters `(P, E, R, C, S)` as one, so that each impl over [`Shared`]
+/// (here, in `deadline.rs` and in `worker.rs`) states its bounds once, as `K: Parts`. Only the
+/// bound the struct itself needs is here, so a `Handle` can hold a `Shared` without the rest.
+pub(super) trait Types {
+    type P;
+    type E: Evaluator<Self::P>;
+    type R;
+    type C;
+    type S;
+}
+
+impl<P, E: Evaluator<P>, R, C, S> Types for (P, E, R, C, S) {
+    type P = P;
+    type E = E;
+    type R = R;
+    type C = C;
+    type S = S;
+}
+
+/// The decision type of the engine's evaluator.
+pub(super) type Decision<K> = <<K as Types>::E as Evaluator<<K as Types>::P>>::Decision;
+/// A worker's own state for the engine's evaluator.
+pub(super) type Local<K> = <<K as Types>::E as Evaluator<<K as Types>::P>>::Local;
+
+/// The bounds the engine's threads need of its parameters (those of `Engine`'s impls).
+pub(super) trait Parts:
+    Types<R: Responder<<Self as Types>::P, Decision<Self>>, C: Clock, S: Source<<Self as Types>::P>>
+{
+}
+
+impl<K> Parts for K where
+    K: Types<R: Responder<<K as Types>::P, Decision<K>>, C: Clock, S: Source<<K as Types>::P>>
+{
+}
+
 /// What the workers, the deadline thread and outside submitters share, behind one `Arc`.
-pub(super) struct Shared<P, E: Evaluator<P>, R, C, S> {
-    pub(super) slots: Slots<P>,
+pub(super) struct Shared<K: Types> {
+    pub(super) slots: Slots<K::P>,
     pub(super) queues: Box<[CachePadded<ArrayQueue<u32>>]>,
     pub(super) sleeping: Box<[CachePadded<AtomicBool>]>,
     pub(super) worker_threads: Box<[OnceLock<Thread>]>,
-    pub(super) cache: DecisionCache<E::Decision>,
+    pub(super) cache: DecisionCache<Decision<K>>,
     pub(super) throttle: Throttle,
     pub(super) counters: Counters,
-    pub(super) evaluator: E,
-    pub(super) responder: R,
-    pub(super) clock: C,
-    pub(super) source: S,
+    pub(super) evaluator: K::E,
+    pub(super) responder: K::R,
+    pub(super) clock: K::C,
+    pub(super) source: K::S,
     pub(super) idle_spins: u32,
     pub(super) running: CachePadded<AtomicBool>,
     pub(super) next_wake: CachePadded<AtomicU64>,
@@ -44,14 +79,7 @@ pub(super) struct Shared<P, E: Evaluator<P>, R, C, S> {
     pub(super) deadline_stop: AtomicBool,
 }
 
-impl<P, E, R, C, S> Shared<P, E, R, C, S>
-where
-    P: Send + Sync + 'static,
-    E: Evaluator<P>,
-    R: Responder<P, E::Decision>,
-    C: Clock,
-    S: Source<P>,
-{
+impl<K: Parts> Shared<K> {
     pub(super) fn workers(&self) -> usize {
         self.queues.len()
     }
@@ -67,13 +95,13 @@ where
     }
 
     /// Answers the default for an event that never got a slot (nobody else can reach it).
-    fn answer_unqueued(&self, payload: &P, reason: DefaultReason) -> Submitted {
+    fn answer_unqueued(&self, payload: &K::P, reason: DefaultReason) -> Submitted {
         self.responder
             .respond(AnsweredBy::Submitter, payload, Answer::Default(reason));
         Submitted::Answered(reason)
     }
 
-    pub(super) fn submit_event(&self, core: usize, event: Event<P>) -> Submitted {
+    pub(super) fn submit_event(&self, core: usize, event: Event<K::P>) -> Submitted {
         let workers = self.workers();
         let counters = self.counters.core(core.min(self.external_core()));
         if !self.running.load(Ordering::Acquire) {
@@ -163,7 +191,7 @@ where
     /// Responds if nobody has yet. A panicking responder is caught (the worker keeps going) and
     /// asked to make sure the kernel got an answer.
     #[inline]
-    pub(super) fn answer(&self, by: AnsweredBy, slot: SlotRef, answer: Answer<'_, E::Decision>) {
+    pub(super) fn answer(&self, by: AnsweredBy, slot: SlotRef, answer: Answer<'_, Decision<K>>) {
         if self.slots.try_answer(slot) {
             self.respond_guarded(by, &self.slots.data(slot).payload, answer);
         }
@@ -172,8 +200,8 @@ where
     pub(super) fn respond_guarded(
         &self,
         by: AnsweredBy,
-        payload: &P,
-        answer: Answer<'_, E::Decision>,
+        payload: &K::P,
+        answer: Answer<'_, Decision<K>>,
     ) {
         if catch_unwind(AssertUnwindSafe(|| {
             self.responder.respond(by, payload, answer)
@@ -240,15 +268,8 @@ where
     }
 }
 
-impl<P, E, R, C, S> Submit<P> for Shared<P, E, R, C, S>
-where
-    P: Send + Sync + 'static,
-    E: Evaluator<P>,
-    R: Responder<P, E::Decision>,
-    C: Clock,
-    S: Source<P>,
-{
-    fn submit(&self, core: usize, event: Event<P>) -> Submitted {
+impl<K: Parts> Submit<K::P> for Shared<K> {
+    fn submit(&self, core: usize, event: Event<K::P>) -> Submitted {
         self.submit_event(core, event)
     }
     fn now_ns(&self) -> u64 {

@@ -3,8 +3,8 @@
 //! its evaluation.
 
 use super::answer::{Answer, AnsweredBy, DefaultReason, Origin};
-use super::shared::{ITEM_CHARGED, ITEM_INDEX, ITEM_RESTART, Shared};
-use super::traits::{Evaluator, Responder, Source};
+use super::shared::{Decision, ITEM_CHARGED, ITEM_INDEX, ITEM_RESTART, Local, Parts, Shared};
+use super::traits::{Evaluator, Source};
 use crate::cache::{Lookup, Parked};
 use crate::clock::Clock;
 use crate::counters::bump;
@@ -12,21 +12,14 @@ use crate::throttle::Principal;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{Ordering, fence};
 
-impl<P, E, R, C, S> Shared<P, E, R, C, S>
-where
-    P: Send + Sync + 'static,
-    E: Evaluator<P>,
-    R: Responder<P, E::Decision>,
-    C: Clock,
-    S: Source<P>,
-{
+impl<K: Parts> Shared<K> {
     /// Answers the events parked on an evaluation with its outcome, or re-queues them if the
     /// file changed meanwhile. Each parked event's reference is released here.
     fn deliver(
         &self,
         worker: usize,
         mut parked: Parked,
-        outcome: Result<&E::Decision, DefaultReason>,
+        outcome: Result<&Decision<K>, DefaultReason>,
         epoch: u64,
     ) {
         if parked.restart {
@@ -92,7 +85,7 @@ where
         }
     }
 
-    fn process(&self, worker: usize, local: &mut E::Local, item: u32) {
+    fn process(&self, worker: usize, local: &mut Local<K>, item: u32) {
         let counters = self.counters.core(worker);
         bump(&counters.events);
         let by = AnsweredBy::Worker(worker);

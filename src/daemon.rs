@@ -11,16 +11,18 @@
 //! If santad dies, the kernel releases every exec it held (fanotify fails open): a crash never
 //! wedges the host, and systemd restarts the service.
 
-use crate::blockmsg::{BlockMessenger, MessageConfig};
+use crate::blockmsg::BlockMessenger;
 use crate::config::{BackstopMode, ClientMode, Config, WatchScope};
 use crate::control::server::{ControlContext, ControlServer, EngineControl};
-use crate::eventlog::{self, EventLog, LoggerHandle};
+use crate::eventlog::{self, LoggerHandle};
 use crate::identity::ExecEvaluator;
 use crate::linux::backstop::Backstop;
 use crate::linux::coverage::{Coverage, Scope};
 use crate::linux::fanotify::{self, Fanotify, InitOptions, MarkScope};
 use crate::linux::{BundleTask, FanotifyResponder, FanotifySource, LeaseLinger, Linux};
-use crate::setup::{block_signals, engine_config, load_snapshot, policy_config};
+use crate::setup::{
+    StartError, Started, block_config, block_signals, engine_config, load_snapshot,
+};
 use santa_hotpath::{
     CountersSnapshot, Engine, FileKey, FileStamp, FlushReason, Handle, MonotonicClock,
 };
@@ -63,23 +65,22 @@ impl std::fmt::Display for DaemonError {
 
 impl std::error::Error for DaemonError {}
 
+impl From<StartError> for DaemonError {
+    fn from(e: StartError) -> Self {
+        match e {
+            StartError::Policy(e) => Self::Policy(e),
+            StartError::Log(e) => Self::Log(e),
+            StartError::Io(e) => Self::Io(e),
+        }
+    }
+}
+
 fn watch_mask(config: &Config) -> u64 {
     let mut mask = fanotify::MASK_OPEN_EXEC_PERM | fanotify::MASK_CLOSE_WRITE;
     if config.log_exec_notifications {
         mask |= fanotify::MASK_OPEN_EXEC;
     }
     mask
-}
-
-fn block_config(config: &Config) -> MessageConfig {
-    MessageConfig {
-        unknown_block_message: config.unknown_block_message.clone(),
-        banned_block_message: config.banned_block_message.clone(),
-        event_detail_url: config.event_detail_url.clone(),
-        machine_id: config.machine_id.clone(),
-        ..MessageConfig::default()
-    }
-    .with_host_facts()
 }
 
 /// Waits up to a second for one of the blocked signals; `None` on timeout.
@@ -281,23 +282,11 @@ impl EngineControl for DaemonControl {
 pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonError> {
     let signals = block_signals().map_err(DaemonError::Io)?;
 
-    let policy_engine = Arc::new(rules::PolicyEngine::new(
-        load_snapshot(&config.rules_db_path, 1),
-        rules::Policy::new(policy_config(&config)).map_err(DaemonError::Policy)?,
-    ));
-
-    let log = EventLog::new(config.event_log_ring_size as usize);
-    let writer = eventlog::LogWriter::new(eventlog::WriterConfig {
-        format: config.event_log_format,
-        destination: config.event_log_destination.clone(),
-        machine_id: config
-            .enable_machine_id_decoration
-            .then(|| config.machine_id.clone())
-            .flatten(),
-    })
-    .map_err(DaemonError::Log)?;
-    let logger: LoggerHandle =
-        eventlog::spawn_logger(log.clone(), writer).map_err(DaemonError::Io)?;
+    let Started {
+        policy_engine,
+        log,
+        logger,
+    } = crate::setup::start(&config)?;
 
     let every_filesystem = config.watch_paths.is_empty();
     let scope = config

@@ -1,10 +1,14 @@
 //! What every platform's wiring builds the same way from the config: the rules policy, the
-//! engine's bounds, the rules snapshot, and the failsafe list of santad's own binaries.
+//! engine's bounds, the rules snapshot, the event log, the block messages, and the failsafe list
+//! of santad's own binaries.
 
+use crate::blockmsg::MessageConfig;
 use crate::config::Config;
+use crate::eventlog::{self, EventLog, LoggerHandle};
 use santa_hotpath::EngineConfig;
 use santa_rules as rules;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Cache shards: enough that 2–64 workers rarely meet on one lock.
 pub const CACHE_SHARDS: usize = 64;
@@ -50,6 +54,65 @@ pub fn engine_config(config: &Config) -> EngineConfig {
         // One user's files: at most workers - 1 evaluations and 256 MiB hashed at once.
         ..EngineConfig::default()
     }
+}
+
+/// What every platform starts first, in this order: the policy engine on the first rules
+/// snapshot, then the event log ring and its writer thread.
+#[derive(Debug)]
+pub struct Started {
+    /// Rules, policy and snapshot, published anew on SIGHUP and by the control socket.
+    pub policy_engine: Arc<rules::PolicyEngine>,
+    /// The ring that responders write decision records into.
+    pub log: Arc<EventLog>,
+    /// The writer thread draining the ring: reopened on SIGHUP, stopped last.
+    pub logger: LoggerHandle,
+}
+
+/// Why [`start`] failed; each platform's error has the same three variants.
+#[derive(Debug)]
+pub enum StartError {
+    /// The policy settings do not compile (a bad path regex).
+    Policy(rules::PolicyError),
+    /// The log file cannot be opened.
+    Log(eventlog::OpenError),
+    /// The log writer thread could not be started.
+    Io(std::io::Error),
+}
+
+/// Starts the policy engine and the event log from the config (see [`Started`]).
+pub fn start(config: &Config) -> Result<Started, StartError> {
+    let policy_engine = Arc::new(rules::PolicyEngine::new(
+        load_snapshot(&config.rules_db_path, 1),
+        rules::Policy::new(policy_config(config)).map_err(StartError::Policy)?,
+    ));
+    let log = EventLog::new(config.event_log_ring_size as usize);
+    let writer = eventlog::LogWriter::new(eventlog::WriterConfig {
+        format: config.event_log_format,
+        destination: config.event_log_destination.clone(),
+        machine_id: config
+            .enable_machine_id_decoration
+            .then(|| config.machine_id.clone())
+            .flatten(),
+    })
+    .map_err(StartError::Log)?;
+    let logger = eventlog::spawn_logger(log.clone(), writer).map_err(StartError::Io)?;
+    Ok(Started {
+        policy_engine,
+        log,
+        logger,
+    })
+}
+
+/// The block messages' settings from the config, with this host's facts.
+pub fn block_config(config: &Config) -> MessageConfig {
+    MessageConfig {
+        unknown_block_message: config.unknown_block_message.clone(),
+        banned_block_message: config.banned_block_message.clone(),
+        event_detail_url: config.event_detail_url.clone(),
+        machine_id: config.machine_id.clone(),
+        ..MessageConfig::default()
+    }
+    .with_host_facts()
 }
 
 /// SIGHUP: the config at `path` (or the default lookup), or — if it is bad — the running one,

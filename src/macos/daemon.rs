@@ -6,12 +6,13 @@
 //! hand, as `client.rs` is (see the README's macOS section).
 
 use super::client::{EsClient, RetainedMessage, respond_raw};
-use crate::blockmsg::{BlockMessenger, MessageConfig};
+use crate::blockmsg::BlockMessenger;
 use crate::config::Config;
-use crate::eventlog::{self, EventLog, LoggerHandle};
+use crate::eventlog::{self, LoggerHandle};
 use crate::macos::es::{
     self, EsEngine, EsEvaluator, EsMessage, EsResponder, EsShared, NewClientError,
 };
+use crate::setup::{StartError, Started};
 use endpoint_sec_sys::es_event_type_t;
 use santa_hotpath::{Engine, ExternalSource, FlushReason, Handle, MonotonicClock};
 use santa_rules as rules;
@@ -54,6 +55,16 @@ impl std::fmt::Display for MacError {
 
 impl std::error::Error for MacError {}
 
+impl From<StartError> for MacError {
+    fn from(e: StartError) -> Self {
+        match e {
+            StartError::Policy(e) => Self::Policy(e),
+            StartError::Log(e) => Self::Log(e),
+            StartError::Io(e) => Self::Io(e),
+        }
+    }
+}
+
 /// The events santad subscribes to: AUTH_EXEC to decide; CLOSE, UNLINK and RENAME to keep the
 /// decision cache honest; NOTIFY_EXEC to log execs ES's own cache let through.
 fn subscriptions(config: &Config) -> Vec<es_event_type_t> {
@@ -91,32 +102,13 @@ type MacHandle = Handle<
 /// `WatchPaths` and `DeadlineMs` do not apply (ES watches every exec and sets each deadline).
 pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), MacError> {
     let signals = crate::setup::block_signals().map_err(MacError::Io)?;
-    let policy_engine = Arc::new(rules::PolicyEngine::new(
-        crate::setup::load_snapshot(&config.rules_db_path, 1),
-        rules::Policy::new(crate::setup::policy_config(&config)).map_err(MacError::Policy)?,
-    ));
-    let log = EventLog::new(config.event_log_ring_size as usize);
-    let writer = eventlog::LogWriter::new(eventlog::WriterConfig {
-        format: config.event_log_format,
-        destination: config.event_log_destination.clone(),
-        machine_id: config
-            .enable_machine_id_decoration
-            .then(|| config.machine_id.clone())
-            .flatten(),
-    })
-    .map_err(MacError::Log)?;
-    let logger: LoggerHandle = eventlog::spawn_logger(log.clone(), writer).map_err(MacError::Io)?;
-    let blocks = BlockMessenger::spawn(
-        MessageConfig {
-            unknown_block_message: config.unknown_block_message.clone(),
-            banned_block_message: config.banned_block_message.clone(),
-            event_detail_url: config.event_detail_url.clone(),
-            machine_id: config.machine_id.clone(),
-            ..MessageConfig::default()
-        }
-        .with_host_facts(),
-    )
-    .map_err(MacError::Io)?;
+    let Started {
+        policy_engine,
+        log,
+        logger,
+    } = crate::setup::start(&config)?;
+    let blocks =
+        BlockMessenger::spawn(crate::setup::block_config(&config)).map_err(MacError::Io)?;
 
     let clock = MonotonicClock::new();
     let shared = EsShared::new(clock.mach_timebase(), config.log_exec_notifications);

@@ -1,22 +1,33 @@
 //! `santad --check-config`: a bad file exits non-zero with a message naming the key and file.
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Output};
 
-fn santad() -> Command {
+/// Runs `santad --config <path> --check-config`.
+fn check_config(path: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_santad"))
+        .arg("--config")
+        .arg(path)
+        .arg("--check-config")
+        .output()
+        .expect("run santad")
+}
+
+/// Writes `contents` to a file `name` in `dir` and checks it.
+fn check_written(dir: &Path, name: &str, contents: &str) -> Output {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).expect("write");
+    check_config(&path)
 }
 
 #[test]
 fn good_config_passes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("santad.toml");
-    std::fs::write(&path, "ClientMode = \"LOCKDOWN\"\nWatchPaths = [\"/\"]\n").expect("write");
-    let out = santad()
-        .arg("--config")
-        .arg(&path)
-        .arg("--check-config")
-        .output()
-        .expect("run santad");
+    let out = check_written(
+        dir.path(),
+        "santad.toml",
+        "ClientMode = \"LOCKDOWN\"\nWatchPaths = [\"/\"]\n",
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -28,14 +39,7 @@ fn good_config_passes() {
 #[test]
 fn bad_value_names_key_and_file() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("bad.toml");
-    std::fs::write(&path, "DeadlineMs = 0\n").expect("write");
-    let out = santad()
-        .arg("--config")
-        .arg(&path)
-        .arg("--check-config")
-        .output()
-        .expect("run santad");
+    let out = check_written(dir.path(), "bad.toml", "DeadlineMs = 0\n");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -47,22 +51,10 @@ fn bad_value_names_key_and_file() {
 #[test]
 fn unknown_key_and_missing_file_fail() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("typo.toml");
-    std::fs::write(&path, "FailCosed = true\n").expect("write");
-    let out = santad()
-        .arg("--config")
-        .arg(&path)
-        .arg("--check-config")
-        .output()
-        .expect("run santad");
+    let out = check_written(dir.path(), "typo.toml", "FailCosed = true\n");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown key `FailCosed`"));
-    let out = santad()
-        .arg("--config")
-        .arg(dir.path().join("none.toml"))
-        .arg("--check-config")
-        .output()
-        .expect("run");
+    let out = check_config(&dir.path().join("none.toml"));
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("none.toml"));
 }

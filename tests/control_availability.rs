@@ -15,15 +15,14 @@
 
 mod common;
 
+use common::ctl::{ctl, ctl_as, json, ok};
 use santad::control::server::{CONNECTIONS_PER_UID_MAX, SOCKET_MODE, UNPRIVILEGED_HANDLERS_MAX};
 use santad::control::{IDLE_TIMEOUT, REQUEST_DEADLINE_UNPRIVILEGED};
 use serde_json::Value;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -56,56 +55,6 @@ fn serial() -> Serial {
     let rc = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) };
     assert_eq!(rc, 0, "flock");
     Serial(f)
-}
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn output(o: Output) -> Out {
-    Out {
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
-}
-
-/// santactl as root.
-fn ctl(socket: &Path, args: &[&str]) -> Out {
-    output(
-        Command::new(common::santactl_path())
-            .arg("--socket")
-            .arg(socket)
-            .args(args)
-            .output()
-            .unwrap(),
-    )
-}
-
-/// santactl as `uid`.
-fn ctl_as(uid: u32, socket: &Path, args: &[&str]) -> Out {
-    output(
-        Command::new(common::santactl_path())
-            .arg("--socket")
-            .arg(socket)
-            .args(args)
-            .uid(uid)
-            .gid(uid)
-            .current_dir("/")
-            .output()
-            .unwrap(),
-    )
-}
-
-fn ok(o: &Out) -> &str {
-    assert_eq!(o.code, 0, "stdout: {}\nstderr: {}", o.stdout, o.stderr);
-    &o.stdout
-}
-
-fn json(o: &Out) -> Value {
-    serde_json::from_str(ok(o)).unwrap_or_else(|e| panic!("not JSON ({e}): {}", o.stdout))
 }
 
 fn metrics(socket: &Path) -> Value {

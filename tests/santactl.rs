@@ -9,64 +9,21 @@
 
 mod common;
 
+use common::ctl::{Out, ctl, ctl_as, json, ok};
 use common::{is_eperm, run, sha256_hex};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 const NOBODY: u32 = 65534;
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn output(o: Output) -> Out {
-    Out {
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
-}
-
-/// Runs santactl as root against `socket`.
-fn ctl(socket: &Path, args: &[&str]) -> Out {
-    let o = Command::new(common::santactl_path())
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .unwrap();
-    output(o)
-}
-
 /// Runs santactl as `nobody`.
 fn ctl_nobody(socket: &Path, args: &[&str]) -> Out {
-    let o = Command::new(common::santactl_path())
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .current_dir("/")
-        .output()
-        .unwrap();
-    output(o)
-}
-
-fn ok(o: &Out) -> &str {
-    assert_eq!(o.code, 0, "stdout: {}\nstderr: {}", o.stdout, o.stderr);
-    &o.stdout
-}
-
-fn json(o: &Out) -> Value {
-    serde_json::from_str(ok(o)).unwrap_or_else(|e| panic!("not JSON ({e}): {}", o.stdout))
+    ctl_as(NOBODY, socket, args)
 }
 
 fn metric(socket: &Path, name: &str) -> u64 {

@@ -5,6 +5,7 @@
 //! unmounts; a santad that dies releases every exec it held, so nothing on the host can wedge.
 #![allow(dead_code, clippy::unwrap_used)] // shared by several test binaries; a failed unwrap is a failed test
 
+pub mod ctl;
 pub mod mapping;
 
 use santa_testkit::{PrivateMount, TmpfsOptions};

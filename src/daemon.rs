@@ -14,7 +14,7 @@
 use crate::blockmsg::BlockMessenger;
 use crate::config::{BackstopMode, ClientMode, Config, WatchScope};
 use crate::control::server::{ControlContext, ControlServer, EngineControl};
-use crate::eventlog::{self, LoggerHandle};
+use crate::eventlog::LoggerHandle;
 use crate::identity::ExecEvaluator;
 use crate::linux::backstop::Backstop;
 use crate::linux::coverage::{Coverage, Scope};
@@ -38,12 +38,10 @@ const FANOTIFY_BUFFER_BYTES: usize = 1024;
 /// Why santad could not start.
 #[derive(Debug)]
 pub enum DaemonError {
-    /// The policy settings do not compile (a bad path regex).
-    Policy(rules::PolicyError),
+    /// The policy engine or the event log could not be started.
+    Start(StartError),
     /// fanotify refused (not root, old kernel, a watch path that does not exist).
     Fanotify(fanotify::Error),
-    /// The log file cannot be opened.
-    Log(eventlog::OpenError),
     /// A thread could not be started, or signals could not be set up.
     Io(std::io::Error),
     /// Coverage could not be set up: the mount table, a `LockdownScope` cgroup, or a required
@@ -54,9 +52,8 @@ pub enum DaemonError {
 impl std::fmt::Display for DaemonError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Policy(e) => write!(f, "policy: {e}"),
+            Self::Start(e) => write!(f, "{e}"),
             Self::Fanotify(e) => write!(f, "fanotify: {e}"),
-            Self::Log(e) => write!(f, "event log {}: {}", e.path.display(), e.source),
             Self::Io(e) => write!(f, "{e}"),
             Self::Coverage(e) => write!(f, "coverage: {e}"),
         }
@@ -64,16 +61,6 @@ impl std::fmt::Display for DaemonError {
 }
 
 impl std::error::Error for DaemonError {}
-
-impl From<StartError> for DaemonError {
-    fn from(e: StartError) -> Self {
-        match e {
-            StartError::Policy(e) => Self::Policy(e),
-            StartError::Log(e) => Self::Log(e),
-            StartError::Io(e) => Self::Io(e),
-        }
-    }
-}
 
 fn watch_mask(config: &Config) -> u64 {
     let mut mask = fanotify::MASK_OPEN_EXEC_PERM | fanotify::MASK_CLOSE_WRITE;
@@ -286,7 +273,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
         policy_engine,
         log,
         logger,
-    } = crate::setup::start(&config)?;
+    } = crate::setup::start(&config).map_err(DaemonError::Start)?;
 
     let every_filesystem = config.watch_paths.is_empty();
     let scope = config

@@ -68,7 +68,7 @@ pub struct Started {
     pub logger: LoggerHandle,
 }
 
-/// Why [`start`] failed; each platform's error has the same three variants.
+/// Why [`start`] failed.
 #[derive(Debug)]
 pub enum StartError {
     /// The policy settings do not compile (a bad path regex).
@@ -78,6 +78,18 @@ pub enum StartError {
     /// The log writer thread could not be started.
     Io(std::io::Error),
 }
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Policy(e) => write!(f, "policy: {e}"),
+            Self::Log(e) => write!(f, "event log {}: {}", e.path.display(), e.source),
+            Self::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
 
 /// Starts the policy engine and the event log from the config (see [`Started`]).
 pub fn start(config: &Config) -> Result<Started, StartError> {

@@ -8,7 +8,7 @@
 use super::client::{EsClient, RetainedMessage, respond_raw};
 use crate::blockmsg::BlockMessenger;
 use crate::config::Config;
-use crate::eventlog::{self, LoggerHandle};
+use crate::eventlog::LoggerHandle;
 use crate::macos::es::{
     self, EsEngine, EsEvaluator, EsMessage, EsResponder, EsShared, NewClientError,
 };
@@ -31,10 +31,8 @@ pub enum MacError {
     Mute,
     /// `es_subscribe` failed.
     Subscribe,
-    /// The policy settings do not compile (a bad path regex).
-    Policy(rules::PolicyError),
-    /// The log file cannot be opened.
-    Log(eventlog::OpenError),
+    /// The policy engine or the event log could not be started.
+    Start(StartError),
     /// A thread could not be started, or signals could not be set up.
     Io(std::io::Error),
 }
@@ -46,24 +44,13 @@ impl std::fmt::Display for MacError {
             Self::AuditToken(kr) => write!(f, "task_info(TASK_AUDIT_TOKEN) failed: {kr}"),
             Self::Mute => f.write_str("Endpoint Security: could not mute santad itself"),
             Self::Subscribe => f.write_str("Endpoint Security: subscribing failed"),
-            Self::Policy(e) => write!(f, "policy: {e}"),
-            Self::Log(e) => write!(f, "event log {}: {}", e.path.display(), e.source),
+            Self::Start(e) => write!(f, "{e}"),
             Self::Io(e) => write!(f, "{e}"),
         }
     }
 }
 
 impl std::error::Error for MacError {}
-
-impl From<StartError> for MacError {
-    fn from(e: StartError) -> Self {
-        match e {
-            StartError::Policy(e) => Self::Policy(e),
-            StartError::Log(e) => Self::Log(e),
-            StartError::Io(e) => Self::Io(e),
-        }
-    }
-}
 
 /// The events santad subscribes to: AUTH_EXEC to decide; CLOSE, UNLINK and RENAME to keep the
 /// decision cache honest; NOTIFY_EXEC to log execs ES's own cache let through.
@@ -106,7 +93,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), MacError>
         policy_engine,
         log,
         logger,
-    } = crate::setup::start(&config)?;
+    } = crate::setup::start(&config).map_err(MacError::Start)?;
     let blocks =
         BlockMessenger::spawn(crate::setup::block_config(&config)).map_err(MacError::Io)?;
 

@@ -78,6 +78,45 @@ pub struct Verdict {
     pub problem: Option<&'static str>,
 }
 
+impl Verdict {
+    /// A verdict that is the rules decision alone: no identities, no problem.
+    pub fn bare(decision: rules::Decision) -> Self {
+        Self {
+            decision,
+            sha256: None,
+            cert_sha256: None,
+            cert_cn: None,
+            team_id: None,
+            signing_id: None,
+            cdhash: None,
+            problem: None,
+        }
+    }
+
+    /// The verdict on a file that was read: its hash and leaf certificate, and its signing
+    /// identities as the platform has them (the file's signature on Linux, the kernel on macOS).
+    pub(crate) fn identified(
+        decision: rules::Decision,
+        sha256: [u8; 32],
+        leaf: Option<&signing::x509::Certificate>,
+        team_id: Option<Arc<str>>,
+        signing_id: Option<Arc<str>>,
+        cdhash: Option<[u8; 20]>,
+    ) -> Self {
+        Self {
+            sha256: Some(sha256),
+            cert_sha256: leaf.map(|c| *c.sha256.as_bytes()),
+            cert_cn: leaf
+                .and_then(|c| c.subject.common_name.as_deref())
+                .map(Arc::from),
+            team_id,
+            signing_id,
+            cdhash,
+            ..Self::bare(decision)
+        }
+    }
+}
+
 /// The evaluator: file → identity → rules decision.
 #[derive(Debug)]
 pub struct ExecEvaluator {
@@ -151,7 +190,8 @@ pub(crate) fn unidentified(policy: &rules::PolicyEngine, problem: &'static str) 
         rules::ClientMode::Lockdown => rules::Action::Deny,
     };
     Verdict {
-        decision: rules::Decision {
+        problem: Some(problem),
+        ..Verdict::bare(rules::Decision {
             action,
             reason: rules::Reason::Unknown,
             explain: Some(problem),
@@ -162,14 +202,7 @@ pub(crate) fn unidentified(policy: &rules::PolicyEngine, problem: &'static str) 
             cacheable: false,
             mode,
             rules_generation: policy.snapshot().generation(),
-        },
-        sha256: None,
-        cert_sha256: None,
-        cert_cn: None,
-        team_id: None,
-        signing_id: None,
-        cdhash: None,
-        problem: Some(problem),
+        })
     }
 }
 
@@ -245,18 +278,14 @@ impl ExecEvaluator {
             cacheability = Cacheability::Never;
         }
         Evaluation {
-            decision: Verdict {
+            decision: Verdict::identified(
                 decision,
-                sha256: Some(sha256),
-                cert_sha256: leaf.map(|c| *c.sha256.as_bytes()),
-                cert_cn: leaf
-                    .and_then(|c| c.subject.common_name.as_deref())
-                    .map(Arc::from),
-                team_id: team_id.map(|t| Arc::from(t.0.as_str())),
-                signing_id: signing_id.map(|s| Arc::from(s.0.as_str())),
-                cdhash: cdhash.map(|c| *c.as_bytes()),
-                problem: None,
-            },
+                sha256,
+                leaf,
+                team_id.map(|t| Arc::from(t.0.as_str())),
+                signing_id.map(|s| Arc::from(s.0.as_str())),
+                cdhash.map(|c| *c.as_bytes()),
+            ),
             cacheability,
         }
     }

@@ -72,20 +72,16 @@ impl EsEvaluator {
         let decision = local.rules.decide(&identity);
         let cacheability = cacheability(&decision, id.hash.changed);
         Evaluation {
-            decision: Verdict {
+            decision: Verdict::identified(
                 decision,
-                sha256: Some(sha256),
-                cert_sha256: leaf.map(|c| *c.sha256.as_bytes()),
-                cert_cn: leaf
-                    .and_then(|c| c.subject.common_name.as_deref())
-                    .map(Arc::from),
-                team_id: kernel
+                sha256,
+                leaf,
+                kernel
                     .team_id
                     .map(|t| Arc::from(String::from_utf8_lossy(t.as_bytes()).as_ref())),
-                signing_id: kernel.signing_id_text().map(Arc::from),
-                cdhash: kernel.cdhash,
-                problem: None,
-            },
+                kernel.signing_id_text().map(Arc::from),
+                kernel.cdhash,
+            ),
             cacheability,
         }
     }

@@ -355,27 +355,18 @@ fn team_and_signing_ids_only_for_signed_valid_processes() {
 }
 
 fn verdict(action: rules::Action) -> Verdict {
-    Verdict {
-        decision: rules::Decision {
-            action,
-            reason: rules::Reason::Binary,
-            explain: None,
-            matched: None,
-            custom: Default::default(),
-            silence: Default::default(),
-            compiler: false,
-            cacheable: true,
-            mode: rules::ClientMode::Lockdown,
-            rules_generation: 1,
-        },
-        sha256: None,
-        cert_sha256: None,
-        cert_cn: None,
-        team_id: None,
-        signing_id: None,
-        cdhash: None,
-        problem: None,
-    }
+    Verdict::bare(rules::Decision {
+        action,
+        reason: rules::Reason::Binary,
+        explain: None,
+        matched: None,
+        custom: Default::default(),
+        silence: Default::default(),
+        compiler: false,
+        cacheable: true,
+        mode: rules::ClientMode::Lockdown,
+        rules_generation: 1,
+    })
 }
 
 #[test]

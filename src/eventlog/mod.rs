@@ -28,14 +28,17 @@
 //! reused pid apart.
 //!
 //! By job: `record` (the record and its bounds), `format` (the two line formats), `ring` (the
-//! ring and the logger thread), `writer` (the file, stdout, reopening).
+//! ring and the logger thread), `writer` (the file, stdout, reopening), `recent` (our own recent
+//! allows, so the notification of each is not logged again).
 
 mod format;
+mod recent;
 mod record;
 mod ring;
 mod writer;
 
 pub use format::{decision_word, format_json, format_key_value, iso8601_utc_millis, sanitize_into};
+pub use recent::{RECENT_ALLOWS, RecentAllows};
 pub use record::{
     ARGS_BYTES_MAX, Action, BUNDLE_PATH_BYTES_MAX, BUNDLE_TEXT_BYTES_MAX, CERT_CN_BYTES_MAX,
     EXPLAIN_BYTES_MAX, NAME_BYTES_MAX, PATH_BYTES_MAX, Record, SIGNING_ID_BYTES_MAX,

@@ -29,7 +29,7 @@
 //! twice, so allows are remembered briefly by `(pid, file)` and such notifications are dropped.
 
 use crate::blockmsg::{BlockMessenger, BlockNotice};
-use crate::eventlog::{self, EventLog, Record, Text};
+use crate::eventlog::{self, EventLog, RecentAllows, Record, Text};
 use crate::identity::{Subject, Verdict, WriteHold};
 use crossbeam_queue::ArrayQueue;
 use fanotify::{EventBuffer, Fanotify, WakeFd};
@@ -68,10 +68,6 @@ pub use source::FanotifySource;
 /// How long a worker sleeps in `poll(2)` before re-checking: a safety net only (the kernel and
 /// the wake fd wake it).
 const WAIT_TIMEOUT_MS: i32 = 1_000;
-/// Remembered allows for dropping duplicate notifications. A notification follows its
-/// permission event within microseconds, so a small table suffices; a collision at worst logs a
-/// line twice.
-const RECENT_ALLOWS: usize = 4_096;
 /// Denied paths waiting for the bundle task; beyond this they are dropped and counted.
 const BUNDLE_QUEUE_DEPTH: usize = 64;
 /// Kernel allow-cache marks remembered with the decision that placed them (so an exec the
@@ -402,43 +398,6 @@ impl ExecEvent {
     }
 }
 
-/// Recent allows, to drop the notification that follows each of them.
-#[derive(Debug)]
-struct RecentAllows {
-    tags: Box<[AtomicU64]>,
-}
-
-impl RecentAllows {
-    fn new() -> Self {
-        Self {
-            tags: (0..RECENT_ALLOWS).map(|_| AtomicU64::new(0)).collect(),
-        }
-    }
-
-    fn tag(pid: i32, key: FileKey) -> u64 {
-        let mut h = (pid as u32 as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        h ^= key.ino.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        h ^= key.dev.rotate_left(29);
-        h | 1
-    }
-
-    fn slot(&self, pid: i32) -> &AtomicU64 {
-        &self.tags[pid as u32 as usize % self.tags.len()]
-    }
-
-    fn record(&self, pid: i32, key: FileKey) {
-        self.slot(pid).store(Self::tag(pid, key), Ordering::Release);
-    }
-
-    /// True (and forgotten) if this exec was just allowed by us.
-    fn take(&self, pid: i32, key: FileKey) -> bool {
-        let tag = Self::tag(pid, key);
-        self.slot(pid)
-            .compare_exchange(tag, 0, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-    }
-}
-
 /// Counters of the Linux side, for status and tests.
 #[derive(Debug, Default)]
 pub struct LinuxCounters {
@@ -750,20 +709,4 @@ fn file_facts(file: &File) -> std::io::Result<FileFacts> {
 
 fn key_and_stamp(file: &File) -> std::io::Result<(FileKey, FileStamp)> {
     file_facts(file).map(|f| (f.key, f.stamp))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recent_allows_drop_exactly_the_matching_notification() {
-        let r = RecentAllows::new();
-        let key = FileKey { dev: 1, ino: 2 };
-        r.record(100, key);
-        assert!(!r.take(100, FileKey { dev: 1, ino: 3 }), "another file");
-        assert!(!r.take(101, key), "another process");
-        assert!(r.take(100, key));
-        assert!(!r.take(100, key), "taken once");
-    }
 }

@@ -2,55 +2,11 @@
 //! allows) and the intake that hands each message to the engine without blocking.
 
 use super::{EsExec, EsMessage, Intake, Kind, translate};
+use crate::eventlog::RecentAllows;
 use santa_hotpath::clock::MachTimebase;
 use santa_hotpath::{Clock, Evaluator, Event, FileKey, Handle, Responder, Source, Submitted};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-/// Remembered allows for dropping the NOTIFY_EXEC that follows each of them. A notification
-/// follows its AUTH answer within microseconds, so a small table suffices; a collision at worst
-/// logs a line twice.
-pub const RECENT_ALLOWS: usize = 4_096;
-
-/// Recent allows by `(pid, file)`, to drop the NOTIFY_EXEC that follows each of our own.
-#[derive(Debug)]
-pub struct RecentAllows {
-    tags: Box<[AtomicU64]>,
-}
-
-impl Default for RecentAllows {
-    fn default() -> Self {
-        Self {
-            tags: (0..RECENT_ALLOWS).map(|_| AtomicU64::new(0)).collect(),
-        }
-    }
-}
-
-impl RecentAllows {
-    fn tag(pid: i32, key: FileKey) -> u64 {
-        let mut h = (pid as u32 as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        h ^= key.ino.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        h ^= key.dev.rotate_left(29);
-        h | 1
-    }
-
-    fn slot(&self, pid: i32) -> &AtomicU64 {
-        &self.tags[pid as u32 as usize % self.tags.len()]
-    }
-
-    /// Remembers that we allowed `pid` to exec `key`.
-    pub fn record(&self, pid: i32, key: FileKey) {
-        self.slot(pid).store(Self::tag(pid, key), Ordering::Release);
-    }
-
-    /// True (and forgotten) if we just allowed this exec ourselves.
-    pub fn take(&self, pid: i32, key: FileKey) -> bool {
-        let tag = Self::tag(pid, key);
-        self.slot(pid)
-            .compare_exchange(tag, 0, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-    }
-}
 
 /// Counters of the ES side, for status and tests.
 #[derive(Debug, Default)]

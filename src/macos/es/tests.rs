@@ -809,14 +809,3 @@ fn es_result_codes_become_clear_errors() {
     assert_eq!(ClearCacheError::check(2), Err(ClearCacheError::Throttled));
     assert_eq!(ClearCacheError::check(0), Ok(()));
 }
-
-#[test]
-fn recent_allows_drop_exactly_the_matching_notification() {
-    let r = RecentAllows::default();
-    let key = FileKey { dev: 1, ino: 2 };
-    r.record(100, key);
-    assert!(!r.take(100, FileKey { dev: 1, ino: 3 }));
-    assert!(!r.take(101, key));
-    assert!(r.take(100, key));
-    assert!(!r.take(100, key), "taken once");
-}

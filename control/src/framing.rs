@@ -248,14 +248,17 @@ pub fn read_frame(
                 last_progress = Instant::now();
                 decoder.feed(&chunk[..n])?;
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if is_retryable(&e) => {}
             Err(e) => return Err(FrameError::Io(e)),
         }
     }
+}
+
+/// True for the errors of a socket read or write under a timeout that only say "not yet": no
+/// data, this one call's timeout, a signal. The caller tries again until its own deadline.
+pub fn is_retryable(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
 }

@@ -738,13 +738,7 @@ fn write_all_within(stream: &mut UnixStream, mut buf: &[u8], deadline: Instant) 
         match stream.write(buf) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => buf = &buf[n..],
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if is_retryable(&e) => {}
             Err(e) => return Err(e),
         }
     }

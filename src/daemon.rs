@@ -481,34 +481,29 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
         }
     );
 
-    let mut current = config;
-    let mut generation = 1;
-    loop {
-        match wait_signal(&signals) {
-            Some(libc::SIGHUP) => {
-                generation += 1;
-                current = reload(
-                    &engine,
-                    &policy_engine,
-                    &linux,
-                    &logger,
-                    &control,
-                    current,
-                    config_path.as_deref(),
-                    generation,
-                );
-                if let Some(b) = &backstop
-                    && let Err(e) = b.set_lockdown(current.client_mode == ClientMode::Lockdown)
-                {
-                    log::error!("reload: backstop mode: {e}");
-                }
+    crate::setup::serve_signals(
+        config,
+        || wait_signal(&signals),
+        |current, generation| {
+            let next = reload(
+                &engine,
+                &policy_engine,
+                &linux,
+                &logger,
+                &control,
+                current,
+                config_path.as_deref(),
+                generation,
+            );
+            if let Some(b) = &backstop
+                && let Err(e) = b.set_lockdown(next.client_mode == ClientMode::Lockdown)
+            {
+                log::error!("reload: backstop mode: {e}");
             }
-            Some(libc::SIGTERM | libc::SIGINT) => break,
-            _ => {}
-        }
-    }
+            next
+        },
+    );
 
-    log::info!("santad stopping: answering everything in flight");
     if let Some(server) = control_server {
         server.stop();
     }

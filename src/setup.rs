@@ -127,6 +127,30 @@ pub fn block_config(config: &Config) -> MessageConfig {
     .with_host_facts()
 }
 
+/// The main loop once everything runs, until SIGTERM or SIGINT: `wait` returns the next blocked
+/// signal (`None` if none came yet); each SIGHUP calls `reload` with the running config and the
+/// rules generation to load (2, 3, …), and runs on the config it returns.
+#[cfg(unix)]
+pub fn serve_signals(
+    config: Config,
+    mut wait: impl FnMut() -> Option<i32>,
+    mut reload: impl FnMut(Config, u64) -> Config,
+) {
+    let mut current = config;
+    let mut generation = 1;
+    loop {
+        match wait() {
+            Some(libc::SIGHUP) => {
+                generation += 1;
+                current = reload(current, generation);
+            }
+            Some(libc::SIGTERM | libc::SIGINT) => break,
+            _ => {}
+        }
+    }
+    log::info!("santad stopping: answering everything in flight");
+}
+
 /// SIGHUP: the config at `path` (or the default lookup), or — if it is bad — the running one,
 /// so a typo never stops enforcement.
 pub fn reread_config(current: &Config, path: Option<&Path>) -> Config {

@@ -161,29 +161,23 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), MacError>
         engine.workers()
     );
 
-    let mut current = config;
-    let mut generation = 1;
-    loop {
-        match wait_signal(&signals) {
-            Some(libc::SIGHUP) => {
-                generation += 1;
-                current = reload(
-                    &engine,
-                    &policy_engine,
-                    &client,
-                    &shared,
-                    &logger,
-                    current,
-                    config_path.as_deref(),
-                    generation,
-                );
-            }
-            Some(libc::SIGTERM | libc::SIGINT) => break,
-            _ => {}
-        }
-    }
+    crate::setup::serve_signals(
+        config,
+        || wait_signal(&signals),
+        |current, generation| {
+            reload(
+                &engine,
+                &policy_engine,
+                &client,
+                &shared,
+                &logger,
+                current,
+                config_path.as_deref(),
+                generation,
+            )
+        },
+    );
 
-    log::info!("santad stopping: answering everything in flight");
     client.unsubscribe_all();
     engine.shutdown();
     // Same thread as EsClient::new, after every answer: what es_delete_client requires.

@@ -11,6 +11,7 @@ mod common;
 
 use common::ctl::{Out, ctl, ctl_as, json, ok};
 use common::{is_eperm, run, sha256_hex};
+use santa_testkit::Rng;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -705,26 +706,6 @@ fn unprivileged_users_cannot_change_policy_but_can_read() {
     assert_eq!(ok(&cc).trim(), "File exists in [allowlist] cache");
 }
 
-/// A small deterministic generator (xorshift64*), so a failing run can be replayed by its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
-
 /// Sends one hostile message and reads whatever santad answers until it closes.
 fn hostile(sock: &Path, rng: &mut Rng) -> Vec<u8> {
     let mut s = UnixStream::connect(sock).unwrap();
@@ -803,7 +784,7 @@ fn ten_thousand_hostile_messages_leave_santad_serving_with_no_fd_leak() {
                 | 1
         });
     eprintln!("seed {seed} (SANTACTL_FUZZ_SEED={seed} replays it)");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut answered_errors = 0;
     for i in 0..10_000 {
         let answer = hostile(sock, &mut rng);

@@ -1,4 +1,5 @@
 use super::*;
+use santa_testkit::Rng;
 
 #[test]
 fn rule_specs_round_trip_every_stored_state_and_removal() {
@@ -263,36 +264,20 @@ fn deeply_nested_json_is_refused_without_deep_recursion() {
     }
 }
 
-/// xorshift64*: a failing run replays from its printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 #[test]
 fn frames_decode_the_same_fed_whole_or_in_random_pieces_and_hold_at_most_twice_what_arrived() {
     let seed = std::env::var("CONTROL_FRAMING_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0x5eed_c0de_f00d_u64);
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed | 1);
     const MAX: usize = 100_000;
     for case in 0..2_000 {
         let announced = match rng.below(4) {
             0 => rng.below(64) as u32,
             1 => rng.below(MAX as u64 + 1) as u32,
             2 => MAX as u32 + 1 + rng.below(1000) as u32,
-            _ => rng.next() as u32,
+            _ => rng.next_u64() as u32,
         };
         let sent = (rng.below(u64::from(announced.min(200_000)) + 8)) as usize;
         let mut bytes = announced.to_be_bytes().to_vec();

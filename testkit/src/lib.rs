@@ -10,6 +10,12 @@
 //! Drop: `umount2(dir, 0)`, falling back to `MNT_DETACH` (lazy) when the mount is busy — a test
 //! thread may still hold an fd on it — then `rmdir` and, for an image, removal of the image file.
 //! Needs root (`CAP_SYS_ADMIN`).
+//!
+//! Also [`Rng`], the seeded generator of the randomized tests.
+
+mod rng;
+
+pub use rng::Rng;
 
 use std::ffi::{CString, OsString};
 use std::fmt;

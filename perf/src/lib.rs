@@ -4,7 +4,11 @@
 //! ran on and the command that reproduces it. Figures are tails (p50/p99/p99.9/max) and ratios
 //! against a baseline measured in the same run: these machines are shared and noisy.
 
+pub mod stats;
+
+use std::ffi::CString;
 use std::path::PathBuf;
+use std::time::Instant;
 
 /// The workspace's counting allocator, shared with the signing tests, the fuzz targets and the
 /// hot path's no-allocation test (included by path: it depends on `std` alone).
@@ -54,4 +58,36 @@ pub fn write_result(name: &str, text: &str) -> std::io::Result<PathBuf> {
     let path = dir.join(name);
     std::fs::write(&path, text)?;
     Ok(path)
+}
+
+/// Exec `path` with posix_spawn and wait; the elapsed nanoseconds, or the errno of a refusal
+/// (`ECHILD`: it ran but did not exit 0).
+pub fn spawn_wait(path: &CString) -> Result<u64, i32> {
+    let argv = [path.as_ptr() as *mut libc::c_char, std::ptr::null_mut()];
+    let envp: [*mut libc::c_char; 1] = [std::ptr::null_mut()];
+    let start = Instant::now();
+    let mut pid: libc::pid_t = 0;
+    // SAFETY: path is a NUL-terminated string; argv and envp are NULL-terminated arrays of
+    // NUL-terminated strings that live across the call; no file actions or attributes.
+    let rc = unsafe {
+        libc::posix_spawn(
+            &mut pid,
+            path.as_ptr(),
+            std::ptr::null(),
+            std::ptr::null(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+        )
+    };
+    if rc != 0 {
+        return Err(rc);
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child we just spawned; status is a valid int.
+    let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+    let elapsed = start.elapsed().as_nanos() as u64;
+    if waited != pid || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        return Err(libc::ECHILD);
+    }
+    Ok(elapsed)
 }

@@ -20,6 +20,7 @@
 
 #![allow(clippy::unwrap_used)] // a benchmark harness: a failed step ends the run with its message
 
+use santa_perf::stats::{TRIM, percentile, trimmed_mean, trimmed_se};
 use santa_rules::Action;
 use santa_testkit::{PrivateMount, TmpfsOptions};
 use santad::linux::backstop::{Backstop, ProgramScope, kernel_dev_of};
@@ -32,68 +33,23 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
 
-const TRIM: f64 = 0.25;
 /// Execs left out at the start of each block of arm 3.
 const WARMUP: usize = 50;
 
+/// Exec `path` and wait: the elapsed nanoseconds; a refusal or a failed run ends the benchmark.
 fn spawn_wait(path: &CString) -> u64 {
-    let argv = [path.as_ptr() as *mut libc::c_char, std::ptr::null_mut()];
-    let envp: [*mut libc::c_char; 1] = [std::ptr::null_mut()];
-    let start = Instant::now();
-    let mut pid: libc::pid_t = 0;
-    // SAFETY: NUL-terminated path; NULL-terminated argv/envp alive across the call.
-    let rc = unsafe {
-        libc::posix_spawn(
-            &mut pid,
-            path.as_ptr(),
-            std::ptr::null(),
-            std::ptr::null(),
-            argv.as_ptr(),
-            envp.as_ptr(),
-        )
-    };
-    assert_eq!(
-        rc,
-        0,
-        "posix_spawn: {}",
-        std::io::Error::from_raw_os_error(rc)
-    );
-    let mut status = 0;
-    // SAFETY: waiting for the child just spawned.
-    let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
-    let ns = start.elapsed().as_nanos() as u64;
-    assert!(waited == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
-    ns
+    match santa_perf::spawn_wait(path) {
+        Ok(ns) => ns,
+        Err(libc::ECHILD) => panic!("{} did not exit 0", path.to_string_lossy()),
+        Err(rc) => panic!("posix_spawn: {}", std::io::Error::from_raw_os_error(rc)),
+    }
 }
 
 fn sorted(v: &[i64]) -> Vec<i64> {
     let mut s = v.to_vec();
     s.sort_unstable();
     s
-}
-
-fn pct(s: &[i64], q: f64) -> i64 {
-    s[((s.len() - 1) as f64 * q).round() as usize]
-}
-
-fn trimmed_mean(v: &[i64]) -> f64 {
-    let s = sorted(v);
-    let cut = (s.len() as f64 * TRIM).floor() as usize;
-    let kept = &s[cut..s.len() - cut];
-    kept.iter().map(|&x| x as f64).sum::<f64>() / kept.len() as f64
-}
-
-fn trimmed_se(v: &[i64]) -> f64 {
-    let n = v.len();
-    let s = sorted(v);
-    let cut = (n as f64 * TRIM).floor() as usize;
-    let (lo, hi) = (s[cut], s[n - 1 - cut]);
-    let w: Vec<f64> = s.iter().map(|&x| x.clamp(lo, hi) as f64).collect();
-    let mean = w.iter().sum::<f64>() / n as f64;
-    let var = w.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-    var.sqrt() / ((1.0 - 2.0 * TRIM) * (n as f64).sqrt())
 }
 
 fn us(ns: f64) -> String {
@@ -104,9 +60,9 @@ fn tails(v: &[i64]) -> String {
     let s = sorted(v);
     format!(
         "{} | {} | {} | {}",
-        us(pct(&s, 0.5) as f64),
-        us(pct(&s, 0.99) as f64),
-        us(pct(&s, 0.999) as f64),
+        us(percentile(&s, 0.5) as f64),
+        us(percentile(&s, 0.99) as f64),
+        us(percentile(&s, 0.999) as f64),
         us(*s.last().unwrap_or(&0) as f64)
     )
 }

@@ -129,11 +129,16 @@ impl ExecEvaluator {
     pub fn new(policy: Arc<rules::PolicyEngine>, hash_bytes_max: u64) -> Self {
         Self {
             policy,
-            limits: signing::HashLimits {
-                hash_bytes_max,
-                ..signing::HashLimits::default()
-            },
+            limits: hash_limits(hash_bytes_max),
         }
+    }
+}
+
+/// The hashing bounds of an evaluator: `MaxHashBytes`, and the signing crate's defaults.
+pub(crate) fn hash_limits(hash_bytes_max: u64) -> signing::HashLimits {
+    signing::HashLimits {
+        hash_bytes_max,
+        ..signing::HashLimits::default()
     }
 }
 

@@ -178,6 +178,19 @@ fn tails_us(h: &Histogram<u64>) -> String {
     )
 }
 
+/// One table row: `| name | n | p50 | p99 | p99.9 | max |`, in the histogram's own unit.
+fn tails_row(report: &mut String, name: &str, h: &Histogram<u64>) {
+    let _ = writeln!(
+        report,
+        "| {name} | {} | {} | {} | {} | {} |",
+        h.len(),
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.99),
+        h.value_at_quantile(0.999),
+        h.max()
+    );
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let rounds = if quick { 3 } else { 9 };
@@ -501,15 +514,7 @@ fn main() {
             ("registered (`FileBytes::load` + drop)", &registered),
             ("unregistered (libc fstat + mmap + madvise + munmap)", &raw),
         ] {
-            let _ = writeln!(
-                report,
-                "| {name} | {} | {} | {} | {} | {} |",
-                h.len(),
-                h.value_at_quantile(0.5),
-                h.value_at_quantile(0.99),
-                h.value_at_quantile(0.999),
-                h.max()
-            );
+            tails_row(&mut report, name, h);
         }
         let _ = writeln!(
             report,
@@ -562,15 +567,7 @@ fn main() {
                 ("parse + verify (bytes in memory)", &hist),
                 ("open + mmap + SHA-256 + parse + verify", &whole),
             ] {
-                let _ = writeln!(
-                    report,
-                    "| {name} | {} | {} | {} | {} | {} |",
-                    h.len(),
-                    h.value_at_quantile(0.5),
-                    h.value_at_quantile(0.99),
-                    h.value_at_quantile(0.999),
-                    h.max()
-                );
+                tails_row(&mut report, name, h);
             }
         }
         Err(e) => {

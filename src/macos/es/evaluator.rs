@@ -29,10 +29,7 @@ impl EsEvaluator {
     pub fn new(policy: Arc<rules::PolicyEngine>, hash_bytes_max: u64) -> Self {
         Self {
             policy,
-            limits: signing::HashLimits {
-                hash_bytes_max,
-                ..signing::HashLimits::default()
-            },
+            limits: crate::identity::hash_limits(hash_bytes_max),
         }
     }
 

@@ -15,6 +15,18 @@ fn header(event_len: u32, version: u8, metadata_len: u16, mask: u64, fd: i32, pi
     v
 }
 
+/// A queue-overflow event of our version: `event_len` bytes announced, no fd.
+fn overflow(event_len: u32, pid: i32) -> Vec<u8> {
+    header(
+        event_len,
+        METADATA_VERSION,
+        24,
+        MASK_Q_OVERFLOW,
+        libc::FAN_NOFD,
+        pid,
+    )
+}
+
 fn pidfd_record(value: i32) -> Vec<u8> {
     let mut v = vec![libc::FAN_EVENT_INFO_TYPE_PIDFD, 0];
     v.extend_from_slice(&(INFO_PIDFD_LEN as u16).to_ne_bytes());
@@ -43,16 +55,9 @@ fn events_of<'a>(group: &'a std::fs::File, bytes: &'a [u8]) -> Events<'a> {
 #[test]
 fn parses_overflow_event_with_nofd_and_pidfd_records() {
     let g = group();
-    let mut bytes = header(32, METADATA_VERSION, 24, MASK_Q_OVERFLOW, libc::FAN_NOFD, 0);
+    let mut bytes = overflow(32, 0);
     bytes.extend(pidfd_record(libc::FAN_NOPIDFD));
-    bytes.extend(header(
-        24,
-        METADATA_VERSION,
-        24,
-        MASK_Q_OVERFLOW,
-        libc::FAN_NOFD,
-        7,
-    ));
+    bytes.extend(overflow(24, 7));
     let mut events = events_of(&g, &bytes);
     let first = events.next().expect("one").expect("ok");
     assert_eq!(first.mask, MASK_Q_OVERFLOW);
@@ -81,14 +86,7 @@ fn rejects_wrong_version_once() {
 #[test]
 fn rejects_event_len_past_buffer_and_too_small() {
     let g = group();
-    let bytes = header(
-        4096,
-        METADATA_VERSION,
-        24,
-        MASK_Q_OVERFLOW,
-        libc::FAN_NOFD,
-        0,
-    );
+    let bytes = overflow(4096, 0);
     let mut events = events_of(&g, &bytes);
     assert!(matches!(
         events.next(),
@@ -96,13 +94,13 @@ fn rejects_event_len_past_buffer_and_too_small() {
     ));
     assert!(events.next().is_none());
 
-    let bytes = header(8, METADATA_VERSION, 24, MASK_Q_OVERFLOW, libc::FAN_NOFD, 0);
+    let bytes = overflow(8, 0);
     assert!(matches!(
         events_of(&g, &bytes).next(),
         Some(Err(Error::Malformed { .. }))
     ));
 
-    let bytes = header(24, METADATA_VERSION, 24, MASK_Q_OVERFLOW, libc::FAN_NOFD, 0);
+    let bytes = overflow(24, 0);
     assert!(matches!(
         events_of(&g, &bytes[..20]).next(),
         Some(Err(Error::Malformed { .. }))
@@ -113,7 +111,7 @@ fn rejects_event_len_past_buffer_and_too_small() {
 fn malformed_info_record_still_delivers_event() {
     let g = group();
     // A record claiming 200 bytes inside a 32-byte event.
-    let mut bytes = header(32, METADATA_VERSION, 24, MASK_Q_OVERFLOW, libc::FAN_NOFD, 3);
+    let mut bytes = overflow(32, 3);
     bytes.extend([libc::FAN_EVENT_INFO_TYPE_PIDFD, 0, 200, 0, 0, 0, 0, 0]);
     let event = events_of(&g, &bytes).next().expect("one").expect("ok");
     assert!(event.info_malformed);
@@ -121,7 +119,7 @@ fn malformed_info_record_still_delivers_event() {
     assert_eq!(event.info_records().count(), 0);
 
     // A zero-length record would loop forever if accepted.
-    let mut bytes = header(32, METADATA_VERSION, 24, MASK_Q_OVERFLOW, libc::FAN_NOFD, 3);
+    let mut bytes = overflow(32, 3);
     bytes.extend([9, 0, 0, 0, 0, 0, 0, 0]);
     let event = events_of(&g, &bytes).next().expect("one").expect("ok");
     assert!(event.info_malformed);
@@ -213,14 +211,7 @@ fn an_unknown_version_is_never_trusted_with_an_fd() {
     let g = group();
     let (read_a, write_a) = pipe();
     let mut bytes = header(24, 2, 24, libc::FAN_OPEN_EXEC_PERM, read_a, 0);
-    bytes.extend(header(
-        24,
-        METADATA_VERSION,
-        24,
-        MASK_Q_OVERFLOW,
-        libc::FAN_NOFD,
-        0,
-    ));
+    bytes.extend(overflow(24, 0));
     let mut events = events_of(&g, &bytes);
     assert!(matches!(
         events.next(),

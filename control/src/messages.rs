@@ -177,6 +177,22 @@ impl fmt::Display for RuleSpecError {
 impl std::error::Error for RuleSpecError {}
 
 impl RuleSpec {
+    /// A rule of `rule_type` (Santa's name) in `state` (Santa's value), with no custom text.
+    pub fn new(identifier: String, rule_type: String, state: i64) -> RuleSpec {
+        RuleSpec {
+            identifier,
+            rule_type,
+            state,
+            custom_msg: None,
+            custom_url: None,
+            event_detail_button_text: None,
+            comment: None,
+            cel_expr: None,
+            rule_id: 0,
+            timestamp: 0,
+        }
+    }
+
     /// The wire form of a stored rule.
     pub fn from_rule(r: &rules::Rule) -> RuleSpec {
         RuleSpec {
@@ -197,18 +213,11 @@ impl RuleSpec {
     pub fn from_change(c: &rules::RuleChange) -> RuleSpec {
         match c {
             rules::RuleChange::Upsert(r) => RuleSpec::from_rule(r),
-            rules::RuleChange::Remove(id) => RuleSpec {
-                identifier: id.to_string(),
-                rule_type: id.rule_type().santa_name().to_owned(),
-                state: rules::RuleState::REMOVE_DB_VALUE,
-                custom_msg: None,
-                custom_url: None,
-                event_detail_button_text: None,
-                comment: None,
-                cel_expr: None,
-                rule_id: 0,
-                timestamp: 0,
-            },
+            rules::RuleChange::Remove(id) => RuleSpec::new(
+                id.to_string(),
+                id.rule_type().santa_name().to_owned(),
+                rules::RuleState::REMOVE_DB_VALUE,
+            ),
         }
     }
 

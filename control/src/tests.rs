@@ -19,18 +19,7 @@ fn rule_specs_round_trip_every_stored_state_and_removal() {
 
 #[test]
 fn rule_specs_with_bad_fields_are_refused_with_the_reason() {
-    let spec = |t: &str, id: &str, state: i64| RuleSpec {
-        identifier: id.into(),
-        rule_type: t.into(),
-        state,
-        custom_msg: None,
-        custom_url: None,
-        event_detail_button_text: None,
-        comment: None,
-        cel_expr: None,
-        rule_id: 0,
-        timestamp: 0,
-    };
+    let spec = |t: &str, id: &str, state: i64| RuleSpec::new(id.into(), t.into(), state);
     assert!(matches!(
         spec("BINARY", "xyz", 1).to_change(),
         Err(RuleSpecError::Identifier(_))
@@ -68,53 +57,34 @@ fn requests_serialise_with_a_command_tag() {
     assert!(serde_json::from_str::<Request>(r#"{"command":"format_disk"}"#).is_err());
 }
 
+/// Reads one frame of at most 16 bytes, giving up after `idle` without a byte (and after
+/// [`IDLE_TIMEOUT`] in all).
+fn read_small(stream: &mut UnixStream, idle: Duration) -> Result<Vec<u8>, FrameError> {
+    read_frame(stream, 16, idle, Instant::now() + IDLE_TIMEOUT, &|| false)
+}
+
 #[test]
 fn frames_are_length_prefixed_and_capped() {
     let (mut a, mut b) = UnixStream::pair().expect("socketpair");
     write_frame(&mut a, b"{}").expect("written");
-    let got = read_frame(
-        &mut b,
-        16,
-        IDLE_TIMEOUT,
-        Instant::now() + IDLE_TIMEOUT,
-        &|| false,
-    )
-    .expect("read");
+    let got = read_small(&mut b, IDLE_TIMEOUT).expect("read");
     assert_eq!(got, b"{}");
     a.write_all(&1000u32.to_be_bytes()).expect("written");
-    let err = read_frame(
-        &mut b,
-        16,
-        IDLE_TIMEOUT,
-        Instant::now() + IDLE_TIMEOUT,
-        &|| false,
-    );
+    let err = read_small(&mut b, IDLE_TIMEOUT);
     assert!(
         matches!(err, Err(FrameError::TooLarge { len: 1000, .. })),
         "{err:?}"
     );
     a.write_all(&[0, 0, 0, 9, b'x']).expect("written");
     let start = Instant::now();
-    let err = read_frame(
-        &mut b,
-        16,
-        Duration::from_millis(300),
-        Instant::now() + IDLE_TIMEOUT,
-        &|| false,
-    );
+    let err = read_small(&mut b, Duration::from_millis(300));
     assert!(matches!(err, Err(FrameError::TimedOut)), "{err:?}");
     assert!(
         start.elapsed() < Duration::from_secs(2),
         "the idle timeout applies"
     );
     drop(a);
-    let err = read_frame(
-        &mut b,
-        16,
-        IDLE_TIMEOUT,
-        Instant::now() + IDLE_TIMEOUT,
-        &|| false,
-    );
+    let err = read_small(&mut b, IDLE_TIMEOUT);
     assert!(matches!(err, Err(FrameError::Truncated { .. })), "{err:?}");
 }
 

@@ -595,16 +595,9 @@ fn rule(d: &Daemon, args: &RuleArgs) -> Result<(), Failure> {
     let id =
         rules::RuleIdentifier::parse(t, &identifier).map_err(|e| Failure::Usage(e.to_string()))?;
     let spec = RuleSpec {
-        identifier: id.to_string(),
-        rule_type: t.santa_name().to_owned(),
-        state,
         custom_msg: args.message.clone(),
-        custom_url: None,
-        event_detail_button_text: None,
         comment,
-        cel_expr: None,
-        rule_id: 0,
-        timestamp: 0,
+        ..RuleSpec::new(id.to_string(), t.santa_name().to_owned(), state)
     };
     match apply(d, vec![spec], CleanupSpec::None) {
         Ok(()) => {

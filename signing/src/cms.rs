@@ -229,18 +229,12 @@ impl CmsSignature {
         si.expect(tag::SEQUENCE, "signatureAlgorithm")?;
         out.signature = si.expect(tag::OCTET_STRING, "signature")?.content.to_vec();
         if let Some(unsigned) = si.optional(tag::context(1), "unsignedAttrs")? {
-            let mut r = unsigned.children(si.depth);
-            let mut n = 0;
-            while !r.is_empty() {
-                n += 1;
-                if n > ATTRIBUTE_COUNT_MAX {
-                    return Err(CmsError::TooManyAttributes);
-                }
-                let mut a = r.enter(tag::SEQUENCE, "Attribute")?;
-                if a.expect(tag::OID, "attrType")?.content == OID_TIMESTAMP_TOKEN {
+            for_each_attribute(&unsigned, si.depth, |t, _| {
+                if t == OID_TIMESTAMP_TOKEN {
                     out.has_timestamp_token = true;
                 }
-            }
+                Ok(())
+            })?;
         }
         Ok(out)
     }
@@ -300,10 +294,12 @@ fn find_signer(
     found.ok_or(CmsError::SignerCertificateMissing)
 }
 
-fn read_signed_attributes(
-    attrs: &asn1::Tlv<'_>,
+/// Walks a set of attributes (at most [`ATTRIBUTE_COUNT_MAX`]): `each` gets every attribute's
+/// type OID and the reader over the rest of it (its values).
+fn for_each_attribute<'a>(
+    attrs: &asn1::Tlv<'a>,
     depth: u32,
-    out: &mut CmsSignature,
+    mut each: impl FnMut(&'a [u8], &mut asn1::Reader<'a>) -> Result<(), CmsError>,
 ) -> Result<(), CmsError> {
     let mut r = attrs.children(depth);
     let mut n = 0;
@@ -314,8 +310,19 @@ fn read_signed_attributes(
         }
         let mut a = r.enter(tag::SEQUENCE, "Attribute")?;
         let t = a.expect(tag::OID, "attrType")?;
+        each(t.content, &mut a)?;
+    }
+    Ok(())
+}
+
+fn read_signed_attributes(
+    attrs: &asn1::Tlv<'_>,
+    depth: u32,
+    out: &mut CmsSignature,
+) -> Result<(), CmsError> {
+    for_each_attribute(attrs, depth, |t, a| {
         let mut values = a.enter(tag::SET, "attrValues")?;
-        match t.content {
+        match t {
             OID_MESSAGE_DIGEST => {
                 let v = values.expect(tag::OCTET_STRING, "messageDigest")?;
                 out.message_digest = Some(v.content.to_vec());
@@ -361,8 +368,8 @@ fn read_signed_attributes(
             }
             _ => {}
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 #[cfg(test)]

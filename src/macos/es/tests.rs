@@ -50,6 +50,12 @@ enum PlainKind {
 }
 
 impl PlainMessage {
+    /// An AUTH_EXEC of `path`, after writing `contents` there.
+    fn exec_of_written(path: &Path, contents: &[u8]) -> Self {
+        std::fs::write(path, contents).unwrap();
+        Self::exec_of(path)
+    }
+
     fn exec_of(path: &Path) -> Self {
         let m = std::fs::metadata(path).unwrap();
         PlainMessage {
@@ -425,8 +431,7 @@ fn es_caches_allows_only_never_denies_or_defaults() {
 fn open_executable_refuses_a_replaced_or_truncated_path() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tool");
-    std::fs::write(&path, b"#!/bin/sh\n").unwrap();
-    let m = PlainMessage::exec_of(&path);
+    let m = PlainMessage::exec_of_written(&path, b"#!/bin/sh\n");
     assert!(open_executable(&m.file()).is_ok());
 
     let mut truncated = m.clone();
@@ -695,8 +700,7 @@ fn engine_answers_es_messages_once_and_lets_es_cache_only_allows() {
 fn default_answers_reach_es_uncached_and_fail_closed_only_in_lockdown() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("slow");
-    std::fs::write(&path, b"x").unwrap();
-    let m = PlainMessage::exec_of(&path);
+    let m = PlainMessage::exec_of_written(&path, b"x");
     let payload = EsExec {
         key: m.file().key(),
         msg: m,

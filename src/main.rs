@@ -55,21 +55,14 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    #[cfg(target_os = "linux")]
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
     {
         santad::stderr_logger::install();
-        match santad::daemon::run(config, config_path) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("santad: {e}");
-                ExitCode::FAILURE
-            }
-        }
-    }
-    #[cfg(target_os = "macos")]
-    {
-        santad::stderr_logger::install();
-        match santad::macos::run(config, config_path) {
+        #[cfg(target_os = "linux")]
+        let run = santad::daemon::run(config, config_path).map_err(|e| e.to_string());
+        #[cfg(target_os = "macos")]
+        let run = santad::macos::run(config, config_path).map_err(|e| e.to_string());
+        match run {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("santad: {e}");

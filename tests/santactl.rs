@@ -472,32 +472,24 @@ fn fileinfo_prints_the_manifest_values_for_every_fixture() {
         );
         assert_eq!(j["Type"], ty.as_str(), "{name}");
         assert_eq!(field("Type"), Some(ty), "{name}");
-        assert_eq!(
-            j.get("CDHash"),
-            slice.get("cdhash").filter(|c| c.is_string()),
-            "{name}"
-        );
-        assert_eq!(
-            field("CDHash").as_deref(),
-            slice["cdhash"].as_str(),
-            "{name}"
-        );
-        assert_eq!(
-            j.get("Team ID"),
-            slice.get("team_id").filter(|c| c.is_string()),
-            "{name}"
-        );
-        assert_eq!(
-            field("Team ID").as_deref(),
-            slice["team_id"].as_str(),
-            "{name}"
-        );
-        let sid = slice.get("santa_signing_id").filter(|c| c.is_string());
-        assert_eq!(j.get("Signing ID"), sid, "{name}");
-        assert_eq!(
-            field("Signing ID").as_deref(),
-            slice["santa_signing_id"].as_str()
-        );
+        // Each identity the file has, the same in the JSON and in the text (absent from both
+        // when it has none).
+        for (label, key) in [
+            ("CDHash", "cdhash"),
+            ("Team ID", "team_id"),
+            ("Signing ID", "santa_signing_id"),
+        ] {
+            assert_eq!(
+                j.get(label),
+                slice.get(key).filter(|c| c.is_string()),
+                "{name}: {label}"
+            );
+            assert_eq!(
+                field(label).as_deref(),
+                slice[key].as_str(),
+                "{name}: {label}"
+            );
+        }
         let kind = slice["signature_kind"].as_str().unwrap_or("");
         let mixed = f["slices"]
             .as_array()

@@ -7,7 +7,8 @@
 pub mod stats;
 
 use std::ffi::CString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Instant;
 
 /// The workspace's counting allocator, shared with the signing tests, the fuzz targets and the
@@ -90,4 +91,23 @@ pub fn spawn_wait(path: &CString) -> Result<u64, i32> {
         return Err(libc::ECHILD);
     }
     Ok(elapsed)
+}
+
+/// Compiles a static binary that exits 0 into `dir` (`exit0`), with the C compiler.
+pub fn build_static_binary(dir: &Path) -> Result<PathBuf, String> {
+    let src = dir.join("exit0.c");
+    std::fs::write(&src, "int main(void) { return 0; }\n").map_err(|e| e.to_string())?;
+    let out = dir.join("exit0");
+    let status = Command::new("cc")
+        .args(["-O2", "-static", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .map_err(|e| {
+            format!("cc: {e} (the harness builds a static test binary with the C compiler)")
+        })?;
+    if !status.success() {
+        return Err("cc -static failed (is libc6-dev installed?)".into());
+    }
+    Ok(out)
 }

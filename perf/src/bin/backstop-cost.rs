@@ -68,20 +68,9 @@ fn tails(v: &[i64]) -> String {
 }
 
 fn static_binary(dir: &Path) -> PathBuf {
-    let src = dir.join("exit0.c");
-    std::fs::write(&src, "int main(void) { return 0; }\n").unwrap();
-    let out = dir.join("exit0");
-    let ok = Command::new("cc")
-        .args(["-O2", "-static", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "cc -static failed (the benchmark builds a static binary; libc6-dev)"
-    );
-    out
+    santa_perf::build_static_binary(dir).unwrap_or_else(|_| {
+        panic!("cc -static failed (the benchmark builds a static binary; libc6-dev)")
+    })
 }
 
 fn copy_exe(from: &Path, to: &Path) {

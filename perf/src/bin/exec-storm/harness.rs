@@ -9,7 +9,6 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// A pair of identical binaries: one on the watched image, one on the control tmpfs.
 #[derive(Debug, Clone)]
@@ -39,24 +38,6 @@ pub(crate) struct Harness {
     pub(crate) big: Vec<Pair>,
     pub(crate) storm_hot: Vec<Pair>,
     pub(crate) rules_db: PathBuf,
-}
-
-pub(crate) fn build_static_binary(dir: &Path) -> Result<PathBuf, String> {
-    let src = dir.join("exit0.c");
-    std::fs::write(&src, "int main(void) { return 0; }\n").map_err(|e| e.to_string())?;
-    let out = dir.join("exit0");
-    let status = Command::new("cc")
-        .args(["-O2", "-static", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .map_err(|e| {
-            format!("cc: {e} (the harness builds a static test binary with the C compiler)")
-        })?;
-    if !status.success() {
-        return Err("cc -static failed (is libc6-dev installed?)".into());
-    }
-    Ok(out)
 }
 
 pub(crate) fn write_copy(base: &[u8], path: &Path, salt: &str, size: usize) -> Result<(), String> {
@@ -134,7 +115,7 @@ impl Harness {
         .map_err(|e| format!("control tmpfs: {e}"))?;
         let state = tempfile::tempdir().map_err(|e| e.to_string())?;
         let bin_dir = state.path().to_path_buf();
-        let base_path = build_static_binary(state.path())?;
+        let base_path = santa_perf::build_static_binary(state.path())?;
         let base = std::fs::read(&base_path).map_err(|e| e.to_string())?;
         let pair = |name: &str, salt: &str, size: usize| -> Result<Pair, String> {
             let w = watched.join(name);

@@ -50,6 +50,15 @@ enum PlainKind {
 }
 
 impl PlainMessage {
+    /// This message as the engine's payload: an AUTH of its file.
+    fn auth(&self) -> EsExec<PlainMessage> {
+        EsExec {
+            key: self.file().key(),
+            msg: self.clone(),
+            kind: Kind::Auth,
+        }
+    }
+
     /// An AUTH_EXEC of `path`, after writing `contents` there.
     fn exec_of_written(path: &Path, contents: &[u8]) -> Self {
         std::fs::write(path, contents).unwrap();
@@ -503,14 +512,7 @@ fn kernel_identities_decide_rules_and_file_bytes_give_the_sha256() {
 
     // Production-signed, CDHash not enforced: the Team ID rule applies.
     m.flags = cs::CS_SIGNED | cs::CS_VALID;
-    let out = e.evaluate(
-        &mut w,
-        &EsExec {
-            msg: m.clone(),
-            kind: Kind::Auth,
-            key: m.file().key(),
-        },
-    );
+    let out = e.evaluate(&mut w, &m.auth());
     let v = &out.decision;
     assert_eq!(v.decision.reason, rules::Reason::TeamId, "{v:?}");
     assert_eq!(v.decision.action, rules::Action::Deny);
@@ -522,14 +524,7 @@ fn kernel_identities_decide_rules_and_file_bytes_give_the_sha256() {
 
     // Hardened runtime: the CDHash counts, and a CDHash rule outranks the Team ID rule.
     m.flags = cs::CS_SIGNED | cs::CS_VALID | cs::CS_HARD | cs::CS_KILL;
-    let out = e.evaluate(
-        &mut w,
-        &EsExec {
-            msg: m.clone(),
-            kind: Kind::Auth,
-            key: m.file().key(),
-        },
-    );
+    let out = e.evaluate(&mut w, &m.auth());
     assert_eq!(out.decision.decision.reason, rules::Reason::CdHash);
     assert_eq!(out.decision.decision.action, rules::Action::Allow);
     assert_eq!(out.cacheability, Cacheability::UntilChanged);
@@ -537,14 +532,7 @@ fn kernel_identities_decide_rules_and_file_bytes_give_the_sha256() {
 
     // A path that no longer is the file ES saw: the mode decides, never cached.
     m.ino += 1;
-    let out = e.evaluate(
-        &mut w,
-        &EsExec {
-            msg: m.clone(),
-            kind: Kind::Auth,
-            key: m.file().key(),
-        },
-    );
+    let out = e.evaluate(&mut w, &m.auth());
     assert_eq!(out.decision.problem, Some("file replaced since exec"));
     assert_eq!(
         out.decision.decision.action,
@@ -701,11 +689,7 @@ fn default_answers_reach_es_uncached_and_fail_closed_only_in_lockdown() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("slow");
     let m = PlainMessage::exec_of_written(&path, b"x");
-    let payload = EsExec {
-        key: m.file().key(),
-        msg: m,
-        kind: Kind::Auth,
-    };
+    let payload = m.auth();
     let fail_closed = |mode| {
         Arc::new(rules::PolicyEngine::new(
             rules::SnapshotBuilder::new(1).build(),

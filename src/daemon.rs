@@ -13,7 +13,7 @@
 
 use crate::blockmsg::BlockMessenger;
 use crate::config::{BackstopMode, ClientMode, Config, WatchScope};
-use crate::control::server::{ControlContext, ControlServer, EngineControl};
+use crate::control::server::{ControlContext, ControlServer, EngineControl, named_counters};
 use crate::eventlog::LoggerHandle;
 use crate::identity::ExecEvaluator;
 use crate::linux::backstop::Backstop;
@@ -206,62 +206,22 @@ impl EngineControl for DaemonControl {
         })
     }
 
-    fn platform_metrics(&self) -> Vec<(&'static str, u64)> {
-        let c = &self.linux.counters;
-        let e = self.engine.counters();
+    fn platform_metrics(&self) -> Vec<(String, u64)> {
+        let mut m = named_counters("fanotify", &self.linux.counters);
         let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        vec![
-            ("fanotify.permission_events", get(&c.permission_events)),
-            ("fanotify.notifications", get(&c.notifications)),
+        m.extend([
+            ("fanotify.leases_lingering".into(), self.linger.len() as u64),
             (
-                "fanotify.notifications_deduplicated",
-                get(&c.notifications_deduplicated),
-            ),
-            ("fanotify.close_writes", get(&c.close_writes)),
-            ("fanotify.queue_overflows", get(&c.queue_overflows)),
-            ("fanotify.read_errors", get(&c.read_errors)),
-            ("fanotify.stat_failures", get(&c.stat_failures)),
-            ("fanotify.respond_errors", get(&c.respond_errors)),
-            ("fanotify.ignore_marks", get(&c.ignore_marks)),
-            ("fanotify.ignore_mark_errors", get(&c.ignore_mark_errors)),
-            ("fanotify.bundle_drops", get(&c.bundle_drops)),
-            (
-                "fanotify.ignore_marks_withdrawn",
-                get(&c.ignore_marks_withdrawn),
-            ),
-            (
-                "fanotify.ignore_marks_unreachable",
-                get(&c.ignore_marks_unreachable),
-            ),
-            (
-                "fanotify.kernel_cache_refusals",
-                get(&c.kernel_cache_refusals),
-            ),
-            ("fanotify.kernel_cached_execs", get(&c.kernel_cached_execs)),
-            ("fanotify.kernel_cache_alerts", get(&c.kernel_cache_alerts)),
-            ("fanotify.kernel_cache_kills", get(&c.kernel_cache_kills)),
-            ("fanotify.unasked_execs", get(&c.unasked_execs)),
-            ("fanotify.unasked_kills", get(&c.unasked_kills)),
-            ("fanotify.malformed_records", get(&c.malformed_records)),
-            ("fanotify.allows_withdrawn", get(&c.allows_withdrawn)),
-            ("fanotify.leases_unsupported", get(&c.leases_unsupported)),
-            ("fanotify.leases_lingering", self.linger.len() as u64),
-            (
-                "fanotify.lease_linger_overflows",
+                "fanotify.lease_linger_overflows".into(),
                 get(&self.linger.overflows),
             ),
-            ("fanotify.lease_linger_kills", get(&self.linger.kills)),
             (
-                "fanotify.notification_ignores",
-                get(&c.notification_ignores),
+                "fanotify.lease_linger_kills".into(),
+                get(&self.linger.kills),
             ),
-            ("fanotify.loader_loads", get(&c.loader_loads)),
-            ("engine.deferred_now", self.engine.deferred()),
-            ("engine.deferred", e.deferred),
-            ("engine.restarts", e.restarts),
-            ("engine.responder_panics", e.responder_panics),
-            ("engine.worker_panics", e.worker_panics),
-        ]
+            ("engine.deferred_now".into(), self.engine.deferred()),
+        ]);
+        m
     }
 }
 

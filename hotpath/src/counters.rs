@@ -66,16 +66,24 @@ pub(crate) fn bump(counter: &AtomicU64) {
 
 /// All counters summed over threads at one moment (each counter read once; the sum is not an
 /// atomic cut across counters, which is fine for monitoring).
+///
+/// With the `serde` feature it serializes as the metrics santad exports (`engine.<name>`): each
+/// field under its own name, the cache's three under `cache_*`, the flushes left to
+/// [`CountersSnapshot::flushes_for`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct CountersSnapshot {
     /// Events taken off a queue by a worker.
     pub events: u64,
     /// Answered from the decision cache.
+    #[cfg_attr(feature = "serde", serde(rename = "cache_hits"))]
     pub hits: u64,
     /// Not in the cache: this worker evaluated.
+    #[cfg_attr(feature = "serde", serde(rename = "cache_misses"))]
     pub misses: u64,
     /// Another worker was already evaluating the same file: the event was parked on that
     /// evaluation (no worker waits) and took its decision.
+    #[cfg_attr(feature = "serde", serde(rename = "cache_waits"))]
     pub waits: u64,
     /// Evaluations started (equals misses).
     pub evaluations: u64,
@@ -103,6 +111,7 @@ pub struct CountersSnapshot {
     /// Panics caught on a worker outside the evaluator and responder (the worker kept going).
     pub worker_panics: u64,
     /// Cache flushes, by [`FlushReason`] (indexed as [`FlushReason::ALL`]).
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub flushes: [u64; 4],
     /// Single-file invalidations (the file was written).
     pub invalidations: u64,

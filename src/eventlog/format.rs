@@ -5,7 +5,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{Action, Record, TRUNCATED_MARKER, Text};
+use super::{ARGS_BYTES_MAX, Action, Record, TRUNCATED_MARKER, Text};
 use santa_rules as rules;
 
 /// Santa's word for a decision (`decision=`); a record no decision was filled in is `UNKNOWN`.
@@ -50,14 +50,6 @@ fn num_into(out: &mut Vec<u8>, n: impl fmt::Display) {
     let _ = write!(out, "{n}");
 }
 
-fn name_into<const N: usize>(out: &mut Vec<u8>, text: &Text<N>) {
-    if text.is_empty() {
-        out.extend_from_slice(b"(null)");
-    } else {
-        text_into(out, text);
-    }
-}
-
 /// Splits NUL-separated arguments (a trailing NUL ends the last one).
 fn args_of(args: &[u8]) -> impl Iterator<Item = &[u8]> {
     let trimmed = args.strip_suffix(b"\0").unwrap_or(args);
@@ -97,6 +89,141 @@ pub fn iso8601_utc_millis(time: SystemTime) -> [u8; 24] {
     out
 }
 
+/// One record's fields in the order both formats write them; a [`Syntax`] spells each one.
+/// Santa's field order and its omissions (no `explain=` when empty, `cert_cn` only with a
+/// certificate) live here once.
+fn write_fields<W: Syntax>(w: &mut W, rec: &Record, machine_id: Option<&str>) {
+    match rec.action {
+        Action::Exec => {
+            w.word("action", "EXEC");
+            w.word("decision", decision_word(rec.decision));
+            w.word("reason", rec.reason.as_str());
+            if !rec.explain.is_empty() {
+                w.text("explain", &rec.explain);
+            }
+            if let Some(sha) = &rec.sha256 {
+                w.hex("sha256", Some(sha));
+            }
+            if let Some(cert) = &rec.cert_sha256 {
+                w.hex("cert_sha256", Some(cert));
+                w.text("cert_cn", &rec.cert_cn);
+            }
+            if !rec.team_id.is_empty() {
+                w.text("teamid", &rec.team_id);
+            }
+            if W::SIGNING_FIELDS {
+                if !rec.signing_id.is_empty() {
+                    w.text("signingid", &rec.signing_id);
+                }
+                if let Some(cdhash) = &rec.cdhash {
+                    w.hex("cdhash", Some(cdhash));
+                }
+            }
+            w.num("pid", rec.pid);
+            w.num("pidversion", rec.pidversion);
+            w.num("ppid", rec.ppid);
+            w.num("uid", rec.uid);
+            w.name("user", &rec.user);
+            w.num("gid", rec.gid);
+            w.name("group", &rec.group);
+            w.word("mode", rec.mode.log_letter());
+            w.text("path", &rec.path);
+            w.args("args", &rec.args);
+        }
+        Action::Bundle => {
+            w.word("action", "BUNDLE");
+            w.hex("sha256", rec.sha256.as_ref().map(|h| &h[..]));
+            w.hex("bundlehash", rec.bundle_hash.as_ref().map(|h| &h[..]));
+            w.text("bundlename", &rec.bundle_name);
+            w.text("bundleid", &rec.bundle_id);
+            w.text("bundlepath", &rec.bundle_path);
+            w.text("path", &rec.path);
+        }
+    }
+    if let Some(id) = machine_id {
+        w.str("machineid", id.as_bytes());
+    }
+}
+
+/// How one format spells a field. Values from outside arrive as bytes and are escaped by the
+/// format; `word`s are santad's own ASCII.
+trait Syntax {
+    /// Whether the format carries `signingid` and `cdhash` (JSON does; Santa's line does not).
+    const SIGNING_FIELDS: bool;
+    fn key(&mut self, key: &str);
+    fn word(&mut self, key: &str, word: &str);
+    fn str(&mut self, key: &str, value: &[u8]);
+    fn text<const N: usize>(&mut self, key: &str, text: &Text<N>);
+    /// A hash: Santa's line writes an absent one as an empty value, JSON leaves it out.
+    fn hex(&mut self, key: &str, bytes: Option<&[u8]>);
+    fn num(&mut self, key: &str, n: impl fmt::Display);
+    /// A user or group name: Santa's `(null)` or JSON's `null` when unknown.
+    fn name<const N: usize>(&mut self, key: &str, text: &Text<N>);
+    fn args(&mut self, key: &str, args: &Text<ARGS_BYTES_MAX>);
+}
+
+/// Santa's `key=value|…` line.
+struct KeyValue<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl Syntax for KeyValue<'_> {
+    const SIGNING_FIELDS: bool = false;
+    fn key(&mut self, key: &str) {
+        if !std::mem::take(&mut self.first) {
+            self.out.push(b'|');
+        }
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.push(b'=');
+    }
+    fn word(&mut self, key: &str, word: &str) {
+        self.key(key);
+        self.out.extend_from_slice(word.as_bytes());
+    }
+    fn str(&mut self, key: &str, value: &[u8]) {
+        self.key(key);
+        sanitize_into(self.out, value);
+    }
+    fn text<const N: usize>(&mut self, key: &str, text: &Text<N>) {
+        self.key(key);
+        text_into(self.out, text);
+    }
+    fn hex(&mut self, key: &str, bytes: Option<&[u8]>) {
+        self.key(key);
+        if let Some(bytes) = bytes {
+            hex_into(self.out, bytes);
+        }
+    }
+    fn num(&mut self, key: &str, n: impl fmt::Display) {
+        self.key(key);
+        num_into(self.out, n);
+    }
+    fn name<const N: usize>(&mut self, key: &str, text: &Text<N>) {
+        self.key(key);
+        if text.is_empty() {
+            self.out.extend_from_slice(b"(null)");
+        } else {
+            text_into(self.out, text);
+        }
+    }
+    fn args(&mut self, key: &str, args: &Text<ARGS_BYTES_MAX>) {
+        if args.is_empty() {
+            return;
+        }
+        self.key(key);
+        for (i, arg) in args_of(args.as_bytes()).enumerate() {
+            if i > 0 {
+                self.out.push(b' ');
+            }
+            sanitize_into(self.out, arg);
+        }
+        if args.is_truncated() {
+            self.out.extend_from_slice(TRUNCATED_MARKER.as_bytes());
+        }
+    }
+}
+
 /// Formats one record as a Santa `key=value|…` line (with newline) into `out`.
 pub fn format_key_value(
     out: &mut Vec<u8>,
@@ -109,84 +236,7 @@ pub fn format_key_value(
         out.extend_from_slice(&iso8601_utc_millis(rec.time));
         out.extend_from_slice(b"] I santad: ");
     }
-    match rec.action {
-        Action::Exec => {
-            out.extend_from_slice(b"action=EXEC|decision=");
-            out.extend_from_slice(decision_word(rec.decision).as_bytes());
-            out.extend_from_slice(b"|reason=");
-            out.extend_from_slice(rec.reason.as_str().as_bytes());
-            if !rec.explain.is_empty() {
-                out.extend_from_slice(b"|explain=");
-                text_into(out, &rec.explain);
-            }
-            if let Some(sha) = &rec.sha256 {
-                out.extend_from_slice(b"|sha256=");
-                hex_into(out, sha);
-            }
-            if let Some(cert) = &rec.cert_sha256 {
-                out.extend_from_slice(b"|cert_sha256=");
-                hex_into(out, cert);
-                out.extend_from_slice(b"|cert_cn=");
-                text_into(out, &rec.cert_cn);
-            }
-            if !rec.team_id.is_empty() {
-                out.extend_from_slice(b"|teamid=");
-                text_into(out, &rec.team_id);
-            }
-            out.extend_from_slice(b"|pid=");
-            num_into(out, rec.pid);
-            out.extend_from_slice(b"|pidversion=");
-            num_into(out, rec.pidversion);
-            out.extend_from_slice(b"|ppid=");
-            num_into(out, rec.ppid);
-            out.extend_from_slice(b"|uid=");
-            num_into(out, rec.uid);
-            out.extend_from_slice(b"|user=");
-            name_into(out, &rec.user);
-            out.extend_from_slice(b"|gid=");
-            num_into(out, rec.gid);
-            out.extend_from_slice(b"|group=");
-            name_into(out, &rec.group);
-            out.extend_from_slice(b"|mode=");
-            out.extend_from_slice(rec.mode.log_letter().as_bytes());
-            out.extend_from_slice(b"|path=");
-            text_into(out, &rec.path);
-            if !rec.args.is_empty() {
-                out.extend_from_slice(b"|args=");
-                for (i, arg) in args_of(rec.args.as_bytes()).enumerate() {
-                    if i > 0 {
-                        out.push(b' ');
-                    }
-                    sanitize_into(out, arg);
-                }
-                if rec.args.is_truncated() {
-                    out.extend_from_slice(TRUNCATED_MARKER.as_bytes());
-                }
-            }
-        }
-        Action::Bundle => {
-            out.extend_from_slice(b"action=BUNDLE|sha256=");
-            if let Some(sha) = &rec.sha256 {
-                hex_into(out, sha);
-            }
-            out.extend_from_slice(b"|bundlehash=");
-            if let Some(hash) = &rec.bundle_hash {
-                hex_into(out, hash);
-            }
-            out.extend_from_slice(b"|bundlename=");
-            text_into(out, &rec.bundle_name);
-            out.extend_from_slice(b"|bundleid=");
-            text_into(out, &rec.bundle_id);
-            out.extend_from_slice(b"|bundlepath=");
-            text_into(out, &rec.bundle_path);
-            out.extend_from_slice(b"|path=");
-            text_into(out, &rec.path);
-        }
-    }
-    if let Some(id) = machine_id {
-        out.extend_from_slice(b"|machineid=");
-        sanitize_into(out, id.as_bytes());
-    }
+    write_fields(&mut KeyValue { out, first: true }, rec, machine_id);
     out.push(b'\n');
 }
 
@@ -220,22 +270,63 @@ fn json_str_into(out: &mut Vec<u8>, bytes: &[u8], truncated: bool) {
     out.push(b'"');
 }
 
-fn json_key(out: &mut Vec<u8>, key: &str) {
-    out.extend_from_slice(b",\"");
-    out.extend_from_slice(key.as_bytes());
-    out.extend_from_slice(b"\":");
+/// JSON lines: the same keys, plus `time`, `signingid` and `cdhash`; args as an array.
+struct Json<'a> {
+    out: &'a mut Vec<u8>,
 }
 
-fn json_text<const N: usize>(out: &mut Vec<u8>, key: &str, text: &Text<N>) {
-    json_key(out, key);
-    json_str_into(out, text.as_bytes(), text.is_truncated());
-}
-
-fn json_hex(out: &mut Vec<u8>, key: &str, bytes: &[u8]) {
-    json_key(out, key);
-    out.push(b'"');
-    hex_into(out, bytes);
-    out.push(b'"');
+impl Syntax for Json<'_> {
+    const SIGNING_FIELDS: bool = true;
+    fn key(&mut self, key: &str) {
+        self.out.extend_from_slice(b",\"");
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+    fn word(&mut self, key: &str, word: &str) {
+        self.str(key, word.as_bytes());
+    }
+    fn str(&mut self, key: &str, value: &[u8]) {
+        self.key(key);
+        json_str_into(self.out, value, false);
+    }
+    fn text<const N: usize>(&mut self, key: &str, text: &Text<N>) {
+        self.key(key);
+        json_str_into(self.out, text.as_bytes(), text.is_truncated());
+    }
+    fn hex(&mut self, key: &str, bytes: Option<&[u8]>) {
+        if let Some(bytes) = bytes {
+            self.key(key);
+            self.out.push(b'"');
+            hex_into(self.out, bytes);
+            self.out.push(b'"');
+        }
+    }
+    fn num(&mut self, key: &str, n: impl fmt::Display) {
+        self.key(key);
+        num_into(self.out, n);
+    }
+    fn name<const N: usize>(&mut self, key: &str, text: &Text<N>) {
+        if text.is_empty() {
+            self.key(key);
+            self.out.extend_from_slice(b"null");
+        } else {
+            self.text(key, text);
+        }
+    }
+    fn args(&mut self, key: &str, args: &Text<ARGS_BYTES_MAX>) {
+        self.key(key);
+        self.out.push(b'[');
+        for (i, arg) in args_of(args.as_bytes()).enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            json_str_into(self.out, arg, false);
+        }
+        self.out.push(b']');
+        if args.is_truncated() {
+            self.out.extend_from_slice(b",\"args_truncated\":true");
+        }
+    }
 }
 
 /// Formats one record as a JSON object line: the same keys as the Santa line, plus `time`,
@@ -244,82 +335,6 @@ pub fn format_json(out: &mut Vec<u8>, rec: &Record, machine_id: Option<&str>) {
     out.extend_from_slice(b"{\"time\":\"");
     out.extend_from_slice(&iso8601_utc_millis(rec.time));
     out.push(b'"');
-    match rec.action {
-        Action::Exec => {
-            out.extend_from_slice(b",\"action\":\"EXEC\",\"decision\":\"");
-            out.extend_from_slice(decision_word(rec.decision).as_bytes());
-            out.extend_from_slice(b"\",\"reason\":\"");
-            out.extend_from_slice(rec.reason.as_str().as_bytes());
-            out.push(b'"');
-            if !rec.explain.is_empty() {
-                json_text(out, "explain", &rec.explain);
-            }
-            if let Some(sha) = &rec.sha256 {
-                json_hex(out, "sha256", sha);
-            }
-            if let Some(cert) = &rec.cert_sha256 {
-                json_hex(out, "cert_sha256", cert);
-                json_text(out, "cert_cn", &rec.cert_cn);
-            }
-            if !rec.team_id.is_empty() {
-                json_text(out, "teamid", &rec.team_id);
-            }
-            if !rec.signing_id.is_empty() {
-                json_text(out, "signingid", &rec.signing_id);
-            }
-            if let Some(cdhash) = &rec.cdhash {
-                json_hex(out, "cdhash", cdhash);
-            }
-            let _ = write!(
-                out,
-                ",\"pid\":{},\"pidversion\":{},\"ppid\":{},\"uid\":{}",
-                rec.pid, rec.pidversion, rec.ppid, rec.uid
-            );
-            json_key(out, "user");
-            if rec.user.is_empty() {
-                out.extend_from_slice(b"null");
-            } else {
-                json_str_into(out, rec.user.as_bytes(), rec.user.is_truncated());
-            }
-            let _ = write!(out, ",\"gid\":{}", rec.gid);
-            json_key(out, "group");
-            if rec.group.is_empty() {
-                out.extend_from_slice(b"null");
-            } else {
-                json_str_into(out, rec.group.as_bytes(), rec.group.is_truncated());
-            }
-            let _ = write!(out, ",\"mode\":\"{}\"", rec.mode.log_letter());
-            json_text(out, "path", &rec.path);
-            json_key(out, "args");
-            out.push(b'[');
-            for (i, arg) in args_of(rec.args.as_bytes()).enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                json_str_into(out, arg, false);
-            }
-            out.push(b']');
-            if rec.args.is_truncated() {
-                out.extend_from_slice(b",\"args_truncated\":true");
-            }
-        }
-        Action::Bundle => {
-            out.extend_from_slice(b",\"action\":\"BUNDLE\"");
-            if let Some(sha) = &rec.sha256 {
-                json_hex(out, "sha256", sha);
-            }
-            if let Some(hash) = &rec.bundle_hash {
-                json_hex(out, "bundlehash", hash);
-            }
-            json_text(out, "bundlename", &rec.bundle_name);
-            json_text(out, "bundleid", &rec.bundle_id);
-            json_text(out, "bundlepath", &rec.bundle_path);
-            json_text(out, "path", &rec.path);
-        }
-    }
-    if let Some(id) = machine_id {
-        json_key(out, "machineid");
-        json_str_into(out, id.as_bytes(), false);
-    }
+    write_fields(&mut Json { out }, rec, machine_id);
     out.extend_from_slice(b"}\n");
 }

@@ -398,8 +398,8 @@ impl ExecEvent {
     }
 }
 
-/// Counters of the Linux side, for status and tests.
-#[derive(Debug, Default)]
+/// Counters of the Linux side, for status and tests; serialized as the `fanotify.*` metrics.
+#[derive(Debug, Default, serde::Serialize)]
 pub struct LinuxCounters {
     /// Permission events read.
     pub permission_events: AtomicU64,

@@ -107,8 +107,8 @@ pub trait EngineControl: Send + Sync + 'static {
     fn workers(&self) -> usize;
     /// The cached decision for this file, read-only.
     fn peek(&self, key: FileKey, stamp: FileStamp) -> Option<rules::Decision>;
-    /// Platform counters (fanotify), by name.
-    fn platform_metrics(&self) -> Vec<(&'static str, u64)>;
+    /// Platform counters (fanotify), by name (see [`named_counters`]).
+    fn platform_metrics(&self) -> Vec<(String, u64)>;
     /// Coverage and the backstop, where the platform has them.
     fn coverage(&self) -> Option<super::CoverageStatus> {
         None
@@ -128,6 +128,19 @@ pub trait EngineControl: Send + Sync + 'static {
                     .map(|(_, v)| (*reason, *v))
             })
             .collect()
+    }
+}
+
+/// A struct of counters as metrics: `prefix.name` for each field, under its serde name (so
+/// the field list is the metric list, written once). Fields that are not whole numbers are left
+/// out.
+pub fn named_counters(prefix: &str, counters: &impl serde::Serialize) -> Vec<(String, u64)> {
+    match serde_json::to_value(counters) {
+        Ok(serde_json::Value::Object(fields)) => fields
+            .into_iter()
+            .filter_map(|(k, v)| Some((format!("{prefix}.{k}"), v.as_u64()?)))
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -332,7 +345,7 @@ impl ControlContext {
             .engine
             .platform_metrics()
             .into_iter()
-            .find(|(k, _)| *k == "fanotify.ignore_marks")
+            .find(|(k, _)| k == "fanotify.ignore_marks")
             .map_or(0, |(_, v)| v);
         let defaults_by_reason = defaults_by_reason(&c, &self.engine.platform_defaults());
         Ok(StatusReply {
@@ -407,19 +420,9 @@ impl ControlContext {
         let mut put = |k: &str, v: u64| {
             m.insert(k.to_owned(), v);
         };
-        put("engine.events", c.events);
-        put("engine.cache_hits", c.hits);
-        put("engine.cache_misses", c.misses);
-        put("engine.cache_waits", c.waits);
-        put("engine.evaluations", c.evaluations);
-        put("engine.evaluator_panics", c.evaluator_panics);
-        put("engine.deadline_defaults", c.deadline_defaults);
-        put("engine.queue_full_defaults", c.queue_full_defaults);
-        put("engine.slots_full_defaults", c.slots_full_defaults);
-        put("engine.shutdown_defaults", c.shutdown_defaults);
-        put("engine.steals", c.steals);
-        put("engine.wakeups", c.wakeups);
-        put("engine.invalidations", c.invalidations);
+        for (k, v) in named_counters("engine", &c) {
+            put(&k, v);
+        }
         for reason in FlushReason::ALL {
             put(
                 &format!("engine.flushes.{}", reason.name()),
@@ -429,7 +432,7 @@ impl ControlContext {
         put("engine.in_flight", self.engine.in_flight() as u64);
         put("engine.cache_entries", self.engine.cache_entries() as u64);
         for (k, v) in self.engine.platform_metrics() {
-            put(k, v);
+            put(&k, v);
         }
         put("log.written", self.log.written());
         put("log.dropped", self.log.dropped());

@@ -513,6 +513,12 @@ mod tests {
         }
     }
 
+    /// Caches decision `d` for `k` (a miss, then its completion), until the file changes.
+    fn decide(c: &DecisionCache<u32>, k: FileKey, d: u32) {
+        let t = miss(c, k, 0);
+        assert!(c.complete(t, &d, Cacheability::UntilChanged, 0).is_empty());
+    }
+
     fn drain(c: &DecisionCache<u32>, mut p: Parked) -> Vec<u32> {
         let mut out = Vec::new();
         while let Some(t) = c.next_parked(&mut p) {
@@ -557,8 +563,7 @@ mod tests {
         assert_eq!(c.peek(key(1), STAMP, 0), None, "nothing cached yet");
         assert_eq!(c.pending_len(), 0, "a peek never leaves a placeholder");
         for i in 1..=2 {
-            let t = miss(&c, key(i), 0);
-            let _ = c.complete(t, &(i as u32), Cacheability::UntilChanged, 0);
+            decide(&c, key(i), i as u32);
         }
         assert_eq!(c.peek(key(1), STAMP, 0), Some(1));
         let other = FileStamp {
@@ -570,8 +575,7 @@ mod tests {
             None,
             "another version of the file"
         );
-        let t = miss(&c, key(3), 0);
-        let _ = c.complete(t, &3, Cacheability::UntilChanged, 0);
+        decide(&c, key(3), 3);
         assert_eq!(
             c.peek(key(1), STAMP, 0),
             None,
@@ -590,8 +594,7 @@ mod tests {
     #[test]
     fn changed_stamp_misses() {
         let c = cache(16, 2);
-        let t = miss(&c, key(1), 0);
-        let _ = c.complete(t, &7, Cacheability::UntilChanged, 0);
+        decide(&c, key(1), 7);
         let newer = FileStamp {
             ctime_ns: 2,
             size_bytes: 10,
@@ -628,8 +631,7 @@ mod tests {
     fn flush_epoch_makes_old_decisions_invisible() {
         let c = cache(16, 2);
         for i in 0..8 {
-            let t = miss(&c, key(i), 0);
-            let _ = c.complete(t, &1, Cacheability::UntilChanged, 0);
+            decide(&c, key(i), 1);
         }
         c.flush(FlushReason::Rules);
         for i in 0..8 {
@@ -660,8 +662,7 @@ mod tests {
     fn invalidate_forgets_one_file() {
         let c = cache(16, 1);
         for i in 0..2 {
-            let t = miss(&c, key(i), 0);
-            let _ = c.complete(t, &1, Cacheability::UntilChanged, 0);
+            decide(&c, key(i), 1);
         }
         assert!(c.invalidate(key(0)).is_empty(), "nothing was parked");
         assert!(matches!(c.lookup(key(0), STAMP, 0, 0), Lookup::Miss(_)));
@@ -742,8 +743,7 @@ mod tests {
             ));
         }
         for i in 1_000..2_000 {
-            let t = miss(&c, key(i), 0);
-            let _ = c.complete(t, &0, Cacheability::UntilChanged, 0);
+            decide(&c, key(i), 0);
         }
         assert_eq!(c.len(), 4, "LRU stays at capacity");
         assert_eq!(c.pending_len(), 64, "no placeholder evicted");

@@ -11,14 +11,21 @@ use santa_rules::{
     RuleIdentifier, RuleState, RuleType, Sha256, SigningStatus, Snapshot,
 };
 
+/// The reason each rule type's match is logged under, written out here as the expectation.
+const REASONS: [(RuleType, Reason); 5] = [
+    (RuleType::CdHash, Reason::CdHash),
+    (RuleType::Binary, Reason::Binary),
+    (RuleType::SigningId, Reason::SigningId),
+    (RuleType::Certificate, Reason::Cert),
+    (RuleType::TeamId, Reason::TeamId),
+];
+
 fn reason_of(t: RuleType) -> Reason {
-    match t {
-        RuleType::CdHash => Reason::CdHash,
-        RuleType::Binary => Reason::Binary,
-        RuleType::SigningId => Reason::SigningId,
-        RuleType::Certificate => Reason::Cert,
-        RuleType::TeamId => Reason::TeamId,
-    }
+    REASONS
+        .iter()
+        .find(|(rt, _)| *rt == t)
+        .map(|&(_, r)| r)
+        .unwrap()
 }
 
 /// Every pair of rule types, with opposite verdicts, inserted in both orders: the higher

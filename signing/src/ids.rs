@@ -100,23 +100,29 @@ digest_newtype!(
     20
 );
 
+/// `bytes` digested by ring (which uses the CPU's SHA extensions where present) as an array of
+/// the algorithm's output length.
+fn ring_digest<const N: usize>(
+    algorithm: &'static ring::digest::Algorithm,
+    bytes: &[u8],
+) -> [u8; N] {
+    let d = ring::digest::digest(algorithm, bytes);
+    let mut out = [0u8; N];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
 impl Sha256 {
-    /// SHA-256 of `bytes` (ring, which uses the CPU's SHA extensions where present).
+    /// SHA-256 of `bytes`.
     pub fn digest(bytes: &[u8]) -> Self {
-        let d = ring::digest::digest(&ring::digest::SHA256, bytes);
-        let mut out = [0u8; 32];
-        out.copy_from_slice(d.as_ref());
-        Self(out)
+        Self(ring_digest(&ring::digest::SHA256, bytes))
     }
 }
 
 impl Sha1 {
     /// SHA-1 of `bytes`; only for display, never for a decision.
     pub fn digest(bytes: &[u8]) -> Self {
-        let d = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, bytes);
-        let mut out = [0u8; 20];
-        out.copy_from_slice(d.as_ref());
-        Self(out)
+        Self(ring_digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, bytes))
     }
 }
 

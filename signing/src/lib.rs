@@ -40,7 +40,7 @@ pub mod plist;
 pub mod verify;
 pub mod x509;
 
-pub use asn1::{Asn1Error, format_unix_utc};
+pub use asn1::{Asn1Error, civil_from_days, format_unix_utc};
 pub use file::{
     FileBytes, FileHash, HashError, HashLimits, ReadMethod, hash_fd, hash_file, hash_path,
     sha1_path, stat_file,

@@ -296,6 +296,29 @@ impl<'a> Xml<'a> {
         Ok(out)
     }
 
+    /// The children of a container element up to its close tag (none for `<tag/>`), each
+    /// charged to the output budget before it is read.
+    fn children<T>(
+        &mut self,
+        tag: &str,
+        empty: bool,
+        mut child: impl FnMut(&mut Self) -> Result<T, PlistError>,
+    ) -> Result<Vec<T>, PlistError> {
+        let mut out = Vec::new();
+        if !empty {
+            loop {
+                self.skip_misc()?;
+                if self.rest().starts_with("</") {
+                    break;
+                }
+                charge_push::<T>(&mut self.budget, out.len())?;
+                out.push(child(self)?);
+            }
+            self.close_tag(tag)?;
+        }
+        Ok(out)
+    }
+
     fn document(mut self) -> Result<Plist, PlistError> {
         let (name, empty) = self.open_tag()?;
         if name != "plist" || empty {
@@ -354,45 +377,24 @@ impl<'a> Xml<'a> {
                     .ok_or_else(|| self.err("bad base64"))
             }
             "array" => {
-                let mut items = Vec::new();
-                if !empty {
-                    loop {
-                        self.skip_misc()?;
-                        if self.rest().starts_with("</") {
-                            break;
-                        }
-                        charge_push::<Plist>(&mut self.budget, items.len())?;
-                        items.push(self.value(depth + 1)?);
-                    }
-                    self.close_tag("array")?;
-                }
+                let items = self.children("array", empty, |p| p.value(depth + 1))?;
                 Ok(Plist::Array(items))
             }
             "dict" => {
-                let mut entries = Vec::new();
-                if !empty {
-                    loop {
-                        self.skip_misc()?;
-                        if self.rest().starts_with("</") {
-                            break;
-                        }
-                        let (k, k_empty) = self.open_tag()?;
-                        if k != "key" {
-                            return Err(self.err("expected <key>"));
-                        }
-                        let key = if k_empty {
-                            String::new()
-                        } else {
-                            let t = self.text()?;
-                            self.close_tag("key")?;
-                            t
-                        };
-                        let v = self.value(depth + 1)?;
-                        charge_push::<(String, Plist)>(&mut self.budget, entries.len())?;
-                        entries.push((key, v));
+                let entries = self.children("dict", empty, |p| {
+                    let (k, k_empty) = p.open_tag()?;
+                    if k != "key" {
+                        return Err(p.err("expected <key>"));
                     }
-                    self.close_tag("dict")?;
-                }
+                    let key = if k_empty {
+                        String::new()
+                    } else {
+                        let t = p.text()?;
+                        p.close_tag("key")?;
+                        t
+                    };
+                    Ok((key, p.value(depth + 1)?))
+                })?;
                 Ok(Plist::Dict(entries))
             }
             _ => Err(self.err("unknown element")),

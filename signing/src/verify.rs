@@ -614,6 +614,17 @@ fn verify_special_slots(
     out
 }
 
+/// Whether `issuer`'s key made `child`'s signature, as the reason a chain fails.
+fn signed_by(child: &Certificate, issuer: &Certificate) -> Result<(), InvalidReason> {
+    match child.signed_by(issuer) {
+        SignatureCheck::Valid => Ok(()),
+        SignatureCheck::Invalid => Err(InvalidReason::CertificateSignatureInvalid {
+            certificate: child.sha256,
+        }),
+        SignatureCheck::Unsupported => Err(InvalidReason::UnsupportedAlgorithm),
+    }
+}
+
 fn verify_cms(
     cms: &CmsSignature,
     sig: &EmbeddedSignature<'_>,
@@ -659,31 +670,14 @@ fn verify_cms(
     }
     let chain = cms.chain_indices();
     for pair in chain.windows(2) {
-        let (child, issuer) = (&cms.certificates[pair[0]], &cms.certificates[pair[1]]);
-        match child.signed_by(issuer) {
-            SignatureCheck::Valid => {}
-            SignatureCheck::Invalid => {
-                return Err(InvalidReason::CertificateSignatureInvalid {
-                    certificate: child.sha256,
-                });
-            }
-            SignatureCheck::Unsupported => return Err(InvalidReason::UnsupportedAlgorithm),
-        }
+        signed_by(&cms.certificates[pair[0]], &cms.certificates[pair[1]])?;
     }
     let root_index = chain.last().copied().unwrap_or(cms.signer_index);
     let root = &cms.certificates[root_index];
     if !root.is_self_issued() {
         return Err(InvalidReason::ChainIncomplete);
     }
-    match root.signed_by(root) {
-        SignatureCheck::Valid => {}
-        SignatureCheck::Invalid => {
-            return Err(InvalidReason::CertificateSignatureInvalid {
-                certificate: root.sha256,
-            });
-        }
-        SignatureCheck::Unsupported => return Err(InvalidReason::UnsupportedAlgorithm),
-    }
+    signed_by(root, root)?;
     if root.sha256 != APPLE_ROOT_CA_SHA256 {
         return Err(InvalidReason::UntrustedRoot { root: root.sha256 });
     }

@@ -56,7 +56,7 @@ fn args_of(args: &[u8]) -> impl Iterator<Item = &[u8]> {
     trimmed.split(|&b| b == 0).filter(move |_| !args.is_empty())
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.mmmZ` in UTC (proleptic Gregorian; civil-from-days after H. Hinnant).
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` in UTC (proleptic Gregorian).
 pub fn iso8601_utc_millis(time: SystemTime) -> [u8; 24] {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
     let secs = since.as_secs();
@@ -64,15 +64,7 @@ pub fn iso8601_utc_millis(time: SystemTime) -> [u8; 24] {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (hour, minute, second) = (rem / 3600, (rem % 3600) / 60, rem % 60);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = santa_signing::civil_from_days(days);
     let mut out = [0u8; 24];
     let mut cursor = io::Cursor::new(&mut out[..]);
     let _ = write!(

@@ -58,13 +58,6 @@ pub const MOUNTS_MAX: usize = 256;
 /// Entries of each scope map.
 pub const SCOPE_IDS_MAX: usize = 256;
 
-/// The program's reasons (`REASON_*` in the C program).
-const REASON_UNWATCHED: u32 = 1;
-const REASON_LOADER: u32 = 2;
-const REASON_ENTRY: u32 = 3;
-const REASON_ENTRY_UNCHECKED: u32 = 4;
-const REASON_CHANGED: u32 = 5;
-
 /// Bytes of one ring-buffer event (`struct backstop_event`).
 const EVENT_BYTES: usize = 64 + 256;
 
@@ -313,22 +306,8 @@ impl Backstop {
     /// Makes the set of marked superblocks (kernel device numbers) exactly `devs`. New ones are
     /// added before old ones go, so a superblock in both never looks unmarked.
     pub fn set_superblocks(&self, devs: &[u32]) -> Result<(), BackstopError> {
-        let mut m = self.maps();
-        for &d in devs.iter().take(SUPERBLOCKS_MAX) {
-            m.marked_sbs
-                .insert(d, 1, 0)
-                .map_err(|e| err("marked_sbs", e))?;
-        }
-        let stale: Vec<u32> = m
-            .marked_sbs
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|d| !devs.contains(d))
-            .collect();
-        for d in stale {
-            let _ = m.marked_sbs.remove(&d);
-        }
-        Ok(())
+        let devs = &devs[..devs.len().min(SUPERBLOCKS_MAX)];
+        make_exactly(&mut self.maps().marked_sbs, devs, "marked_sbs")
     }
 
     /// Adds mounts (ids) santad holds a mount mark on (`WatchPaths`).
@@ -344,25 +323,12 @@ impl Backstop {
 
     /// Makes the set of dynamic-loader inodes (kernel device, inode) exactly `loaders`.
     pub fn set_loaders(&self, loaders: &[(u32, u64)]) -> Result<(), BackstopError> {
-        let mut m = self.maps();
         let keys: Vec<LoaderKey> = loaders
             .iter()
             .take(LOADERS_MAX)
             .map(|&(dev, ino)| LoaderKey { dev, pad: 0, ino })
             .collect();
-        for k in &keys {
-            m.loaders.insert(k, 1, 0).map_err(|e| err("loaders", e))?;
-        }
-        let stale: Vec<LoaderKey> = m
-            .loaders
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !keys.contains(k))
-            .collect();
-        for k in stale {
-            let _ = m.loaders.remove(&k);
-        }
-        Ok(())
+        make_exactly(&mut self.maps().loaders, &keys, "loaders")
     }
 
     /// Records an allow of process `tgid`'s exec of inode `ino`, a file its owner can write,
@@ -502,21 +468,36 @@ pub struct Report {
 
 /// Why the backstop saw an exec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The discriminants are the program's `REASON_*` values.
+#[repr(u32)]
 pub enum ReportReason {
     /// Its file is on no superblock or mount santad watches.
-    Unwatched,
+    Unwatched = 1,
     /// A direct run of the dynamic loader.
-    Loader,
+    Loader = 2,
     /// The new image's first instruction is in a file on an unwatched filesystem: an ELF
     /// interpreter other than the system's (PT_INTERP resolved in the user's own mounts).
-    Entry,
+    Entry = 3,
     /// The entry point could not be looked up; reported, never killed.
-    EntryUnchecked,
+    EntryUnchecked = 4,
     /// The file changed between santad's allow and the exec's write lock.
-    Changed,
+    Changed = 5,
 }
 
 impl ReportReason {
+    const ALL: [ReportReason; 5] = [
+        Self::Unwatched,
+        Self::Loader,
+        Self::Entry,
+        Self::EntryUnchecked,
+        Self::Changed,
+    ];
+
+    /// The reason the program wrote, if it is one of ours.
+    fn from_program(value: u32) -> Option<Self> {
+        Self::ALL.into_iter().find(|&r| r as u32 == value)
+    }
+
     /// The words after `explain=backstop: `.
     pub fn explain(self) -> &'static str {
         match self {
@@ -540,6 +521,27 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
+/// Makes a set-like map (every value 1) hold exactly `keys`: new keys are added before stale
+/// ones go, so a key in both sets is never missing.
+fn make_exactly<K: aya::Pod + PartialEq>(
+    map: &mut HashMap<MapData, K, u32>,
+    keys: &[K],
+    name: &str,
+) -> Result<(), BackstopError> {
+    for k in keys {
+        map.insert(k, 1, 0).map_err(|e| err(name, e))?;
+    }
+    let stale: Vec<K> = map
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|k| !keys.contains(k))
+        .collect();
+    for k in stale {
+        let _ = map.remove(&k);
+    }
+    Ok(())
+}
+
 fn u64_at(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_ne_bytes(b.get(at..at + 8)?.try_into().ok()?))
 }
@@ -550,14 +552,7 @@ impl Report {
         if b.len() < EVENT_BYTES {
             return None;
         }
-        let reason = match u32_at(b, 0)? {
-            REASON_UNWATCHED => ReportReason::Unwatched,
-            REASON_LOADER => ReportReason::Loader,
-            REASON_ENTRY => ReportReason::Entry,
-            REASON_ENTRY_UNCHECKED => ReportReason::EntryUnchecked,
-            REASON_CHANGED => ReportReason::Changed,
-            _ => return None,
-        };
+        let reason = ReportReason::from_program(u32_at(b, 0)?)?;
         let name = &b[64..EVENT_BYTES];
         let end = name.iter().position(|&c| c == 0).unwrap_or(name.len());
         Some(Report {

@@ -75,6 +75,14 @@ fn write_file(path: &Path, len: usize, seed: u64) {
     f.sync_all().expect("sync");
 }
 
+/// Times one run of `f`: `None` when it failed or `ok` refuses what it returned.
+fn timed<T>(f: impl FnOnce() -> Option<T>, ok: impl FnOnce(&T) -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    let out = f()?;
+    let d = start.elapsed();
+    ok(&out).then_some(d)
+}
+
 /// Runs `cmd args.. path`, returns the wall time and the first hex word of its output.
 fn run_tool(cmd: &str, args: &[&str], path: &Path) -> Option<(Duration, String)> {
     let start = Instant::now();
@@ -217,52 +225,47 @@ fn main() {
     let stream_bufs = STREAM_BUFFER_BYTES.map(|n| RefCell::new(vec![0u8; n]));
     type Runner<'a> = Box<dyn Fn() -> Option<Duration> + 'a>;
     let check = |hex: String| (hex == reference.to_string()).then_some(());
+    let streaming = |i: usize| -> Runner<'_> {
+        let (big, limits, bufs) = (&big, &limits, &stream_bufs);
+        Box::new(move || {
+            let mut buf = bufs[i].borrow_mut();
+            timed(
+                || hash_streaming(big, limits, &mut buf),
+                |&(sha, changed)| sha == reference && !changed,
+            )
+        })
+    };
     let runners: Vec<(&str, Runner<'_>)> = vec![
         (
             "santa-signing `hash_path` (mmap + ring)",
             Box::new(|| {
-                let start = Instant::now();
-                let h = hash_path(&big, &limits).ok()?;
-                let d = start.elapsed();
-                (h.sha256 == reference && h.method == ReadMethod::Mmap).then_some(d)
+                timed(
+                    || hash_path(&big, &limits).ok(),
+                    |h| h.sha256 == reference && h.method == ReadMethod::Mmap,
+                )
             }),
         ),
         (
             "santa-signing `hash_path` (pread + ring)",
             Box::new(|| {
-                let start = Instant::now();
-                let h = hash_path(&big, &read_limits).ok()?;
-                let d = start.elapsed();
-                (h.sha256 == reference && h.method == ReadMethod::Read).then_some(d)
+                timed(
+                    || hash_path(&big, &read_limits).ok(),
+                    |h| h.sha256 == reference && h.method == ReadMethod::Read,
+                )
             }),
         ),
         (
             "santa-signing streaming `pread` 256 KiB + ring",
-            Box::new(|| {
-                let mut buf = stream_bufs[0].borrow_mut();
-                let start = Instant::now();
-                let (sha, changed) = hash_streaming(&big, &limits, &mut buf)?;
-                let d = start.elapsed();
-                (sha == reference && !changed).then_some(d)
-            }),
+            streaming(0),
         ),
-        (
-            "santa-signing streaming `pread` 1 MiB + ring",
-            Box::new(|| {
-                let mut buf = stream_bufs[1].borrow_mut();
-                let start = Instant::now();
-                let (sha, changed) = hash_streaming(&big, &limits, &mut buf)?;
-                let d = start.elapsed();
-                (sha == reference && !changed).then_some(d)
-            }),
-        ),
+        ("santa-signing streaming `pread` 1 MiB + ring", streaming(1)),
         (
             "mmap + ring without the SIGBUS registry (bench-local)",
             Box::new(|| {
-                let start = Instant::now();
-                let (sha, changed) = hash_unregistered_mmap(&big)?;
-                let d = start.elapsed();
-                (sha == reference && !changed).then_some(d)
+                timed(
+                    || hash_unregistered_mmap(&big),
+                    |&(sha, changed)| sha == reference && !changed,
+                )
             }),
         ),
         (

@@ -19,7 +19,7 @@ use crate::identity::ExecEvaluator;
 use crate::linux::backstop::Backstop;
 use crate::linux::coverage::{Coverage, Scope};
 use crate::linux::fanotify::{self, Fanotify, InitOptions, MarkScope};
-use crate::linux::{BundleTask, FanotifyResponder, FanotifySource, LeaseLinger, Linux};
+use crate::linux::{BundleTask, ExecEvent, FanotifyResponder, FanotifySource, LeaseLinger, Linux};
 use crate::setup::{
     StartError, Started, block_config, block_signals, engine_config, load_snapshot,
 };
@@ -82,21 +82,9 @@ fn wait_signal(set: &libc::sigset_t) -> Option<i32> {
     (sig > 0).then_some(sig)
 }
 
-type SantaEngine = Engine<
-    crate::linux::ExecEvent,
-    ExecEvaluator,
-    Arc<FanotifyResponder>,
-    MonotonicClock,
-    FanotifySource,
->;
-
-type SantaHandle = Handle<
-    crate::linux::ExecEvent,
-    ExecEvaluator,
-    Arc<FanotifyResponder>,
-    MonotonicClock,
-    FanotifySource,
->;
+type Responder = Arc<FanotifyResponder>;
+type SantaEngine = Engine<ExecEvent, ExecEvaluator, Responder, MonotonicClock, FanotifySource>;
+type SantaHandle = Handle<ExecEvent, ExecEvaluator, Responder, MonotonicClock, FanotifySource>;
 
 /// What the control socket may do to the running engine and fanotify group.
 struct DaemonControl {

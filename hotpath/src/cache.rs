@@ -519,6 +519,15 @@ mod tests {
         assert!(c.complete(t, &d, Cacheability::UntilChanged, 0).is_empty());
     }
 
+    /// A cache of 16 in `shards` shards holding decision 1 for inodes `inos`.
+    fn filled(shards: usize, inos: std::ops::Range<u64>) -> DecisionCache<u32> {
+        let c = cache(16, shards);
+        for i in inos {
+            decide(&c, key(i), 1);
+        }
+        c
+    }
+
     fn drain(c: &DecisionCache<u32>, mut p: Parked) -> Vec<u32> {
         let mut out = Vec::new();
         while let Some(t) = c.next_parked(&mut p) {
@@ -629,10 +638,7 @@ mod tests {
 
     #[test]
     fn flush_epoch_makes_old_decisions_invisible() {
-        let c = cache(16, 2);
-        for i in 0..8 {
-            decide(&c, key(i), 1);
-        }
+        let c = filled(2, 0..8);
         c.flush(FlushReason::Rules);
         for i in 0..8 {
             assert!(
@@ -660,10 +666,7 @@ mod tests {
 
     #[test]
     fn invalidate_forgets_one_file() {
-        let c = cache(16, 1);
-        for i in 0..2 {
-            decide(&c, key(i), 1);
-        }
+        let c = filled(1, 0..2);
         assert!(c.invalidate(key(0)).is_empty(), "nothing was parked");
         assert!(matches!(c.lookup(key(0), STAMP, 0, 0), Lookup::Miss(_)));
         assert!(matches!(c.lookup(key(1), STAMP, 0, 0), Lookup::Hit(1)));

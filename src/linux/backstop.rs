@@ -468,23 +468,22 @@ pub struct Report {
 
 /// Why the backstop saw an exec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-/// The discriminants are the program's `REASON_*` values.
-#[repr(u32)]
 pub enum ReportReason {
     /// Its file is on no superblock or mount santad watches.
-    Unwatched = 1,
+    Unwatched,
     /// A direct run of the dynamic loader.
-    Loader = 2,
+    Loader,
     /// The new image's first instruction is in a file on an unwatched filesystem: an ELF
     /// interpreter other than the system's (PT_INTERP resolved in the user's own mounts).
-    Entry = 3,
+    Entry,
     /// The entry point could not be looked up; reported, never killed.
-    EntryUnchecked = 4,
+    EntryUnchecked,
     /// The file changed between santad's allow and the exec's write lock.
-    Changed = 5,
+    Changed,
 }
 
 impl ReportReason {
+    /// In the order of the program's `REASON_*` values, which count from 1.
     const ALL: [ReportReason; 5] = [
         Self::Unwatched,
         Self::Loader,
@@ -495,7 +494,7 @@ impl ReportReason {
 
     /// The reason the program wrote, if it is one of ours.
     fn from_program(value: u32) -> Option<Self> {
-        Self::ALL.into_iter().find(|&r| r as u32 == value)
+        Self::ALL.get(value.checked_sub(1)? as usize).copied()
     }
 
     /// The words after `explain=backstop: `.

@@ -235,18 +235,12 @@ mod tests {
     fn a_corrupt_database_gives_an_empty_snapshot_and_is_left_as_it_was() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("rules.db");
-        std::fs::write(
-            &db,
-            b"this is not an SQLite database, and must not be wiped",
-        )
-        .unwrap();
+        const GARBAGE: &[u8] = b"this is not an SQLite database, and must not be wiped";
+        std::fs::write(&db, GARBAGE).unwrap();
         let snapshot = load_snapshot(&db, 7);
         assert_eq!(snapshot.generation(), 7);
         assert_eq!(snapshot.stats().rules(), 0);
-        assert_eq!(
-            std::fs::read(&db).unwrap(),
-            b"this is not an SQLite database, and must not be wiped"
-        );
+        assert_eq!(std::fs::read(&db).unwrap(), GARBAGE);
     }
 
     #[test]

@@ -7,7 +7,7 @@ mod common;
 use common::{field, run};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// A storm thread: its (ran, refused) counts and when its last exec returned.
@@ -57,10 +57,7 @@ fn storm_under_way(s: &common::Santad, prefix: &str) -> (Arc<AtomicBool>, Vec<St
 #[test]
 fn a_stalled_evaluation_is_answered_with_the_default_within_the_deadline() {
     const DEADLINE_MS: u64 = 50;
-    let s = common::start(
-        "MONITOR",
-        &format!("DeadlineMs = {DEADLINE_MS}\nMaxHashBytes = 1073741824"),
-    );
+    let s = common::start_with_deadline(DEADLINE_MS);
     // 400 MiB: hashing it takes ~250 ms at 1.8 GB/s, five times the deadline.
     let big = s.binary("big", "padding");
     {
@@ -126,24 +123,9 @@ fn twenty_thousand_execs_of_a_thousand_binaries_are_each_answered_and_logged_onc
     let s = common::start("MONITOR", "EventLogRingSize = 16384");
     let bins = binaries(&s, BINARIES, |i| format!("b{i:04}"));
     let fds_before = s.settled_fds();
-    let next = Arc::new(AtomicUsize::new(0));
-    let handles: Vec<_> = (0..THREADS)
-        .map(|_| {
-            let (bins, next) = (bins.clone(), next.clone());
-            std::thread::spawn(move || {
-                let mut ran = 0;
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= EXECS {
-                        return ran;
-                    }
-                    assert!(run(&bins[i % BINARIES]).unwrap().success());
-                    ran += 1;
-                }
-            })
-        })
-        .collect();
-    let ran: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    let ran = santa_testkit::count_in_parallel(THREADS, EXECS, |i| {
+        run(&bins[i % BINARIES]).unwrap().success()
+    });
     assert_eq!(ran, EXECS, "every exec answered and run");
     let prefix = s.mount.path().to_str().unwrap().to_string();
     let an_exec_of_ours = |l: &str| {

@@ -112,10 +112,7 @@ fn status_version_metrics_flushcache_and_checkcache() {
 #[test]
 fn status_shows_the_defaults_answered_and_why() {
     const DEADLINE_MS: u64 = 10;
-    let s = common::start(
-        "MONITOR",
-        &format!("DeadlineMs = {DEADLINE_MS}\nMaxHashBytes = 1073741824"),
-    );
+    let s = common::start_with_deadline(DEADLINE_MS);
     let sock = &s.socket_path;
     let reasons = [
         "deadline",
@@ -430,13 +427,7 @@ fn fileinfo_prints_the_manifest_values_for_every_fixture() {
     let blocks: Vec<String> = text
         .split("\nPath ")
         .filter(|b| !b.trim().is_empty())
-        .map(|b| {
-            if b.starts_with("Path ") {
-                b.to_owned()
-            } else {
-                format!("Path {b}")
-            }
-        })
+        .map(|b| format!("Path {}", b.strip_prefix("Path ").unwrap_or(b)))
         .collect();
     assert_eq!(all.as_array().unwrap().len(), fixtures.len());
     assert_eq!(

@@ -771,27 +771,22 @@ mod tests {
 
     #[test]
     fn hundred_concurrent_lookups_one_evaluation_every_event_answered_once() {
-        let c = Arc::new(cache(64, 4));
-        let evaluations = Arc::new(AtomicUsize::new(0));
-        let delivered = Arc::new(Mutex::new(Vec::new()));
-        let barrier = Arc::new(std::sync::Barrier::new(100));
-        let handles: Vec<_> = (0..100u32)
-            .map(|token| {
-                let (c, evaluations, barrier, delivered) = (
-                    c.clone(),
-                    evaluations.clone(),
-                    barrier.clone(),
-                    delivered.clone(),
-                );
-                std::thread::spawn(move || {
+        let c = cache(64, 4);
+        let evaluations = AtomicUsize::new(0);
+        let delivered = Mutex::new(Vec::new());
+        let barrier = std::sync::Barrier::new(100);
+        std::thread::scope(|s| {
+            for token in 0..100u32 {
+                let (c, evaluations, barrier, delivered) = (&c, &evaluations, &barrier, &delivered);
+                s.spawn(move || {
                     barrier.wait();
                     match c.lookup(key(42), STAMP, 0, token) {
-                        Lookup::Hit(d) => lock(&delivered).push((token, d)),
+                        Lookup::Hit(d) => lock(delivered).push((token, d)),
                         Lookup::Miss(t) => {
                             evaluations.fetch_add(1, Ordering::SeqCst);
                             std::thread::sleep(Duration::from_millis(20));
                             let mut parked = c.complete(t, &4242, Cacheability::UntilChanged, 0);
-                            let mut d = lock(&delivered);
+                            let mut d = lock(delivered);
                             d.push((token, 4242));
                             while let Some(w) = c.next_parked(&mut parked) {
                                 d.push((w, 4242));
@@ -799,12 +794,9 @@ mod tests {
                         }
                         Lookup::Parked => {}
                     }
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join().unwrap();
-        }
+                });
+            }
+        });
         assert_eq!(evaluations.load(Ordering::SeqCst), 1);
         let mut d = lock(&delivered).clone();
         d.sort_unstable();

@@ -370,36 +370,48 @@ impl NameCache {
     }
 }
 
+/// One `getpwuid_r`-shaped call into a zeroed entry and `buf`: the name it found (a pointer
+/// into `buf`), or null.
+///
+/// # Safety
+/// All-zero bytes must be a valid `T`, and `call` must behave as the `get*_r` functions: on
+/// success it sets `result` to the entry, whose strings then point into `buf`.
+unsafe fn nss_lookup<T>(
+    buf: &mut [libc::c_char],
+    call: impl FnOnce(*mut T, *mut libc::c_char, usize, *mut *mut T) -> libc::c_int,
+    name: impl FnOnce(&T) -> *mut libc::c_char,
+) -> *const libc::c_char {
+    // SAFETY: the caller promises that all-zero bytes are a valid T.
+    let mut entry: T = unsafe { std::mem::zeroed() };
+    let mut result: *mut T = std::ptr::null_mut();
+    if call(&mut entry, buf.as_mut_ptr(), buf.len(), &mut result) != 0 || result.is_null() {
+        return std::ptr::null();
+    }
+    name(&entry)
+}
+
 /// `getpwuid_r`/`getgrgid_r` with a stack buffer. Returns whether a name was found.
 fn resolve_name(kind: NameKind, id: u32, out: &mut Text<NAME_BYTES_MAX>) -> bool {
     out.clear();
     let mut buf = [0 as libc::c_char; NSS_BUFFER_BYTES];
     let name_ptr = match kind {
-        NameKind::User => {
-            // SAFETY: passwd is plain data; an all-zero value is valid (null pointers, zero ids).
-            let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-            let mut result: *mut libc::passwd = std::ptr::null_mut();
-            // SAFETY: every pointer refers to live stack storage of the stated size; on success
-            // `result` points to `pwd`, whose strings point into `buf`.
-            let rc =
-                unsafe { libc::getpwuid_r(id, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
-            if rc != 0 || result.is_null() {
-                return false;
-            }
-            pwd.pw_name
-        }
-        NameKind::Group => {
-            // SAFETY: as above, for group.
-            let mut grp: libc::group = unsafe { std::mem::zeroed() };
-            let mut result: *mut libc::group = std::ptr::null_mut();
-            // SAFETY: as above.
-            let rc =
-                unsafe { libc::getgrgid_r(id, &mut grp, buf.as_mut_ptr(), buf.len(), &mut result) };
-            if rc != 0 || result.is_null() {
-                return false;
-            }
-            grp.gr_name
-        }
+        // SAFETY: passwd is plain C data (all-zero is a valid value) and getpwuid_r fills it
+        // as `nss_lookup` expects; every pointer it gets refers to live storage of the stated size.
+        NameKind::User => unsafe {
+            nss_lookup(
+                &mut buf,
+                |pwd, b, n, result| libc::getpwuid_r(id, pwd, b, n, result),
+                |pwd: &libc::passwd| pwd.pw_name,
+            )
+        },
+        // SAFETY: as above, for group and getgrgid_r.
+        NameKind::Group => unsafe {
+            nss_lookup(
+                &mut buf,
+                |grp, b, n, result| libc::getgrgid_r(id, grp, b, n, result),
+                |grp: &libc::group| grp.gr_name,
+            )
+        },
     };
     if name_ptr.is_null() {
         return false;
@@ -690,23 +702,14 @@ mod tests {
     #[test]
     fn tty_paths() {
         assert!(tty_path(0).is_none());
-        // 136:3 → /dev/pts/3; 137:1 → /dev/pts/257; 4:1 → /dev/tty1; 4:64 → /dev/ttyS0.
-        assert_eq!(
-            tty_path((136 << 8) | 3).expect("pts").as_path(),
-            Path::new("/dev/pts/3")
-        );
-        assert_eq!(
-            tty_path((137 << 8) | 1).expect("pts").as_path(),
-            Path::new("/dev/pts/257")
-        );
-        assert_eq!(
-            tty_path((4 << 8) | 1).expect("tty").as_path(),
-            Path::new("/dev/tty1")
-        );
-        assert_eq!(
-            tty_path((4 << 8) | 64).expect("ttyS").as_path(),
-            Path::new("/dev/ttyS0")
-        );
+        for (nr, want) in [
+            ((136 << 8) | 3, "/dev/pts/3"),
+            ((137 << 8) | 1, "/dev/pts/257"),
+            ((4 << 8) | 1, "/dev/tty1"),
+            ((4 << 8) | 64, "/dev/ttyS0"),
+        ] {
+            assert_eq!(tty_path(nr).expect(want).as_path(), Path::new(want));
+        }
         // Large minors use the high bits: 136:300 → 0x12c → low 0x2c, high 0x100 << 12.
         let nr = (136 << 8) | 0x2c | (0x100 << 12);
         assert_eq!(tty_major_minor(nr), (136, 300));

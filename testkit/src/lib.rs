@@ -11,10 +11,13 @@
 //! thread may still hold an fd on it — then `rmdir` and, for an image, removal of the image file.
 //! Needs root (`CAP_SYS_ADMIN`).
 //!
-//! Also [`Rng`], the seeded generator of the randomized tests.
+//! Also [`Rng`], the seeded generator of the randomized tests, and [`count_in_parallel`], the
+//! thread pool of the storm tests.
 
+mod parallel;
 mod rng;
 
+pub use parallel::count_in_parallel;
 pub use rng::Rng;
 
 use std::ffi::{CString, OsString};

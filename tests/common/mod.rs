@@ -47,6 +47,15 @@ pub fn start(mode: &str, extra: &str) -> Santad {
     start_with(mode, extra, |_| {})
 }
 
+/// santad in Monitor answering with the default after `deadline_ms`, hashing files up to 1 GiB
+/// (so a big file is slow to hash rather than refused).
+pub fn start_with_deadline(deadline_ms: u64) -> Santad {
+    start(
+        "MONITOR",
+        &format!("DeadlineMs = {deadline_ms}\nMaxHashBytes = 1073741824"),
+    )
+}
+
 /// Like [`start`], with a chance to prepare the state directory (e.g. a rules database) first.
 pub fn start_with(mode: &str, extra: &str, prepare: impl FnOnce(&Path)) -> Santad {
     start_inner(mode, extra, prepare, true)

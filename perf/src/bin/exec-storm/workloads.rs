@@ -130,26 +130,8 @@ pub(crate) fn measure_rss(h: &Harness, entries: usize) -> Result<(u64, u64, usiz
     let pid = listener.pid();
     std::thread::sleep(Duration::from_millis(300));
     let idle = rss_kb(pid);
-    let scripts = Arc::new(scripts);
-    let next = Arc::new(AtomicUsize::new(0));
-    let threads: Vec<_> = (0..8)
-        .map(|_| {
-            let (scripts, next) = (scripts.clone(), next.clone());
-            std::thread::spawn(move || {
-                let mut refused = 0;
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= scripts.len() {
-                        return refused;
-                    }
-                    if spawn_wait(&scripts[i]).is_err() {
-                        refused += 1;
-                    }
-                }
-            })
-        })
-        .collect();
-    let refused: usize = threads.into_iter().map(|t| t.join().unwrap_or(0)).sum();
+    let refused =
+        santa_testkit::count_in_parallel(8, scripts.len(), |i| spawn_wait(&scripts[i]).is_err());
     std::thread::sleep(Duration::from_millis(500));
     let full = rss_kb(pid);
     listener.stop();

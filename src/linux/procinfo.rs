@@ -148,15 +148,22 @@ pub fn parse_stat(text: &[u8]) -> Option<StatFacts> {
     })
 }
 
+/// Reads /proc/PID/`file` into a stack buffer of `N` bytes and parses it; `what` says what was
+/// missing when the parse finds nothing.
+fn read_parsed<const N: usize, T>(
+    pid: i32,
+    file: &'static str,
+    what: &'static str,
+    parse: impl FnOnce(&[u8]) -> Option<T>,
+) -> Result<T, ProcError> {
+    let mut buf = [0u8; N];
+    let len = read_proc(pid, file, &mut buf)?;
+    parse(&buf[..len]).ok_or(ProcError::Parse { file, pid, what })
+}
+
 /// Reads /proc/PID/stat.
 pub fn read_stat(pid: i32) -> Result<StatFacts, ProcError> {
-    let mut buf = [0u8; STAT_BYTES_MAX];
-    let len = read_proc(pid, "stat", &mut buf)?;
-    parse_stat(&buf[..len]).ok_or(ProcError::Parse {
-        file: "stat",
-        pid,
-        what: "fields missing",
-    })
+    read_parsed::<STAT_BYTES_MAX, _>(pid, "stat", "fields missing", parse_stat)
 }
 
 /// Parses the real uid and gid from the text of /proc/PID/status.
@@ -179,13 +186,7 @@ pub fn parse_status_ids(text: &[u8]) -> Option<(u32, u32)> {
 
 /// Reads the real uid and gid from /proc/PID/status.
 pub fn read_ids(pid: i32) -> Result<(u32, u32), ProcError> {
-    let mut buf = [0u8; STATUS_BYTES_MAX];
-    let len = read_proc(pid, "status", &mut buf)?;
-    parse_status_ids(&buf[..len]).ok_or(ProcError::Parse {
-        file: "status",
-        pid,
-        what: "Uid/Gid lines missing",
-    })
+    read_parsed::<STATUS_BYTES_MAX, _>(pid, "status", "Uid/Gid lines missing", parse_status_ids)
 }
 
 /// Reads /proc/PID/cmdline (NUL-separated arguments) into `out`, cut and marked at its capacity.

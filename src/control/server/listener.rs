@@ -7,10 +7,7 @@ use super::*;
 #[derive(Debug)]
 pub struct ControlServer {
     path: PathBuf,
-    dir: OwnedFd,
-    name: CString,
-    dev: u64,
-    ino: u64,
+    socket: SocketEntry,
     stop: Arc<AtomicBool>,
     dispatcher: Arc<Dispatcher<Connection>>,
     threads: Vec<JoinHandle<()>>,
@@ -101,23 +98,14 @@ fn handler_loop(ctx: &ControlContext, dispatcher: &Dispatcher<Connection>, stop:
 impl ControlServer {
     /// Binds the socket at `path` and starts the listener and handler threads.
     pub fn start(ctx: Arc<ControlContext>, path: &Path) -> Result<ControlServer, ServerError> {
-        let Bound {
-            listener,
-            dir,
-            name,
-            dev,
-            ino,
-        } = bind(path)?;
+        let Bound { listener, entry } = bind(path)?;
         let stop = Arc::new(AtomicBool::new(false));
         let dispatcher = Arc::new(Dispatcher::new());
         // A second server on the same context keeps reporting the first one's load.
         let _ = ctx.dispatcher.set(dispatcher.clone());
         let mut server = ControlServer {
             path: path.to_owned(),
-            dir,
-            name,
-            dev,
-            ino,
+            socket: entry,
             stop: stop.clone(),
             dispatcher: dispatcher.clone(),
             threads: Vec::new(),
@@ -159,20 +147,7 @@ impl ControlServer {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        remove_socket_if_ours(&self.dir, &self.name, self.dev, self.ino);
-    }
-}
-
-/// Removes `name` in `dir` if it is still the socket `(dev, ino)` (another santad may have
-/// replaced it meanwhile), by its name in that directory, never through a path.
-pub(super) fn remove_socket_if_ours(dir: &OwnedFd, name: &CString, dev: u64, ino: u64) {
-    let ours = stat_at(dir.as_raw_fd(), name)
-        .ok()
-        .flatten()
-        .is_some_and(|st| file_type(&st) == libc::S_IFSOCK && st.st_dev == dev && st.st_ino == ino);
-    if ours {
-        // SAFETY: `dir` is an open directory fd and `name` is NUL-terminated.
-        unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) };
+        self.socket.remove_if_ours();
     }
 }
 

@@ -862,7 +862,5 @@ mod tests;
 
 pub use dispatch::{DispatchLoad, Dispatcher, Job, Refusal};
 pub use listener::ControlServer;
-#[cfg(test)]
-use listener::remove_socket_if_ours;
 pub use socket::ServerError;
-use socket::{Bound, bind, file_type, stat_at};
+use socket::{Bound, SocketEntry, bind};

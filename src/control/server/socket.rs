@@ -232,13 +232,36 @@ pub(super) fn open_socket_dir(dir: &Path) -> Result<OwnedFd, ServerError> {
 #[derive(Debug)]
 pub(super) struct Bound {
     pub(super) listener: UnixListener,
-    /// The socket's directory.
+    pub(super) entry: SocketEntry,
+}
+
+/// Where a bound socket is: its directory, its name there and its inode, so that shutdown
+/// removes only this socket, by name in that directory, never through a path.
+#[derive(Debug)]
+pub(super) struct SocketEntry {
     pub(super) dir: OwnedFd,
-    /// The socket's name in it.
     pub(super) name: CString,
-    /// The socket's inode, so that shutdown removes only this socket.
-    pub(super) dev: u64,
-    pub(super) ino: u64,
+    pub(super) file: FileKey,
+}
+
+impl SocketEntry {
+    /// Removes the socket if the name is still it (another santad may have replaced it).
+    pub(super) fn remove_if_ours(&self) {
+        let ours = stat_at(self.dir.as_raw_fd(), &self.name)
+            .ok()
+            .flatten()
+            .is_some_and(|st| {
+                file_type(&st) == libc::S_IFSOCK
+                    && FileKey {
+                        dev: st.st_dev,
+                        ino: st.st_ino,
+                    } == self.file
+            });
+        if ours {
+            // SAFETY: `dir` is an open directory fd and `name` is NUL-terminated.
+            unsafe { libc::unlinkat(self.dir.as_raw_fd(), self.name.as_ptr(), 0) };
+        }
+    }
 }
 
 /// Binds the socket at `path`: see [`bind_in_this_thread`], run on a thread of its own so
@@ -337,9 +360,13 @@ pub(super) fn bind_in_this_thread(path: &Path) -> Result<Bound, ServerError> {
     listener.set_nonblocking(true).map_err(io_err)?;
     Ok(Bound {
         listener,
-        dir,
-        name: cname,
-        dev: st.st_dev,
-        ino: st.st_ino,
+        entry: SocketEntry {
+            dir,
+            name: cname,
+            file: FileKey {
+                dev: st.st_dev,
+                ino: st.st_ino,
+            },
+        },
     })
 }

@@ -126,7 +126,7 @@ fn the_socket_is_created_mode_0666_and_santads_umask_never_changes() {
     let m = std::fs::symlink_metadata(&path).expect("socket exists");
     assert!(m.file_type().is_socket());
     assert_eq!(m.mode() & 0o7777, SOCKET_MODE, "{:o}", m.mode());
-    assert_eq!(m.ino(), bound.ino);
+    assert_eq!(m.ino(), bound.entry.file.ino);
     for d in [dir.path().join("run"), dir.path().join("run/santad")] {
         let m = std::fs::symlink_metadata(&d).expect("created");
         assert!(m.is_dir());
@@ -134,7 +134,7 @@ fn the_socket_is_created_mode_0666_and_santads_umask_never_changes() {
     }
     // It answers: a peer connects through the path.
     UnixStream::connect(&path).expect("connects");
-    assert_eq!(bound.name.as_bytes(), b"santad.sock");
+    assert_eq!(bound.entry.name.as_bytes(), b"santad.sock");
 }
 
 #[test]
@@ -242,8 +242,8 @@ fn a_stale_socket_is_replaced_a_live_one_is_in_use_and_shutdown_removes_only_our
     // moved aside, so the third cannot reuse its number) is not ours to remove.
     std::fs::rename(&path, dir.path().join("moved.sock")).expect("renamed");
     let third = bind(&path).expect("bound again");
-    remove_socket_if_ours(&second.dir, &second.name, second.dev, second.ino);
+    second.entry.remove_if_ours();
     assert!(path.exists(), "not the socket the second bind made");
-    remove_socket_if_ours(&third.dir, &third.name, third.dev, third.ino);
+    third.entry.remove_if_ours();
     assert!(!path.exists(), "ours is removed");
 }

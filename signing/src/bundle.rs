@@ -6,7 +6,6 @@
 //! pulling from a shared index, with progress reported through a callback. Both are bounded by a
 //! file count and a time budget.
 
-use std::fmt;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -194,9 +193,10 @@ pub struct BundleHash {
 }
 
 /// Why a bundle could not be hashed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum BundleError {
     /// A directory could not be listed.
+    #[error("cannot list {}: {source}", path.display())]
     Walk {
         /// The directory.
         path: PathBuf,
@@ -204,34 +204,17 @@ pub enum BundleError {
         source: io::Error,
     },
     /// More than [`BundleLimits::file_count_max`] entries.
+    #[error("bundle holds more than {limit} files")]
     TooManyFiles {
         /// The limit.
         limit: usize,
     },
     /// The time budget ran out.
+    #[error("bundle hashing exceeded {budget:?}")]
     TimedOut {
         /// The budget.
         budget: Duration,
     },
-}
-
-impl fmt::Display for BundleError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Walk { path, source } => write!(f, "cannot list {}: {source}", path.display()),
-            Self::TooManyFiles { limit } => write!(f, "bundle holds more than {limit} files"),
-            Self::TimedOut { budget } => write!(f, "bundle hashing exceeded {budget:?}"),
-        }
-    }
-}
-
-impl std::error::Error for BundleError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Walk { source, .. } => Some(source),
-            _ => None,
-        }
-    }
 }
 
 /// Regular files under `root` (symlinks are not followed, as Santa's enumeration does not),

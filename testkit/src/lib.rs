@@ -21,7 +21,6 @@ pub use parallel::count_in_parallel;
 pub use rng::Rng;
 
 use std::ffi::{CString, OsString};
-use std::fmt;
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
@@ -40,9 +39,10 @@ pub const EXT2_IMAGE_BYTES_MIN: u64 = 1 << 20;
 pub const EXT2_IMAGE_BYTES_MAX: u64 = 4 << 30;
 
 /// What can go wrong setting up a private mount.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum MountError {
     /// Creating the mount-point directory failed.
+    #[error("creating mount point {}: {source}", path.display())]
     MakeDir {
         /// The template or path.
         path: PathBuf,
@@ -50,6 +50,7 @@ pub enum MountError {
         source: io::Error,
     },
     /// `mount(2)` failed (`EPERM`: not root).
+    #[error("mount on {}: {source}", path.display())]
     Mount {
         /// Where.
         path: PathBuf,
@@ -57,6 +58,7 @@ pub enum MountError {
         source: io::Error,
     },
     /// A helper program (`mkfs.ext2`, `mount`) could not be run or failed.
+    #[error("{command}: {detail}")]
     Command {
         /// The command line.
         command: String,
@@ -64,6 +66,7 @@ pub enum MountError {
         detail: String,
     },
     /// Creating or sizing the image file failed.
+    #[error("image file {}: {source}", path.display())]
     Image {
         /// The image path.
         path: PathBuf,
@@ -71,6 +74,7 @@ pub enum MountError {
         source: io::Error,
     },
     /// A size outside the documented bounds.
+    #[error("size {bytes} outside {min}..={max} bytes")]
     Size {
         /// The size asked for.
         bytes: u64,
@@ -79,37 +83,6 @@ pub enum MountError {
         /// The allowed range.
         max: u64,
     },
-}
-
-impl fmt::Display for MountError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            MountError::MakeDir { path, source } => {
-                write!(f, "creating mount point {}: {source}", path.display())
-            }
-            MountError::Mount { path, source } => {
-                write!(f, "mount on {}: {source}", path.display())
-            }
-            MountError::Command { command, detail } => write!(f, "{command}: {detail}"),
-            MountError::Image { path, source } => {
-                write!(f, "image file {}: {source}", path.display())
-            }
-            MountError::Size { bytes, min, max } => {
-                write!(f, "size {bytes} outside {min}..={max} bytes")
-            }
-        }
-    }
-}
-
-impl std::error::Error for MountError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            MountError::MakeDir { source, .. }
-            | MountError::Mount { source, .. }
-            | MountError::Image { source, .. } => Some(source),
-            _ => None,
-        }
-    }
 }
 
 /// Options for a private tmpfs.

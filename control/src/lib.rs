@@ -11,9 +11,10 @@
 //! checked against a cap before anything is read, and the body is read as it arrives (a client
 //! announcing 256 MiB and sending nothing costs nothing).
 //!
-//! Authorization is by the peer's credentials (`SO_PEERCRED`), never by anything in the message:
-//! anyone may read (version, status, metrics, rule checks, cache checks); only uid 0 may change
-//! policy or caches (rule changes, import, export, flushcache). See [`Request::needs_root`].
+//! Authorization is by the peer's credentials (`SO_PEERCRED` on Linux, `getpeereid` on macOS),
+//! never by anything in the message: anyone may read (version, status, metrics, rule checks,
+//! cache checks); only uid 0 may change policy or caches (rule changes, import, export,
+//! flushcache). See [`Request::needs_root`].
 //!
 //! Everything here is platform-neutral, so `santactl` builds everywhere.
 

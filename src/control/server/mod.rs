@@ -18,7 +18,7 @@
 //!   handler and has at most [`CONNECTIONS_PER_UID_MAX`] connections inside santad (waiting
 //!   or served); beyond that it is told "busy" at once, so other users still get in.
 //!
-//! The listener thread never waits on a peer: it accepts, reads `SO_PEERCRED`, queues or
+//! The listener thread never waits on a peer: it accepts, reads the peer's credentials, queues or
 //! refuses (one non-blocking write), so the kernel's backlog keeps draining under a flood.
 //!
 //! The socket (see `bind`): its directory is walked from `/` with `O_NOFOLLOW` (no symlink
@@ -78,7 +78,7 @@ const ACCEPT_POLL_MS: i32 = 250;
 /// How long santad tries to deliver an error to a client it is dropping (oversized, slow).
 const ERROR_WRITE_TIMEOUT: Duration = Duration::from_millis(200);
 /// Mode of the socket: anyone may connect; what they may do is decided per request by
-/// `SO_PEERCRED`.
+/// the peer's credentials ([`peer_credentials`]).
 pub const SOCKET_MODE: u32 = 0o666;
 /// Mode of a socket directory santad creates: anyone may reach the socket inside, only
 /// root may add or remove entries.
@@ -696,6 +696,7 @@ pub fn decision_text(d: &rules::Decision) -> String {
 
 /// The peer's uid and pid (`SO_PEERCRED`: what the kernel recorded at `connect`, which the
 /// peer cannot forge).
+#[cfg(target_os = "linux")]
 pub fn peer_credentials(stream: &UnixStream) -> io::Result<(u32, i32)> {
     let mut cred = libc::ucred {
         pid: 0,
@@ -724,6 +725,34 @@ pub fn peer_credentials(stream: &UnixStream) -> io::Result<(u32, i32)> {
         ));
     }
     Ok((cred.uid, cred.pid))
+}
+
+/// The peer's uid and pid on macOS: `getpeereid` (the effective uid the kernel recorded at
+/// `connect`, as `SO_PEERCRED` gives on Linux) and `LOCAL_PEERPID`.
+#[cfg(target_os = "macos")]
+pub fn peer_credentials(stream: &UnixStream) -> io::Result<(u32, i32)> {
+    let (mut uid, mut gid): (libc::uid_t, libc::gid_t) = (libc::uid_t::MAX, libc::gid_t::MAX);
+    // SAFETY: the fd is a connected Unix socket we own for the duration of the call; both out
+    // pointers refer to live locals.
+    if unsafe { libc::getpeereid(stream.as_raw_fd(), &mut uid, &mut gid) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut pid: libc::pid_t = 0;
+    let mut len = std::mem::size_of::<libc::pid_t>() as libc::socklen_t;
+    // SAFETY: as above; `pid` is a properly aligned pid_t of `len` bytes.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_LOCAL,
+            libc::LOCAL_PEERPID,
+            (&raw mut pid).cast::<libc::c_void>(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((uid, pid))
 }
 
 /// Writes all of `buf` by `deadline`, however slowly the peer reads (a peer taking one byte
@@ -857,7 +886,7 @@ fn serve(ctx: &ControlContext, conn: Connection, stop: &AtomicBool) {
 mod dispatch;
 mod listener;
 mod socket;
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests;
 
 pub use dispatch::{DispatchLoad, Dispatcher, Job, Refusal};

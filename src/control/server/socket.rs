@@ -98,6 +98,15 @@ pub(super) fn stat_at(dir: RawFd, name: &CString) -> io::Result<Option<libc::sta
     Ok(Some(st))
 }
 
+/// The file's device and inode as the engine's key type.
+#[allow(clippy::unnecessary_cast)] // dev_t is u64 on Linux, i32 on macOS
+pub(super) fn file_key(st: &libc::stat) -> FileKey {
+    FileKey {
+        dev: st.st_dev as u64,
+        ino: st.st_ino,
+    }
+}
+
 pub(super) fn file_type(st: &libc::stat) -> libc::mode_t {
     st.st_mode & libc::S_IFMT
 }
@@ -250,13 +259,7 @@ impl SocketEntry {
         let ours = stat_at(self.dir.as_raw_fd(), &self.name)
             .ok()
             .flatten()
-            .is_some_and(|st| {
-                file_type(&st) == libc::S_IFSOCK
-                    && FileKey {
-                        dev: st.st_dev,
-                        ino: st.st_ino,
-                    } == self.file
-            });
+            .is_some_and(|st| file_type(&st) == libc::S_IFSOCK && file_key(&st) == self.file);
         if ours {
             // SAFETY: `dir` is an open directory fd and `name` is NUL-terminated.
             unsafe { libc::unlinkat(self.dir.as_raw_fd(), self.name.as_ptr(), 0) };
@@ -283,13 +286,21 @@ pub(super) fn bind(path: &Path) -> Result<Bound, ServerError> {
     })
 }
 
-/// Binds the socket at `path` with mode [`SOCKET_MODE`] and no chmod: this thread stops
-/// sharing its filesystem attributes (`unshare(CLONE_FS)`: umask, cwd), opens the directory
-/// with [`open_socket_dir`], makes it its cwd, and binds the bare name under umask
-/// `0o777 & !SOCKET_MODE`, so the kernel creates the socket with the mode and nothing later
-/// goes through a path that could have changed. A stale socket is removed with `unlinkat` in
-/// that directory; anything else at the name (a symlink included) is refused, untouched.
-/// Call it only on a thread that ends afterwards (its cwd and umask stay changed).
+/// Binds the socket at `path` with mode [`SOCKET_MODE`]. A stale socket is removed with
+/// `unlinkat` in its directory; anything else at the name (a symlink included) is refused,
+/// untouched. The directory comes from [`open_socket_dir`], so only root can change any
+/// directory on the way to the socket.
+///
+/// On Linux, with no chmod: this thread stops sharing its filesystem attributes
+/// (`unshare(CLONE_FS)`: umask, cwd), makes the directory its cwd, and binds the bare name under
+/// umask `0o777 & !SOCKET_MODE`, so the kernel creates the socket with the mode and nothing
+/// later goes through a path. Call it only on a thread that ends afterwards (its cwd and umask
+/// stay changed).
+///
+/// On macOS a thread has no umask or cwd of its own (changing them would reach every thread),
+/// so the socket is bound by its full path, which only root can redirect, and given its mode
+/// with `fchmodat` in the directory right after; until then it has the process umask's mode,
+/// which lets fewer users connect, never more.
 pub(super) fn bind_in_this_thread(path: &Path) -> Result<Bound, ServerError> {
     let io_err = |source| ServerError::Io {
         path: path.to_owned(),
@@ -305,23 +316,31 @@ pub(super) fn bind_in_this_thread(path: &Path) -> Result<Bound, ServerError> {
         path: path.to_owned(),
         reason: "a NUL byte in the path".into(),
     })?;
-    // SAFETY: unshare(CLONE_FS) gives this thread its own copy of the root, cwd and umask;
-    // it touches no memory of ours and nothing else in the process.
-    if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
-        return Err(io_err(io::Error::last_os_error()));
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: unshare(CLONE_FS) gives this thread its own copy of the root, cwd and umask;
+        // it touches no memory of ours and nothing else in the process.
+        if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
+            return Err(io_err(io::Error::last_os_error()));
+        }
+        // SAFETY: umask has no preconditions; after the unshare it is this thread's alone.
+        unsafe { libc::umask(0o022) };
     }
-    // SAFETY: umask has no preconditions; after the unshare it is this thread's alone.
-    unsafe { libc::umask(0o022) };
     let dir = open_socket_dir(dir_path)?;
-    // SAFETY: `dir` is an open directory fd; the cwd changed is this thread's alone.
-    if unsafe { libc::fchdir(dir.as_raw_fd()) } != 0 {
-        return Err(io_err(io::Error::last_os_error()));
-    }
-    let here = Path::new(OsStr::from_bytes(cname.as_bytes()));
+    #[cfg(target_os = "linux")]
+    let here = {
+        // SAFETY: `dir` is an open directory fd; the cwd changed is this thread's alone.
+        if unsafe { libc::fchdir(dir.as_raw_fd()) } != 0 {
+            return Err(io_err(io::Error::last_os_error()));
+        }
+        PathBuf::from(OsStr::from_bytes(cname.as_bytes()))
+    };
+    #[cfg(not(target_os = "linux"))]
+    let here = dir_path.join(name);
     match stat_at(dir.as_raw_fd(), &cname).map_err(io_err)? {
         None => {}
         Some(st) if file_type(&st) == libc::S_IFSOCK => {
-            if UnixStream::connect(here).is_ok() {
+            if UnixStream::connect(&here).is_ok() {
                 return Err(ServerError::InUse {
                     path: path.to_owned(),
                 });
@@ -342,9 +361,28 @@ pub(super) fn bind_in_this_thread(path: &Path) -> Result<Bound, ServerError> {
             });
         }
     }
+    #[cfg(target_os = "linux")]
     // SAFETY: as above; the kernel creates the socket with 0o777 & !umask = SOCKET_MODE.
-    unsafe { libc::umask((0o777 & !SOCKET_MODE) as libc::mode_t) };
-    let listener = UnixListener::bind(here).map_err(io_err)?;
+    unsafe {
+        libc::umask((0o777 & !SOCKET_MODE) as libc::mode_t)
+    };
+    let listener = UnixListener::bind(&here).map_err(io_err)?;
+    #[cfg(not(target_os = "linux"))]
+    {
+        // SAFETY: `dir` is an open directory fd and `cname` is NUL-terminated. The name is the
+        // socket just bound: only root can replace an entry of this directory.
+        let rc = unsafe {
+            libc::fchmodat(
+                dir.as_raw_fd(),
+                cname.as_ptr(),
+                SOCKET_MODE as libc::mode_t,
+                0,
+            )
+        };
+        if rc != 0 {
+            return Err(io_err(io::Error::last_os_error()));
+        }
+    }
     let st = stat_at(dir.as_raw_fd(), &cname)
         .map_err(io_err)?
         .filter(|st| file_type(st) == libc::S_IFSOCK)
@@ -363,10 +401,7 @@ pub(super) fn bind_in_this_thread(path: &Path) -> Result<Bound, ServerError> {
         entry: SocketEntry {
             dir,
             name: cname,
-            file: FileKey {
-                dev: st.st_dev,
-                ino: st.st_ino,
-            },
+            file: file_key(&st),
         },
     })
 }

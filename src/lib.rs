@@ -9,6 +9,8 @@
 //! - [`linux::procinfo`]: process facts from /proc (ids, names, args, tty) into fixed-size
 //!   records.
 //! - [`blockmsg`]: Santa's block message on the blocked process's terminal (queue + thread).
+//! - [`bundles`]: the bundle task: denied files whose bundle is hashed off the workers, for
+//!   `action=BUNDLE` lines.
 //! - [`config`]: the `santa-config` crate, re-exported: the TOML configuration with Santa's key
 //!   names, read through serde and checked in one validation step (every error names its key).
 //! - [`control`]: the control socket: the `santa-control` protocol and client (what `santactl`
@@ -34,6 +36,7 @@ pub mod linux;
 pub mod macos;
 
 pub mod blockmsg;
+pub mod bundles;
 pub use santa_config as config;
 pub mod control;
 pub mod eventlog;

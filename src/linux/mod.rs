@@ -31,7 +31,6 @@
 use crate::blockmsg::{BlockMessenger, BlockNotice};
 use crate::eventlog::{self, EventLog, RecentAllows, Record, Text};
 use crate::identity::{Subject, Verdict, WriteHold};
-use crossbeam_queue::ArrayQueue;
 use fanotify::{EventBuffer, Fanotify, WakeFd};
 use procinfo::NameCache;
 use santa_hotpath::{
@@ -47,10 +46,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::SystemTime;
 
 pub mod backstop;
-mod bundle;
 pub mod coverage;
 pub mod fanotify;
 mod handle;
@@ -60,7 +57,7 @@ pub mod procinfo;
 mod responder;
 mod source;
 
-pub use bundle::BundleTask;
+pub use crate::bundles::BundleTask;
 pub use linger::LeaseLinger;
 pub use responder::FanotifyResponder;
 pub use source::FanotifySource;
@@ -68,8 +65,6 @@ pub use source::FanotifySource;
 /// How long a worker sleeps in `poll(2)` before re-checking: a safety net only (the kernel and
 /// the wake fd wake it).
 const WAIT_TIMEOUT_MS: i32 = 1_000;
-/// Denied paths waiting for the bundle task; beyond this they are dropped and counted.
-const BUNDLE_QUEUE_DEPTH: usize = 64;
 /// Kernel allow-cache marks remembered with the decision that placed them (so an exec the
 /// kernel answered is logged with it, and a changed file is caught). Beyond this no more marks
 /// are placed until the next flush: those files are answered from the user-space cache. 65,536

@@ -1,6 +1,15 @@
-//! `action=BUNDLE` lines: denied files whose bundle is hashed off the workers.
+//! `action=BUNDLE` lines: denied files whose bundle is hashed off the workers (both
+//! platforms' responders hand them over).
 
-use super::*;
+use crate::eventlog::{self, EventLog};
+use crossbeam_queue::ArrayQueue;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+/// Denied paths waiting for the bundle task; beyond this they are dropped and counted.
+const BUNDLE_QUEUE_DEPTH: usize = 64;
 
 /// Denied files whose bundle is hashed off the workers, for `action=BUNDLE` lines.
 #[derive(Debug)]
@@ -36,7 +45,8 @@ impl BundleTask {
         ))
     }
 
-    pub(super) fn submit(&self, path: PathBuf) -> bool {
+    /// Hands over a denied file; false when the queue is full (the caller counts the drop).
+    pub fn submit(&self, path: PathBuf) -> bool {
         let ok = self.queue.push(path).is_ok();
         self.thread.unpark();
         ok

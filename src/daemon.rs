@@ -13,21 +13,18 @@
 
 use crate::blockmsg::BlockMessenger;
 use crate::config::{BackstopMode, ClientMode, Config, WatchScope};
-use crate::control::server::{ControlContext, ControlServer, EngineControl, named_counters};
-use crate::eventlog::LoggerHandle;
+use crate::control::server::{ControlContext, EngineControl, named_counters};
 use crate::identity::ExecEvaluator;
 use crate::linux::backstop::Backstop;
 use crate::linux::coverage::{Coverage, Scope};
 use crate::linux::fanotify::{self, Fanotify, InitOptions, MarkScope};
 use crate::linux::{BundleTask, ExecEvent, FanotifyResponder, FanotifySource, LeaseLinger, Linux};
-use crate::setup::{
-    StartError, Started, block_config, block_signals, engine_config, load_snapshot,
-};
+use crate::setup::{StartError, Started, block_config, block_signals, engine_config};
 use santa_hotpath::{
     CountersSnapshot, Engine, FileKey, FileStamp, FlushReason, Handle, MonotonicClock,
 };
 use santa_rules as rules;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -381,14 +378,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
         log.clone(),
         config.clone(),
     );
-    // Without its socket santad still enforces: a control-plane failure must not open the host.
-    let control_server = match ControlServer::start(control.clone(), &config.control_socket_path) {
-        Ok(server) => Some(server),
-        Err(e) => {
-            log::error!("{e}; santactl cannot reach this santad");
-            None
-        }
-    };
+    let control_server = crate::setup::start_control_server(&control, &config);
 
     let report = coverage.report();
     log::info!(
@@ -433,16 +423,15 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
         config,
         || wait_signal(&signals),
         |current, generation| {
-            let next = reload(
-                &engine,
+            let next = crate::setup::reload(
                 &policy_engine,
-                &linux,
                 &logger,
                 &control,
-                current,
+                &current,
                 config_path.as_deref(),
                 generation,
             );
+            reload(&engine, &linux, &next, &current);
             if let Some(b) = &backstop
                 && let Err(e) = b.set_lockdown(next.client_mode == ClientMode::Lockdown)
             {
@@ -473,37 +462,13 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
     Ok(())
 }
 
-/// SIGHUP: new config, rules and policy; both caches flushed; log reopened.
-#[allow(clippy::too_many_arguments)] // the wiring's own pieces, each used once
-fn reload(
-    engine: &SantaEngine,
-    policy_engine: &rules::PolicyEngine,
-    linux: &Linux,
-    logger: &LoggerHandle,
-    control: &ControlContext,
-    current: Config,
-    config_path: Option<&Path>,
-    generation: u64,
-) -> Config {
-    logger.request_reopen();
-    let next = crate::setup::reread_config(&current, config_path);
-    if next.watch_paths != current.watch_paths || next.worker_count != current.worker_count {
-        log::warn!("reload: WatchPaths and WorkerCount take effect at the next start");
+/// SIGHUP: new config, rules and policy ([`crate::setup::reload`]); both caches flushed.
+fn reload(engine: &SantaEngine, linux: &Linux, next: &Config, current: &Config) {
+    if next.watch_paths != current.watch_paths {
+        log::warn!("reload: WatchPaths take effect at the next start");
     }
-    crate::setup::publish_policy(policy_engine, &next);
-    if next.control_socket_path != current.control_socket_path {
-        log::warn!("reload: ControlSocketPath takes effect at the next start");
-    }
-    // Under the control socket's rules lock, so a concurrent `santactl rule` cannot publish a
-    // snapshot older than this one after it (or this one after a newer one).
-    control.with_rules(|db| {
-        db.set_path(&next.rules_db_path);
-        policy_engine.publish_snapshot(load_snapshot(&next.rules_db_path, generation));
-    });
-    control.set_config(next.clone());
     engine.flush(FlushReason::Config);
     if let Err(e) = linux.flush_kernel_cache() {
         log::error!("reload: flushing the kernel cache: {e}");
     }
-    next
 }

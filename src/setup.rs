@@ -4,6 +4,8 @@
 
 use crate::blockmsg::MessageConfig;
 use crate::config::Config;
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+use crate::control::server::{ControlContext, ControlServer};
 use crate::eventlog::{self, EventLog, LoggerHandle};
 use santa_hotpath::EngineConfig;
 use santa_rules as rules;
@@ -199,6 +201,53 @@ pub fn load_snapshot(path: &Path, generation: u64) -> rules::Snapshot {
             rules::Snapshot::empty(generation)
         }
     }
+}
+
+/// Starts the control socket for `control` at the configured path. Without it santad still
+/// enforces (a control-plane failure must not open the host), so a failure is logged and gives
+/// `None`.
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+pub fn start_control_server(
+    control: &Arc<ControlContext>,
+    config: &Config,
+) -> Option<ControlServer> {
+    match ControlServer::start(control.clone(), &config.control_socket_path) {
+        Ok(server) => Some(server),
+        Err(e) => {
+            log::error!("{e}; santactl cannot reach this santad");
+            None
+        }
+    }
+}
+
+/// SIGHUP's steps on every platform: the log reopened; the config re-read (the running one kept
+/// if the file is bad); the policy published; the rules snapshot published under the control
+/// socket's rules lock, so a concurrent `santactl rule` cannot publish an older snapshot after
+/// it (or this one after a newer one). Returns the new config; the platform then flushes its
+/// caches (the engine's and the kernel's).
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+pub fn reload(
+    policy_engine: &rules::PolicyEngine,
+    logger: &LoggerHandle,
+    control: &ControlContext,
+    current: &Config,
+    config_path: Option<&Path>,
+    generation: u64,
+) -> Config {
+    logger.request_reopen();
+    let next = reread_config(current, config_path);
+    if next.worker_count != current.worker_count
+        || next.control_socket_path != current.control_socket_path
+    {
+        log::warn!("reload: WorkerCount and ControlSocketPath take effect at the next start");
+    }
+    publish_policy(policy_engine, &next);
+    control.with_rules(|db| {
+        db.set_path(&next.rules_db_path);
+        policy_engine.publish_snapshot(load_snapshot(&next.rules_db_path, generation));
+    });
+    control.set_config(next.clone());
+    next
 }
 
 /// Blocks the signals santad handles (SIGTERM, SIGINT, SIGHUP) in the calling thread — and so

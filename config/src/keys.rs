@@ -54,6 +54,7 @@ pub(crate) struct Keys {
     pub rules_db_path: Option<String>,
     pub control_socket_path: Option<String>,
     pub log_exec_notifications: Option<bool>,
+    pub ignore_other_endpoint_security_clients: Option<bool>,
 }
 
 /// `LockdownScope = { Users = [...], Groups = [...], Cgroups = [...] }`.

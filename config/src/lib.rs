@@ -176,6 +176,10 @@ pub struct Config {
     /// `LogExecNotifications` (ours): also log execs the kernel cache answered, from the
     /// `FAN_OPEN_EXEC` notification. Default true.
     pub log_exec_notifications: bool,
+    /// `IgnoreOtherEndpointSecurityClients` (macOS): allow at once an exec made by another
+    /// Endpoint Security client and leave its other events alone, as Santa does. No effect on
+    /// Linux. Default false.
+    pub ignore_other_endpoint_security_clients: bool,
 }
 
 impl Default for Config {
@@ -212,6 +216,7 @@ impl Default for Config {
             rules_db_path: PathBuf::from("/var/db/santa/rules.db"),
             control_socket_path: PathBuf::from("/run/santad/santad.sock"),
             log_exec_notifications: true,
+            ignore_other_endpoint_security_clients: false,
         }
     }
 }

@@ -61,7 +61,8 @@ fn to_toml(c: &Config) -> String {
          IgnoreMounts = [{}]\nBackstop = \"{backstop}\"\nMemfdNoexec = {}\nDeadlineMs = {}\n\
          MaxHashBytes = {}\nWorkerCount = {}\nCacheCapacity = {}\nDenyCacheTtlMs = {}\n\
          InFlightSlots = {}\nQueueDepth = {}\nEventLogRingSize = {}\nRulesDbPath = {}\n\
-         ControlSocketPath = {}\nLogExecNotifications = {}\n",
+         ControlSocketPath = {}\nLogExecNotifications = {}\n\
+         IgnoreOtherEndpointSecurityClients = {}\n",
         c.fail_closed,
         text(&c.allowed_path_regex),
         text(&c.blocked_path_regex),
@@ -85,6 +86,7 @@ fn to_toml(c: &Config) -> String {
         path(&c.rules_db_path),
         path(&c.control_socket_path),
         c.log_exec_notifications,
+        c.ignore_other_endpoint_security_clients,
     );
     if let Some(p) = log_path {
         out += &format!("EventLogPath = {p}\n");
@@ -144,6 +146,7 @@ const FULL: &str = r#"
     RulesDbPath = "/tmp/rules.db"
     ControlSocketPath = "/tmp/santad.sock"
     LogExecNotifications = false
+    IgnoreOtherEndpointSecurityClients = true
 "#;
 
 #[test]
@@ -320,6 +323,7 @@ fn full_file_parses() {
     );
     assert_eq!(c.worker_count_resolved(), 2);
     assert!(!c.log_exec_notifications);
+    assert!(c.ignore_other_endpoint_security_clients);
     assert_eq!(c.backstop, BackstopMode::Off);
     assert_eq!(
         c.event_detail_url.as_deref(),

@@ -82,6 +82,7 @@ pub(crate) fn validate(keys: Keys) -> Result<Config, Invalid> {
         rules_db_path,
         control_socket_path,
         log_exec_notifications,
+        ignore_other_endpoint_security_clients,
     } = keys;
     let mut c = Config::default();
     set(&mut c.client_mode, client_mode, |m| Ok(m.0))?;
@@ -98,6 +99,10 @@ pub(crate) fn validate(keys: Keys) -> Result<Config, Invalid> {
         ),
         (&mut c.memfd_noexec, memfd_noexec),
         (&mut c.log_exec_notifications, log_exec_notifications),
+        (
+            &mut c.ignore_other_endpoint_security_clients,
+            ignore_other_endpoint_security_clients,
+        ),
     ] {
         set(slot, value, Ok)?;
     }

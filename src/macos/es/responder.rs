@@ -3,10 +3,12 @@
 
 use super::{EsExec, EsMessage, EsShared, Kind, MessageView, RespondError, bump};
 use crate::blockmsg::{BlockMessenger, BlockNotice};
+use crate::bundles::BundleTask;
 use crate::eventlog::{EventLog, Record};
 use crate::identity::Verdict;
 use santa_hotpath::{Answer, AnsweredBy, DefaultReason, Responder};
 use santa_rules as rules;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -56,16 +58,19 @@ pub struct EsResponder<K> {
     policy: Arc<rules::PolicyEngine>,
     log: Arc<EventLog>,
     blocks: Option<BlockMessenger>,
+    bundles: Option<BundleTask>,
 }
 
 impl<K> EsResponder<K> {
-    /// A responder answering through `port`.
+    /// A responder answering through `port`; block messages go to `blocks`, denied files to
+    /// the bundle task for `action=BUNDLE` lines.
     pub fn new(
         port: K,
         shared: Arc<EsShared>,
         policy: Arc<rules::PolicyEngine>,
         log: Arc<EventLog>,
         blocks: Option<BlockMessenger>,
+        bundles: Option<BundleTask>,
     ) -> Self {
         Self {
             port,
@@ -73,6 +78,7 @@ impl<K> EsResponder<K> {
             policy,
             log,
             blocks,
+            bundles,
         }
     }
 
@@ -121,11 +127,24 @@ impl<M: EsMessage, K: AuthPort<M>> Responder<EsExec<M>, Arc<Verdict>> for EsResp
         }
         if event.kind == Kind::Auth && !allowed {
             self.block_message(&view, verdict);
+            self.hand_to_bundles(&view);
         }
     }
 }
 
 impl<K> EsResponder<K> {
+    /// A denied file goes to the bundle task, which logs its bundle's executables if it is in
+    /// one (as Santa logs the bundle of a blocked binary).
+    fn hand_to_bundles(&self, view: &MessageView<'_>) {
+        let (Some(bundles), Some(exec)) = (&self.bundles, view.exec()) else {
+            return;
+        };
+        let path = PathBuf::from(std::ffi::OsStr::from_bytes(exec.target.executable.path));
+        if !bundles.submit(path) {
+            bump(&self.shared.counters.bundle_drops);
+        }
+    }
+
     fn block_message(&self, view: &MessageView<'_>, verdict: Option<&Verdict>) {
         let Some(blocks) = &self.blocks else { return };
         if verdict.is_some_and(|v| v.decision.silence.tty) {

@@ -17,6 +17,12 @@ use std::time::{Duration, Instant};
 
 const MS: u64 = 1_000_000;
 
+/// What the daemon passes by default: NOTIFY_EXEC logged, other ES clients decided as anyone.
+const LOG_NOTIFICATIONS: IntakeOptions = IntakeOptions {
+    log_notifications: true,
+    ignore_other_es_clients: false,
+};
+
 /// An ES message as owned plain values: what the kernel would have sent.
 #[derive(Debug, Clone)]
 struct PlainMessage {
@@ -37,6 +43,8 @@ struct PlainMessage {
     cputype: Option<i32>,
     dest: Option<(u64, u64)>,
     args: Vec<u8>,
+    /// The acting process holds the Endpoint Security entitlement.
+    es_client: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -85,6 +93,7 @@ impl PlainMessage {
             cputype: Some(CPU_TYPE_ARM64),
             dest: None,
             args: b"tool\0--flag\0".to_vec(),
+            es_client: false,
         }
     }
 
@@ -108,7 +117,7 @@ impl PlainMessage {
             gid: 20,
             codesigning_flags: self.flags,
             is_platform_binary: self.platform,
-            is_es_client: false,
+            is_es_client: self.es_client,
             cdhash: self.cdhash,
             signing_id: &self.signing_id,
             team_id: &self.team_id,
@@ -176,6 +185,7 @@ fn plain_file(path: &[u8], dev: u64, ino: u64) -> PlainMessage {
         cputype: None,
         dest: None,
         args: Vec::new(),
+        es_client: false,
     }
 }
 
@@ -587,7 +597,7 @@ fn engine_answers_es_messages_once_and_lets_es_cache_only_allows() {
     let policy = policy(rules::ClientMode::Monitor, &[block]);
     let log = EventLog::new(64);
     let answers = Arc::new(Answers::default());
-    let shared = EsShared::new(MachTimebase::new(125, 3), true);
+    let shared = EsShared::new(MachTimebase::new(125, 3), LOG_NOTIFICATIONS);
     let engine: EsEngine<PlainMessage, Arc<Answers>, santa_hotpath::MonotonicClock> =
         Engine::start(
             EngineConfig {
@@ -596,7 +606,14 @@ fn engine_answers_es_messages_once_and_lets_es_cache_only_allows() {
                 ..EngineConfig::default()
             },
             EsEvaluator::new(policy.clone(), 1 << 20),
-            EsResponder::new(answers.clone(), shared.clone(), policy, log.clone(), None),
+            EsResponder::new(
+                answers.clone(),
+                shared.clone(),
+                policy,
+                log.clone(),
+                None,
+                None,
+            ),
             santa_hotpath::MonotonicClock::new(),
             santa_hotpath::ExternalSource,
         )
@@ -612,7 +629,7 @@ fn engine_answers_es_messages_once_and_lets_es_cache_only_allows() {
     b.deadline_ticks = deadline_ticks;
     let mut never_answered_now = true;
     for m in [a.clone(), b.clone()] {
-        shared.intake(&handle, m, |_| never_answered_now = false);
+        shared.intake(&handle, m, |_, _| never_answered_now = false);
     }
     let mut got = wait_for(&answers, 2);
     got.sort_by_key(|(pid, _, _)| *pid);
@@ -631,11 +648,11 @@ fn engine_answers_es_messages_once_and_lets_es_cache_only_allows() {
     notify.kind = PlainKind::NotifyExec;
     notify.is_auth = false;
     assert_eq!(
-        shared.intake(&handle, notify.clone(), |_| {}),
+        shared.intake(&handle, notify.clone(), |_, _| {}),
         Intake::Ignore
     );
     assert!(matches!(
-        shared.intake(&handle, notify, |_| {}),
+        shared.intake(&handle, notify, |_, _| {}),
         Intake::Decide {
             kind: Kind::Notify,
             ..
@@ -666,8 +683,8 @@ fn engine_answers_es_messages_once_and_lets_es_cache_only_allows() {
     let mut close = a.clone();
     close.kind = PlainKind::Close { modified: true };
     close.is_auth = false;
-    shared.intake(&handle, close, |_| {});
-    shared.intake(&handle, a.clone(), |_| {});
+    shared.intake(&handle, close, |_, _| {});
+    shared.intake(&handle, a.clone(), |_, _| {});
     wait_for(&answers, 3);
     assert_eq!(handle.counters().evaluations, evaluations + 1);
 
@@ -676,12 +693,96 @@ fn engine_answers_es_messages_once_and_lets_es_cache_only_allows() {
     other.kind = PlainKind::AuthOther;
     let mut answered_now = false;
     assert_eq!(
-        shared.intake(&handle, other, |_| answered_now = true),
+        shared.intake(&handle, other, |_, _| answered_now = true),
         Intake::AllowUnknownAuth
     );
     assert!(answered_now);
     handle.flush(FlushReason::Config);
     engine.shutdown();
+}
+
+/// `IgnoreOtherEndpointSecurityClients`: an exec by another ES client is allowed at once with
+/// ES caching allowed, its other events ignored; without the setting it is decided as any.
+#[test]
+fn other_endpoint_security_clients_are_left_alone_only_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut exec = PlainMessage::exec_of_written(&dir.path().join("tool"), b"contents");
+    exec.es_client = true;
+    exec.deadline_ticks = u64::MAX / 2;
+    let mut close = exec.clone();
+    close.kind = PlainKind::Close { modified: true };
+    close.is_auth = false;
+    let submitted = Mutex::new(Vec::new());
+    let engine = RecordingIntake(&submitted);
+    let ignoring = EsShared::new(
+        MachTimebase::default(),
+        IntakeOptions {
+            ignore_other_es_clients: true,
+            ..LOG_NOTIFICATIONS
+        },
+    );
+    let mut answered = None;
+    let got = ignoring.intake(&engine, exec.clone(), |_, cache| answered = Some(cache));
+    assert_eq!(got, Intake::OtherEsClient);
+    assert_eq!(
+        answered,
+        Some(true),
+        "allowed at once, cacheable, as Santa does"
+    );
+    assert_eq!(
+        ignoring.intake(&engine, close.clone(), |_, _| panic!("nothing to answer")),
+        Intake::OtherEsClient
+    );
+    assert!(lock(&submitted).is_empty(), "nothing reached the engine");
+    assert_eq!(
+        ignoring
+            .counters
+            .other_es_client_auths
+            .load(Ordering::Relaxed),
+        1
+    );
+
+    let deciding = EsShared::new(MachTimebase::default(), LOG_NOTIFICATIONS);
+    let got = deciding.intake(&engine, exec, |_, _| {
+        panic!("decided, not answered at once")
+    });
+    assert!(
+        matches!(
+            got,
+            Intake::Decide {
+                kind: Kind::Auth,
+                ..
+            }
+        ),
+        "{got:?}"
+    );
+    assert!(matches!(
+        deciding.intake(&engine, close, |_, _| {}),
+        Intake::Invalidate(_)
+    ));
+    assert_eq!(lock(&submitted).len(), 1);
+}
+
+/// An engine stand-in that records what the intake hands it.
+struct RecordingIntake<'a>(&'a Mutex<Vec<FileKey>>);
+
+impl EngineIntake<EsExec<PlainMessage>> for RecordingIntake<'_> {
+    fn now_ns(&self) -> u64 {
+        0
+    }
+    fn submit(
+        &self,
+        _core: usize,
+        event: santa_hotpath::Event<EsExec<PlainMessage>>,
+    ) -> santa_hotpath::Submitted {
+        lock(self.0).push(event.key);
+        santa_hotpath::Submitted::Queued
+    }
+    fn invalidate(&self, _key: FileKey) {}
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[test]
@@ -708,9 +809,10 @@ fn default_answers_reach_es_uncached_and_fail_closed_only_in_lockdown() {
         let answers = Arc::new(Answers::default());
         let responder = EsResponder::new(
             answers.clone(),
-            EsShared::new(MachTimebase::default(), true),
+            EsShared::new(MachTimebase::default(), LOG_NOTIFICATIONS),
             fail_closed(mode),
             EventLog::new(64),
+            None,
             None,
         );
         responder.respond(
@@ -728,9 +830,10 @@ fn default_answers_reach_es_uncached_and_fail_closed_only_in_lockdown() {
     let answers = Arc::new(Answers::default());
     let responder = EsResponder::new(
         answers.clone(),
-        EsShared::new(MachTimebase::default(), true),
+        EsShared::new(MachTimebase::default(), LOG_NOTIFICATIONS),
         fail_closed(rules::ClientMode::Monitor),
         EventLog::new(64),
+        None,
         None,
     );
     let notify = EsExec {

@@ -28,6 +28,10 @@ pub enum Intake {
     /// An AUTH message santad does not decide: allow it at once, uncached (ES kills a client
     /// that leaves an AUTH message unanswered).
     AllowUnknownAuth,
+    /// A message from another Endpoint Security client, left alone
+    /// (`IgnoreOtherEndpointSecurityClients`; an AUTH was allowed at once). Only the intake
+    /// gives it; [`translate`] never does.
+    OtherEsClient,
     /// Nothing to do.
     Ignore,
 }

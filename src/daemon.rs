@@ -15,15 +15,13 @@ use crate::blockmsg::BlockMessenger;
 use crate::config::{BackstopMode, ClientMode, Config, WatchScope};
 use crate::control::server::{ControlContext, EngineControl, named_counters};
 use crate::identity::ExecEvaluator;
+use crate::identity::Verdict;
 use crate::linux::backstop::Backstop;
 use crate::linux::coverage::{Coverage, Scope};
 use crate::linux::fanotify::{self, Fanotify, InitOptions, MarkScope};
 use crate::linux::{BundleTask, ExecEvent, FanotifyResponder, FanotifySource, LeaseLinger, Linux};
 use crate::setup::{StartError, Started, block_config, block_signals, engine_config};
-use santa_hotpath::{
-    CountersSnapshot, Engine, FileKey, FileStamp, FlushReason, Handle, MonotonicClock,
-};
-use santa_rules as rules;
+use santa_hotpath::{Engine, EngineView, FlushReason, Handle, MonotonicClock};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -96,32 +94,14 @@ struct DaemonControl {
 }
 
 impl EngineControl for DaemonControl {
-    fn flush(&self, reason: FlushReason) -> Result<(), String> {
-        // The epoch first: a kernel mark being placed meanwhile sees it and withdraws itself.
-        self.engine.flush(reason);
+    fn engine(&self) -> &dyn EngineView<Arc<Verdict>> {
+        &self.engine
+    }
+
+    fn flush_platform(&self) -> Result<(), String> {
         self.linux
             .flush_kernel_cache()
             .map_err(|e| format!("flushing the kernel cache: {e}"))
-    }
-
-    fn counters(&self) -> CountersSnapshot {
-        self.engine.counters()
-    }
-
-    fn cache_entries(&self) -> usize {
-        self.engine.cache_len()
-    }
-
-    fn in_flight(&self) -> usize {
-        self.engine.in_flight()
-    }
-
-    fn workers(&self) -> usize {
-        self.engine.workers()
-    }
-
-    fn peek(&self, key: FileKey, stamp: FileStamp) -> Option<rules::Decision> {
-        self.engine.peek(key, stamp).map(|v| v.decision.clone())
     }
 
     fn coverage(&self) -> Option<crate::control::CoverageStatus> {

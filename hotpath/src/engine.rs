@@ -39,6 +39,6 @@ mod traits;
 mod worker;
 
 pub use answer::{Answer, AnsweredBy, DefaultReason, Origin, Submitted};
-pub use api::{Engine, Handle};
+pub use api::{Engine, EngineView, Handle};
 pub use config::EngineConfig;
 pub use traits::{Evaluation, Evaluator, ExternalSource, Responder, Source, Submit};

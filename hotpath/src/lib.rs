@@ -40,8 +40,8 @@ pub use cache::{Cacheability, DecisionCache, Epoch, Lookup, Parked};
 pub use clock::{Clock, MonotonicClock, SimClock};
 pub use counters::{CountersSnapshot, FlushReason};
 pub use engine::{
-    Answer, AnsweredBy, DefaultReason, Engine, EngineConfig, Evaluation, Evaluator, ExternalSource,
-    Handle, Origin, Responder, Source, Submit, Submitted,
+    Answer, AnsweredBy, DefaultReason, Engine, EngineConfig, EngineView, Evaluation, Evaluator,
+    ExternalSource, Handle, Origin, Responder, Source, Submit, Submitted,
 };
 pub use key::{FileKey, FileStamp, KeyHashBuilder};
 pub use slots::Event;

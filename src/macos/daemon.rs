@@ -1,23 +1,25 @@
-//! santad's wiring on macOS: the log, the block messenger, the Endpoint Security client, the
-//! engine and its responder, built from the config, running until SIGTERM or SIGINT (SIGHUP
-//! reloads) — what `src/daemon.rs` is on Linux.
+//! santad's wiring on macOS: the log, the block messenger, the bundle task, the Endpoint
+//! Security client, the engine and its responder, the control socket, built from the config,
+//! running until SIGTERM or SIGINT (SIGHUP reloads) — what `src/daemon.rs` is on Linux.
 //!
-//! NEVER COMPILED on the machines this project is built on (Linux, no Apple target): checked by
-//! hand, as `client.rs` is (see the README's macOS section).
+//! Type-checked and linted for both Apple targets by `make check-macos`; never linked or run
+//! here (see the README's macOS section).
 
 use super::client::{EsClient, RetainedMessage, respond_raw};
 use crate::blockmsg::BlockMessenger;
+use crate::bundles::BundleTask;
 use crate::config::Config;
-use crate::eventlog::LoggerHandle;
+use crate::control::server::{ControlContext, EngineControl, named_counters};
+use crate::identity::Verdict;
 use crate::macos::es::{
-    self, EsEngine, EsEvaluator, EsMessage, EsResponder, EsShared, NewClientError,
+    self, EsEngine, EsEvaluator, EsMessage, EsResponder, EsShared, IntakeOptions, NewClientError,
 };
 use crate::setup::{StartError, Started};
 use endpoint_sec_sys::es_event_type_t;
-use santa_hotpath::{Engine, ExternalSource, FlushReason, Handle, MonotonicClock};
+use santa_hotpath::{Engine, EngineView, ExternalSource, FlushReason, Handle, MonotonicClock};
 use santa_rules as rules;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 /// Why santad could not start on macOS.
@@ -77,13 +79,40 @@ fn wait_signal(set: &libc::sigset_t) -> Option<i32> {
 }
 
 type MacEngine = EsEngine<RetainedMessage, Arc<EsClient>, MonotonicClock>;
-type MacHandle = Handle<
-    es::EsExec<RetainedMessage>,
-    EsEvaluator,
-    EsResponder<Arc<EsClient>>,
-    MonotonicClock,
-    ExternalSource,
->;
+type Exec = es::EsExec<RetainedMessage>;
+type Responder = EsResponder<Arc<EsClient>>;
+type MacHandle = Handle<Exec, EsEvaluator, Responder, MonotonicClock, ExternalSource>;
+
+/// What the control socket may do to the running engine and Endpoint Security client.
+struct MacControl {
+    engine: MacHandle,
+    client: Arc<EsClient>,
+    shared: Arc<EsShared>,
+}
+
+impl EngineControl for MacControl {
+    fn engine(&self) -> &dyn EngineView<Arc<Verdict>> {
+        &self.engine
+    }
+
+    fn flush_platform(&self) -> Result<(), String> {
+        self.client.clear_cache().map_err(|e| {
+            bump_clear_cache_errors(&self.shared);
+            format!("es_clear_cache: {e:?}")
+        })
+    }
+
+    fn platform_metrics(&self) -> Vec<(String, u64)> {
+        named_counters("es", &self.shared.counters)
+    }
+}
+
+fn bump_clear_cache_errors(shared: &EsShared) {
+    shared
+        .counters
+        .clear_cache_errors
+        .fetch_add(1, Ordering::Relaxed);
+}
 
 /// Runs santad on macOS until SIGTERM or SIGINT. `config_path` is re-read on SIGHUP.
 /// `WatchPaths` and `DeadlineMs` do not apply (ES watches every exec and sets each deadline).
@@ -96,9 +125,18 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), MacError>
     } = crate::setup::start(&config).map_err(MacError::Start)?;
     let blocks =
         BlockMessenger::spawn(crate::setup::block_config(&config)).map_err(MacError::Io)?;
+    let stop_bundles = Arc::new(AtomicBool::new(false));
+    let (bundles, bundle_thread) =
+        BundleTask::spawn(log.clone(), stop_bundles.clone()).map_err(MacError::Io)?;
 
     let clock = MonotonicClock::new();
-    let shared = EsShared::new(clock.mach_timebase(), config.log_exec_notifications);
+    let shared = EsShared::new(
+        clock.mach_timebase(),
+        IntakeOptions {
+            log_notifications: config.log_exec_notifications,
+            ignore_other_es_clients: config.ignore_other_endpoint_security_clients,
+        },
+    );
     // Filled once the engine runs; nothing is subscribed before, so no exec waits on it.
     let handle: Arc<OnceLock<MacHandle>> = Arc::new(OnceLock::new());
     let client = {
@@ -106,8 +144,8 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), MacError>
         let shared = shared.clone();
         Arc::new(
             EsClient::new(move |client, msg| {
-                let answer_now = |m: &RetainedMessage| {
-                    if respond_raw(client, m, rules::Action::Allow, false).is_err() {
+                let answer_now = |m: &RetainedMessage, cache: bool| {
+                    if respond_raw(client, m, rules::Action::Allow, cache).is_err() {
                         shared
                             .counters
                             .respond_errors
@@ -120,7 +158,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), MacError>
                     }
                     None if msg.view().is_auth => {
                         shared.counters.early_auths.fetch_add(1, Ordering::Relaxed);
-                        answer_now(&msg);
+                        answer_now(&msg, false);
                     }
                     None => {}
                 }
@@ -134,6 +172,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), MacError>
         policy_engine.clone(),
         log.clone(),
         Some(blocks),
+        Some(bundles),
     );
     let engine: MacEngine = Engine::start(
         crate::setup::engine_config(&config),
@@ -155,6 +194,17 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), MacError>
     if let Err(e) = client.clear_cache() {
         log::warn!("es_clear_cache at start: {e:?}");
     }
+    let control = ControlContext::new(
+        Arc::new(MacControl {
+            engine: engine.handle(),
+            client: client.clone(),
+            shared: shared.clone(),
+        }),
+        policy_engine.clone(),
+        log.clone(),
+        config.clone(),
+    );
+    let control_server = crate::setup::start_control_server(&control, &config);
     log::info!(
         "santad running on Endpoint Security: {:?} mode, {} worker(s)",
         config.client_mode,
@@ -165,51 +215,35 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), MacError>
         config,
         || wait_signal(&signals),
         |current, generation| {
-            reload(
-                &engine,
+            let next = crate::setup::reload(
                 &policy_engine,
-                &client,
-                &shared,
                 &logger,
-                current,
+                &control,
+                &current,
                 config_path.as_deref(),
                 generation,
-            )
+            );
+            // Both caches: the engine's epoch, then ES's own (allows it cached under the old
+            // rules would outlive them).
+            engine.flush(FlushReason::Config);
+            if let Err(e) = client.clear_cache() {
+                bump_clear_cache_errors(&shared);
+                log::error!("reload: es_clear_cache: {e:?}");
+            }
+            next
         },
     );
 
+    if let Some(server) = control_server {
+        server.stop();
+    }
     client.unsubscribe_all();
     engine.shutdown();
+    stop_bundles.store(true, Ordering::Release);
+    let _ = bundle_thread.join();
+    drop(control);
     // Same thread as EsClient::new, after every answer: what es_delete_client requires.
     client.delete();
     let _ = logger.stop();
     Ok(())
-}
-
-/// SIGHUP: new config, rules and policy; both caches flushed (engine epoch, ES cache); log
-/// reopened.
-#[allow(clippy::too_many_arguments)]
-fn reload(
-    engine: &MacEngine,
-    policy_engine: &rules::PolicyEngine,
-    client: &EsClient,
-    shared: &EsShared,
-    logger: &LoggerHandle,
-    current: Config,
-    config_path: Option<&Path>,
-    generation: u64,
-) -> Config {
-    logger.request_reopen();
-    let next = crate::setup::reread_config(&current, config_path);
-    crate::setup::publish_policy(policy_engine, &next);
-    policy_engine.publish_snapshot(crate::setup::load_snapshot(&next.rules_db_path, generation));
-    engine.flush(FlushReason::Config);
-    if let Err(e) = client.clear_cache() {
-        shared
-            .counters
-            .clear_cache_errors
-            .fetch_add(1, Ordering::Relaxed);
-        log::error!("reload: es_clear_cache: {e:?}");
-    }
-    next
 }

@@ -149,6 +149,81 @@ where
     common_methods!();
 }
 
+/// What outside threads read of and do to a running engine, whatever its parameters: a
+/// [`Handle`] as a trait object, for holders that must not name the engine's types (the
+/// control socket). `D` is the evaluator's decision.
+pub trait EngineView<D>: Send + Sync {
+    /// See [`Handle::flush`].
+    fn flush(&self, reason: FlushReason);
+    /// See [`Handle::counters`].
+    fn counters(&self) -> CountersSnapshot;
+    /// See [`Handle::cache_len`].
+    fn cache_len(&self) -> usize;
+    /// See [`Handle::in_flight`].
+    fn in_flight(&self) -> usize;
+    /// See [`Handle::workers`].
+    fn workers(&self) -> usize;
+    /// See [`Handle::deferred`].
+    fn deferred(&self) -> u64;
+    /// See [`Handle::peek`].
+    fn peek(&self, key: FileKey, stamp: FileStamp) -> Option<D>;
+}
+
+impl<P, E, R, C, S> EngineView<E::Decision> for Handle<P, E, R, C, S>
+where
+    P: Send + Sync + 'static,
+    E: Evaluator<P>,
+    R: Responder<P, E::Decision>,
+    C: Clock,
+    S: Source<P>,
+    Self: Send + Sync,
+{
+    fn flush(&self, reason: FlushReason) {
+        Handle::flush(self, reason);
+    }
+    fn counters(&self) -> CountersSnapshot {
+        Handle::counters(self)
+    }
+    fn cache_len(&self) -> usize {
+        Handle::cache_len(self)
+    }
+    fn in_flight(&self) -> usize {
+        Handle::in_flight(self)
+    }
+    fn workers(&self) -> usize {
+        Handle::workers(self)
+    }
+    fn deferred(&self) -> u64 {
+        Handle::deferred(self)
+    }
+    fn peek(&self, key: FileKey, stamp: FileStamp) -> Option<E::Decision> {
+        Handle::peek(self, key, stamp)
+    }
+}
+
+/// A handle is how threads outside the engine submit (Endpoint Security's callback): the same
+/// interface the engine gives its sources.
+impl<P, E, R, C, S> Submit<P> for Handle<P, E, R, C, S>
+where
+    P: Send + Sync + 'static,
+    E: Evaluator<P>,
+    R: Responder<P, E::Decision>,
+    C: Clock,
+    S: Source<P>,
+{
+    fn submit(&self, core: usize, event: Event<P>) -> Submitted {
+        self.shared.submit_event(core, event)
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.shared.clock.now_ns()
+    }
+
+    fn invalidate(&self, core: usize, key: FileKey) {
+        Submit::invalidate(&*self.shared, core, key);
+    }
+}
+
 impl<P, E, R, C, S> Engine<P, E, R, C, S>
 where
     P: Send + Sync + 'static,

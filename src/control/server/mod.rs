@@ -29,8 +29,9 @@
 
 use crate::config::{Config, LogDestination, LogFormat};
 use crate::eventlog::EventLog;
+use crate::identity::Verdict;
 use santa_control::*;
-use santa_hotpath::{CountersSnapshot, FileKey, FileStamp, FlushReason};
+use santa_hotpath::{CountersSnapshot, EngineView, FileKey, FileStamp, FlushReason};
 use santa_rules as rules;
 use std::collections::BTreeMap;
 use std::collections::{HashMap, VecDeque};
@@ -94,19 +95,36 @@ const _: () = assert!(CONNECTIONS_PER_UID_MAX <= PENDING_CONNECTIONS_MAX);
 /// What the control server needs from the engine and the platform, kept behind a trait so
 /// this module knows nothing of fanotify or the engine's type parameters.
 pub trait EngineControl: Send + Sync + 'static {
-    /// Drops every cached decision: the engine's (epoch bump, counted under `reason`) and the
-    /// kernel's allow cache.
-    fn flush(&self, reason: FlushReason) -> Result<(), String>;
+    /// The running engine.
+    fn engine(&self) -> &dyn EngineView<Arc<Verdict>>;
+    /// Drops the platform's own cache of allows (the kernel's), after the engine's.
+    fn flush_platform(&self) -> Result<(), String>;
+    /// Drops every cached decision: the engine's (epoch bump, counted under `reason`) first, so
+    /// a kernel mark being placed meanwhile sees it and withdraws itself, then the kernel's.
+    fn flush(&self, reason: FlushReason) -> Result<(), String> {
+        self.engine().flush(reason);
+        self.flush_platform()
+    }
     /// The engine's counters.
-    fn counters(&self) -> CountersSnapshot;
+    fn counters(&self) -> CountersSnapshot {
+        self.engine().counters()
+    }
     /// Live entries in the decision cache.
-    fn cache_entries(&self) -> usize;
+    fn cache_entries(&self) -> usize {
+        self.engine().cache_len()
+    }
     /// Executions held right now.
-    fn in_flight(&self) -> usize;
+    fn in_flight(&self) -> usize {
+        self.engine().in_flight()
+    }
     /// Worker threads.
-    fn workers(&self) -> usize;
+    fn workers(&self) -> usize {
+        self.engine().workers()
+    }
     /// The cached decision for this file, read-only.
-    fn peek(&self, key: FileKey, stamp: FileStamp) -> Option<rules::Decision>;
+    fn peek(&self, key: FileKey, stamp: FileStamp) -> Option<rules::Decision> {
+        self.engine().peek(key, stamp).map(|v| v.decision.clone())
+    }
     /// Platform counters (fanotify), by name (see [`named_counters`]).
     fn platform_metrics(&self) -> Vec<(String, u64)>;
     /// Coverage and the backstop, where the platform has them.
@@ -430,6 +448,7 @@ impl ControlContext {
             );
         }
         put("engine.in_flight", self.engine.in_flight() as u64);
+        put("engine.deferred_now", self.engine.engine().deferred());
         put("engine.cache_entries", self.engine.cache_entries() as u64);
         for (k, v) in self.engine.platform_metrics() {
             put(&k, v);

@@ -4,7 +4,7 @@
 use super::{EsExec, EsMessage, Intake, Kind, translate};
 use crate::eventlog::RecentAllows;
 use santa_hotpath::clock::MachTimebase;
-use santa_hotpath::{Clock, Evaluator, Event, FileKey, Handle, Responder, Source, Submitted};
+use santa_hotpath::{Event, Submit};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -36,35 +36,6 @@ pub struct EsCounters {
 
 pub(super) fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
-}
-
-/// How the intake reaches the engine: implemented by the engine's [`Handle`].
-pub trait EngineIntake<P> {
-    /// The engine clock's now.
-    fn now_ns(&self) -> u64;
-    /// Submits an event on behalf of `core` (see `Submit::submit`).
-    fn submit(&self, core: usize, event: Event<P>) -> Submitted;
-    /// Forgets the cached decision about one file.
-    fn invalidate(&self, key: FileKey);
-}
-
-impl<P, E, R, C, S> EngineIntake<P> for Handle<P, E, R, C, S>
-where
-    P: Send + Sync + 'static,
-    E: Evaluator<P>,
-    R: Responder<P, E::Decision>,
-    C: Clock,
-    S: Source<P>,
-{
-    fn now_ns(&self) -> u64 {
-        Handle::now_ns(self)
-    }
-    fn submit(&self, core: usize, event: Event<P>) -> Submitted {
-        Handle::submit(self, core, event)
-    }
-    fn invalidate(&self, key: FileKey) {
-        Handle::invalidate(self, key)
-    }
 }
 
 /// What the ES callback shares with the responder.
@@ -116,7 +87,7 @@ impl EsShared {
     /// siblings to steal when one queue backs up).
     pub fn intake<M: EsMessage>(
         &self,
-        engine: &dyn EngineIntake<EsExec<M>>,
+        engine: &dyn Submit<EsExec<M>>,
         msg: M,
         answer_now: impl FnOnce(&M, bool),
     ) -> Intake {
@@ -167,7 +138,7 @@ impl EsShared {
             Intake::Invalidate(keys) => {
                 for key in keys.into_iter().flatten() {
                     bump(&self.counters.invalidations);
-                    engine.invalidate(key);
+                    engine.invalidate(0, key);
                 }
             }
             Intake::AllowUnknownAuth => {

@@ -36,7 +36,7 @@ mod translate;
 pub use errors::{ClearCacheError, NewClientError, RespondError};
 pub use evaluator::{EsEvaluator, EsWorker, open_executable};
 use intake::bump;
-pub use intake::{EngineIntake, EsCounters, EsShared, IntakeOptions};
+pub use intake::{EsCounters, EsShared, IntakeOptions};
 pub use kernel::{
     CPU_TYPE_ARM64, KernelIdentity, cdhash_strictly_enforced, cs, kernel_identity,
     kernel_will_kill, signing_status,

@@ -766,7 +766,7 @@ fn other_endpoint_security_clients_are_left_alone_only_when_configured() {
 /// An engine stand-in that records what the intake hands it.
 struct RecordingIntake<'a>(&'a Mutex<Vec<FileKey>>);
 
-impl EngineIntake<EsExec<PlainMessage>> for RecordingIntake<'_> {
+impl santa_hotpath::Submit<EsExec<PlainMessage>> for RecordingIntake<'_> {
     fn now_ns(&self) -> u64 {
         0
     }
@@ -778,7 +778,7 @@ impl EngineIntake<EsExec<PlainMessage>> for RecordingIntake<'_> {
         lock(self.0).push(event.key);
         santa_hotpath::Submitted::Queued
     }
-    fn invalidate(&self, _key: FileKey) {}
+    fn invalidate(&self, _core: usize, _key: FileKey) {}
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -3,7 +3,7 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: deps build run demo test check bench perf perf-backstop perf-quick flamegraph fuzz-smoke fmt clean
+.PHONY: deps build run demo test check check-macos bench perf perf-backstop perf-quick flamegraph fuzz-smoke fmt clean
 
 # The one system package the build needs: clang, for santad's BPF exec backstop (build.rs).
 deps:
@@ -36,6 +36,45 @@ endif
 check: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# The whole workspace type-checked and linted for both Apple targets, on this Linux machine:
+# nothing is linked or run, and no Apple SDK is needed. Debian's rustc-web, cargo-web,
+# rust-web-src and rust-web-clippy (1.96, bookworm-security; rust-web-src carries the standard
+# library's source for -Zbuild-std) and the libraries they load are unpacked into
+# $(MACOS_TOOLCHAIN), never installed; the system toolchain is untouched. Per-check settings,
+# all here (a real Mac build is unaffected):
+# - RUSTC_BOOTSTRAP=1: -Zbuild-std, since no prebuilt std for an Apple target is at hand;
+# - libsqlite3-sys: told to link a system SQLite (LIBSQLITE3_SYS_USE_PKG_CONFIG, a
+#   SQLITE3_LIB_DIR with nothing in it) so that its build script compiles no C and copies its
+#   bundled bindings;
+# - ring: its build script, which compiles C and assembly for the target, is replaced by an
+#   empty override of its `links` key (nothing links, so nothing needs the objects).
+MACOS_TOOLCHAIN := $(abspath $(TARGET_DIR))/macos-toolchain
+MACOS_TARGETS := aarch64-apple-darwin x86_64-apple-darwin
+MACOS_PACKAGES := rustc-web cargo-web rust-web-src rust-web-clippy libstd-rust-web-1.96 \
+	libstd-rust-web-dev libllvm22 libgit2-1.5 libmbedtls14 libmbedx509-1 libmbedcrypto7 \
+	libhttp-parser2.9
+RING_LINKS = ring_core_$(shell sed -n '/^name = "ring"$$/{n;s/^version = "\(.*\)"/\1/p}' Cargo.lock | tr . _)_
+check-macos:
+	@if [ ! -f $(MACOS_TOOLCHAIN)/.unpacked ]; then \
+		echo "fetching $(MACOS_PACKAGES) into $(MACOS_TOOLCHAIN)"; \
+		rm -rf $(MACOS_TOOLCHAIN) && mkdir -p $(MACOS_TOOLCHAIN)/debs && cd $(MACOS_TOOLCHAIN)/debs && \
+		{ apt-get download $(MACOS_PACKAGES) >/dev/null 2>&1 || \
+		  { SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; $$SUDO apt-get update -qq && \
+		    apt-get download $(MACOS_PACKAGES) >/dev/null; }; } && \
+		for d in *.deb; do dpkg-deb -x $$d $(MACOS_TOOLCHAIN)/root || exit 1; done && \
+		touch $(MACOS_TOOLCHAIN)/.unpacked; \
+	fi
+	@mkdir -p $(MACOS_TOOLCHAIN)/no-sqlite
+	@for t in $(MACOS_TARGETS); do \
+		echo "== clippy for $$t"; \
+		env PATH=$(MACOS_TOOLCHAIN)/root/usr/bin:$$PATH \
+		  LD_LIBRARY_PATH=$(MACOS_TOOLCHAIN)/root/usr/lib/x86_64-linux-gnu \
+		  RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(MACOS_TOOLCHAIN)/target \
+		  LIBSQLITE3_SYS_USE_PKG_CONFIG=1 SQLITE3_LIB_DIR=$(MACOS_TOOLCHAIN)/no-sqlite \
+		  cargo clippy -Zbuild-std=std,panic_abort --target $$t --workspace --all-targets \
+		    --config "target.$$t.$(RING_LINKS).rustc-link-search=[]" -- -D warnings || exit 1; \
+	done
 
 # Benchmarks of the engine, hashing and rules: tables printed and written to perf/results/.
 BENCHES := engine-bench hash-bench rules-bench

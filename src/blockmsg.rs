@@ -571,17 +571,26 @@ mod tests {
         assert!(master >= 0, "posix_openpt: {}", io::Error::last_os_error());
         // SAFETY: master is a fresh fd we own.
         let master = unsafe { OwnedFd::from_raw_fd(master) };
-        let mut name = [0 as libc::c_char; 64];
-        // SAFETY: master is a pty master; name is writable for its length.
+        let mut name = [0 as libc::c_char; 128];
+        // SAFETY: master is a pty master; name is writable for its length (128 bytes, what
+        // TIOCPTYGNAME writes on macOS).
         unsafe {
             assert_eq!(libc::grantpt(master.as_raw_fd()), 0);
             assert_eq!(libc::unlockpt(master.as_raw_fd()), 0);
+            #[cfg(target_os = "linux")]
             assert_eq!(
                 libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()),
                 0
             );
+            // macOS has no ptsname_r: the slave's name comes from ioctl(TIOCPTYGNAME), which
+            // libc does not define (<sys/ttycom.h>: _IOC(IOC_OUT, 't', 83, 128)).
+            #[cfg(target_os = "macos")]
+            assert_eq!(
+                libc::ioctl(master.as_raw_fd(), 0x4080_7453, name.as_mut_ptr()),
+                0
+            );
         }
-        // SAFETY: ptsname_r NUL-terminated the name inside the buffer.
+        // SAFETY: the call above NUL-terminated the name inside the buffer.
         let path = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }
             .to_string_lossy()
             .into_owned();

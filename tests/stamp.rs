@@ -5,6 +5,7 @@
 //!
 //! Each case runs on a private tmpfs and a private ext2 image (the loop-mounted filesystem the
 //! perf harness also uses), as root, and touches nothing else.
+#![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 #[path = "common/mapping.rs"]

@@ -1,10 +1,10 @@
 //! macOS: the one file of Endpoint Security calls (santad's wiring on macOS, which uses it, is
 //! `daemon.rs`).
 //!
-//! NEVER COMPILED on the machines this project is built on (Linux, no Apple target): every
-//! call, type and constant below was checked by hand against `endpoint-sec-sys` 0.6.2, `block2`
-//! 0.6.2, `mach2` 0.7.0 and `libc` 0.2.191 (see the README's macOS section). Everything that can
-//! be platform-neutral is in [`crate::macos::es`] and tested on Linux; this file only
+//! Type-checked and linted for both Apple targets by `make check-macos` (against
+//! `endpoint-sec-sys` 0.6.2, `block2` 0.6.2, `mach2` 0.7.0 and `libc` 0.2.191), never linked or
+//! run here (see the README's macOS section). Everything that can be platform-neutral is in
+//! [`crate::macos::es`] and tested on Linux; this file only
 //!
 //! - creates the client (`es_new_client`, errors as [`NewClientError`]), mutes santad itself
 //!   (`es_mute_process` with our audit token), subscribes (`es_subscribe`), clears ES's cache

@@ -35,7 +35,7 @@ use santa_hotpath::{CountersSnapshot, EngineView, FileKey, FileStamp, FlushReaso
 use santa_rules as rules;
 use std::collections::BTreeMap;
 use std::collections::{HashMap, VecDeque};
-use std::ffi::{CString, OsStr};
+use std::ffi::CString;
 use std::fmt;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};

@@ -333,7 +333,7 @@ pub(super) fn bind_in_this_thread(path: &Path) -> Result<Bound, ServerError> {
         if unsafe { libc::fchdir(dir.as_raw_fd()) } != 0 {
             return Err(io_err(io::Error::last_os_error()));
         }
-        PathBuf::from(OsStr::from_bytes(cname.as_bytes()))
+        PathBuf::from(std::ffi::OsStr::from_bytes(cname.as_bytes()))
     };
     #[cfg(not(target_os = "linux"))]
     let here = dir_path.join(name);

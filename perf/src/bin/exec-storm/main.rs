@@ -26,33 +26,58 @@
 //! listener's CPU and memory), `workloads`, `stats`, `context` (the run's circumstances),
 //! `report` (RESULTS.md, `--raw`), `chart`, `flamegraph`; the rounds themselves run here.
 
+#[cfg(target_os = "linux")]
 mod chart;
+#[cfg(target_os = "linux")]
 mod cli;
+#[cfg(target_os = "linux")]
 mod context;
+#[cfg(target_os = "linux")]
 mod fapolicyd;
+#[cfg(target_os = "linux")]
 mod flamegraph;
+#[cfg(target_os = "linux")]
 mod harness;
+#[cfg(target_os = "linux")]
 mod listener;
+#[cfg(target_os = "linux")]
 mod process;
+#[cfg(target_os = "linux")]
 mod report;
+#[cfg(target_os = "linux")]
 mod stats;
+#[cfg(target_os = "linux")]
 mod workloads;
 
+#[cfg(target_os = "linux")]
 use chart::chart;
+#[cfg(target_os = "linux")]
 use cli::{Args, usage};
+#[cfg(target_os = "linux")]
 use context::{loadavg, openssl_rate, source_state};
+#[cfg(target_os = "linux")]
 use flamegraph::flamegraph;
+#[cfg(target_os = "linux")]
 use harness::{Harness, Pair};
 // `wait_line` (and `Config`, `Listener`) also for fapolicyd.rs, which names them `super::`.
+#[cfg(target_os = "linux")]
 use listener::{Config, Listener, wait_line};
+#[cfg(target_os = "linux")]
 use process::{cpu_ns, spawn_wait};
+#[cfg(target_os = "linux")]
 use report::{RenderInput, render, write_raw};
+#[cfg(target_os = "linux")]
 use santa_perf::write_result;
+#[cfg(target_os = "linux")]
 use stats::{Results, trimmed_mean};
+#[cfg(target_os = "linux")]
 use std::fmt::Write as _;
+#[cfg(target_os = "linux")]
 use std::time::Instant;
+#[cfg(target_os = "linux")]
 use workloads::{Run, Workload, alternate, measure_rss, storm};
 
+#[cfg(target_os = "linux")]
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let Args {
@@ -235,4 +260,10 @@ fn main() {
         Err(e) => eprintln!("could not write the chart: {e}"),
     }
     drop(harness);
+}
+
+#[cfg(not(target_os = "linux"))]
+fn main() {
+    eprintln!("exec-storm: Linux only (fanotify, fapolicyd)");
+    std::process::exit(1);
 }

@@ -1,8 +1,4 @@
-//! `make demo`: santad in Lockdown on a private tmpfs — one binary allowed by a rule, one
-//! unknown binary denied — with the decision log lines it wrote.
-//!
-//! Safety: santad watches only the tmpfs this program mounts; it is stopped by its pid and the
-//! mount is removed when the program ends, also on failure.
+//! demo on Linux (see `main.rs`).
 
 use santa_testkit::{PrivateMount, TmpfsOptions};
 use std::io::{BufRead, BufReader};
@@ -132,7 +128,7 @@ fn run() -> Result<(), String> {
     Ok(())
 }
 
-fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

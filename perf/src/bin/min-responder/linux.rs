@@ -1,8 +1,4 @@
-//! The mechanism's floor: a minimal allow-everything fanotify responder (one thread, one mark,
-//! `FAN_OPEN_EXEC_PERM` only), as the exec-storm harness compares santad against it.
-//!
-//! `min-responder MOUNT`: marks only MOUNT (the harness's private mount, never `/`), answers
-//! every exec with allow, and stops on SIGTERM/SIGINT (the kernel releases anything held).
+//! min-responder on Linux (see `main.rs`).
 
 use santa_rules::Action;
 use santad::linux::fanotify::{
@@ -19,7 +15,7 @@ extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
-fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     let Some(mount) = std::env::args_os().nth(1).map(PathBuf::from) else {
         eprintln!("usage: min-responder MOUNT");
         return ExitCode::from(2);

@@ -1,0 +1,21 @@
+//! `make demo`: santad in Lockdown on a private tmpfs — one binary allowed by a rule, one
+//! unknown binary denied — with the decision log lines it wrote.
+//!
+//! Safety: santad watches only the tmpfs this program mounts; it is stopped by its pid and the
+//! mount is removed when the program ends, also on failure.
+//!
+//! Linux only (fanotify on a private tmpfs); elsewhere it says so and exits with a failure.
+
+#[cfg(target_os = "linux")]
+mod linux;
+
+#[cfg(target_os = "linux")]
+fn main() -> std::process::ExitCode {
+    linux::main()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn main() -> std::process::ExitCode {
+    eprintln!("demo: Linux only (fanotify on a private tmpfs)");
+    std::process::ExitCode::FAILURE
+}

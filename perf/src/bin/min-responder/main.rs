@@ -1,0 +1,21 @@
+//! The mechanism's floor: a minimal allow-everything fanotify responder (one thread, one mark,
+//! `FAN_OPEN_EXEC_PERM` only), as the exec-storm harness compares santad against it.
+//!
+//! `min-responder MOUNT`: marks only MOUNT (the harness's private mount, never `/`), answers
+//! every exec with allow, and stops on SIGTERM/SIGINT (the kernel releases anything held).
+//!
+//! Linux only (fanotify); elsewhere it says so and exits with a failure.
+
+#[cfg(target_os = "linux")]
+mod linux;
+
+#[cfg(target_os = "linux")]
+fn main() -> std::process::ExitCode {
+    linux::main()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn main() -> std::process::ExitCode {
+    eprintln!("min-responder: Linux only (fanotify)");
+    std::process::ExitCode::FAILURE
+}

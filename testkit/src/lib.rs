@@ -23,3 +23,9 @@ mod rng;
 pub use mount::*;
 pub use parallel::count_in_parallel;
 pub use rng::Rng;
+
+/// What a Linux-only benchmark or example does elsewhere: says so and fails.
+pub fn linux_only(program: &str, needs: &str) -> std::process::ExitCode {
+    eprintln!("{program}: Linux only ({needs})");
+    std::process::ExitCode::FAILURE
+}

@@ -713,36 +713,44 @@ pub fn decision_text(d: &rules::Decision) -> String {
     }
 }
 
-/// The peer's uid and pid (`SO_PEERCRED`: what the kernel recorded at `connect`, which the
-/// peer cannot forge).
-#[cfg(target_os = "linux")]
-pub fn peer_credentials(stream: &UnixStream) -> io::Result<(u32, i32)> {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: u32::MAX,
-        gid: u32::MAX,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: the fd is a connected Unix socket we own for the duration of the call; `cred`
-    // is a properly aligned ucred of `len` bytes, which getsockopt writes at most.
+/// `getsockopt` of a fixed-size value: `init` overwritten by the kernel's answer, which must fill
+/// it exactly.
+fn socket_option<T>(stream: &UnixStream, level: i32, name: i32, mut value: T) -> io::Result<T> {
+    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
+    // SAFETY: the fd is a connected Unix socket we own for the duration of the call; `value`
+    // is a properly aligned T of `len` bytes, which getsockopt writes at most. Every T used
+    // here is plain C data, valid whatever bytes the kernel writes.
     let rc = unsafe {
         libc::getsockopt(
             stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&raw mut cred).cast::<libc::c_void>(),
+            level,
+            name,
+            (&raw mut value).cast::<libc::c_void>(),
             &mut len,
         )
     };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    if len as usize != std::mem::size_of::<libc::ucred>() {
+    if len as usize != std::mem::size_of::<T>() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            "short SO_PEERCRED answer",
+            format!("short getsockopt answer for option {name}"),
         ));
     }
+    Ok(value)
+}
+
+/// The peer's uid and pid (`SO_PEERCRED`: what the kernel recorded at `connect`, which the
+/// peer cannot forge).
+#[cfg(target_os = "linux")]
+pub fn peer_credentials(stream: &UnixStream) -> io::Result<(u32, i32)> {
+    let unknown = libc::ucred {
+        pid: 0,
+        uid: u32::MAX,
+        gid: u32::MAX,
+    };
+    let cred = socket_option(stream, libc::SOL_SOCKET, libc::SO_PEERCRED, unknown)?;
     Ok((cred.uid, cred.pid))
 }
 
@@ -756,21 +764,7 @@ pub fn peer_credentials(stream: &UnixStream) -> io::Result<(u32, i32)> {
     if unsafe { libc::getpeereid(stream.as_raw_fd(), &mut uid, &mut gid) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    let mut pid: libc::pid_t = 0;
-    let mut len = std::mem::size_of::<libc::pid_t>() as libc::socklen_t;
-    // SAFETY: as above; `pid` is a properly aligned pid_t of `len` bytes.
-    let rc = unsafe {
-        libc::getsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_LOCAL,
-            libc::LOCAL_PEERPID,
-            (&raw mut pid).cast::<libc::c_void>(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let pid: libc::pid_t = socket_option(stream, libc::SOL_LOCAL, libc::LOCAL_PEERPID, 0)?;
     Ok((uid, pid))
 }
 

@@ -50,25 +50,22 @@ pub enum Intake {
 ///   path; a replaced destination is gone, like an unlinked file.
 pub fn translate(view: &MessageView<'_>, now_ns: u64, timebase: MachTimebase) -> Intake {
     match &view.event {
-        EventView::AuthExec(exec) => {
+        EventView::AuthExec(exec) | EventView::NotifyExec(exec) => {
             let file = &exec.target.executable;
+            let (kind, deadline_ns) = if matches!(view.event, EventView::AuthExec(_)) {
+                let kernel_deadline_ns = timebase.ticks_to_ns(view.deadline_ticks);
+                (Kind::Auth, budget::answer_by_ns(now_ns, kernel_deadline_ns))
+            } else {
+                (
+                    Kind::Notify,
+                    now_ns.saturating_add(NOTIFICATION_DEADLINE_NS),
+                )
+            };
             Intake::Decide {
-                kind: Kind::Auth,
+                kind,
                 key: file.key(),
                 stamp: file.stamp(),
-                deadline_ns: budget::answer_by_ns(
-                    now_ns,
-                    timebase.ticks_to_ns(view.deadline_ticks),
-                ),
-            }
-        }
-        EventView::NotifyExec(exec) => {
-            let file = &exec.target.executable;
-            Intake::Decide {
-                kind: Kind::Notify,
-                key: file.key(),
-                stamp: file.stamp(),
-                deadline_ns: now_ns.saturating_add(NOTIFICATION_DEADLINE_NS),
+                deadline_ns,
             }
         }
         _ if view.is_auth => Intake::AllowUnknownAuth,

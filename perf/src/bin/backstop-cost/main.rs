@@ -21,15 +21,12 @@
 //! Linux only (fanotify and the BPF exec backstop); elsewhere it says so and exits with a failure.
 
 #[cfg(target_os = "linux")]
+#[cfg_attr(test, allow(dead_code))] // a test build has no entry point to call it
 mod linux;
-
 #[cfg(target_os = "linux")]
-fn main() {
-    linux::main()
-}
+use linux::main;
 
 #[cfg(not(target_os = "linux"))]
 fn main() -> std::process::ExitCode {
-    eprintln!("backstop-cost: Linux only (fanotify and the BPF exec backstop)");
-    std::process::ExitCode::FAILURE
+    santa_testkit::linux_only("backstop-cost", "fanotify and the BPF exec backstop")
 }

@@ -263,7 +263,6 @@ fn main() {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn main() {
-    eprintln!("exec-storm: Linux only (fanotify, fapolicyd)");
-    std::process::exit(1);
+fn main() -> std::process::ExitCode {
+    santa_testkit::linux_only("exec-storm", "fanotify, fapolicyd")
 }

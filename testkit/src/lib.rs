@@ -29,3 +29,20 @@ pub fn linux_only(program: &str, needs: &str) -> std::process::ExitCode {
     eprintln!("{program}: Linux only ({needs})");
     std::process::ExitCode::FAILURE
 }
+
+/// The `main.rs` of a Linux-only program whose code is its `linux.rs` (with a `main`): on Linux
+/// that `main`, elsewhere [`linux_only`], so the workspace still type-checks for macOS.
+#[macro_export]
+macro_rules! linux_only_main {
+    ($program:literal, $needs:literal) => {
+        #[cfg(target_os = "linux")]
+        #[cfg_attr(test, allow(dead_code))] // a test build has no entry point to call it
+        mod linux;
+        #[cfg(target_os = "linux")]
+        use linux::main;
+        #[cfg(not(target_os = "linux"))]
+        fn main() -> std::process::ExitCode {
+            $crate::linux_only($program, $needs)
+        }
+    };
+}

@@ -20,13 +20,4 @@
 //!
 //! Linux only (fanotify and the BPF exec backstop); elsewhere it says so and exits with a failure.
 
-#[cfg(target_os = "linux")]
-#[cfg_attr(test, allow(dead_code))] // a test build has no entry point to call it
-mod linux;
-#[cfg(target_os = "linux")]
-use linux::main;
-
-#[cfg(not(target_os = "linux"))]
-fn main() -> std::process::ExitCode {
-    santa_testkit::linux_only("backstop-cost", "fanotify and the BPF exec backstop")
-}
+santa_testkit::linux_only_main!("backstop-cost", "fanotify and the BPF exec backstop");

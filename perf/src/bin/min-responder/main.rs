@@ -6,13 +6,4 @@
 //!
 //! Linux only (fanotify); elsewhere it says so and exits with a failure.
 
-#[cfg(target_os = "linux")]
-#[cfg_attr(test, allow(dead_code))] // a test build has no entry point to call it
-mod linux;
-#[cfg(target_os = "linux")]
-use linux::main;
-
-#[cfg(not(target_os = "linux"))]
-fn main() -> std::process::ExitCode {
-    santa_testkit::linux_only("min-responder", "fanotify")
-}
+santa_testkit::linux_only_main!("min-responder", "fanotify");

@@ -122,7 +122,7 @@ pub struct FileFacts {
 
 /// One rule change on the wire: Santa's JSON fields, with the state as Santa's database value
 /// (`4` = remove), so every stored state (transitive, CEL v2, …) round-trips.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleSpec {
     /// The identifier.
     pub identifier: String,
@@ -183,13 +183,7 @@ impl RuleSpec {
             identifier,
             rule_type,
             state,
-            custom_msg: None,
-            custom_url: None,
-            event_detail_button_text: None,
-            comment: None,
-            cel_expr: None,
-            rule_id: 0,
-            timestamp: 0,
+            ..RuleSpec::default()
         }
     }
 

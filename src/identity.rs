@@ -261,10 +261,10 @@ impl ExecEvaluator {
         let ident = signing_id.and_then(|s| s.0.split_once(':').map(|(_, ident)| ident));
         let identity = rules::FileIdentity {
             sha256: rules::Sha256(sha256),
-            cdhash: cdhash.map(|c| rules::CdHash(*c.as_bytes())),
+            cdhash,
             signing_id: ident,
             team_id: team_id.and_then(|t| rules::TeamId::parse_rule(&t.0)),
-            cert_sha256: leaf.map(|c| rules::Sha256(*c.sha256.as_bytes())),
+            cert_sha256: leaf.map(|c| c.sha256),
             signing_status: status,
             is_platform_binary: platform,
             path,

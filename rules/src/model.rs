@@ -231,52 +231,13 @@ impl RulePolicy {
     }
 }
 
-/// A SHA-256 digest: a file's contents (Binary rules) or a leaf certificate (Certificate rules).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Sha256(pub [u8; 32]);
-
-/// A code directory hash (CDHash), truncated to 20 bytes as the kernel reports it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CdHash(pub [u8; 20]);
+/// The digests rules match on are the signing crate's: a file's or leaf certificate's SHA-256
+/// (Binary and Certificate rules) and the CDHash (20 bytes, as the kernel reports it).
+pub use santa_signing::{CdHash, Sha256};
 
 /// An Apple Team ID: exactly ten ASCII upper-case letters or digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TeamId([u8; TEAM_ID_LEN]);
-
-fn parse_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    let bytes = text.as_bytes();
-    if bytes.len() != N * 2 {
-        return None;
-    }
-    let mut out = [0u8; N];
-    for (i, pair) in bytes.chunks_exact(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16)?;
-        let lo = (pair[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
-    }
-    Some(out)
-}
-
-fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
-    for b in bytes {
-        write!(f, "{b:02x}")?;
-    }
-    Ok(())
-}
-
-impl Sha256 {
-    /// Parses 64 hexadecimal characters in either case.
-    pub fn from_hex(text: &str) -> Option<Sha256> {
-        parse_hex::<32>(text).map(Sha256)
-    }
-}
-
-impl CdHash {
-    /// Parses 40 hexadecimal characters in either case.
-    pub fn from_hex(text: &str) -> Option<CdHash> {
-        parse_hex::<20>(text).map(CdHash)
-    }
-}
 
 impl TeamId {
     /// Fills empty slots of the snapshot's tables; never handed out (not a valid Team ID).
@@ -317,25 +278,6 @@ impl TeamId {
         std::str::from_utf8(&self.0).unwrap_or("")
     }
 }
-
-macro_rules! hex_fmt {
-    ($t:ty) => {
-        impl fmt::Display for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write_hex(f, &self.0)
-            }
-        }
-        impl fmt::Debug for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}(", stringify!($t))?;
-                write_hex(f, &self.0)?;
-                f.write_str(")")
-            }
-        }
-    };
-}
-hex_fmt!(Sha256);
-hex_fmt!(CdHash);
 
 impl fmt::Display for TeamId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -61,7 +61,7 @@ impl EsEvaluator {
             cdhash: kernel.cdhash.map(rules::CdHash),
             signing_id: kernel.signing_ident,
             team_id: kernel.team_id,
-            cert_sha256: leaf.map(|c| rules::Sha256(*c.sha256.as_bytes())),
+            cert_sha256: leaf.map(|c| c.sha256),
             signing_status: kernel.status,
             is_platform_binary: exec.target.is_platform_binary,
             path: executable.path,

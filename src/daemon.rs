@@ -20,7 +20,7 @@ use crate::linux::backstop::Backstop;
 use crate::linux::coverage::{Coverage, Scope};
 use crate::linux::fanotify::{self, Fanotify, InitOptions, MarkScope};
 use crate::linux::{BundleTask, ExecEvent, FanotifyResponder, FanotifySource, LeaseLinger, Linux};
-use crate::setup::{StartError, Started, block_config, block_signals, engine_config};
+use crate::setup::{StartError, block_config, engine_config};
 use santa_hotpath::{Engine, EngineView, FlushReason, Handle, MonotonicClock};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -63,18 +63,6 @@ fn watch_mask(config: &Config) -> u64 {
         mask |= fanotify::MASK_OPEN_EXEC;
     }
     mask
-}
-
-/// Waits up to a second for one of the blocked signals; `None` on timeout.
-fn wait_signal(set: &libc::sigset_t) -> Option<i32> {
-    let timeout = libc::timespec {
-        tv_sec: 1,
-        tv_nsec: 0,
-    };
-    // SAFETY: `set` is an initialised sigset_t; a null siginfo pointer is allowed; `timeout` is
-    // a valid timespec for the duration of the call.
-    let sig = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &timeout) };
-    (sig > 0).then_some(sig)
 }
 
 type Responder = Arc<FanotifyResponder>;
@@ -192,13 +180,9 @@ impl EngineControl for DaemonControl {
 
 /// Runs santad until SIGTERM or SIGINT. `config_path` is re-read on SIGHUP.
 pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonError> {
-    let signals = block_signals().map_err(DaemonError::Io)?;
-
-    let Started {
-        policy_engine,
-        log,
-        logger,
-    } = crate::setup::start(&config).map_err(DaemonError::Start)?;
+    let started =
+        crate::setup::start(&config, config_path.as_deref()).map_err(DaemonError::Start)?;
+    let (policy_engine, log) = (started.policy_engine.clone(), started.log.clone());
 
     let every_filesystem = config.watch_paths.is_empty();
     let scope = config
@@ -399,27 +383,14 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
         }
     );
 
-    crate::setup::serve_signals(
-        config,
-        || wait_signal(&signals),
-        |current, generation| {
-            let next = crate::setup::reload(
-                &policy_engine,
-                &logger,
-                &control,
-                &current,
-                config_path.as_deref(),
-                generation,
-            );
-            reload(&engine, &linux, &next, &current);
-            if let Some(b) = &backstop
-                && let Err(e) = b.set_lockdown(next.client_mode == ClientMode::Lockdown)
-            {
-                log::error!("reload: backstop mode: {e}");
-            }
-            next
-        },
-    );
+    crate::setup::serve_signals(config, &started, &control, |next, current| {
+        reload(&engine, &linux, next, current);
+        if let Some(b) = &backstop
+            && let Err(e) = b.set_lockdown(next.client_mode == ClientMode::Lockdown)
+        {
+            log::error!("reload: backstop mode: {e}");
+        }
+    });
 
     if let Some(server) = control_server {
         server.stop();
@@ -438,7 +409,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
     drop(backstop);
     drop(coverage);
     drop(linux);
-    let _ = logger.stop();
+    let _ = started.logger.stop();
     Ok(())
 }
 

@@ -58,7 +58,8 @@ pub fn engine_config(config: &Config) -> EngineConfig {
     }
 }
 
-/// What every platform starts first, in this order: the policy engine on the first rules
+/// What every platform starts first, in this order: the signals santad handles blocked (before
+/// any thread exists, so every thread inherits the mask), the policy engine on the first rules
 /// snapshot, then the event log ring and its writer thread.
 #[derive(Debug)]
 pub struct Started {
@@ -68,6 +69,11 @@ pub struct Started {
     pub log: Arc<EventLog>,
     /// The writer thread draining the ring: reopened on SIGHUP, stopped last.
     pub logger: LoggerHandle,
+    /// The configuration file re-read on SIGHUP (`None`: the default lookup).
+    pub config_path: Option<std::path::PathBuf>,
+    /// SIGTERM, SIGINT and SIGHUP, blocked in every thread and waited for by [`serve_signals`].
+    #[cfg(unix)]
+    signals: libc::sigset_t,
 }
 
 /// Why [`start`] failed.
@@ -93,8 +99,11 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// Starts the policy engine and the event log from the config (see [`Started`]).
-pub fn start(config: &Config) -> Result<Started, StartError> {
+/// Blocks the signals santad handles, then starts the policy engine and the event log from the
+/// config (see [`Started`]). `config_path` is the file SIGHUP re-reads.
+pub fn start(config: &Config, config_path: Option<&Path>) -> Result<Started, StartError> {
+    #[cfg(unix)]
+    let signals = block_signals().map_err(StartError::Io)?;
     let policy_engine = Arc::new(rules::PolicyEngine::new(
         load_snapshot(&config.rules_db_path, 1),
         rules::Policy::new(policy_config(config)).map_err(StartError::Policy)?,
@@ -114,6 +123,9 @@ pub fn start(config: &Config) -> Result<Started, StartError> {
         policy_engine,
         log,
         logger,
+        config_path: config_path.map(Path::to_path_buf),
+        #[cfg(unix)]
+        signals,
     })
 }
 
@@ -129,28 +141,61 @@ pub fn block_config(config: &Config) -> MessageConfig {
     .with_host_facts()
 }
 
-/// The main loop once everything runs, until SIGTERM or SIGINT: `wait` returns the next blocked
-/// signal (`None` if none came yet); each SIGHUP calls `reload` with the running config and the
-/// rules generation to load (2, 3, …), and runs on the config it returns.
-#[cfg(unix)]
+/// The main loop once everything runs, until SIGTERM or SIGINT. Each SIGHUP runs [`reload`]
+/// (generation 2, 3, …), then `flush_platform(new, old)`, which drops the platform's caches and
+/// applies what only it knows of; santad then runs on the new config.
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 pub fn serve_signals(
     config: Config,
-    mut wait: impl FnMut() -> Option<i32>,
-    mut reload: impl FnMut(Config, u64) -> Config,
+    started: &Started,
+    control: &ControlContext,
+    mut flush_platform: impl FnMut(&Config, &Config),
 ) {
     let mut current = config;
     let mut generation = 1;
     loop {
-        match wait() {
+        match wait_signal(&started.signals) {
             Some(libc::SIGHUP) => {
                 generation += 1;
-                current = reload(current, generation);
+                let next = reload(
+                    &started.policy_engine,
+                    &started.logger,
+                    control,
+                    &current,
+                    started.config_path.as_deref(),
+                    generation,
+                );
+                flush_platform(&next, &current);
+                current = next;
             }
             Some(libc::SIGTERM | libc::SIGINT) => break,
             _ => {}
         }
     }
     log::info!("santad stopping: answering everything in flight");
+}
+
+/// Waits up to a second for one of the blocked signals; `None` on timeout.
+#[cfg(target_os = "linux")]
+fn wait_signal(set: &libc::sigset_t) -> Option<i32> {
+    let timeout = libc::timespec {
+        tv_sec: 1,
+        tv_nsec: 0,
+    };
+    // SAFETY: `set` is an initialised sigset_t; a null siginfo pointer is allowed; `timeout` is
+    // a valid timespec for the duration of the call.
+    let sig = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &timeout) };
+    (sig > 0).then_some(sig)
+}
+
+/// Waits for one of the blocked signals (macOS has no `sigtimedwait`; `sigwait` suffices, the
+/// loop has nothing else to do).
+#[cfg(target_os = "macos")]
+fn wait_signal(set: &libc::sigset_t) -> Option<i32> {
+    let mut sig: libc::c_int = 0;
+    // SAFETY: `set` is initialised; `sig` is a valid out pointer.
+    let rc = unsafe { libc::sigwait(set, &mut sig) };
+    (rc == 0).then_some(sig)
 }
 
 /// SIGHUP: the config at `path` (or the default lookup), or — if it is bad — the running one,
@@ -253,7 +298,7 @@ pub fn reload(
 /// Blocks the signals santad handles (SIGTERM, SIGINT, SIGHUP) in the calling thread — and so
 /// in every thread it starts afterwards — and ignores SIGPIPE; returns the set to wait on.
 #[cfg(unix)]
-pub fn block_signals() -> std::io::Result<libc::sigset_t> {
+fn block_signals() -> std::io::Result<libc::sigset_t> {
     // SAFETY: `set` is a valid sigset_t, initialised by sigemptyset before use; pthread_sigmask
     // reads it and writes no old mask (null).
     unsafe {

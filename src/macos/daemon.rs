@@ -14,7 +14,7 @@ use crate::identity::Verdict;
 use crate::macos::es::{
     self, EsEngine, EsEvaluator, EsMessage, EsResponder, EsShared, IntakeOptions, NewClientError,
 };
-use crate::setup::{StartError, Started};
+use crate::setup::StartError;
 use endpoint_sec_sys::es_event_type_t;
 use santa_hotpath::{Engine, EngineView, ExternalSource, FlushReason, Handle, MonotonicClock};
 use santa_rules as rules;
@@ -69,15 +69,6 @@ fn subscriptions(config: &Config) -> Vec<es_event_type_t> {
     events
 }
 
-/// Waits for one of the blocked signals (macOS has no `sigtimedwait`; `sigwait` suffices, the
-/// loop has nothing else to do).
-fn wait_signal(set: &libc::sigset_t) -> Option<i32> {
-    let mut sig: libc::c_int = 0;
-    // SAFETY: `set` is initialised; `sig` is a valid out pointer.
-    let rc = unsafe { libc::sigwait(set, &mut sig) };
-    (rc == 0).then_some(sig)
-}
-
 type MacEngine = EsEngine<RetainedMessage, Arc<EsClient>, MonotonicClock>;
 type Exec = es::EsExec<RetainedMessage>;
 type Responder = EsResponder<Arc<EsClient>>;
@@ -117,12 +108,8 @@ fn bump_clear_cache_errors(shared: &EsShared) {
 /// Runs santad on macOS until SIGTERM or SIGINT. `config_path` is re-read on SIGHUP.
 /// `WatchPaths` and `DeadlineMs` do not apply (ES watches every exec and sets each deadline).
 pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), MacError> {
-    let signals = crate::setup::block_signals().map_err(MacError::Io)?;
-    let Started {
-        policy_engine,
-        log,
-        logger,
-    } = crate::setup::start(&config).map_err(MacError::Start)?;
+    let started = crate::setup::start(&config, config_path.as_deref()).map_err(MacError::Start)?;
+    let (policy_engine, log) = (started.policy_engine.clone(), started.log.clone());
     let blocks =
         BlockMessenger::spawn(crate::setup::block_config(&config)).map_err(MacError::Io)?;
     let stop_bundles = Arc::new(AtomicBool::new(false));
@@ -183,10 +170,10 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), MacError>
     )
     .map_err(MacError::Io)?;
     let _ = handle.set(engine.handle());
-    let started = client
+    let subscribed = client
         .mute_self()
         .and_then(|()| client.subscribe(&subscriptions(&config)));
-    if let Err(e) = started {
+    if let Err(e) = subscribed {
         engine.shutdown();
         client.delete();
         return Err(e);
@@ -211,28 +198,15 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), MacError>
         engine.workers()
     );
 
-    crate::setup::serve_signals(
-        config,
-        || wait_signal(&signals),
-        |current, generation| {
-            let next = crate::setup::reload(
-                &policy_engine,
-                &logger,
-                &control,
-                &current,
-                config_path.as_deref(),
-                generation,
-            );
-            // Both caches: the engine's epoch, then ES's own (allows it cached under the old
-            // rules would outlive them).
-            engine.flush(FlushReason::Config);
-            if let Err(e) = client.clear_cache() {
-                bump_clear_cache_errors(&shared);
-                log::error!("reload: es_clear_cache: {e:?}");
-            }
-            next
-        },
-    );
+    crate::setup::serve_signals(config, &started, &control, |_, _| {
+        // Both caches: the engine's epoch, then ES's own (allows it cached under the old rules
+        // would outlive them).
+        engine.flush(FlushReason::Config);
+        if let Err(e) = client.clear_cache() {
+            bump_clear_cache_errors(&shared);
+            log::error!("reload: es_clear_cache: {e:?}");
+        }
+    });
 
     if let Some(server) = control_server {
         server.stop();
@@ -244,6 +218,6 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), MacError>
     drop(control);
     // Same thread as EsClient::new, after every answer: what es_delete_client requires.
     client.delete();
-    let _ = logger.stop();
+    let _ = started.logger.stop();
     Ok(())
 }

@@ -158,9 +158,8 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), MacError>
         shared.clone(),
         policy_engine.clone(),
         log.clone(),
-        Some(blocks),
-        Some(bundles),
-    );
+    )
+    .with_denial_handlers(blocks, bundles);
     let engine: MacEngine = Engine::start(
         crate::setup::engine_config(&config),
         EsEvaluator::new(policy_engine.clone(), config.max_hash_bytes),

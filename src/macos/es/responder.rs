@@ -62,24 +62,28 @@ pub struct EsResponder<K> {
 }
 
 impl<K> EsResponder<K> {
-    /// A responder answering through `port`; block messages go to `blocks`, denied files to
-    /// the bundle task for `action=BUNDLE` lines.
+    /// A responder answering through `port` and logging to `log`.
     pub fn new(
         port: K,
         shared: Arc<EsShared>,
         policy: Arc<rules::PolicyEngine>,
         log: Arc<EventLog>,
-        blocks: Option<BlockMessenger>,
-        bundles: Option<BundleTask>,
     ) -> Self {
         Self {
             port,
             shared,
             policy,
             log,
-            blocks,
-            bundles,
+            blocks: None,
+            bundles: None,
         }
+    }
+
+    /// Block messages go to `blocks`; denied files to `bundles`, for `action=BUNDLE` lines.
+    pub fn with_denial_handlers(mut self, blocks: BlockMessenger, bundles: BundleTask) -> Self {
+        self.blocks = Some(blocks);
+        self.bundles = Some(bundles);
+        self
     }
 
     /// The port answers go through.

@@ -606,14 +606,7 @@ fn engine_answers_es_messages_once_and_lets_es_cache_only_allows() {
                 ..EngineConfig::default()
             },
             EsEvaluator::new(policy.clone(), 1 << 20),
-            EsResponder::new(
-                answers.clone(),
-                shared.clone(),
-                policy,
-                log.clone(),
-                None,
-                None,
-            ),
+            EsResponder::new(answers.clone(), shared.clone(), policy, log.clone()),
             santa_hotpath::MonotonicClock::new(),
             santa_hotpath::ExternalSource,
         )
@@ -812,8 +805,6 @@ fn default_answers_reach_es_uncached_and_fail_closed_only_in_lockdown() {
             EsShared::new(MachTimebase::default(), LOG_NOTIFICATIONS),
             fail_closed(mode),
             EventLog::new(64),
-            None,
-            None,
         );
         responder.respond(
             AnsweredBy::Deadline,
@@ -833,8 +824,6 @@ fn default_answers_reach_es_uncached_and_fail_closed_only_in_lockdown() {
         EsShared::new(MachTimebase::default(), LOG_NOTIFICATIONS),
         fail_closed(rules::ClientMode::Monitor),
         EventLog::new(64),
-        None,
-        None,
     );
     let notify = EsExec {
         kind: Kind::Notify,

@@ -90,7 +90,14 @@ impl FileSigning {
 
     /// Santa's `fileinfo` wording for the Code-signed line.
     pub fn code_signed_text(&self) -> String {
-        self.status.code_signed_text(self.invalid_reason.as_ref())
+        // Santa's "platform binary" here is Security's kSecCodeInfoPlatformIdentifier: the
+        // CodeDirectory's platform field, not the Apple-certificate test decisions use.
+        let platform = self
+            .primary()
+            .and_then(|s| s.signature.as_ref())
+            .is_some_and(|s| s.platform != 0);
+        self.status
+            .code_signed_text(self.invalid_reason.as_ref(), platform)
     }
 
     fn primary(&self) -> Option<&SliceReport> {

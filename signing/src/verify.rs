@@ -168,21 +168,50 @@ impl SigningStatus {
         matches!(self, Self::AdHoc | Self::Development | Self::Production)
     }
 
-    /// Santa's `fileinfo` wording for the Code-signed line; `invalid_reason` is why an
-    /// `Invalid` signature is invalid.
-    pub fn code_signed_text(self, invalid_reason: Option<&InvalidReason>) -> String {
-        match (self, invalid_reason) {
-            (Self::Unsigned, _) => "No".into(),
-            (Self::Invalid, Some(InvalidReason::InconsistentArchitectures)) => {
-                "Yes, but signing is not consistent for all architectures".into()
+    /// Santa's `fileinfo` wording for the Code-signed line, its fixed strings exactly
+    /// (`SNTFileInfo codesignStatus`): `invalid_reason` is why an `Invalid` signature is
+    /// invalid, `platform` whether the signature names an Apple platform. As in Santa, ad-hoc is
+    /// said before platform, and platform before a development certificate.
+    pub fn code_signed_text(
+        self,
+        invalid_reason: Option<&InvalidReason>,
+        platform: bool,
+    ) -> String {
+        match self {
+            Self::Unsigned => "No",
+            Self::Invalid => invalid_reason.map_or(SIGNATURE_CHANGED, InvalidReason::santa_wording),
+            Self::AdHoc => "Yes, but ad-hoc",
+            Self::Development | Self::Production if platform => "Yes, platform binary",
+            Self::Development => "Yes, but with development certificate",
+            Self::Production => "Yes",
+        }
+        .into()
+    }
+}
+
+/// Santa's words for a signature that fails to verify for most reasons (Security's
+/// `errSecCSSignatureFailed`, `errSecCSStaticCodeChanged`, `errSecCSSignatureNotVerifiable`,
+/// `errSecCSSignatureUnsupported`).
+const SIGNATURE_CHANGED: &str = "Yes, but code/signature changed/unverifiable";
+
+impl InvalidReason {
+    /// The Code-signed line Santa prints for a signature invalid for this reason: the reasons
+    /// Security reports under their own error code get Santa's words for that code (a modified
+    /// Info.plist is `errSecCSInfoPlistFailed`, sealed resources that do not match are
+    /// `errSecCSResourcesInvalid`, slices signed differently are Santa's own check); every
+    /// other failure is "changed/unverifiable". The reason itself is not part of Santa's line.
+    pub fn santa_wording(&self) -> &'static str {
+        match self {
+            Self::InconsistentArchitectures => {
+                "Yes, but signing is not consistent for all architectures"
             }
-            (Self::Invalid, Some(r)) => {
-                format!("Yes, but code/signature changed/unverifiable ({r})")
-            }
-            (Self::Invalid, None) => "Yes, but code/signature changed/unverifiable".into(),
-            (Self::AdHoc, _) => "Yes, but ad-hoc".into(),
-            (Self::Development, _) => "Yes, with a development certificate".into(),
-            (Self::Production, _) => "Yes".into(),
+            Self::SpecialSlotMismatch {
+                special_slot: 1, ..
+            } => "Yes, but can't validate as the Info.plist has been modified",
+            Self::SpecialSlotMismatch {
+                special_slot: 3, ..
+            } => "Yes, but resources invalid",
+            _ => SIGNATURE_CHANGED,
         }
     }
 }

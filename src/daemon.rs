@@ -65,9 +65,8 @@ fn watch_mask(config: &Config) -> u64 {
     mask
 }
 
-type Responder = Arc<FanotifyResponder>;
-type SantaEngine = Engine<ExecEvent, ExecEvaluator, Responder, MonotonicClock, FanotifySource>;
-type SantaHandle = Handle<ExecEvent, ExecEvaluator, Responder, MonotonicClock, FanotifySource>;
+type SantaEngine = Engine<ExecEvent, Arc<Verdict>>;
+type SantaHandle = Handle<ExecEvent, Arc<Verdict>>;
 
 /// What the control socket may do to the running engine and fanotify group.
 struct DaemonControl {
@@ -83,7 +82,7 @@ struct DaemonControl {
 
 impl EngineControl for DaemonControl {
     fn engine(&self) -> &dyn EngineView<Arc<Verdict>> {
-        &self.engine
+        &*self.engine
     }
 
     fn flush_platform(&self) -> Result<(), String> {

@@ -2,7 +2,7 @@
 //! whatever a worker could not answer in time.
 //!
 //! ```text
-//!  Source::poll (in the worker, or any thread via Handle::submit)
+//!  Source::poll (in the worker, or any thread via a Handle, which is a Submit)
 //!     │ claim slot ─ full? → default now (counted)
 //!     │ push slot index on the worker's queue ─ full? → default now (counted)
 //!     ▼

@@ -6,7 +6,7 @@ use santa_hotpath::replay::{ReplaySource, Synthetic, Trace, TraceEvent};
 use santa_hotpath::{
     Answer, AnsweredBy, Cacheability, Clock, CountersSnapshot, DefaultReason, Engine, EngineConfig,
     Evaluation, Evaluator, Event, ExternalSource, FileKey, FileStamp, FlushReason, MonotonicClock,
-    Origin, Principal, Responder, SimClock, Source, Submitted,
+    Origin, Principal, Responder, SimClock, Source, Submit, Submitted,
 };
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -154,7 +154,7 @@ impl Evaluator<Id> for ById {
 }
 
 /// An engine over [`ById`], fed from outside.
-type ByIdEngine<C> = Engine<Id, ById, Arc<Recorder>, C, ExternalSource>;
+type ByIdEngine = Engine<Id, u32>;
 
 /// Starts a [`ByIdEngine`] answering to `recorder`.
 fn start_by_id<C: Clock>(
@@ -162,7 +162,7 @@ fn start_by_id<C: Clock>(
     evaluator: ById,
     recorder: &Arc<Recorder>,
     clock: C,
-) -> ByIdEngine<C> {
+) -> ByIdEngine {
     Engine::start(cfg, evaluator, recorder.clone(), clock, ExternalSource).unwrap()
 }
 

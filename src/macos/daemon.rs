@@ -69,10 +69,10 @@ fn subscriptions(config: &Config) -> Vec<es_event_type_t> {
     events
 }
 
-type MacEngine = EsEngine<RetainedMessage, Arc<EsClient>, MonotonicClock>;
+type MacEngine = EsEngine<RetainedMessage>;
 type Exec = es::EsExec<RetainedMessage>;
 type Responder = EsResponder<Arc<EsClient>>;
-type MacHandle = Handle<Exec, EsEvaluator, Responder, MonotonicClock, ExternalSource>;
+type MacHandle = Handle<Exec, Arc<Verdict>>;
 
 /// What the control socket may do to the running engine and Endpoint Security client.
 struct MacControl {
@@ -83,7 +83,7 @@ struct MacControl {
 
 impl EngineControl for MacControl {
     fn engine(&self) -> &dyn EngineView<Arc<Verdict>> {
-        &self.engine
+        &*self.engine
     }
 
     fn flush_platform(&self) -> Result<(), String> {

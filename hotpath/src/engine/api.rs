@@ -4,7 +4,7 @@
 use super::EngineConfig;
 use super::answer::{Answer, AnsweredBy, DefaultReason, Submitted};
 use super::deadline::SCANNING;
-use super::shared::{ITEM_INDEX, Shared};
+use super::shared::{Decision, ITEM_INDEX, Parts, Shared};
 use super::traits::{Evaluator, Responder, Source, Submit};
 use crate::cache::{DecisionCache, Epoch};
 use crate::clock::Clock;
@@ -18,55 +18,41 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 
-/// The state an engine and its handles share; its parameters travel as one tuple (see `Types`).
-type SharedArc<P, E, R, C, S> = Arc<Shared<(P, E, R, C, S)>>;
-
-/// A running engine. Dropping it shuts it down (see [`Engine::shutdown`]).
-pub struct Engine<P, E, R, C, S>
-where
-    P: Send + Sync + 'static,
-    E: Evaluator<P>,
-    R: Responder<P, E::Decision>,
-    C: Clock,
-    S: Source<P>,
-{
-    shared: SharedArc<P, E, R, C, S>,
+/// A running engine. Dropping it shuts it down (see [`Engine::shutdown`]). `P` is what an event
+/// carries, `D` the evaluator's decision; the evaluator, responder, clock and source are chosen
+/// by [`Engine::start`] and live behind the engine's shared state, so holders never name them.
+pub struct Engine<P, D> {
+    handle: Handle<P, D>,
+    life: Arc<dyn Lifecycle>,
     workers: Vec<JoinHandle<()>>,
     deadline: Option<JoinHandle<()>>,
 }
 
-/// A cheap, cloneable handle for outside threads: submit, flush, invalidate, read counters.
-pub struct Handle<P, E, R, C, S>
-where
-    E: Evaluator<P>,
-{
-    shared: SharedArc<P, E, R, C, S>,
+/// A cheap, cloneable handle for outside threads: submit (through [`Submit`]), and through
+/// [`EngineView`] flush, invalidate and read counters.
+pub struct Handle<P, D> {
+    view: Arc<dyn EngineView<D>>,
+    submit: Arc<dyn Submit<P> + Send + Sync>,
 }
 
-impl<P, E: Evaluator<P>, R, C, S> Clone for Handle<P, E, R, C, S> {
+impl<P, D> Clone for Handle<P, D> {
     fn clone(&self) -> Self {
         Self {
-            shared: self.shared.clone(),
+            view: self.view.clone(),
+            submit: self.submit.clone(),
         }
     }
 }
 
-impl<P, E: Evaluator<P>, R, C, S> std::fmt::Debug for Handle<P, E, R, C, S> {
+impl<P, D> std::fmt::Debug for Handle<P, D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Handle")
-            .field("workers", &self.shared.queues.len())
+            .field("workers", &self.view.workers())
             .finish_non_exhaustive()
     }
 }
 
-impl<P, E, R, C, S> std::fmt::Debug for Engine<P, E, R, C, S>
-where
-    P: Send + Sync + 'static,
-    E: Evaluator<P>,
-    R: Responder<P, E::Decision>,
-    C: Clock,
-    S: Source<P>,
-{
+impl<P, D> std::fmt::Debug for Engine<P, D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("workers", &self.workers.len())
@@ -74,172 +60,162 @@ where
     }
 }
 
-macro_rules! common_methods {
-    () => {
-        /// Submits an event from outside the workers (see [`Submit::submit`]).
-        pub fn submit(&self, core: usize, event: Event<P>) -> Submitted {
-            self.shared.submit_event(core, event)
-        }
-
-        /// The engine clock's now.
-        pub fn now_ns(&self) -> u64 {
-            self.shared.clock.now_ns()
-        }
-
-        /// Makes every cached decision invisible (rules, mode or scopes changed).
-        pub fn flush(&self, reason: FlushReason) {
-            self.shared.cache.flush(reason);
-        }
-
-        /// Forgets the cached decision about one file (it was written to); events parked on an
-        /// evaluation of it are evaluated again.
-        pub fn invalidate(&self, key: FileKey) {
-            Submit::invalidate(&*self.shared, 0, key);
-        }
-
-        /// A view of the decision cache's flush epoch, for kernel-side caches (see
-        /// [`Answer::Decided`]'s `epoch`).
-        pub fn epoch(&self) -> Epoch {
-            self.shared.cache.epoch_watch()
-        }
-
-        /// Events deferred right now by the per-principal bounds.
-        pub fn deferred(&self) -> u64 {
-            self.shared.throttle.deferred()
-        }
-
-        /// The cached decision a new exec of this file would get right now, if any; read-only
-        /// (no LRU promotion, no placeholder): `santactl checkcache`.
-        pub fn peek(&self, key: FileKey, stamp: FileStamp) -> Option<E::Decision> {
-            self.shared
-                .cache
-                .peek(key, stamp, self.shared.clock.now_ns())
-        }
-
-        /// All counters, summed.
-        pub fn counters(&self) -> CountersSnapshot {
-            self.shared.snapshot()
-        }
-
-        /// Events held right now.
-        pub fn in_flight(&self) -> usize {
-            self.shared.slots.in_flight()
-        }
-
-        /// Entries in the decision cache (live, stale and dead).
-        pub fn cache_len(&self) -> usize {
-            self.shared.cache.len()
-        }
-
-        /// Number of workers.
-        pub fn workers(&self) -> usize {
-            self.shared.workers()
-        }
-    };
-}
-
-impl<P, E, R, C, S> Handle<P, E, R, C, S>
-where
-    P: Send + Sync + 'static,
-    E: Evaluator<P>,
-    R: Responder<P, E::Decision>,
-    C: Clock,
-    S: Source<P>,
-{
-    common_methods!();
-}
-
-/// What outside threads read of and do to a running engine, whatever its parameters: a
-/// [`Handle`] as a trait object, for holders that must not name the engine's types (the
+/// What outside threads read of and do to a running engine, whatever its parameters: what a
+/// [`Handle`] dereferences to, and what holders that must not name the event type hold (the
 /// control socket). `D` is the evaluator's decision.
 pub trait EngineView<D>: Send + Sync {
-    /// See [`Handle::flush`].
+    /// Makes every cached decision invisible (rules, mode or scopes changed).
     fn flush(&self, reason: FlushReason);
-    /// See [`Handle::counters`].
+    /// Forgets the cached decision about one file (it was written to); events parked on an
+    /// evaluation of it are evaluated again.
+    fn invalidate(&self, key: FileKey);
+    /// A view of the decision cache's flush epoch, for kernel-side caches (see
+    /// [`Answer::Decided`]'s `epoch`).
+    fn epoch(&self) -> Epoch;
+    /// All counters, summed.
     fn counters(&self) -> CountersSnapshot;
-    /// See [`Handle::cache_len`].
+    /// Entries in the decision cache (live, stale and dead).
     fn cache_len(&self) -> usize;
-    /// See [`Handle::in_flight`].
+    /// Events held right now.
     fn in_flight(&self) -> usize;
-    /// See [`Handle::workers`].
+    /// Number of workers.
     fn workers(&self) -> usize;
-    /// See [`Handle::deferred`].
+    /// Events deferred right now by the per-principal bounds.
     fn deferred(&self) -> u64;
-    /// See [`Handle::peek`].
+    /// The cached decision a new exec of this file would get right now, if any; read-only
+    /// (no LRU promotion, no placeholder): `santactl checkcache`.
     fn peek(&self, key: FileKey, stamp: FileStamp) -> Option<D>;
 }
 
-impl<P, E, R, C, S> EngineView<E::Decision> for Handle<P, E, R, C, S>
+impl<K: Parts> EngineView<Decision<K>> for Shared<K>
 where
-    P: Send + Sync + 'static,
-    E: Evaluator<P>,
-    R: Responder<P, E::Decision>,
-    C: Clock,
-    S: Source<P>,
     Self: Send + Sync,
 {
     fn flush(&self, reason: FlushReason) {
-        Handle::flush(self, reason);
+        self.cache.flush(reason);
+    }
+    fn invalidate(&self, key: FileKey) {
+        Submit::invalidate(self, 0, key);
+    }
+    fn epoch(&self) -> Epoch {
+        self.cache.epoch_watch()
     }
     fn counters(&self) -> CountersSnapshot {
-        Handle::counters(self)
+        self.snapshot()
     }
     fn cache_len(&self) -> usize {
-        Handle::cache_len(self)
+        self.cache.len()
     }
     fn in_flight(&self) -> usize {
-        Handle::in_flight(self)
+        self.slots.in_flight()
     }
     fn workers(&self) -> usize {
-        Handle::workers(self)
+        Shared::workers(self)
     }
     fn deferred(&self) -> u64 {
-        Handle::deferred(self)
+        self.throttle.deferred()
     }
-    fn peek(&self, key: FileKey, stamp: FileStamp) -> Option<E::Decision> {
-        Handle::peek(self, key, stamp)
+    fn peek(&self, key: FileKey, stamp: FileStamp) -> Option<Decision<K>> {
+        self.cache.peek(key, stamp, self.clock.now_ns())
+    }
+}
+
+impl<P, D> std::ops::Deref for Handle<P, D> {
+    type Target = dyn EngineView<D>;
+    fn deref(&self) -> &Self::Target {
+        &*self.view
+    }
+}
+
+impl<P, D> std::ops::Deref for Engine<P, D> {
+    type Target = Handle<P, D>;
+    fn deref(&self) -> &Handle<P, D> {
+        &self.handle
     }
 }
 
 /// A handle is how threads outside the engine submit (Endpoint Security's callback): the same
 /// interface the engine gives its sources.
-impl<P, E, R, C, S> Submit<P> for Handle<P, E, R, C, S>
-where
-    P: Send + Sync + 'static,
-    E: Evaluator<P>,
-    R: Responder<P, E::Decision>,
-    C: Clock,
-    S: Source<P>,
-{
+impl<P, D> Submit<P> for Handle<P, D> {
     fn submit(&self, core: usize, event: Event<P>) -> Submitted {
-        self.shared.submit_event(core, event)
+        self.submit.submit(core, event)
     }
-
     fn now_ns(&self) -> u64 {
-        self.shared.clock.now_ns()
+        self.submit.now_ns()
     }
-
     fn invalidate(&self, core: usize, key: FileKey) {
-        Submit::invalidate(&*self.shared, core, key);
+        self.submit.invalidate(core, key);
     }
 }
 
-impl<P, E, R, C, S> Engine<P, E, R, C, S>
+/// What the engine itself does to its shared state on its way down and for tests, with the
+/// shared state's parameters out of sight.
+trait Lifecycle: Send + Sync {
+    /// See [`Engine::expire_due`].
+    fn expire_due(&self) -> u64;
+    /// Stops taking events and wakes every worker so that it drains its queue and leaves.
+    fn stop_taking(&self);
+    /// After the workers left: answers what was queued behind their backs, then lets the
+    /// deadline thread go.
+    fn drain(&self);
+}
+
+impl<K: Parts> Lifecycle for Shared<K>
 where
-    P: Send + Sync + 'static,
-    E: Evaluator<P>,
-    R: Responder<P, E::Decision>,
-    C: Clock,
-    S: Source<P>,
+    Self: Send + Sync,
 {
+    fn expire_due(&self) -> u64 {
+        Shared::expire_due(self)
+    }
+
+    fn stop_taking(&self) {
+        self.running.store(false, Ordering::SeqCst);
+        for w in 0..self.workers() {
+            self.sleeping[w].store(true, Ordering::SeqCst);
+            self.wake(w);
+        }
+    }
+
+    fn drain(&self) {
+        // A submitter that passed the running check just before it flipped may have queued
+        // after the workers left.
+        let shut = |index: u32| {
+            let slot = self.slots.held(index & ITEM_INDEX);
+            if self.slots.try_answer(slot) {
+                bump(&self.counters.core(self.external_core()).shutdown_defaults);
+                self.respond_guarded(
+                    AnsweredBy::Submitter,
+                    &self.slots.data(slot).payload,
+                    Answer::Default(DefaultReason::ShuttingDown),
+                );
+            }
+            self.slots.release(slot);
+        };
+        for q in self.queues.iter() {
+            while let Some(item) = q.pop() {
+                shut(item);
+            }
+        }
+        self.throttle.drain(shut);
+        self.deadline_stop.store(true, Ordering::SeqCst);
+    }
+}
+
+impl<P: Send + Sync + 'static, D: Clone + Send + Sync + 'static> Engine<P, D> {
     /// Builds the engine and starts its workers (and deadline thread, if configured).
-    pub fn start(
+    pub fn start<E, R, C, S>(
         config: EngineConfig,
         evaluator: E,
         responder: R,
         clock: C,
         source: S,
-    ) -> std::io::Result<Self> {
+    ) -> std::io::Result<Self>
+    where
+        E: Evaluator<P, Decision = D>,
+        R: Responder<P, D>,
+        C: Clock,
+        S: Source<P>,
+    {
         let workers = if config.workers == 0 {
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -253,7 +229,7 @@ where
             0 => workers.saturating_sub(1).max(1),
             n => n,
         };
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(Shared::<(P, E, R, C, S)> {
             slots: Slots::new(inflight_max),
             queues: (0..workers)
                 .map(|_| CachePadded::new(ArrayQueue::new(config.queue_depth_max.max(1))))
@@ -287,7 +263,11 @@ where
             deadline_stop: AtomicBool::new(false),
         });
         let mut engine = Engine {
-            shared: shared.clone(),
+            handle: Handle {
+                view: shared.clone(),
+                submit: shared.clone(),
+            },
+            life: shared.clone(),
             workers: Vec::with_capacity(workers),
             deadline: None,
         };
@@ -322,74 +302,36 @@ where
     }
 
     /// A handle for outside threads.
-    pub fn handle(&self) -> Handle<P, E, R, C, S> {
-        Handle {
-            shared: self.shared.clone(),
-        }
+    pub fn handle(&self) -> Handle<P, D> {
+        self.handle.clone()
     }
+}
 
+impl<P, D> Engine<P, D> {
     /// Answers every pending event whose deadline has passed, with the default; returns the
     /// earliest deadline still pending. For tests that drive a simulated clock; the deadline
     /// thread does this on its own.
     pub fn expire_due(&self) -> u64 {
-        self.shared.expire_due()
+        self.life.expire_due()
     }
-
-    common_methods!();
 
     /// Stops taking events (new ones are answered with the default), lets the workers answer
     /// everything queued, and joins every thread. Nothing held is left unanswered.
     pub fn shutdown(self) {
         drop(self);
     }
+}
 
-    fn stop(&mut self) {
-        let s = &self.shared;
-        s.running.store(false, Ordering::SeqCst);
-        for w in 0..s.workers() {
-            s.sleeping[w].store(true, Ordering::SeqCst);
-            s.wake(w);
-        }
+impl<P, D> Drop for Engine<P, D> {
+    fn drop(&mut self) {
+        self.life.stop_taking();
         for handle in self.workers.drain(..) {
             let _ = handle.join();
         }
-        // A submitter that passed the running check just before it flipped may have queued
-        // after the workers left.
-        let shut = |index: u32| {
-            let slot = s.slots.held(index & ITEM_INDEX);
-            if s.slots.try_answer(slot) {
-                bump(&s.counters.core(s.external_core()).shutdown_defaults);
-                s.respond_guarded(
-                    AnsweredBy::Submitter,
-                    &s.slots.data(slot).payload,
-                    Answer::Default(DefaultReason::ShuttingDown),
-                );
-            }
-            s.slots.release(slot);
-        };
-        for q in s.queues.iter() {
-            while let Some(item) = q.pop() {
-                shut(item);
-            }
-        }
-        s.throttle.drain(shut);
-        s.deadline_stop.store(true, Ordering::SeqCst);
+        self.life.drain();
         if let Some(handle) = self.deadline.take() {
             handle.thread().unpark();
             let _ = handle.join();
         }
-    }
-}
-
-impl<P, E, R, C, S> Drop for Engine<P, E, R, C, S>
-where
-    P: Send + Sync + 'static,
-    E: Evaluator<P>,
-    R: Responder<P, E::Decision>,
-    C: Clock,
-    S: Source<P>,
-{
-    fn drop(&mut self) {
-        self.stop();
     }
 }

@@ -64,7 +64,7 @@ pub trait Submit<P> {
 ///
 /// On Linux every worker reads the fanotify fd and submits onto its own queue, so the common
 /// path has no hand-off between threads. Sources fed from other threads (Endpoint Security's
-/// callback, tests) use [`ExternalSource`] and [`Handle::submit`](super::Handle::submit).
+/// callback, tests) use [`ExternalSource`] and a [`Handle`](super::Handle) (its [`Submit`]).
 pub trait Source<P>: Send + Sync + 'static {
     /// Reads what is available to `worker` now, without blocking, and submits it; returns how
     /// many events were submitted.
@@ -87,7 +87,7 @@ pub trait Source<P>: Send + Sync + 'static {
 }
 
 /// A source that reads nothing itself: events come from other threads through
-/// [`Handle::submit`](super::Handle::submit); idle workers park.
+/// a [`Handle`](super::Handle) (its [`Submit`]); idle workers park.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ExternalSource;
 

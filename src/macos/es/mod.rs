@@ -23,7 +23,9 @@
 //! recent allows), `evaluator`, `responder` (ES's cache rule, the log line, the block message)
 //! and `errors` (ES's result codes).
 
+use crate::identity::Verdict;
 use santa_hotpath::Engine;
+use std::sync::Arc;
 
 mod errors;
 mod evaluator;
@@ -62,9 +64,8 @@ pub mod paths {
     pub const DAEMON_LOG_PATH: &str = "/var/log/santad.log";
 }
 
-/// The engine santad runs on macOS, generic over the message holder and the answer port.
-pub type EsEngine<M, K, C> =
-    Engine<EsExec<M>, EsEvaluator, EsResponder<K>, C, santa_hotpath::ExternalSource>;
+/// The engine santad runs on macOS, generic over the message holder.
+pub type EsEngine<M> = Engine<EsExec<M>, Arc<Verdict>>;
 
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,7 @@ use crate::identity::Verdict;
 use santa_hotpath::clock::MachTimebase;
 use santa_hotpath::{
     Answer, AnsweredBy, Cacheability, DefaultReason, EngineConfig, Evaluator, FileKey, FileStamp,
-    FlushReason, Origin, Responder,
+    FlushReason, Origin, Responder, Submit,
 };
 use santa_rules as rules;
 use std::io::Write;
@@ -598,19 +598,18 @@ fn engine_answers_es_messages_once_and_lets_es_cache_only_allows() {
     let log = EventLog::new(64);
     let answers = Arc::new(Answers::default());
     let shared = EsShared::new(MachTimebase::new(125, 3), LOG_NOTIFICATIONS);
-    let engine: EsEngine<PlainMessage, Arc<Answers>, santa_hotpath::MonotonicClock> =
-        Engine::start(
-            EngineConfig {
-                workers: 2,
-                pin_workers: false,
-                ..EngineConfig::default()
-            },
-            EsEvaluator::new(policy.clone(), 1 << 20),
-            EsResponder::new(answers.clone(), shared.clone(), policy, log.clone()),
-            santa_hotpath::MonotonicClock::new(),
-            santa_hotpath::ExternalSource,
-        )
-        .unwrap();
+    let engine: EsEngine<PlainMessage> = Engine::start(
+        EngineConfig {
+            workers: 2,
+            pin_workers: false,
+            ..EngineConfig::default()
+        },
+        EsEvaluator::new(policy.clone(), 1 << 20),
+        EsResponder::new(answers.clone(), shared.clone(), policy, log.clone()),
+        santa_hotpath::MonotonicClock::new(),
+        santa_hotpath::ExternalSource,
+    )
+    .unwrap();
     let handle = engine.handle();
     let now_ticks = shared.timebase.ns_to_ticks(handle.now_ns());
     let deadline_ticks = now_ticks + shared.timebase.ns_to_ticks(30_000 * MS);

@@ -517,8 +517,8 @@ mod tests {
         let file = File::open(&fixture).expect("the shared Mach-O fixtures are beside the repo");
         let info = signing::file_info(&fixture, &Default::default()).unwrap();
         let team = info
-            .team_id
-            .clone()
+            .team_id()
+            .cloned()
             .expect("the devid fixture has a Team ID")
             .0;
         let rule = rules::Rule::new(

@@ -159,20 +159,39 @@ pub struct FileInfo {
     pub format: FileFormat,
     /// Santa's Type line: `Executable (x86_64, arm64)`, `Script`, ...
     pub type_description: String,
-    /// Signing facts, for Mach-O files.
+    /// Signing facts, for Mach-O files; the identities below are read from it.
     pub signing: Option<FileSigning>,
-    /// Santa's Code-signed line.
-    pub code_signed: String,
-    /// Team ID.
-    pub team_id: Option<TeamId>,
-    /// Signing ID (`TEAMID:ident` / `platform:ident`).
-    pub signing_id: Option<SigningId>,
-    /// CDHash.
-    pub cdhash: Option<CdHash>,
-    /// The signing chain, leaf first.
-    pub signing_chain: Vec<Certificate>,
     /// The bundle the file belongs to.
     pub bundle: Option<Bundle>,
+}
+
+impl FileInfo {
+    /// Santa's Code-signed line (`No` for a file that is not Mach-O).
+    pub fn code_signed(&self) -> String {
+        self.signing
+            .as_ref()
+            .map_or_else(|| "No".into(), FileSigning::code_signed_text)
+    }
+
+    /// Team ID of the primary slice.
+    pub fn team_id(&self) -> Option<&TeamId> {
+        self.signing.as_ref()?.team_id()
+    }
+
+    /// Signing ID (`TEAMID:ident` / `platform:ident`) of the primary slice.
+    pub fn signing_id(&self) -> Option<&SigningId> {
+        self.signing.as_ref()?.signing_id()
+    }
+
+    /// CDHash of the primary slice.
+    pub fn cdhash(&self) -> Option<CdHash> {
+        self.signing.as_ref()?.cdhash()
+    }
+
+    /// The primary slice's signing chain, leaf first.
+    pub fn signing_chain(&self) -> &[Certificate] {
+        self.signing.as_ref().map_or(&[], FileSigning::chain)
+    }
 }
 
 /// Options for [`file_info`].
@@ -304,9 +323,6 @@ pub fn file_info(path: &Path, options: &FileInfoOptions) -> Result<FileInfo, Fil
         (None, FileFormat::Script) => "Script".into(),
         (None, _) => "Unknown (not executable)".into(),
     };
-    let code_signed = signing
-        .as_ref()
-        .map_or_else(|| "No".into(), FileSigning::code_signed_text);
     Ok(FileInfo {
         path: path.to_path_buf(),
         sha256,
@@ -316,14 +332,6 @@ pub fn file_info(path: &Path, options: &FileInfoOptions) -> Result<FileInfo, Fil
         changed,
         format,
         type_description,
-        team_id: signing.as_ref().and_then(|s| s.team_id().cloned()),
-        signing_id: signing.as_ref().and_then(|s| s.signing_id().cloned()),
-        cdhash: signing.as_ref().and_then(FileSigning::cdhash),
-        signing_chain: signing
-            .as_ref()
-            .map(|s| s.chain().to_vec())
-            .unwrap_or_default(),
-        code_signed,
         signing,
         bundle,
     })
@@ -347,26 +355,17 @@ impl fmt::Display for FileInfo {
             )?;
         }
         line(f, "Type", &self.type_description)?;
-        line(f, "Code-signed", &self.code_signed)?;
-        let none = "";
-        match &self.team_id {
-            Some(t) => line(f, "Team ID", t)?,
-            None => line(f, "Team ID", &none)?,
-        }
-        match &self.signing_id {
-            Some(s) => line(f, "Signing ID", s)?,
-            None => line(f, "Signing ID", &none)?,
-        }
-        match &self.cdhash {
-            Some(c) => line(f, "CDHash", c)?,
-            None => line(f, "CDHash", &none)?,
-        }
+        line(f, "Code-signed", &self.code_signed())?;
+        let text = |v: Option<&dyn fmt::Display>| v.map(ToString::to_string).unwrap_or_default();
+        line(f, "Team ID", &text(self.team_id().map(|t| t as _)))?;
+        line(f, "Signing ID", &text(self.signing_id().map(|s| s as _)))?;
+        line(f, "CDHash", &text(self.cdhash().as_ref().map(|c| c as _)))?;
         if self.changed {
             line(f, "Warning", &"file changed while it was read")?;
         }
-        if !self.signing_chain.is_empty() {
+        if !self.signing_chain().is_empty() {
             writeln!(f, "Signing Chain:")?;
-            for (i, c) in self.signing_chain.iter().enumerate() {
+            for (i, c) in self.signing_chain().iter().enumerate() {
                 writeln!(f, "    {}. SHA-256             : {}", i + 1, c.sha256)?;
                 writeln!(f, "       SHA-1               : {}", c.sha1)?;
                 let opt = |o: &Option<String>| o.clone().unwrap_or_default();

@@ -158,12 +158,12 @@ fn fileinfo_of_the_developer_id_app() {
     assert_eq!(info.sha256, manifest_sha256(DEVID));
     assert!(!info.changed);
     assert_eq!(info.type_description, "Executable (x86_64, arm64)");
-    assert_eq!(info.code_signed, "Yes");
+    assert_eq!(info.code_signed(), "Yes");
     let signing = info.signing.as_ref().unwrap();
     assert_eq!(signing.status, SigningStatus::Production);
-    assert_eq!(info.team_id.as_ref().unwrap().0, "S8XHQB96PW");
+    assert_eq!(info.team_id().unwrap().0, "S8XHQB96PW");
     assert_eq!(
-        info.signing_id.as_ref().unwrap().0,
+        info.signing_id().unwrap().0,
         "S8XHQB96PW:org.mitmproxy.macos-redirector"
     );
     // The primary slice is this machine's architecture when present.
@@ -172,9 +172,9 @@ fn fileinfo_of_the_developer_id_app() {
     } else {
         "d594e3f6ce68cfaac8d08126a5d5123d5b35fc4a"
     };
-    assert_eq!(info.cdhash.unwrap().to_string(), want_cdhash);
+    assert_eq!(info.cdhash().unwrap().to_string(), want_cdhash);
     let chain: Vec<String> = info
-        .signing_chain
+        .signing_chain()
         .iter()
         .map(|c| c.sha256.to_string())
         .collect();
@@ -206,8 +206,8 @@ fn fileinfo_of_the_developer_id_app() {
     assert_eq!(json["sha256"], manifest_sha256(DEVID).to_string());
     assert_eq!(json["signing"]["status"], "production");
     assert_eq!(
-        json["signing_chain"][0]["subject"]["organization"],
-        "Maximilian Hils"
+        info.signing_chain()[0].subject.organization.as_deref(),
+        Some("Maximilian Hils")
     );
 }
 
@@ -218,12 +218,12 @@ fn fileinfo_of_scripts_and_unsigned_files() {
     std::fs::write(&script, "#!/bin/sh\n").unwrap();
     let info = file_info(&script, &FileInfoOptions::default()).unwrap();
     assert_eq!(info.type_description, "Script");
-    assert_eq!(info.code_signed, "No");
+    assert_eq!(info.code_signed(), "No");
     assert!(info.signing.is_none());
     let fat = fixtures_dir().join(GET_WINDOWS);
     let info = file_info(&fat, &FileInfoOptions::default()).unwrap();
     assert_eq!(
-        info.code_signed,
+        info.code_signed(),
         "Yes, but signing is not consistent for all architectures"
     );
     assert!(info.bundle.is_none());

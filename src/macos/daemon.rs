@@ -71,7 +71,6 @@ fn subscriptions(config: &Config) -> Vec<es_event_type_t> {
 
 type MacEngine = EsEngine<RetainedMessage>;
 type Exec = es::EsExec<RetainedMessage>;
-type Responder = EsResponder<Arc<EsClient>>;
 type MacHandle = Handle<Exec, Arc<Verdict>>;
 
 /// What the control socket may do to the running engine and Endpoint Security client.

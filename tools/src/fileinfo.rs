@@ -132,10 +132,10 @@ pub fn facts(info: &signing::FileInfo) -> FileFacts {
     FileFacts {
         path: info.path.to_string_lossy().into_owned(),
         sha256: info.sha256.to_string(),
-        cdhash: info.cdhash.map(|c| c.to_string()),
-        signing_id: info.signing_id.as_ref().map(|s| s.0.clone()),
-        team_id: info.team_id.as_ref().map(|t| t.0.clone()),
-        cert_sha256: info.signing_chain.first().map(|c| c.sha256.to_string()),
+        cdhash: info.cdhash().map(|c| c.to_string()),
+        signing_id: info.signing_id().map(|s| s.0.clone()),
+        team_id: info.team_id().map(|t| t.0.clone()),
+        cert_sha256: info.signing_chain().first().map(|c| c.sha256.to_string()),
         signing_status: status,
         platform_binary: info
             .signing
@@ -232,11 +232,11 @@ impl Values<'_> {
                 .as_ref()
                 .and_then(|b| b.short_version.clone())
                 .and_then(s),
-            TEAM_ID => info.team_id.as_ref().and_then(|t| s(t.0.clone())),
-            SIGNING_ID => info.signing_id.as_ref().and_then(|t| s(t.0.clone())),
-            CDHASH => info.cdhash.and_then(|c| s(c.to_string())),
+            TEAM_ID => info.team_id().and_then(|t| s(t.0.clone())),
+            SIGNING_ID => info.signing_id().and_then(|t| s(t.0.clone())),
+            CDHASH => info.cdhash().and_then(|c| s(c.to_string())),
             TYPE => s(info.type_description.clone()),
-            CODE_SIGNED => s(info.code_signed.clone()),
+            CODE_SIGNED => s(info.code_signed().clone()),
             RULE | DECISION => {
                 let (rule, decision) = self
                     .check
@@ -244,9 +244,9 @@ impl Values<'_> {
                     .clone();
                 s(if key == RULE { rule } else { decision })
             }
-            SIGNING_CHAIN => (!info.signing_chain.is_empty()).then(|| {
+            SIGNING_CHAIN => (!info.signing_chain().is_empty()).then(|| {
                 Value::Array(
-                    info.signing_chain
+                    info.signing_chain()
                         .iter()
                         .map(|c| Value::Object(cert_fields(c)))
                         .collect(),
@@ -361,7 +361,7 @@ fn describe(
     };
     let mut dict = Map::new();
     if let Some(index) = opts.cert_index {
-        let chain = &info.signing_chain;
+        let chain = &info.signing_chain();
         if chain.is_empty() {
             return Ok(None);
         }

@@ -476,10 +476,10 @@ fn identifier_of(path: &Path, t: rules::RuleType) -> Result<String, Failure> {
     let info = fileinfo::load(path).map_err(Failure::Usage)?;
     let id = match t {
         rules::RuleType::Binary => Some(info.sha256.to_string()),
-        rules::RuleType::Certificate => info.signing_chain.first().map(|c| c.sha256.to_string()),
-        rules::RuleType::CdHash => info.cdhash.map(|c| c.to_string()),
-        rules::RuleType::TeamId => info.team_id.map(|t| t.0),
-        rules::RuleType::SigningId => info.signing_id.map(|s| s.0),
+        rules::RuleType::Certificate => info.signing_chain().first().map(|c| c.sha256.to_string()),
+        rules::RuleType::CdHash => info.cdhash().map(|c| c.to_string()),
+        rules::RuleType::TeamId => info.team_id().map(|t| t.0.clone()),
+        rules::RuleType::SigningId => info.signing_id().map(|s| s.0.clone()),
     };
     id.ok_or_else(|| {
         Failure::Usage(format!(

@@ -111,25 +111,18 @@ impl EngineControl for DaemonControl {
             }
         }
         let backstop = match &self.backstop {
-            Some(b) => {
-                let st = b.stats();
-                BackstopStatus {
-                    state: "active".into(),
-                    detail: if b.lockdown() {
-                        "Lockdown: kills execs from unwatched filesystems and direct loader runs \
+            Some(b) => BackstopStatus {
+                state: "active".into(),
+                detail: if b.lockdown() {
+                    "Lockdown: kills execs from unwatched filesystems and direct loader runs \
                          (in scope)"
-                            .into()
-                    } else {
-                        "Monitor: reports execs from unwatched filesystems and direct loader runs"
-                            .into()
-                    },
-                    checked: st.checked,
-                    denied: st.denied,
-                    reported: st.reported,
-                    dropped: st.dropped,
-                    entry_unchecked: st.entry_unchecked,
-                }
-            }
+                        .into()
+                } else {
+                    "Monitor: reports execs from unwatched filesystems and direct loader runs"
+                        .into()
+                },
+                counters: b.stats(),
+            },
             None => BackstopStatus {
                 state: "inactive".into(),
                 detail: self.backstop_absent.clone(),

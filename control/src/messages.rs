@@ -362,13 +362,21 @@ pub struct BackstopStatus {
     pub state: String,
     /// What it does, or why it is not there.
     pub detail: String,
+    /// The BPF program's counters (zero when inactive), as fields of this object on the wire.
+    #[serde(flatten)]
+    pub counters: BackstopCounters,
+}
+
+/// The exec backstop program's counters, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackstopCounters {
     /// Execs it looked at.
     pub checked: u64,
-    /// Execs it killed.
+    /// Execs it killed (Lockdown, in scope).
     pub denied: u64,
     /// Execs it reported and let run.
     pub reported: u64,
-    /// Reports lost to a full ring buffer.
+    /// Reports lost to a full ring buffer (the kill happened regardless).
     pub dropped: u64,
     /// Execs whose entry point could not be looked up (reported, not killed).
     #[serde(default)]

@@ -18,33 +18,67 @@ pub const SIGNING_ID_BYTES_MAX: usize = 4096;
 /// Length of an Apple Team ID (Santa: `kExpectedTeamIDLength`).
 pub const TEAM_ID_LEN: usize = 10;
 
+/// Declares a field-less enum whose discriminants are the values Santa stores, each with Santa's
+/// spelling, and gives it `ALL` (every variant, in declaration order), `from_repr` (a stored value
+/// back to its variant) and the spelling function named in the header, so that the list of
+/// variants is written once.
+macro_rules! stored_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident: $repr:ident, $(#[$nmeta:meta])* fn $spelling:ident -> $sty:ty {
+            $( $(#[$vmeta:meta])* $variant:ident = $value:literal => $text:expr, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[repr($repr)]
+        pub enum $name {
+            $( $(#[$vmeta])* $variant = $value, )+
+        }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: [$name; [$(stringify!($variant)),+].len()] = [$($name::$variant),+];
+
+            /// The variant whose discriminant is `value`, if any.
+            #[inline]
+            pub fn from_repr(value: $repr) -> Option<$name> {
+                match value {
+                    $( $value => Some($name::$variant), )+
+                    _ => None,
+                }
+            }
+
+            $(#[$nmeta])*
+            pub fn $spelling(self) -> $sty {
+                match self {
+                    $( $name::$variant => $text, )+
+                }
+            }
+        }
+    };
+}
+
+stored_enum! {
 /// The identifier kind a rule matches on. The discriminants are Santa's database values, which are
 /// also its precedence: a lower value wins.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(u16)]
-pub enum RuleType {
+pub enum RuleType: u16,
+    /// The spelling in Santa's JSON (`rule_type`) and on `santactl`'s command line.
+    fn santa_name -> &'static str {
     /// The code directory hash of a signed Mach-O (20 bytes).
-    CdHash = 500,
+    CdHash = 500 => "CDHASH",
     /// The SHA-256 of the file's contents.
-    Binary = 1000,
+    Binary = 1000 => "BINARY",
     /// `TEAMID:signing-id` or `platform:signing-id`.
-    SigningId = 2000,
+    SigningId = 2000 => "SIGNINGID",
     /// The SHA-256 of the leaf signing certificate.
-    Certificate = 3000,
+    Certificate = 3000 => "CERTIFICATE",
     /// The Apple developer Team ID (10 upper-case alphanumerics).
-    TeamId = 4000,
+    TeamId = 4000 => "TEAMID",
+}
 }
 
 impl RuleType {
-    /// Every rule type, in precedence order (highest first).
-    pub const ALL: [RuleType; 5] = [
-        RuleType::CdHash,
-        RuleType::Binary,
-        RuleType::SigningId,
-        RuleType::Certificate,
-        RuleType::TeamId,
-    ];
-
     /// The value stored in the `type` column.
     pub fn db_value(self) -> i64 {
         self as u16 as i64
@@ -52,18 +86,7 @@ impl RuleType {
 
     /// The rule type for a `type` column value, if it is one Santa defines.
     pub fn from_db_value(value: i64) -> Option<RuleType> {
-        RuleType::ALL.into_iter().find(|t| t.db_value() == value)
-    }
-
-    /// The spelling in Santa's JSON (`rule_type`) and on `santactl`'s command line.
-    pub fn santa_name(self) -> &'static str {
-        match self {
-            RuleType::CdHash => "CDHASH",
-            RuleType::Binary => "BINARY",
-            RuleType::SigningId => "SIGNINGID",
-            RuleType::Certificate => "CERTIFICATE",
-            RuleType::TeamId => "TEAMID",
-        }
+        u16::try_from(value).ok().and_then(RuleType::from_repr)
     }
 
     /// Parses Santa's spelling, ignoring ASCII case (Santa upper-cases the value before comparing).
@@ -80,58 +103,46 @@ impl fmt::Display for RuleType {
     }
 }
 
+stored_enum! {
 /// What a stored rule says. Discriminants are Santa's `SNTRuleState` database values.
 ///
 /// Removal (Santa's state 4) is not a stored state; it is [`RuleChange::Remove`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum RuleState {
+pub enum RuleState: u8,
+    /// Santa's JSON `policy` spelling, for states that `santactl rule --import` accepts.
+    /// `None` for states Santa never exports in importable form (transitive, CEL v2, seatbelt).
+    fn policy_name -> Option<&'static str> {
     /// Allow execution.
-    Allow = 1,
+    Allow = 1 => Some("ALLOWLIST"),
     /// Deny execution and tell the user.
-    Block = 2,
+    Block = 2 => Some("BLOCKLIST"),
     /// Deny execution without telling the user (neither GUI nor TTY).
-    SilentBlock = 3,
+    SilentBlock = 3 => Some("SILENT_BLOCKLIST"),
     /// Allow, and treat the process as a compiler whose outputs get transitive rules (when
     /// transitive rules are enabled; otherwise a plain allow).
-    AllowCompiler = 5,
+    AllowCompiler = 5 => Some("ALLOWLIST_COMPILER"),
     /// Allow: a rule written locally for a file a compiler produced. Ranks below every configured
     /// rule type and only counts while transitive rules are enabled.
-    AllowTransitive = 6,
+    AllowTransitive = 6 => None,
     /// Allow, approved locally by the user for this binary (Binary rules only).
-    AllowLocalBinary = 7,
+    AllowLocalBinary = 7 => Some("ALLOWLIST_LOCAL_BINARY"),
     /// Allow, approved locally by the user for this Signing ID (Signing ID rules only).
-    AllowLocalSigningId = 8,
+    AllowLocalSigningId = 8 => Some("ALLOWLIST_LOCAL_SIGNINGID"),
     /// A CEL expression decides (Santa v1 CEL). Kept so Santa databases carry over; this crate
     /// cannot evaluate CEL, see the pipeline for what such a match does.
-    Cel = 9,
+    Cel = 9 => Some("CEL"),
     /// A CEL v2 expression decides. Kept for fidelity; not evaluated here.
-    CelV2 = 10,
+    CelV2 = 10 => None,
     /// Allowed only inside a seatbelt sandbox (macOS). Not enforceable here: denies, uncached.
-    Seatbelt = 11,
+    Seatbelt = 11 => None,
     /// Deny without a GUI notification (TTY message still shown).
-    SilentBlockGui = 12,
+    SilentBlockGui = 12 => Some("SILENT_GUI_BLOCKLIST"),
     /// Deny without a TTY message (GUI notification still shown).
-    SilentBlockTty = 13,
+    SilentBlockTty = 13 => Some("SILENT_TTY_BLOCKLIST"),
+}
 }
 
 impl RuleState {
-    /// Every stored state.
-    pub const ALL: [RuleState; 12] = [
-        RuleState::Allow,
-        RuleState::Block,
-        RuleState::SilentBlock,
-        RuleState::AllowCompiler,
-        RuleState::AllowTransitive,
-        RuleState::AllowLocalBinary,
-        RuleState::AllowLocalSigningId,
-        RuleState::Cel,
-        RuleState::CelV2,
-        RuleState::Seatbelt,
-        RuleState::SilentBlockGui,
-        RuleState::SilentBlockTty,
-    ];
-
     /// Santa's database value for "remove" (never stored; appears only in change lists).
     pub const REMOVE_DB_VALUE: i64 = 4;
 
@@ -142,44 +153,7 @@ impl RuleState {
 
     /// The state for a `state` column value, if it is a storable Santa state.
     pub fn from_db_value(value: i64) -> Option<RuleState> {
-        RuleState::ALL.into_iter().find(|s| s.db_value() == value)
-    }
-
-    /// The state for its discriminant (as packed into the snapshot's slots).
-    #[inline]
-    pub fn from_u8(value: u8) -> Option<RuleState> {
-        Some(match value {
-            1 => RuleState::Allow,
-            2 => RuleState::Block,
-            3 => RuleState::SilentBlock,
-            5 => RuleState::AllowCompiler,
-            6 => RuleState::AllowTransitive,
-            7 => RuleState::AllowLocalBinary,
-            8 => RuleState::AllowLocalSigningId,
-            9 => RuleState::Cel,
-            10 => RuleState::CelV2,
-            11 => RuleState::Seatbelt,
-            12 => RuleState::SilentBlockGui,
-            13 => RuleState::SilentBlockTty,
-            _ => return None,
-        })
-    }
-
-    /// Santa's JSON `policy` spelling, for states that `santactl rule --import` accepts.
-    /// `None` for states Santa never exports in importable form (transitive, CEL v2, seatbelt).
-    pub fn policy_name(self) -> Option<&'static str> {
-        Some(match self {
-            RuleState::Allow => "ALLOWLIST",
-            RuleState::Block => "BLOCKLIST",
-            RuleState::SilentBlock => "SILENT_BLOCKLIST",
-            RuleState::AllowCompiler => "ALLOWLIST_COMPILER",
-            RuleState::AllowLocalBinary => "ALLOWLIST_LOCAL_BINARY",
-            RuleState::AllowLocalSigningId => "ALLOWLIST_LOCAL_SIGNINGID",
-            RuleState::Cel => "CEL",
-            RuleState::SilentBlockGui => "SILENT_GUI_BLOCKLIST",
-            RuleState::SilentBlockTty => "SILENT_TTY_BLOCKLIST",
-            RuleState::AllowTransitive | RuleState::CelV2 | RuleState::Seatbelt => return None,
-        })
+        u8::try_from(value).ok().and_then(RuleState::from_repr)
     }
 
     /// True for the plain allow state: the only state whose addition never needs a cache flush.
@@ -456,23 +430,19 @@ impl RuleIdentifier {
         if text.is_empty() {
             return Err(err("the identifier is empty"));
         }
+        let sha256 = || Sha256::from_hex(text).ok_or("expected 64 hexadecimal characters");
         match rule_type {
             RuleType::CdHash => CdHash::from_hex(text)
                 .map(RuleIdentifier::CdHash)
-                .ok_or_else(|| err("expected 40 hexadecimal characters")),
-            RuleType::Binary => Sha256::from_hex(text)
-                .map(RuleIdentifier::Binary)
-                .ok_or_else(|| err("expected 64 hexadecimal characters")),
-            RuleType::Certificate => Sha256::from_hex(text)
-                .map(RuleIdentifier::Certificate)
-                .ok_or_else(|| err("expected 64 hexadecimal characters")),
+                .ok_or("expected 40 hexadecimal characters"),
+            RuleType::Binary => sha256().map(RuleIdentifier::Binary),
+            RuleType::Certificate => sha256().map(RuleIdentifier::Certificate),
             RuleType::TeamId => TeamId::parse_rule(text)
                 .map(RuleIdentifier::TeamId)
-                .ok_or_else(|| err("expected 10 letters or digits")),
-            RuleType::SigningId => SigningId::parse(text)
-                .map(RuleIdentifier::SigningId)
-                .map_err(err),
+                .ok_or("expected 10 letters or digits"),
+            RuleType::SigningId => SigningId::parse(text).map(RuleIdentifier::SigningId),
         }
+        .map_err(err)
     }
 
     /// The rule type this identifier belongs to.
@@ -595,9 +565,9 @@ mod tests {
     fn state_values_round_trip_and_remove_is_not_stored() {
         for s in RuleState::ALL {
             assert_eq!(RuleState::from_db_value(s.db_value()), Some(s));
-            assert_eq!(RuleState::from_u8(s as u8), Some(s));
+            assert_eq!(RuleState::from_repr(s as u8), Some(s));
         }
-        assert_eq!(RuleState::from_u8(4), None);
+        assert_eq!(RuleState::from_repr(4), None);
         assert_eq!(RuleState::from_db_value(RuleState::REMOVE_DB_VALUE), None);
         assert_eq!(RuleState::from_db_value(0), None);
         assert_eq!(

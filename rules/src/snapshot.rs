@@ -168,7 +168,7 @@ impl<K: SlotKey> Table<K> {
             if word == fp {
                 let body = self.bodies.get(i)?;
                 if eq(&body.key) {
-                    let state = RuleState::from_u8(body.custom_state as u8)?;
+                    let state = RuleState::from_repr(body.custom_state as u8)?;
                     let meta = Meta {
                         state,
                         custom: body.custom_state >> 8,

@@ -3,11 +3,17 @@ use crate::config::{ClientMode, LogDestination, LogFormat};
 use santa_rules as rules;
 use std::time::{Duration, UNIX_EPOCH};
 
-fn sample_exec() -> Record {
+/// A record of a decided exec, with nothing else set.
+fn decided(action: rules::Action, reason: rules::Reason) -> Record {
     let mut r = Record::new();
+    r.decision = Some(action);
+    r.reason = reason;
+    r
+}
+
+fn sample_exec() -> Record {
+    let mut r = decided(rules::Action::Deny, rules::Reason::Binary);
     r.time = UNIX_EPOCH + Duration::from_millis(1_704_067_200_123); // 2024-01-01T00:00:00.123Z
-    r.decision = Some(rules::Action::Deny);
-    r.reason = rules::Reason::Binary;
     r.mode = ClientMode::Lockdown;
     r.explain.set(b"rule matched");
     r.sha256 = Some([0xab; 32]);
@@ -43,9 +49,7 @@ fn santa_golden_exec_line() {
     // The expected string of Santa's BasicStringTest testSerializeMessageExec, less the
     // quarantine_url field that has no Linux counterpart; our hashes are bytes, so they are
     // shown as hex where Santa's test used placeholder strings.
-    let mut r = Record::new();
-    r.decision = Some(rules::Action::Allow);
-    r.reason = rules::Reason::Binary;
+    let mut r = decided(rules::Action::Allow, rules::Reason::Binary);
     r.explain.set(b"extra!");
     r.sha256 = Some([0x12; 32]);
     r.cert_sha256 = Some([0x56; 32]);
@@ -59,19 +63,15 @@ fn santa_golden_exec_line() {
     r.mode = ClientMode::Lockdown;
     r.path.set(b"execpath|");
     r.args.set(b"exec|path\0-l\n-t\0-v\r--foo\0");
-    let want = format!(
-        "action=EXEC|decision=ALLOW|reason=BINARY|explain=extra!|sha256={}|cert_sha256={}|cert_cn=|pid=12|pidversion=89|ppid=56|uid=4294967294|user=nobody|gid=4294967295|group=nogroup|mode=L|path=execpath<pipe>|args=exec<pipe>path -l\\n-t -v\\r--foo|machineid=my_id\n",
-        "12".repeat(32),
-        "56".repeat(32)
-    );
+    let want = "action=EXEC|decision=ALLOW|reason=BINARY|explain=extra!|sha256=SHA|cert_sha256=CERT|cert_cn=|pid=12|pidversion=89|ppid=56|uid=4294967294|user=nobody|gid=4294967295|group=nogroup|mode=L|path=execpath<pipe>|args=exec<pipe>path -l\\n-t -v\\r--foo|machineid=my_id\n"
+        .replace("SHA", &"12".repeat(32))
+        .replace("CERT", &"56".repeat(32));
     assert_eq!(line(&r, false, Some("my_id")), want);
 }
 
 #[test]
 fn optional_fields_are_left_out_and_missing_names_are_null() {
-    let mut r = Record::new();
-    r.decision = Some(rules::Action::Allow);
-    r.reason = rules::Reason::Unknown;
+    let mut r = decided(rules::Action::Allow, rules::Reason::Unknown);
     r.path.set(b"/bin/true");
     r.team_id.set(b"EQHXZ8M8AV");
     assert_eq!(
@@ -103,12 +103,13 @@ fn bundle_line_matches_santa() {
     r.bundle_name.set(b"file_bundle_Name");
     r.bundle_path.set(b"file_bundle_path");
     r.path.set(b"file_path");
-    let want = format!(
-        "action=BUNDLE|sha256={}|bundlehash={}|bundlename=file_bundle_Name|bundleid=|bundlepath=file_bundle_path|path=file_path|machineid=my_id\n",
-        "01".repeat(32),
-        "02".repeat(32)
+    let hashes = format!("sha256={}|bundlehash={}", "01".repeat(32), "02".repeat(32));
+    assert_eq!(
+        line(&r, false, Some("my_id")),
+        format!(
+            "action=BUNDLE|{hashes}|bundlename=file_bundle_Name|bundleid=|bundlepath=file_bundle_path|path=file_path|machineid=my_id\n"
+        )
     );
-    assert_eq!(line(&r, false, Some("my_id")), want);
 }
 
 #[test]

@@ -33,6 +33,7 @@
 //! (after fanotify's marks are in place), and goes with this value (santad's exit, or its death:
 //! the kernel detaches a program whose last fd closed).
 
+use crate::control::BackstopCounters;
 use crate::eventlog::{self, EventLog};
 use crate::linux::procinfo::NameCache;
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
@@ -128,21 +129,6 @@ impl std::error::Error for BackstopError {}
 
 fn err(what: &str, e: impl std::fmt::Display) -> BackstopError {
     BackstopError(format!("{what}: {e}"))
-}
-
-/// The program's counters, summed over CPUs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BackstopStats {
-    /// Execs the program looked at.
-    pub checked: u64,
-    /// Execs it killed (Lockdown, in scope).
-    pub denied: u64,
-    /// Execs it only reported.
-    pub reported: u64,
-    /// Reports lost to a full ring buffer (the kill happened regardless).
-    pub dropped: u64,
-    /// Execs whose entry point could not be looked up (reported, not killed).
-    pub entry_unchecked: u64,
 }
 
 /// Who Lockdown applies to, as the program checks it.
@@ -375,7 +361,7 @@ impl Backstop {
     }
 
     /// The program's counters.
-    pub fn stats(&self) -> BackstopStats {
+    pub fn stats(&self) -> BackstopCounters {
         let m = self.maps();
         let get = |i: u32| {
             m.stats
@@ -383,7 +369,7 @@ impl Backstop {
                 .map(|v| v.iter().copied().fold(0u64, u64::wrapping_add))
                 .unwrap_or(0)
         };
-        BackstopStats {
+        BackstopCounters {
             checked: get(0),
             denied: get(1),
             reported: get(2),

@@ -25,6 +25,12 @@ const CODE_SIGNED: &str = "Code-signed";
 const RULE: &str = "Rule";
 const DECISION: &str = "Expected Decision";
 const SIGNING_CHAIN: &str = "Signing Chain";
+// Keys of one certificate of the chain.
+const COMMON_NAME: &str = "Common Name";
+const ORGANIZATION: &str = "Organization";
+const ORGANIZATIONAL_UNIT: &str = "Organizational Unit";
+const VALID_FROM: &str = "Valid From";
+const VALID_UNTIL: &str = "Valid Until";
 
 /// Santa's file keys that this platform can compute, in Santa's order.
 pub const FILE_INFO_KEYS: [&str; 14] = [
@@ -43,12 +49,6 @@ pub const FILE_INFO_KEYS: [&str; 14] = [
     DECISION,
     SIGNING_CHAIN,
 ];
-
-const COMMON_NAME: &str = "Common Name";
-const ORGANIZATION: &str = "Organization";
-const ORGANIZATIONAL_UNIT: &str = "Organizational Unit";
-const VALID_FROM: &str = "Valid From";
-const VALID_UNTIL: &str = "Valid Until";
 
 /// Santa's keys of one certificate of the signing chain.
 pub const SIGNING_CHAIN_KEYS: [&str; 7] = [

@@ -322,11 +322,14 @@ fn status(d: &Daemon, json: bool) -> Result<(), Failure> {
         outln!(">>> Exec Backstop");
         row("State", &c.backstop.state);
         row("Detail", &c.backstop.detail);
-        row("Execs Checked", c.backstop.checked);
-        row("Execs Denied", c.backstop.denied);
-        row("Execs Reported", c.backstop.reported);
-        row("Reports Dropped", c.backstop.dropped);
-        row("Entry Points Unchecked", c.backstop.entry_unchecked);
+        row("Execs Checked", c.backstop.counters.checked);
+        row("Execs Denied", c.backstop.counters.denied);
+        row("Execs Reported", c.backstop.counters.reported);
+        row("Reports Dropped", c.backstop.counters.dropped);
+        row(
+            "Entry Points Unchecked",
+            c.backstop.counters.entry_unchecked,
+        );
     }
     outln!(">>> Rule Types");
     row("Binary Rules", s.rule_types.binary_rules);

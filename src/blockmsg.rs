@@ -352,13 +352,8 @@ pub fn write_to_tty(
                 if left.is_zero() {
                     return Err(WriteError::Timeout { written });
                 }
-                let mut pfd = libc::pollfd {
-                    fd: fd.as_raw_fd(),
-                    events: libc::POLLOUT,
-                    revents: 0,
-                };
-                // SAFETY: one valid pollfd, count 1.
-                unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+                let left_ms = left.as_millis().min(i32::MAX as u128) as i32;
+                crate::fdwait::wait_for(fd.as_raw_fd(), libc::POLLOUT, left_ms);
             }
             _ => return Err(WriteError::Write(err)),
         }
@@ -601,13 +596,7 @@ mod tests {
         let mut out = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(5);
         while out.len() < want && Instant::now() < deadline {
-            let mut pfd = libc::pollfd {
-                fd: master.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd.
-            if unsafe { libc::poll(&mut pfd, 1, 100) } <= 0 {
+            if crate::fdwait::wait_for(master.as_raw_fd(), libc::POLLIN, 100) == 0 {
                 continue;
             }
             let mut buf = [0u8; 4096];

@@ -40,6 +40,7 @@ pub mod bundles;
 pub use santa_config as config;
 pub mod control;
 pub mod eventlog;
+mod fdwait;
 pub mod identity;
 pub mod setup;
 pub mod stderr_logger;

@@ -787,12 +787,7 @@ mod tests {
         b.extend_from_slice(b"com.x");
         let table = b.len();
         b.extend_from_slice(&[o0 as u8, o1 as u8, o2 as u8]);
-        let mut trailer = [0u8; 32];
-        trailer[6] = 1;
-        trailer[7] = 1;
-        trailer[8..16].copy_from_slice(&3u64.to_be_bytes());
-        trailer[24..32].copy_from_slice(&(table as u64).to_be_bytes());
-        b.extend_from_slice(&trailer);
+        santa_testkit::BplistTrailer::new(1, 1, 3, table).push(&mut b);
         let p = parse(&b).unwrap();
         assert_eq!(
             p.get("CFBundleIdentifier").and_then(Plist::as_str),

@@ -95,12 +95,7 @@ fn amplifying_bplist() -> Vec<u8> {
     for _ in 1..1600 {
         b.extend_from_slice(&(o1 as u32).to_be_bytes());
     }
-    let mut trailer = [0u8; 32];
-    trailer[6] = 4;
-    trailer[7] = 1;
-    trailer[8..16].copy_from_slice(&1600u64.to_be_bytes());
-    trailer[24..32].copy_from_slice(&(table as u64).to_be_bytes());
-    b.extend_from_slice(&trailer);
+    santa_testkit::BplistTrailer::new(4, 1, 1600, table).push(&mut b);
     b
 }
 

@@ -142,14 +142,14 @@ impl Bplist {
         for off in offsets {
             b.extend(be(off, self.offset_size));
         }
-        let mut trailer = [0u8; 32];
-        trailer[6] = self.offset_size;
-        trailer[7] = self.ref_size;
-        let count = self.count.unwrap_or(self.objects.len() as u64);
-        trailer[8..16].copy_from_slice(&count.to_be_bytes());
-        trailer[16..24].copy_from_slice(&self.top.to_be_bytes());
-        trailer[24..32].copy_from_slice(&self.table_offset.unwrap_or(table).to_be_bytes());
-        b.extend_from_slice(&trailer);
+        santa_testkit::BplistTrailer {
+            offset_size: self.offset_size,
+            ref_size: self.ref_size,
+            objects: self.count.unwrap_or(self.objects.len() as u64),
+            top: self.top,
+            table: self.table_offset.unwrap_or(table),
+        }
+        .push(&mut b);
         b
     }
 }

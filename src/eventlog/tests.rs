@@ -197,6 +197,16 @@ fn logger_writes_and_reopens_after_rename() {
         slot.path.set(b"/bin/true");
         slot.commit();
     };
+    let reopened = |why: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !path.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "log not reopened {why}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
     let wait_for = |path: &std::path::Path, needle: &str| {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         loop {
@@ -218,14 +228,7 @@ fn logger_writes_and_reopens_after_rename() {
     std::fs::rename(&path, &rotated).expect("rotate");
     // The logger notices the rename at its next batch (or idle wake-up) and opens a new file.
     push(2);
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !path.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "log not reopened after rotation"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    reopened("after rotation");
     push(3);
     let fresh = wait_for(&path, "|pid=3|");
     let old = std::fs::read_to_string(&rotated).expect("rotated");
@@ -240,14 +243,7 @@ fn logger_writes_and_reopens_after_rename() {
     // Explicit reopen (SIGHUP) after a rename without new lines.
     std::fs::rename(&path, dir.path().join("santa.log.2")).expect("rotate");
     handle.request_reopen();
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !path.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "log not reopened on request"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    reopened("on request");
     push(4);
     let writer = handle.stop().expect("logger returns its writer");
     drop(writer);

@@ -412,13 +412,7 @@ impl Backstop {
                 let Some(mut ring) = ring else { return };
                 let mut names = NameCache::new();
                 while !stop.load(Ordering::Acquire) {
-                    let mut pfd = libc::pollfd {
-                        fd: ring.as_raw_fd(),
-                        events: libc::POLLIN,
-                        revents: 0,
-                    };
-                    // SAFETY: one valid pollfd, its count, a timeout.
-                    let _ = unsafe { libc::poll(&mut pfd, 1, 500) };
+                    crate::fdwait::wait_for(ring.as_raw_fd(), libc::POLLIN, 500);
                     while let Some(item) = ring.next() {
                         if let Some(report) = Report::parse(&item) {
                             report.log(&log, &mut names);

@@ -293,14 +293,8 @@ impl Coverage {
                 let mut last_loaders = std::time::Instant::now();
                 let mut text = String::new();
                 while !stop.load(Ordering::Acquire) {
-                    let mut pfd = libc::pollfd {
-                        fd: file.as_raw_fd(),
-                        events: libc::POLLPRI,
-                        revents: 0,
-                    };
-                    // SAFETY: one valid pollfd, its count, a timeout.
-                    let n = unsafe { libc::poll(&mut pfd, 1, 500) };
-                    if n > 0 && pfd.revents & (libc::POLLPRI | libc::POLLERR) != 0 {
+                    let revents = crate::fdwait::wait_for(file.as_raw_fd(), libc::POLLPRI, 500);
+                    if revents & (libc::POLLPRI | libc::POLLERR) != 0 {
                         text.clear();
                         // Reading the whole table through this fd re-arms its change event.
                         let read = file.rewind().and_then(|()| file.read_to_string(&mut text));

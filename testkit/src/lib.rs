@@ -11,14 +11,16 @@
 //! thread may still hold an fd on it — then `rmdir` and, for an image, removal of the image file.
 //! Needs root (`CAP_SYS_ADMIN`). Linux only (the mount calls are Linux's).
 //!
-//! Also [`Rng`], the seeded generator of the randomized tests, and [`count_in_parallel`], the
-//! thread pool of the storm tests.
+//! Also [`Rng`], the seeded generator of the randomized tests, [`count_in_parallel`], the
+//! thread pool of the storm tests, and [`BplistTrailer`], for hand-built binary plists.
 
+mod bplist;
 #[cfg(target_os = "linux")]
 mod mount;
 mod parallel;
 mod rng;
 
+pub use bplist::BplistTrailer;
 #[cfg(target_os = "linux")]
 pub use mount::*;
 pub use parallel::count_in_parallel;

@@ -209,6 +209,17 @@ fn unexpected(reply: &Reply) -> Failure {
     Failure::Failed(format!("unexpected answer from santad: {reply:?}"))
 }
 
+/// Asks santad and takes the one reply variant that answers the request; any other reply
+/// returns the failure from the calling function.
+macro_rules! ask {
+    ($daemon:expr, $request:expr => $variant:path) => {
+        match $daemon.ask(&$request)? {
+            $variant(value) => value,
+            other => return Err(unexpected(&other)),
+        }
+    };
+}
+
 fn socket_path(cli: &Cli) -> PathBuf {
     if let Some(s) = &cli.socket {
         return s.clone();
@@ -232,10 +243,7 @@ fn yes_no(b: bool) -> &'static str {
 }
 
 fn status(d: &Daemon, json: bool) -> Result<(), Failure> {
-    let reply = d.ask(&Request::Status)?;
-    let Reply::Status(s) = reply else {
-        return Err(unexpected(&reply));
-    };
+    let s = ask!(d, Request::Status => Reply::Status);
     if json {
         outln!("{}", json_text(&s));
         return Ok(());
@@ -393,10 +401,7 @@ fn version(d: &Daemon, json: bool) -> Result<(), Failure> {
 }
 
 fn metrics(d: &Daemon, json: bool) -> Result<(), Failure> {
-    let reply = d.ask(&Request::Metrics)?;
-    let Reply::Metrics(m) = reply else {
-        return Err(unexpected(&reply));
-    };
+    let m = ask!(d, Request::Metrics => Reply::Metrics);
     if json {
         outln!("{}", json_text(&m));
     } else {
@@ -640,10 +645,7 @@ fn check(d: &Daemon, args: &RuleArgs, t: rules::RuleType) -> Result<(), Failure>
         }
     };
     let is_file = matches!(target, CheckTarget::File { .. });
-    let reply = d.ask(&Request::RuleCheck { target })?;
-    let Reply::RuleCheck(r) = reply else {
-        return Err(unexpected(&reply));
-    };
+    let r = ask!(d, Request::RuleCheck { target } => Reply::RuleCheck);
     if args.json {
         outln!("{}", json_text(&r));
         return Ok(());
@@ -659,10 +661,7 @@ fn check(d: &Daemon, args: &RuleArgs, t: rules::RuleType) -> Result<(), Failure>
 }
 
 fn export(d: &Daemon, file: &Path) -> Result<(), Failure> {
-    let reply = d.ask(&Request::ExportRules)?;
-    let Reply::Rules(specs) = reply else {
-        return Err(unexpected(&reply));
-    };
+    let specs = ask!(d, Request::ExportRules => Reply::Rules);
     let mut list = Vec::with_capacity(specs.len());
     for s in &specs {
         match s.to_change() {

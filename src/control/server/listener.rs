@@ -13,16 +13,9 @@ pub struct ControlServer {
     threads: Vec<JoinHandle<()>>,
 }
 
+/// The fd stays open for the call: the listener outlives it.
 fn poll_readable(fd: i32, timeout_ms: i32) -> bool {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd for the duration of the call; the fd stays open (the
-    // listener outlives this call).
-    let rc = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
-    rc > 0
+    crate::fdwait::wait_for(fd, libc::POLLIN, timeout_ms) != 0
 }
 
 /// Accepts, identifies and queues; never waits on a peer.

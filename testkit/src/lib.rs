@@ -1,4 +1,7 @@
-//! [`PrivateMount`]: a mount that exists only for one test, benchmark or demo, and is gone
+//! santa-testkit, dev-only: what santad's tests, benchmarks and demo share, so that none of them
+//! touches the host. Nothing here is linked into santad or santactl.
+//!
+//! [`PrivateMount`] is a mount that exists only for one test, benchmark or demo, and is gone
 //! afterwards — also when the code using it panics or fails half-way.
 //!
 //! Why: a fanotify permission listener that hangs blocks every exec it watches. Tests and

@@ -258,12 +258,12 @@ impl ExecEvaluator {
         let cdhash = signing.and_then(|s| s.cdhash());
         let platform = signing.is_some_and(|s| s.is_platform_binary());
         // The Signing ID's identifier part (after `TEAMID:` / `platform:`), as the rules match it.
-        let ident = signing_id.and_then(|s| s.0.split_once(':').map(|(_, ident)| ident));
+        let ident = signing_id.map(rules::SigningId::ident);
         let identity = rules::FileIdentity {
             sha256: rules::Sha256(sha256),
             cdhash,
             signing_id: ident,
-            team_id: team_id.and_then(|t| rules::TeamId::parse_rule(&t.0)),
+            team_id: team_id.copied(),
             cert_sha256: leaf.map(|c| c.sha256),
             signing_status: status,
             is_platform_binary: platform,
@@ -287,8 +287,8 @@ impl ExecEvaluator {
                 decision,
                 sha256,
                 leaf,
-                team_id.map(|t| Arc::from(t.0.as_str())),
-                signing_id.map(|s| Arc::from(s.0.as_str())),
+                team_id.map(|t| Arc::from(t.as_str())),
+                signing_id.map(|s| s.shared().clone()),
                 cdhash.map(|c| *c.as_bytes()),
             ),
             cacheability,
@@ -516,15 +516,8 @@ mod tests {
             .join("../shared/fixtures/macho/devid_app/Mitmproxy Redirector.app/Contents/MacOS/Mitmproxy Redirector");
         let file = File::open(&fixture).expect("the shared Mach-O fixtures are beside the repo");
         let info = signing::file_info(&fixture, &Default::default()).unwrap();
-        let team = info
-            .team_id()
-            .cloned()
-            .expect("the devid fixture has a Team ID")
-            .0;
-        let rule = rules::Rule::new(
-            rules::RuleIdentifier::parse(rules::RuleType::TeamId, &team).unwrap(),
-            rules::RuleState::Block,
-        );
+        let team = *info.team_id().expect("the devid fixture has a Team ID");
+        let rule = rules::Rule::new(rules::RuleIdentifier::TeamId(team), rules::RuleState::Block);
         let e = ExecEvaluator::new(policy(rules::ClientMode::Monitor, &[rule]), 1 << 30);
         let out = e.evaluate_file(
             &mut local(&e),

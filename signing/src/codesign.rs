@@ -557,9 +557,12 @@ impl<'a> CodeDirectory<'a> {
         slice_at(self.bytes, self.hash_offset - size * n as usize, size)
     }
 
-    /// The Team ID as a newtype.
+    /// The Team ID, if it is one Apple issues (ten upper-case letters or digits, compared byte for
+    /// byte as Santa does). Any other string names no team: no Team ID or Signing ID rule can
+    /// match it, so it is reported as none.
     pub fn team(&self) -> Option<TeamId> {
-        self.team_id.map(|t| TeamId(t.to_string()))
+        self.team_id
+            .and_then(|t| TeamId::from_signature(t.as_bytes()))
     }
 
     /// The page size in bytes (`None`: one page covering the whole code limit).

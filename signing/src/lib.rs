@@ -49,7 +49,9 @@ pub use fileinfo::{
     FileIdentity, FileInfo, FileInfoError, FileInfoOptions, FileSigning, file_info, identify_file,
     inspect,
 };
-pub use ids::{CdHash, Sha1, Sha256, SigningId, TeamId};
+pub use ids::{
+    CdHash, SIGNING_ID_BYTES_MAX, Sha1, Sha256, SigningId, SigningIdPrefix, TEAM_ID_LEN, TeamId,
+};
 /// The file's key and stamp a hash comes back with: the engine's cache keys by them, so
 /// `santa-hotpath` defines them.
 pub use santa_hotpath::{FileKey, FileStamp};

@@ -161,9 +161,9 @@ fn fileinfo_of_the_developer_id_app() {
     assert_eq!(info.code_signed(), "Yes");
     let signing = info.signing.as_ref().unwrap();
     assert_eq!(signing.status, SigningStatus::Production);
-    assert_eq!(info.team_id().unwrap().0, "S8XHQB96PW");
+    assert_eq!(info.team_id().unwrap().as_str(), "S8XHQB96PW");
     assert_eq!(
-        info.signing_id().unwrap().0,
+        info.signing_id().unwrap().as_str(),
         "S8XHQB96PW:org.mitmproxy.macos-redirector"
     );
     // The primary slice is this machine's architecture when present.

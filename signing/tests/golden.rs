@@ -114,13 +114,13 @@ fn every_slice_matches_the_manifest() {
             assert_eq!(sig.flags.names(), strs(&want["flag_names"]), "{ctx}");
             assert_eq!(sig.identifier, want["signing_id_raw"].as_str().unwrap());
             assert_eq!(
-                sig.team_id.as_ref().map(|t| t.0.as_str()),
+                sig.team_id.as_ref().map(|t| t.as_str()),
                 want["team_id"].as_str(),
                 "{ctx}"
             );
             assert_eq!(u64::from(sig.platform), want["platform"].as_u64().unwrap());
             assert_eq!(
-                sig.signing_id.as_ref().map(|s| s.0.as_str()),
+                sig.signing_id.as_ref().map(|s| s.as_str()),
                 want["santa_signing_id"].as_str(),
                 "{ctx}"
             );

@@ -133,8 +133,8 @@ pub fn facts(info: &signing::FileInfo) -> FileFacts {
         path: info.path.to_string_lossy().into_owned(),
         sha256: info.sha256.to_string(),
         cdhash: info.cdhash().map(|c| c.to_string()),
-        signing_id: info.signing_id().map(|s| s.0.clone()),
-        team_id: info.team_id().map(|t| t.0.clone()),
+        signing_id: info.signing_id().map(ToString::to_string),
+        team_id: info.team_id().map(ToString::to_string),
         cert_sha256: info.signing_chain().first().map(|c| c.sha256.to_string()),
         signing_status: status,
         platform_binary: info
@@ -232,8 +232,8 @@ impl Values<'_> {
                 .as_ref()
                 .and_then(|b| b.short_version.clone())
                 .and_then(s),
-            TEAM_ID => info.team_id().and_then(|t| s(t.0.clone())),
-            SIGNING_ID => info.signing_id().and_then(|t| s(t.0.clone())),
+            TEAM_ID => info.team_id().and_then(|t| s(t.to_string())),
+            SIGNING_ID => info.signing_id().and_then(|t| s(t.to_string())),
             CDHASH => info.cdhash().and_then(|c| s(c.to_string())),
             TYPE => s(info.type_description.clone()),
             CODE_SIGNED => s(info.code_signed().clone()),

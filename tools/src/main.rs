@@ -486,8 +486,8 @@ fn identifier_of(path: &Path, t: rules::RuleType) -> Result<String, Failure> {
         rules::RuleType::Binary => Some(info.sha256.to_string()),
         rules::RuleType::Certificate => info.signing_chain().first().map(|c| c.sha256.to_string()),
         rules::RuleType::CdHash => info.cdhash().map(|c| c.to_string()),
-        rules::RuleType::TeamId => info.team_id().map(|t| t.0.clone()),
-        rules::RuleType::SigningId => info.signing_id().map(|s| s.0.clone()),
+        rules::RuleType::TeamId => info.team_id().map(ToString::to_string),
+        rules::RuleType::SigningId => info.signing_id().map(ToString::to_string),
     };
     id.ok_or_else(|| {
         Failure::Usage(format!(

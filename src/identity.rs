@@ -510,6 +510,72 @@ mod tests {
         assert_eq!(out.decision.decision.action, rules::Action::Allow);
     }
 
+    /// A universal file whose slices are signed differently is invalid as a whole (Santa's
+    /// all-architectures rule), so bad-signature protection blocks it, even in Monitor mode,
+    /// and its signed slice's Team ID matches no rule.
+    #[test]
+    fn a_universal_file_with_slices_signed_differently_is_blocked_as_a_bad_signature() {
+        let shared =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/macho");
+        let devid = std::fs::read(
+            shared.join("devid_app/Mitmproxy Redirector.app/Contents/MacOS/Mitmproxy Redirector"),
+        )
+        .expect("the shared Mach-O fixtures are beside the repo");
+        let adhoc = std::fs::read(shared.join("linker_signed_arm64_exec.node-pty_spawn-helper"))
+            .expect("the shared Mach-O fixtures are beside the repo");
+        let junk = vec![0x5a; 4096];
+        // A record of a CPU type no parser knows, over bytes that are no Mach-O.
+        let unknown = santa_testkit::FatSlice {
+            cpu_type: 0x0100_000f,
+            cpu_subtype: 0,
+            bytes: &junk,
+        };
+        for slices in [
+            [
+                santa_testkit::slices_of(&devid)[0],
+                santa_testkit::slices_of(&adhoc)[0],
+            ],
+            [unknown, santa_testkit::slices_of(&devid)[0]],
+        ] {
+            check_blocked_as_bad_signature(&santa_testkit::universal(&slices));
+        }
+    }
+
+    fn check_blocked_as_bad_signature(universal: &[u8]) {
+        let (_tmp, file) = file_with(universal);
+        let team = rules::TeamId::from_signature(b"S8XHQB96PW").unwrap();
+        let allow_team =
+            rules::Rule::new(rules::RuleIdentifier::TeamId(team), rules::RuleState::Allow);
+        let mut b = rules::SnapshotBuilder::new(1);
+        b.insert(&allow_team).unwrap();
+        let config = rules::PolicyConfig {
+            mode: rules::ClientMode::Monitor,
+            enable_bad_signature_protection: true,
+            ..rules::PolicyConfig::default()
+        };
+        let engine = Arc::new(rules::PolicyEngine::new(
+            b.build(),
+            rules::Policy::new(config).unwrap(),
+        ));
+        let e = ExecEvaluator::new(engine, 1 << 30);
+        let out = e.evaluate_file(&mut local(&e), &file, b"/tmp/universal");
+        assert_eq!(out.decision.decision.action, rules::Action::Deny, "{out:?}");
+        assert_eq!(out.decision.decision.reason, rules::Reason::Cert, "{out:?}");
+        // Without the protection it runs (Monitor), but not by the Team ID rule.
+        let e = ExecEvaluator::new(policy(rules::ClientMode::Monitor, &[allow_team]), 1 << 30);
+        let out = e.evaluate_file(&mut local(&e), &file, b"/tmp/universal");
+        assert_eq!(
+            out.decision.decision.action,
+            rules::Action::Allow,
+            "{out:?}"
+        );
+        assert_ne!(
+            out.decision.decision.reason,
+            rules::Reason::TeamId,
+            "{out:?}"
+        );
+    }
+
     #[test]
     fn signed_mach_o_fixture_matches_a_team_id_rule() {
         let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -67,17 +67,25 @@ impl FileSigning {
                 });
             }
         };
-        let slices: Vec<SliceReport> = parsed
+        let mut slices: Vec<SliceReport> = parsed
             .slices
             .iter()
             .map(|s| verify::verify_slice_with(s, external, now_unix, detail))
             .collect();
+        // Unreadable records take their place in header order (they count in the consistency
+        // check as slices without a signature).
+        for u in &parsed.unreadable {
+            let at = slices.iter().take_while(|s| s.offset < u.offset).count();
+            slices.insert(at.min(u.index), SliceReport::unreadable(u));
+        }
         let (status, invalid_reason) = verify::combine_status(&slices);
         let host = CpuType::host();
+        let readable = |s: &SliceReport| s.unreadable.is_none();
         let primary_slice = slices
             .iter()
-            .position(|s| Some(s.arch) == host)
+            .position(|s| Some(s.arch) == host && readable(s))
             .or_else(|| slices.iter().position(|s| s.signature.is_some()))
+            .or_else(|| slices.iter().position(readable))
             .unwrap_or(0);
         Ok(Self {
             fat: parsed.fat,
@@ -100,7 +108,13 @@ impl FileSigning {
             .code_signed_text(self.invalid_reason.as_ref(), platform)
     }
 
+    /// The slice whose identities are reported. None when the slices are not signed alike:
+    /// Santa (`MOLCodesignChecker`) then keeps no signing information at all, so such a file
+    /// has no CDHash, Team ID, Signing ID or chain to show or to match.
     fn primary(&self) -> Option<&SliceReport> {
+        if self.invalid_reason == Some(InvalidReason::InconsistentArchitectures) {
+            return None;
+        }
         self.slices.get(self.primary_slice)
     }
 
@@ -299,6 +313,39 @@ pub fn inspect(bytes: &[u8], external: &ExternalFiles) -> Option<FileSigning> {
     FileSigning::from_bytes(bytes, external, now_unix()).ok()
 }
 
+/// Santa's Type line (`SNTCommandFileInfo type`): the kind of the Mach-O, then every slice's
+/// architecture that has a Mach-O header, or the kind of a file that is no Mach-O.
+fn type_description(signing: Option<&FileSigning>, format: FileFormat, bytes: &[u8]) -> String {
+    if let Some(s) = signing {
+        let archs: Vec<String> = s
+            .slices
+            .iter()
+            .filter(|sl| sl.unreadable.is_none())
+            .map(|sl| macho::arch_name(sl.cpu_type, sl.cpu_subtype))
+            .collect();
+        let kind = match s.slices.get(s.primary_slice) {
+            Some(primary) if primary.unreadable.is_none() => primary.file_type.description(),
+            _ => "Unknown",
+        };
+        return if archs.is_empty() {
+            kind.to_owned()
+        } else {
+            format!("{kind} ({})", archs.join(", "))
+        };
+    }
+    // Santa's `humanReadableFileType` for what is not Mach-O.
+    if format == FileFormat::Script {
+        "Script"
+    } else if bytes.starts_with(b"xar!") {
+        "XAR Archive"
+    } else if bytes.len() >= 512 && bytes[bytes.len() - 512..].starts_with(b"koly") {
+        "Disk Image"
+    } else {
+        "Unknown"
+    }
+    .to_owned()
+}
+
 /// Everything `santactl fileinfo` prints about `path`.
 pub fn file_info(path: &Path, options: &FileInfoOptions) -> Result<FileInfo, FileInfoError> {
     let file = std::fs::File::open(path).map_err(|source| HashError::Open {
@@ -313,16 +360,7 @@ pub fn file_info(path: &Path, options: &FileInfoOptions) -> Result<FileInfo, Fil
     let sha256 = bytes.sha256();
     let sha1 = bytes.sha1();
     let changed = !bytes.unchanged(&file)?;
-    let type_description = match (&signing, format) {
-        (Some(s), _) if !s.slices.is_empty() => {
-            let archs: Vec<String> = s.slices.iter().map(|sl| sl.arch.to_string()).collect();
-            let kind = s.slices[s.primary_slice].file_type.description();
-            format!("{kind} ({})", archs.join(", "))
-        }
-        (Some(_), _) => "Mach-O (malformed)".into(),
-        (None, FileFormat::Script) => "Script".into(),
-        (None, _) => "Unknown (not executable)".into(),
-    };
+    let type_description = type_description(signing.as_ref(), format, &bytes);
     Ok(FileInfo {
         path: path.to_path_buf(),
         sha256,

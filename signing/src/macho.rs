@@ -78,6 +78,37 @@ impl CpuType {
     }
 }
 
+/// The architecture's name as Santa prints it (`macho_arch_name_for_cpu_type`, which knows the
+/// subtypes, so `arm64e` and `x86_64h` are named), or `cputype:cpusubtype` for one it does not
+/// know (`SNTFileInfo nameForCPUType:`).
+pub fn arch_name(cpu_type: i32, cpu_subtype: u32) -> String {
+    let name = match (CpuType::from_raw(cpu_type), cpu_subtype) {
+        (CpuType::I386, _) => "i386",
+        (CpuType::X86_64, 8) => "x86_64h",
+        (CpuType::X86_64, _) => "x86_64",
+        (CpuType::Arm64, 1) => "arm64v8",
+        (CpuType::Arm64, 2) => "arm64e",
+        (CpuType::Arm64, _) => "arm64",
+        (CpuType::Arm64_32, _) => "arm64_32",
+        (CpuType::Arm, 5) => "armv4t",
+        (CpuType::Arm, 6) => "armv6",
+        (CpuType::Arm, 7) => "armv5",
+        (CpuType::Arm, 8) => "xscale",
+        (CpuType::Arm, 9) => "armv7",
+        (CpuType::Arm, 10) => "armv7f",
+        (CpuType::Arm, 11) => "armv7s",
+        (CpuType::Arm, 12) => "armv7k",
+        (CpuType::Arm, 14) => "armv6m",
+        (CpuType::Arm, 15) => "armv7m",
+        (CpuType::Arm, 16) => "armv7em",
+        (CpuType::Arm, _) => "arm",
+        (CpuType::PowerPc, _) => "ppc",
+        (CpuType::PowerPc64, _) => "ppc64",
+        (CpuType::Other(_), _) => return format!("{cpu_type}:{cpu_subtype}"),
+    };
+    name.to_owned()
+}
+
 impl fmt::Display for CpuType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -165,15 +196,13 @@ impl MachFileType {
 
     /// Santa's wording for `fileinfo`'s Type line.
     pub fn description(&self) -> &'static str {
+        // Santa's `humanReadableFileType`: four Mach-O kinds have a name, the rest is Unknown.
         match self {
             Self::Execute => "Executable",
             Self::Dylib => "Dynamic Library",
             Self::Bundle => "Bundle/Plugin",
             Self::KextBundle => "Kernel Extension",
-            Self::Object => "Object File",
-            Self::Core => "Core Dump",
-            Self::Dylinker => "Dynamic Linker",
-            _ => "Other",
+            _ => "Unknown",
         }
     }
 }
@@ -223,8 +252,30 @@ impl Slice<'_> {
 pub struct MachO<'a> {
     /// The file had a fat (universal) header.
     pub fat: bool,
-    /// The slices, in header order.
+    /// The slices that are thin Mach-O files, in header order.
     pub slices: Vec<Slice<'a>>,
+    /// The fat header's records whose bytes are not a readable thin Mach-O. Security reads each
+    /// slice at its record's offset on its own, so one bad slice does not make the others
+    /// unreadable; it only has no signing information (Santa then finds the file's signing not
+    /// consistent across architectures when another slice is signed).
+    pub unreadable: Vec<UnreadableSlice>,
+}
+
+/// A fat record whose slice could not be read as a thin Mach-O.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnreadableSlice {
+    /// Index of the record in the fat header.
+    pub index: usize,
+    /// The record's `cputype`.
+    pub cpu_type_raw: i32,
+    /// The record's `cpusubtype`, without capability bits.
+    pub cpu_subtype: u32,
+    /// The record's offset.
+    pub offset: u64,
+    /// The record's size.
+    pub size: u64,
+    /// Why it is unreadable.
+    pub error: MachOError,
 }
 
 /// What a file is, judged by its first bytes.
@@ -253,11 +304,40 @@ pub fn classify(bytes: &[u8]) -> FileFormat {
     }
 }
 
+/// A fat header is Mach-O when one of its records names a CPU Mach-O knows or points at a thin
+/// Mach-O header, as Santa's `SNTFileInfo machHeaders` decides (whatever the records' CPU types:
+/// an unknown one is no reason to call the file something else). Java class files share the magic; what follows it
+/// there is a version, and the records it would imply point at no Mach-O.
 fn looks_fat(bytes: &[u8]) -> bool {
-    // Only the first entry's CPU type is judged, so a hostile slice count still reaches
-    // `parse` and gets its typed error.
-    let first_cpu = be_u32(bytes, 8).map(|c| CpuType::from_raw(c as i32));
-    !matches!(first_cpu, None | Some(CpuType::Other(_)))
+    let Some(count) = be_u32(bytes, 4) else {
+        return false;
+    };
+    if count == 0 || count > FAT_ARCH_COUNT_MAX {
+        // Not a usable fat file, but `parse` gives the typed error for it.
+        return count > FAT_ARCH_COUNT_MAX;
+    }
+    let is_64 = be_u32(bytes, 0) == Some(FAT_MAGIC_64);
+    let entry_len: usize = if is_64 { 32 } else { 20 };
+    (0..count as usize).any(|index| {
+        let at = 8 + index * entry_len;
+        // A CPU type Mach-O knows is taken at its word, so a record pointing nowhere still
+        // reaches `parse` and gets its typed error.
+        let known_cpu = be_u32(bytes, at).map(|c| CpuType::from_raw(c as i32));
+        if !matches!(known_cpu, None | Some(CpuType::Other(_))) {
+            return true;
+        }
+        let offset = if is_64 {
+            be_u64(bytes, at + 8)
+        } else {
+            be_u32(bytes, at + 8).map(u64::from)
+        };
+        offset
+            .and_then(|o| usize::try_from(o).ok())
+            .is_some_and(|o| {
+                be_u32(bytes, o).is_some_and(is_thin_magic)
+                    || le_u32(bytes, o).is_some_and(is_thin_magic)
+            })
+    })
 }
 
 fn is_thin_magic(m: u32) -> bool {
@@ -311,11 +391,6 @@ pub enum MachOError {
         /// Its first four bytes, big-endian.
         magic: u32,
     },
-    /// The CPU type in the fat header differs from the slice's own header.
-    ArchMismatch {
-        /// Slice index.
-        index: usize,
-    },
     /// More than [`LOAD_COMMAND_COUNT_MAX`] load commands.
     TooManyLoadCommands {
         /// The count in the header.
@@ -346,6 +421,12 @@ pub enum MachOError {
         /// What went wrong.
         source: Box<MachOError>,
     },
+}
+
+impl Serialize for MachOError {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 impl fmt::Display for MachOError {
@@ -381,9 +462,6 @@ impl fmt::Display for MachOError {
                     "slice {index} is not a thin Mach-O (magic {magic:#010x})"
                 )
             }
-            Self::ArchMismatch { index } => {
-                write!(f, "slice {index}: CPU type differs from the fat header")
-            }
             Self::TooManyLoadCommands { count } => {
                 write!(f, "{count} load commands (max {LOAD_COMMAND_COUNT_MAX})")
             }
@@ -417,12 +495,14 @@ pub fn parse(bytes: &[u8]) -> Result<MachO<'_>, MachOError> {
         _ => Ok(MachO {
             fat: false,
             slices: vec![parse_thin(bytes, 0)?],
+            unreadable: Vec::new(),
         }),
     }
 }
 
 struct FatArch {
     cpu_type: i32,
+    cpu_subtype: u32,
     offset: u64,
     size: u64,
 }
@@ -450,6 +530,7 @@ fn parse_fat(bytes: &[u8], is_64: bool) -> Result<MachO<'_>, MachOError> {
         };
         let entry = slice_at(bytes, at, entry_len).ok_or(truncated.clone())?;
         let cpu_type = be_u32(entry, 0).ok_or(truncated.clone())? as i32;
+        let cpu_subtype = be_u32(entry, 4).ok_or(truncated.clone())? & !CPU_SUBTYPE_MASK;
         let (offset, size) = if is_64 {
             (be_u64(entry, 8), be_u64(entry, 16))
         } else {
@@ -475,6 +556,7 @@ fn parse_fat(bytes: &[u8], is_64: bool) -> Result<MachO<'_>, MachOError> {
         }
         archs.push(FatArch {
             cpu_type,
+            cpu_subtype,
             offset,
             size,
         });
@@ -493,33 +575,53 @@ fn parse_fat(bytes: &[u8], is_64: bool) -> Result<MachO<'_>, MachOError> {
         }
     }
     let mut slices = Vec::with_capacity(archs.len());
+    let mut unreadable = Vec::new();
     for (index, arch) in archs.iter().enumerate() {
-        let in_slice = |source| MachOError::InSlice {
-            index,
-            source: Box::new(source),
-        };
-        let body =
-            slice_at_u64(bytes, arch.offset, arch.size).ok_or(MachOError::SliceOutOfBounds {
-                index,
-                offset: arch.offset,
-                size: arch.size,
-                file_len,
-            })?;
+        // In bounds: checked above.
+        let body = slice_at_u64(bytes, arch.offset, arch.size).unwrap_or(&[]);
         let slice_magic = be_u32(body, 0).unwrap_or(0);
-        if !(is_thin_magic(slice_magic) || le_u32(body, 0).is_some_and(is_thin_magic)) {
-            return Err(MachOError::BadSliceMagic {
+        let parsed = if is_thin_magic(slice_magic) || le_u32(body, 0).is_some_and(is_thin_magic) {
+            parse_thin(body, arch.offset).map_err(|source| MachOError::InSlice {
+                index,
+                source: Box::new(source),
+            })
+        } else {
+            Err(MachOError::BadSliceMagic {
                 index,
                 magic: slice_magic,
-            });
+            })
+        };
+        match parsed {
+            Ok(mut slice) => {
+                // The slice is named by its record, as Santa names architectures
+                // (`SNTFileInfo machHeaders`) and as the kernel picks one; a record whose CPU
+                // type differs from the slice's own header is not an error to Security, which
+                // reads the slice at the record's offset.
+                slice.offset = arch.offset;
+                slice.cpu_type_raw = arch.cpu_type;
+                slice.cpu = CpuType::from_raw(arch.cpu_type);
+                slice.cpu_subtype = arch.cpu_subtype;
+                slices.push(slice);
+            }
+            Err(error) => unreadable.push(UnreadableSlice {
+                index,
+                cpu_type_raw: arch.cpu_type,
+                cpu_subtype: arch.cpu_subtype,
+                offset: arch.offset,
+                size: arch.size,
+                error,
+            }),
         }
-        let mut slice = parse_thin(body, arch.offset).map_err(in_slice)?;
-        slice.offset = arch.offset;
-        if slice.cpu_type_raw != arch.cpu_type {
-            return Err(MachOError::ArchMismatch { index });
-        }
-        slices.push(slice);
     }
-    Ok(MachO { fat: true, slices })
+    if slices.is_empty() {
+        // Nothing in the file is Mach-O code: report why the first slice is not.
+        return Err(unreadable.swap_remove(0).error);
+    }
+    Ok(MachO {
+        fat: true,
+        slices,
+        unreadable,
+    })
 }
 
 /// Reads a thin Mach-O occupying all of `bytes`.

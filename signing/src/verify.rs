@@ -16,7 +16,7 @@ use crate::codesign::{
     self, CodeDirectory, CodeSignFlags, EmbeddedSignature, HashType, SignatureError,
 };
 use crate::ids::{CdHash, Sha256, SigningId, TeamId};
-use crate::macho::{CpuType, MachFileType, MachOError, Slice};
+use crate::macho::{CpuType, MachFileType, MachOError, Slice, UnreadableSlice};
 use crate::x509::{Certificate, SignatureCheck, oid};
 
 /// SHA-256 of Apple Root CA (the 2006 RSA root that anchors Developer ID and Apple's own
@@ -361,6 +361,10 @@ pub struct SliceReport {
     /// Why the slice's signature is invalid, when `status` is `Invalid`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub invalid_reason: Option<InvalidReason>,
+    /// Why the slice's bytes are not a readable Mach-O (then it has no signature and its
+    /// `file_type` means nothing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<MachOError>,
 }
 
 /// How much of a signature to decode beyond what its signing status needs.
@@ -399,6 +403,7 @@ pub fn verify_slice_with(
         signature: None,
         status: SigningStatus::Unsigned,
         invalid_reason: None,
+        unreadable: None,
     };
     let Some(loc) = slice.code_signature else {
         return report;
@@ -723,31 +728,60 @@ fn verify_cms(
     Ok(())
 }
 
-/// The signing status of a whole file from its slices, and why it is invalid when it is: a
-/// fat file is valid only if every slice is signed and all are signed alike (same kind, same
-/// leaf certificate) — Santa's rule.
+/// The signing status of a whole file from its slices, and why it is invalid when it is, by
+/// Santa's rule (`MOLCodesignChecker`): every slice must have the same signer — ad-hoc, or
+/// the same certificate chain, an unsigned or unreadable slice counting as an empty chain —
+/// and a mismatch takes precedence over any other problem
+/// ([`InvalidReason::InconsistentArchitectures`]). Then the file is unsigned if every slice
+/// is, invalid if one slice is (with that slice's reason), else what its slices are.
 pub fn combine_status(slices: &[SliceReport]) -> (SigningStatus, Option<InvalidReason>) {
+    let Some(first) = slices.first() else {
+        return (SigningStatus::Unsigned, None);
+    };
+    if !slices.iter().all(|s| same_signer(s, first)) {
+        return (
+            SigningStatus::Invalid,
+            Some(InvalidReason::InconsistentArchitectures),
+        );
+    }
     if slices.iter().all(|s| s.status == SigningStatus::Unsigned) {
         return (SigningStatus::Unsigned, None);
     }
     if let Some(s) = slices.iter().find(|s| s.status == SigningStatus::Invalid) {
         return (s.status, s.invalid_reason.clone());
     }
-    let first = &slices[0];
-    let leaf = |s: &SliceReport| {
-        s.signature
-            .as_ref()
-            .and_then(SignatureReport::leaf_certificate_sha256)
-    };
-    let consistent = slices
-        .iter()
-        .all(|s| s.status == first.status && leaf(s) == leaf(first));
-    if consistent {
-        (first.status, None)
-    } else {
-        (
-            SigningStatus::Invalid,
-            Some(InvalidReason::InconsistentArchitectures),
-        )
+    (first.status, None)
+}
+
+/// Santa's signer of a slice for the consistency check: `-` for an ad-hoc signature, else the
+/// certificate chain (empty without a signature).
+fn same_signer(a: &SliceReport, b: &SliceReport) -> bool {
+    fn adhoc(s: &SliceReport) -> bool {
+        s.signature.as_ref().is_some_and(|sig| sig.flags.adhoc())
+    }
+    fn chain(s: &SliceReport) -> impl Iterator<Item = Sha256> + '_ {
+        let certs = s.signature.as_ref().map_or(&[][..], |sig| &sig.chain[..]);
+        certs.iter().map(|c| c.sha256)
+    }
+    adhoc(a) == adhoc(b) && (adhoc(a) || chain(a).eq(chain(b)))
+}
+
+impl SliceReport {
+    /// A fat record whose bytes are not a readable thin Mach-O: no signing information, as
+    /// Security finds none at that offset.
+    pub fn unreadable(slice: &UnreadableSlice) -> SliceReport {
+        SliceReport {
+            arch: CpuType::from_raw(slice.cpu_type_raw),
+            cpu_type: slice.cpu_type_raw,
+            cpu_subtype: slice.cpu_subtype,
+            file_type: MachFileType::Other(0),
+            offset: slice.offset,
+            size_bytes: slice.size,
+            has_pagezero: false,
+            signature: None,
+            status: SigningStatus::Unsigned,
+            invalid_reason: None,
+            unreadable: Some(slice.error.clone()),
+        }
     }
 }

@@ -15,19 +15,22 @@
 //! Needs root (`CAP_SYS_ADMIN`). Linux only (the mount calls are Linux's).
 //!
 //! Also [`Rng`], the seeded generator of the randomized tests, [`count_in_parallel`], the
-//! thread pool of the storm tests, and [`BplistTrailer`], for hand-built binary plists.
+//! thread pool of the storm tests, [`BplistTrailer`], for hand-built binary plists, and
+//! [`universal`], for universal Mach-O files assembled from the slices of real ones.
 
 mod bplist;
 #[cfg(target_os = "linux")]
 mod mount;
 mod parallel;
 mod rng;
+mod universal;
 
 pub use bplist::BplistTrailer;
 #[cfg(target_os = "linux")]
 pub use mount::*;
 pub use parallel::count_in_parallel;
 pub use rng::Rng;
+pub use universal::{FatSlice, slices_of, universal};
 
 /// What a Linux-only benchmark or example does elsewhere: says so and fails.
 pub fn linux_only(program: &str, needs: &str) -> std::process::ExitCode {

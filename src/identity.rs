@@ -400,18 +400,32 @@ mod tests {
     use std::io::Write;
 
     fn policy(mode: rules::ClientMode, rules_list: &[rules::Rule]) -> Arc<rules::PolicyEngine> {
-        let mut b = rules::SnapshotBuilder::new(1);
-        for r in rules_list {
-            b.insert(r).unwrap();
-        }
         let config = rules::PolicyConfig {
             mode,
             ..rules::PolicyConfig::default()
         };
+        policy_with(config, rules_list)
+    }
+
+    fn policy_with(
+        config: rules::PolicyConfig,
+        rules_list: &[rules::Rule],
+    ) -> Arc<rules::PolicyEngine> {
+        let mut b = rules::SnapshotBuilder::new(1);
+        for r in rules_list {
+            b.insert(r).unwrap();
+        }
         Arc::new(rules::PolicyEngine::new(
             b.build(),
             rules::Policy::new(config).unwrap(),
         ))
+    }
+
+    /// What `rules_list` under `policy` decides about `file`, and why.
+    fn decided(policy: Arc<rules::PolicyEngine>, file: &File) -> (rules::Action, rules::Reason) {
+        let e = ExecEvaluator::new(policy, 1 << 30);
+        let out = e.evaluate_file(&mut local(&e), file, b"/tmp/signed");
+        (out.decision.decision.action, out.decision.decision.reason)
     }
 
     fn file_with(bytes: &[u8]) -> (tempfile::NamedTempFile, File) {
@@ -510,6 +524,40 @@ mod tests {
         assert_eq!(out.decision.decision.action, rules::Action::Allow);
     }
 
+    /// A binary signed under a root that is not Apple's is validly signed by a development
+    /// certificate (Santa validates without a trusted anchor): its certificate and CDHash rules
+    /// match, its Team ID rules do not (the Team ID is the signer's claim there).
+    #[test]
+    fn a_binary_signed_under_another_root_matches_certificate_and_cdhash_rules_only() {
+        use rules::{Action, ClientMode, Reason, RuleState, RuleType};
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("signing/tests/fixtures/signed");
+        let bytes = std::fs::read(dir.join("selfsigned_root.macho")).unwrap();
+        let expected: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+        let leaf = expected["selfsigned_root"]["leaf_cert_sha256"]
+            .as_str()
+            .unwrap();
+        let cdhash = signing::FileSigning::from_bytes(&bytes, &Default::default())
+            .unwrap()
+            .cdhash()
+            .unwrap()
+            .to_string();
+        let (_tmp, file) = file_with(&bytes);
+        let rule = |t, id: &str, state| {
+            rules::Rule::new(rules::RuleIdentifier::parse(t, id).unwrap(), state)
+        };
+        let team_block = rule(RuleType::TeamId, "ABCDE12345", RuleState::Block);
+        let cert_allow = rule(RuleType::Certificate, leaf, RuleState::Allow);
+        let cdhash_block = rule(RuleType::CdHash, &cdhash, RuleState::Block);
+        let lockdown = policy(ClientMode::Lockdown, &[team_block.clone(), cert_allow]);
+        assert_eq!(decided(lockdown, &file), (Action::Allow, Reason::Cert));
+        let monitor = policy(ClientMode::Monitor, &[team_block.clone(), cdhash_block]);
+        assert_eq!(decided(monitor, &file), (Action::Deny, Reason::CdHash));
+        let monitor = policy(ClientMode::Monitor, &[team_block]);
+        assert_eq!(decided(monitor, &file), (Action::Allow, Reason::Unknown));
+    }
+
     /// A universal file whose slices are signed differently is invalid as a whole (Santa's
     /// all-architectures rule), so bad-signature protection blocks it, even in Monitor mode,
     /// and its signed slice's Team ID matches no rule.
@@ -530,6 +578,14 @@ mod tests {
             cpu_subtype: 0,
             bytes: &junk,
         };
+        let team = rules::TeamId::from_signature(b"S8XHQB96PW").unwrap();
+        let allow_team =
+            rules::Rule::new(rules::RuleIdentifier::TeamId(team), rules::RuleState::Allow);
+        let protected = rules::PolicyConfig {
+            mode: rules::ClientMode::Monitor,
+            enable_bad_signature_protection: true,
+            ..rules::PolicyConfig::default()
+        };
         for slices in [
             [
                 santa_testkit::slices_of(&devid)[0],
@@ -537,43 +593,22 @@ mod tests {
             ],
             [unknown, santa_testkit::slices_of(&devid)[0]],
         ] {
-            check_blocked_as_bad_signature(&santa_testkit::universal(&slices));
+            let (_tmp, file) = file_with(&santa_testkit::universal(&slices));
+            let blocked = decided(
+                policy_with(protected.clone(), std::slice::from_ref(&allow_team)),
+                &file,
+            );
+            assert_eq!(blocked, (rules::Action::Deny, rules::Reason::Cert));
+            // Without the protection it runs (Monitor), but not by the Team ID rule.
+            let ran = decided(
+                policy(
+                    rules::ClientMode::Monitor,
+                    std::slice::from_ref(&allow_team),
+                ),
+                &file,
+            );
+            assert_eq!(ran, (rules::Action::Allow, rules::Reason::Unknown));
         }
-    }
-
-    fn check_blocked_as_bad_signature(universal: &[u8]) {
-        let (_tmp, file) = file_with(universal);
-        let team = rules::TeamId::from_signature(b"S8XHQB96PW").unwrap();
-        let allow_team =
-            rules::Rule::new(rules::RuleIdentifier::TeamId(team), rules::RuleState::Allow);
-        let mut b = rules::SnapshotBuilder::new(1);
-        b.insert(&allow_team).unwrap();
-        let config = rules::PolicyConfig {
-            mode: rules::ClientMode::Monitor,
-            enable_bad_signature_protection: true,
-            ..rules::PolicyConfig::default()
-        };
-        let engine = Arc::new(rules::PolicyEngine::new(
-            b.build(),
-            rules::Policy::new(config).unwrap(),
-        ));
-        let e = ExecEvaluator::new(engine, 1 << 30);
-        let out = e.evaluate_file(&mut local(&e), &file, b"/tmp/universal");
-        assert_eq!(out.decision.decision.action, rules::Action::Deny, "{out:?}");
-        assert_eq!(out.decision.decision.reason, rules::Reason::Cert, "{out:?}");
-        // Without the protection it runs (Monitor), but not by the Team ID rule.
-        let e = ExecEvaluator::new(policy(rules::ClientMode::Monitor, &[allow_team]), 1 << 30);
-        let out = e.evaluate_file(&mut local(&e), &file, b"/tmp/universal");
-        assert_eq!(
-            out.decision.decision.action,
-            rules::Action::Allow,
-            "{out:?}"
-        );
-        assert_ne!(
-            out.decision.decision.reason,
-            rules::Reason::TeamId,
-            "{out:?}"
-        );
     }
 
     #[test]

@@ -11,8 +11,8 @@ use santa_signing::verify::{Detail, ExternalFiles};
 
 fuzz_target!(|data: &[u8]| {
     let external = ExternalFiles::default();
-    let decision = FileSigning::from_bytes_with(data, &external, 0, Detail::Decision);
-    let full = FileSigning::from_bytes_with(data, &external, 0, Detail::Full);
+    let decision = FileSigning::from_bytes_with(data, &external, Detail::Decision);
+    let full = FileSigning::from_bytes_with(data, &external, Detail::Full);
     match (decision, full) {
         (Ok(d), Ok(f)) => {
             assert_eq!(d.status, f.status);

@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use santa_hotpath::{FileKey, FileStamp};
 use serde::Serialize;
@@ -35,12 +34,8 @@ impl FileSigning {
     /// Parses and verifies every slice of `bytes`, decoding everything `santactl fileinfo`
     /// prints ([`Detail::Full`]). `Err` only when the bytes are not Mach-O at all; a
     /// malformed Mach-O gives an `Invalid` status with the reason.
-    pub fn from_bytes(
-        bytes: &[u8],
-        external: &ExternalFiles,
-        now_unix: i64,
-    ) -> Result<Self, FileFormat> {
-        Self::from_bytes_with(bytes, external, now_unix, Detail::Full)
+    pub fn from_bytes(bytes: &[u8], external: &ExternalFiles) -> Result<Self, FileFormat> {
+        Self::from_bytes_with(bytes, external, Detail::Full)
     }
 
     /// [`Self::from_bytes`], decoding only what `detail` asks for: santad's exec path asks
@@ -48,7 +43,6 @@ impl FileSigning {
     pub fn from_bytes_with(
         bytes: &[u8],
         external: &ExternalFiles,
-        now_unix: i64,
         detail: Detail,
     ) -> Result<Self, FileFormat> {
         let format = macho::classify(bytes);
@@ -70,7 +64,7 @@ impl FileSigning {
         let mut slices: Vec<SliceReport> = parsed
             .slices
             .iter()
-            .map(|s| verify::verify_slice_with(s, external, now_unix, detail))
+            .map(|s| verify::verify_slice_with(s, external, detail))
             .collect();
         // Unreadable records take their place in header order (they count in the consistency
         // check as slices without a signature).
@@ -244,12 +238,6 @@ impl From<HashError> for FileInfoError {
     }
 }
 
-fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 /// What santad decides on: a file's SHA-256 and signing facts, from one read of an open file.
 #[derive(Clone, Debug, Serialize)]
 pub struct FileIdentity {
@@ -286,13 +274,8 @@ pub fn identify_file(
 fn identify_loaded(file: &std::fs::File, bytes: &FileBytes) -> Result<FileIdentity, HashError> {
     let sha256 = bytes.sha256();
     let format = macho::classify(bytes);
-    let signing = FileSigning::from_bytes_with(
-        bytes,
-        &ExternalFiles::default(),
-        now_unix(),
-        Detail::Decision,
-    )
-    .ok();
+    let signing =
+        FileSigning::from_bytes_with(bytes, &ExternalFiles::default(), Detail::Decision).ok();
     let changed = !bytes.unchanged(file)?;
     Ok(FileIdentity {
         hash: FileHash {
@@ -310,7 +293,7 @@ fn identify_loaded(file: &std::fs::File, bytes: &FileBytes) -> Result<FileIdenti
 /// Everything `santactl fileinfo` prints about the signature of already-loaded bytes,
 /// entitlements included ([`Detail::Full`]). `None` for files that are not Mach-O.
 pub fn inspect(bytes: &[u8], external: &ExternalFiles) -> Option<FileSigning> {
-    FileSigning::from_bytes(bytes, external, now_unix()).ok()
+    FileSigning::from_bytes(bytes, external).ok()
 }
 
 /// Santa's Type line (`SNTCommandFileInfo type`): the kind of the Mach-O, then every slice's
@@ -356,7 +339,7 @@ pub fn file_info(path: &Path, options: &FileInfoOptions) -> Result<FileInfo, Fil
     let bundle = bundle::find_ancestor_bundle(path);
     let external = bundle::external_files_for(path);
     let format = macho::classify(&bytes);
-    let signing = FileSigning::from_bytes(&bytes, &external, now_unix()).ok();
+    let signing = FileSigning::from_bytes(&bytes, &external).ok();
     let sha256 = bytes.sha256();
     let sha1 = bytes.sha1();
     let changed = !bytes.unchanged(&file)?;

@@ -17,7 +17,7 @@ use crate::codesign::{
 };
 use crate::ids::{CdHash, Sha256, SigningId, TeamId};
 use crate::macho::{CpuType, MachFileType, MachOError, Slice, UnreadableSlice};
-use crate::x509::{Certificate, SignatureCheck, oid};
+use crate::x509::{self, Certificate, SignatureCheck, oid};
 
 /// SHA-256 of Apple Root CA (the 2006 RSA root that anchors Developer ID and Apple's own
 /// software signing), the trust anchor of every production signature.
@@ -75,10 +75,17 @@ pub enum InvalidReason {
     },
     /// The chain stops before a self-signed root.
     ChainIncomplete,
-    /// The chain ends at a root other than Apple Root CA.
-    UntrustedRoot {
-        /// SHA-256 of the root found.
-        root: Sha256,
+    /// The CodeDirectory names a Team ID that is not its Apple-issued leaf certificate's OU.
+    TeamIdMismatch {
+        /// The CodeDirectory's Team ID.
+        team: TeamId,
+    },
+    /// A certificate of the chain is used for what its extensions do not allow.
+    CertificateNotAllowed {
+        /// SHA-256 of the certificate.
+        certificate: Sha256,
+        /// What it may not do.
+        why: &'static str,
     },
     /// A certificate was not valid at signing time.
     CertificateNotValidAtSigningTime {
@@ -124,7 +131,13 @@ impl fmt::Display for InvalidReason {
                 write!(f, "certificate {certificate} is not signed by its issuer")
             }
             Self::ChainIncomplete => write!(f, "certificate chain does not reach a root"),
-            Self::UntrustedRoot { root } => write!(f, "chain ends at untrusted root {root}"),
+            Self::TeamIdMismatch { team } => write!(
+                f,
+                "the CodeDirectory's Team ID {team} is not the signing certificate's"
+            ),
+            Self::CertificateNotAllowed { certificate, why } => {
+                write!(f, "certificate {certificate} may not be used here: {why}")
+            }
             Self::CertificateNotValidAtSigningTime { certificate } => {
                 write!(f, "certificate {certificate} was not valid at signing time")
             }
@@ -211,6 +224,9 @@ impl InvalidReason {
             Self::SpecialSlotMismatch {
                 special_slot: 3, ..
             } => "Yes, but resources invalid",
+            // Security's own check of the Team ID against the leaf, reported as an invalid
+            // signature rather than a changed one.
+            Self::TeamIdMismatch { .. } => "Yes, but the signature is invalid",
             _ => SIGNATURE_CHANGED,
         }
     }
@@ -381,15 +397,14 @@ pub enum Detail {
 }
 
 /// Parses and verifies the signature of one slice, decoding everything ([`Detail::Full`]).
-pub fn verify_slice(slice: &Slice<'_>, external: &ExternalFiles, now_unix: i64) -> SliceReport {
-    verify_slice_with(slice, external, now_unix, Detail::Full)
+pub fn verify_slice(slice: &Slice<'_>, external: &ExternalFiles) -> SliceReport {
+    verify_slice_with(slice, external, Detail::Full)
 }
 
 /// Parses and verifies the signature of one slice, decoding what `detail` asks for.
 pub fn verify_slice_with(
     slice: &Slice<'_>,
     external: &ExternalFiles,
-    now_unix: i64,
     detail: Detail,
 ) -> SliceReport {
     let mut report = SliceReport {
@@ -423,7 +438,7 @@ pub fn verify_slice_with(
             return report;
         }
     };
-    let (signature, outcome) = verify_embedded(slice.bytes, &sig, external, now_unix, detail);
+    let (signature, outcome) = verify_embedded(slice.bytes, &sig, external, detail);
     report.signature = Some(signature);
     match outcome {
         Ok(status) => report.status = status,
@@ -445,7 +460,6 @@ fn verify_embedded(
     code: &[u8],
     sig: &EmbeddedSignature<'_>,
     external: &ExternalFiles,
-    now_unix: i64,
     detail: Detail,
 ) -> (SignatureReport, Result<SigningStatus, InvalidReason>) {
     let mut failure: Option<InvalidReason> = None;
@@ -543,7 +557,7 @@ fn verify_embedded(
     };
     let mut production_leaf = false;
     if let (Some(cms), false) = (&cms, adhoc) {
-        if let Err(r) = verify_cms(cms, sig, now_unix) {
+        if let Err(r) = verify_cms(cms, sig) {
             first_err(&mut failure, r);
         }
         let chain: Vec<Certificate> = cms
@@ -551,19 +565,50 @@ fn verify_embedded(
             .into_iter()
             .map(|i| cms.certificates[i].clone())
             .collect();
+        // Santa validates without requiring a trusted anchor (Security's static check with no
+        // anchor policy), so a chain that ends at any self-signed root verifies. What Apple's
+        // root adds is trust in what the leaf claims: only under it are the leaf's production
+        // markers and its Team ID Apple's word. Santa's `IsProductionSigningCert` reads the
+        // markers alone and says it is best-effort, relying on Endpoint Security for runtime
+        // decisions; with no kernel to vouch here, a leaf under any other root is a
+        // development certificate ("Yes, but with development certificate"): its certificate
+        // and CDHash rules match, its Team ID and Signing ID rules cannot.
         let anchored = chain
             .last()
             .is_some_and(|root| root.sha256 == APPLE_ROOT_CA_SHA256);
         let leaf = &chain[0];
         report.platform_binary = anchored && leaf.has_extension(oid::APPLE_SOFTWARE_SIGNING);
-        production_leaf = [
+        production_leaf = anchored
+            && [
+                oid::APPLE_MAC_APP_STORE,
+                oid::APPLE_DEVELOPER_ID_APPLICATION,
+                oid::APPLE_IOS_APP_STORE,
+                oid::APPLE_SOFTWARE_SIGNING,
+            ]
+            .iter()
+            .any(|o| leaf.has_extension(o));
+        // The CodeDirectory's Team ID is the signer's claim; the certificate says whose key
+        // signed (Apple writes the team into the certificates it issues as the subject's OU,
+        // and `codesign` takes the Team ID from there). A CodeDirectory naming another team
+        // than its leaf's is refused, under any root: without this, anyone holding any
+        // Developer ID could name another team in the CodeDirectory and match that team's
+        // Team ID and Signing ID rules.
+        // Apple's own signing certificates (the App Stores' re-signing, its software signing)
+        // are not issued to the team they sign for, so only certificates issued to a team
+        // (Developer ID, development) are held to it.
+        let apples_own = [
             oid::APPLE_MAC_APP_STORE,
-            oid::APPLE_DEVELOPER_ID_APPLICATION,
             oid::APPLE_IOS_APP_STORE,
             oid::APPLE_SOFTWARE_SIGNING,
         ]
         .iter()
         .any(|o| leaf.has_extension(o));
+        if !apples_own
+            && let Some(team) = &report.team_id
+            && leaf.subject.organizational_unit.as_deref() != Some(team.as_str())
+        {
+            first_err(&mut failure, InvalidReason::TeamIdMismatch { team: *team });
+        }
         report.chain = chain;
     }
     report.cms = cms;
@@ -659,11 +704,7 @@ fn signed_by(child: &Certificate, issuer: &Certificate) -> Result<(), InvalidRea
     }
 }
 
-fn verify_cms(
-    cms: &CmsSignature,
-    sig: &EmbeddedSignature<'_>,
-    now_unix: i64,
-) -> Result<(), InvalidReason> {
+fn verify_cms(cms: &CmsSignature, sig: &EmbeddedSignature<'_>) -> Result<(), InvalidReason> {
     let cd0 = &sig.code_directories[0];
     let leaf = cms.signer();
     let signed_content = match &cms.signed_attributes {
@@ -712,17 +753,70 @@ fn verify_cms(
         return Err(InvalidReason::ChainIncomplete);
     }
     signed_by(root, root)?;
-    if root.sha256 != APPLE_ROOT_CA_SHA256 {
-        return Err(InvalidReason::UntrustedRoot { root: root.sha256 });
+    check_chain_constraints(cms, &chain)?;
+    // With a signing time, every certificate must have been valid then. Without one, Apple's
+    // verifier tolerates certificates that have expired (or are not valid yet): it has no time
+    // to judge them at but now, and a signature does not stop being one when its intermediate
+    // expires.
+    if let Some(at) = cms.signing_time_unix {
+        for &i in &chain {
+            let c = &cms.certificates[i];
+            if at < c.not_before_unix || at > c.not_after_unix {
+                return Err(InvalidReason::CertificateNotValidAtSigningTime {
+                    certificate: c.sha256,
+                });
+            }
+        }
     }
-    // Without a signing time, validity is judged now, as codesign does.
-    let at = cms.signing_time_unix.unwrap_or(now_unix);
-    for &i in &chain {
-        let c = &cms.certificates[i];
-        if at < c.not_before_unix || at > c.not_after_unix {
-            return Err(InvalidReason::CertificateNotValidAtSigningTime {
-                certificate: c.sha256,
-            });
+    Ok(())
+}
+
+/// What a chain's certificates may do (RFC 5280 §4.2.1, as any X.509 path validation checks):
+/// every issuer is a CA (`basicConstraints` `cA`) allowed to sign certificates (`keyUsage`
+/// `keyCertSign`, when it has a key usage) within its `pathLenConstraint`; the leaf may make
+/// signatures (`digitalSignature`, when it has a key usage) and sign code (`id-kp-codeSigning`
+/// or any purpose, when it names its purposes). A chain linked by names and signatures alone
+/// would let any end-entity certificate act as an intermediate.
+fn check_chain_constraints(cms: &CmsSignature, chain: &[usize]) -> Result<(), InvalidReason> {
+    let refuse = |c: &Certificate, why| InvalidReason::CertificateNotAllowed {
+        certificate: c.sha256,
+        why,
+    };
+    let leaf = &cms.certificates[chain[0]];
+    if leaf
+        .key_usage
+        .is_some_and(|k| k & x509::KEY_USAGE_DIGITAL_SIGNATURE == 0)
+    {
+        return Err(refuse(leaf, "its key usage does not allow signatures"));
+    }
+    if let Some(purposes) = &leaf.ext_key_usage
+        && !purposes
+            .iter()
+            .any(|p| p == oid::CODE_SIGNING || p == oid::ANY_EXT_KEY_USAGE)
+    {
+        return Err(refuse(
+            leaf,
+            "its extended key usage does not allow code signing",
+        ));
+    }
+    for (depth, &i) in chain.iter().enumerate().skip(1) {
+        let issuer = &cms.certificates[i];
+        let Some(bc) = issuer.basic_constraints.filter(|bc| bc.ca) else {
+            return Err(refuse(issuer, "it issues a certificate but is not a CA"));
+        };
+        if issuer
+            .key_usage
+            .is_some_and(|k| k & x509::KEY_USAGE_KEY_CERT_SIGN == 0)
+        {
+            return Err(refuse(
+                issuer,
+                "its key usage does not allow signing certificates",
+            ));
+        }
+        // CA certificates between this one and the leaf.
+        let below = depth as u32 - 1;
+        if bc.path_len.is_some_and(|max| below > max) {
+            return Err(refuse(issuer, "its path length constraint is exceeded"));
         }
     }
     Ok(())

@@ -30,6 +30,13 @@ pub(crate) mod oid {
     pub const SHA384: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02];
     pub const SHA512: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03];
     pub const SUBJECT_KEY_ID: &[u8] = &[0x55, 0x1d, 0x0e];
+    pub const KEY_USAGE: &[u8] = &[0x55, 0x1d, 0x0f];
+    pub const BASIC_CONSTRAINTS: &[u8] = &[0x55, 0x1d, 0x13];
+    pub const EXT_KEY_USAGE: &[u8] = &[0x55, 0x1d, 0x25];
+    /// `anyExtendedKeyUsage`.
+    pub const ANY_EXT_KEY_USAGE: &[u8] = &[0x55, 0x1d, 0x25, 0x00];
+    /// `id-kp-codeSigning`.
+    pub const CODE_SIGNING: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x03];
     /// Apple's marker extension for Developer ID Application leaf certificates.
     pub const APPLE_DEVELOPER_ID_APPLICATION: &[u8] =
         &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x63, 0x64, 0x06, 0x01, 0x0d];
@@ -185,6 +192,79 @@ pub struct Certificate {
     pub(crate) extension_oids: Vec<Vec<u8>>,
     #[serde(skip)]
     pub(crate) subject_key_id: Option<Vec<u8>>,
+    /// `basicConstraints`, when present.
+    #[serde(skip)]
+    pub(crate) basic_constraints: Option<BasicConstraints>,
+    /// `keyUsage` bits (bit 0, `digitalSignature`, is `0x8000`), when present.
+    #[serde(skip)]
+    pub(crate) key_usage: Option<u16>,
+    /// `extKeyUsage` purposes (OID contents), when present.
+    #[serde(skip)]
+    pub(crate) ext_key_usage: Option<Vec<Vec<u8>>>,
+}
+
+/// The `basicConstraints` extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BasicConstraints {
+    /// `cA`: the key may sign certificates.
+    pub(crate) ca: bool,
+    /// `pathLenConstraint`: CA certificates that may follow below this one, leaf excluded.
+    pub(crate) path_len: Option<u32>,
+}
+
+/// `keyUsage` `digitalSignature`.
+pub(crate) const KEY_USAGE_DIGITAL_SIGNATURE: u16 = 0x8000;
+/// `keyUsage` `keyCertSign`.
+pub(crate) const KEY_USAGE_KEY_CERT_SIGN: u16 = 0x0400;
+
+/// Most purposes read from one `extKeyUsage` (real certificates name a handful).
+const EXT_KEY_USAGE_COUNT_MAX: usize = 32;
+
+fn parse_basic_constraints(value: &[u8]) -> Result<BasicConstraints, Asn1Error> {
+    let mut outer = Reader::new(value);
+    let mut seq = outer.enter(tag::SEQUENCE, "BasicConstraints")?;
+    let ca = match seq.optional(tag::BOOLEAN, "cA")? {
+        Some(b) => b.content.first().is_some_and(|&v| v != 0),
+        None => false,
+    };
+    let path_len = match seq.optional(tag::INTEGER, "pathLenConstraint")? {
+        // Small non-negative integers only; anything else is no usable constraint.
+        Some(i) if i.content.len() <= 4 && i.content.first().is_some_and(|&b| b < 0x80) => {
+            Some(i.content.iter().fold(0u32, |n, &b| (n << 8) | u32::from(b)))
+        }
+        Some(_) => {
+            return Err(Asn1Error::BadValue {
+                what: "pathLenConstraint",
+            });
+        }
+        None => None,
+    };
+    Ok(BasicConstraints { ca, path_len })
+}
+
+fn parse_key_usage(value: &[u8]) -> Result<u16, Asn1Error> {
+    let mut r = Reader::new(value);
+    let bits = r.expect(tag::BIT_STRING, "KeyUsage")?;
+    // The first octet counts the unused bits of the last; the bits that follow start at bit 0.
+    let bytes = bits.content.get(1..).unwrap_or(&[]);
+    let hi = u16::from(bytes.first().copied().unwrap_or(0));
+    let lo = u16::from(bytes.get(1).copied().unwrap_or(0));
+    Ok(hi << 8 | lo)
+}
+
+fn parse_ext_key_usage(value: &[u8]) -> Result<Vec<Vec<u8>>, Asn1Error> {
+    let mut outer = Reader::new(value);
+    let mut seq = outer.enter(tag::SEQUENCE, "ExtKeyUsageSyntax")?;
+    let mut out = Vec::new();
+    while !seq.is_empty() {
+        if out.len() >= EXT_KEY_USAGE_COUNT_MAX {
+            return Err(Asn1Error::BadValue {
+                what: "too many key purposes",
+            });
+        }
+        out.push(seq.expect(tag::OID, "KeyPurposeId")?.content.to_vec());
+    }
+    Ok(out)
 }
 
 impl fmt::Debug for Certificate {
@@ -234,6 +314,7 @@ impl Certificate {
         t.optional(0x82, "subjectUniqueID")?;
         let mut extension_oids = Vec::new();
         let mut subject_key_id = None;
+        let (mut basic_constraints, mut key_usage, mut ext_key_usage) = (None, None, None);
         if let Some(exts) = t.optional(tag::context(3), "extensions")? {
             let mut seq = exts
                 .children(depth + 2)
@@ -248,6 +329,16 @@ impl Certificate {
                 let id = e.expect(tag::OID, "extnID")?;
                 e.optional(tag::BOOLEAN, "critical")?;
                 let value = e.expect(tag::OCTET_STRING, "extnValue")?;
+                match id.content {
+                    oid::BASIC_CONSTRAINTS => {
+                        basic_constraints = Some(parse_basic_constraints(value.content)?);
+                    }
+                    oid::KEY_USAGE => key_usage = Some(parse_key_usage(value.content)?),
+                    oid::EXT_KEY_USAGE => {
+                        ext_key_usage = Some(parse_ext_key_usage(value.content)?);
+                    }
+                    _ => {}
+                }
                 if id.content == oid::SUBJECT_KEY_ID {
                     let mut inner = Reader::new(value.content);
                     subject_key_id = Some(
@@ -286,6 +377,9 @@ impl Certificate {
             public_key,
             extension_oids,
             subject_key_id,
+            basic_constraints,
+            key_usage,
+            ext_key_usage,
             der: der_owned,
         })
     }

@@ -23,7 +23,7 @@ fn peak_while(f: impl FnOnce()) -> usize {
 }
 
 fn analyse(bytes: &[u8]) {
-    let _ = FileSigning::from_bytes(bytes, &ExternalFiles::default(), 0);
+    let _ = FileSigning::from_bytes(bytes, &ExternalFiles::default());
 }
 
 #[test]

@@ -112,7 +112,7 @@ fn identify_file_decides_on_the_same_facts_without_decoding_entitlements() {
     let id = identify_file(&file, &HashLimits::default(), &mut Vec::new()).unwrap();
     let decision = id.signing.unwrap();
     let bytes = fixture(DEVID);
-    let full = FileSigning::from_bytes(&bytes, &ExternalFiles::default(), 1_790_000_000).unwrap();
+    let full = FileSigning::from_bytes(&bytes, &ExternalFiles::default()).unwrap();
 
     assert_eq!(entitlements_of(&decision), vec![None, None]);
     for sl in &decision.slices {
@@ -145,7 +145,7 @@ fn regression_amplifying_entitlements_cost_the_exec_path_nothing() {
 
     // The exec path: the blob is hashed as part of the file, never decoded.
     let (decision, peak) = peak_during(|| {
-        FileSigning::from_bytes_with(&b, &ExternalFiles::default(), 0, Detail::Decision).unwrap()
+        FileSigning::from_bytes_with(&b, &ExternalFiles::default(), Detail::Decision).unwrap()
     });
     eprintln!("Decision: peak heap {peak} bytes");
     assert!(peak < DECISION_PEAK_BYTES_MAX, "peak {peak} bytes");
@@ -171,7 +171,7 @@ fn regression_amplifying_entitlements_cost_the_exec_path_nothing() {
 
     // santactl's path tries, and the plist decoder refuses within its bound.
     let (full, peak) =
-        peak_during(|| FileSigning::from_bytes(&b, &ExternalFiles::default(), 0).unwrap());
+        peak_during(|| FileSigning::from_bytes(&b, &ExternalFiles::default()).unwrap());
     eprintln!("Full: peak heap {peak} bytes");
     assert_eq!(entitlements_of(&full), vec![None]);
     assert!(peak < plist::decoded_bytes_max(payload.len()) + DECISION_PEAK_BYTES_MAX);

@@ -181,7 +181,7 @@ fn code_directory_with_lying_counts() {
     // In the file, a lying CD is an Invalid status with the parse error as its reason.
     let mut file = b.clone();
     file[cd_off + 28..cd_off + 32].copy_from_slice(&u32::MAX.to_be_bytes());
-    let s = FileSigning::from_bytes(&file, &ExternalFiles::default(), 0).unwrap();
+    let s = FileSigning::from_bytes(&file, &ExternalFiles::default()).unwrap();
     assert_eq!(s.status, SigningStatus::Invalid);
     assert_eq!(
         s.invalid_reason,
@@ -191,7 +191,7 @@ fn code_directory_with_lying_counts() {
 
 fn analyze(bytes: &[u8]) {
     // Any outcome is fine; a panic or an unbounded allocation is not.
-    if let Ok(s) = FileSigning::from_bytes(bytes, &ExternalFiles::default(), 0) {
+    if let Ok(s) = FileSigning::from_bytes(bytes, &ExternalFiles::default()) {
         let _ = serde_json::to_string(&s).unwrap();
     }
     let _ = CmsSignature::parse(bytes);

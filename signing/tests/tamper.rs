@@ -19,7 +19,7 @@ const DUALCD: &str = "adhoc_dualcd_x86_64.pillow950_libwebpdemux.2.dylib";
 
 /// Each slice's status and, when invalid, why.
 fn status_of(bytes: &[u8]) -> Vec<(SigningStatus, Option<InvalidReason>)> {
-    FileSigning::from_bytes(bytes, &ExternalFiles::default(), 1_790_000_000)
+    FileSigning::from_bytes(bytes, &ExternalFiles::default())
         .unwrap()
         .slices
         .into_iter()
@@ -154,7 +154,7 @@ fn fat_files_with_an_unsigned_slice_are_inconsistent() {
         "fat_exec_x86unsigned_arm64linker.get-windows_main",
     ] {
         let b = fixture(name);
-        let s = FileSigning::from_bytes(&b, &ExternalFiles::default(), 0).unwrap();
+        let s = FileSigning::from_bytes(&b, &ExternalFiles::default()).unwrap();
         assert_eq!(
             s.slices.iter().map(|x| &x.status).collect::<Vec<_>>(),
             vec![&SigningStatus::Unsigned, &SigningStatus::AdHoc],
@@ -180,7 +180,7 @@ fn modified_info_plist_breaks_special_slot_one() {
         info_plist: Some(info.clone()),
         code_resources: Some(std::fs::read(app.join("_CodeSignature/CodeResources")).unwrap()),
     };
-    let s = FileSigning::from_bytes(&b, &good, 0).unwrap();
+    let s = FileSigning::from_bytes(&b, &good).unwrap();
     assert_eq!(s.status, SigningStatus::Production);
     let n = info.len();
     info[n / 2] ^= 0x01;
@@ -188,7 +188,7 @@ fn modified_info_plist_breaks_special_slot_one() {
         info_plist: Some(info),
         ..good
     };
-    let s = FileSigning::from_bytes(&b, &bad, 0).unwrap();
+    let s = FileSigning::from_bytes(&b, &bad).unwrap();
     assert_eq!(
         (s.status, s.invalid_reason),
         (
@@ -244,7 +244,7 @@ fn an_alternate_code_directory_not_bound_by_the_cms_is_invalid() {
     }
     b[sb..sb + DEVID_ARM64_SIG_SIZE].fill(0);
     b[sb..sb + out.len()].copy_from_slice(&out);
-    let s = FileSigning::from_bytes(&b, &ExternalFiles::default(), 0).unwrap();
+    let s = FileSigning::from_bytes(&b, &ExternalFiles::default()).unwrap();
     let arm64 = &s.slices[1];
     let sig = arm64.signature.as_ref().unwrap();
     assert_eq!(sig.code_directories.len(), 2);
@@ -266,6 +266,6 @@ fn an_alternate_code_directory_not_bound_by_the_cms_is_invalid() {
     same[ident_at] ^= 0x20;
     b2[sb..sb + DEVID_ARM64_SIG_SIZE].fill(0);
     b2[sb..sb + same.len()].copy_from_slice(&same);
-    let s2 = FileSigning::from_bytes(&b2, &ExternalFiles::default(), 0).unwrap();
+    let s2 = FileSigning::from_bytes(&b2, &ExternalFiles::default()).unwrap();
     assert_eq!(s2.slices[1].status, SigningStatus::Production);
 }

@@ -538,7 +538,7 @@ fn main() {
             let external = ExternalFiles::default();
             for _ in 0..iterations {
                 let s = Instant::now();
-                let f = FileSigning::from_bytes(&bytes, &external, 0).expect("Mach-O");
+                let f = FileSigning::from_bytes(&bytes, &external).expect("Mach-O");
                 let d = s.elapsed();
                 assert!(f.status.is_valid(), "fixture must verify: {:?}", f.status);
                 std::hint::black_box(f);
@@ -549,7 +549,7 @@ fn main() {
                 let s = Instant::now();
                 let bytes = santa_signing::FileBytes::open(&fixture, &limits).expect("load");
                 let sha = bytes.sha256();
-                let f = FileSigning::from_bytes(&bytes, &external, 0).expect("Mach-O");
+                let f = FileSigning::from_bytes(&bytes, &external).expect("Mach-O");
                 let d = s.elapsed();
                 std::hint::black_box((sha, f));
                 whole.record(d.as_micros() as u64).expect("record");

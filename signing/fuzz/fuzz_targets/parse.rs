@@ -7,7 +7,7 @@ use santa_signing::FileSigning;
 use santa_signing::verify::ExternalFiles;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(s) = FileSigning::from_bytes(data, &ExternalFiles::default(), 0) {
+    if let Ok(s) = FileSigning::from_bytes(data, &ExternalFiles::default()) {
         // Building the report walks every field; serialising touches the rest.
         let _ = s.cdhash();
         let _ = s.leaf_certificate_sha256();

@@ -597,12 +597,31 @@ fn fileinfo_prints_the_manifest_values_for_every_fixture() {
         assert!(ok(&r).contains(f["sha256"].as_str().unwrap()));
     }
 
-    // Without santad: Rule and Expected Decision are None, the rest is the same.
+    // A file signed with a development certificate (a root that is not Apple's): a Team ID
+    // rule for its team is found, and Santa's fileinfo says why it does not apply.
+    let selfsigned = std::path::absolute("signing/tests/fixtures/signed/selfsigned_root.macho")
+        .unwrap()
+        .display()
+        .to_string();
+    ok(&ctl(
+        sock,
+        &["rule", "--block", "--teamid", "--identifier", "ABCDE12345"],
+    ));
+    let j = json(&ctl(sock, &["fileinfo", "--json", &selfsigned]));
+    let ignored = "None (TeamID rule ignored because code signed with a development certificate.)";
+    assert_eq!(j[0]["Code-signed"], "Yes, but with development certificate");
+    assert_eq!(j[0]["Rule"], ignored);
+    assert_eq!(j[0]["Expected Decision"], ignored);
+
+    // Without santad: Rule and Expected Decision say so, as Santa's do; the rest is the same.
     let gone = s.state.path().join("gone.sock");
     let o = ctl(&gone, &["fileinfo", "--json", &devid]);
     let j = json(&o);
-    assert_eq!(j[0]["Rule"], "None");
-    assert_eq!(j[0]["Expected Decision"], "None");
+    assert_eq!(j[0]["Rule"], "Could not communicate with daemon");
+    assert_eq!(
+        j[0]["Expected Decision"],
+        "Could not communicate with daemon"
+    );
     assert_eq!(j[0]["Team ID"], "S8XHQB96PW");
     // Errors: a missing file and a directory without -r; exit 1.
     let o = ctl(

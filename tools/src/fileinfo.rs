@@ -172,17 +172,45 @@ struct DaemonView<'d> {
 }
 
 impl DaemonView<'_> {
-    /// `(Rule, Expected Decision)`; `None` for both when santad is not running.
+    /// `(Rule, Expected Decision)`, as Santa's fileinfo words them; Santa's message for both
+    /// when santad does not answer (and santad is not asked again for the next files).
     fn check(&self, info: &signing::FileInfo) -> (String, String) {
-        let none = || ("None".to_owned(), "None".to_owned());
+        let unreachable = || {
+            (
+                COMMUNICATION_ERROR.to_owned(),
+                COMMUNICATION_ERROR.to_owned(),
+            )
+        };
         if self.unavailable.get() {
-            return none();
+            return unreachable();
+        }
+        let mut facts = facts(info);
+        // Santa looks a file signed with a development certificate up by all its identities,
+        // as if it were production-signed, and then says why a Team ID or Signing ID rule
+        // found that way does not apply to it.
+        let development = facts.signing_status == signing::SigningStatus::Development;
+        if development {
+            facts.signing_status = signing::SigningStatus::Production;
         }
         let request = Request::RuleCheck {
-            target: CheckTarget::File { facts: facts(info) },
+            target: CheckTarget::File { facts },
         };
         match self.daemon.ask(&request) {
             Ok(Reply::RuleCheck(r)) => {
+                let ignored = r
+                    .rule
+                    .as_ref()
+                    .and_then(|rule| match rule.rule_type.as_str() {
+                        "TEAMID" if development => Some("TeamID"),
+                        "SIGNINGID" if development => Some("SigningID"),
+                        _ => None,
+                    });
+                if let Some(kind) = ignored {
+                    let text = format!(
+                        "None ({kind} rule ignored because code signed with a development certificate.)"
+                    );
+                    return (text.clone(), text);
+                }
                 let platform = info
                     .signing
                     .as_ref()
@@ -196,11 +224,14 @@ impl DaemonView<'_> {
             }
             _ => {
                 self.unavailable.set(true);
-                none()
+                unreachable()
             }
         }
     }
 }
+
+/// Santa's words for a Rule or Expected Decision that santad did not answer.
+const COMMUNICATION_ERROR: &str = "Could not communicate with daemon";
 
 /// One file's values by key (computed lazily: the daemon is asked only if a key needs it).
 struct Values<'a> {

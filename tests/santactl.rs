@@ -408,7 +408,8 @@ fn fileinfo_prints_the_manifest_values_for_every_fixture() {
     let paths: Vec<String> = fixtures
         .iter()
         .map(|f| dir.join(f["file"].as_str().unwrap()).display().to_string())
-        .map(|p| std::path::absolute(&p).unwrap().display().to_string())
+        // Santa's Path line is the path with its links and `..` resolved.
+        .map(|p| std::fs::canonicalize(&p).unwrap().display().to_string())
         .collect();
     let args = |extra: &[&str]| {
         let mut v: Vec<&str> = vec!["fileinfo"];

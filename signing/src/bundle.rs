@@ -44,7 +44,7 @@ pub struct Bundle {
     pub path: PathBuf,
     /// `CFBundleIdentifier`.
     pub identifier: String,
-    /// `CFBundleName`.
+    /// Santa's bundle name: `CFBundleDisplayName`, else `CFBundleName` (empty ones skipped).
     pub name: Option<String>,
     /// `CFBundleVersion`.
     pub version: Option<String>,
@@ -81,33 +81,80 @@ fn read_small(path: &Path, max: u64) -> Option<Vec<u8>> {
 /// Reads the bundle at `dir`, if it is one: a bundle extension and an `Info.plist` with a
 /// `CFBundleIdentifier`.
 pub fn read_bundle(dir: &Path) -> Option<Bundle> {
-    if !has_bundle_extension(dir) || !dir.is_dir() {
+    if !has_bundle_extension(dir) {
+        return None;
+    }
+    read_info_of(dir)
+}
+
+/// The bundle at `dir` if it has an `Info.plist` with a `CFBundleIdentifier`, whatever its
+/// extension.
+fn read_info_of(dir: &Path) -> Option<Bundle> {
+    if !dir.is_dir() {
         return None;
     }
     info_plist_candidates(dir).iter().find_map(|p| {
         let bytes = read_small(p, INFO_PLIST_BYTES_MAX)?;
-        let info = plist::parse(&bytes).ok()?;
-        let s = |k: &str| {
-            info.get(k)
-                .and_then(plist::Plist::as_str)
-                .map(str::to_string)
-        };
-        Some(Bundle {
-            path: dir.to_path_buf(),
-            identifier: s("CFBundleIdentifier").filter(|i| !i.is_empty())?,
-            name: s("CFBundleName"),
-            version: s("CFBundleVersion"),
-            short_version: s("CFBundleShortVersionString"),
-            executable: s("CFBundleExecutable"),
-        })
+        bundle_from_info_plist(dir, &bytes).filter(|b| !b.identifier.is_empty())
     })
 }
 
-/// The highest ancestor of `binary` that is a bundle (Santa's `useAncestorBundle`): for a
-/// helper inside `Foo.app/Contents/Frameworks/Bar.framework`, that is `Foo.app`.
+/// The highest ancestor of `binary` that is a bundle (Santa's `useAncestorBundle`, used for
+/// bundle events): for a helper inside `Foo.app/Contents/Frameworks/Bar.framework`, that is
+/// `Foo.app`.
 pub fn find_ancestor_bundle(binary: &Path) -> Option<Bundle> {
     let abs = std::path::absolute(binary).ok()?;
     abs.ancestors().skip(1).filter_map(read_bundle).last()
+}
+
+/// The nearest ancestor of `binary` that is a bundle, as Santa's `fileinfo` finds it
+/// (`findBundleWithAncestor:NO`): any directory with an extension and an `Info.plist` naming a
+/// bundle identifier, so that a helper inside `Foo.app/Contents/Frameworks/Bar.framework` is
+/// described as part of `Bar.framework`.
+pub fn find_nearest_bundle(binary: &Path) -> Option<Bundle> {
+    let abs = std::path::absolute(binary).ok()?;
+    abs.ancestors()
+        .skip(1)
+        .find_map(|dir| dir.extension().and_then(|_| read_info_of(dir)))
+}
+
+/// The main executable of the bundle at `dir`, as `NSBundle executablePath` finds it for a
+/// bundle directory given to Santa's fileinfo: `CFBundleExecutable` under `Contents/MacOS` for a
+/// macOS bundle, beside the `Info.plist`'s directory for a framework (`Resources/Info.plist`) or
+/// a flat bundle. `None` when `dir` is no bundle or names no executable that is a file.
+pub fn bundle_executable(dir: &Path) -> Option<PathBuf> {
+    let [contents, resources, versioned, flat] = info_plist_candidates(dir);
+    let places = [
+        (contents, dir.join("Contents/MacOS")),
+        (resources, dir.to_path_buf()),
+        (versioned, dir.join("Versions/Current")),
+        (flat, dir.to_path_buf()),
+    ];
+    places.into_iter().find_map(|(plist, exe_dir)| {
+        let bytes = read_small(&plist, INFO_PLIST_BYTES_MAX)?;
+        let b = bundle_from_info_plist(dir, &bytes).filter(|b| !b.identifier.is_empty())?;
+        let exe = exe_dir.join(b.executable?);
+        exe.is_file().then_some(exe)
+    })
+}
+
+/// The identity an `Info.plist` gives the bundle at `dir` (the plist's bytes).
+pub fn bundle_from_info_plist(dir: &Path, bytes: &[u8]) -> Option<Bundle> {
+    let info = plist::parse(bytes).ok()?;
+    let s = |k: &str| {
+        info.get(k)
+            .and_then(plist::Plist::as_str)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    Some(Bundle {
+        path: dir.to_path_buf(),
+        identifier: s("CFBundleIdentifier").unwrap_or_default(),
+        name: s("CFBundleDisplayName").or_else(|| s("CFBundleName")),
+        version: s("CFBundleVersion"),
+        short_version: s("CFBundleShortVersionString"),
+        executable: s("CFBundleExecutable"),
+    })
 }
 
 /// The files a binary's special slots seal when it is the main executable of a bundle:

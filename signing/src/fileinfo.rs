@@ -169,11 +169,34 @@ pub struct FileInfo {
     pub type_description: String,
     /// Signing facts, for Mach-O files; the identities below are read from it.
     pub signing: Option<FileSigning>,
-    /// The bundle the file belongs to.
+    /// The nearest bundle the file belongs to (Santa's fileinfo looks no higher).
     pub bundle: Option<Bundle>,
+    /// The `Info.plist` embedded in the executable (`__TEXT,__info_plist`), which Santa reads
+    /// before any bundle's; its `path` is the file's.
+    pub embedded_info: Option<Bundle>,
 }
 
 impl FileInfo {
+    /// The `Info.plist` Santa describes the file by: the embedded one, else its bundle's.
+    fn info_plist(&self) -> Option<&Bundle> {
+        self.embedded_info.as_ref().or(self.bundle.as_ref())
+    }
+
+    /// Santa's Bundle Name: `CFBundleDisplayName`, else `CFBundleName`.
+    pub fn bundle_name(&self) -> Option<&str> {
+        self.info_plist()?.name.as_deref()
+    }
+
+    /// Santa's Bundle Version: `CFBundleVersion`.
+    pub fn bundle_version(&self) -> Option<&str> {
+        self.info_plist()?.version.as_deref()
+    }
+
+    /// Santa's Bundle Version Str: `CFBundleShortVersionString`.
+    pub fn bundle_version_str(&self) -> Option<&str> {
+        self.info_plist()?.short_version.as_deref()
+    }
+
     /// Santa's Code-signed line (`No` for a file that is not Mach-O).
     pub fn code_signed(&self) -> String {
         self.signing
@@ -336,7 +359,7 @@ pub fn file_info(path: &Path, options: &FileInfoOptions) -> Result<FileInfo, Fil
         source,
     })?;
     let bytes = FileBytes::load(&file, &options.limits).map_err(|e| e.at(path))?;
-    let bundle = bundle::find_ancestor_bundle(path);
+    let bundle = bundle::find_nearest_bundle(path);
     let external = bundle::external_files_for(path);
     let format = macho::classify(&bytes);
     let signing = FileSigning::from_bytes(&bytes, &external).ok();
@@ -344,6 +367,10 @@ pub fn file_info(path: &Path, options: &FileInfoOptions) -> Result<FileInfo, Fil
     let sha1 = bytes.sha1();
     let changed = !bytes.unchanged(&file)?;
     let type_description = type_description(signing.as_ref(), format, &bytes);
+    let embedded_info = macho::parse(&bytes).ok().and_then(|m| {
+        let first = m.slices.first()?;
+        bundle::bundle_from_info_plist(path, macho::embedded_info_plist(first)?)
+    });
     Ok(FileInfo {
         path: path.to_path_buf(),
         sha256,
@@ -355,6 +382,7 @@ pub fn file_info(path: &Path, options: &FileInfoOptions) -> Result<FileInfo, Fil
         type_description,
         signing,
         bundle,
+        embedded_info,
     })
 }
 
@@ -366,13 +394,13 @@ impl fmt::Display for FileInfo {
         line(f, "Path", &self.path.display())?;
         line(f, "SHA-256", &self.sha256)?;
         line(f, "SHA-1", &self.sha1)?;
-        if let Some(b) = &self.bundle {
-            line(f, "Bundle Name", &b.name.as_deref().unwrap_or(""))?;
-            line(f, "Bundle Version", &b.version.as_deref().unwrap_or(""))?;
+        if self.info_plist().is_some() {
+            line(f, "Bundle Name", &self.bundle_name().unwrap_or(""))?;
+            line(f, "Bundle Version", &self.bundle_version().unwrap_or(""))?;
             line(
                 f,
                 "Bundle Version Str",
-                &b.short_version.as_deref().unwrap_or(""),
+                &self.bundle_version_str().unwrap_or(""),
             )?;
         }
         line(f, "Type", &self.type_description)?;

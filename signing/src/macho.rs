@@ -624,6 +624,61 @@ fn parse_fat(bytes: &[u8], is_64: bool) -> Result<MachO<'_>, MachOError> {
     })
 }
 
+/// Largest embedded `Info.plist` read, as Santa bounds it (`SNTFileInfo embeddedPlist`).
+const EMBEDDED_INFO_PLIST_BYTES_MAX: u64 = 2_000_000;
+
+/// The `Info.plist` an executable without a bundle carries in its `__TEXT,__info_plist` section
+/// (command-line tools linked with `-sectcreate`), as Santa's `SNTFileInfo embeddedPlist` finds
+/// it: executables only, the first `__TEXT` segment, sections within bounds.
+pub fn embedded_info_plist<'a>(slice: &Slice<'a>) -> Option<&'a [u8]> {
+    if slice.file_type != MachFileType::Execute {
+        return None;
+    }
+    let bytes = slice.bytes;
+    let little = matches!(le_u32(bytes, 0), Some(MH_MAGIC | MH_MAGIC_64));
+    let rd32 = |b: &[u8], off: usize| {
+        if little {
+            le_u32(b, off)
+        } else {
+            be_u32(b, off)
+        }
+    };
+    let (header_len, segment_len, section_len) = if slice.is_64 {
+        (32usize, 72usize, 80usize)
+    } else {
+        (28, 56, 68)
+    };
+    let ncmds = rd32(bytes, 16)?.min(LOAD_COMMAND_COUNT_MAX);
+    let mut at = header_len;
+    for _ in 0..ncmds {
+        let cmd = rd32(bytes, at)?;
+        let size = rd32(bytes, at + 4)? as usize;
+        let body = slice_at(bytes, at, size.max(8))?;
+        let is_text = slice_at(body, 8, 16).is_some_and(|n| n.starts_with(b"__TEXT\0"));
+        if (cmd == LC_SEGMENT_64 || cmd == LC_SEGMENT) && is_text {
+            let nsects = rd32(body, if slice.is_64 { 64 } else { 48 })? as usize;
+            for i in 0..nsects.min(size / section_len) {
+                let sect = slice_at(body, segment_len + i * section_len, section_len)?;
+                if !sect.starts_with(b"__info_plist") {
+                    continue;
+                }
+                let (size, offset) = if slice.is_64 {
+                    (rd64_in(sect, 40, little)?, rd32(sect, 48)?)
+                } else {
+                    (u64::from(rd32(sect, 36)?), rd32(sect, 40)?)
+                };
+                if size >= EMBEDDED_INFO_PLIST_BYTES_MAX {
+                    return None;
+                }
+                return slice_at_u64(bytes, u64::from(offset), size);
+            }
+            return None;
+        }
+        at = at.checked_add(size.max(8))?;
+    }
+    None
+}
+
 /// Reads a thin Mach-O occupying all of `bytes`.
 fn parse_thin(bytes: &[u8], file_offset: u64) -> Result<Slice<'_>, MachOError> {
     let trunc = |what, offset: usize| MachOError::Truncated {

@@ -251,3 +251,96 @@ fn identify_file_hashes_and_verifies_in_one_read() {
     assert_eq!(id.signing.unwrap().status, SigningStatus::AdHoc);
     assert!(scratch.capacity() >= 50512);
 }
+
+#[test]
+fn fileinfo_describes_a_binary_by_its_nearest_bundle() {
+    // Santa's fileinfo (`findBundleWithAncestor:NO`) stops at the first bundle up the path:
+    // the helper inside the framework is the framework's, not the app's.
+    let tmp = tempfile::tempdir().unwrap();
+    let app = build_bundle(tmp.path());
+    let fw = app.join("Contents/Frameworks/Inner.framework");
+    let nested = fw.join("Helpers/spawn-helper");
+    assert_eq!(
+        bundle::find_nearest_bundle(&nested).unwrap().path,
+        std::path::absolute(&fw).unwrap()
+    );
+    let info = file_info(&nested, &FileInfoOptions::default()).unwrap();
+    assert_eq!(
+        info.bundle.as_ref().unwrap().identifier,
+        "com.example.inner"
+    );
+    // The app's own executable is the app's.
+    let main = file_info(&app.join("Contents/MacOS/Outer"), &Default::default());
+    assert_eq!(main.unwrap().bundle_name(), Some("Mitmproxy Redirector"));
+}
+
+/// A minimal 64-bit executable whose only load command is a `__TEXT` segment holding an
+/// `__info_plist` section with `plist`.
+fn executable_with_embedded_plist(plist: &[u8]) -> Vec<u8> {
+    let (header, segment, section) = (32usize, 72usize, 80usize);
+    let plist_at = header + segment + section;
+    let mut b = Vec::new();
+    for v in [
+        0xfeed_facf_u32,
+        0x0100_000c,
+        0,
+        2,
+        1,
+        (segment + section) as u32,
+        0,
+        0,
+    ] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    let mut seg = Vec::new();
+    seg.extend_from_slice(&0x19u32.to_le_bytes());
+    seg.extend_from_slice(&((segment + section) as u32).to_le_bytes());
+    seg.extend_from_slice(b"__TEXT\0\0\0\0\0\0\0\0\0\0");
+    for v in [0u64, 0x4000, 0, (plist_at + plist.len()) as u64] {
+        seg.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [5u32, 5, 1, 0] {
+        seg.extend_from_slice(&v.to_le_bytes());
+    }
+    seg.extend_from_slice(b"__info_plist\0\0\0\0");
+    seg.extend_from_slice(b"__TEXT\0\0\0\0\0\0\0\0\0\0");
+    for v in [plist_at as u64, plist.len() as u64] {
+        seg.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [plist_at as u32, 0, 0, 0, 0, 0, 0, 0] {
+        seg.extend_from_slice(&v.to_le_bytes());
+    }
+    b.extend_from_slice(&seg);
+    b.extend_from_slice(plist);
+    b
+}
+
+#[test]
+fn fileinfo_reads_the_info_plist_embedded_in_an_executable() {
+    let plist = br#"<?xml version="1.0" encoding="UTF-8"?>
+<plist version="1.0"><dict>
+<key>CFBundleIdentifier</key><string>com.example.tool</string>
+<key>CFBundleName</key><string>tool</string>
+<key>CFBundleDisplayName</key><string>Example Tool</string>
+<key>CFBundleVersion</key><string>42</string>
+<key>CFBundleShortVersionString</key><string>4.2</string>
+</dict></plist>"#;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("tool");
+    std::fs::write(&path, executable_with_embedded_plist(plist)).unwrap();
+    let info = file_info(&path, &FileInfoOptions::default()).unwrap();
+    // CFBundleDisplayName wins over CFBundleName, as in Santa's bundleName.
+    assert_eq!(info.bundle_name(), Some("Example Tool"));
+    assert_eq!(info.bundle_version(), Some("42"));
+    assert_eq!(info.bundle_version_str(), Some("4.2"));
+    assert!(info.bundle.is_none());
+    let text = info.to_string();
+    assert!(
+        text.contains("Bundle Name           : Example Tool"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Type                  : Executable (arm64)"),
+        "{text}"
+    );
+}

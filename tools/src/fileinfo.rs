@@ -108,19 +108,40 @@ pub struct FileInfoArgs {
     bundleinfo: bool,
 }
 
-/// Reads everything `fileinfo` prints about `path`.
+/// Reads everything `fileinfo` prints about `path`. As in Santa (`SNTFileInfo resolvePath:`),
+/// the path is made absolute with its symbolic links resolved, and a bundle directory stands for
+/// its main executable. Files of any size are described (santad's `MaxHashBytes` bounds what the
+/// daemon hashes, not what an operator asks about).
 pub fn load(path: &Path) -> Result<signing::FileInfo, String> {
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let resolved = std::fs::canonicalize(&abs)
+        .map_err(|_| format!("File does not exist: {}", abs.display()))?;
+    let file = if resolved.is_dir() {
+        signing::bundle::bundle_executable(&resolved)
+            .ok_or_else(|| format!("Provided path was not a plain file: {}", resolved.display()))?
+    } else {
+        resolved
+    };
     let meta =
-        std::fs::metadata(&abs).map_err(|_| format!("File does not exist: {}", abs.display()))?;
+        std::fs::metadata(&file).map_err(|_| format!("File does not exist: {}", file.display()))?;
     if !meta.is_file() {
         return Err(format!(
             "Provided path was not a plain file: {}",
-            abs.display()
+            file.display()
         ));
     }
-    signing::file_info(&abs, &Default::default())
-        .map_err(|e| format!("Invalid or empty file: {}: {e}", abs.display()))
+    signing::file_info(&file, &fileinfo_options())
+        .map_err(|e| format!("Invalid or empty file: {}: {e}", file.display()))
+}
+
+/// What `fileinfo` reads a file with: no size bound.
+fn fileinfo_options() -> signing::FileInfoOptions {
+    signing::FileInfoOptions {
+        limits: signing::HashLimits {
+            hash_bytes_max: u64::MAX,
+            ..signing::HashLimits::default()
+        },
+    }
 }
 
 /// The identities santad needs to decide about this file.
@@ -248,21 +269,9 @@ impl Values<'_> {
             PATH => s(info.path.display().to_string()),
             SHA256 => s(info.sha256.to_string()),
             SHA1 => s(info.sha1.to_string()),
-            BUNDLE_NAME => info
-                .bundle
-                .as_ref()
-                .and_then(|b| b.name.clone())
-                .and_then(s),
-            BUNDLE_VERSION => info
-                .bundle
-                .as_ref()
-                .and_then(|b| b.version.clone())
-                .and_then(s),
-            BUNDLE_VERSION_STR => info
-                .bundle
-                .as_ref()
-                .and_then(|b| b.short_version.clone())
-                .and_then(s),
+            BUNDLE_NAME => info.bundle_name().map(str::to_owned).and_then(s),
+            BUNDLE_VERSION => info.bundle_version().map(str::to_owned).and_then(s),
+            BUNDLE_VERSION_STR => info.bundle_version_str().map(str::to_owned).and_then(s),
             TEAM_ID => info.team_id().and_then(|t| s(t.to_string())),
             SIGNING_ID => info.signing_id().and_then(|t| s(t.to_string())),
             CDHASH => info.cdhash().and_then(|c| s(c.to_string())),
@@ -556,7 +565,8 @@ pub fn run(daemon: &Daemon, args: &FileInfoArgs) -> Result<(), Failure> {
         let abs = std::path::absolute(path).unwrap_or_else(|_| path.clone());
         let mut files = Vec::new();
         let mut walked = false;
-        if abs.is_dir() {
+        let bundle_dir = abs.is_dir() && signing::bundle::bundle_executable(&abs).is_some();
+        if abs.is_dir() && (args.recursive || !bundle_dir) {
             if !args.recursive {
                 eprintln!(
                     "{} is a directory.  Use the -r flag to search recursively.",
@@ -621,6 +631,48 @@ pub fn run(daemon: &Daemon, args: &FileInfoArgs) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn shared_fixture(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/fixtures/macho")
+            .join(name)
+    }
+
+    #[test]
+    fn a_bundle_directory_stands_for_its_executable_and_links_are_resolved() {
+        let app = shared_fixture("devid_app/Mitmproxy Redirector.app");
+        let info = load(&app).unwrap();
+        let exe = std::fs::canonicalize(app.join("Contents/MacOS/Mitmproxy Redirector")).unwrap();
+        assert_eq!(info.path, exe);
+        assert_eq!(info.bundle_name(), Some("Mitmproxy Redirector"));
+        // A path through a symbolic link and `..` is described under its resolved path.
+        let tmp = tempfile::tempdir().unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&exe, &link).unwrap();
+        let via = tmp.path().join("sub/../link");
+        std::fs::create_dir(tmp.path().join("sub")).unwrap();
+        assert_eq!(load(&via).unwrap().path, exe);
+        // A directory that is no bundle is still refused.
+        assert!(load(tmp.path()).unwrap_err().contains("not a plain file"));
+    }
+
+    #[test]
+    fn a_file_over_a_gibibyte_is_described() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("big");
+        let f = std::fs::File::create(&path).unwrap();
+        // Sparse: no disk is used for it.
+        let len = (1 << 30) + 4096;
+        f.set_len(len).unwrap();
+        // The signing crate's default bound (santad's MaxHashBytes default) refuses it...
+        let refused = signing::file_info(&path, &Default::default()).unwrap_err();
+        assert!(
+            refused.to_string().contains("exceeds the hashing limit"),
+            "{refused}"
+        );
+        // ...fileinfo reads with no bound (hashing a GiB is left out of the unit tests).
+        assert!(fileinfo_options().limits.hash_bytes_max >= len);
+    }
 
     fn opts(keys: &[&str], filters: &[&str], cert: Option<i64>) -> Result<Options, Failure> {
         parse_options(&FileInfoArgs {

@@ -853,3 +853,101 @@ fn a_closed_pipe_ends_santactl_quietly() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.is_empty(), "quietly: {stderr}");
 }
+
+/// Santa's fileinfo keys beyond the identities: signing times, entitlements (with
+/// `--entitlements`), dates in the local zone (with `--localtz`), and the Universal Signing
+/// Chain of a file whose slices are signed differently. santad need not run for any of them.
+#[test]
+fn fileinfo_shows_signing_times_entitlements_and_the_universal_chain() {
+    let (dir, m) = manifest();
+    let gone = std::env::temp_dir().join("santactl-no-santad.sock");
+    let devid = dir.join("devid_app/Mitmproxy Redirector.app/Contents/MacOS/Mitmproxy Redirector");
+    let devid = devid.to_str().unwrap();
+    let entry = |file: &str| {
+        m["fixtures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["file"] == file)
+            .unwrap()
+            .clone()
+    };
+    let f = entry("devid_app/Mitmproxy Redirector.app/Contents/MacOS/Mitmproxy Redirector");
+    let host = if cfg!(target_arch = "aarch64") {
+        "arm64"
+    } else {
+        "x86_64"
+    };
+    let slice = f["slices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["arch"] == host)
+        .unwrap();
+    // The manifest's "2026-10-22 00:43:14+00:00", in Santa's ISO 8601.
+    let want_time = slice["cms"]["signing_time"]
+        .as_str()
+        .unwrap()
+        .replacen(' ', "T", 1)
+        .replace("+00:00", "Z");
+    let j = json(&ctl(&gone, &["fileinfo", "--json", devid]));
+    assert_eq!(j[0]["Signing Time"], want_time.as_str());
+    // The timestamp authority's time is the signing moment give or take the round trip.
+    let secure = j[0]["Secure Signing Time"].as_str().unwrap();
+    assert_eq!(&secure[..16], &want_time[..16], "{secure} vs {want_time}");
+    assert!(
+        j[0].get("Entitlements").is_none(),
+        "only with --entitlements"
+    );
+    assert!(
+        j[0].get("Universal Signing Chain").is_none(),
+        "slices signed alike"
+    );
+    assert!(j[0].get("Page Zero").is_none(), "not an i386 executable");
+
+    let j = json(&ctl(
+        &gone,
+        &["fileinfo", "--json", "--entitlements", devid],
+    ));
+    assert_eq!(
+        j[0]["Entitlements"]["com.apple.developer.team-identifier"],
+        "S8XHQB96PW"
+    );
+    let out = ctl(&gone, &["fileinfo", "--entitlements", devid]);
+    let text = ok(&out);
+    assert!(text.contains("\nEntitlements:\n"), "{text}");
+    assert!(
+        text.contains(". com.apple.developer.system-extension.install\n"),
+        "{text}"
+    );
+
+    // --localtz: the signing chain's dates and the signing times in the local zone.
+    let o = Command::new(common::santactl_path())
+        .env("TZ", "America/New_York")
+        .args(["--socket", gone.to_str().unwrap(), "fileinfo", "--localtz"])
+        .args(["--key", "Signing Chain", devid])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("Valid Until         : 2027-02-01T17:12:15-05:00"),
+        "{text}"
+    );
+
+    // Slices signed differently: the chain of each, as Santa lists it.
+    let mixed = dir.join("fat_exec_x86unsigned_arm64linker.get-windows_main");
+    let j = json(&ctl(
+        &gone,
+        &["fileinfo", "--json", mixed.to_str().unwrap()],
+    ));
+    assert_eq!(
+        j[0]["Universal Signing Chain"],
+        serde_json::json!([{"arch": "x86_64"}, {"unsigned": true}, {"arch": "arm64"}, {"ad-hoc": true}])
+    );
+    let out = ctl(&gone, &["fileinfo", mixed.to_str().unwrap()]);
+    let text = ok(&out);
+    assert!(
+        text.contains("Universal Signing Chain:\n  Architecture: x86_64\n     1. unsigned"),
+        "{text}"
+    );
+}

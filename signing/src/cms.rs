@@ -140,6 +140,9 @@ pub struct CmsSignature {
     pub cdhashes_v2: Vec<AgilityHash>,
     /// The signer carries an RFC 3161 timestamp token.
     pub has_timestamp_token: bool,
+    /// The token's `genTime`, seconds since epoch: Santa's Secure Signing Time. Shown only; the
+    /// timestamp authority's signature over it is not checked, and no decision reads it.
+    pub timestamp_unix: Option<i64>,
     #[serde(skip)]
     pub(crate) signed_attributes: Option<Vec<u8>>,
     #[serde(skip)]
@@ -213,6 +216,7 @@ impl CmsSignature {
             cdhashes_v1: Vec::new(),
             cdhashes_v2: Vec::new(),
             has_timestamp_token: false,
+            timestamp_unix: None,
             signed_attributes: None,
             signature: Vec::new(),
         };
@@ -229,9 +233,10 @@ impl CmsSignature {
         si.expect(tag::SEQUENCE, "signatureAlgorithm")?;
         out.signature = si.expect(tag::OCTET_STRING, "signature")?.content.to_vec();
         if let Some(unsigned) = si.optional(tag::context(1), "unsignedAttrs")? {
-            for_each_attribute(&unsigned, si.depth, |t, _| {
+            for_each_attribute(&unsigned, si.depth, |t, a| {
                 if t == OID_TIMESTAMP_TOKEN {
                     out.has_timestamp_token = true;
+                    out.timestamp_unix = timestamp_gen_time(a).ok();
                 }
                 Ok(())
             })?;
@@ -296,6 +301,29 @@ fn find_signer(
 
 /// Walks a set of attributes (at most [`ATTRIBUTE_COUNT_MAX`]): `each` gets every attribute's
 /// type OID and the reader over the rest of it (its values).
+/// The `genTime` of an RFC 3161 timestamp token (a `SignedData` whose content is a `TSTInfo`),
+/// from the attribute's values.
+fn timestamp_gen_time(attribute: &mut asn1::Reader<'_>) -> Result<i64, Asn1Error> {
+    let mut values = attribute.enter(tag::SET, "attrValues")?;
+    let mut content_info = values.enter(tag::SEQUENCE, "TimeStampToken")?;
+    content_info.expect(tag::OID, "contentType")?;
+    let mut explicit = content_info.enter(tag::context(0), "content")?;
+    let mut signed_data = explicit.enter(tag::SEQUENCE, "SignedData")?;
+    signed_data.expect(tag::INTEGER, "version")?;
+    signed_data.expect(tag::SET, "digestAlgorithms")?;
+    let mut encap = signed_data.enter(tag::SEQUENCE, "encapContentInfo")?;
+    encap.expect(tag::OID, "eContentType")?;
+    let mut econtent = encap.enter(tag::context(0), "eContent")?;
+    let tst_der = econtent.expect(tag::OCTET_STRING, "eContent")?;
+    let mut outer = asn1::Reader::new(tst_der.content);
+    let mut tst = outer.enter(tag::SEQUENCE, "TSTInfo")?;
+    tst.expect(tag::INTEGER, "version")?;
+    tst.expect(tag::OID, "policy")?;
+    tst.expect(tag::SEQUENCE, "messageImprint")?;
+    tst.expect(tag::INTEGER, "serialNumber")?;
+    asn1::time_to_unix(&tst.read("genTime")?)
+}
+
 fn for_each_attribute<'a>(
     attrs: &asn1::Tlv<'a>,
     depth: u32,

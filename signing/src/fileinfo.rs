@@ -117,6 +117,65 @@ impl FileSigning {
         self.primary()?.signature.as_ref().map(|s| s.cdhash)
     }
 
+    /// The primary slice's CMS `signingTime`, seconds since epoch (Santa's Signing Time).
+    pub fn signing_time_unix(&self) -> Option<i64> {
+        self.primary()?
+            .signature
+            .as_ref()?
+            .cms
+            .as_ref()?
+            .signing_time_unix
+    }
+
+    /// The primary slice's timestamp token time, seconds since epoch (Santa's Secure Signing
+    /// Time).
+    pub fn secure_signing_time_unix(&self) -> Option<i64> {
+        self.primary()?
+            .signature
+            .as_ref()?
+            .cms
+            .as_ref()?
+            .timestamp_unix
+    }
+
+    /// The primary slice's entitlements (decoded with [`Detail::Full`] only).
+    pub fn entitlements(&self) -> Option<&serde_json::Value> {
+        self.primary()?.signature.as_ref()?.entitlements.as_ref()
+    }
+
+    /// Santa's Page Zero check (`SNTFileInfo isMissingPageZero`): an i386 executable slice whose
+    /// first segment is not a proper `__PAGEZERO` (the kernel enforces one on every other
+    /// architecture).
+    pub fn is_missing_page_zero(&self) -> bool {
+        self.slices.iter().any(|s| {
+            s.arch == CpuType::I386
+                && s.file_type == crate::macho::MachFileType::Execute
+                && s.unreadable.is_none()
+                && !s.has_pagezero
+        })
+    }
+
+    /// Each slice's signer, in header order, when the slices are not signed alike (Santa's
+    /// Universal Signing Chain, shown then and only then).
+    pub fn universal_signers(&self) -> Option<Vec<(&SliceReport, UniversalSigner<'_>)>> {
+        if self.invalid_reason != Some(InvalidReason::InconsistentArchitectures) {
+            return None;
+        }
+        Some(
+            self.slices
+                .iter()
+                .map(|s| {
+                    let signer = match &s.signature {
+                        Some(sig) if sig.flags.adhoc() => UniversalSigner::AdHoc,
+                        Some(sig) if !sig.chain.is_empty() => UniversalSigner::Chain(&sig.chain),
+                        _ => UniversalSigner::Unsigned,
+                    };
+                    (s, signer)
+                })
+                .collect(),
+        )
+    }
+
     /// Team ID of the primary slice.
     pub fn team_id(&self) -> Option<&TeamId> {
         self.primary()?.signature.as_ref()?.team_id.as_ref()
@@ -146,6 +205,17 @@ impl FileSigning {
     pub fn leaf_certificate_sha256(&self) -> Option<Sha256> {
         self.chain().first().map(|c| c.sha256)
     }
+}
+
+/// Who signed one slice of a universal file, for Santa's Universal Signing Chain.
+#[derive(Clone, Copy, Debug)]
+pub enum UniversalSigner<'a> {
+    /// Ad-hoc.
+    AdHoc,
+    /// No signature (or none readable).
+    Unsigned,
+    /// A certificate chain, leaf first.
+    Chain(&'a [Certificate]),
 }
 
 /// What `santactl fileinfo` prints, with Santa's field names in `Display`.

@@ -46,8 +46,8 @@ pub use file::{
     sha1_path, stat_file,
 };
 pub use fileinfo::{
-    FileIdentity, FileInfo, FileInfoError, FileInfoOptions, FileSigning, file_info, identify_file,
-    inspect,
+    FileIdentity, FileInfo, FileInfoError, FileInfoOptions, FileSigning, UniversalSigner,
+    file_info, identify_file, inspect,
 };
 pub use ids::{
     CdHash, SIGNING_ID_BYTES_MAX, Sha1, Sha256, SigningId, SigningIdPrefix, TEAM_ID_LEN, TeamId,

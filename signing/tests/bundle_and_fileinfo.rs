@@ -344,3 +344,36 @@ fn fileinfo_reads_the_info_plist_embedded_in_an_executable() {
         "{text}"
     );
 }
+
+/// A 32-bit i386 executable whose only load command is one segment named `segname` at
+/// address 0 with no access (a proper `__PAGEZERO` when it is named so).
+fn i386_executable(segname: &[u8; 16]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for v in [0xfeed_face_u32, 7, 3, 2, 1, 56, 0] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [1u32, 56] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.extend_from_slice(segname);
+    // vmaddr, vmsize, fileoff, filesize, maxprot, initprot, nsects, flags
+    for v in [0u32, 0x1000, 0, 0, 0, 0, 0, 0] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b
+}
+
+#[test]
+fn an_i386_executable_without_a_proper_page_zero_is_flagged_as_santa_flags_it() {
+    let external = santa_signing::verify::ExternalFiles::default();
+    let without = i386_executable(b"__TEXT\0\0\0\0\0\0\0\0\0\0");
+    let s = santa_signing::FileSigning::from_bytes(&without, &external).unwrap();
+    assert!(s.is_missing_page_zero());
+    let with = i386_executable(b"__PAGEZERO\0\0\0\0\0\0");
+    let s = santa_signing::FileSigning::from_bytes(&with, &external).unwrap();
+    assert!(!s.is_missing_page_zero());
+    // Only i386 is checked (the kernel enforces a page zero elsewhere).
+    let spawn = std::fs::read(fixtures_dir().join(SPAWN_HELPER)).unwrap();
+    let s = santa_signing::FileSigning::from_bytes(&spawn, &external).unwrap();
+    assert!(!s.is_missing_page_zero());
+}

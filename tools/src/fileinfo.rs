@@ -21,7 +21,12 @@ const TEAM_ID: &str = "Team ID";
 const SIGNING_ID: &str = "Signing ID";
 const CDHASH: &str = "CDHash";
 const TYPE: &str = "Type";
+const PAGE_ZERO: &str = "Page Zero";
 const CODE_SIGNED: &str = "Code-signed";
+const SECURE_SIGNING_TIME: &str = "Secure Signing Time";
+const SIGNING_TIME: &str = "Signing Time";
+const ENTITLEMENTS: &str = "Entitlements";
+const UNIVERSAL_SIGNING_CHAIN: &str = "Universal Signing Chain";
 const RULE: &str = "Rule";
 const DECISION: &str = "Expected Decision";
 const SIGNING_CHAIN: &str = "Signing Chain";
@@ -32,8 +37,10 @@ const ORGANIZATIONAL_UNIT: &str = "Organizational Unit";
 const VALID_FROM: &str = "Valid From";
 const VALID_UNTIL: &str = "Valid Until";
 
-/// Santa's file keys that this platform can compute, in Santa's order.
-pub const FILE_INFO_KEYS: [&str; 14] = [
+/// Santa's file keys that this platform can compute, in Santa's order. (Santa's quarantine
+/// keys, Download *, have no counterpart on Linux; its Security Assessment and Validation need
+/// macOS's `spctl` and Security.)
+pub const FILE_INFO_KEYS: [&str; 19] = [
     PATH,
     SHA256,
     SHA1,
@@ -44,12 +51,16 @@ pub const FILE_INFO_KEYS: [&str; 14] = [
     SIGNING_ID,
     CDHASH,
     TYPE,
+    PAGE_ZERO,
     CODE_SIGNED,
+    SECURE_SIGNING_TIME,
+    SIGNING_TIME,
     RULE,
     DECISION,
+    ENTITLEMENTS,
     SIGNING_CHAIN,
+    UNIVERSAL_SIGNING_CHAIN,
 ];
-
 /// Santa's keys of one certificate of the signing chain.
 pub const SIGNING_CHAIN_KEYS: [&str; 7] = [
     SHA256,
@@ -67,7 +78,8 @@ const RECURSIVE_FILES_MAX: usize = 1 << 22;
 #[derive(Args, Debug)]
 #[command(after_help = "\
 Valid keys: Path, SHA-256, SHA-1, Bundle Name, Bundle Version, Bundle Version Str, Team ID,
-  Signing ID, CDHash, Type, Code-signed, Rule, Expected Decision, Signing Chain.
+  Signing ID, CDHash, Type, Page Zero, Code-signed, Secure Signing Time, Signing Time, Rule,
+  Expected Decision, Entitlements, Signing Chain, Universal Signing Chain.
 Valid keys with --cert-index: SHA-256, SHA-1, Common Name, Organization, Organizational Unit,
   Valid From, Valid Until.
 
@@ -106,6 +118,12 @@ pub struct FileInfoArgs {
     /// terminal).
     #[arg(short, long)]
     bundleinfo: bool,
+    /// Also show the file's entitlements.
+    #[arg(long)]
+    entitlements: bool,
+    /// Dates in the local time zone instead of UTC.
+    #[arg(long)]
+    localtz: bool,
 }
 
 /// Reads everything `fileinfo` prints about `path`. As in Santa (`SNTFileInfo resolvePath:`),
@@ -165,12 +183,38 @@ pub fn facts(info: &signing::FileInfo) -> FileFacts {
     }
 }
 
-/// Santa prints certificate dates as ISO 8601 in UTC.
-fn iso8601(date: &str) -> String {
-    date.replacen(' ', "T", 1).replace("+00:00", "Z")
+/// A date as Santa prints it (`NSISO8601DateFormatter`): `2027-02-01T22:12:15Z` in UTC, or with
+/// the local offset (`2027-02-01T17:12:15-05:00`) under `--localtz`.
+fn iso8601(unix: i64, localtz: bool) -> String {
+    let offset = if localtz { local_offset_secs(unix) } else { 0 };
+    let t = unix.saturating_add(offset);
+    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    let (y, m, d) = signing::civil_from_days(days);
+    let (hh, mm, ss) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let zone = if offset == 0 {
+        "Z".to_owned()
+    } else {
+        let sign = if offset < 0 { '-' } else { '+' };
+        let o = offset.abs();
+        format!("{sign}{:02}:{:02}", o / 3600, o / 60 % 60)
+    };
+    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}{zone}")
 }
 
-fn cert_fields(c: &signing::x509::Certificate) -> Map<String, Value> {
+/// The local time zone's offset from UTC at `unix`, in seconds (`localtime_r`'s `tm_gmtoff`).
+fn local_offset_secs(unix: i64) -> i64 {
+    // `time_t` is 64-bit on every target santactl builds for.
+    let t: libc::time_t = unix;
+    // SAFETY: an all-zero `tm` is a valid value of this plain C struct, to be overwritten.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers refer to live locals for the duration of the call.
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        return 0;
+    }
+    tm.tm_gmtoff
+}
+
+fn cert_fields(c: &signing::x509::Certificate, localtz: bool) -> Map<String, Value> {
     let opt = |o: &Option<String>| Value::String(o.clone().unwrap_or_else(|| "null".into()));
     let mut m = Map::new();
     m.insert(SHA256.into(), Value::String(c.sha256.to_string()));
@@ -181,9 +225,36 @@ fn cert_fields(c: &signing::x509::Certificate) -> Map<String, Value> {
         ORGANIZATIONAL_UNIT.into(),
         opt(&c.subject.organizational_unit),
     );
-    m.insert(VALID_FROM.into(), Value::String(iso8601(&c.valid_from)));
-    m.insert(VALID_UNTIL.into(), Value::String(iso8601(&c.valid_until)));
+    let date = |unix| Value::String(iso8601(unix, localtz));
+    m.insert(VALID_FROM.into(), date(c.not_before_unix));
+    m.insert(VALID_UNTIL.into(), date(c.not_after_unix));
     m
+}
+
+/// Santa's Universal Signing Chain: per slice, its architecture, then its chain, or that it is
+/// ad-hoc or unsigned.
+fn universal_chain(info: &signing::FileInfo, localtz: bool) -> Option<Value> {
+    let signers = info.signing.as_ref()?.universal_signers()?;
+    let mut out = Vec::new();
+    let mark = |k: &str| {
+        let mut m = Map::new();
+        m.insert(k.into(), Value::Bool(true));
+        Value::Object(m)
+    };
+    for (slice, signer) in signers {
+        let mut arch = Map::new();
+        let name = signing::macho::arch_name(slice.cpu_type, slice.cpu_subtype);
+        arch.insert("arch".into(), Value::String(name));
+        out.push(Value::Object(arch));
+        match signer {
+            signing::UniversalSigner::AdHoc => out.push(mark("ad-hoc")),
+            signing::UniversalSigner::Unsigned => out.push(mark("unsigned")),
+            signing::UniversalSigner::Chain(certs) => {
+                out.extend(certs.iter().map(|c| Value::Object(cert_fields(c, localtz))))
+            }
+        }
+    }
+    Some(Value::Array(out))
 }
 
 /// santad's view of files, asked once per file and not again once santad did not answer.
@@ -259,6 +330,7 @@ struct Values<'a> {
     info: &'a signing::FileInfo,
     daemon: &'a DaemonView<'a>,
     check: Option<(String, String)>,
+    localtz: bool,
 }
 
 impl Values<'_> {
@@ -276,7 +348,29 @@ impl Values<'_> {
             SIGNING_ID => info.signing_id().and_then(|t| s(t.to_string())),
             CDHASH => info.cdhash().and_then(|c| s(c.to_string())),
             TYPE => s(info.type_description.clone()),
+            PAGE_ZERO => info
+                .signing
+                .as_ref()
+                .filter(|sg| sg.is_missing_page_zero())
+                .and_then(|_| s("__PAGEZERO segment missing/bad!".to_owned())),
             CODE_SIGNED => s(info.code_signed().clone()),
+            SECURE_SIGNING_TIME | SIGNING_TIME => {
+                let signing = info.signing.as_ref();
+                let time = if key == SIGNING_TIME {
+                    signing.and_then(signing::FileSigning::signing_time_unix)
+                } else {
+                    signing.and_then(signing::FileSigning::secure_signing_time_unix)
+                };
+                s(time.map_or_else(|| "None".to_owned(), |t| iso8601(t, self.localtz)))
+            }
+            ENTITLEMENTS => Some(
+                info.signing
+                    .as_ref()
+                    .and_then(signing::FileSigning::entitlements)
+                    .cloned()
+                    .unwrap_or_else(|| Value::Object(Map::new())),
+            ),
+            UNIVERSAL_SIGNING_CHAIN => universal_chain(info, self.localtz),
             RULE | DECISION => {
                 let (rule, decision) = self
                     .check
@@ -288,7 +382,7 @@ impl Values<'_> {
                 Value::Array(
                     info.signing_chain()
                         .iter()
-                        .map(|c| Value::Object(cert_fields(c)))
+                        .map(|c| Value::Object(cert_fields(c, self.localtz)))
                         .collect(),
                 )
             }),
@@ -311,6 +405,8 @@ struct Options {
     cert_index: Option<i64>,
     json: bool,
     bundleinfo: bool,
+    entitlements: bool,
+    localtz: bool,
     width: usize,
 }
 
@@ -367,6 +463,8 @@ fn parse_options(args: &FileInfoArgs) -> Result<Options, Failure> {
         cert_index: args.cert_index,
         json: args.json,
         bundleinfo: args.bundleinfo,
+        entitlements: args.entitlements,
+        localtz: args.localtz,
         width,
     })
 }
@@ -398,6 +496,7 @@ fn describe(
         info: &info,
         daemon,
         check: None,
+        localtz: opts.localtz,
     };
     let mut dict = Map::new();
     if let Some(index) = opts.cert_index {
@@ -410,7 +509,7 @@ fn describe(
         if !(0..len).contains(&i) {
             return Err(format!("Invalid --cert-index: {index}"));
         }
-        let cert = cert_fields(&chain[i as usize]);
+        let cert = cert_fields(&chain[i as usize], opts.localtz);
         if !passes(opts, |k| cert.get(k).map(text_of).unwrap_or_default()) {
             return Ok(None);
         }
@@ -427,6 +526,10 @@ fn describe(
         return Ok(None);
     }
     for k in &opts.keys {
+        // Entitlements only when asked for, as in Santa.
+        if k == ENTITLEMENTS && !opts.entitlements {
+            continue;
+        }
         if let Some(v) = values.get(k) {
             dict.insert(k.clone(), v);
         }
@@ -481,25 +584,11 @@ fn print_text(opts: &Options, dict: &Map<String, Value>) {
     let single = opts.keys.len() == 1 && opts.keys[0] != SIGNING_CHAIN;
     for k in &opts.keys {
         let Some(v) = dict.get(k) else { continue };
-        match v {
-            Value::Array(chain) => {
-                outln!("{k}:");
-                for (i, cert) in chain.iter().enumerate() {
-                    if i > 0 {
-                        outln!();
-                    }
-                    for (j, ck) in SIGNING_CHAIN_KEYS.iter().enumerate() {
-                        let value = cert.get(*ck).map(text_of).unwrap_or_default();
-                        if j == 0 {
-                            outln!("   {:>2}. {ck:<20}: {value}", i + 1);
-                        } else {
-                            outln!("       {ck:<20}: {value}");
-                        }
-                    }
-                }
-            }
-            v if single => outln!("{}", text_of(v)),
-            v => outln!("{k:<w$}: {}", text_of(v), w = opts.width),
+        match (k.as_str(), v) {
+            (ENTITLEMENTS, Value::Object(ents)) => print_entitlements(k, ents, opts.width),
+            (_, Value::Array(chain)) => print_chain(k, chain),
+            (_, v) if single => outln!("{}", text_of(v)),
+            (_, v) => outln!("{k:<w$}: {}", text_of(v), w = opts.width),
         }
     }
     if let Some(Value::Object(b)) = dict.get("Bundle Info") {
@@ -518,6 +607,63 @@ fn print_text(opts: &Options, dict: &Map<String, Value>) {
     }
     if !single {
         outln!();
+    }
+}
+
+/// A signing chain as Santa's `stringForSigningChain` prints it; a universal chain's entries
+/// name an architecture, or say a slice is ad-hoc or unsigned.
+fn print_chain(key: &str, chain: &[Value]) {
+    outln!("{key}:");
+    let mut i = 1;
+    for entry in chain {
+        if let Some(arch) = entry.get("arch") {
+            outln!("  Architecture: {}", text_of(arch));
+            i = 1;
+            continue;
+        }
+        if let Some(kind) = ["ad-hoc", "unsigned"]
+            .into_iter()
+            .find(|k| entry.get(*k).is_some())
+        {
+            outln!("    {i:>2}. {kind:<20}");
+            continue;
+        }
+        if i > 1 {
+            outln!();
+        }
+        for (j, ck) in SIGNING_CHAIN_KEYS.iter().enumerate() {
+            let value = entry.get(*ck).map(text_of).unwrap_or_default();
+            if j == 0 {
+                outln!("   {i:>2}. {ck:<20}: {value}");
+            } else {
+                outln!("       {ck:<20}: {value}");
+            }
+        }
+        i += 1;
+    }
+}
+
+/// Entitlements as Santa's `stringForEntitlements` prints them: claimed booleans by name,
+/// other values beside their name, false ones left out.
+fn print_entitlements(key: &str, ents: &Map<String, Value>, width: usize) {
+    if ents.is_empty() {
+        outln!("{key:<width$}: None");
+        return;
+    }
+    outln!("{key}:");
+    let mut i = 0;
+    for (name, value) in ents {
+        match value {
+            Value::Bool(false) => {}
+            Value::Bool(true) => {
+                i += 1;
+                outln!("   {i:>2}. {name}");
+            }
+            other => {
+                i += 1;
+                outln!("   {i:>2}. {name}: {}", text_of(other));
+            }
+        }
     }
 }
 
@@ -684,6 +830,8 @@ mod tests {
             filters: filters.iter().map(|k| (*k).to_owned()).collect(),
             filter_inclusive: false,
             bundleinfo: false,
+            entitlements: false,
+            localtz: false,
         })
     }
 
@@ -715,11 +863,13 @@ mod tests {
             .expect("valid");
         assert_eq!(o.keys.len(), FILE_INFO_KEYS.len());
         assert!(o.filters[0].1.is_match("Script"), "case-insensitive regex");
-        assert_eq!(o.width, "Bundle Version Str".len());
+        assert_eq!(o.width, "Universal Signing Chain".len());
     }
 
     #[test]
     fn certificate_dates_are_iso8601() {
-        assert_eq!(iso8601("2027-02-01 22:12:15+00:00"), "2027-02-01T22:12:15Z");
+        // 2027-02-01 22:12:15 UTC, and a date before the epoch.
+        assert_eq!(iso8601(1_801_519_935, false), "2027-02-01T22:12:15Z");
+        assert_eq!(iso8601(-1, false), "1969-12-31T23:59:59Z");
     }
 }

@@ -67,7 +67,7 @@ fn log_bundle(log: &EventLog, path: &std::path::Path) {
     };
     for binary in &hashed.binaries {
         let Some(mut rec) = log.acquire() else { return };
-        rec.action = eventlog::Action::Bundle;
+        rec.kind = eventlog::RecordKind::Bundle;
         rec.time = SystemTime::now();
         rec.sha256 = Some(*binary.sha256.as_bytes());
         rec.bundle_hash = Some(*bundle_hash.as_bytes());

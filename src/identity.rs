@@ -361,7 +361,7 @@ pub fn fill_decision(
     default: Option<DefaultReason>,
     policy: &rules::PolicyEngine,
 ) {
-    rec.action = eventlog::Action::Exec;
+    rec.kind = eventlog::RecordKind::Exec;
     rec.time = SystemTime::now();
     rec.decision = Some(applied);
     match verdict {

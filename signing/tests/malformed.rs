@@ -193,7 +193,10 @@ fn analyze(bytes: &[u8]) {
     // Any outcome is fine; a panic or an unbounded allocation is not.
     if let Ok(s) = FileSigning::from_bytes(bytes, &ExternalFiles::default()) {
         let _ = serde_json::to_string(&s).unwrap();
-        let _ = (s.is_missing_page_zero(), s.universal_signers().map(|u| u.len()));
+        let _ = (
+            s.is_missing_page_zero(),
+            s.universal_signers().map(|u| u.len()),
+        );
         let _ = (s.signing_time_unix(), s.secure_signing_time_unix());
     }
     if let Ok(m) = macho::parse(bytes) {

@@ -5,7 +5,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{ARGS_BYTES_MAX, Action, Record, TRUNCATED_MARKER, Text};
+use super::{ARGS_BYTES_MAX, Record, RecordKind, TRUNCATED_MARKER, Text};
 use santa_rules as rules;
 
 /// Santa's word for a decision (`decision=`); a record no decision was filled in is `UNKNOWN`.
@@ -85,8 +85,8 @@ pub fn iso8601_utc_millis(time: SystemTime) -> [u8; 24] {
 /// Santa's field order and its omissions (no `explain=` when empty, `cert_cn` only with a
 /// certificate) live here once.
 fn write_fields<W: Syntax>(w: &mut W, rec: &Record, machine_id: Option<&str>) {
-    match rec.action {
-        Action::Exec => {
+    match rec.kind {
+        RecordKind::Exec => {
             w.word("action", "EXEC");
             w.word("decision", decision_word(rec.decision));
             w.word("reason", rec.reason.as_str());
@@ -122,7 +122,7 @@ fn write_fields<W: Syntax>(w: &mut W, rec: &Record, machine_id: Option<&str>) {
             w.text("path", &rec.path);
             w.args("args", &rec.args);
         }
-        Action::Bundle => {
+        RecordKind::Bundle => {
             w.word("action", "BUNDLE");
             w.hex("sha256", rec.sha256.as_ref().map(|h| &h[..]));
             w.hex("bundlehash", rec.bundle_hash.as_ref().map(|h| &h[..]));

@@ -40,8 +40,8 @@ mod writer;
 pub use format::{decision_word, format_json, format_key_value, iso8601_utc_millis, sanitize_into};
 pub use recent::{RECENT_ALLOWS, RecentAllows};
 pub use record::{
-    ARGS_BYTES_MAX, Action, BUNDLE_PATH_BYTES_MAX, BUNDLE_TEXT_BYTES_MAX, CERT_CN_BYTES_MAX,
-    EXPLAIN_BYTES_MAX, NAME_BYTES_MAX, PATH_BYTES_MAX, Record, SIGNING_ID_BYTES_MAX,
+    ARGS_BYTES_MAX, BUNDLE_PATH_BYTES_MAX, BUNDLE_TEXT_BYTES_MAX, CERT_CN_BYTES_MAX,
+    EXPLAIN_BYTES_MAX, NAME_BYTES_MAX, PATH_BYTES_MAX, Record, RecordKind, SIGNING_ID_BYTES_MAX,
     TEAM_ID_BYTES_MAX, TRUNCATED_MARKER, Text,
 };
 pub use ring::{EventLog, LoggerHandle, RecordSlot, spawn_logger};

@@ -1,5 +1,5 @@
 //! One log record: the fixed-capacity texts it is made of ([`Text`]), the bounds on each field,
-//! and which line it becomes ([`Action`]).
+//! and which line it becomes ([`RecordKind`]).
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -127,7 +127,7 @@ impl<const N: usize> fmt::Debug for Text<N> {
 
 /// Which line a record becomes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub enum RecordKind {
     /// `action=EXEC`.
     Exec,
     /// `action=BUNDLE` (bundle hash of a denied binary's bundle).
@@ -139,7 +139,7 @@ pub enum Action {
 #[derive(Debug, Clone)]
 pub struct Record {
     /// EXEC or BUNDLE.
-    pub action: Action,
+    pub kind: RecordKind,
     /// When the event happened (taken by the producer; a vDSO call, no syscall).
     pub time: SystemTime,
     /// The decision that reached the kernel; `None` (never filled in) is logged `UNKNOWN`.
@@ -194,7 +194,7 @@ impl Record {
     /// An empty EXEC record.
     pub fn new() -> Record {
         Record {
-            action: Action::Exec,
+            kind: RecordKind::Exec,
             time: UNIX_EPOCH,
             decision: None,
             reason: rules::Reason::Unknown,
@@ -224,7 +224,7 @@ impl Record {
 
     /// Resets every field, keeping the buffers.
     pub fn clear(&mut self) {
-        self.action = Action::Exec;
+        self.kind = RecordKind::Exec;
         self.time = UNIX_EPOCH;
         self.decision = None;
         self.reason = rules::Reason::Unknown;

@@ -97,7 +97,7 @@ fn timestamp_prefix_is_santa_format() {
 #[test]
 fn bundle_line_matches_santa() {
     let mut r = Record::new();
-    r.action = Action::Bundle;
+    r.kind = RecordKind::Bundle;
     r.sha256 = Some([1; 32]);
     r.bundle_hash = Some([2; 32]);
     r.bundle_name.set(b"file_bundle_Name");

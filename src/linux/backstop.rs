@@ -550,7 +550,7 @@ impl Report {
     /// Writes its `EXEC` line.
     pub fn log(&self, log: &EventLog, names: &mut NameCache) {
         let Some(mut rec) = log.acquire() else { return };
-        rec.action = eventlog::Action::Exec;
+        rec.kind = eventlog::RecordKind::Exec;
         rec.time = SystemTime::now();
         rec.decision = Some(if self.denied {
             santa_rules::Action::Deny

@@ -67,10 +67,10 @@ impl FileSigning {
             .map(|s| verify::verify_slice_with(s, external, detail))
             .collect();
         // Unreadable records take their place in header order (they count in the consistency
-        // check as slices without a signature).
+        // check as slices without a signature): inserted in increasing record order, each lands
+        // at its record's index, the readable slices being in header order already.
         for u in &parsed.unreadable {
-            let at = slices.iter().take_while(|s| s.offset < u.offset).count();
-            slices.insert(at.min(u.index), SliceReport::unreadable(u));
+            slices.insert(u.index.min(slices.len()), SliceReport::unreadable(u));
         }
         let (status, invalid_reason) = verify::combine_status(&slices);
         let host = CpuType::host();

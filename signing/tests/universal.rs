@@ -109,6 +109,17 @@ fn a_record_of_unknown_cpu_type_holding_no_mach_o_has_no_signature() {
         let info = info_of(&slices);
         // Santa's Type line names only the slices that hold a Mach-O header.
         assert_inconsistent(&info, Some("Executable (x86_64)"));
+        // The slices stay in header order, the unreadable one in its record's place.
+        let order: Vec<bool> = info
+            .signing
+            .as_ref()
+            .unwrap()
+            .slices
+            .iter()
+            .map(|s| s.unreadable.is_some())
+            .collect();
+        let want: Vec<bool> = slices.iter().map(|s| s.cpu_type == UNKNOWN_CPU).collect();
+        assert_eq!(order, want);
     }
 }
 

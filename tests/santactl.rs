@@ -950,4 +950,28 @@ fn fileinfo_shows_signing_times_entitlements_and_the_universal_chain() {
         text.contains("Universal Signing Chain:\n  Architecture: x86_64\n     1. unsigned"),
         "{text}"
     );
+    assert!(j[0].get("Validation").is_none(), "only with --verify");
+
+    // --verify: each architecture's own verdict, and Santa's words where there is no spctl.
+    let j = json(&ctl(
+        &gone,
+        &["fileinfo", "--json", "--verify", mixed.to_str().unwrap()],
+    ));
+    assert_eq!(
+        j[0]["Validation"],
+        serde_json::json!([
+            {"arch": "x86_64", "status": "Unsigned"},
+            {"arch": "arm64", "status": "Ad-hoc signed"}
+        ])
+    );
+    assert_eq!(
+        j[0]["Security Assessment"],
+        "Unable to locate suitable spctl binary"
+    );
+    let out = ctl(&gone, &["fileinfo", "--verify", devid]);
+    let text = ok(&out);
+    assert!(
+        text.contains("Validation:\n    1. x86_64          : Valid on disk\n"),
+        "{text}"
+    );
 }

@@ -23,6 +23,8 @@ const CDHASH: &str = "CDHash";
 const TYPE: &str = "Type";
 const PAGE_ZERO: &str = "Page Zero";
 const CODE_SIGNED: &str = "Code-signed";
+const ASSESSMENT: &str = "Security Assessment";
+const VALIDATION: &str = "Validation";
 const SECURE_SIGNING_TIME: &str = "Secure Signing Time";
 const SIGNING_TIME: &str = "Signing Time";
 const ENTITLEMENTS: &str = "Entitlements";
@@ -38,9 +40,8 @@ const VALID_FROM: &str = "Valid From";
 const VALID_UNTIL: &str = "Valid Until";
 
 /// Santa's file keys that this platform can compute, in Santa's order. (Santa's quarantine
-/// keys, Download *, have no counterpart on Linux; its Security Assessment and Validation need
-/// macOS's `spctl` and Security.)
-pub const FILE_INFO_KEYS: [&str; 19] = [
+/// keys, Download *, have no counterpart on Linux.)
+pub const FILE_INFO_KEYS: [&str; 21] = [
     PATH,
     SHA256,
     SHA1,
@@ -53,6 +54,8 @@ pub const FILE_INFO_KEYS: [&str; 19] = [
     TYPE,
     PAGE_ZERO,
     CODE_SIGNED,
+    ASSESSMENT,
+    VALIDATION,
     SECURE_SIGNING_TIME,
     SIGNING_TIME,
     RULE,
@@ -78,8 +81,9 @@ const RECURSIVE_FILES_MAX: usize = 1 << 22;
 #[derive(Args, Debug)]
 #[command(after_help = "\
 Valid keys: Path, SHA-256, SHA-1, Bundle Name, Bundle Version, Bundle Version Str, Team ID,
-  Signing ID, CDHash, Type, Page Zero, Code-signed, Secure Signing Time, Signing Time, Rule,
-  Expected Decision, Entitlements, Signing Chain, Universal Signing Chain.
+  Signing ID, CDHash, Type, Page Zero, Code-signed, Security Assessment, Validation, Secure
+  Signing Time, Signing Time, Rule, Expected Decision, Entitlements, Signing Chain, Universal
+  Signing Chain.
 Valid keys with --cert-index: SHA-256, SHA-1, Common Name, Organization, Organizational Unit,
   Valid From, Valid Until.
 
@@ -121,6 +125,10 @@ pub struct FileInfoArgs {
     /// Also show the file's entitlements.
     #[arg(long)]
     entitlements: bool,
+    /// Also validate each architecture's signature (Validation) and ask for the system's
+    /// security assessment (Security Assessment: `spctl`, which only macOS has).
+    #[arg(long)]
+    verify: bool,
     /// Dates in the local time zone instead of UTC.
     #[arg(long)]
     localtz: bool,
@@ -229,6 +237,35 @@ fn cert_fields(c: &signing::x509::Certificate, localtz: bool) -> Map<String, Val
     m.insert(VALID_FROM.into(), date(c.not_before_unix));
     m.insert(VALID_UNTIL.into(), date(c.not_after_unix));
     m
+}
+
+/// Santa's Validation (`MOLCodesignChecker validationStatusForArchitecture:`): each Mach-O
+/// slice's own verdict.
+fn validation(info: &signing::FileInfo) -> Option<Value> {
+    let slices = &info.signing.as_ref()?.slices;
+    let list: Vec<Value> = slices
+        .iter()
+        .filter(|sl| sl.unreadable.is_none())
+        .map(|sl| {
+            let status = match sl.status {
+                signing::SigningStatus::Unsigned => "Unsigned".to_owned(),
+                signing::SigningStatus::AdHoc => "Ad-hoc signed".to_owned(),
+                signing::SigningStatus::Invalid => {
+                    let why = sl.invalid_reason.as_ref().map(ToString::to_string);
+                    format!("Invalid ({})", why.as_deref().unwrap_or("unknown"))
+                }
+                signing::SigningStatus::Development | signing::SigningStatus::Production => {
+                    "Valid on disk".to_owned()
+                }
+            };
+            let mut m = Map::new();
+            let arch = signing::macho::arch_name(sl.cpu_type, sl.cpu_subtype);
+            m.insert("arch".into(), Value::String(arch));
+            m.insert("status".into(), Value::String(status));
+            Value::Object(m)
+        })
+        .collect();
+    (!list.is_empty()).then_some(Value::Array(list))
 }
 
 /// Santa's Universal Signing Chain: per slice, its architecture, then its chain, or that it is
@@ -371,6 +408,12 @@ impl Values<'_> {
                     .unwrap_or_else(|| Value::Object(Map::new())),
             ),
             UNIVERSAL_SIGNING_CHAIN => universal_chain(info, self.localtz),
+            VALIDATION => validation(info),
+            // Santa runs /usr/sbin/spctl for a Mach-O file, and says this where there is none.
+            ASSESSMENT => info
+                .signing
+                .as_ref()
+                .and_then(|_| s("Unable to locate suitable spctl binary".to_owned())),
             RULE | DECISION => {
                 let (rule, decision) = self
                     .check
@@ -406,6 +449,7 @@ struct Options {
     json: bool,
     bundleinfo: bool,
     entitlements: bool,
+    verify: bool,
     localtz: bool,
     width: usize,
 }
@@ -464,6 +508,7 @@ fn parse_options(args: &FileInfoArgs) -> Result<Options, Failure> {
         json: args.json,
         bundleinfo: args.bundleinfo,
         entitlements: args.entitlements,
+        verify: args.verify,
         localtz: args.localtz,
         width,
     })
@@ -527,7 +572,9 @@ fn describe(
     }
     for k in &opts.keys {
         // Entitlements only when asked for, as in Santa.
-        if k == ENTITLEMENTS && !opts.entitlements {
+        if (k == ENTITLEMENTS && !opts.entitlements)
+            || ((k == ASSESSMENT || k == VALIDATION) && !opts.verify)
+        {
             continue;
         }
         if let Some(v) = values.get(k) {
@@ -586,6 +633,7 @@ fn print_text(opts: &Options, dict: &Map<String, Value>) {
         let Some(v) = dict.get(k) else { continue };
         match (k.as_str(), v) {
             (ENTITLEMENTS, Value::Object(ents)) => print_entitlements(k, ents, opts.width),
+            (VALIDATION, Value::Array(list)) => print_validation(list, opts.width),
             (_, Value::Array(chain)) => print_chain(k, chain),
             (_, v) if single => outln!("{}", text_of(v)),
             (_, v) => outln!("{k:<w$}: {}", text_of(v), w = opts.width),
@@ -640,6 +688,18 @@ fn print_chain(key: &str, chain: &[Value]) {
             }
         }
         i += 1;
+    }
+}
+
+/// Validation as Santa's `stringForValidation` prints it: one numbered line per architecture,
+/// aligned with the other values.
+fn print_validation(list: &[Value], width: usize) {
+    outln!("{VALIDATION}:");
+    for (i, entry) in list.iter().enumerate() {
+        let arch = entry.get("arch").map(text_of).unwrap_or_default();
+        let status = entry.get("status").map(text_of).unwrap_or_default();
+        let label = format!("{}. {arch}", i + 1);
+        outln!("    {label:<w$}: {status}", w = width.saturating_sub(4));
     }
 }
 
@@ -775,101 +835,4 @@ pub fn run(daemon: &Daemon, args: &FileInfoArgs) -> Result<(), Failure> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn shared_fixture(name: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/fixtures/macho")
-            .join(name)
-    }
-
-    #[test]
-    fn a_bundle_directory_stands_for_its_executable_and_links_are_resolved() {
-        let app = shared_fixture("devid_app/Mitmproxy Redirector.app");
-        let info = load(&app).unwrap();
-        let exe = std::fs::canonicalize(app.join("Contents/MacOS/Mitmproxy Redirector")).unwrap();
-        assert_eq!(info.path, exe);
-        assert_eq!(info.bundle_name(), Some("Mitmproxy Redirector"));
-        // A path through a symbolic link and `..` is described under its resolved path.
-        let tmp = tempfile::tempdir().unwrap();
-        let link = tmp.path().join("link");
-        std::os::unix::fs::symlink(&exe, &link).unwrap();
-        let via = tmp.path().join("sub/../link");
-        std::fs::create_dir(tmp.path().join("sub")).unwrap();
-        assert_eq!(load(&via).unwrap().path, exe);
-        // A directory that is no bundle is still refused.
-        assert!(load(tmp.path()).unwrap_err().contains("not a plain file"));
-    }
-
-    #[test]
-    fn a_file_over_a_gibibyte_is_described() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("big");
-        let f = std::fs::File::create(&path).unwrap();
-        // Sparse: no disk is used for it.
-        let len = (1 << 30) + 4096;
-        f.set_len(len).unwrap();
-        // The signing crate's default bound (santad's MaxHashBytes default) refuses it...
-        let refused = signing::file_info(&path, &Default::default()).unwrap_err();
-        assert!(
-            refused.to_string().contains("exceeds the hashing limit"),
-            "{refused}"
-        );
-        // ...fileinfo reads with no bound (hashing a GiB is left out of the unit tests).
-        assert!(fileinfo_options().limits.hash_bytes_max >= len);
-    }
-
-    fn opts(keys: &[&str], filters: &[&str], cert: Option<i64>) -> Result<Options, Failure> {
-        parse_options(&FileInfoArgs {
-            paths: vec![PathBuf::from("/x")],
-            recursive: false,
-            json: false,
-            keys: keys.iter().map(|k| (*k).to_owned()).collect(),
-            cert_index: cert,
-            filters: filters.iter().map(|k| (*k).to_owned()).collect(),
-            filter_inclusive: false,
-            bundleinfo: false,
-            entitlements: false,
-            localtz: false,
-        })
-    }
-
-    #[test]
-    fn keys_and_filters_are_validated_as_santa_does() {
-        assert!(matches!(opts(&["Nope"], &[], None), Err(Failure::Usage(_))));
-        assert!(matches!(
-            opts(&["Rule"], &[], Some(0)),
-            Err(Failure::Usage(_))
-        ));
-        assert!(opts(&["Common Name"], &[], Some(-1)).is_ok());
-        assert!(matches!(opts(&[], &["Type"], None), Err(Failure::Usage(_))));
-        assert!(matches!(opts(&[], &["=x"], None), Err(Failure::Usage(_))));
-        assert!(matches!(
-            opts(&[], &["Signing Chain=x"], None),
-            Err(Failure::Usage(_))
-        ));
-        assert!(matches!(
-            opts(&[], &["Type=("], None),
-            Err(Failure::Usage(_))
-        ));
-        let o = opts(&[], &["type=x"], None);
-        assert!(
-            matches!(o, Err(Failure::Usage(_))),
-            "keys are case-sensitive, as in Santa"
-        );
-        let o = opts(&[], &["Type=script"], None)
-            .map_err(|_| ())
-            .expect("valid");
-        assert_eq!(o.keys.len(), FILE_INFO_KEYS.len());
-        assert!(o.filters[0].1.is_match("Script"), "case-insensitive regex");
-        assert_eq!(o.width, "Universal Signing Chain".len());
-    }
-
-    #[test]
-    fn certificate_dates_are_iso8601() {
-        // 2027-02-01 22:12:15 UTC, and a date before the epoch.
-        assert_eq!(iso8601(1_801_519_935, false), "2027-02-01T22:12:15Z");
-        assert_eq!(iso8601(-1, false), "1969-12-31T23:59:59Z");
-    }
-}
+mod tests;

@@ -380,7 +380,11 @@ fn manifest() -> (PathBuf, Value) {
 
 /// The slice Santa reports for a fat file: the host's architecture, else the first signed one.
 fn host_slice(fixture: &Value) -> &Value {
-    let host = std::env::consts::ARCH;
+    // Mach-O's name for the host architecture, as the manifest writes it.
+    let host = match std::env::consts::ARCH {
+        "aarch64" => "arm64",
+        other => other,
+    };
     let slices = fixture["slices"].as_array().unwrap();
     slices
         .iter()
@@ -863,27 +867,9 @@ fn fileinfo_shows_signing_times_entitlements_and_the_universal_chain() {
     let gone = std::env::temp_dir().join("santactl-no-santad.sock");
     let devid = dir.join("devid_app/Mitmproxy Redirector.app/Contents/MacOS/Mitmproxy Redirector");
     let devid = devid.to_str().unwrap();
-    let entry = |file: &str| {
-        m["fixtures"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["file"] == file)
-            .unwrap()
-            .clone()
-    };
-    let f = entry("devid_app/Mitmproxy Redirector.app/Contents/MacOS/Mitmproxy Redirector");
-    let host = if cfg!(target_arch = "aarch64") {
-        "arm64"
-    } else {
-        "x86_64"
-    };
-    let slice = f["slices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["arch"] == host)
-        .unwrap();
+    let fixtures = m["fixtures"].as_array().unwrap();
+    let name = "devid_app/Mitmproxy Redirector.app/Contents/MacOS/Mitmproxy Redirector";
+    let slice = host_slice(fixtures.iter().find(|f| f["file"] == name).unwrap());
     // The manifest's "2026-10-22 00:43:14+00:00", in Santa's ISO 8601.
     let want_time = slice["cms"]["signing_time"]
         .as_str()

@@ -75,7 +75,7 @@ pub enum InvalidReason {
     },
     /// The chain stops before a self-signed root.
     ChainIncomplete,
-    /// The CodeDirectory names a Team ID that is not its Apple-issued leaf certificate's OU.
+    /// The CodeDirectory names a Team ID that is not its leaf certificate's OU.
     TeamIdMismatch {
         /// The CodeDirectory's Team ID.
         team: TeamId,

@@ -106,10 +106,18 @@ impl FileSigning {
     /// Santa (`MOLCodesignChecker`) then keeps no signing information at all, so such a file
     /// has no CDHash, Team ID, Signing ID or chain to show or to match.
     fn primary(&self) -> Option<&SliceReport> {
-        if self.invalid_reason == Some(InvalidReason::InconsistentArchitectures) {
+        if self.is_inconsistent() {
             return None;
         }
         self.slices.get(self.primary_slice)
+    }
+
+    /// The slices are not signed alike (Santa's all-architectures rule).
+    fn is_inconsistent(&self) -> bool {
+        matches!(
+            self.invalid_reason,
+            Some(InvalidReason::InconsistentArchitectures)
+        )
     }
 
     /// CDHash of the primary slice.
@@ -158,7 +166,7 @@ impl FileSigning {
     /// Each slice's signer, in header order, when the slices are not signed alike (Santa's
     /// Universal Signing Chain, shown then and only then).
     pub fn universal_signers(&self) -> Option<Vec<(&SliceReport, UniversalSigner<'_>)>> {
-        if self.invalid_reason != Some(InvalidReason::InconsistentArchitectures) {
+        if !self.is_inconsistent() {
             return None;
         }
         Some(

@@ -143,8 +143,12 @@ pub fn load(path: &Path) -> Result<signing::FileInfo, String> {
     let resolved = std::fs::canonicalize(&abs)
         .map_err(|_| format!("File does not exist: {}", abs.display()))?;
     let file = if resolved.is_dir() {
-        signing::bundle::bundle_executable(&resolved)
-            .ok_or_else(|| format!("Provided path was not a plain file: {}", resolved.display()))?
+        let exe = signing::bundle::bundle_executable(&resolved)
+            .ok_or_else(|| format!("Provided path was not a plain file: {}", resolved.display()))?;
+        // The Info.plist names the executable; resolved too, so that the Path line is the file
+        // described even when CFBundleExecutable holds links or `..`.
+        std::fs::canonicalize(&exe)
+            .map_err(|_| format!("File does not exist: {}", exe.display()))?
     } else {
         resolved
     };

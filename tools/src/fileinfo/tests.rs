@@ -20,6 +20,17 @@ fn a_bundle_directory_stands_for_its_executable_and_links_are_resolved() {
     let via = tmp.path().join("sub/../link");
     std::fs::create_dir(tmp.path().join("sub")).unwrap();
     assert_eq!(load(&via).unwrap().path, exe);
+    // An executable named through `..` in the Info.plist is described under its real path.
+    let odd = tmp.path().join("Odd.app");
+    std::fs::create_dir_all(odd.join("Contents/MacOS")).unwrap();
+    std::fs::write(
+        odd.join("Contents/Info.plist"),
+        "<?xml version=\"1.0\"?><plist version=\"1.0\"><dict>\
+         <key>CFBundleIdentifier</key><string>com.example.odd</string>\
+         <key>CFBundleExecutable</key><string>../../../link</string></dict></plist>",
+    )
+    .unwrap();
+    assert_eq!(load(&odd).unwrap().path, exe);
     // A directory that is no bundle is still refused.
     assert!(load(tmp.path()).unwrap_err().contains("not a plain file"));
 }

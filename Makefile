@@ -5,12 +5,17 @@ NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
 .PHONY: deps build run demo test check check-macos bench perf perf-backstop perf-quick flamegraph fuzz-smoke fmt clean
 
-# The one system package the build needs: clang, for santad's BPF exec backstop (build.rs).
+# The system packages the build and tests need, from Debian's packages: clang (it builds santad's
+# BPF exec backstop, build.rs) and golang-go (the sync tests build Moroz, the Santa sync server
+# vendored in ../shared/sync-servers/moroz, offline).
 deps:
-	@command -v $${CLANG:-clang} >/dev/null 2>&1 || { \
-		echo "installing clang from Debian's packages (it builds santad's BPF exec backstop)"; \
+	@missing=; \
+	command -v $${CLANG:-clang} >/dev/null 2>&1 || missing="$$missing clang"; \
+	command -v go >/dev/null 2>&1 || missing="$$missing golang-go"; \
+	[ -z "$$missing" ] || { \
+		echo "installing$$missing from Debian's packages"; \
 		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq clang; }
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing; }
 
 build: deps
 	$(CARGO) build --release --workspace

@@ -3,7 +3,7 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: deps build run demo test check check-macos bench perf perf-backstop perf-quick flamegraph fuzz-smoke fmt clean
+.PHONY: deps build run demo demo-sync test check check-macos bench perf perf-backstop perf-quick flamegraph fuzz-smoke fmt clean
 
 # The system packages the build and tests need, from Debian's packages: clang (it builds santad's
 # BPF exec backstop, build.rs) and golang-go (the sync tests build Moroz, the Santa sync server
@@ -28,6 +28,12 @@ run: deps
 demo: deps
 	$(CARGO) build --release --bin santad --example demo
 	$(TARGET_DIR)/release/examples/demo
+
+# The same host steered by a sync server: the repo's test server sets Lockdown and the rule, and
+# receives the blocked execution (needs root).
+demo-sync: deps
+	$(CARGO) build --release --bin santad --example demo
+	$(TARGET_DIR)/release/examples/demo --sync
 
 # Everything CI checks: unit, property and end-to-end tests (as root for the fanotify ones).
 test: deps

@@ -335,6 +335,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
         config.clone(),
     );
     let control_server = crate::setup::start_control_server(&control, &config);
+    let sync = crate::setup::start_sync(&config, &control, &log);
 
     let report = coverage.report();
     log::info!(
@@ -377,6 +378,9 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
 
     crate::setup::serve_signals(config, &started, &control, |next, current| {
         reload(&engine, &linux, next, current);
+        if let Some(sync) = &sync {
+            sync.reconfigure(next);
+        }
         if let Some(b) = &backstop
             && let Err(e) = b.set_lockdown(next.client_mode == ClientMode::Lockdown)
         {
@@ -386,6 +390,9 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
 
     if let Some(server) = control_server {
         server.stop();
+    }
+    if let Some(sync) = sync {
+        sync.stop();
     }
     engine.shutdown();
     stop_bundles.store(true, Ordering::Release);

@@ -44,3 +44,4 @@ mod fdwait;
 pub mod identity;
 pub mod setup;
 pub mod stderr_logger;
+pub mod sync;

@@ -28,7 +28,7 @@ fn main() -> ExitCode {
             }
         }
     }
-    let (config, source) = match santad::config::load(config_path.as_deref()) {
+    let (config, source) = match santad::setup::load_config(config_path.as_deref()) {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("santad: {e}");

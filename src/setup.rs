@@ -198,10 +198,20 @@ fn wait_signal(set: &libc::sigset_t) -> Option<i32> {
     (rc == 0).then_some(sig)
 }
 
+/// The configuration santad runs on: the file at `path` (or the default lookup, see
+/// [`crate::config::load`]) with what a sync server set laid over it
+/// ([`crate::sync::state::effective`]).
+pub fn load_config(
+    path: Option<&Path>,
+) -> Result<(Config, crate::config::ConfigSource), crate::config::ConfigError> {
+    let (config, source) = crate::config::load(path)?;
+    Ok((crate::sync::state::effective(config), source))
+}
+
 /// SIGHUP: the config at `path` (or the default lookup), or — if it is bad — the running one,
 /// so a typo never stops enforcement.
 pub fn reread_config(current: &Config, path: Option<&Path>) -> Config {
-    match crate::config::load(path) {
+    match load_config(path) {
         Ok((next, _)) => next,
         Err(e) => {
             log::error!("reload: {e}; keeping the running configuration");
@@ -260,6 +270,36 @@ pub fn start_control_server(
         Ok(server) => Some(server),
         Err(e) => {
             log::error!("{e}; santactl cannot reach this santad");
+            None
+        }
+    }
+}
+
+/// Starts the sync service when `SyncBaseURL` is set, connected to the control socket; the
+/// settings a server changes are applied by a SIGHUP santad sends itself (the reload path, which
+/// lays the sync state over the config file). Without it santad still enforces, so a failure is
+/// logged and gives `None`.
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+pub fn start_sync(
+    config: &Config,
+    control: &Arc<ControlContext>,
+    log: &EventLog,
+) -> Option<crate::sync::SyncService> {
+    config.sync.base_url.as_ref()?;
+    let reload: Arc<dyn Fn() + Send + Sync> = Arc::new(|| {
+        // SAFETY: kill with our own pid and a valid signal number; SIGHUP is blocked in every
+        // thread, so it stays pending until the signal loop takes it.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGHUP);
+        }
+    });
+    match crate::sync::SyncService::start(config, control.clone(), log, reload) {
+        Ok(sync) => {
+            control.set_sync(sync.handle.clone());
+            Some(sync)
+        }
+        Err(e) => {
+            log::error!("the sync service cannot start: {e}; santad runs without a sync server");
             None
         }
     }

@@ -83,3 +83,30 @@ pub const SOCKET_PATH_BYTES_MAX: usize = 107;
 pub const SCOPE_ENTRIES_MAX: usize = 256;
 /// At most this many `LockdownScope.Cgroups` (each is one check per exec in the backstop).
 pub const SCOPE_CGROUPS_MAX: usize = 8;
+
+/// `FullSyncInterval` bounds, seconds: Santa's minimum (a server's shorter interval is raised to
+/// it too), and a week, past which a fleet has stopped steering the host.
+pub const FULL_SYNC_INTERVAL_SECS_MIN: u64 = 60;
+/// See [`FULL_SYNC_INTERVAL_SECS_MIN`].
+pub const FULL_SYNC_INTERVAL_SECS_MAX: u64 = 7 * 24 * 3600;
+/// Santa's default full sync interval: ten minutes.
+pub const FULL_SYNC_INTERVAL_SECS_DEFAULT: u64 = 600;
+
+/// `EventSpoolMaxEvents` bounds. Each spooled event is about 1 KiB on disk; a million is a GiB,
+/// the most a host should keep for a server that stopped answering.
+pub const EVENT_SPOOL_MAX_EVENTS_MIN: u64 = 100;
+/// See [`EVENT_SPOOL_MAX_EVENTS_MIN`].
+pub const EVENT_SPOOL_MAX_EVENTS_MAX: u64 = 1_000_000;
+/// Default: 10,000 events (~10 MiB), days of blocks on a busy host.
+pub const EVENT_SPOOL_MAX_EVENTS_DEFAULT: u64 = 10_000;
+
+/// At most this many `SyncExtraHeaders`.
+pub const SYNC_EXTRA_HEADERS_MAX: usize = 32;
+
+/// `SyncRequestTries` bounds: at least one try; ten tries with doubling backoff already wait
+/// over half an hour.
+pub const SYNC_REQUEST_TRIES_MIN: u64 = 1;
+/// See [`SYNC_REQUEST_TRIES_MIN`].
+pub const SYNC_REQUEST_TRIES_MAX: u64 = 10;
+/// Santa's five tries.
+pub const SYNC_REQUEST_TRIES_DEFAULT: u64 = 5;

@@ -15,7 +15,7 @@ use std::marker::PhantomData;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Unexpected, Visitor};
 
-use crate::{BackstopMode, ClientMode, WatchScope};
+use crate::{BackstopMode, ClientMode, SyncEncoding, WatchScope};
 
 /// The top-level table. Each field is the key of the same name in PascalCase (Santa's
 /// spelling where it differs); [`crate::Config`] says what each one means.
@@ -55,6 +55,22 @@ pub(crate) struct Keys {
     pub control_socket_path: Option<String>,
     pub log_exec_notifications: Option<bool>,
     pub ignore_other_endpoint_security_clients: Option<bool>,
+    #[serde(rename = "SyncBaseURL")]
+    pub sync_base_url: Option<String>,
+    pub machine_owner: Option<String>,
+    pub full_sync_interval: Option<Integer>,
+    pub sync_extra_headers: Option<std::collections::BTreeMap<String, String>>,
+    pub sync_client_content_encoding: Option<Spelled<SyncEncoding>>,
+    pub server_auth_roots_file: Option<String>,
+    pub client_auth_certificate_file: Option<String>,
+    pub client_auth_key_file: Option<String>,
+    pub enable_clean_sync_event_upload: Option<bool>,
+    pub enable_all_event_upload: Option<bool>,
+    pub disable_unknown_event_upload: Option<bool>,
+    pub events_db_path: Option<String>,
+    pub event_spool_max_events: Option<Integer>,
+    pub sync_state_path: Option<String>,
+    pub sync_request_tries: Option<Integer>,
 }
 
 /// `LockdownScope = { Users = [...], Groups = [...], Cgroups = [...] }`.
@@ -312,5 +328,13 @@ impl Words for WatchScope {
     const WORDS: &'static [(&'static str, Self)] = &[
         ("mount", WatchScope::Mount),
         ("filesystem", WatchScope::Filesystem),
+    ];
+}
+
+impl Words for SyncEncoding {
+    const WORDS: &'static [(&'static str, Self)] = &[
+        ("deflate", SyncEncoding::Deflate),
+        ("gzip", SyncEncoding::Gzip),
+        ("none", SyncEncoding::None),
     ];
 }

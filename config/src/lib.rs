@@ -83,6 +83,80 @@ pub struct WatchPath {
     pub scope: WatchScope,
 }
 
+/// `SyncClientContentEncoding`: how sync request bodies are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncEncoding {
+    /// zlib with `Content-Encoding: deflate` (Santa's default).
+    #[default]
+    Deflate,
+    /// gzip.
+    Gzip,
+    /// Uncompressed.
+    None,
+}
+
+/// The sync server and the event spool (Santa's sync keys, and ours for the spool's files).
+/// With no `SyncBaseURL`, santad never syncs, and spools nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncSettings {
+    /// `SyncBaseURL`: https, or http to loopback only (checked when the client starts).
+    pub base_url: Option<String>,
+    /// `MachineOwner`: preflight's `primary_user`.
+    pub machine_owner: Option<String>,
+    /// `FullSyncInterval`, seconds (Santa's default 600, at least 60). A server's
+    /// `full_sync_interval` replaces it.
+    pub full_sync_interval_secs: u64,
+    /// `SyncExtraHeaders`: a table of header names to values, sent with every request.
+    pub extra_headers: Vec<(String, String)>,
+    /// `SyncClientContentEncoding`: `"deflate"` (default), `"gzip"` or `"none"`.
+    pub content_encoding: SyncEncoding,
+    /// `ServerAuthRootsFile`: PEM roots trusted for the server instead of the system's.
+    pub server_auth_roots_file: Option<PathBuf>,
+    /// `ClientAuthCertificateFile`: PEM client certificate chain for mTLS (Santa's is a
+    /// PKCS#12 file; here PEM, with the key in `ClientAuthKeyFile`).
+    pub client_auth_certificate_file: Option<PathBuf>,
+    /// `ClientAuthKeyFile` (ours): the client certificate's PEM private key.
+    pub client_auth_key_file: Option<PathBuf>,
+    /// `EnableCleanSyncEventUpload`: upload events during a clean sync too. Default false.
+    pub enable_clean_sync_event_upload: bool,
+    /// `EnableAllEventUpload`: spool and upload every decision, not only blocks and unknowns.
+    pub enable_all_event_upload: bool,
+    /// `DisableUnknownEventUpload`: do not spool allows of unknown files (Monitor mode).
+    pub disable_unknown_event_upload: bool,
+    /// `EventsDbPath` (ours): the spool's SQLite file. Default `/var/db/santa/events.db`.
+    pub events_db_path: PathBuf,
+    /// `EventSpoolMaxEvents` (ours): events kept for upload; beyond it the oldest go first.
+    pub event_spool_max_events: u64,
+    /// `SyncStatePath` (ours): what the server last set (mode, regexes, ...) and when the last
+    /// sync succeeded, kept across restarts. Default `/var/db/santa/sync-state.json`.
+    pub sync_state_path: PathBuf,
+    /// `SyncRequestTries` (ours): tries per sync request, with Santa's backoff (4, 8, 16, 32 s)
+    /// between them. Default 5, Santa's.
+    pub request_tries: u64,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        SyncSettings {
+            base_url: None,
+            machine_owner: None,
+            full_sync_interval_secs: FULL_SYNC_INTERVAL_SECS_DEFAULT,
+            extra_headers: Vec::new(),
+            content_encoding: SyncEncoding::Deflate,
+            server_auth_roots_file: None,
+            client_auth_certificate_file: None,
+            client_auth_key_file: None,
+            enable_clean_sync_event_upload: false,
+            enable_all_event_upload: false,
+            disable_unknown_event_upload: false,
+            events_db_path: PathBuf::from("/var/db/santa/events.db"),
+            event_spool_max_events: EVENT_SPOOL_MAX_EVENTS_DEFAULT,
+            sync_state_path: PathBuf::from("/var/db/santa/sync-state.json"),
+            request_tries: SYNC_REQUEST_TRIES_DEFAULT,
+        }
+    }
+}
+
 /// The decision log's line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -180,6 +254,8 @@ pub struct Config {
     /// Endpoint Security client and leave its other events alone, as Santa does. No effect on
     /// Linux. Default false.
     pub ignore_other_endpoint_security_clients: bool,
+    /// The sync server and the event spool.
+    pub sync: SyncSettings,
 }
 
 impl Default for Config {
@@ -217,6 +293,7 @@ impl Default for Config {
             control_socket_path: PathBuf::from("/run/santad/santad.sock"),
             log_exec_notifications: true,
             ignore_other_endpoint_security_clients: false,
+            sync: SyncSettings::default(),
         }
     }
 }

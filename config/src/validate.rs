@@ -48,6 +48,21 @@ const DENY_CACHE_TTL_MS: Bound = ("DenyCacheTtlMs", 0, DENY_CACHE_TTL_MS_MAX);
 const IN_FLIGHT_SLOTS: Bound = ("InFlightSlots", IN_FLIGHT_SLOTS_MIN, IN_FLIGHT_SLOTS_MAX);
 const QUEUE_DEPTH: Bound = ("QueueDepth", QUEUE_DEPTH_MIN, QUEUE_DEPTH_MAX);
 const EVENT_LOG_RING: Bound = ("EventLogRingSize", EVENT_LOG_RING_MIN, EVENT_LOG_RING_MAX);
+const FULL_SYNC_INTERVAL: Bound = (
+    "FullSyncInterval",
+    FULL_SYNC_INTERVAL_SECS_MIN,
+    FULL_SYNC_INTERVAL_SECS_MAX,
+);
+const SYNC_REQUEST_TRIES: Bound = (
+    "SyncRequestTries",
+    SYNC_REQUEST_TRIES_MIN,
+    SYNC_REQUEST_TRIES_MAX,
+);
+const EVENT_SPOOL_MAX_EVENTS: Bound = (
+    "EventSpoolMaxEvents",
+    EVENT_SPOOL_MAX_EVENTS_MIN,
+    EVENT_SPOOL_MAX_EVENTS_MAX,
+);
 
 /// Checks every key and applies the defaults.
 pub(crate) fn validate(keys: Keys) -> Result<Config, Invalid> {
@@ -83,6 +98,21 @@ pub(crate) fn validate(keys: Keys) -> Result<Config, Invalid> {
         control_socket_path,
         log_exec_notifications,
         ignore_other_endpoint_security_clients,
+        sync_base_url,
+        machine_owner,
+        full_sync_interval,
+        sync_extra_headers,
+        sync_client_content_encoding,
+        server_auth_roots_file,
+        client_auth_certificate_file,
+        client_auth_key_file,
+        enable_clean_sync_event_upload,
+        enable_all_event_upload,
+        disable_unknown_event_upload,
+        events_db_path,
+        event_spool_max_events,
+        sync_state_path,
+        sync_request_tries,
     } = keys;
     let mut c = Config::default();
     set(&mut c.client_mode, client_mode, |m| Ok(m.0))?;
@@ -102,6 +132,15 @@ pub(crate) fn validate(keys: Keys) -> Result<Config, Invalid> {
         (
             &mut c.ignore_other_endpoint_security_clients,
             ignore_other_endpoint_security_clients,
+        ),
+        (
+            &mut c.sync.enable_clean_sync_event_upload,
+            enable_clean_sync_event_upload,
+        ),
+        (&mut c.sync.enable_all_event_upload, enable_all_event_upload),
+        (
+            &mut c.sync.disable_unknown_event_upload,
+            disable_unknown_event_upload,
         ),
     ] {
         set(slot, value, Ok)?;
@@ -144,6 +183,8 @@ pub(crate) fn validate(keys: Keys) -> Result<Config, Invalid> {
             "BannedBlockMessage",
         ),
         (&mut c.machine_id, machine_id, "MachineID"),
+        (&mut c.sync.base_url, sync_base_url, "SyncBaseURL"),
+        (&mut c.sync.machine_owner, machine_owner, "MachineOwner"),
     ] {
         set(slot, value, optional_text(key))?;
     }
@@ -172,14 +213,66 @@ pub(crate) fn validate(keys: Keys) -> Result<Config, Invalid> {
             event_log_ring_size,
             EVENT_LOG_RING,
         ),
+        (
+            &mut c.sync.full_sync_interval_secs,
+            full_sync_interval,
+            FULL_SYNC_INTERVAL,
+        ),
+        (
+            &mut c.sync.event_spool_max_events,
+            event_spool_max_events,
+            EVENT_SPOOL_MAX_EVENTS,
+        ),
+        (
+            &mut c.sync.request_tries,
+            sync_request_tries,
+            SYNC_REQUEST_TRIES,
+        ),
     ] {
         set(slot, value, bounded(bound))?;
     }
+    for (slot, value, key) in [
+        (&mut c.rules_db_path, rules_db_path, "RulesDbPath"),
+        (&mut c.sync.events_db_path, events_db_path, "EventsDbPath"),
+        (
+            &mut c.sync.sync_state_path,
+            sync_state_path,
+            "SyncStatePath",
+        ),
+    ] {
+        set(slot, value, absolute_path(key))?;
+    }
+    for (slot, value, key) in [
+        (
+            &mut c.sync.server_auth_roots_file,
+            server_auth_roots_file,
+            "ServerAuthRootsFile",
+        ),
+        (
+            &mut c.sync.client_auth_certificate_file,
+            client_auth_certificate_file,
+            "ClientAuthCertificateFile",
+        ),
+        (
+            &mut c.sync.client_auth_key_file,
+            client_auth_key_file,
+            "ClientAuthKeyFile",
+        ),
+    ] {
+        set(slot, value, |p| absolute_path(key)(p).map(Some))?;
+    }
     set(
-        &mut c.rules_db_path,
-        rules_db_path,
-        absolute_path("RulesDbPath"),
+        &mut c.sync.content_encoding,
+        sync_client_content_encoding,
+        |e| Ok(e.0),
     )?;
+    set(&mut c.sync.extra_headers, sync_extra_headers, headers)?;
+    if c.sync.client_auth_certificate_file.is_some() != c.sync.client_auth_key_file.is_some() {
+        return Err(invalid(
+            "ClientAuthCertificateFile",
+            "ClientAuthCertificateFile and ClientAuthKeyFile go together: give both or neither",
+        ));
+    }
     let socket = socket_path("ControlSocketPath");
     set(&mut c.control_socket_path, control_socket_path, socket)?;
     if c.queue_depth > c.in_flight_slots {
@@ -227,6 +320,26 @@ fn optional_text(key: &str) -> impl FnOnce(String) -> Result<Option<String>, Inv
         let s = text(key)(s)?;
         Ok((!s.is_empty()).then_some(s))
     }
+}
+
+/// `SyncExtraHeaders`: each name and value a bounded text (the sync client checks that they
+/// are valid HTTP and drops the headers it sets itself).
+fn headers(
+    table: std::collections::BTreeMap<String, String>,
+) -> Result<Vec<(String, String)>, Invalid> {
+    if table.len() > SYNC_EXTRA_HEADERS_MAX {
+        return Err(invalid(
+            "SyncExtraHeaders",
+            format!("more than {SYNC_EXTRA_HEADERS_MAX} headers"),
+        ));
+    }
+    table
+        .into_iter()
+        .map(|(name, value)| {
+            let key = format!("SyncExtraHeaders.{name}");
+            Ok((text(&key)(name)?, text(&key)(value)?))
+        })
+        .collect()
 }
 
 fn absolute_path(key: &str) -> impl FnOnce(String) -> Result<PathBuf, Invalid> {

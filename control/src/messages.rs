@@ -34,6 +34,13 @@ pub enum Request {
     },
     /// Every stored rule. Root only (the rule set is policy, as in Santa).
     ExportRules,
+    /// Sync with the sync server now and wait for the outcome. Root only (as Santa's
+    /// `santactl sync`).
+    Sync {
+        /// `non_transitive` asks the server for a clean sync, `all` for a clean-all sync.
+        #[serde(default)]
+        clean: CleanupSpec,
+    },
 }
 
 impl Request {
@@ -41,7 +48,10 @@ impl Request {
     pub fn needs_root(&self) -> bool {
         matches!(
             self,
-            Request::FlushCache | Request::ApplyRules { .. } | Request::ExportRules
+            Request::FlushCache
+                | Request::ApplyRules { .. }
+                | Request::ExportRules
+                | Request::Sync { .. }
         )
     }
 
@@ -56,6 +66,7 @@ impl Request {
             Request::RuleCheck { .. } => "rule --check",
             Request::ApplyRules { .. } => "rule",
             Request::ExportRules => "rule --export",
+            Request::Sync { .. } => "sync",
         }
     }
 }
@@ -288,6 +299,66 @@ pub enum Reply {
     Applied(ApplyReply),
     /// To [`Request::ExportRules`].
     Rules(Vec<RuleSpec>),
+    /// To [`Request::Sync`].
+    Synced(SyncReply),
+}
+
+/// What one sync did (`santactl sync`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncReply {
+    /// The server.
+    pub server: String,
+    /// The sync performed: `normal`, `clean` or `clean_all` (the server decides).
+    pub sync_type: String,
+    /// Events the server took.
+    pub events_uploaded: u64,
+    /// Rules in every page the server sent.
+    pub rules_received: u64,
+    /// Rules stored.
+    pub rules_processed: u64,
+    /// The mode the server set, if it set one.
+    pub mode: Option<String>,
+    /// Milliseconds the sync took.
+    pub elapsed_ms: u64,
+    /// A postflight that failed (the sync still counts, as in Santa).
+    pub postflight_error: Option<String>,
+}
+
+/// The sync server and the event spool (`santactl status`, Santa's "Sync" section).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncStatus {
+    /// `SyncBaseURL`.
+    pub server: String,
+    /// The machine ID sent to it.
+    pub machine_id: String,
+    /// Why santad does not sync (a bad setting), if it does not.
+    pub disabled: Option<String>,
+    /// A sync is running now.
+    pub in_progress: bool,
+    /// When the last full sync succeeded (Unix seconds).
+    pub last_successful_sync: Option<u64>,
+    /// When the last sync that brought rules succeeded (Unix seconds).
+    pub last_rule_sync: Option<u64>,
+    /// When the last sync was tried (Unix seconds).
+    pub last_attempt: Option<u64>,
+    /// What went wrong in the last sync, if it failed.
+    pub last_error: Option<String>,
+    /// Seconds until the next sync.
+    pub next_sync_secs: Option<u64>,
+    /// Seconds between full syncs.
+    pub full_sync_interval_secs: u64,
+    /// Syncs that succeeded since santad started.
+    pub syncs_ok: u64,
+    /// Syncs that failed since santad started.
+    pub syncs_failed: u64,
+    /// Events waiting in the spool for the server.
+    pub events_pending: u64,
+    /// Events dropped because the spool was full (oldest first), ever.
+    pub events_dropped: u64,
+    /// Events the server took, ever.
+    pub events_uploaded: u64,
+    /// Why the spool cannot be used, if it cannot.
+    pub spool_error: Option<String>,
 }
 
 /// Versions.
@@ -315,6 +386,9 @@ pub struct StatusReply {
     /// What santad watches and the backstop (Linux).
     #[serde(default)]
     pub coverage: Option<CoverageStatus>,
+    /// The sync server, when one is configured.
+    #[serde(default)]
+    pub sync: Option<SyncStatus>,
 }
 
 /// What santad watches, the exec backstop and the host's hardening facts.

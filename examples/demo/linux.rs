@@ -45,7 +45,62 @@ fn sha256_hex(path: &Path) -> Result<String, String> {
     Ok(hash.sha256.to_string())
 }
 
-fn run() -> Result<(), String> {
+/// The allow rule, straight into the rules database (`make demo`).
+fn allow_in_database(db: &Path, sha256: &str) -> Result<(), String> {
+    let mut store = santa_rules::RuleStore::open(db).map_err(|e| e.to_string())?;
+    let id = santa_rules::RuleIdentifier::parse(santa_rules::RuleType::Binary, sha256)
+        .map_err(|e| e.to_string())?;
+    store
+        .apply(
+            &[santa_rules::RuleChange::Upsert(santa_rules::Rule::new(
+                id,
+                santa_rules::RuleState::Allow,
+            ))],
+            santa_rules::Cleanup::None,
+        )
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// `make demo-sync`: the repo's sync test server on loopback, telling this host to run in
+/// Lockdown with one Binary allow rule, Moroz-style.
+fn sync_server(sha256: &str) -> Result<santa_sync::testserver::TestServer, String> {
+    use santa_sync::testserver::{ServerConfig, TestServer};
+    let global = format!(
+        "client_mode = \"LOCKDOWN\"\nfull_sync_interval = 600\n\n[[rules]]\n\
+         rule_type = \"BINARY\"\npolicy = \"ALLOWLIST\"\nidentifier = \"{sha256}\"\n"
+    );
+    println!("sync server's global.toml:\n{global}");
+    let config = ServerConfig::from_global_toml(&global).map_err(|e| e.to_string())?;
+    TestServer::start(config).map_err(|e| e.to_string())
+}
+
+/// Asks santad's control socket.
+fn ask(socket: &Path, request: &santad::control::Request) -> Result<santad::control::Reply, String> {
+    match santad::control::call(socket, request, Duration::from_secs(60)) {
+        Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(e)) => Err(e.message),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Waits until santad reports `mode` (a sync's mode arrives through a reload).
+fn wait_mode(socket: &Path, mode: &str) -> Result<(), String> {
+    let start = Instant::now();
+    loop {
+        if let santad::control::Reply::Status(s) = ask(socket, &santad::control::Request::Status)?
+            && s.daemon.mode == mode
+        {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            return Err(format!("santad did not move to {mode}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn run(with_sync: bool) -> Result<(), String> {
     let mount = PrivateMount::tmpfs(TmpfsOptions {
         size_bytes: 64 << 20,
         exec: true,
@@ -56,35 +111,36 @@ fn run() -> Result<(), String> {
     copy_true(&allowed, "allowed")?;
     copy_true(&unknown, "unknown")?;
     let db = state.path().join("rules.db");
-    let mut store = santa_rules::RuleStore::open(&db).map_err(|e| e.to_string())?;
-    let id =
-        santa_rules::RuleIdentifier::parse(santa_rules::RuleType::Binary, &sha256_hex(&allowed)?)
-            .map_err(|e| e.to_string())?;
-    store
-        .apply(
-            &[santa_rules::RuleChange::Upsert(santa_rules::Rule::new(
-                id,
-                santa_rules::RuleState::Allow,
-            ))],
-            santa_rules::Cleanup::None,
-        )
-        .map_err(|e| e.to_string())?;
-    drop(store);
+    let socket = state.path().join("santad.sock");
+    let (mode, server, sync_keys) = if with_sync {
+        let server = sync_server(&sha256_hex(&allowed)?)?;
+        let keys = format!(
+            "SyncBaseURL = \"{}\"\nMachineID = \"demo-host\"\nEventsDbPath = \"{}\"\n\
+             SyncStatePath = \"{}\"\n",
+            server.base_url(),
+            state.path().join("events.db").display(),
+            state.path().join("sync-state.json").display()
+        );
+        ("MONITOR", Some(server), keys)
+    } else {
+        allow_in_database(&db, &sha256_hex(&allowed)?)?;
+        ("LOCKDOWN", None, String::new())
+    };
     let log = state.path().join("santa.log");
     let config = state.path().join("santad.toml");
     std::fs::write(
         &config,
         format!(
-            "ClientMode = \"LOCKDOWN\"\nWatchPaths = [\"{}\"]\nEventLogType = \"file\"\nEventLogPath = \"{}\"\nRulesDbPath = \"{}\"\nControlSocketPath = \"{}\"\n",
+            "ClientMode = \"{mode}\"\nWatchPaths = [\"{}\"]\nEventLogType = \"file\"\nEventLogPath = \"{}\"\nRulesDbPath = \"{}\"\nControlSocketPath = \"{}\"\n{sync_keys}",
             mount.path().display(),
             log.display(),
             db.display(),
-            state.path().join("santad.sock").display()
+            socket.display()
         ),
     )
     .map_err(|e| e.to_string())?;
     println!(
-        "santad in Lockdown, watching only {}",
+        "santad in {mode} (its config file), watching only {}",
         mount.path().display()
     );
     let mut child = Command::new(santad_binary()?)
@@ -103,6 +159,10 @@ fn run() -> Result<(), String> {
             Some(Ok(_)) => {}
             _ => return Err("santad did not start (are you root?)".into()),
         }
+    }
+    if server.is_some() {
+        wait_mode(&socket, "Lockdown")?;
+        println!("santad synced: Lockdown and the allow rule came from the server");
     }
     for (what, path) in [
         ("allowed by a Binary rule", &allowed),
@@ -124,12 +184,26 @@ fn run() -> Result<(), String> {
     }
     println!("\ndecision log ({}):", log.display());
     print!("{}", std::fs::read_to_string(&log).unwrap_or_default());
+    if let Some(server) = &server {
+        // The spool writes within 250 ms; then `santactl sync` uploads.
+        std::thread::sleep(Duration::from_millis(500));
+        let request = santad::control::Request::Sync {
+            clean: santad::control::CleanupSpec::None,
+        };
+        if let santad::control::Reply::Synced(r) = ask(&socket, &request)? {
+            println!("\nsantactl sync: {} event(s) uploaded", r.events_uploaded);
+        }
+        println!("events the server received:");
+        for event in server.events() {
+            println!("  {event}");
+        }
+    }
     drop(santad);
     Ok(())
 }
 
 pub(crate) fn main() -> ExitCode {
-    match run() {
+    match run(std::env::args().any(|a| a == "--sync")) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("demo: {e}");

@@ -36,6 +36,15 @@ pub struct EventLog {
     logger_idle: AtomicBool,
     /// Ready records at which a commit wakes a batching logger early (a quarter of the ring).
     wake_threshold: usize,
+    /// Sees every record the logger writes (the sync event spool), if set.
+    tap: std::sync::OnceLock<Arc<dyn RecordTap>>,
+}
+
+/// Something that sees each record as the logger thread writes it (off the workers' path): the
+/// sync event spool. It must not block for long: the ring fills behind it.
+pub trait RecordTap: Send + Sync + std::fmt::Debug {
+    /// One record, just formatted.
+    fn offer(&self, rec: &Record);
 }
 
 impl EventLog {
@@ -58,6 +67,7 @@ impl EventLog {
             logger: std::sync::OnceLock::new(),
             logger_idle: AtomicBool::new(true),
             wake_threshold: (capacity / 4).max(1),
+            tap: std::sync::OnceLock::new(),
         })
     }
 
@@ -92,6 +102,11 @@ impl EventLog {
     /// Failed writes (e.g. disk full); their lines are lost.
     pub fn write_errors(&self) -> u64 {
         self.write_errors.load(Ordering::Relaxed)
+    }
+
+    /// Sets the tap that sees every record the logger writes (once; a second call is refused).
+    pub fn set_tap(&self, tap: Arc<dyn RecordTap>) -> bool {
+        self.tap.set(tap).is_ok()
     }
 
     fn wake_logger(&self) {
@@ -201,6 +216,9 @@ pub fn spawn_logger(log: Arc<EventLog>, mut writer: LogWriter) -> io::Result<Log
                 let mut drained = 0u64;
                 while let Some(mut rec) = log.ready.pop() {
                     writer.format(&rec);
+                    if let Some(tap) = log.tap.get() {
+                        tap.offer(&rec);
+                    }
                     rec.clear();
                     let _ = log.free.push(rec);
                     lines += 1;

@@ -190,13 +190,17 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), MacError>
         config.clone(),
     );
     let control_server = crate::setup::start_control_server(&control, &config);
+    let sync = crate::setup::start_sync(&config, &control, &log);
     log::info!(
         "santad running on Endpoint Security: {:?} mode, {} worker(s)",
         config.client_mode,
         engine.workers()
     );
 
-    crate::setup::serve_signals(config, &started, &control, |_, _| {
+    crate::setup::serve_signals(config, &started, &control, |next, _| {
+        if let Some(sync) = &sync {
+            sync.reconfigure(next);
+        }
         // Both caches: the engine's epoch, then ES's own (allows it cached under the old rules
         // would outlive them).
         engine.flush(FlushReason::Config);
@@ -208,6 +212,9 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), MacError>
 
     if let Some(server) = control_server {
         server.stop();
+    }
+    if let Some(sync) = sync {
+        sync.stop();
     }
     client.unsubscribe_all();
     engine.shutdown();

@@ -17,6 +17,7 @@ use santa_rules as rules;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 const EXIT_CODES: &str = "\
 EXIT CODES:
@@ -70,6 +71,18 @@ enum Command {
     },
     /// Show every counter santad keeps.
     Metrics {
+        /// Output in JSON format.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sync with the sync server now (SyncBaseURL) and wait for the outcome. Root only.
+    Sync {
+        /// Ask the server for a clean sync: every rule but transitive ones is replaced.
+        #[arg(long, conflicts_with = "clean_all")]
+        clean: bool,
+        /// Ask the server for a clean sync that replaces every rule, transitive ones too.
+        #[arg(long)]
+        clean_all: bool,
         /// Output in JSON format.
         #[arg(long)]
         json: bool,
@@ -194,7 +207,12 @@ impl Daemon {
     /// Sends `request`; santad's refusal is a [`Failure::Failed`], no answer a
     /// [`Failure::Unreachable`].
     pub fn ask(&self, request: &Request) -> Result<Reply, Failure> {
-        match control::call(&self.socket, request, control::CLIENT_REPLY_TIMEOUT) {
+        self.ask_within(request, control::CLIENT_REPLY_TIMEOUT)
+    }
+
+    /// [`Daemon::ask`] for a request that takes longer than most (a sync).
+    pub fn ask_within(&self, request: &Request, timeout: Duration) -> Result<Reply, Failure> {
+        match control::call(&self.socket, request, timeout) {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(e)) => Err(Failure::Failed(e.message)),
             Err(e @ (ClientError::Connect { .. } | ClientError::Receive(_))) => {
@@ -339,6 +357,9 @@ fn status(d: &Daemon, json: bool) -> Result<(), Failure> {
             c.backstop.counters.entry_unchecked,
         );
     }
+    if let Some(sync) = &s.sync {
+        sync_status(sync);
+    }
     outln!(">>> Rule Types");
     row("Binary Rules", s.rule_types.binary_rules);
     row("Certificate Rules", s.rule_types.certificate_rules);
@@ -346,6 +367,71 @@ fn status(d: &Daemon, json: bool) -> Result<(), Failure> {
     row("SigningID Rules", s.rule_types.signingid_rules);
     row("CDHash Rules", s.rule_types.cdhash_rules);
     row("Total Rules", s.rule_types.total_rules);
+    Ok(())
+}
+
+/// Santa's "Sync" section, with the spool.
+fn sync_status(s: &control::SyncStatus) {
+    let when = |t: Option<u64>| {
+        t.map_or_else(
+            || "Never".to_owned(),
+            |t| fileinfo::iso8601(t as i64, false),
+        )
+    };
+    outln!(">>> Sync");
+    row("Sync Server", &s.server);
+    row("Machine ID", &s.machine_id);
+    if let Some(why) = &s.disabled {
+        row("Disabled", why);
+    }
+    row("Last Successful Full Sync", when(s.last_successful_sync));
+    row("Last Successful Rule Sync", when(s.last_rule_sync));
+    row("Last Attempt", when(s.last_attempt));
+    row("Last Error", s.last_error.as_deref().unwrap_or("None"));
+    row("Sync In Progress", yes_no(s.in_progress));
+    if let Some(next) = s.next_sync_secs {
+        row("Next Sync In (s)", next);
+    }
+    row("Full Sync Interval (s)", s.full_sync_interval_secs);
+    row("Events Pending Upload", s.events_pending);
+    row("Events Dropped (spool full)", s.events_dropped);
+    row("Events Uploaded", s.events_uploaded);
+    if let Some(e) = &s.spool_error {
+        row("Event Spool Error", e);
+    }
+}
+
+/// `santactl sync [--clean | --clean-all]`: asks santad to sync now and prints what it did.
+fn sync(d: &Daemon, clean: bool, clean_all: bool, json: bool) -> Result<(), Failure> {
+    let clean = match (clean, clean_all) {
+        (_, true) => control::CleanupSpec::All,
+        (true, false) => control::CleanupSpec::NonTransitive,
+        (false, false) => control::CleanupSpec::None,
+    };
+    // santad waits up to ten minutes for the sync; a little longer here.
+    let wait = Duration::from_secs(630);
+    let r = match d.ask_within(&Request::Sync { clean }, wait)? {
+        Reply::Synced(r) => r,
+        other => return Err(unexpected(&other)),
+    };
+    if json {
+        outln!("{}", json_text(&r));
+        return Ok(());
+    }
+    outln!("Syncing with {} ({} sync)", r.server, r.sync_type);
+    outln!("Events uploaded: {}", r.events_uploaded);
+    outln!(
+        "Rules received: {}, processed: {}",
+        r.rules_received,
+        r.rules_processed
+    );
+    if let Some(mode) = &r.mode {
+        outln!("Client mode from the server: {mode}");
+    }
+    if let Some(e) = &r.postflight_error {
+        outln!("Postflight failed (the sync still counts): {e}");
+    }
+    outln!("Sync completed successfully in {} ms", r.elapsed_ms);
     Ok(())
 }
 
@@ -695,6 +781,11 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Checkcache { path } => checkcache(&daemon, path),
         Command::Version { json } => version(&daemon, *json),
         Command::Metrics { json } => metrics(&daemon, *json),
+        Command::Sync {
+            clean,
+            clean_all,
+            json,
+        } => sync(&daemon, *clean, *clean_all, *json),
     }
 }
 

@@ -239,6 +239,7 @@ pub struct ControlContext {
     rules: Mutex<RulesDb>,
     started: Instant,
     dispatcher: std::sync::OnceLock<Arc<Dispatcher<Connection>>>,
+    sync: std::sync::OnceLock<Arc<crate::sync::SyncHandle>>,
     /// The socket's counters.
     pub counters: ControlCounters,
 }
@@ -270,6 +271,7 @@ impl ControlContext {
             config: Mutex::new(Arc::new(config)),
             started: Instant::now(),
             dispatcher: std::sync::OnceLock::new(),
+            sync: std::sync::OnceLock::new(),
             counters: ControlCounters::default(),
         })
     }
@@ -281,12 +283,18 @@ impl ControlContext {
         f(&mut lock(&self.rules))
     }
 
+    /// Connects the sync service (`santactl sync`, the sync status), once.
+    pub fn set_sync(&self, sync: Arc<crate::sync::SyncHandle>) {
+        let _ = self.sync.set(sync);
+    }
+
     /// The configuration now in force (after a reload).
     pub fn set_config(&self, config: Config) {
         *lock(&self.config) = Arc::new(config);
     }
 
-    fn config(&self) -> Arc<Config> {
+    /// The configuration now in force.
+    pub fn config(&self) -> Arc<Config> {
         lock(&self.config).clone()
     }
 
@@ -329,6 +337,16 @@ impl ControlContext {
                 self.apply(&rules, cleanup).map(Reply::Applied)
             }
             Request::ExportRules => self.export().map(Reply::Rules),
+            Request::Sync { clean } => match self.sync.get() {
+                Some(sync) => sync
+                    .sync_now(crate::sync::requested_kind(clean))
+                    .map(Reply::Synced)
+                    .map_err(|e| ControlError::new(ErrorKind::Internal, format!("sync: {e}"))),
+                None => Err(ControlError::new(
+                    ErrorKind::InvalidRequest,
+                    "sync: no sync server is configured (SyncBaseURL)",
+                )),
+            },
         };
         if reply.is_ok() {
             self.counters.replies.fetch_add(1, Ordering::Relaxed);
@@ -429,6 +447,7 @@ impl ControlContext {
                 transitive_rules: counts.transitive,
             },
             coverage: self.engine.coverage(),
+            sync: self.sync.get().map(|s| s.status()),
         })
     }
 
@@ -605,9 +624,28 @@ impl ControlContext {
                 "no rules to add or remove",
             ));
         }
+        let outcome = self
+            .apply_changes(&changes, cleanup.into(), "control")
+            .map_err(Self::store_error)?;
+        Ok(ApplyReply {
+            upserted: outcome.upserted as u64,
+            removed: outcome.removed as u64,
+            flushed: outcome.flush_cache,
+        })
+    }
+
+    /// Stores `changes` (after `cleanup`) in one transaction, publishes the new snapshot, then
+    /// flushes the decision caches if the store says the change needs it: the one path by which
+    /// rules change while santad runs (`santactl rule`, a sync). `who` names it in the log.
+    pub fn apply_changes(
+        &self,
+        changes: &[rules::RuleChange],
+        cleanup: rules::Cleanup,
+        who: &str,
+    ) -> Result<rules::ApplyOutcome, rules::StoreError> {
         let outcome = self.with_rules(|db| -> Result<_, rules::StoreError> {
             let store = db.store()?;
-            let outcome = store.apply(&changes, cleanup.into())?;
+            let outcome = store.apply(changes, cleanup)?;
             let (snapshot, report) = store.build_snapshot()?;
             if report.skipped_count > 0 {
                 log::warn!(
@@ -620,15 +658,14 @@ impl ControlContext {
             // would otherwise be cached under the new epoch.
             self.policy.publish_snapshot(snapshot);
             Ok(outcome)
-        });
-        let outcome = outcome.map_err(Self::store_error)?;
+        })?;
         if outcome.flush_cache
             && let Err(e) = self.engine.flush(FlushReason::Rules)
         {
-            log::error!("control: flushing caches after a rule change: {e}");
+            log::error!("{who}: flushing caches after a rule change: {e}");
         }
         log::info!(
-            "control: rules changed ({} upserted, {} removed, cleanup {:?}, caches {})",
+            "{who}: rules changed ({} upserted, {} removed, cleanup {:?}, caches {})",
             outcome.upserted,
             outcome.removed,
             cleanup,
@@ -638,11 +675,7 @@ impl ControlContext {
                 "kept"
             }
         );
-        Ok(ApplyReply {
-            upserted: outcome.upserted as u64,
-            removed: outcome.removed as u64,
-            flushed: outcome.flush_cache,
-        })
+        Ok(outcome)
     }
 
     fn export(&self) -> Result<Vec<RuleSpec>, ControlError> {

@@ -197,7 +197,7 @@ pub fn facts(info: &signing::FileInfo) -> FileFacts {
 
 /// A date as Santa prints it (`NSISO8601DateFormatter`): `2027-02-01T22:12:15Z` in UTC, or with
 /// the local offset (`2027-02-01T17:12:15-05:00`) under `--localtz`.
-fn iso8601(unix: i64, localtz: bool) -> String {
+pub(crate) fn iso8601(unix: i64, localtz: bool) -> String {
     let offset = if localtz { local_offset_secs(unix) } else { 0 };
     let t = unix.saturating_add(offset);
     let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));

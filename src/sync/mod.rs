@@ -1,0 +1,455 @@
+//! The fleet: santad steered by a Santa sync server (`SyncBaseURL`), on its own threads, never
+//! on an execution's path.
+//!
+//! - The **sync thread** ([`SyncService::start`]) runs a full sync ([`santa_sync::SyncClient`])
+//!   at start, then every `FullSyncInterval` (the server may change it), and when `santactl sync`
+//!   asks ([`SyncHandle::sync_now`]). A failed sync is tried again sooner (1, 2, 4, ... minutes,
+//!   never later than the interval); nothing it downloaded is applied, so the last good rules
+//!   stay in force.
+//! - The host side of the protocol is [`host::DaemonHost`]: rules through the same path as
+//!   `santactl rule` (one transaction, one snapshot swap), the server's settings into the sync
+//!   state ([`state`]), which is laid over the config file, then a reload (SIGHUP's path) so the
+//!   new mode and scopes take effect.
+//! - The **spool** ([`spool`]) keeps the events to upload in SQLite, fed by the logger thread.
+//!
+//! Status for `santactl status` is kept in [`SyncHandle::status`].
+
+pub mod decision;
+pub mod host;
+pub mod spool;
+pub mod state;
+
+use crate::config::Config;
+use crate::control::server::ControlContext;
+use crate::control::{SyncReply, SyncStatus};
+use santa_sync::{ContentEncoding, SyncClient, SyncConfig, SyncKind, SyncReport, TlsFiles};
+use spool::{Spool, SpoolTap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The first retry after a failed sync; each further failure doubles it, up to the interval.
+pub const RETRY_FIRST: Duration = Duration::from_secs(60);
+
+/// Longest `santactl sync` waits for the sync it asked for; past it, the sync goes on and
+/// `santactl status` tells how it ended.
+pub const SYNC_NOW_WAIT: Duration = Duration::from_secs(600);
+
+enum Command {
+    Sync {
+        kind: SyncKind,
+        reply: mpsc::SyncSender<Result<SyncReply, String>>,
+    },
+    Reconfigure(Box<Config>),
+}
+
+/// The side of the sync the control socket holds: ask for a sync, read the status.
+#[derive(Debug)]
+pub struct SyncHandle {
+    tx: Mutex<mpsc::Sender<Command>>,
+    status: Arc<Mutex<SyncStatus>>,
+    spool: Option<Arc<Mutex<Spool>>>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Command::Sync { .. } => "Sync",
+            Command::Reconfigure(_) => "Reconfigure",
+        })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl SyncHandle {
+    /// Runs a sync now (`kind` is what the operator asks for; the server decides) and waits for
+    /// its outcome, at most [`SYNC_NOW_WAIT`].
+    pub fn sync_now(&self, kind: SyncKind) -> Result<SyncReply, String> {
+        if let Some(why) = &lock(&self.status).disabled {
+            return Err(format!("sync is disabled: {why}"));
+        }
+        let (reply, answer) = mpsc::sync_channel(1);
+        lock(&self.tx)
+            .send(Command::Sync { kind, reply })
+            .map_err(|_| "the sync thread has stopped".to_owned())?;
+        match answer.recv_timeout(SYNC_NOW_WAIT) {
+            Ok(result) => result,
+            Err(_) => Err(format!(
+                "no outcome within {} s; the sync goes on (see santactl status)",
+                SYNC_NOW_WAIT.as_secs()
+            )),
+        }
+    }
+
+    /// The status now, with the spool's counts.
+    pub fn status(&self) -> SyncStatus {
+        let mut status = lock(&self.status).clone();
+        if let Some(spool) = &self.spool {
+            match lock(spool).counts() {
+                Ok(c) => {
+                    status.events_pending = c.waiting;
+                    status.events_dropped = c.dropped_full;
+                    status.events_uploaded = c.uploaded;
+                }
+                Err(e) => status.spool_error = Some(e.to_string()),
+            }
+        }
+        status
+    }
+
+    /// Takes up a reloaded config: the server, the interval, the bounds.
+    pub fn reconfigure(&self, config: &Config) {
+        let _ = lock(&self.tx).send(Command::Reconfigure(Box::new(config.clone())));
+    }
+}
+
+/// The running sync: its threads and what they share.
+#[derive(Debug)]
+pub struct SyncService {
+    /// What the control socket uses.
+    pub handle: Arc<SyncHandle>,
+    tap: Arc<SpoolTap>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// The client's settings from santad's config; an error names the key that is wrong.
+pub fn client_config(config: &Config) -> Result<SyncConfig, String> {
+    let Some(url) = &config.sync.base_url else {
+        return Err("no SyncBaseURL".into());
+    };
+    let machine_id = config
+        .machine_id
+        .clone()
+        .or_else(host::default_machine_id)
+        .ok_or("no MachineID, and /etc/machine-id is missing")?;
+    let mut c = SyncConfig::new(url.clone(), machine_id);
+    c.content_encoding = match config.sync.content_encoding {
+        crate::config::SyncEncoding::Deflate => ContentEncoding::Deflate,
+        crate::config::SyncEncoding::Gzip => ContentEncoding::Gzip,
+        crate::config::SyncEncoding::None => ContentEncoding::None,
+    };
+    c.extra_headers = config.sync.extra_headers.clone();
+    c.tls = TlsFiles {
+        ca_bundle: config.sync.server_auth_roots_file.clone(),
+        client_cert: config.sync.client_auth_certificate_file.clone(),
+        client_key: config.sync.client_auth_key_file.clone(),
+    };
+    c.upload_events_in_clean_sync = config.sync.enable_clean_sync_event_upload;
+    c.limits.tries_max = config.sync.request_tries as u32;
+    Ok(c)
+}
+
+/// Which sync a `santactl sync` flag asks for.
+pub fn requested_kind(clean: crate::control::CleanupSpec) -> SyncKind {
+    match clean {
+        crate::control::CleanupSpec::None => SyncKind::Normal,
+        crate::control::CleanupSpec::NonTransitive => SyncKind::Clean,
+        crate::control::CleanupSpec::All => SyncKind::CleanAll,
+    }
+}
+
+fn kind_name(kind: SyncKind) -> &'static str {
+    match kind {
+        SyncKind::Normal => "normal",
+        SyncKind::Clean => "clean",
+        SyncKind::CleanAll => "clean_all",
+    }
+}
+
+fn reply_of(server: &str, report: &SyncReport) -> SyncReply {
+    SyncReply {
+        server: server.to_owned(),
+        sync_type: kind_name(report.settings.sync_kind).to_owned(),
+        events_uploaded: report.events_uploaded as u64,
+        rules_received: u64::from(report.rules_received),
+        rules_processed: u64::from(report.rules_processed),
+        mode: report.settings.client_mode.map(|m| m.name().to_owned()),
+        elapsed_ms: report.elapsed.as_millis() as u64,
+        postflight_error: report.postflight_error.as_ref().map(|e| e.to_string()),
+    }
+}
+
+/// The sync thread's own state.
+struct Worker {
+    config: Config,
+    client: Option<SyncClient>,
+    host: host::DaemonHost,
+    status: Arc<Mutex<SyncStatus>>,
+    failures: u32,
+}
+
+impl Worker {
+    /// (Re)builds the client from the config; a bad setting disables sync, with why.
+    fn configure(&mut self, config: Config) {
+        let built = client_config(&config).and_then(|c| {
+            let server = c.base_url.clone();
+            let machine_id = c.machine_id.clone();
+            SyncClient::new(&c)
+                .map(|client| (client, server, machine_id))
+                .map_err(|e| e.to_string())
+        });
+        let mut status = lock(&self.status);
+        status.full_sync_interval_secs = config.sync.full_sync_interval_secs;
+        match built {
+            Ok((client, server, machine_id)) => {
+                status.server = server;
+                status.machine_id = machine_id;
+                status.disabled = None;
+                self.client = Some(client);
+            }
+            Err(e) => {
+                log::error!("sync disabled: {e}");
+                status.server = config.sync.base_url.clone().unwrap_or_default();
+                status.disabled = Some(e);
+                self.client = None;
+            }
+        }
+        drop(status);
+        self.host.state_path = config.sync.sync_state_path.clone();
+        if let Some(spool) = &self.host.spool {
+            lock(spool).set_max_events(config.sync.event_spool_max_events);
+        }
+        self.config = config;
+    }
+
+    fn interval(&self) -> Duration {
+        Duration::from_secs(self.config.sync.full_sync_interval_secs.max(60))
+    }
+
+    /// One full sync; the status and the sync state say how it went.
+    fn run(&mut self, kind: SyncKind) -> Result<SyncReply, String> {
+        let Some(client) = self.client.as_mut() else {
+            return Err(lock(&self.status)
+                .disabled
+                .clone()
+                .unwrap_or_else(|| "sync is not configured".into()));
+        };
+        {
+            let mut s = lock(&self.status);
+            s.in_progress = true;
+            s.last_attempt = Some(now_unix());
+        }
+        let result = client.sync(&mut self.host, kind);
+        let server = lock(&self.status).server.clone();
+        let mut s = lock(&self.status);
+        s.in_progress = false;
+        match result {
+            Ok(report) => {
+                self.failures = 0;
+                s.syncs_ok += 1;
+                s.last_error = None;
+                let now = now_unix();
+                s.last_successful_sync = Some(now);
+                if report.rules_applied {
+                    s.last_rule_sync = Some(now);
+                }
+                drop(s);
+                self.record_success(now, report.rules_applied);
+                log::info!(
+                    "sync: {} sync with {server} done: {} event(s) uploaded, {} rule(s) \
+                     received, {} stored, in {} ms",
+                    kind_name(report.settings.sync_kind),
+                    report.events_uploaded,
+                    report.rules_received,
+                    report.rules_processed,
+                    report.elapsed.as_millis()
+                );
+                Ok(reply_of(&server, &report))
+            }
+            Err(e) => {
+                self.failures = self.failures.saturating_add(1);
+                s.syncs_failed += 1;
+                let text = e.to_string();
+                s.last_error = Some(text.clone());
+                log::error!("sync with {server} failed: {text}; the rules in force stay");
+                Err(text)
+            }
+        }
+    }
+
+    /// Keeps when the last sync succeeded in the sync state, across restarts.
+    fn record_success(&self, now: u64, rules: bool) {
+        let path = &self.host.state_path;
+        let mut state = match state::SyncState::load(path) {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("{e}");
+                return;
+            }
+        };
+        state.last_full_sync_unix = Some(now);
+        if rules {
+            state.last_rule_sync_unix = Some(now);
+        }
+        if let Err(e) = state.store(path) {
+            log::warn!("{e}");
+        }
+    }
+
+    /// When the next sync is due after the last outcome.
+    fn next_after(&self) -> Duration {
+        if self.failures == 0 {
+            return self.interval();
+        }
+        let shift = (self.failures - 1).min(10);
+        (RETRY_FIRST * (1u32 << shift)).min(self.interval())
+    }
+}
+
+impl SyncService {
+    /// Starts the spool and the sync thread for `config` (which has a `SyncBaseURL`), and hands
+    /// the log's records to the spool. `reload` applies settings the server changed (santad
+    /// passes a SIGHUP to itself). The first sync runs at once.
+    pub fn start(
+        config: &Config,
+        control: Arc<ControlContext>,
+        log: &crate::eventlog::EventLog,
+        reload: Arc<dyn Fn() + Send + Sync>,
+    ) -> std::io::Result<SyncService> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tap = Arc::new(SpoolTap::new());
+        tap.filter
+            .all
+            .store(config.sync.enable_all_event_upload, Ordering::Relaxed);
+        tap.filter
+            .no_unknown
+            .store(config.sync.disable_unknown_event_upload, Ordering::Relaxed);
+        let mut status = SyncStatus::default();
+        if let Ok(s) = state::SyncState::load(&config.sync.sync_state_path) {
+            status.last_successful_sync = s.last_full_sync_unix;
+            status.last_rule_sync = s.last_rule_sync_unix;
+        }
+        let spool = match Spool::open(
+            &config.sync.events_db_path,
+            config.sync.event_spool_max_events,
+        ) {
+            Ok(s) => Some(Arc::new(Mutex::new(s))),
+            Err(e) => {
+                log::error!("{e}; events are not spooled (the file is left as it is)");
+                status.spool_error = Some(e.to_string());
+                None
+            }
+        };
+        let status = Arc::new(Mutex::new(status));
+        let mut threads = Vec::new();
+        if let Some(spool) = &spool {
+            threads.push(spool::spawn_writer(
+                tap.clone(),
+                spool.clone(),
+                stop.clone(),
+                |_| {},
+            )?);
+            log.set_tap(tap.clone());
+        }
+        let (tx, rx) = mpsc::channel();
+        let mut worker = Worker {
+            config: config.clone(),
+            client: None,
+            host: host::DaemonHost {
+                control,
+                spool: spool.clone(),
+                state_path: config.sync.sync_state_path.clone(),
+                reload,
+                rules_refused: 0,
+            },
+            status: status.clone(),
+            failures: 0,
+        };
+        worker.configure(config.clone());
+        let thread_stop = stop.clone();
+        let thread_status = status.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("santad-sync".into())
+                .spawn(move || sync_loop(worker, rx, thread_stop, thread_status))?,
+        );
+        Ok(SyncService {
+            handle: Arc::new(SyncHandle {
+                tx: Mutex::new(tx),
+                status,
+                spool,
+            }),
+            tap,
+            stop,
+            threads,
+        })
+    }
+
+    /// Takes up a reloaded config (upload switches at once; the rest on the sync thread).
+    pub fn reconfigure(&self, config: &Config) {
+        self.tap
+            .filter
+            .all
+            .store(config.sync.enable_all_event_upload, Ordering::Relaxed);
+        self.tap
+            .filter
+            .no_unknown
+            .store(config.sync.disable_unknown_event_upload, Ordering::Relaxed);
+        self.handle.reconfigure(config);
+    }
+
+    /// Stops the threads: the spool writes what is queued; a sync in progress finishes its
+    /// current request (bounded by the request timeout) first.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Release);
+        let (tx, _) = mpsc::channel();
+        // Dropping the sender ends the sync loop's wait.
+        *lock(&self.handle.tx) = tx;
+        for t in &self.threads {
+            t.thread().unpark();
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn sync_loop(
+    mut worker: Worker,
+    rx: mpsc::Receiver<Command>,
+    stop: Arc<AtomicBool>,
+    status: Arc<Mutex<SyncStatus>>,
+) {
+    let mut due = Instant::now();
+    loop {
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
+        let wait = due.saturating_duration_since(Instant::now());
+        lock(&status).next_sync_secs = Some(wait.as_secs());
+        match rx.recv_timeout(wait) {
+            Ok(Command::Sync { kind, reply }) => {
+                let result = worker.run(kind);
+                due = Instant::now() + worker.next_after();
+                let _ = reply.try_send(result);
+            }
+            Ok(Command::Reconfigure(config)) => {
+                let interval_changed = config.sync.full_sync_interval_secs
+                    != worker.config.sync.full_sync_interval_secs;
+                worker.configure(*config);
+                if interval_changed && worker.failures == 0 {
+                    due = Instant::now() + worker.interval();
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if worker.client.is_some() {
+                    let _ = worker.run(SyncKind::Normal);
+                }
+                due = Instant::now() + worker.next_after();
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}

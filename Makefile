@@ -3,7 +3,7 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: deps build run demo demo-sync test check check-macos bench perf perf-backstop perf-quick flamegraph fuzz-smoke fmt clean
+.PHONY: deps build run demo demo-sync test check check-macos bench perf perf-backstop perf-sync perf-quick flamegraph fuzz-smoke fmt clean
 
 # The system packages the build and tests need, from Debian's packages: clang (it builds santad's
 # BPF exec backstop, build.rs) and golang-go (the sync tests build Moroz, the Santa sync server
@@ -96,7 +96,7 @@ bench: deps
 # The full performance run, as root: the benchmarks above, then the exec storm beside the minimal
 # responder and fapolicyd (installed from Debian if missing), santad's RSS; rewrites
 # perf/RESULTS.md and perf/results/exec-overhead.svg.
-perf: bench perf-backstop
+perf: bench perf-backstop perf-sync
 	$(CARGO) build --release -p santad -p santa-perf --bin santad --bin exec-storm --bin min-responder
 	$(TARGET_DIR)/release/exec-storm
 
@@ -105,6 +105,11 @@ perf: bench perf-backstop
 perf-backstop: deps
 	$(CARGO) build --release -p santa-perf --bin backstop-cost
 	$(TARGET_DIR)/release/backstop-cost $(if $(QUICK),--quick)
+
+# A sync of 100,000 rules applied by a running santad while execs run: perf/results/sync.md.
+perf-sync: deps
+	$(CARGO) build --release -p santad -p santa-perf --bin santad --bin sync-bench
+	$(TARGET_DIR)/release/sync-bench
 
 # The same, smaller (a few minutes).
 perf-quick: deps

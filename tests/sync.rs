@@ -255,15 +255,17 @@ fn xsrf_a_down_server_and_garbage_leave_rules_and_events_in_place() {
         is_eperm(&run(&blocked)),
         "the last good rules stay in force"
     );
-    // santad restarts with the event still spooled; the server comes back.
+    // The server comes back and santad restarts with the event still spooled: its first sync
+    // (at start) uploads it.
     assert!(santad.stop().success());
-    let santad = santad_synced("MONITOR", &url, dir.path());
     let server = TestServer::start_on(&addr, ServerConfig::default()).unwrap();
     server.set_config(
         ServerConfig::from_global_toml(&global("MONITOR", &[("BLOCKLIST", &sha)])).unwrap(),
     );
-    let reply = json(&sync(&santad, &[]));
-    assert!(reply["events_uploaded"].as_u64() >= Some(1), "{reply:#}");
+    let santad = santad_synced("MONITOR", &url, dir.path());
+    wait_status(&santad, "the spooled event uploaded", |s| {
+        s["sync"]["events_pending"] == 0 && s["sync"]["last_error"].is_null()
+    });
     assert!(
         server
             .events()
@@ -288,4 +290,66 @@ fn a_bad_sync_setting_disables_sync_and_santad_still_enforces() {
     assert!(out.stderr.contains("disabled"), "{}", out.stderr);
     let tool = santad.binary("tool", "sync-disabled");
     assert!(is_eperm(&run(&tool)), "Lockdown still holds");
+}
+
+/// The SHA-256 of what [`Santad::binary`] writes for `salt`, known before santad runs.
+fn binary_sha(salt: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("copy");
+    let mut bytes = std::fs::read(common::true_binary()).unwrap();
+    bytes.extend_from_slice(format!("\nsalt:{salt}\n").as_bytes());
+    std::fs::write(&path, bytes).unwrap();
+    sha256_hex(&path)
+}
+
+#[test]
+fn moroz_sets_santads_mode_and_rules_and_receives_its_blocks() {
+    use santa_testkit::moroz::{Moroz, moroz_binary, moroz_events};
+    let dir = tempfile::tempdir().unwrap();
+    let (configs, events) = (dir.path().join("configs"), dir.path().join("events"));
+    std::fs::create_dir_all(&configs).unwrap();
+    let blocked = binary_sha("moroz-block");
+    std::fs::write(
+        configs.join("global.toml"),
+        format!(
+            "client_mode = \"LOCKDOWN\"\nbatch_size = 10\nfull_sync_interval = 600\n\n\
+             [[rules]]\nrule_type = \"BINARY\"\npolicy = \"BLOCKLIST\"\nidentifier = \"{blocked}\"\n\
+             custom_msg = \"blocked by the fleet\"\n"
+        ),
+    )
+    .unwrap();
+    let moroz = Moroz::start(
+        &moroz_binary(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("moroz")),
+        &configs,
+        &events,
+    );
+    let santad = santad_synced("MONITOR", &moroz.base_url(), dir.path());
+    wait_status(&santad, "Lockdown from Moroz", |s| {
+        s["daemon"]["mode"] == "Lockdown"
+    });
+    assert_eq!(rule_state(&santad, &blocked), Some(2));
+    let tool = santad.binary("tool", "moroz-block");
+    assert_eq!(sha256_hex(&tool), blocked);
+    assert!(is_eperm(&run(&tool)), "blocked by Moroz's rule");
+    let unknown = santad.binary("other", "moroz-unknown");
+    assert!(is_eperm(&run(&unknown)), "Lockdown from Moroz");
+    wait_status(&santad, "two events spooled", |s| {
+        s["sync"]["events_pending"].as_u64() >= Some(2)
+    });
+    let reply = json(&sync(&santad, &[]));
+    assert!(reply["events_uploaded"].as_u64() >= Some(2), "{reply:#}");
+    let stored = moroz_events(&events, MACHINE);
+    let event = |sha: &str| -> Value {
+        let (_, text) = stored
+            .iter()
+            .find(|(s, _)| s == sha)
+            .unwrap_or_else(|| panic!("Moroz stored no event for {sha}: {stored:?}"));
+        serde_json::from_str(text).unwrap()
+    };
+    let e = event(&blocked);
+    assert_eq!(e["decision"], "BLOCK_BINARY");
+    assert_eq!(e["file_name"], "tool");
+    assert_eq!(e["executing_user"], "root");
+    assert_eq!(event(&sha256_hex(&unknown))["decision"], "BLOCK_UNKNOWN");
+    assert_eq!(status(&santad)["sync"]["events_pending"], 0);
 }

@@ -320,6 +320,10 @@ pub struct SyncReply {
     pub mode: Option<String>,
     /// Milliseconds the sync took.
     pub elapsed_ms: u64,
+    /// Milliseconds santad took to apply the downloaded rules (one transaction, the snapshot
+    /// rebuilt and swapped, the caches flushed if needed).
+    #[serde(default)]
+    pub rules_apply_ms: u64,
     /// A postflight that failed (the sync still counts, as in Santa).
     pub postflight_error: Option<String>,
 }

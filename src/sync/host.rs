@@ -27,6 +27,8 @@ pub struct DaemonHost {
     /// Rules the host refused (an identifier that is not valid for its type), in the last
     /// download.
     pub rules_refused: u32,
+    /// How long the last download took to apply.
+    pub rules_apply: std::time::Duration,
 }
 
 impl std::fmt::Debug for DaemonHost {
@@ -284,9 +286,11 @@ impl SyncHost for DaemonHost {
         if changes.is_empty() {
             return Ok(0);
         }
+        let started = std::time::Instant::now();
         self.control
             .apply_changes(&changes, cleanup, "sync")
             .map_err(host_err)?;
+        self.rules_apply = started.elapsed();
         Ok(u32::try_from(changes.len()).unwrap_or(u32::MAX))
     }
 

@@ -528,6 +528,7 @@ pub fn spawn_writer(
         .name("santad-spool".into())
         .spawn(move || {
             let _ = tap.thread.set(std::thread::current());
+            crate::sync::run_in_background();
             let mut events: Vec<proto::Event> = Vec::new();
             let mut failures = 0;
             loop {

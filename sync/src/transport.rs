@@ -128,8 +128,11 @@ impl Transport {
                     if !self.fetch_xsrf() {
                         return Err(status_error(403, tries, detail));
                     }
-                    // A fresh token: no reason to wait before using it.
+                    // A fresh token: no reason to wait before using it, and the try it made
+                    // necessary does not count (a token is fetched at most once per sync, so
+                    // this cannot loop). With SyncRequestTries = 1, a 403 still gets its retry.
                     wait_before_next = false;
+                    tries -= 1;
                     last = Failure::Status(403, detail);
                 }
                 Err(Failure::Status(status, detail))

@@ -16,9 +16,11 @@
 //!
 //! Also [`Rng`], the seeded generator of the randomized tests, [`count_in_parallel`], the
 //! thread pool of the storm tests, [`BplistTrailer`], for hand-built binary plists, and
-//! [`universal`], for universal Mach-O files assembled from the slices of real ones.
+//! [`universal`], for universal Mach-O files assembled from the slices of real ones, and
+//! [`moroz`], the Santa sync server Moroz built and run for the sync tests.
 
 mod bplist;
+pub mod moroz;
 #[cfg(target_os = "linux")]
 mod mount;
 mod parallel;

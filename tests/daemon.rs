@@ -141,41 +141,11 @@ fn a_rule_added_while_running_takes_effect_for_a_cached_binary() {
     assert!(is_eperm(&run(&bin)), "the new block rule applies at once");
 }
 
-fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 #[test]
 fn a_denied_binary_inside_a_bundle_is_followed_by_bundle_lines() {
     let s = common::start("LOCKDOWN", "");
-    let fixtures =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/macho");
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixtures.join("manifest.json")).unwrap()).unwrap();
-    let entry = manifest["fixtures"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| {
-            f["file"]
-                .as_str()
-                .is_some_and(|p| p.starts_with("devid_app/"))
-        })
-        .expect("the manifest lists the devid_app executable");
-    let exe_sha = entry["sha256"].as_str().unwrap();
-    let app = s.mount.join("Mitmproxy Redirector.app");
-    copy_tree(&fixtures.join("devid_app/Mitmproxy Redirector.app"), &app);
-    let exe = app.join("Contents/MacOS/Mitmproxy Redirector");
-    std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (app, exe, exe_sha) = common::devid_app_on(s.mount.path());
+    let exe_sha = exe_sha.as_str();
     // Linux cannot run a Mach-O, but fanotify asks santad when the exec opens the file, before
     // the kernel looks at its format: Lockdown denies the unknown binary.
     assert!(is_eperm(&run(&exe)));

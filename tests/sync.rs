@@ -353,3 +353,60 @@ fn moroz_sets_santads_mode_and_rules_and_receives_its_blocks() {
     assert_eq!(event(&sha256_hex(&unknown))["decision"], "BLOCK_UNKNOWN");
     assert_eq!(status(&santad)["sync"]["events_pending"], 0);
 }
+
+#[test]
+fn a_blocked_bundle_binary_goes_up_with_its_bundle_and_the_server_can_ask_for_the_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        TestServer::start(ServerConfig::from_global_toml("client_mode = \"LOCKDOWN\"\n").unwrap())
+            .unwrap();
+    let santad = santad_synced("MONITOR", &server.base_url(), dir.path());
+    wait_status(&santad, "Lockdown from the server", |s| {
+        s["daemon"]["mode"] == "Lockdown"
+    });
+    let (app, exe, exe_sha) = common::devid_app_on(santad.mount.path());
+    assert!(is_eperm(&run(&exe)));
+    let bundle_line = santad.wait_log(1, |l| common::field(l, "action") == Some("BUNDLE"));
+    let bundle_hash = common::field(&bundle_line[0], "bundlehash")
+        .unwrap()
+        .to_owned();
+    wait_status(&santad, "the block spooled", |s| {
+        s["sync"]["events_pending"].as_u64() >= Some(1)
+    });
+    // The BUNDLE record reached the spool thread with the log line; it writes every 250 ms.
+    std::thread::sleep(Duration::from_millis(750));
+    // The server asks for the bundle's binaries in its eventupload answer.
+    server.set_config(
+        ServerConfig::from_global_toml(&format!(
+            "client_mode = \"LOCKDOWN\"\nevent_upload_bundle_binaries = [\"{bundle_hash}\"]\n"
+        ))
+        .unwrap(),
+    );
+    ok(&sync(&santad, &[]));
+    let start = Instant::now();
+    let events = loop {
+        let events = server.events();
+        if events.iter().any(|e| e["decision"] == "BUNDLE_BINARY") {
+            break events;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "no BUNDLE_BINARY event: {events:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let blocked = events
+        .iter()
+        .find(|e| e["decision"] == "BLOCK_UNKNOWN")
+        .expect("the blocked execution");
+    assert_eq!(blocked["file_sha256"], exe_sha.as_str());
+    assert_eq!(blocked["file_bundle_hash"], bundle_hash.as_str());
+    assert_eq!(blocked["file_bundle_id"], "org.mitmproxy.macos-redirector");
+    assert_eq!(blocked["file_bundle_path"], app.to_str().unwrap());
+    let binary = events
+        .iter()
+        .find(|e| e["decision"] == "BUNDLE_BINARY")
+        .unwrap();
+    assert_eq!(binary["file_sha256"], exe_sha.as_str());
+    assert_eq!(binary["file_bundle_hash"], bundle_hash.as_str());
+}

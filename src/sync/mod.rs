@@ -33,6 +33,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// The first retry after a failed sync; each further failure doubles it, up to the interval.
 pub const RETRY_FIRST: Duration = Duration::from_secs(60);
 
+/// How soon the sync after one that released bundle events runs (Santa uploads them in the
+/// same sync; here the next one, a moment later, takes them).
+pub const BUNDLE_FOLLOW_UP: Duration = Duration::from_secs(1);
+
 /// Longest `santactl sync` waits for the sync it asked for; past it, the sync goes on and
 /// `santactl status` tells how it ended.
 pub const SYNC_NOW_WAIT: Duration = Duration::from_secs(600);
@@ -189,6 +193,8 @@ struct Worker {
     host: host::DaemonHost,
     status: Arc<Mutex<SyncStatus>>,
     failures: u32,
+    /// Bundle events the server asked for are waiting: sync again soon.
+    bundles_released: bool,
 }
 
 impl Worker {
@@ -259,6 +265,7 @@ impl Worker {
                 }
                 drop(s);
                 self.record_success(now, report.rules_applied);
+                self.release_bundles(&report.bundle_binaries_requested);
                 log::info!(
                     "sync: {} sync with {server} done: {} event(s) uploaded, {} rule(s) \
                      received, {} stored, in {} ms",
@@ -278,6 +285,22 @@ impl Worker {
                 log::error!("sync with {server} failed: {text}; the rules in force stay");
                 Err(text)
             }
+        }
+    }
+
+    /// The server asked for the binaries of these bundles (`event_upload_bundle_binaries`):
+    /// their events go up with the next sync, which is brought forward.
+    fn release_bundles(&mut self, hashes: &[String]) {
+        let (Some(spool), false) = (&self.host.spool, hashes.is_empty()) else {
+            return;
+        };
+        match lock(spool).release_bundles(hashes) {
+            Ok(0) => {}
+            Ok(n) => {
+                log::info!("sync: the server asked for {n} bundle binary event(s)");
+                self.bundles_released = true;
+            }
+            Err(e) => log::warn!("{e}"),
         }
     }
 
@@ -301,7 +324,10 @@ impl Worker {
     }
 
     /// When the next sync is due after the last outcome.
-    fn next_after(&self) -> Duration {
+    fn next_after(&mut self) -> Duration {
+        if std::mem::take(&mut self.bundles_released) && self.failures == 0 {
+            return BUNDLE_FOLLOW_UP;
+        }
         if self.failures == 0 {
             return self.interval();
         }
@@ -369,6 +395,7 @@ impl SyncService {
             },
             status: status.clone(),
             failures: 0,
+            bundles_released: false,
         };
         worker.configure(config.clone());
         let thread_stop = stop.clone();

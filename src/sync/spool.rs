@@ -120,6 +120,12 @@ impl Spool {
                  created_unix INTEGER NOT NULL,
                  event TEXT NOT NULL);
              CREATE INDEX IF NOT EXISTS events_sha256 ON events (sha256);
+             CREATE TABLE IF NOT EXISTS bundle_events (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 bundle_hash TEXT NOT NULL,
+                 sha256 TEXT NOT NULL,
+                 event TEXT NOT NULL,
+                 UNIQUE (bundle_hash, sha256));
              CREATE TABLE IF NOT EXISTS counters (
                  name TEXT PRIMARY KEY,
                  value INTEGER NOT NULL);",
@@ -200,10 +206,7 @@ impl Spool {
             if !event.file_bundle_hash.is_empty() {
                 continue;
             }
-            event.file_bundle_hash = bundle.hash.clone();
-            event.file_bundle_name = bundle.name.clone();
-            event.file_bundle_id = bundle.id.clone();
-            event.file_bundle_path = bundle.path.clone();
+            bundle.fill(&mut event);
             let json = serde_json::to_string(&event).unwrap_or(json);
             tx.execute(
                 "UPDATE events SET event = ?1 WHERE id = ?2",
@@ -213,6 +216,58 @@ impl Spool {
         }
         tx.commit()
             .map_err(sql(&location, "committing bundle fields"))
+    }
+
+    /// Keeps the event of one binary of a hashed bundle (decision `BUNDLE_BINARY`) until a
+    /// server asks for its bundle (`event_upload_bundle_binaries`); at most as many as the
+    /// spool's bound, the oldest dropped first.
+    pub fn keep_bundle_binary(
+        &mut self,
+        bundle_hash: &str,
+        event: &proto::Event,
+    ) -> Result<(), SpoolError> {
+        let location = self.location.clone();
+        let json = serde_json::to_string(event).unwrap_or_default();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(sql(&location, "beginning a transaction"))?;
+        tx.execute(
+            "INSERT OR REPLACE INTO bundle_events (bundle_hash, sha256, event) VALUES (?1, ?2, ?3)",
+            params![bundle_hash, event.file_sha256, json],
+        )
+        .map_err(sql(&location, "keeping a bundle event"))?;
+        tx.execute(
+            "DELETE FROM bundle_events WHERE id <= (SELECT MAX(id) FROM bundle_events) - ?1",
+            [self.max_events as i64],
+        )
+        .map_err(sql(&location, "bounding the bundle events"))?;
+        tx.commit().map_err(sql(&location, "committing"))
+    }
+
+    /// The server asked for the binaries of these bundles: their kept events join the events
+    /// to upload. Returns how many did.
+    pub fn release_bundles(&mut self, bundle_hashes: &[String]) -> Result<usize, SpoolError> {
+        let location = self.location.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(sql(&location, "beginning a transaction"))?;
+        let mut moved = 0;
+        for hash in bundle_hashes {
+            moved += tx
+                .execute(
+                    "INSERT INTO events (sha256, created_unix, event)
+                     SELECT sha256, CAST(strftime('%s','now') AS INTEGER), event
+                     FROM bundle_events WHERE bundle_hash = ?1 ORDER BY id",
+                    [hash],
+                )
+                .map_err(sql(&location, "releasing bundle events"))?;
+            tx.execute("DELETE FROM bundle_events WHERE bundle_hash = ?1", [hash])
+                .map_err(sql(&location, "releasing bundle events"))?;
+        }
+        tx.commit().map_err(sql(&location, "committing"))?;
+        Ok(moved)
     }
 
     /// Up to `max` waiting events, oldest first. A row that cannot be read back is deleted and
@@ -329,6 +384,16 @@ pub struct BundleFields {
     pub path: String,
 }
 
+impl BundleFields {
+    /// Writes them into an event.
+    fn fill(&self, event: &mut proto::Event) {
+        event.file_bundle_hash = self.hash.clone();
+        event.file_bundle_name = self.name.clone();
+        event.file_bundle_id = self.id.clone();
+        event.file_bundle_path = self.path.clone();
+    }
+}
+
 /// What the tap queues for the spool thread.
 #[derive(Debug)]
 enum Item {
@@ -336,6 +401,7 @@ enum Item {
     Bundle {
         sha256: String,
         bundle: BundleFields,
+        binary: Box<proto::Event>,
     },
 }
 
@@ -500,14 +566,20 @@ impl RecordTap for SpoolTap {
                 let (Some(sha), Some(bundle_hash)) = (rec.sha256, rec.bundle_hash) else {
                     return;
                 };
+                let bundle = BundleFields {
+                    hash: hex(&bundle_hash),
+                    name: text(rec.bundle_name.as_bytes()),
+                    id: text(rec.bundle_id.as_bytes()),
+                    path: text(rec.bundle_path.as_bytes()),
+                };
+                let mut binary = event_of(rec);
+                binary.decision = proto::Decision::BundleBinary;
+                binary.parent_name.clear();
+                bundle.fill(&mut binary);
                 self.push(Item::Bundle {
                     sha256: hex(&sha),
-                    bundle: BundleFields {
-                        hash: hex(&bundle_hash),
-                        name: text(rec.bundle_name.as_bytes()),
-                        id: text(rec.bundle_id.as_bytes()),
-                        path: text(rec.bundle_path.as_bytes()),
-                    },
+                    bundle,
+                    binary: Box::new(binary),
                 });
             }
         }
@@ -537,7 +609,11 @@ pub fn spawn_writer(
                 while let Some(item) = tap.queue.pop() {
                     match item {
                         Item::Event(e) => events.push(*e),
-                        Item::Bundle { sha256, bundle } => bundles.push((sha256, bundle)),
+                        Item::Bundle {
+                            sha256,
+                            bundle,
+                            binary,
+                        } => bundles.push((sha256, bundle, binary)),
                     }
                 }
                 if !events.is_empty() || !bundles.is_empty() {
@@ -547,8 +623,11 @@ pub fn spawn_writer(
                             failures = 0;
                             let stored = events.len();
                             events.clear();
-                            for (sha, bundle) in &bundles {
-                                if let Err(e) = spool.attach_bundle(sha, bundle) {
+                            for (sha, bundle, binary) in &bundles {
+                                let kept = spool
+                                    .attach_bundle(sha, bundle)
+                                    .and_then(|()| spool.keep_bundle_binary(&bundle.hash, binary));
+                                if let Err(e) = kept {
                                     log::warn!("{e}");
                                 }
                             }
@@ -660,6 +739,33 @@ mod tests {
         assert_eq!(p[0].event.file_bundle_hash, "bh");
         assert_eq!(p[0].event.file_bundle_id, "com.example.tool");
         assert_eq!(p[1].event.file_bundle_hash, "");
+    }
+
+    #[test]
+    fn bundle_binaries_wait_until_the_server_asks_for_their_bundle() {
+        let mut spool = Spool::open_in_memory(10).unwrap();
+        let binary = |sha: &str| proto::Event {
+            decision: proto::Decision::BundleBinary,
+            ..event(sha)
+        };
+        spool.keep_bundle_binary("b1", &binary("x")).unwrap();
+        spool.keep_bundle_binary("b1", &binary("y")).unwrap();
+        spool.keep_bundle_binary("b2", &binary("z")).unwrap();
+        assert!(spool.pending(10).unwrap().is_empty());
+        assert_eq!(spool.release_bundles(&["b1".into()]).unwrap(), 2);
+        let p = spool.pending(10).unwrap();
+        assert_eq!(
+            p.iter()
+                .map(|e| e.event.file_sha256.as_str())
+                .collect::<Vec<_>>(),
+            ["x", "y"]
+        );
+        assert_eq!(p[0].event.decision, proto::Decision::BundleBinary);
+        assert_eq!(
+            spool.release_bundles(&["b1".into()]).unwrap(),
+            0,
+            "released once"
+        );
     }
 
     #[test]

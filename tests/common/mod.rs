@@ -390,3 +390,40 @@ pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
         .split('|')
         .find_map(|kv| kv.strip_prefix(key).and_then(|rest| rest.strip_prefix('=')))
 }
+
+/// Copies a directory tree (a bundle fixture onto the watched mount).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The devid_app fixture (a real signed app bundle) copied onto `mount`: the bundle and its
+/// executable (mode 0755), and the executable's SHA-256 from the fixtures' manifest.
+pub fn devid_app_on(mount: &Path) -> (PathBuf, PathBuf, String) {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/macho");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures.join("manifest.json")).unwrap()).unwrap();
+    let entry = manifest["fixtures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| {
+            f["file"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("devid_app/"))
+        })
+        .expect("the manifest lists the devid_app executable");
+    let app = mount.join("Mitmproxy Redirector.app");
+    copy_tree(&fixtures.join("devid_app/Mitmproxy Redirector.app"), &app);
+    let exe = app.join("Contents/MacOS/Mitmproxy Redirector");
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (app, exe, entry["sha256"].as_str().unwrap().to_owned())
+}

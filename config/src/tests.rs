@@ -655,3 +655,74 @@ fn load_prefers_cli_then_default_file_then_embedded() {
         "{err}"
     );
 }
+
+#[test]
+fn sync_keys_take_santas_names_and_their_bounds() {
+    let c = parse(
+        r#"
+SyncBaseURL = "https://sync.example.com/santa/"
+MachineID = "A1B2"
+MachineOwner = "alice"
+FullSyncInterval = 120
+SyncExtraHeaders = { "X-Fleet" = "blue", Authorization = "Bearer t" }
+SyncClientContentEncoding = "GZIP"
+ServerAuthRootsFile = "/etc/santa/ca.pem"
+ClientAuthCertificateFile = "/etc/santa/client.pem"
+ClientAuthKeyFile = "/etc/santa/client.key"
+EnableAllEventUpload = true
+DisableUnknownEventUpload = true
+EnableCleanSyncEventUpload = true
+EventsDbPath = "/var/lib/santa/events.db"
+EventSpoolMaxEvents = 500
+SyncStatePath = "/var/lib/santa/state.json"
+SyncRequestTries = 2
+"#,
+    )
+    .unwrap();
+    let s = &c.sync;
+    assert_eq!(
+        s.base_url.as_deref(),
+        Some("https://sync.example.com/santa/")
+    );
+    assert_eq!(s.machine_owner.as_deref(), Some("alice"));
+    assert_eq!(s.full_sync_interval_secs, 120);
+    assert_eq!(
+        s.extra_headers,
+        [
+            ("Authorization".to_owned(), "Bearer t".to_owned()),
+            ("X-Fleet".to_owned(), "blue".to_owned())
+        ]
+    );
+    assert_eq!(s.content_encoding, SyncEncoding::Gzip);
+    assert_eq!(
+        s.client_auth_key_file.as_deref(),
+        Some(Path::new("/etc/santa/client.key"))
+    );
+    assert!(s.enable_all_event_upload && s.disable_unknown_event_upload);
+    assert!(s.enable_clean_sync_event_upload);
+    assert_eq!(s.event_spool_max_events, 500);
+    assert_eq!(s.request_tries, 2);
+    let d = Config::default().sync;
+    assert_eq!(d.full_sync_interval_secs, 600);
+    assert_eq!(d.content_encoding, SyncEncoding::Deflate);
+    assert_eq!(d.events_db_path, PathBuf::from("/var/db/santa/events.db"));
+    assert_messages(&[
+        ("FullSyncInterval = 30", &["FullSyncInterval", "60..="]),
+        (
+            "SyncClientContentEncoding = \"br\"",
+            &["SyncClientContentEncoding", "deflate"],
+        ),
+        ("EventSpoolMaxEvents = 5", &["EventSpoolMaxEvents"]),
+        (
+            "EventsDbPath = \"events.db\"",
+            &["EventsDbPath", "absolute"],
+        ),
+        (
+            "ClientAuthCertificateFile = \"/c.pem\"",
+            &["ClientAuthKeyFile", "both"],
+        ),
+        ("SyncExtraHeaders = [\"x\"]", &["SyncExtraHeaders"]),
+        ("SyncRequestTries = 0", &["SyncRequestTries"]),
+        ("SyncBaseUrl = \"https://x/\"", &["SyncBaseURL"]),
+    ]);
+}

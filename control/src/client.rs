@@ -71,3 +71,12 @@ pub fn call(socket: &Path, request: &Request, timeout: Duration) -> Result<Respo
     .map_err(ClientError::Receive)?;
     serde_json::from_slice(&reply).map_err(|e| ClientError::BadReply(e.to_string()))
 }
+
+/// [`call`] with every failure as text: santad's refusal (its message) or no answer.
+pub fn ask(socket: &Path, request: &Request, timeout: Duration) -> Result<Reply, String> {
+    match call(socket, request, timeout) {
+        Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(e)) => Err(e.message),
+        Err(e) => Err(e.to_string()),
+    }
+}

@@ -1,33 +1,13 @@
 //! demo on Linux (see `main.rs`).
 
 use santa_testkit::{PrivateMount, TmpfsOptions};
+use santad::control::{self, Reply, Request};
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-/// Kills the santad we started (by its pid) when dropped, before the mount guard unmounts.
-struct Running(Child);
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn santad_binary() -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    // target/<profile>/examples/demo → target/<profile>/santad
-    let candidate = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("santad"));
-    match candidate {
-        Some(p) if p.exists() => Ok(p),
-        _ => Err("santad binary not found next to the example; run `make demo`".into()),
-    }
-}
 
 fn copy_true(to: &Path, salt: &str) -> Result<(), String> {
     let src = ["/usr/bin/true", "/bin/true"]
@@ -75,20 +55,12 @@ fn sync_server(sha256: &str) -> Result<santa_sync::testserver::TestServer, Strin
     TestServer::start(config).map_err(|e| e.to_string())
 }
 
-/// Asks santad's control socket.
-fn ask(socket: &Path, request: &santad::control::Request) -> Result<santad::control::Reply, String> {
-    match santad::control::call(socket, request, Duration::from_secs(60)) {
-        Ok(Ok(reply)) => Ok(reply),
-        Ok(Err(e)) => Err(e.message),
-        Err(e) => Err(e.to_string()),
-    }
-}
 
 /// Waits until santad reports `mode` (a sync's mode arrives through a reload).
 fn wait_mode(socket: &Path, mode: &str) -> Result<(), String> {
     let start = Instant::now();
     loop {
-        if let santad::control::Reply::Status(s) = ask(socket, &santad::control::Request::Status)?
+        if let Reply::Status(s) = ask_santad(socket, &Request::Status)?
             && s.daemon.mode == mode
         {
             return Ok(());
@@ -98,6 +70,10 @@ fn wait_mode(socket: &Path, mode: &str) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+fn ask_santad(socket: &Path, request: &Request) -> Result<Reply, String> {
+    control::ask(socket, request, Duration::from_secs(600))
 }
 
 fn run(with_sync: bool) -> Result<(), String> {
@@ -143,7 +119,7 @@ fn run(with_sync: bool) -> Result<(), String> {
         "santad in {mode} (its config file), watching only {}",
         mount.path().display()
     );
-    let mut child = Command::new(santad_binary()?)
+    let mut child = Command::new(santa_testkit::built_binary("santad", "demo")?)
         .arg("--config")
         .arg(&config)
         .stdout(Stdio::null())
@@ -151,7 +127,7 @@ fn run(with_sync: bool) -> Result<(), String> {
         .spawn()
         .map_err(|e| e.to_string())?;
     let stderr = child.stderr.take().ok_or("no stderr")?;
-    let santad = Running(child);
+    let santad = santa_testkit::KillOnDrop(child);
     let mut lines = BufReader::new(stderr).lines();
     loop {
         match lines.next() {
@@ -187,10 +163,10 @@ fn run(with_sync: bool) -> Result<(), String> {
     if let Some(server) = &server {
         // The spool writes within 250 ms; then `santactl sync` uploads.
         std::thread::sleep(Duration::from_millis(500));
-        let request = santad::control::Request::Sync {
-            clean: santad::control::CleanupSpec::None,
+        let request = Request::Sync {
+            clean: control::CleanupSpec::None,
         };
-        if let santad::control::Reply::Synced(r) = ask(&socket, &request)? {
+        if let Reply::Synced(r) = ask_santad(&socket, &request)? {
             println!("\nsantactl sync: {} event(s) uploaded", r.events_uploaded);
         }
         println!("events the server received:");

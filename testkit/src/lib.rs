@@ -24,6 +24,7 @@ pub mod moroz;
 #[cfg(target_os = "linux")]
 mod mount;
 mod parallel;
+mod process;
 mod rng;
 mod universal;
 
@@ -31,6 +32,7 @@ pub use bplist::BplistTrailer;
 #[cfg(target_os = "linux")]
 pub use mount::*;
 pub use parallel::count_in_parallel;
+pub use process::{KillOnDrop, built_binary};
 pub use rng::Rng;
 pub use universal::{FatSlice, slices_of, universal};
 

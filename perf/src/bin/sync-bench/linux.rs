@@ -9,39 +9,14 @@ use std::ffi::CString;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 const RULES: usize = 100_000;
 const BASELINE: Duration = Duration::from_secs(3);
 
-/// Kills the santad we started (by its pid) when dropped, before the mount guard unmounts.
-struct Running(Child);
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
-fn santad_binary() -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let p = exe.parent().map(|d| d.join("santad")).ok_or("no parent")?;
-    if p.exists() {
-        Ok(p)
-    } else {
-        Err(format!("{} not found; run `make perf-sync`", p.display()))
-    }
-}
-
-fn ask(socket: &Path, request: &Request) -> Result<Reply, String> {
-    match control::call(socket, request, Duration::from_secs(600)) {
-        Ok(Ok(reply)) => Ok(reply),
-        Ok(Err(e)) => Err(e.message),
-        Err(e) => Err(e.to_string()),
-    }
-}
 
 fn rules_toml(n: usize) -> String {
     let mut rng = Rng::new(0x5eed_5a7a);
@@ -86,6 +61,10 @@ fn row(name: &str, lat: &[i64]) -> String {
     )
 }
 
+fn ask_santad(socket: &Path, request: &Request) -> Result<Reply, String> {
+    control::ask(socket, request, Duration::from_secs(600))
+}
+
 fn run() -> Result<(), String> {
     let mount = PrivateMount::tmpfs(TmpfsOptions {
         size_bytes: 64 << 20,
@@ -116,7 +95,7 @@ fn run() -> Result<(), String> {
         ),
     )
     .map_err(|e| e.to_string())?;
-    let mut child = Command::new(santad_binary()?)
+    let mut child = Command::new(santa_testkit::built_binary("santad", "perf-sync")?)
         .arg("--config")
         .arg(&config)
         .stdout(Stdio::null())
@@ -124,7 +103,7 @@ fn run() -> Result<(), String> {
         .spawn()
         .map_err(|e| e.to_string())?;
     let stderr = child.stderr.take().ok_or("no stderr")?;
-    let _santad = Running(child);
+    let _santad = santa_testkit::KillOnDrop(child);
     let mut lines = BufReader::new(stderr).lines();
     for line in lines.by_ref() {
         let line = line.map_err(|e| e.to_string())?;
@@ -143,7 +122,7 @@ fn run() -> Result<(), String> {
     let socket2 = socket.clone();
     let syncing = std::thread::spawn(move || {
         let t = Instant::now();
-        let reply = ask(
+        let reply = ask_santad(
             &socket2,
             &Request::Sync {
                 clean: CleanupSpec::None,

@@ -89,7 +89,13 @@ impl Spool {
             let _ = std::fs::create_dir_all(dir);
         }
         let conn = Connection::open(path).map_err(sql(&location, "opening"))?;
-        Spool::init(conn, location, max_events)
+        let spool = Spool::init(conn, location, max_events)?;
+        // Other users' executions are in it: root only, as the rules database's directory is.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
+        Ok(spool)
     }
 
     /// A private in-memory spool (tests).

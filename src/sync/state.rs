@@ -128,10 +128,15 @@ impl SyncState {
         tmp.push(".tmp");
         let tmp = std::path::PathBuf::from(tmp);
         let body = serde_json::to_vec_pretty(self).map_err(|e| io(std::io::Error::other(e)))?;
+        // A fresh file (never one someone else left there), then renamed over the old state.
+        match std::fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
         let mut file = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o644)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&tmp)

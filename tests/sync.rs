@@ -30,6 +30,23 @@ fn santad_synced(mode: &str, url: &str, dir: &Path) -> Santad {
     common::start(mode, &extra)
 }
 
+/// Waits until `events()` holds at least `n` events; returns them.
+fn wait_events<T>(events: impl Fn() -> Vec<T>, n: usize) -> Vec<T> {
+    let start = Instant::now();
+    loop {
+        let got = events();
+        if got.len() >= n {
+            return got;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "waited for {n} events, have {}",
+            got.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn status(santad: &Santad) -> Value {
     json(&ctl(&santad.socket_path, &["status", "--json"]))
 }
@@ -114,13 +131,14 @@ fn mode_and_rules_come_from_the_server_and_blocks_are_uploaded_with_santas_names
     santad.wait_log(1, |l| {
         l.contains("decision=DENY") && l.contains("unknown-tool")
     });
-    // The spool thread writes every 250 ms; the next sync uploads.
-    wait_status(&santad, "two events spooled", |s| {
-        s["sync"]["events_pending"].as_u64() >= Some(2)
-    });
-    let reply = json(&sync(&santad, &[]));
-    assert!(reply["events_uploaded"].as_u64() >= Some(2), "{reply:#}");
-    let events = server.events();
+    // The blocks go up on their own, a moment after they are spooled, with no full sync.
+    let preflights = server.requests_for("preflight").len();
+    let events = wait_events(|| server.events(), 2);
+    assert_eq!(
+        server.requests_for("preflight").len(),
+        preflights,
+        "events alone, no preflight"
+    );
     let find = |name: &str| {
         events
             .iter()
@@ -140,7 +158,9 @@ fn mode_and_rules_come_from_the_server_and_blocks_are_uploaded_with_santas_names
         events.iter().all(|e| e["file_name"] != "allowed-tool"),
         "an allow by rule is not uploaded"
     );
-    // Santa's request shapes, as the server received them.
+    // Santa's request shapes, as the server received them, in a sync now that the host runs in
+    // the server's mode with its rules.
+    ok(&sync(&santad, &[]));
     let preflight = server.requests_for("preflight").pop().unwrap();
     assert_eq!(preflight.machine_id, MACHINE);
     let body = &preflight.body;
@@ -154,8 +174,9 @@ fn mode_and_rules_come_from_the_server_and_blocks_are_uploaded_with_santas_names
     let postflight = server.requests_for("postflight").pop().unwrap();
     assert_eq!(postflight.body["rules_received"], 2);
     assert_eq!(postflight.body["rules_processed"], 2);
-    let s = status(&santad);
-    assert_eq!(s["sync"]["events_pending"], 0);
+    let s = wait_status(&santad, "the events acknowledged", |s| {
+        s["sync"]["events_pending"] == 0
+    });
     assert!(s["sync"]["last_successful_sync"].as_u64().is_some());
     assert_eq!(s["sync"]["server"], server.base_url());
 }
@@ -333,12 +354,7 @@ fn moroz_sets_santads_mode_and_rules_and_receives_its_blocks() {
     assert!(is_eperm(&run(&tool)), "blocked by Moroz's rule");
     let unknown = santad.binary("other", "moroz-unknown");
     assert!(is_eperm(&run(&unknown)), "Lockdown from Moroz");
-    wait_status(&santad, "two events spooled", |s| {
-        s["sync"]["events_pending"].as_u64() >= Some(2)
-    });
-    let reply = json(&sync(&santad, &[]));
-    assert!(reply["events_uploaded"].as_u64() >= Some(2), "{reply:#}");
-    let stored = moroz_events(&events, MACHINE);
+    let stored = wait_events(|| moroz_events(&events, MACHINE), 2);
     let event = |sha: &str| -> Value {
         let (_, text) = stored
             .iter()
@@ -351,7 +367,9 @@ fn moroz_sets_santads_mode_and_rules_and_receives_its_blocks() {
     assert_eq!(e["file_name"], "tool");
     assert_eq!(e["executing_user"], "root");
     assert_eq!(event(&sha256_hex(&unknown))["decision"], "BLOCK_UNKNOWN");
-    assert_eq!(status(&santad)["sync"]["events_pending"], 0);
+    wait_status(&santad, "the events acknowledged", |s| {
+        s["sync"]["events_pending"] == 0
+    });
 }
 
 #[test]

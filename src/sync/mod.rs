@@ -33,6 +33,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// The first retry after a failed sync; each further failure doubles it, up to the interval.
 pub const RETRY_FIRST: Duration = Duration::from_secs(60);
 
+/// Events stored between full syncs go up alone (Santa uploads a block at once) at most this
+/// often, so a burst of blocks is one upload, not one each.
+pub const EVENT_UPLOAD_GAP: Duration = Duration::from_secs(5);
+
+/// How long a stored event waits before it goes up alone: long enough for the bundle task to
+/// hash a blocked binary's bundle and give the event its bundle fields, and for a burst of blocks
+/// to go up together.
+pub const EVENT_UPLOAD_DELAY: Duration = Duration::from_secs(2);
+
 /// How soon the sync after one that released bundle events runs (Santa uploads them in the
 /// same sync; here the next one, a moment later, takes them).
 pub const BUNDLE_FOLLOW_UP: Duration = Duration::from_secs(1);
@@ -47,6 +56,10 @@ enum Command {
         reply: mpsc::SyncSender<Result<SyncReply, String>>,
     },
     Reconfigure(Box<Config>),
+    /// The spool stored new events: upload them soon, without waiting for the full sync.
+    EventsStored,
+    /// santad is stopping.
+    Stop,
 }
 
 /// The side of the sync the control socket holds: ask for a sync, read the status.
@@ -62,6 +75,8 @@ impl std::fmt::Debug for Command {
         f.write_str(match self {
             Command::Sync { .. } => "Sync",
             Command::Reconfigure(_) => "Reconfigure",
+            Command::EventsStored => "EventsStored",
+            Command::Stop => "Stop",
         })
     }
 }
@@ -195,6 +210,10 @@ struct Worker {
     failures: u32,
     /// Bundle events the server asked for are waiting: sync again soon.
     bundles_released: bool,
+    /// The last preflight's batch size, for uploads between syncs.
+    batch_size: u32,
+    /// When events were last uploaded on their own.
+    last_event_upload: Option<Instant>,
 }
 
 impl Worker {
@@ -256,6 +275,7 @@ impl Worker {
         match result {
             Ok(report) => {
                 self.failures = 0;
+                self.batch_size = report.settings.batch_size;
                 s.syncs_ok += 1;
                 s.last_error = None;
                 let now = now_unix();
@@ -284,6 +304,25 @@ impl Worker {
                 s.last_error = Some(text.clone());
                 log::error!("sync with {server} failed: {text}; the rules in force stay");
                 Err(text)
+            }
+        }
+    }
+
+    /// Uploads the waiting events alone (between full syncs). A failure is logged and left for
+    /// the next full sync; the events stay in the spool.
+    fn upload_events(&mut self) {
+        let Some(client) = self.client.as_mut() else {
+            return;
+        };
+        self.last_event_upload = Some(Instant::now());
+        match client.upload_events(&mut self.host, self.batch_size) {
+            Ok(r) if r.events_uploaded > 0 => {
+                log::info!("sync: {} event(s) uploaded", r.events_uploaded);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                log::warn!("sync: uploading events failed ({e}); they wait for the next sync");
+                lock(&self.status).last_error = Some(e.to_string());
             }
         }
     }
@@ -372,16 +411,19 @@ impl SyncService {
         };
         let status = Arc::new(Mutex::new(status));
         let mut threads = Vec::new();
+        let (tx, rx) = mpsc::channel();
         if let Some(spool) = &spool {
+            let stored = Mutex::new(tx.clone());
             threads.push(spool::spawn_writer(
                 tap.clone(),
                 spool.clone(),
                 stop.clone(),
-                |_| {},
+                move |_| {
+                    let _ = lock(&stored).send(Command::EventsStored);
+                },
             )?);
             log.set_tap(tap.clone());
         }
-        let (tx, rx) = mpsc::channel();
         let mut worker = Worker {
             config: config.clone(),
             client: None,
@@ -396,6 +438,8 @@ impl SyncService {
             status: status.clone(),
             failures: 0,
             bundles_released: false,
+            batch_size: santa_sync::DEFAULT_EVENT_BATCH_SIZE,
+            last_event_upload: None,
         };
         worker.configure(config.clone());
         let thread_stop = stop.clone();
@@ -434,9 +478,7 @@ impl SyncService {
     /// current request (bounded by the request timeout) first.
     pub fn stop(mut self) {
         self.stop.store(true, Ordering::Release);
-        let (tx, _) = mpsc::channel();
-        // Dropping the sender ends the sync loop's wait.
-        *lock(&self.handle.tx) = tx;
+        let _ = lock(&self.handle.tx).send(Command::Stop);
         for t in &self.threads {
             t.thread().unpark();
         }
@@ -470,16 +512,19 @@ fn sync_loop(
 ) {
     run_in_background();
     let mut due = Instant::now();
+    let mut events_due: Option<Instant> = None;
     loop {
         if stop.load(Ordering::Acquire) {
             return;
         }
-        let wait = due.saturating_duration_since(Instant::now());
-        lock(&status).next_sync_secs = Some(wait.as_secs());
-        match rx.recv_timeout(wait) {
+        let now = Instant::now();
+        let next = events_due.map_or(due, |e| e.min(due));
+        lock(&status).next_sync_secs = Some(due.saturating_duration_since(now).as_secs());
+        match rx.recv_timeout(next.saturating_duration_since(now)) {
             Ok(Command::Sync { kind, reply }) => {
                 let result = worker.run(kind);
                 due = Instant::now() + worker.next_after();
+                events_due = None;
                 let _ = reply.try_send(result);
             }
             Ok(Command::Reconfigure(config)) => {
@@ -490,13 +535,30 @@ fn sync_loop(
                     due = Instant::now() + worker.interval();
                 }
             }
+            Ok(Command::EventsStored) => {
+                // Not while syncs fail (the full sync's retry takes them), and at most every
+                // EVENT_UPLOAD_GAP.
+                if events_due.is_none() && worker.failures == 0 {
+                    let first = now + EVENT_UPLOAD_DELAY;
+                    let at = worker
+                        .last_event_upload
+                        .map_or(first, |t| (t + EVENT_UPLOAD_GAP).max(first));
+                    events_due = Some(at);
+                }
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {
+                if events_due.is_some_and(|e| e <= Instant::now()) && due > Instant::now() {
+                    events_due = None;
+                    worker.upload_events();
+                    continue;
+                }
                 if worker.client.is_some() {
                     let _ = worker.run(SyncKind::Normal);
                 }
                 due = Instant::now() + worker.next_after();
+                events_due = None;
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            Ok(Command::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
     }
 }

@@ -354,6 +354,29 @@ impl SyncClient {
     }
 }
 
+impl SyncClient {
+    /// Uploads the waiting events alone, in batches of `batch_size` (the last preflight's): what
+    /// Santa does between full syncs when an execution is blocked (`SNTSyncEventUpload` run on
+    /// its own, no preflight). The report says how many went up; nothing else changes.
+    pub fn upload_events(
+        &mut self,
+        host: &mut dyn SyncHost,
+        batch_size: u32,
+    ) -> Result<SyncReport, SyncError> {
+        self.transport.start_sync();
+        let mut run = Run {
+            client: self,
+            host,
+            started: Instant::now(),
+            report: SyncReport::default(),
+        };
+        run.report.settings.batch_size = batch_size.max(1);
+        run.event_upload()?;
+        run.report.elapsed = run.started.elapsed();
+        Ok(run.report)
+    }
+}
+
 impl Run<'_> {
     fn host<T>(stage: Stage, result: Result<T, HostError>) -> Result<T, SyncError> {
         result.map_err(|source| SyncError::Host { stage, source })

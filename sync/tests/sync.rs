@@ -346,3 +346,19 @@ fn a_single_page_of_100k_rules_fits_the_default_bounds() {
     assert_eq!(report.rules_received, 100_000);
     assert_eq!(host.applied[0].rules.len(), 100_000);
 }
+
+#[test]
+fn events_alone_go_up_without_a_preflight() {
+    let server = server_with(&global_toml("LOCKDOWN", "ALLOWLIST", 0..1));
+    let mut host = FakeHost::new().with_events(5);
+    let mut client = SyncClient::new(&config_for(&server.base_url())).unwrap();
+    let report = client.upload_events(&mut host, 2).unwrap();
+    assert_eq!((report.events_uploaded, report.event_batches), (5, 3));
+    let stages: Vec<String> = server.requests().into_iter().map(|r| r.stage).collect();
+    assert_eq!(stages, ["eventupload", "eventupload", "eventupload"]);
+    assert!(host.spool.is_empty());
+    assert!(
+        host.applied.is_empty() && host.settings.is_empty(),
+        "nothing else changes"
+    );
+}

@@ -114,38 +114,43 @@ impl Transport {
         encoding: Option<&'static str>,
     ) -> Result<Vec<u8>, RequestError> {
         let mut last = Failure::Transport("no try was made (tries_max is 0)".to_owned());
-        let mut tries = 0;
+        // `budget` counts the tries against tries_max; `sent`, the requests made (for errors).
+        let (mut budget, mut sent) = (0, 0);
         let mut wait_before_next = true;
-        while tries < self.limits.tries_max {
-            if tries >= 1 && wait_before_next {
-                std::thread::sleep(backoff(self.limits.backoff_first, tries + 1));
+        while budget < self.limits.tries_max {
+            if budget >= 1 && wait_before_next {
+                std::thread::sleep(backoff(self.limits.backoff_first, budget + 1));
             }
-            tries += 1;
+            budget += 1;
+            sent += 1;
             wait_before_next = true;
             match self.try_once(url, body, encoding)? {
                 Ok(answer) => return Ok(answer),
                 Err(Failure::Status(403, detail)) => {
                     if !self.fetch_xsrf() {
-                        return Err(status_error(403, tries, detail));
+                        return Err(status_error(403, sent, detail));
                     }
                     // A fresh token: no reason to wait before using it, and the try it made
                     // necessary does not count (a token is fetched at most once per sync, so
                     // this cannot loop). With SyncRequestTries = 1, a 403 still gets its retry.
                     wait_before_next = false;
-                    tries -= 1;
+                    budget -= 1;
                     last = Failure::Status(403, detail);
                 }
                 Err(Failure::Status(status, detail))
                     if (400..500).contains(&status) && status != 408 && status != 429 =>
                 {
-                    return Err(status_error(status, tries, detail));
+                    return Err(status_error(status, sent, detail));
                 }
                 Err(failure) => last = failure,
             }
         }
         Err(match last {
-            Failure::Status(status, detail) => status_error(status, tries, detail),
-            Failure::Transport(reason) => RequestError::Transport { tries, reason },
+            Failure::Status(status, detail) => status_error(status, sent, detail),
+            Failure::Transport(reason) => RequestError::Transport {
+                tries: sent,
+                reason,
+            },
         })
     }
 

@@ -363,6 +363,8 @@ pub fn write_to_tty(
 
 struct Shared {
     queue: ArrayQueue<Box<BlockNotice>>,
+    /// The settings messages are written with; replaced on reload.
+    config: std::sync::Mutex<Arc<MessageConfig>>,
     dropped: AtomicU64,
     written: AtomicU64,
     failed: AtomicU64,
@@ -388,6 +390,7 @@ impl BlockMessenger {
     pub fn spawn(config: MessageConfig) -> io::Result<BlockMessenger> {
         let shared = Arc::new(Shared {
             queue: ArrayQueue::new(BLOCK_QUEUE_DEPTH),
+            config: std::sync::Mutex::new(Arc::new(config)),
             dropped: AtomicU64::new(0),
             written: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -400,6 +403,11 @@ impl BlockMessenger {
                 let shared = thread_shared;
                 loop {
                     while let Some(notice) = shared.queue.pop() {
+                        let config = shared
+                            .config
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .clone();
                         let text = render(&notice, &config);
                         match write_to_tty(&notice.tty, text.as_bytes(), TTY_WRITE_TIMEOUT) {
                             Ok(()) => shared.written.fetch_add(1, Ordering::Relaxed),
@@ -416,6 +424,12 @@ impl BlockMessenger {
             shared,
             thread: Some(thread),
         })
+    }
+
+    /// Where the settings can be replaced while the messenger runs (a reload, a sync server's
+    /// event detail URL), after the messenger itself has gone to its responder.
+    pub fn settings(&self) -> MessageSettings {
+        MessageSettings(self.shared.clone())
     }
 
     /// Queues a notice; never blocks. A full queue hands the notice back and counts a drop.
@@ -447,6 +461,23 @@ impl BlockMessenger {
     /// Messages that could not be written (no such terminal, timeout, error).
     pub fn failed(&self) -> u64 {
         self.shared.failed.load(Ordering::Relaxed)
+    }
+}
+
+/// A handle on a running messenger's settings ([`BlockMessenger::settings`]).
+#[derive(Clone)]
+pub struct MessageSettings(Arc<Shared>);
+
+impl std::fmt::Debug for MessageSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MessageSettings")
+    }
+}
+
+impl MessageSettings {
+    /// Messages from now on are written with `config`.
+    pub fn set(&self, config: MessageConfig) {
+        *self.0.config.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
     }
 }
 
@@ -625,6 +656,27 @@ mod tests {
         let got: Vec<u8> = got.into_iter().filter(|&b| b != b'\r').collect();
         assert_eq!(String::from_utf8_lossy(&got), want);
         drop(messenger);
+    }
+
+    #[test]
+    fn new_settings_apply_to_the_next_message() {
+        let (master, slave) = open_pty();
+        let messenger = BlockMessenger::spawn(MessageConfig::default()).expect("spawn");
+        let config = MessageConfig {
+            unknown_block_message: Some("Ask the fleet admins".into()),
+            ..MessageConfig::default()
+        };
+        messenger.settings().set(config.clone());
+        let n = BlockNotice {
+            tty: slave,
+            ..notice()
+        };
+        let want = render(&n, &config);
+        assert!(want.contains("Ask the fleet admins"));
+        messenger.notify(Box::new(n)).expect("queued");
+        let got = read_master(&master, want.len() + want.matches('\n').count());
+        let got: Vec<u8> = got.into_iter().filter(|&b| b != b'\r').collect();
+        assert_eq!(String::from_utf8_lossy(&got), want);
     }
 
     #[test]

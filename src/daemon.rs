@@ -264,6 +264,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
     let (bundles, bundle_thread) =
         BundleTask::spawn(log.clone(), stop_bundles.clone()).map_err(DaemonError::Io)?;
     let blocks = BlockMessenger::spawn(block_config(&config)).map_err(DaemonError::Io)?;
+    let block_settings = blocks.settings();
 
     let engine_cfg = engine_config(&config);
     let workers = engine_cfg.workers;
@@ -378,6 +379,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
 
     crate::setup::serve_signals(config, &started, &control, |next, current| {
         reload(&engine, &linux, next, current);
+        block_settings.set(block_config(next));
         if let Some(sync) = &sync {
             sync.reconfigure(next);
         }

@@ -111,6 +111,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), MacError>
     let (policy_engine, log) = (started.policy_engine.clone(), started.log.clone());
     let blocks =
         BlockMessenger::spawn(crate::setup::block_config(&config)).map_err(MacError::Io)?;
+    let block_settings = blocks.settings();
     let stop_bundles = Arc::new(AtomicBool::new(false));
     let (bundles, bundle_thread) =
         BundleTask::spawn(log.clone(), stop_bundles.clone()).map_err(MacError::Io)?;
@@ -198,6 +199,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), MacError>
     );
 
     crate::setup::serve_signals(config, &started, &control, |next, _| {
+        block_settings.set(crate::setup::block_config(next));
         if let Some(sync) = &sync {
             sync.reconfigure(next);
         }

@@ -8,153 +8,26 @@ mod common;
 use common::*;
 use santa_sync::SyncKind;
 use santa_sync::proto::{ClientMode, Policy, RuleType};
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use santa_testkit::moroz::{Moroz, moroz_binary, moroz_events};
+use std::path::Path;
 
-/// The Moroz source tarball: `$MOROZ_SRC`, or `shared/` beside the repository.
-fn moroz_source() -> PathBuf {
-    if let Some(path) = std::env::var_os("MOROZ_SRC") {
-        return PathBuf::from(path);
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/sync-servers/moroz/moroz-src.tar.gz")
+/// Moroz, built once under this build's target directory.
+fn moroz(configs: &Path, events: &Path) -> Moroz {
+    let binary = moroz_binary(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("moroz"));
+    Moroz::start(&binary, configs, events)
 }
 
-fn run(command: &mut Command, what: &str) {
-    let out = command
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot run {command:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Builds Moroz once per target directory (later runs reuse the binary) and returns its path.
-fn moroz_binary() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT.get_or_init(build_moroz).clone()
-}
-
-fn build_moroz() -> PathBuf {
-    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("moroz");
-    let binary = root.join("moroz-bin");
-    if binary.exists() {
-        return binary;
-    }
-    let source = moroz_source();
-    assert!(
-        source.exists(),
-        "Moroz source not found at {} (set MOROZ_SRC)",
-        source.display()
-    );
-    assert!(
-        Command::new("go")
-            .arg("version")
-            .output()
-            .is_ok_and(|o| o.status.success()),
-        "Go is needed to build Moroz: apt-get install -y golang-go"
-    );
-    // A private build folder per process, then an atomic rename: parallel test processes may
-    // both build, and the last rename wins with an identical binary.
-    let work = root.join(format!("build-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).expect("a build folder");
-    run(
-        Command::new("tar")
-            .arg("xzf")
-            .arg(&source)
-            .arg("-C")
-            .arg(&work),
-        "unpacking Moroz",
-    );
-    let built = work.join("moroz-bin");
-    run(
-        Command::new("go")
-            .args(["build", "-o"])
-            .arg(&built)
-            .arg("./cmd/moroz")
-            .current_dir(work.join("moroz"))
-            .env("GOFLAGS", "-mod=vendor")
-            .env("GOPROXY", "off")
-            .env("GOTOOLCHAIN", "local")
-            .env("GOCACHE", root.join("gocache"))
-            .env("GOPATH", root.join("gopath")),
-        "building Moroz",
-    );
-    std::fs::rename(&built, &binary).expect("the built Moroz moved into place");
-    let _ = std::fs::remove_dir_all(&work);
-    binary
-}
-
-/// A running Moroz, killed when dropped.
-struct Moroz {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Moroz {
-    fn start(configs: &Path, events: &Path) -> Moroz {
-        let binary = moroz_binary();
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port");
-        let child = Command::new(binary)
-            .arg("--use-tls=false")
-            .arg(format!("--http-addr={addr}"))
-            .arg("--configs")
-            .arg(configs)
-            .arg("--persist-events=true")
-            .arg("--event-dir")
-            .arg(events)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start Moroz");
-        let moroz = Moroz { child, addr };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "Moroz did not listen on {addr}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        moroz
-    }
-
-    fn base_url(&self) -> String {
-        format!("http://{}/v1/santa/", self.addr)
-    }
-}
-
-impl Drop for Moroz {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The event files Moroz wrote: `<event-dir>/<file_sha256>/<machine_id>/<time>.json`.
-fn moroz_events(dir: &Path) -> Vec<(String, serde_json::Value)> {
-    let mut found = Vec::new();
-    for sha in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let machine_dir = sha.path().join(MACHINE);
-        for file in std::fs::read_dir(&machine_dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let text = std::fs::read_to_string(file.path()).expect("Moroz's event file");
-            found.push((
-                sha.file_name().to_string_lossy().into_owned(),
+/// The event files Moroz wrote for this machine, parsed.
+fn stored_events(dir: &Path) -> Vec<(String, serde_json::Value)> {
+    moroz_events(dir, MACHINE)
+        .into_iter()
+        .map(|(sha, text)| {
+            (
+                sha,
                 serde_json::from_str(&text).expect("Moroz's event file is JSON"),
-            ));
-        }
-    }
-    found.sort_by(|a, b| a.0.cmp(&b.0));
-    found
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -192,7 +65,7 @@ identifier = "platform:com.apple.clang"
         ),
     )
     .unwrap();
-    let moroz = Moroz::start(&configs, &events);
+    let moroz = moroz(&configs, &events);
     let mut host = FakeHost::new().with_events(3);
 
     let report = sync_with(&config_for(&moroz.base_url()), &mut host, SyncKind::Normal)
@@ -236,7 +109,7 @@ identifier = "platform:com.apple.clang"
 
     // Moroz parsed each event under Santa's names: it files them by file_sha256, and its record
     // carries the decision and the other fields it knows.
-    let stored = moroz_events(&events);
+    let stored = stored_events(&events);
     assert_eq!(stored.len(), 3, "{stored:?}");
     for (id, (sha, event)) in (1u64..).zip(&stored) {
         assert_eq!(*sha, format!("{id:064x}"));
@@ -265,7 +138,7 @@ fn moroz_per_machine_config_and_clean_sync() {
         ),
     )
     .unwrap();
-    let moroz = Moroz::start(&configs, &dir.path().join("events"));
+    let moroz = moroz(&configs, &dir.path().join("events"));
     let mut host = FakeHost::new().with_events(1);
     host.facts.client_mode = ClientMode::Lockdown;
 

@@ -2,10 +2,9 @@
 
 use santa_testkit::{PrivateMount, TmpfsOptions};
 use santad::control::{self, Reply, Request};
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 
@@ -119,23 +118,7 @@ fn run(with_sync: bool) -> Result<(), String> {
         "santad in {mode} (its config file), watching only {}",
         mount.path().display()
     );
-    let mut child = Command::new(santa_testkit::built_binary("santad", "demo")?)
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let stderr = child.stderr.take().ok_or("no stderr")?;
-    let santad = santa_testkit::KillOnDrop(child);
-    let mut lines = BufReader::new(stderr).lines();
-    loop {
-        match lines.next() {
-            Some(Ok(line)) if line.contains("santad running") => break,
-            Some(Ok(_)) => {}
-            _ => return Err("santad did not start (are you root?)".into()),
-        }
-    }
+    let santad = santa_testkit::start_santad(&config, "demo", "santad running", false)?;
     if server.is_some() {
         wait_mode(&socket, "Lockdown")?;
         println!("santad synced: Lockdown and the allow rule came from the server");

@@ -338,23 +338,14 @@ impl SyncClient {
         host: &mut dyn SyncHost,
         requested: SyncKind,
     ) -> Result<SyncReport, SyncError> {
-        self.transport.start_sync();
-        let mut run = Run {
-            client: self,
-            host,
-            started: Instant::now(),
-            report: SyncReport::default(),
-        };
-        run.preflight(requested)?;
-        run.event_upload()?;
-        run.rule_download()?;
-        run.postflight()?;
-        run.report.elapsed = run.started.elapsed();
-        Ok(run.report)
+        self.run(host, |run| {
+            run.preflight(requested)?;
+            run.event_upload()?;
+            run.rule_download()?;
+            run.postflight()
+        })
     }
-}
 
-impl SyncClient {
     /// Uploads the waiting events alone, in batches of `batch_size` (the last preflight's): what
     /// Santa does between full syncs when an execution is blocked (`SNTSyncEventUpload` run on
     /// its own, no preflight). The report says how many went up; nothing else changes.
@@ -363,6 +354,18 @@ impl SyncClient {
         host: &mut dyn SyncHost,
         batch_size: u32,
     ) -> Result<SyncReport, SyncError> {
+        self.run(host, |run| {
+            run.report.settings.batch_size = batch_size.max(1);
+            run.event_upload()
+        })
+    }
+
+    /// One run of `stages` with a fresh report, timed.
+    fn run(
+        &mut self,
+        host: &mut dyn SyncHost,
+        stages: impl FnOnce(&mut Run<'_>) -> Result<(), SyncError>,
+    ) -> Result<SyncReport, SyncError> {
         self.transport.start_sync();
         let mut run = Run {
             client: self,
@@ -370,8 +373,7 @@ impl SyncClient {
             started: Instant::now(),
             report: SyncReport::default(),
         };
-        run.report.settings.batch_size = batch_size.max(1);
-        run.event_upload()?;
+        stages(&mut run)?;
         run.report.elapsed = run.started.elapsed();
         Ok(run.report)
     }

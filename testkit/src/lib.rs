@@ -32,7 +32,7 @@ pub use bplist::BplistTrailer;
 #[cfg(target_os = "linux")]
 pub use mount::*;
 pub use parallel::count_in_parallel;
-pub use process::{KillOnDrop, built_binary};
+pub use process::{KillOnDrop, built_binary, start_santad};
 pub use rng::Rng;
 pub use universal::{FatSlice, slices_of, universal};
 

@@ -7,10 +7,9 @@ use santa_testkit::{PrivateMount, Rng, TmpfsOptions};
 use santad::control::{self, CleanupSpec, Reply, Request};
 use std::ffi::CString;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 const RULES: usize = 100_000;
@@ -95,24 +94,7 @@ fn run() -> Result<(), String> {
         ),
     )
     .map_err(|e| e.to_string())?;
-    let mut child = Command::new(santa_testkit::built_binary("santad", "perf-sync")?)
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let stderr = child.stderr.take().ok_or("no stderr")?;
-    let _santad = santa_testkit::KillOnDrop(child);
-    let mut lines = BufReader::new(stderr).lines();
-    for line in lines.by_ref() {
-        let line = line.map_err(|e| e.to_string())?;
-        if line.contains("sync: normal sync") {
-            break;
-        }
-    }
-    // Keep draining santad's stderr so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    let _santad = santa_testkit::start_santad(&config, "perf-sync", "sync: normal sync", false)?;
     let text = rules_toml(RULES);
     server.set_config(ServerConfig::from_global_toml(&text).map_err(|e| e.to_string())?);
     let tool_c = CString::new(tool.to_str().ok_or("path")?).map_err(|e| e.to_string())?;

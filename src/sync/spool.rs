@@ -430,7 +430,7 @@ pub struct SpoolTap {
     pub queue_overflows: AtomicU64,
     /// Repeats of an execution already spooled within [`COALESCE_WINDOW`].
     pub coalesced: AtomicU64,
-    recent: Mutex<HashMap<String, Instant>>,
+    recent: Mutex<HashMap<Vec<u8>, Instant>>,
     thread: OnceLock<std::thread::Thread>,
 }
 
@@ -459,7 +459,7 @@ impl SpoolTap {
     }
 
     /// True if the same execution was spooled within the window (and remembers this one).
-    fn repeated(&self, key: String) -> bool {
+    fn repeated(&self, key: Vec<u8>) -> bool {
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         if let Some(at) = recent.get(&key)
@@ -553,19 +553,20 @@ impl RecordTap for SpoolTap {
                 if !is_uploaded(rec.decision, rec.reason, all, unknown) {
                     return;
                 }
-                let event = event_of(rec);
-                let key = format!(
-                    "{}\0{}/{}\0{}\0{:?}",
-                    event.file_sha256,
-                    event.file_path,
-                    event.file_name,
-                    event.executing_user,
-                    event.decision
-                );
+                // The repeat check comes first: a blocked binary run in a loop costs one
+                // lookup per run, not an event (and a /proc read for its parent's name).
+                let mut key = Vec::with_capacity(64 + rec.path.as_bytes().len());
+                key.extend_from_slice(&rec.sha256.unwrap_or_default());
+                key.extend_from_slice(rec.path.as_bytes());
+                key.push(0);
+                key.extend_from_slice(rec.user.as_bytes());
+                key.push(0);
+                key.push(event_decision(rec.decision, rec.reason).number() as u8);
                 if self.repeated(key) {
                     self.coalesced.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
+                let event = event_of(rec);
                 self.push(Item::Event(Box::new(event)));
             }
             RecordKind::Bundle => {

@@ -4,6 +4,7 @@
 //!
 //! Safety: each santad watches only its own private tmpfs (the harness); the server listens on
 //! loopback only; santad is killed by its pid when the harness drops.
+#![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used)]
 
 mod common;

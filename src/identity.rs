@@ -74,6 +74,8 @@ pub struct Verdict {
     pub signing_id: Option<Arc<str>>,
     /// CDHash.
     pub cdhash: Option<[u8; 20]>,
+    /// How the file is signed, when it was read (uploaded to a sync server with its events).
+    pub signing_status: Option<rules::SigningStatus>,
     /// Why the file could not be identified, when it could not; the decision is then the mode's.
     pub problem: Option<&'static str>,
 }
@@ -89,6 +91,7 @@ impl Verdict {
             team_id: None,
             signing_id: None,
             cdhash: None,
+            signing_status: None,
             problem: None,
         }
     }
@@ -283,14 +286,17 @@ impl ExecEvaluator {
             cacheability = Cacheability::Never;
         }
         Evaluation {
-            decision: Verdict::identified(
-                decision,
-                sha256,
-                leaf,
-                team_id.map(|t| Arc::from(t.as_str())),
-                signing_id.map(|s| s.shared().clone()),
-                cdhash.map(|c| *c.as_bytes()),
-            ),
+            decision: Verdict {
+                signing_status: Some(status),
+                ..Verdict::identified(
+                    decision,
+                    sha256,
+                    leaf,
+                    team_id.map(|t| Arc::from(t.as_str())),
+                    signing_id.map(|s| s.shared().clone()),
+                    cdhash.map(|c| *c.as_bytes()),
+                )
+            },
             cacheability,
         }
     }
@@ -383,6 +389,7 @@ pub fn fill_decision(
                 rec.signing_id.set(s.as_bytes());
             }
             rec.cdhash = v.cdhash;
+            rec.signing_status = v.signing_status;
         }
         None => {
             rec.reason = rules::Reason::Unknown;

@@ -154,6 +154,8 @@ fn mode_and_rules_come_from_the_server_and_blocks_are_uploaded_with_santas_names
     assert_eq!(e["executing_user"], "root");
     assert!(e["pid"].as_i64() > Some(0) && e["ppid"].as_i64() > Some(0));
     assert!(e["execution_time"].as_f64() > Some(1.6e9));
+    // No json_name in sync/v1.proto: lowerCamelCase.
+    assert_eq!(e["signingStatus"], "SIGNING_STATUS_UNSIGNED", "an ELF");
     assert_eq!(find("unknown-tool")["decision"], "BLOCK_UNKNOWN");
     assert!(
         events.iter().all(|e| e["file_name"] != "allowed-tool"),

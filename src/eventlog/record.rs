@@ -162,6 +162,8 @@ pub struct Record {
     pub signing_id: Text<SIGNING_ID_BYTES_MAX>,
     /// CDHash (JSON only, as `signing_id`).
     pub cdhash: Option<[u8; 20]>,
+    /// How the file is signed (not in the log lines: for the sync server's events).
+    pub signing_status: Option<rules::SigningStatus>,
     /// Process id.
     pub pid: i32,
     /// Process start time in clock ticks (Linux stand-in for Santa's pidversion).
@@ -206,6 +208,7 @@ impl Record {
             team_id: Text::new(),
             signing_id: Text::new(),
             cdhash: None,
+            signing_status: None,
             pid: 0,
             pidversion: 0,
             ppid: 0,
@@ -236,6 +239,7 @@ impl Record {
         self.team_id.clear();
         self.signing_id.clear();
         self.cdhash = None;
+        self.signing_status = None;
         self.pid = 0;
         self.pidversion = 0;
         self.ppid = 0;

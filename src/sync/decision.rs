@@ -35,9 +35,11 @@ pub fn event_decision(action: Option<Action>, reason: Reason) -> Decision {
 
 /// Whether Santa uploads an execution with this decision: every block; an allow of an unknown
 /// file (Monitor mode: Lockdown would have blocked it) unless `DisableUnknownEventUpload`;
-/// everything with `EnableAllEventUpload`.
+/// everything else with `EnableAllEventUpload`, but a transitive allow.
 pub fn is_uploaded(action: Option<Action>, reason: Reason, all: bool, unknown: bool) -> bool {
     match action {
+        // Santa never uploads a transitive allow (`SNTSyncEventUpload.mm` drops the state).
+        Some(Action::Allow) if reason == Reason::Transitive => false,
         _ if all => true,
         Some(Action::Deny) => true,
         Some(Action::Allow) => reason == Reason::Unknown && unknown,

@@ -19,6 +19,7 @@ use crate::eventlog::{Record, RecordKind, RecordTap};
 use crate::sync::decision::{event_decision, is_uploaded};
 use crossbeam_queue::ArrayQueue;
 use rusqlite::{Connection, params};
+use santa_rules::SigningStatus;
 use santa_sync::{PendingEvent, proto};
 use std::collections::HashMap;
 use std::path::Path;
@@ -507,8 +508,89 @@ fn parent_name(ppid: i32) -> String {
         .unwrap_or_default()
 }
 
+/// Who is logged in, as Santa reports it with each event (from utmp: `USER_PROCESS` entries;
+/// each user once, each session `user@host` for a remote one, else `user@line`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sessions {
+    /// `logged_in_users`.
+    pub users: Vec<String>,
+    /// `current_sessions`.
+    pub sessions: Vec<String>,
+}
+
+/// Longest a utmp reading is reused: a login seconds ago may be missed, never a stale one kept
+/// long.
+const SESSIONS_TTL: Duration = Duration::from_secs(5);
+/// At most this many sessions are reported (utmp is a local file any login adds to).
+const SESSIONS_MAX: usize = 64;
+
+impl Sessions {
+    /// Reads utmp now. The utmpx functions keep static state: only the logger thread calls
+    /// this, under the lock of [`sessions_now`].
+    #[cfg(target_os = "linux")]
+    fn read() -> Sessions {
+        let field = |bytes: &[libc::c_char]| {
+            let bytes: Vec<u8> = bytes
+                .iter()
+                .take_while(|&&c| c != 0)
+                .map(|&c| c as u8)
+                .collect();
+            String::from_utf8_lossy(&bytes).into_owned()
+        };
+        let mut out = Sessions::default();
+        // SAFETY: setutxent/getutxent/endutxent walk the system's utmp file; the returned
+        // pointer is valid until the next call, and it is read before that.
+        unsafe {
+            libc::setutxent();
+            loop {
+                let entry = libc::getutxent();
+                if entry.is_null() || out.sessions.len() >= SESSIONS_MAX {
+                    break;
+                }
+                let e = &*entry;
+                if e.ut_type != libc::USER_PROCESS {
+                    continue;
+                }
+                let user = field(&e.ut_user);
+                let host = field(&e.ut_host);
+                let place = if host.is_empty() {
+                    field(&e.ut_line)
+                } else {
+                    host
+                };
+                out.sessions.push(format!("{user}@{place}"));
+                if !user.is_empty() && !out.users.contains(&user) {
+                    out.users.push(user);
+                }
+            }
+            libc::endutxent();
+        }
+        out
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn read() -> Sessions {
+        Sessions::default()
+    }
+}
+
+/// The sessions, read at most every [`SESSIONS_TTL`].
+fn sessions_now() -> Sessions {
+    static CACHE: Mutex<Option<(Instant, Sessions)>> = Mutex::new(None);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    match &*cache {
+        Some((at, s)) if at.elapsed() < SESSIONS_TTL => s.clone(),
+        _ => {
+            let s = Sessions::read();
+            *cache = Some((Instant::now(), s.clone()));
+            s
+        }
+    }
+}
+
 /// Santa's `Event` for one EXEC record.
 pub fn event_of(rec: &Record) -> proto::Event {
+    let sessions = sessions_now();
     let path = rec.path.as_bytes();
     let (dir, name) = match path.iter().rposition(|&b| b == b'/') {
         Some(0) => (&path[..1], &path[1..]),
@@ -532,6 +614,16 @@ pub fn event_of(rec: &Record) -> proto::Event {
         team_id: text(rec.team_id.as_bytes()),
         signing_id: text(rec.signing_id.as_bytes()),
         cdhash: rec.cdhash.map(|h| hex(&h)).unwrap_or_default(),
+        signing_status: match rec.signing_status {
+            None => proto::SigningStatus::Unspecified,
+            Some(SigningStatus::Unsigned) => proto::SigningStatus::Unsigned,
+            Some(SigningStatus::Invalid) => proto::SigningStatus::Invalid,
+            Some(SigningStatus::AdHoc) => proto::SigningStatus::Adhoc,
+            Some(SigningStatus::Development) => proto::SigningStatus::Development,
+            Some(SigningStatus::Production) => proto::SigningStatus::Production,
+        },
+        logged_in_users: sessions.users,
+        current_sessions: sessions.sessions,
         ..proto::Event::default()
     };
     if let Some(cert) = rec.cert_sha256 {
@@ -579,9 +671,15 @@ impl RecordTap for SpoolTap {
                     id: text(rec.bundle_id.as_bytes()),
                     path: text(rec.bundle_path.as_bytes()),
                 };
+                // Santa's bundle binary event: no execution, so no time, process or session.
                 let mut binary = event_of(rec);
                 binary.decision = proto::Decision::BundleBinary;
+                binary.execution_time = 0.0;
                 binary.parent_name.clear();
+                binary.pid = 0;
+                binary.ppid = 0;
+                binary.logged_in_users.clear();
+                binary.current_sessions.clear();
                 bundle.fill(&mut binary);
                 self.push(Item::Bundle {
                     sha256: hex(&sha),

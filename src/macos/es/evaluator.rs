@@ -69,16 +69,19 @@ impl EsEvaluator {
         let decision = local.rules.decide(&identity);
         let cacheability = cacheability(&decision, id.hash.changed);
         Evaluation {
-            decision: Verdict::identified(
-                decision,
-                sha256,
-                leaf,
-                kernel
-                    .team_id
-                    .map(|t| Arc::from(String::from_utf8_lossy(t.as_bytes()).as_ref())),
-                kernel.signing_id_text().map(Arc::from),
-                kernel.cdhash,
-            ),
+            decision: Verdict {
+                signing_status: Some(kernel.status),
+                ..Verdict::identified(
+                    decision,
+                    sha256,
+                    leaf,
+                    kernel
+                        .team_id
+                        .map(|t| Arc::from(String::from_utf8_lossy(t.as_bytes()).as_ref())),
+                    kernel.signing_id_text().map(Arc::from),
+                    kernel.cdhash,
+                )
+            },
             cacheability,
         }
     }

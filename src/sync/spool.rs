@@ -692,8 +692,8 @@ impl RecordTap for SpoolTap {
 }
 
 /// The spool thread: writes what the tap queued, every [`SPOOL_FLUSH`] or when woken, until
-/// `stop`; `on_stored` is told after each batch that stored events (the sync thread uploads
-/// them). A write that fails keeps the batch for the next try; after three tries it is logged
+/// `stop`; `on_stored` is told after each batch that stored blocks, how many (the sync thread
+/// uploads them at once). A write that fails keeps the batch for the next try; after three tries it is logged
 /// and dropped (counted), so a broken disk does not grow memory without bound.
 pub fn spawn_writer(
     tap: Arc<SpoolTap>,
@@ -726,7 +726,12 @@ pub fn spawn_writer(
                     match spool.insert(&events) {
                         Ok(_) => {
                             failures = 0;
-                            let stored = events.len();
+                            // Blocks go up at once (Santa: "so the server has something to show
+                            // the user straight away"); the rest wait for the full sync.
+                            let stored = events
+                                .iter()
+                                .filter(|e| e.decision.name().starts_with("BLOCK_"))
+                                .count();
                             events.clear();
                             for (sha, bundle, binary) in &bundles {
                                 let kept = spool

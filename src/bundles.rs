@@ -16,6 +16,7 @@ const BUNDLE_QUEUE_DEPTH: usize = 64;
 pub struct BundleTask {
     queue: Arc<ArrayQueue<PathBuf>>,
     thread: std::thread::Thread,
+    enabled: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl BundleTask {
@@ -40,13 +41,24 @@ impl BundleTask {
             Self {
                 queue,
                 thread: handle.thread().clone(),
+                enabled: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             },
             handle,
         ))
     }
 
-    /// Hands over a denied file; false when the queue is full (the caller counts the drop).
+    /// The switch (`EnableBundles`): off, denied files are not handed over. Kept by the wiring,
+    /// which sets it on each reload, once the task itself has gone to its responder.
+    pub fn switch(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.enabled.clone()
+    }
+
+    /// Hands over a denied file; false when the queue is full (the caller counts the drop). With
+    /// bundles off, nothing is handed over (and it is not a drop).
     pub fn submit(&self, path: PathBuf) -> bool {
+        if !self.enabled.load(Ordering::Relaxed) {
+            return true;
+        }
         let ok = self.queue.push(path).is_ok();
         self.thread.unpark();
         ok

@@ -263,6 +263,8 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
     let stop_bundles = Arc::new(AtomicBool::new(false));
     let (bundles, bundle_thread) =
         BundleTask::spawn(log.clone(), stop_bundles.clone()).map_err(DaemonError::Io)?;
+    let bundles_on = bundles.switch();
+    bundles_on.store(config.enable_bundles, Ordering::Relaxed);
     let blocks = BlockMessenger::spawn(block_config(&config)).map_err(DaemonError::Io)?;
     let block_settings = blocks.settings();
 
@@ -379,6 +381,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
 
     crate::setup::serve_signals(config, &started, &control, |next, current| {
         reload(&engine, &linux, next, current);
+        bundles_on.store(next.enable_bundles, Ordering::Relaxed);
         block_settings.set(block_config(next));
         if let Some(sync) = &sync {
             sync.reconfigure(next);

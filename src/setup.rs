@@ -34,6 +34,7 @@ pub fn policy_config(config: &Config) -> rules::PolicyConfig {
         mode: config.client_mode,
         enable_bad_signature_protection: config.enable_bad_signature_protection,
         fail_closed: config.fail_closed,
+        enable_transitive_rules: config.enable_transitive_rules,
         allowed_path_regex: config.allowed_path_regex.iter().cloned().collect(),
         blocked_path_regex: config.blocked_path_regex.iter().cloned().collect(),
         failsafe_paths: own_binaries(),

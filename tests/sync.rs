@@ -431,3 +431,34 @@ fn a_blocked_bundle_binary_goes_up_with_its_bundle_and_the_server_can_ask_for_th
     assert_eq!(binary["file_sha256"], exe_sha.as_str());
     assert_eq!(binary["file_bundle_hash"], bundle_hash.as_str());
 }
+
+#[test]
+fn the_servers_bundle_and_transitive_switches_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(
+        ServerConfig::from_global_toml(
+            "client_mode = \"LOCKDOWN\"\nenable_bundles = false\nenable_transitive_rules = true\n",
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let santad = santad_synced("MONITOR", &server.base_url(), dir.path());
+    let s = wait_status(&santad, "Lockdown from the server", |s| {
+        s["daemon"]["mode"] == "Lockdown"
+    });
+    assert_eq!(s["transitive_allowlisting"]["enabled"], true, "{s:#}");
+    let (_, exe, _) = common::devid_app_on(santad.mount.path());
+    assert!(is_eperm(&run(&exe)));
+    santad.wait_log(1, |l| {
+        common::field(l, "action") == Some("EXEC") && common::field(l, "decision") == Some("DENY")
+    });
+    // The bundle task would have logged within a second or so; with bundles off, nothing.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        santad
+            .log_lines()
+            .iter()
+            .all(|l| common::field(l, "action") != Some("BUNDLE")),
+        "EnableBundles off from the server: no bundle hashing"
+    );
+}

@@ -71,6 +71,8 @@ pub(crate) struct Keys {
     pub event_spool_max_events: Option<Integer>,
     pub sync_state_path: Option<String>,
     pub sync_request_tries: Option<Integer>,
+    pub enable_bundles: Option<bool>,
+    pub enable_transitive_rules: Option<bool>,
 }
 
 /// `LockdownScope = { Users = [...], Groups = [...], Cgroups = [...] }`.

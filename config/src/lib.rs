@@ -254,6 +254,13 @@ pub struct Config {
     /// Endpoint Security client and leave its other events alone, as Santa does. No effect on
     /// Linux. Default false.
     pub ignore_other_endpoint_security_clients: bool,
+    /// `EnableBundles`: hash the bundle of a denied binary inside one (`action=BUNDLE` lines, the
+    /// bundle fields of its sync event). Default true: unlike Santa (default false), the hashing
+    /// runs on its own thread, off every exec's path; a sync server's `enable_bundles` decides.
+    pub enable_bundles: bool,
+    /// `EnableTransitiveRules`: compiler rules make transitive rules (Santa's key, default false;
+    /// a sync server's `enable_transitive_rules` decides). Off, a compiler rule is a plain allow.
+    pub enable_transitive_rules: bool,
     /// The sync server and the event spool.
     pub sync: SyncSettings,
 }
@@ -293,6 +300,8 @@ impl Default for Config {
             control_socket_path: PathBuf::from("/run/santad/santad.sock"),
             log_exec_notifications: true,
             ignore_other_endpoint_security_clients: false,
+            enable_bundles: true,
+            enable_transitive_rules: false,
             sync: SyncSettings::default(),
         }
     }

@@ -676,6 +676,8 @@ EventsDbPath = "/var/lib/santa/events.db"
 EventSpoolMaxEvents = 500
 SyncStatePath = "/var/lib/santa/state.json"
 SyncRequestTries = 2
+EnableBundles = false
+EnableTransitiveRules = true
 "#,
     )
     .unwrap();
@@ -702,6 +704,8 @@ SyncRequestTries = 2
     assert!(s.enable_clean_sync_event_upload);
     assert_eq!(s.event_spool_max_events, 500);
     assert_eq!(s.request_tries, 2);
+    assert!(!c.enable_bundles && c.enable_transitive_rules);
+    assert!(Config::default().enable_bundles && !Config::default().enable_transitive_rules);
     let d = Config::default().sync;
     assert_eq!(d.full_sync_interval_secs, 600);
     assert_eq!(d.content_encoding, SyncEncoding::Deflate);

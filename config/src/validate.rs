@@ -113,6 +113,8 @@ pub(crate) fn validate(keys: Keys) -> Result<Config, Invalid> {
         event_spool_max_events,
         sync_state_path,
         sync_request_tries,
+        enable_bundles,
+        enable_transitive_rules,
     } = keys;
     let mut c = Config::default();
     set(&mut c.client_mode, client_mode, |m| Ok(m.0))?;
@@ -138,6 +140,8 @@ pub(crate) fn validate(keys: Keys) -> Result<Config, Invalid> {
             enable_clean_sync_event_upload,
         ),
         (&mut c.sync.enable_all_event_upload, enable_all_event_upload),
+        (&mut c.enable_bundles, enable_bundles),
+        (&mut c.enable_transitive_rules, enable_transitive_rules),
         (
             &mut c.sync.disable_unknown_event_upload,
             disable_unknown_event_upload,

@@ -115,6 +115,8 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), MacError>
     let stop_bundles = Arc::new(AtomicBool::new(false));
     let (bundles, bundle_thread) =
         BundleTask::spawn(log.clone(), stop_bundles.clone()).map_err(MacError::Io)?;
+    let bundles_on = bundles.switch();
+    bundles_on.store(config.enable_bundles, Ordering::Relaxed);
 
     let clock = MonotonicClock::new();
     let shared = EsShared::new(
@@ -199,6 +201,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), MacError>
     );
 
     crate::setup::serve_signals(config, &started, &control, |next, _| {
+        bundles_on.store(next.enable_bundles, Ordering::Relaxed);
         block_settings.set(crate::setup::block_config(next));
         if let Some(sync) = &sync {
             sync.reconfigure(next);

@@ -160,6 +160,17 @@ impl SyncState {
         };
         regex(&self.allowed_path_regex, &mut config.allowed_path_regex);
         regex(&self.blocked_path_regex, &mut config.blocked_path_regex);
+        for (value, slot) in [
+            (self.enable_bundles, &mut config.enable_bundles),
+            (
+                self.enable_transitive_rules,
+                &mut config.enable_transitive_rules,
+            ),
+        ] {
+            if let Some(v) = value {
+                *slot = v;
+            }
+        }
         let sync = &mut config.sync;
         for (value, slot) in [
             (
@@ -235,6 +246,8 @@ mod tests {
             client_mode: Some(SyncedMode::Lockdown),
             allowed_path_regex: Some(String::new()),
             enable_all_event_upload: Some(true),
+            enable_bundles: Some(false),
+            enable_transitive_rules: Some(true),
             full_sync_interval_secs: Some(120),
             ..SyncState::default()
         };
@@ -244,6 +257,7 @@ mod tests {
         assert_eq!(c.blocked_path_regex.as_deref(), Some("^/tmp/"));
         assert!(c.sync.enable_all_event_upload);
         assert_eq!(c.sync.full_sync_interval_secs, 120);
+        assert!(!c.enable_bundles && c.enable_transitive_rules);
     }
 
     #[test]

@@ -312,6 +312,10 @@ fn a_bad_sync_setting_disables_sync_and_santad_still_enforces() {
     let out = sync(&santad, &[]);
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("disabled"), "{}", out.stderr);
+    let text = ok(&ctl(&santad.socket_path, &["status"])).to_owned();
+    for row in [">>> Sync", "Sync Server", "Disabled", "Events Pending Upload"] {
+        assert!(text.contains(row), "{row} not in:\n{text}");
+    }
     let tool = santad.binary("tool", "sync-disabled");
     assert!(is_eperm(&run(&tool)), "Lockdown still holds");
 }

@@ -164,7 +164,12 @@ fn mode_and_rules_come_from_the_server_and_blocks_are_uploaded_with_santas_names
     // Santa's request shapes, as the server received them, in a sync now that the host runs in
     // the server's mode with its rules.
     ok(&sync(&santad, &[]));
-    let preflight = server.requests_for("preflight").pop().unwrap();
+    let preflights = server.requests_for("preflight");
+    assert_eq!(
+        preflights[0].body["request_clean_sync"], true,
+        "a host that never synced asks for a clean sync, as Santa's does"
+    );
+    let preflight = preflights.last().unwrap().clone();
     assert_eq!(preflight.machine_id, MACHINE);
     let body = &preflight.body;
     assert_eq!(body["machine_id"], MACHINE);
@@ -174,6 +179,10 @@ fn mode_and_rules_come_from_the_server_and_blocks_are_uploaded_with_santas_names
     // `rules_hash` has no json_name in sync/v1.proto: protobuf JSON spells it lowerCamelCase.
     assert_eq!(body["rulesHash"].as_str().map(str::len), Some(32));
     assert_eq!(preflight.header("content-encoding"), Some("deflate"));
+    assert!(
+        body.get("request_clean_sync").is_none(),
+        "not once it has synced"
+    );
     let postflight = server.requests_for("postflight").pop().unwrap();
     assert_eq!(postflight.body["rules_received"], 2);
     assert_eq!(postflight.body["rules_processed"], 2);
@@ -313,7 +322,12 @@ fn a_bad_sync_setting_disables_sync_and_santad_still_enforces() {
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("disabled"), "{}", out.stderr);
     let text = ok(&ctl(&santad.socket_path, &["status"])).to_owned();
-    for row in [">>> Sync", "Sync Server", "Disabled", "Events Pending Upload"] {
+    for row in [
+        ">>> Sync",
+        "Sync Server",
+        "Disabled",
+        "Events Pending Upload",
+    ] {
         assert!(text.contains(row), "{row} not in:\n{text}");
     }
     let tool = santad.binary("tool", "sync-disabled");

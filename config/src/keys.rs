@@ -64,7 +64,7 @@ pub(crate) struct Keys {
     pub server_auth_roots_file: Option<String>,
     pub client_auth_certificate_file: Option<String>,
     pub client_auth_key_file: Option<String>,
-    pub enable_clean_sync_event_upload: Option<bool>,
+    pub sync_enable_clean_sync_event_upload: Option<bool>,
     pub enable_all_event_upload: Option<bool>,
     pub disable_unknown_event_upload: Option<bool>,
     pub events_db_path: Option<String>,

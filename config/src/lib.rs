@@ -117,7 +117,7 @@ pub struct SyncSettings {
     pub client_auth_certificate_file: Option<PathBuf>,
     /// `ClientAuthKeyFile` (ours): the client certificate's PEM private key.
     pub client_auth_key_file: Option<PathBuf>,
-    /// `EnableCleanSyncEventUpload`: upload events during a clean sync too. Default false.
+    /// `SyncEnableCleanSyncEventUpload`: upload events during a clean sync too. Default false.
     pub enable_clean_sync_event_upload: bool,
     /// `EnableAllEventUpload`: spool and upload every decision, not only blocks and unknowns.
     pub enable_all_event_upload: bool,

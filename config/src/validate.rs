@@ -106,7 +106,7 @@ pub(crate) fn validate(keys: Keys) -> Result<Config, Invalid> {
         server_auth_roots_file,
         client_auth_certificate_file,
         client_auth_key_file,
-        enable_clean_sync_event_upload,
+        sync_enable_clean_sync_event_upload,
         enable_all_event_upload,
         disable_unknown_event_upload,
         events_db_path,
@@ -137,7 +137,7 @@ pub(crate) fn validate(keys: Keys) -> Result<Config, Invalid> {
         ),
         (
             &mut c.sync.enable_clean_sync_event_upload,
-            enable_clean_sync_event_upload,
+            sync_enable_clean_sync_event_upload,
         ),
         (&mut c.sync.enable_all_event_upload, enable_all_event_upload),
         (&mut c.enable_bundles, enable_bundles),

@@ -345,6 +345,10 @@ pub struct SyncStatus {
     pub last_rule_sync: Option<u64>,
     /// When the last sync was tried (Unix seconds).
     pub last_attempt: Option<u64>,
+    /// The last sync asked the server for a clean sync (asked for by the operator and not yet
+    /// performed, or the host's first sync): Santa's "Clean Sync Required".
+    #[serde(default)]
+    pub clean_sync_requested: bool,
     /// What went wrong in the last sync, if it failed.
     pub last_error: Option<String>,
     /// Seconds until the next sync.

@@ -6,13 +6,15 @@ use santa_sync::proto::Decision;
 
 /// The `decision` of an uploaded event, as Santa derives it from its event state
 /// (`SNTEventState` → `santa.sync.v1.Decision` in `SNTSyncEventUpload.mm`): the action and the
-/// kind of rule (or scope, or the mode) that decided. A transitive or compiler allow is a binary
-/// allow there too; santad's failsafe (its own binaries) is reported as a binary allow.
+/// kind of rule (or scope, or the mode) that decided. A compiler allow is a binary allow there
+/// too; santad's failsafe (its own binaries) is reported as Santa reports its critical binaries.
 pub fn event_decision(action: Option<Action>, reason: Reason) -> Decision {
     match (action, reason) {
         (None, _) => Decision::Unknown,
         (Some(Action::Allow), r) => match r {
-            Reason::Binary | Reason::Transitive | Reason::Failsafe => Decision::AllowBinary,
+            Reason::Binary | Reason::Transitive => Decision::AllowBinary,
+            // Santa reports its critical system binaries (its failsafe) as Signing ID allows.
+            Reason::Failsafe => Decision::AllowSigningId,
             Reason::Cert => Decision::AllowCertificate,
             Reason::TeamId => Decision::AllowTeamId,
             Reason::SigningId => Decision::AllowSigningId,
@@ -38,12 +40,13 @@ pub fn event_decision(action: Option<Action>, reason: Reason) -> Decision {
 /// everything else with `EnableAllEventUpload`, but a transitive allow.
 pub fn is_uploaded(action: Option<Action>, reason: Reason, all: bool, unknown: bool) -> bool {
     match action {
-        // Santa never uploads a transitive allow (`SNTSyncEventUpload.mm` drops the state).
+        // Santa never uploads a transitive allow, nor an event without a decision
+        // (`SNTSyncEventUpload.mm` drops both).
         Some(Action::Allow) if reason == Reason::Transitive => false,
+        None => false,
         _ if all => true,
         Some(Action::Deny) => true,
         Some(Action::Allow) => reason == Reason::Unknown && unknown,
-        None => false,
     }
 }
 

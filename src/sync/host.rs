@@ -132,6 +132,9 @@ impl DaemonHost {
     /// daemon must reload to apply them.
     pub fn merge_settings(state: &mut SyncState, s: &ServerSettings) -> bool {
         let before = state.clone();
+        if s.sync_kind != SyncKind::Normal {
+            state.forget_server_settings();
+        }
         match s.client_mode {
             Some(WireMode::Monitor) => state.client_mode = Some(SyncedMode::Monitor),
             Some(WireMode::Lockdown) => state.client_mode = Some(SyncedMode::Lockdown),
@@ -360,5 +363,13 @@ mod tests {
         assert!(!DaemonHost::merge_settings(&mut state, &s), "same again");
         s.client_mode = Some(WireMode::Standalone);
         assert!(!DaemonHost::merge_settings(&mut state, &s));
+        // A clean sync forgets what the server set before.
+        let clean = ServerSettings {
+            sync_kind: SyncKind::Clean,
+            ..ServerSettings::default()
+        };
+        assert!(DaemonHost::merge_settings(&mut state, &clean));
+        assert_eq!(state.client_mode, None);
+        assert_eq!(state.allowed_path_regex, None);
     }
 }

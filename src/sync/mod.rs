@@ -254,8 +254,34 @@ impl Worker {
         Duration::from_secs(self.config.sync.full_sync_interval_secs.max(60))
     }
 
+    /// What to ask the server for: the operator's `kind`, or a clean sync still owed (asked for
+    /// earlier and not yet performed), or CLEAN_ALL on a host that never synced — as Santa asks.
+    /// An operator's clean request is remembered until a server performs a clean sync.
+    fn requested(&self, kind: SyncKind) -> SyncKind {
+        let path = &self.host.state_path;
+        let mut state = state::SyncState::load(path).unwrap_or_default();
+        let asked = match kind {
+            SyncKind::Normal => None,
+            SyncKind::Clean => Some(state::CleanRequest::Clean),
+            SyncKind::CleanAll => Some(state::CleanRequest::CleanAll),
+        };
+        if asked.is_some() && asked != state.clean_sync_required {
+            state.clean_sync_required = asked.max(state.clean_sync_required);
+            if let Err(e) = state.store(path) {
+                log::warn!("{e}");
+            }
+        }
+        match state.clean_sync_required {
+            Some(state::CleanRequest::CleanAll) => SyncKind::CleanAll,
+            Some(state::CleanRequest::Clean) => SyncKind::Clean,
+            None if state.last_full_sync_unix.is_none() => SyncKind::CleanAll,
+            None => SyncKind::Normal,
+        }
+    }
+
     /// One full sync; the status and the sync state say how it went.
     fn run(&mut self, kind: SyncKind) -> Result<SyncReply, String> {
+        let kind = self.requested(kind);
         let Some(client) = self.client.as_mut() else {
             return Err(lock(&self.status)
                 .disabled
@@ -266,9 +292,21 @@ impl Worker {
             let mut s = lock(&self.status);
             s.in_progress = true;
             s.last_attempt = Some(now_unix());
+            s.clean_sync_requested = kind != SyncKind::Normal;
         }
         self.host.rules_apply = Duration::ZERO;
-        let result = client.sync(&mut self.host, kind);
+        // A bug in the client must not take the sync thread (and every later sync) with it.
+        let host = &mut self.host;
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| client.sync(host, kind)))
+                .unwrap_or_else(|_| {
+                    Err(santa_sync::SyncError::Host {
+                        stage: santa_sync::Stage::Preflight,
+                        source: santa_sync::HostError::new(
+                            "the sync panicked (a bug); see the log",
+                        ),
+                    })
+                });
         let server = lock(&self.status).server.clone();
         let mut s = lock(&self.status);
         s.in_progress = false;
@@ -284,7 +322,7 @@ impl Worker {
                     s.last_rule_sync = Some(now);
                 }
                 drop(s);
-                self.record_success(now, report.rules_applied);
+                self.record_success(now, report.rules_applied, report.settings.sync_kind);
                 self.release_bundles(&report.bundle_binaries_requested);
                 log::info!(
                     "sync: {} sync with {server} done: {} event(s) uploaded, {} rule(s) \
@@ -344,7 +382,7 @@ impl Worker {
     }
 
     /// Keeps when the last sync succeeded in the sync state, across restarts.
-    fn record_success(&self, now: u64, rules: bool) {
+    fn record_success(&self, now: u64, rules: bool, performed: SyncKind) {
         let path = &self.host.state_path;
         let mut state = match state::SyncState::load(path) {
             Ok(s) => s,
@@ -354,6 +392,9 @@ impl Worker {
             }
         };
         state.last_full_sync_unix = Some(now);
+        if performed != SyncKind::Normal {
+            state.clean_sync_required = None;
+        }
         if rules {
             state.last_rule_sync_unix = Some(now);
         }

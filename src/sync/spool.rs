@@ -622,6 +622,11 @@ pub fn event_of(rec: &Record) -> proto::Event {
             Some(SigningStatus::Development) => proto::SigningStatus::Development,
             Some(SigningStatus::Production) => proto::SigningStatus::Production,
         },
+        // Santa always sends it; santad reads no entitlements on Linux, so none, unfiltered.
+        entitlement_info: Some(proto::EntitlementInfo {
+            entitlements_filtered: Some(false),
+            entitlements: Vec::new(),
+        }),
         logged_in_users: sessions.users,
         current_sessions: sessions.sessions,
         ..proto::Event::default()

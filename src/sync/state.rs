@@ -43,6 +43,31 @@ pub struct SyncState {
     pub last_full_sync_unix: Option<u64>,
     /// When the last sync that brought rules succeeded (Unix seconds).
     pub last_rule_sync_unix: Option<u64>,
+    /// A clean sync asked for (`santactl sync --clean`/`--clean-all`) and not yet performed by a
+    /// server: asked for again at every sync until one is (Santa's "Clean Sync Required").
+    pub clean_sync_required: Option<CleanRequest>,
+}
+
+/// Which clean sync is asked for (CleanAll is the larger: it asks for more).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum CleanRequest {
+    /// Every rule but transitive ones.
+    Clean,
+    /// Every rule.
+    CleanAll,
+}
+
+impl SyncState {
+    /// What a server set, forgotten: a clean sync starts its settings from nothing, as Santa's
+    /// does; when and what the host asked for stay.
+    pub fn forget_server_settings(&mut self) {
+        *self = SyncState {
+            last_full_sync_unix: self.last_full_sync_unix,
+            last_rule_sync_unix: self.last_rule_sync_unix,
+            clean_sync_required: self.clean_sync_required,
+            ..SyncState::default()
+        };
+    }
 }
 
 /// The modes a server can set on santad (its Standalone is refused: santad has no such mode).

@@ -50,9 +50,7 @@ impl SyncKind {
     /// CLEAN_ALL is CLEAN_ALL; anything else is NORMAL. Without `sync_type`, the deprecated
     /// `clean_sync: true` acts as CLEAN.
     ///
-    /// One difference: Santa's v1 client treats `CLEAN_RULES` as NORMAL (its switch has no case
-    /// for it). Its proto meaning, "delete non-transitive execution rules", is exactly CLEAN for
-    /// santad, which has no file access rules, so it is CLEAN here.
+    /// `CLEAN_RULES` is NORMAL, as in Santa's v1 client (its switch has no case for it).
     pub fn performed(requested: SyncKind, response: &proto::PreflightResponse) -> SyncKind {
         let clean = if requested == SyncKind::CleanAll {
             SyncKind::CleanAll
@@ -60,7 +58,7 @@ impl SyncKind {
             SyncKind::Clean
         };
         match response.sync_type {
-            Some(SyncType::Clean | SyncType::CleanRules) => clean,
+            Some(SyncType::Clean) => clean,
             Some(SyncType::CleanAll) => SyncKind::CleanAll,
             Some(_) => SyncKind::Normal,
             None if response.deprecated_clean_sync == Some(true) => clean,
@@ -299,6 +297,9 @@ pub struct SyncReport {
     pub rules_applied: bool,
     /// A failed postflight request. Santa ignores it and completes the sync; so does this client.
     pub postflight_error: Option<RequestError>,
+    /// A failed eventupload request in a full sync: the events stay in the host's spool, and the
+    /// sync goes on, as Santa's does.
+    pub event_upload_error: Option<RequestError>,
     /// How long the sync took.
     pub elapsed: Duration,
 }
@@ -340,7 +341,7 @@ impl SyncClient {
     ) -> Result<SyncReport, SyncError> {
         self.run(host, |run| {
             run.preflight(requested)?;
-            run.event_upload()?;
+            run.event_upload(false)?;
             run.rule_download()?;
             run.postflight()
         })
@@ -356,7 +357,7 @@ impl SyncClient {
     ) -> Result<SyncReport, SyncError> {
         self.run(host, |run| {
             run.report.settings.batch_size = batch_size.max(1);
-            run.event_upload()
+            run.event_upload(true)
         })
     }
 
@@ -438,7 +439,8 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn event_upload(&mut self) -> Result<(), SyncError> {
+    /// `alone`: an events-only upload, whose failure is the run's; in a full sync it is not.
+    fn event_upload(&mut self, alone: bool) -> Result<(), SyncError> {
         let stage = Stage::EventUpload;
         if self.report.settings.sync_kind != SyncKind::Normal
             && !self.client.upload_events_in_clean_sync
@@ -464,9 +466,19 @@ impl Run<'_> {
                 events: pending.into_iter().map(|p| p.event).collect(),
                 machine_id: self.client.machine_id.clone(),
             };
-            let response: proto::EventUploadResponse = self
-                .call(stage, &request, "EventUploadResponse")
-                .map_err(|source| SyncError::Request { stage, source })?;
+            let response: proto::EventUploadResponse =
+                match self.call(stage, &request, "EventUploadResponse") {
+                    Ok(response) => response,
+                    // In a full sync, as in Santa (`SNTSyncEventUpload` reports success whatever
+                    // the upload did): the events stay in the spool for the next sync, and the
+                    // rules and settings still come down.
+                    Err(source) if !alone => {
+                        log::warn!("sync: uploading events failed ({source}); they stay spooled");
+                        self.report.event_upload_error = Some(source);
+                        break;
+                    }
+                    Err(source) => return Err(SyncError::Request { stage, source }),
+                };
             self.report.event_batches += 1;
             Self::host(stage, self.host.acknowledge_events(&ids))?;
             self.report.events_uploaded += ids.len();
@@ -546,8 +558,10 @@ impl Run<'_> {
             sync_type: self.report.settings.sync_kind.proto(),
             rules_hash,
         };
-        self.check_time(stage)?;
-        if let Err(e) =
+        // Past the sync's time, the request is skipped, not the settings: the rules are in.
+        if let Err(late) = self.check_time(stage) {
+            log::warn!("sync: {late}; postflight skipped");
+        } else if let Err(e) =
             self.call::<_, proto::PostflightResponse>(stage, &request, "PostflightResponse")
         {
             log::warn!("sync: postflight failed ({e}); the sync completes, as in Santa");
@@ -593,7 +607,7 @@ mod tests {
             (CleanAll, r#"{"sync_type":"CLEAN"}"#, CleanAll),
             (CleanAll, r#"{"clean_sync":true}"#, CleanAll),
             (CleanAll, r#"{"sync_type":"NORMAL"}"#, Normal),
-            (Normal, r#"{"sync_type":"CLEAN_RULES"}"#, Clean),
+            (Normal, r#"{"sync_type":"CLEAN_RULES"}"#, Normal),
             (Normal, r#"{"sync_type":"CLEAN_STANDALONE"}"#, Normal),
         ];
         for (requested, json, expected) in cases {

@@ -131,7 +131,7 @@ pub struct SyncConfig {
     pub tls: TlsFiles,
     /// `User-Agent` (Santa: `santactl-sync/<version>`).
     pub user_agent: String,
-    /// Santa's `EnableCleanSyncEventUpload`: upload events during a clean sync too. Off (Santa's
+    /// Santa's `SyncEnableCleanSyncEventUpload`: upload events during a clean sync too. Off (Santa's
     /// default), a clean sync leaves the events waiting for the next normal sync. Santa instead
     /// drops them unsent; santad never drops an event a server has not acknowledged.
     pub upload_events_in_clean_sync: bool,

@@ -228,7 +228,7 @@ fn a_failed_second_page_applies_no_rule() {
 }
 
 #[test]
-fn a_failed_second_event_batch_keeps_it_and_what_follows() {
+fn a_failed_second_event_batch_keeps_it_and_what_follows_and_the_sync_goes_on() {
     let server = server_with(&global_toml("MONITOR", "ALLOWLIST", 0..1));
     server.knobs(|k| {
         k.fail_only = Some("eventupload".into());
@@ -236,12 +236,16 @@ fn a_failed_second_event_batch_keeps_it_and_what_follows() {
         k.fail_next = 1_000;
     });
     let mut host = FakeHost::new().with_events(5);
-    let err = sync(&server, &mut host, SyncKind::Normal).unwrap_err();
-    assert_eq!(err.stage(), Stage::EventUpload, "{err}");
+    let report = sync(&server, &mut host, SyncKind::Normal).unwrap();
+    assert!(report.event_upload_error.is_some());
     assert_eq!(host.acknowledged, [1, 2], "the first batch of 2 was taken");
     let left: Vec<u64> = host.spool.iter().map(|e| e.id).collect();
     assert_eq!(left, [3, 4, 5]);
-    assert_nothing_applied(&host);
+    assert_eq!(
+        host.applied.len(),
+        1,
+        "the rules still came down, as in Santa"
+    );
 }
 
 #[test]
@@ -249,11 +253,15 @@ fn a_failed_event_batch_stays_in_the_spool() {
     let server = server_with(&global_toml("MONITOR", "ALLOWLIST", 0..1));
     let mut host = FakeHost::new().with_events(5);
     server.knobs(|k| k.garbage = Some("eventupload".into()));
-    let err = sync(&server, &mut host, SyncKind::Normal).unwrap_err();
-    assert_eq!(err.stage(), Stage::EventUpload);
+    let report = sync(&server, &mut host, SyncKind::Normal).unwrap();
+    assert!(report.event_upload_error.is_some());
     assert_eq!(host.spool.len(), 5);
     assert!(host.acknowledged.is_empty());
-    assert_nothing_applied(&host);
+    // Events alone: the failure is the run's.
+    let mut client = SyncClient::new(&config_for(&server.base_url())).unwrap();
+    let err = client.upload_events(&mut host, 2).unwrap_err();
+    assert_eq!(err.stage(), Stage::EventUpload);
+    assert_eq!(host.spool.len(), 5);
 }
 
 #[test]

@@ -384,6 +384,7 @@ fn sync_status(s: &control::SyncStatus) {
     if let Some(why) = &s.disabled {
         row("Disabled", why);
     }
+    row("Clean Sync Required", yes_no(s.clean_sync_requested));
     row("Last Successful Full Sync", when(s.last_successful_sync));
     row("Last Successful Rule Sync", when(s.last_rule_sync));
     row("Last Attempt", when(s.last_attempt));

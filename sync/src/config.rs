@@ -155,8 +155,10 @@ impl SyncConfig {
     }
 }
 
-/// Headers a configuration may not set (Santa's list in `SNTSyncManager.mm`), lower case.
-const RESTRICTED_HEADERS: [&str; 8] = [
+/// Headers a configuration may not set (Santa's list in `SNTSyncManager.mm`), lower case, and
+/// `User-Agent`, which Santa sets after the extra headers, so a configured one never goes out.
+const RESTRICTED_HEADERS: [&str; 9] = [
+    "user-agent",
     "content-encoding",
     "content-length",
     "content-type",

@@ -190,6 +190,9 @@ fn mode_and_rules_come_from_the_server_and_blocks_are_uploaded_with_santas_names
         s["sync"]["events_pending"] == 0
     });
     assert!(s["sync"]["last_successful_sync"].as_u64().is_some());
+    let m = json(&ctl(&santad.socket_path, &["metrics", "--json"]));
+    assert!(m["sync.events_uploaded"].as_u64() >= Some(2), "{m:#}");
+    assert!(m["sync.syncs_ok"].as_u64() >= Some(2));
     assert_eq!(s["sync"]["server"], server.base_url());
 }
 

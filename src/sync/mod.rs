@@ -68,6 +68,7 @@ pub struct SyncHandle {
     tx: Mutex<mpsc::Sender<Command>>,
     status: Arc<Mutex<SyncStatus>>,
     spool: Option<Arc<Mutex<Spool>>>,
+    tap: Arc<SpoolTap>,
 }
 
 impl std::fmt::Debug for Command {
@@ -125,6 +126,21 @@ impl SyncHandle {
             }
         }
         status
+    }
+
+    /// The spool feed's counters: executions coalesced as repeats, events the queue had no room
+    /// for.
+    pub fn tap_counters(&self) -> [(&'static str, u64); 2] {
+        [
+            (
+                "events_coalesced",
+                self.tap.coalesced.load(Ordering::Relaxed),
+            ),
+            (
+                "events_queue_overflows",
+                self.tap.queue_overflows.load(Ordering::Relaxed),
+            ),
+        ]
     }
 
     /// Takes up a reloaded config: the server, the interval, the bounds.
@@ -495,6 +511,7 @@ impl SyncService {
                 tx: Mutex::new(tx),
                 status,
                 spool,
+                tap: tap.clone(),
             }),
             tap,
             stop,

@@ -492,6 +492,21 @@ impl ControlContext {
             put("control.unprivileged_serving", load.users_serving as u64);
         }
         put("daemon.uptime_secs", self.started.elapsed().as_secs());
+        if let Some(sync) = self.sync.get() {
+            let s = sync.status();
+            put("sync.syncs_ok", s.syncs_ok);
+            put("sync.syncs_failed", s.syncs_failed);
+            put("sync.events_pending", s.events_pending);
+            put("sync.events_dropped", s.events_dropped);
+            put("sync.events_uploaded", s.events_uploaded);
+            put(
+                "sync.last_successful_sync_unix",
+                s.last_successful_sync.unwrap_or(0),
+            );
+            for (k, v) in sync.tap_counters() {
+                put(&format!("sync.{k}"), v);
+            }
+        }
         m
     }
 

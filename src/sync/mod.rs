@@ -10,11 +10,13 @@
 //!   `santactl rule` (one transaction, one snapshot swap), the server's settings into the sync
 //!   state ([`state`]), which is laid over the config file, then a reload (SIGHUP's path) so the
 //!   new mode and scopes take effect.
-//! - The **spool** ([`spool`]) keeps the events to upload in SQLite, fed by the logger thread.
+//! - The **spool** ([`spool`]) keeps the events to upload in SQLite, fed by the logger thread;
+//!   [`event`] turns a log record into Santa's `Event`.
 //!
 //! Status for `santactl status` is kept in [`SyncHandle::status`].
 
 pub mod decision;
+pub mod event;
 pub mod host;
 pub mod spool;
 pub mod state;

@@ -45,6 +45,7 @@ pub struct Sessions {
 /// long.
 const SESSIONS_TTL: Duration = Duration::from_secs(5);
 /// At most this many sessions are reported (utmp is a local file any login adds to).
+#[cfg(target_os = "linux")]
 const SESSIONS_MAX: usize = 64;
 
 impl Sessions {

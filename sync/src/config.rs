@@ -312,36 +312,28 @@ mod tests {
 
     #[test]
     fn https_anywhere_http_only_to_loopback() {
-        assert!(endpoint("https://sync.example.com/santa").is_ok());
-        for ok in [
-            "http://localhost:8080/",
-            "http://127.0.0.1/v1/santa/",
-            "http://[::1]:9/",
-            "HTTP://LOCALHOST/",
+        let verdict = |url| match endpoint(url) {
+            Ok(_) => "ok",
+            Err(ConfigError::Insecure { .. }) => "insecure",
+            Err(ConfigError::BaseUrl { .. }) => "not a base URL",
+            Err(other) => panic!("{url}: {other}"),
+        };
+        for (url, expected) in [
+            ("https://sync.example.com/santa", "ok"),
+            ("http://localhost:8080/", "ok"),
+            ("http://127.0.0.1/v1/santa/", "ok"),
+            ("http://[::1]:9/", "ok"),
+            ("HTTP://LOCALHOST/", "ok"),
+            ("http://sync.example.com/", "insecure"),
+            ("http://127.0.0.2/", "insecure"),
+            ("http://10.0.0.1/", "insecure"),
+            ("ftp://x/", "not a base URL"),
+            ("sync.example.com", "not a base URL"),
+            ("", "not a base URL"),
+            ("https://x/?a=b", "not a base URL"),
+            ("https:///", "not a base URL"),
         ] {
-            assert!(endpoint(ok).is_ok(), "{ok}");
-        }
-        for insecure in [
-            "http://sync.example.com/",
-            "http://127.0.0.2/",
-            "http://10.0.0.1/",
-        ] {
-            assert!(
-                matches!(endpoint(insecure), Err(ConfigError::Insecure { .. })),
-                "{insecure}"
-            );
-        }
-        for bad in [
-            "ftp://x/",
-            "sync.example.com",
-            "",
-            "https://x/?a=b",
-            "https:///",
-        ] {
-            assert!(
-                matches!(endpoint(bad), Err(ConfigError::BaseUrl { .. })),
-                "{bad}"
-            );
+            assert_eq!(verdict(url), expected, "{url}");
         }
     }
 

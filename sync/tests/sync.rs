@@ -97,16 +97,7 @@ fn a_clean_sync_replaces_the_rules_and_keeps_the_events() {
         5..6,
     ));
     let mut host = FakeHost::new().with_events(2);
-    host.rules.insert(
-        (1000, binary(99)),
-        santa_sync::SyncRule::from_proto(santa_sync::proto::Rule {
-            identifier: binary(99),
-            policy: Policy::Blocklist,
-            rule_type: RuleType::Binary,
-            ..Default::default()
-        })
-        .unwrap(),
-    );
+    host.add_rule(RuleType::Binary, Policy::Blocklist, binary(99));
     let report = sync(&server, &mut host, SyncKind::Clean).unwrap();
 
     assert_eq!(
@@ -129,16 +120,7 @@ fn a_clean_sync_replaces_the_rules_and_keeps_the_events() {
 fn a_clean_sync_with_no_rules_leaves_the_rules_alone() {
     let server = server_with("client_mode = \"MONITOR\"\nclean_sync = true\n");
     let mut host = FakeHost::new();
-    host.rules.insert(
-        (4000, "EQHXZ8M8AV".into()),
-        santa_sync::SyncRule::from_proto(santa_sync::proto::Rule {
-            identifier: "EQHXZ8M8AV".into(),
-            policy: Policy::Allowlist,
-            rule_type: RuleType::TeamId,
-            ..Default::default()
-        })
-        .unwrap(),
-    );
+    host.add_rule(RuleType::TeamId, Policy::Allowlist, "EQHXZ8M8AV".into());
     let report = sync(&server, &mut host, SyncKind::Normal).unwrap();
     assert_eq!(report.settings.sync_kind, SyncKind::Clean);
     assert!(host.applied.is_empty());

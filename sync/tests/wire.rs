@@ -12,53 +12,85 @@ use santa_sync::{PendingEvent, RuleCounts, SyncKind};
 use serde_json::Value;
 use std::collections::BTreeSet;
 
-fn keys(v: &Value) -> BTreeSet<String> {
-    v.as_object().expect("an object").keys().cloned().collect()
-}
+/// `santa.sync.v1.PreflightRequest`: the JSON name of every field santad sets.
+const PREFLIGHT_REQUEST: &[&str] = &[
+    "serial_num",
+    "hostname",
+    "os_version",
+    "os_build",
+    "model_identifier",
+    "santa_version",
+    "primary_user",
+    "primary_user_groups",
+    "client_mode",
+    "request_clean_sync",
+    "binary_rule_count",
+    "certificate_rule_count",
+    "compiler_rule_count",
+    "transitive_rule_count",
+    "teamid_rule_count",
+    "signingid_rule_count",
+    "cdhash_rule_count",
+    "machine_id",
+    "rulesHash",
+];
 
-fn set(names: &[&str]) -> BTreeSet<String> {
-    names.iter().map(|s| s.to_string()).collect()
-}
+/// `santa.sync.v1.Event`: the JSON name of every field santad sets.
+const EVENT: &[&str] = &[
+    "file_sha256",
+    "file_path",
+    "file_name",
+    "executing_user",
+    "execution_time",
+    "logged_in_users",
+    "current_sessions",
+    "decision",
+    "file_bundle_id",
+    "file_bundle_path",
+    "file_bundle_executable_rel_path",
+    "file_bundle_name",
+    "file_bundle_version",
+    "file_bundle_version_string",
+    "file_bundle_hash",
+    "file_bundle_hash_millis",
+    "file_bundle_binary_count",
+    "pid",
+    "ppid",
+    "parent_name",
+    "team_id",
+    "signing_id",
+    "cdhash",
+    "quarantine_data_url",
+    "quarantine_referer_url",
+    "quarantine_timestamp",
+    "quarantine_agent_bundle_id",
+    "signing_chain",
+    "entitlementInfo",
+    "csFlags",
+    "signingStatus",
+    "secureSigningTime",
+    "signingTime",
+    "static_rule",
+];
 
-/// A host whose every fact and count is set, so every field goes on the wire.
-struct FullHost(FakeHost);
+/// `santa.sync.v1.PostflightRequest`: the JSON name of every field.
+const POSTFLIGHT_REQUEST: &[&str] = &[
+    "rules_received",
+    "rules_processed",
+    "machine_id",
+    "syncType",
+    "rulesHash",
+];
 
-impl santa_sync::SyncHost for FullHost {
-    fn host_facts(&mut self) -> Result<santa_sync::HostFacts, santa_sync::HostError> {
-        self.0.host_facts()
-    }
-    fn rule_counts(&mut self) -> Result<RuleCounts, santa_sync::HostError> {
-        Ok(RuleCounts {
-            binary: 1,
-            certificate: 2,
-            compiler: 3,
-            transitive: 4,
-            teamid: 5,
-            signingid: 6,
-            cdhash: 7,
-        })
-    }
-    fn rules_hash(&mut self) -> Result<String, santa_sync::HostError> {
-        self.0.rules_hash()
-    }
-    fn pending_events(&mut self, max: usize) -> Result<Vec<PendingEvent>, santa_sync::HostError> {
-        self.0.pending_events(max)
-    }
-    fn acknowledge_events(&mut self, ids: &[u64]) -> Result<(), santa_sync::HostError> {
-        self.0.acknowledge_events(ids)
-    }
-    fn apply_rules(
-        &mut self,
-        download: santa_sync::RuleDownload,
-    ) -> Result<u32, santa_sync::HostError> {
-        self.0.apply_rules(download)
-    }
-    fn apply_settings(
-        &mut self,
-        settings: &santa_sync::ServerSettings,
-    ) -> Result<(), santa_sync::HostError> {
-        self.0.apply_settings(settings)
-    }
+/// Asserts `message` is a JSON object with exactly the keys `expected`.
+fn assert_keys(message: &Value, expected: &[&str]) {
+    let keys: BTreeSet<&str> = message
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, expected.iter().copied().collect(), "{message}");
 }
 
 /// An event with every field of `santa.sync.v1.Event` set.
@@ -118,41 +150,26 @@ fn full_event() -> proto::Event {
 fn every_request_uses_santas_json_names() {
     let server = server_with(&global_toml("MONITOR", "ALLOWLIST", 0..3));
     server.knobs(|k| k.page_size = Some(2));
-    let mut inner = FakeHost::new();
-    inner.spool.push(PendingEvent {
+    let mut host = FakeHost::new();
+    host.spool.push(PendingEvent {
         id: 1,
         event: full_event(),
     });
-    let mut host = FullHost(inner);
+    host.counts = Some(RuleCounts {
+        binary: 1,
+        certificate: 2,
+        compiler: 3,
+        transitive: 4,
+        teamid: 5,
+        signingid: 6,
+        cdhash: 7,
+    });
     let mut config = config_for(&server.base_url());
     config.upload_events_in_clean_sync = true;
     sync_with(&config, &mut host, SyncKind::Clean).unwrap();
 
     let preflight = &server.requests_for("preflight")[0].body;
-    assert_eq!(
-        keys(preflight),
-        set(&[
-            "serial_num",
-            "hostname",
-            "os_version",
-            "os_build",
-            "model_identifier",
-            "santa_version",
-            "primary_user",
-            "primary_user_groups",
-            "client_mode",
-            "request_clean_sync",
-            "binary_rule_count",
-            "certificate_rule_count",
-            "compiler_rule_count",
-            "transitive_rule_count",
-            "teamid_rule_count",
-            "signingid_rule_count",
-            "cdhash_rule_count",
-            "machine_id",
-            "rulesHash",
-        ])
-    );
+    assert_keys(preflight, PREFLIGHT_REQUEST);
     assert_eq!(preflight["client_mode"], "MONITOR");
     assert_eq!(preflight["serial_num"], "QYGF4QM373");
     assert_eq!(preflight["cdhash_rule_count"], 7);
@@ -164,79 +181,32 @@ fn every_request_uses_santas_json_names() {
     assert_eq!(preflight["rulesHash"].as_str().unwrap().len(), 32);
 
     let upload = &server.requests_for("eventupload")[0].body;
-    assert_eq!(keys(upload), set(&["events", "machine_id"]));
+    assert_keys(upload, &["events", "machine_id"]);
     let event = &upload["events"][0];
-    assert_eq!(
-        keys(event),
-        set(&[
-            "file_sha256",
-            "file_path",
-            "file_name",
-            "executing_user",
-            "execution_time",
-            "logged_in_users",
-            "current_sessions",
-            "decision",
-            "file_bundle_id",
-            "file_bundle_path",
-            "file_bundle_executable_rel_path",
-            "file_bundle_name",
-            "file_bundle_version",
-            "file_bundle_version_string",
-            "file_bundle_hash",
-            "file_bundle_hash_millis",
-            "file_bundle_binary_count",
-            "pid",
-            "ppid",
-            "parent_name",
-            "team_id",
-            "signing_id",
-            "cdhash",
-            "quarantine_data_url",
-            "quarantine_referer_url",
-            "quarantine_timestamp",
-            "quarantine_agent_bundle_id",
-            "signing_chain",
-            "entitlementInfo",
-            "csFlags",
-            "signingStatus",
-            "secureSigningTime",
-            "signingTime",
-            "static_rule",
-        ])
-    );
+    assert_keys(event, EVENT);
     assert_eq!(event["decision"], "BLOCK_BINARY");
     assert_eq!(event["signingStatus"], "SIGNING_STATUS_PRODUCTION");
     assert_eq!(event["execution_time"], 1_751_111_111.5);
     assert_eq!(event["pid"], 2222);
-    assert_eq!(
-        keys(&event["signing_chain"][0]),
-        set(&["sha256", "cn", "org", "ou", "valid_from", "valid_until"])
+    assert_keys(
+        &event["signing_chain"][0],
+        &["sha256", "cn", "org", "ou", "valid_from", "valid_until"],
     );
-    assert_eq!(
-        keys(&event["entitlementInfo"]),
-        set(&["entitlementsFiltered", "entitlements"])
+    assert_keys(
+        &event["entitlementInfo"],
+        &["entitlementsFiltered", "entitlements"],
     );
-    assert_eq!(
-        keys(&event["entitlementInfo"]["entitlements"][0]),
-        set(&["key", "value"])
+    assert_keys(
+        &event["entitlementInfo"]["entitlements"][0],
+        &["key", "value"],
     );
 
     let pages = server.requests_for("ruledownload");
-    assert_eq!(keys(&pages[0].body), set(&["machine_id"]));
-    assert_eq!(keys(&pages[1].body), set(&["cursor", "machine_id"]));
+    assert_keys(&pages[0].body, &["machine_id"]);
+    assert_keys(&pages[1].body, &["cursor", "machine_id"]);
 
     let postflight = &server.requests_for("postflight")[0].body;
-    assert_eq!(
-        keys(postflight),
-        set(&[
-            "rules_received",
-            "rules_processed",
-            "machine_id",
-            "syncType",
-            "rulesHash",
-        ])
-    );
+    assert_keys(postflight, POSTFLIGHT_REQUEST);
 }
 
 #[test]
@@ -254,17 +224,17 @@ fn fields_at_their_default_are_left_out_as_santa_leaves_them_out() {
     });
     sync(&server, &mut host, SyncKind::Normal).unwrap();
     // An empty rule set still has a hash (XXH3-128 of nothing).
-    assert_eq!(
-        keys(&server.requests_for("preflight")[0].body),
-        set(&["machine_id", "rulesHash"])
+    assert_keys(
+        &server.requests_for("preflight")[0].body,
+        &["machine_id", "rulesHash"],
     );
-    assert_eq!(
-        keys(&server.requests_for("eventupload")[0].body["events"][0]),
-        set(&["file_sha256", "decision"])
+    assert_keys(
+        &server.requests_for("eventupload")[0].body["events"][0],
+        &["file_sha256", "decision"],
     );
-    assert_eq!(
-        keys(&server.requests_for("postflight")[0].body),
-        set(&["machine_id", "syncType", "rulesHash"])
+    assert_keys(
+        &server.requests_for("postflight")[0].body,
+        &["machine_id", "syncType", "rulesHash"],
     );
 }
 

@@ -8,8 +8,8 @@
 //! what Santa's parser does with unknown enum values when it ignores unknown fields: the caller
 //! then treats the field as unset, and a rule with an unknown policy or type is dropped.
 
-use super::lenient::shorten;
-use serde::de::{self, Deserializer, Visitor};
+use super::lenient::{FromScalar, Lenient, Scalar, enum_from_scalar};
+use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 use std::fmt;
 
@@ -81,61 +81,20 @@ macro_rules! proto_enum {
             }
         }
 
+        impl FromScalar for $name {
+            const EXPECTED: &'static str = concat!("a ", stringify!($name), " name or number");
+
+            fn from_scalar<E: de::Error>(scalar: Scalar) -> Result<Self, E> {
+                enum_from_scalar(scalar, stringify!($name), $name::from_number, $name::from_name)
+            }
+        }
+
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let read = d.deserialize_any(EnumVisitor(stringify!($name)))?;
-                Ok(match read {
-                    EnumValue::Number(n) => $name::from_number(n),
-                    EnumValue::Name(s) => $name::from_name(&s),
-                    EnumValue::Null => None,
-                }
-                .unwrap_or_default())
+                $name::deserialize_lenient(d)
             }
         }
     };
-}
-
-/// What an enum field held on the wire, before it is looked up.
-enum EnumValue {
-    Number(i64),
-    Name(String),
-    Null,
-}
-
-struct EnumVisitor(&'static str);
-
-impl Visitor<'_> for EnumVisitor {
-    type Value = EnumValue;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "a {} name or number", self.0)
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<EnumValue, E> {
-        Ok(EnumValue::Number(v))
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<EnumValue, E> {
-        // Beyond i64 it names no value of any enum: read it as unknown.
-        Ok(EnumValue::Number(i64::try_from(v).unwrap_or(-1)))
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<EnumValue, E> {
-        if v.fract() != 0.0 || !v.is_finite() {
-            return Err(E::custom(format_args!("{v} is not a {} number", self.0)));
-        }
-        // Saturating: any value out of i64's range is unknown anyway.
-        #[allow(clippy::cast_possible_truncation)]
-        Ok(EnumValue::Number(v as i64))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<EnumValue, E> {
-        Ok(EnumValue::Name(shorten(v).to_owned()))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<EnumValue, E> {
-        Ok(EnumValue::Null)
-    }
 }
 
 proto_enum! {

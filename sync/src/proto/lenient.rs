@@ -4,12 +4,13 @@
 //! `100.0` is an integer. Anything else of the wrong type is an error for the whole message, as it
 //! is in protobuf.
 //!
-//! Used as `#[serde(deserialize_with = "lenient::de")]` on scalar, optional and repeated fields;
-//! enums carry the same rules in their own `Deserialize` (see `enums.rs`).
+//! Used as `#[serde(deserialize_with = "lenient::de")]` on every message field (`proto_message!`
+//! in `mod.rs`). Every scalar, and every enum (`enums.rs`, whose own `Deserialize` is this one),
+//! is read as one [`Scalar`] first, then by its type's [`FromScalar`]: one visitor for all types,
+//! and what each type accepts in one `match`.
 
-use serde::de::{self, Deserialize, Deserializer, Visitor};
+use serde::de::{self, Deserialize, Deserializer, Unexpected, Visitor};
 use std::fmt;
-use std::marker::PhantomData;
 
 /// A field type read with protobuf-JSON's leniency.
 pub(crate) trait Lenient: Sized {
@@ -22,69 +23,235 @@ pub(crate) fn de<'de, D: Deserializer<'de>, T: Lenient>(d: D) -> Result<T, D::Er
     T::deserialize_lenient(d)
 }
 
-/// `skip_serializing_if` for proto3 fields without presence: Santa's JSON printer omits a field
-/// that holds its default value (`PrintOptions` left at its defaults).
+/// `skip_serializing_if` for every field: Santa's JSON printer omits a field that holds its
+/// default value (`PrintOptions` left at its defaults), and an `optional` field that is not set
+/// (`None`, the default of an `Option`).
 pub(crate) fn is_default<T: Default + PartialEq>(value: &T) -> bool {
     *value == T::default()
 }
 
+/// One JSON scalar as the parser found it, before the field's type reads it: every scalar field
+/// and enum reads through this, so the rules of what protobuf accepts live in one place per
+/// type ([`FromScalar`]) rather than in one visitor per type.
+pub(crate) enum Scalar {
+    /// `null`.
+    Null,
+    /// `true` or `false`.
+    Bool(bool),
+    /// An integer (`i128` holds both of JSON's: every `i64` and every `u64`).
+    Int(i128),
+    /// A number with a fraction or an exponent.
+    Float(f64),
+    /// A string.
+    Text(String),
+}
+
+impl Scalar {
+    /// The error for a scalar of the wrong kind (a string where a bool goes, ...); objects and
+    /// arrays are refused before this, by the visitor.
+    fn wrong<E: de::Error>(&self, expected: &str) -> E {
+        let unexpected = match self {
+            Scalar::Null => Unexpected::Unit,
+            Scalar::Bool(b) => Unexpected::Bool(*b),
+            Scalar::Int(n) => match i64::try_from(*n) {
+                Ok(n) => Unexpected::Signed(n),
+                // Only a u64 beyond i64 gets here.
+                Err(_) => Unexpected::Unsigned(u64::try_from(*n).unwrap_or(u64::MAX)),
+            },
+            Scalar::Float(v) => Unexpected::Float(*v),
+            Scalar::Text(s) => Unexpected::Str(shorten(s)),
+        };
+        E::invalid_type(unexpected, &expected)
+    }
+
+    /// The error for a string that does not hold what the field needs.
+    fn bad_text<E: de::Error>(text: &str, expected: &'static str) -> E {
+        E::invalid_value(Unexpected::Str(shorten(text)), &expected)
+    }
+
+    /// An integral float as an integer: protobuf accepts `1e2` or `100.0` for an integer or an
+    /// enum, but not `1.5`. `None` for a fraction or a value that is not finite.
+    fn integral(v: f64) -> Option<i64> {
+        if v.fract() != 0.0 || !v.is_finite() {
+            return None;
+        }
+        // Saturating; callers bound the value further.
+        #[allow(clippy::cast_possible_truncation)]
+        Some(v as i64)
+    }
+}
+
+/// Reads any JSON scalar into a [`Scalar`]; an object or an array is an error naming what the
+/// field expected.
+struct ScalarVisitor(&'static str);
+
+impl Visitor<'_> for ScalarVisitor {
+    type Value = Scalar;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar, E> {
+        Ok(Scalar::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+        Ok(Scalar::Int(v.into()))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+        Ok(Scalar::Int(v.into()))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+        Ok(Scalar::Float(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+        Ok(Scalar::Text(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Scalar, E> {
+        Ok(Scalar::Text(v))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Scalar, E> {
+        Ok(Scalar::Null)
+    }
+}
+
+/// A type read from one JSON scalar as protobuf's parser reads it.
+pub(crate) trait FromScalar: Sized {
+    /// What the field takes, for error messages ("an uint32 as a number or a decimal string").
+    const EXPECTED: &'static str;
+
+    /// The value for `scalar`; `null` is the type's default.
+    fn from_scalar<E: de::Error>(scalar: Scalar) -> Result<Self, E>;
+}
+
+impl<T: FromScalar> Lenient for T {
+    fn deserialize_lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        T::from_scalar(d.deserialize_any(ScalarVisitor(T::EXPECTED))?)
+    }
+}
+
 /// An integer type protobuf JSON may carry as a number or a decimal string.
-trait ProtoInt: Sized + Default + TryFrom<i64> + TryFrom<u64> {
+trait ProtoInt: Default + TryFrom<i128> {
+    /// The proto type, for errors.
     const NAME: &'static str;
+    /// [`FromScalar::EXPECTED`].
+    const EXPECTED: &'static str;
 }
 impl ProtoInt for u32 {
     const NAME: &'static str = "uint32";
+    const EXPECTED: &'static str = "an uint32 as a number or a decimal string";
 }
 impl ProtoInt for i32 {
     const NAME: &'static str = "int32";
+    const EXPECTED: &'static str = "an int32 as a number or a decimal string";
 }
 
-struct IntVisitor<T>(PhantomData<T>);
+impl<T: ProtoInt> FromScalar for T {
+    const EXPECTED: &'static str = <T as ProtoInt>::EXPECTED;
 
-impl<T: ProtoInt> IntVisitor<T> {
-    fn range<E: de::Error>(shown: impl fmt::Display) -> E {
-        E::custom(format_args!("{shown} is out of range for {}", T::NAME))
+    fn from_scalar<E: de::Error>(scalar: Scalar) -> Result<T, E> {
+        let n = match scalar {
+            Scalar::Null => return Ok(T::default()),
+            Scalar::Int(n) => n,
+            Scalar::Float(v) => float_integer(v)?,
+            // A decimal string: an integer, or a float that is one.
+            Scalar::Text(s) => match s.parse::<i64>() {
+                Ok(n) => n.into(),
+                Err(_) => match s.parse::<f64>() {
+                    Ok(v) => float_integer(v)?,
+                    Err(_) => return Err(Scalar::bad_text(&s, Self::EXPECTED)),
+                },
+            },
+            other @ Scalar::Bool(_) => return Err(other.wrong(Self::EXPECTED)),
+        };
+        T::try_from(n).map_err(|_| E::custom(format_args!("{n} is out of range for {}", T::NAME)))
     }
 }
 
-impl<T: ProtoInt> Visitor<'_> for IntVisitor<T> {
-    type Value = T;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "an {} as a number or a decimal string", T::NAME)
+/// An integer field's float: integral, and within f64's exactly representable integers.
+fn float_integer<E: de::Error>(v: f64) -> Result<i128, E> {
+    match Scalar::integral(v) {
+        Some(n) if v.abs() <= 9.0e15 => Ok(n.into()),
+        _ => Err(E::custom(format_args!("{v} is not an integer"))),
     }
+}
 
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
-        T::try_from(v).map_err(|_| Self::range(v))
-    }
+impl FromScalar for f64 {
+    const EXPECTED: &'static str = "a double as a number or a decimal string";
 
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
-        T::try_from(v).map_err(|_| Self::range(v))
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
-        // protobuf accepts `1e2` or `100.0` for an integer field, but not `1.5`.
-        if v.fract() != 0.0 || !v.is_finite() || v.abs() > 9.0e15 {
-            return Err(E::custom(format_args!("{v} is not an integer")));
-        }
-        // Exact: the value is integral and within f64's exactly representable integers.
-        #[allow(clippy::cast_possible_truncation)]
-        self.visit_i64(v as i64)
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
-        if let Ok(n) = v.parse::<i64>() {
-            return self.visit_i64(n);
-        }
-        match v.parse::<f64>() {
-            Ok(f) => self.visit_f64(f),
-            Err(_) => Err(E::invalid_value(de::Unexpected::Str(shorten(v)), &self)),
+    fn from_scalar<E: de::Error>(scalar: Scalar) -> Result<f64, E> {
+        match scalar {
+            Scalar::Null => Ok(0.0),
+            // Beyond 2^53 the nearest double.
+            #[allow(clippy::cast_precision_loss)]
+            Scalar::Int(n) => Ok(n as f64),
+            Scalar::Float(v) => Ok(v),
+            Scalar::Text(s) => s
+                .parse::<f64>()
+                .map_err(|_| Scalar::bad_text(&s, Self::EXPECTED)),
+            other => Err(other.wrong(Self::EXPECTED)),
         }
     }
+}
 
-    fn visit_unit<E: de::Error>(self) -> Result<T, E> {
-        Ok(T::default())
+impl FromScalar for bool {
+    const EXPECTED: &'static str = "true or false";
+
+    fn from_scalar<E: de::Error>(scalar: Scalar) -> Result<bool, E> {
+        match scalar {
+            Scalar::Null => Ok(false),
+            Scalar::Bool(b) => Ok(b),
+            Scalar::Text(s) => match s.as_str() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(Scalar::bad_text(&s, Self::EXPECTED)),
+            },
+            other => Err(other.wrong(Self::EXPECTED)),
+        }
     }
+}
+
+impl FromScalar for String {
+    const EXPECTED: &'static str = "a string";
+
+    fn from_scalar<E: de::Error>(scalar: Scalar) -> Result<String, E> {
+        match scalar {
+            Scalar::Null => Ok(String::new()),
+            Scalar::Text(s) => Ok(s),
+            other => Err(other.wrong(Self::EXPECTED)),
+        }
+    }
+}
+
+/// Reads a proto enum (see `enums.rs`): a name (`from_name`) or a number (`from_number`, an
+/// integral float too); `null`, and a name or number the proto does not define, are the zero
+/// value. `what` names the enum in errors.
+pub(crate) fn enum_from_scalar<T: Default, E: de::Error>(
+    scalar: Scalar,
+    what: &str,
+    from_number: fn(i64) -> Option<T>,
+    from_name: fn(&str) -> Option<T>,
+) -> Result<T, E> {
+    let known = match scalar {
+        Scalar::Null => None,
+        Scalar::Text(name) => from_name(&name),
+        // Beyond i64 it names no value of any enum.
+        Scalar::Int(n) => i64::try_from(n).ok().and_then(from_number),
+        Scalar::Float(v) => match Scalar::integral(v) {
+            Some(n) => from_number(n),
+            None => return Err(E::custom(format_args!("{v} is not a {what} number"))),
+        },
+        other @ Scalar::Bool(_) => {
+            return Err(other.wrong(&format!("a {what} name or number")));
+        }
+    };
+    Ok(known.unwrap_or_default())
 }
 
 /// At most this many bytes of a bad value go into an error message: the value came from a server
@@ -103,143 +270,19 @@ pub(crate) fn shorten(text: &str) -> &str {
     &text[..end]
 }
 
-impl Lenient for u32 {
-    fn deserialize_lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(IntVisitor::<u32>(PhantomData))
-    }
-}
+/// Serde's own `Deserialize` for a [`Lenient`] type, so `Option` can wrap it.
+struct ReadLenient<T>(T);
 
-impl Lenient for i32 {
-    fn deserialize_lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(IntVisitor::<i32>(PhantomData))
-    }
-}
-
-struct FloatVisitor;
-
-impl Visitor<'_> for FloatVisitor {
-    type Value = f64;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a double as a number or a decimal string")
-    }
-
-    #[allow(clippy::cast_precision_loss)]
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<f64, E> {
-        Ok(v as f64)
-    }
-
-    #[allow(clippy::cast_precision_loss)]
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<f64, E> {
-        Ok(v as f64)
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<f64, E> {
-        Ok(v)
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<f64, E> {
-        v.parse::<f64>()
-            .map_err(|_| E::invalid_value(de::Unexpected::Str(shorten(v)), &self))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<f64, E> {
-        Ok(0.0)
-    }
-}
-
-impl Lenient for f64 {
-    fn deserialize_lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(FloatVisitor)
-    }
-}
-
-struct BoolVisitor;
-
-impl Visitor<'_> for BoolVisitor {
-    type Value = bool;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("true or false")
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<bool, E> {
-        Ok(v)
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
-        match v {
-            "true" => Ok(true),
-            "false" => Ok(false),
-            _ => Err(E::invalid_value(de::Unexpected::Str(shorten(v)), &self)),
-        }
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
-        Ok(false)
-    }
-}
-
-impl Lenient for bool {
-    fn deserialize_lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(BoolVisitor)
-    }
-}
-
-struct StringVisitor;
-
-impl Visitor<'_> for StringVisitor {
-    type Value = String;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string")
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
-        Ok(v.to_owned())
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<String, E> {
-        Ok(v)
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<String, E> {
-        Ok(String::new())
-    }
-}
-
-impl Lenient for String {
-    fn deserialize_lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(StringVisitor)
-    }
-}
-
-struct OptionVisitor<T>(PhantomData<T>);
-
-impl<'de, T: Lenient> Visitor<'de> for OptionVisitor<T> {
-    type Value = Option<T>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a value or null")
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<Option<T>, E> {
-        Ok(None)
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Option<T>, E> {
-        Ok(None)
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
-        T::deserialize_lenient(d).map(Some)
+impl<'de, T: Lenient> Deserialize<'de> for ReadLenient<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        T::deserialize_lenient(d).map(ReadLenient)
     }
 }
 
 /// A field with explicit presence (`optional` in the proto): `null` or absent is "not set".
 impl<T: Lenient> Lenient for Option<T> {
     fn deserialize_lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_option(OptionVisitor(PhantomData))
+        Ok(Option::<ReadLenient<T>>::deserialize(d)?.map(|read| read.0))
     }
 }
 

@@ -1,9 +1,10 @@
 //! The test server's configuration, in Moroz's TOML shape (`moroz/configs/global.toml`,
 //! `santa/santa.go` `Config`): a `global.toml` for every machine, and `<machine_id>.toml` for one
-//! machine, which replaces the global file entirely (as in Moroz). Moroz's keys, plus `sync_type`,
-//! `event_detail_url`/`_text` and `event_upload_bundle_binaries`, which Moroz lacks.
+//! machine, which replaces the global file entirely (as in Moroz). Moroz's keys, plus every other
+//! key of a preflight answer (`sync_type`, `event_detail_url`, ...) and
+//! `event_upload_bundle_binaries`, which Moroz lacks.
 
-use crate::proto::{self, ClientMode, Policy, RuleType, SyncType};
+use crate::proto::{self, Policy, RuleType};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -49,38 +50,20 @@ pub struct RuleConfig {
     pub custom_url: String,
 }
 
-/// What the server tells one machine.
+/// What the server tells one machine: the preflight answer, read from the file's top-level keys,
+/// and the rules.
 #[derive(Deserialize, Debug, Clone, Default, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct MachineConfig {
     /// `machine_id` (Moroz keeps it in the file; unused).
     pub machine_id: Option<String>,
-    /// `client_mode`.
-    pub client_mode: ClientMode,
-    /// `batch_size`.
-    pub batch_size: u32,
-    /// `full_sync_interval`, seconds.
-    pub full_sync_interval: u32,
-    /// `enable_bundles`.
-    pub enable_bundles: Option<bool>,
-    /// `enable_transitive_rules`.
-    pub enable_transitive_rules: Option<bool>,
-    /// `enable_all_event_upload`.
-    pub enable_all_event_upload: Option<bool>,
-    /// `disable_unknown_event_upload`.
-    pub disable_unknown_event_upload: Option<bool>,
-    /// `clean_sync` (deprecated in Santa; Moroz's only way to ask for a clean sync).
-    pub clean_sync: Option<bool>,
-    /// `sync_type`.
-    pub sync_type: Option<SyncType>,
-    /// `allowed_path_regex`.
-    pub allowed_path_regex: Option<String>,
-    /// `blocked_path_regex`.
-    pub blocked_path_regex: Option<String>,
-    /// `event_detail_url`.
-    pub event_detail_url: Option<String>,
-    /// `event_detail_text`.
-    pub event_detail_text: Option<String>,
+    /// The preflight answer, as it goes on the wire. Its keys are Moroz's (`client_mode`,
+    /// `batch_size`, `full_sync_interval`, `enable_bundles`, `enable_transitive_rules`,
+    /// `enable_all_event_upload`, `clean_sync`, `allowed_path_regex`, `blocked_path_regex`), and
+    /// any other name [`proto::PreflightResponse`] reads (`sync_type`, `event_detail_url`,
+    /// `disable_unknown_event_upload`, the deprecated keys, ...), with its leniency.
+    #[serde(flatten)]
+    pub preflight: proto::PreflightResponse,
     /// Bundle hashes every EventUpload answer asks binaries for.
     pub event_upload_bundle_binaries: Vec<String>,
     /// `[[rules]]`.
@@ -96,24 +79,9 @@ impl MachineConfig {
         })
     }
 
-    /// The preflight answer.
+    /// A copy of the preflight answer (the `preflight` field).
     pub fn preflight(&self) -> proto::PreflightResponse {
-        proto::PreflightResponse {
-            client_mode: self.client_mode,
-            sync_type: self.sync_type,
-            batch_size: self.batch_size,
-            enable_bundles: self.enable_bundles,
-            enable_transitive_rules: self.enable_transitive_rules,
-            enable_all_event_upload: self.enable_all_event_upload,
-            disable_unknown_event_upload: self.disable_unknown_event_upload,
-            full_sync_interval_seconds: self.full_sync_interval,
-            allowed_path_regex: self.allowed_path_regex.clone(),
-            blocked_path_regex: self.blocked_path_regex.clone(),
-            event_detail_url: self.event_detail_url.clone(),
-            event_detail_text: self.event_detail_text.clone(),
-            deprecated_clean_sync: self.clean_sync,
-            ..Default::default()
-        }
+        self.preflight.clone()
     }
 
     /// The rules as they go on the wire.
@@ -218,9 +186,12 @@ custom_msg = "blocklist firefox"
         .with_machine("m1", "client_mode = \"LOCKDOWN\"")
         .unwrap();
         assert_eq!(config.global.rules[0].policy, Policy::Blocklist);
-        assert_eq!(config.for_machine("m1").client_mode, ClientMode::Lockdown);
+        assert_eq!(
+            config.for_machine("m1").preflight.client_mode,
+            proto::ClientMode::Lockdown
+        );
         assert!(config.for_machine("m1").rules.is_empty(), "replaces global");
-        assert_eq!(config.for_machine("other").batch_size, 100);
+        assert_eq!(config.for_machine("other").preflight.batch_size, 100);
         assert!(ServerConfig::from_global_toml("clinet_mode = 1").is_err());
     }
 }

@@ -387,7 +387,7 @@ fn respond(request: &RecordedRequest, state: &mut State) -> Answer {
     }
     let machine = state.config.for_machine(&request.machine_id).clone();
     let reply = match stage {
-        "preflight" => to_value(&machine.preflight()),
+        "preflight" => to_value(&machine.preflight),
         "eventupload" => {
             if let Some(events) = request.body.get("events").and_then(Value::as_array) {
                 state.events.extend(events.iter().cloned());

@@ -21,6 +21,8 @@ pub struct FakeHost {
     pub applied: Vec<RuleDownload>,
     pub settings: Vec<ServerSettings>,
     pub acknowledged: Vec<u64>,
+    /// Reported instead of counting `rules`, to put every count on the wire.
+    pub counts: Option<RuleCounts>,
 }
 
 /// Santa's `SNTRuleType` database value.
@@ -79,6 +81,19 @@ impl FakeHost {
         self
     }
 
+    /// Adds a rule as if an earlier sync had applied it.
+    pub fn add_rule(&mut self, rule_type: RuleType, policy: Policy, identifier: String) {
+        let rule = SyncRule::from_proto(proto::Rule {
+            identifier,
+            policy,
+            rule_type,
+            ..Default::default()
+        })
+        .expect("a readable rule");
+        let key = (santa_type(rule_type), rule.identifier.clone());
+        self.rules.insert(key, rule);
+    }
+
     pub fn rule_ids(&self) -> Vec<String> {
         self.rules.keys().map(|(_, id)| id.clone()).collect()
     }
@@ -105,6 +120,9 @@ impl SyncHost for FakeHost {
     }
 
     fn rule_counts(&mut self) -> Result<RuleCounts, HostError> {
+        if let Some(counts) = self.counts {
+            return Ok(counts);
+        }
         let mut counts = RuleCounts::default();
         for rule in self.rules.values() {
             match rule.rule_type {
@@ -227,16 +245,21 @@ pub fn sync_with(
         .sync(host, kind)
 }
 
+/// The stage and request error a sync stopped with; panics on any other failure.
+pub fn request_error(
+    err: &santa_sync::SyncError,
+) -> (santa_sync::Stage, &santa_sync::RequestError) {
+    match err {
+        santa_sync::SyncError::Request { stage, source } => (*stage, source),
+        other => panic!("not a failed request: {other}"),
+    }
+}
+
 /// Asserts the sync failed for want of an HTTP answer (refused, timed out, TLS).
 pub fn assert_no_answer(err: &santa_sync::SyncError) {
+    let (_, source) = request_error(err);
     assert!(
-        matches!(
-            err,
-            santa_sync::SyncError::Request {
-                source: santa_sync::RequestError::Transport { .. },
-                ..
-            }
-        ),
+        matches!(source, santa_sync::RequestError::Transport { .. }),
         "{err}"
     );
 }

@@ -38,6 +38,7 @@ pub fn policy_config(config: &Config) -> rules::PolicyConfig {
         allowed_path_regex: config.allowed_path_regex.iter().cloned().collect(),
         blocked_path_regex: config.blocked_path_regex.iter().cloned().collect(),
         failsafe_paths: own_binaries(),
+        static_rules: config.static_rules.clone(),
         ..rules::PolicyConfig::default()
     }
 }

@@ -81,6 +81,8 @@ pub const SOCKET_PATH_BYTES_MAX: usize = 107;
 
 /// At most this many entries in each `LockdownScope` list (the backstop's maps hold as many).
 pub const SCOPE_ENTRIES_MAX: usize = 256;
+/// `StaticRules` entries (the config file's own size bound, 1 MiB, holds about this many).
+pub const STATIC_RULES_MAX: usize = 10_000;
 /// At most this many `LockdownScope.Cgroups` (each is one check per exec in the backstop).
 pub const SCOPE_CGROUPS_MAX: usize = 8;
 

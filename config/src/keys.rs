@@ -73,6 +73,9 @@ pub(crate) struct Keys {
     pub sync_request_tries: Option<Integer>,
     pub enable_bundles: Option<bool>,
     pub enable_transitive_rules: Option<bool>,
+    /// Santa's rule dictionaries (`identifier`, `policy`, `rule_type`, ...), read by the rules
+    /// crate's JSON reader so that both spell rules the same way.
+    pub static_rules: Option<List<toml::Value>>,
 }
 
 /// `LockdownScope = { Users = [...], Groups = [...], Cgroups = [...] }`.

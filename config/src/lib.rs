@@ -261,6 +261,9 @@ pub struct Config {
     /// `EnableTransitiveRules`: compiler rules make transitive rules (Santa's key, default false;
     /// a sync server's `enable_transitive_rules` decides). Off, a compiler rule is a plain allow.
     pub enable_transitive_rules: bool,
+    /// `StaticRules`: rules that always apply, consulted before the rules database; no sync or
+    /// `santactl rule` can change them. Reloaded with the file on SIGHUP.
+    pub static_rules: Vec<santa_rules::Rule>,
     /// The sync server and the event spool.
     pub sync: SyncSettings,
 }
@@ -302,6 +305,7 @@ impl Default for Config {
             ignore_other_endpoint_security_clients: false,
             enable_bundles: true,
             enable_transitive_rules: false,
+            static_rules: Vec::new(),
             sync: SyncSettings::default(),
         }
     }

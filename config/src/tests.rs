@@ -730,3 +730,56 @@ EnableTransitiveRules = true
         ("SyncBaseUrl = \"https://x/\"", &["SyncBaseURL"]),
     ]);
 }
+
+#[test]
+fn static_rules_are_read_in_santas_shape_and_checked() {
+    let sha = "84de9c61777ca36b13228e2446d53e966096e78db7a72c632b5c185b2ffe68a6";
+    let c = parse(&format!(
+        r#"
+[[StaticRules]]
+identifier = "{sha}"
+rule_type = "BINARY"
+policy = "BLOCKLIST"
+custom_msg = "never"
+custom_url = "https://example.com/why"
+
+[[StaticRules]]
+identifier = "EQHXZ8M8AV"
+rule_type = "TEAMID"
+policy = "ALLOWLIST"
+"#
+    ))
+    .unwrap();
+    assert_eq!(c.static_rules.len(), 2);
+    let r = &c.static_rules[0];
+    assert_eq!(r.identifier.to_string(), sha);
+    assert_eq!(r.state, santa_rules::RuleState::Block);
+    assert_eq!(r.custom_msg.as_deref(), Some("never"));
+    assert_eq!(r.custom_url.as_deref(), Some("https://example.com/why"));
+    assert_eq!(c.static_rules[1].rule_type(), santa_rules::RuleType::TeamId);
+    assert!(Config::default().static_rules.is_empty());
+    assert_messages(&[
+        (
+            "[[StaticRules]]\nidentifier = \"x\"\nrule_type = \"BINARY\"\npolicy = \"BLOCKLIST\"",
+            &["StaticRules[0]", "64 hexadecimal"],
+        ),
+        (
+            &format!(
+                "[[StaticRules]]\nidentifier = \"{sha}\"\nrule_type = \"BINARY\"\npolicy = \"REMOVE\""
+            ),
+            &["StaticRules[0]", "REMOVE"],
+        ),
+        (
+            &format!(
+                "[[StaticRules]]\nidentifier = \"{sha}\"\nrule_type = \"BINARY\"\npolicy = \"DENY\""
+            ),
+            &["StaticRules[0]", "unknown policy"],
+        ),
+        (
+            &format!("[[StaticRules]]\nidentifier = \"{sha}\"\npolicy = \"BLOCKLIST\""),
+            &["StaticRules[0]", "rule_type"],
+        ),
+        ("StaticRules = [\"x\"]", &["StaticRules[0]", "table"]),
+        ("StaticRules = 3", &["StaticRules"]),
+    ]);
+}

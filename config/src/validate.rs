@@ -115,6 +115,7 @@ pub(crate) fn validate(keys: Keys) -> Result<Config, Invalid> {
         sync_request_tries,
         enable_bundles,
         enable_transitive_rules,
+        static_rules,
     } = keys;
     let mut c = Config::default();
     set(&mut c.client_mode, client_mode, |m| Ok(m.0))?;
@@ -195,6 +196,7 @@ pub(crate) fn validate(keys: Keys) -> Result<Config, Invalid> {
     // Santa's configurations spell "no URL" as "null".
     c.event_detail_url = c.event_detail_url.filter(|url| url != "null");
     set(&mut c.watch_paths, watch_paths, watch_list)?;
+    set(&mut c.static_rules, static_rules, static_rule_list)?;
     let mounts = |list| path_list("IgnoreMounts", list, SCOPE_ENTRIES_MAX);
     set(&mut c.ignore_mounts, ignore_mounts, mounts)?;
     set(&mut c.lockdown_scope, lockdown_scope, |s| {
@@ -420,6 +422,35 @@ fn watch_list(list: List<WatchEntry>) -> Result<Vec<WatchPath>, Invalid> {
                 path: absolute_path(&format!("{item_key}.Path"))(t.path)?,
                 scope: t.scope.map_or(WatchScope::Mount, |s| s.0),
             }),
+        })
+        .collect()
+}
+
+/// `StaticRules`: each entry a table of Santa's rule keys, checked as `santactl rule --import`
+/// checks a rule (policy REMOVE refused: a static list has nothing to remove from).
+fn static_rule_list(list: List<toml::Value>) -> Result<Vec<santa_rules::Rule>, Invalid> {
+    items("StaticRules", list, STATIC_RULES_MAX)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, (item_key, entry))| {
+            if !entry.is_table() {
+                return Err(invalid(&item_key, "expected a table of rule keys"));
+            }
+            let json = serde_json::to_value(&entry)
+                .map_err(|e| invalid(&item_key, format!("unreadable rule: {e}")))?;
+            santa_rules::parse_rule_object(i, &json).map_err(|e| {
+                let message = match e {
+                    santa_rules::JsonError::InvalidRule {
+                        identifier: Some(id),
+                        problem,
+                        ..
+                    } => format!("{id:?}: {problem}"),
+                    santa_rules::JsonError::InvalidRule { problem, .. } => problem,
+                    santa_rules::JsonError::BadIdentifier { source, .. } => source.to_string(),
+                    other => other.to_string(),
+                };
+                invalid(&item_key, message)
+            })
         })
         .collect()
 }

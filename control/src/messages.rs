@@ -486,6 +486,9 @@ pub struct DaemonStatus {
     pub workers: u64,
     /// The rules database.
     pub rules_db: String,
+    /// `StaticRules` in force (Santa's `static_rules`).
+    #[serde(default)]
+    pub static_rules: u64,
     /// Seconds since santad started.
     pub uptime_secs: u64,
 }
@@ -605,13 +608,20 @@ pub struct RuleView {
     pub rule_type: String,
     /// Santa's state value.
     pub state: i64,
+    /// A `StaticRules` entry of santad's configuration, not a stored rule.
+    #[serde(default)]
+    pub is_static: bool,
 }
 
 impl RuleView {
     /// Santa's one-line description (`SNTRule stringifyWithColor:` without colour), e.g.
-    /// `Blocked (Binary, Silent)`.
+    /// `Blocked (Binary, Silent)`, `Blocked (Binary, Static)`.
     pub fn santa_text(&self) -> String {
-        rule_text(&self.rule_type, self.state)
+        let text = rule_text(&self.rule_type, self.state);
+        match text.strip_suffix(')') {
+            Some(open) if self.is_static => format!("{open}, Static)"),
+            _ => text,
+        }
     }
 }
 

@@ -44,6 +44,16 @@ fn santa_rule_text() {
         "Allowed (Certificate, Compiler)"
     );
     assert_eq!(rule_text("CDHASH", 13), "Blocked (CDHash, Silent TTY)");
+    let view = |state, is_static| RuleView {
+        identifier: "x".into(),
+        rule_type: "BINARY".into(),
+        state,
+        is_static,
+    };
+    assert_eq!(view(3, true).santa_text(), "Blocked (Binary, Silent, Static)");
+    assert_eq!(view(1, true).santa_text(), "Allowed (Binary, Static)");
+    assert_eq!(view(1, false).santa_text(), "Allowed (Binary)");
+    assert_eq!(view(99, true).santa_text(), "None");
 }
 
 #[test]

@@ -242,6 +242,20 @@ fn parse_entry(index: usize, entry: &Value) -> Result<RuleChange, JsonError> {
     }))
 }
 
+/// Parses one rule of Santa's shape (`identifier`, `policy`, `rule_type`, `custom_msg`,
+/// `custom_url`, ...) that must be stored, not removed: a `StaticRules` entry in the
+/// configuration. `index` names it in errors.
+pub fn parse_rule_object(index: usize, entry: &Value) -> Result<Rule, JsonError> {
+    match parse_entry(index, entry)? {
+        RuleChange::Upsert(rule) => Ok(rule),
+        RuleChange::Remove(id) => Err(JsonError::InvalidRule {
+            index,
+            identifier: Some(shorten(&id.to_string())),
+            problem: "policy REMOVE is not a rule".into(),
+        }),
+    }
+}
+
 /// Parses Santa's JSON rules format into changes to apply.
 pub fn parse_rules_json(bytes: &[u8]) -> Result<Vec<RuleChange>, JsonError> {
     if bytes.len() > IMPORT_BYTES_MAX {

@@ -76,8 +76,8 @@ pub mod store;
 
 pub use identity::{FileIdentity, RuleIdentifiers, SigningIdRef, SigningStatus};
 pub use json::{
-    ExportSummary, JsonError, JsonFileError, export_rules_json, parse_rules_json, read_rules_file,
-    write_rules_file,
+    ExportSummary, JsonError, JsonFileError, export_rules_json, parse_rule_object,
+    parse_rules_json, read_rules_file, write_rules_file,
 };
 pub use model::{
     CdHash, IdentifierError, Rule, RuleChange, RuleIdentifier, RulePolicy, RuleState, RuleType,

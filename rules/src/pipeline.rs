@@ -20,9 +20,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use regex::bytes::{RegexSet, RegexSetBuilder};
 
-use crate::identity::{FileIdentity, SigningStatus};
-use crate::model::{RuleIdentifier, RuleState, RuleType, Sha256, shorten};
-use crate::snapshot::{CustomText, RuleMatch, Snapshot, SnapshotCell};
+use crate::identity::{FileIdentity, RuleIdentifiers, SigningStatus};
+use crate::model::{Rule, RuleIdentifier, RuleState, RuleType, Sha256, shorten};
+use crate::snapshot::{CustomText, RuleMatch, Snapshot, SnapshotCell, SnapshotError};
 
 /// Bound on the compiled size of each path regex set. A path regex comes from configuration or a
 /// sync server; this keeps a pathological pattern from costing hundreds of MiB per worker clone.
@@ -76,6 +76,10 @@ pub struct PolicyConfig {
     pub failsafe_paths: Vec<Vec<u8>>,
     /// File hashes always allowed (the daemon's own binaries, hashed at start).
     pub failsafe_sha256: Vec<Sha256>,
+    /// `StaticRules`: rules from the configuration, consulted before the rules database (any
+    /// static match wins over every stored rule, as in Santa's `executionRuleForIdentifiers:`).
+    /// No sync or `santactl rule` can change them; a later duplicate replaces an earlier one.
+    pub static_rules: Vec<Rule>,
 }
 
 impl Default for PolicyConfig {
@@ -89,6 +93,7 @@ impl Default for PolicyConfig {
             blocked_path_regex: Vec::new(),
             failsafe_paths: Vec::new(),
             failsafe_sha256: Vec::new(),
+            static_rules: Vec::new(),
         }
     }
 }
@@ -148,6 +153,8 @@ pub enum PolicyError {
         /// How many were given.
         count: usize,
     },
+    /// The static rules do not fit a snapshot.
+    StaticRules(SnapshotError),
 }
 
 impl fmt::Display for PolicyError {
@@ -166,6 +173,7 @@ impl fmt::Display for PolicyError {
                 f,
                 "{count} failsafe entries; at most {FAILSAFE_ENTRIES_MAX} are allowed"
             ),
+            PolicyError::StaticRules(e) => write!(f, "StaticRules: {e}"),
         }
     }
 }
@@ -254,6 +262,7 @@ pub struct Policy {
     scopes: PathScopes,
     failsafe_paths: HashSet<Box<[u8]>, foldhash::quality::RandomState>,
     failsafe_sha256: HashSet<Sha256, foldhash::quality::RandomState>,
+    statics: Snapshot,
 }
 
 impl Policy {
@@ -273,12 +282,45 @@ impl Policy {
             .map(|p| p.clone().into_boxed_slice())
             .collect();
         let failsafe_sha256 = config.failsafe_sha256.iter().copied().collect();
+        let statics =
+            Snapshot::from_rules(0, &config.static_rules).map_err(PolicyError::StaticRules)?;
         Ok(Policy {
             config,
             scopes,
             failsafe_paths,
             failsafe_sha256,
+            statics,
         })
+    }
+
+    /// The rule that applies to `ids`: a static rule first (any type), then `snapshot`'s, each
+    /// in Santa's precedence order. The flag says whether the match is static.
+    #[inline]
+    pub fn lookup<'s>(
+        &'s self,
+        snapshot: &'s Snapshot,
+        ids: &RuleIdentifiers<'_>,
+    ) -> Option<(RuleMatch<'s>, bool)> {
+        if !self.statics.is_empty()
+            && let Some(m) = self.statics.lookup(ids)
+        {
+            return Some((m, true));
+        }
+        snapshot.lookup(ids).map(|m| (m, false))
+    }
+
+    /// The static rule with exactly this identifier (and so this type), if any.
+    pub fn static_rule(&self, id: &RuleIdentifier) -> Option<&Rule> {
+        self.config
+            .static_rules
+            .iter()
+            .rev()
+            .find(|r| &r.identifier == id)
+    }
+
+    /// How many distinct static rules are in force.
+    pub fn static_rule_count(&self) -> usize {
+        self.statics.stats().rules()
     }
 
     /// The configuration it was built from.
@@ -390,6 +432,8 @@ pub struct MatchedRule {
     pub state: RuleState,
     /// The sync server's rule id (0 when none).
     pub rule_id: i64,
+    /// A `StaticRules` entry of the configuration, not a stored rule.
+    pub is_static: bool,
 }
 
 /// The outcome for one file. Cloning costs at most a few reference-count increments (the custom
@@ -453,7 +497,12 @@ impl Decision {
 /// The decision a matched rule makes, or `None` when Santa treats the match as "no rule": an
 /// invalid type/state pair, a transitive rule with transitive rules off, an unevaluated CEL rule.
 /// As in Santa, a lower-precedence rule is then *not* consulted; the pipeline goes on to step 4.
-fn rule_decision(m: &RuleMatch<'_>, policy: &Policy, generation: u64) -> Option<Decision> {
+fn rule_decision(
+    m: &RuleMatch<'_>,
+    is_static: bool,
+    policy: &Policy,
+    generation: u64,
+) -> Option<Decision> {
     let cfg = &policy.config;
     let t = m.rule_type();
     let state = m.state();
@@ -519,6 +568,7 @@ fn rule_decision(m: &RuleMatch<'_>, policy: &Policy, generation: u64) -> Option<
         identifier,
         state,
         rule_id: m.rule_id(),
+        is_static,
     });
     d.custom = m.custom().clone();
     Some(d)
@@ -541,8 +591,8 @@ pub fn decide(
     }
 
     let ids = file.rule_identifiers();
-    if let Some(m) = snapshot.lookup(&ids)
-        && let Some(d) = rule_decision(&m, policy, generation)
+    if let Some((m, is_static)) = policy.lookup(snapshot, &ids)
+        && let Some(d) = rule_decision(&m, is_static, policy, generation)
     {
         return d;
     }

@@ -404,6 +404,15 @@ impl Snapshot {
         Ok(b.build())
     }
 
+    /// True when it holds no rule.
+    pub fn is_empty(&self) -> bool {
+        self.cdhash.len == 0
+            && self.binary.len == 0
+            && self.signing_id.len == 0
+            && self.certificate.len == 0
+            && self.team_id.len == 0
+    }
+
     /// The generation it was built with (the store's change counter); decisions carry it.
     pub fn generation(&self) -> u64 {
         self.generation

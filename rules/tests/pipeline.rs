@@ -8,7 +8,7 @@ use std::sync::Arc;
 use common::*;
 use santa_rules::{
     Action, ClientMode, FileIdentity, Policy, PolicyConfig, PolicyEngine, PolicyError, Reason,
-    RuleIdentifier, RuleState, RuleType, Sha256, SigningStatus, Snapshot,
+    Rule, RuleIdentifier, RuleState, RuleType, Sha256, SigningStatus, Snapshot,
 };
 
 /// The reason each rule type's match is logged under, written out here as the expectation.
@@ -517,4 +517,66 @@ fn matched_rule_identifier_is_normalised() {
         d.matched.unwrap().identifier.to_string(),
         format!("{TEAM}:{SIGNING_IDENT}")
     );
+}
+
+/// `StaticRules` are consulted before the database, as in Santa: a static rule of the lowest
+/// precedence type still wins over a stored rule of the highest, and where no static rule matches
+/// the stored rules decide as before. Within the static rules Santa's type order holds.
+#[test]
+fn static_rules_win_over_stored_rules_of_every_type() {
+    for stored in RuleType::ALL {
+        for fixed in RuleType::ALL {
+            let mut cfg = config(ClientMode::Monitor);
+            let mut block = rule(fixed, RuleState::Block);
+            block.custom_msg = Some("static says no".into());
+            cfg.static_rules = vec![block];
+            let d = decide_with(&[rule(stored, RuleState::Allow)], cfg, &file());
+            assert_eq!(
+                d.action,
+                Action::Deny,
+                "static {fixed} over stored {stored}"
+            );
+            assert_eq!(d.reason, reason_of(fixed));
+            let m = d.matched.expect("the static rule matched");
+            assert!(m.is_static);
+            assert_eq!(m.identifier.rule_type(), fixed);
+            assert_eq!(d.custom.msg.as_deref(), Some("static says no"));
+        }
+    }
+    // Two static rules: the higher type wins among them.
+    let mut cfg = config(ClientMode::Lockdown);
+    cfg.static_rules = vec![
+        rule(RuleType::TeamId, RuleState::Block),
+        rule(RuleType::Binary, RuleState::Allow),
+    ];
+    let d = decide_with(&[], cfg.clone(), &file());
+    assert_eq!((d.action, d.reason), (Action::Allow, Reason::Binary));
+    // A file the static rules do not name: the stored rule decides, not flagged static.
+    let mut other = file();
+    other.sha256 = Sha256([0x99; 32]);
+    other.team_id = None;
+    let stored = Rule::new(RuleIdentifier::Binary(Sha256([0x99; 32])), RuleState::Allow);
+    let d = decide_with(&[stored], cfg, &other);
+    assert_eq!(d.action, Action::Allow);
+    assert!(!d.matched.expect("stored rule").is_static);
+}
+
+/// A later static rule with the same identifier replaces an earlier one; the policy finds it by
+/// identifier and counts distinct rules.
+#[test]
+fn static_rule_duplicates_and_lookup_by_identifier() {
+    let mut cfg = config(ClientMode::Monitor);
+    cfg.static_rules = vec![
+        rule(RuleType::Binary, RuleState::Allow),
+        rule(RuleType::Binary, RuleState::Block),
+        rule(RuleType::TeamId, RuleState::Allow),
+    ];
+    let policy = Policy::new(cfg.clone()).unwrap();
+    assert_eq!(policy.static_rule_count(), 2);
+    let id = rule(RuleType::Binary, RuleState::Allow).identifier;
+    assert_eq!(policy.static_rule(&id).unwrap().state, RuleState::Block);
+    let cert = rule(RuleType::Certificate, RuleState::Allow).identifier;
+    assert!(policy.static_rule(&cert).is_none());
+    let d = decide_with(&[], cfg, &file());
+    assert_eq!(d.action, Action::Deny);
 }

@@ -279,6 +279,7 @@ fn status(d: &Daemon, json: bool) -> Result<(), Failure> {
     row("Watch Paths", s.daemon.watch_paths.join(", "));
     row("Workers", s.daemon.workers);
     row("Rules Database", &s.daemon.rules_db);
+    row("Static Rules", s.daemon.static_rules);
     row(
         "Uptime",
         format!("{}h {:02}m {:02}s", up / 3600, (up / 60) % 60, up % 60),

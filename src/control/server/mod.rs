@@ -407,6 +407,7 @@ impl ControlContext {
                     .collect(),
                 workers: self.engine.workers() as u64,
                 rules_db: self.with_rules(|db| db.path().display().to_string()),
+                static_rules: self.policy.policy().static_rule_count() as u64,
                 uptime_secs: self.started.elapsed().as_secs(),
             },
             cache: CacheStatus {
@@ -551,11 +552,13 @@ impl ControlContext {
                     }
                 }
                 let snapshot = self.policy.snapshot();
-                let rule = snapshot.lookup(&ids).and_then(|m| {
+                let policy = self.policy.policy();
+                let rule = policy.lookup(&snapshot, &ids).and_then(|(m, is_static)| {
                     m.identifier().map(|id| RuleView {
                         identifier: id.to_string(),
                         rule_type: m.rule_type().santa_name().to_owned(),
                         state: m.state().db_value(),
+                        is_static,
                     })
                 });
                 Ok(RuleCheckReply {
@@ -614,6 +617,7 @@ impl ControlContext {
                         identifier: m.identifier.to_string(),
                         rule_type: m.identifier.rule_type().santa_name().to_owned(),
                         state: m.state.db_value(),
+                        is_static: m.is_static,
                     }),
                     decision: Some(decision_text(&decision)),
                     action: Some(action_name(decision.action).to_owned()),
@@ -637,6 +641,25 @@ impl ControlContext {
             return Err(ControlError::new(
                 ErrorKind::InvalidRequest,
                 "no rules to add or remove",
+            ));
+        }
+        // A static rule is the configuration's: santactl can neither replace nor remove it (a
+        // stored rule with its identifier would be shadowed anyway, and a removal would appear to
+        // succeed while the static rule goes on deciding).
+        let policy = self.policy.policy();
+        if let Some((i, c)) = changes
+            .iter()
+            .enumerate()
+            .find(|(_, c)| policy.static_rule(c.identifier()).is_some())
+        {
+            return Err(ControlError::new(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "rule {i}: {} {} is a static rule (StaticRules in santad's configuration); \
+                     change the configuration to change it",
+                    c.identifier().rule_type().santa_name(),
+                    c.identifier()
+                ),
             ));
         }
         let outcome = self

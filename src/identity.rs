@@ -34,6 +34,45 @@ pub trait Subject: Send + Sync + 'static {
     fn path_trusted(&self) -> bool {
         true
     }
+    /// CEL's `euid`: the effective uid of the process executing.
+    fn exec_euid(&self) -> Result<u32, &'static str> {
+        Err(NOT_ON_THIS_PLATFORM)
+    }
+    /// CEL's `cwd`: its working directory.
+    fn exec_cwd(&self) -> Result<String, &'static str> {
+        Err(NOT_ON_THIS_PLATFORM)
+    }
+    /// CEL's `args`: the new program's arguments. Linux: not readable while the exec is held
+    /// (the process still runs its old image, whose `cmdline` /proc shows).
+    fn exec_args(&self) -> Result<Vec<String>, &'static str> {
+        Err(ARGS_UNAVAILABLE)
+    }
+    /// CEL's `envs`: the new program's environment (Linux: as `args`).
+    fn exec_envs(&self) -> Result<Vec<(String, String)>, &'static str> {
+        Err(ARGS_UNAVAILABLE)
+    }
+}
+
+const NOT_ON_THIS_PLATFORM: &str = "not supplied for this event";
+const ARGS_UNAVAILABLE: &str =
+    "the new program's arguments and environment cannot be read before the exec is answered";
+
+/// A subject's execution facts, as the rules crate's CEL evaluation reads them.
+struct SubjectFacts<'a, P: Subject>(&'a P);
+
+impl<P: Subject> rules::ExecFacts for SubjectFacts<'_, P> {
+    fn euid(&self) -> Result<u32, &'static str> {
+        self.0.exec_euid()
+    }
+    fn cwd(&self) -> Result<String, &'static str> {
+        self.0.exec_cwd()
+    }
+    fn args(&self) -> Result<Vec<String>, &'static str> {
+        self.0.exec_args()
+    }
+    fn envs(&self) -> Result<Vec<(String, String)>, &'static str> {
+        self.0.exec_envs()
+    }
 }
 
 /// Whether nobody could change a file unseen while it was evaluated.
@@ -181,7 +220,9 @@ pub(crate) fn cacheability(decision: &rules::Decision, file_changed: bool) -> Ca
     if file_changed {
         Cacheability::FileChanged
     } else if !decision.cacheable {
-        Cacheability::Never
+        // Only rules that depend on the execution (CEL reading `euid`, a seatbelt rule) make a
+        // decision uncacheable: waiters are decided each for its own execution.
+        Cacheability::PerExec
     } else if decision.action == rules::Action::Allow {
         Cacheability::UntilChanged
     } else {
@@ -230,7 +271,13 @@ impl ExecEvaluator {
         file: &File,
         path: &[u8],
     ) -> Evaluation<Verdict> {
-        self.evaluate_with(&mut local.rules, &mut local.scratch, file, path)
+        self.evaluate_with(
+            &mut local.rules,
+            &mut local.scratch,
+            file,
+            path,
+            &rules::NoExec,
+        )
     }
 
     /// The evaluation, over the two parts of a worker's state it uses (so the caller can lend
@@ -241,6 +288,7 @@ impl ExecEvaluator {
         scratch: &mut Vec<u8>,
         file: &File,
         path: &[u8],
+        exec: &dyn rules::ExecFacts,
     ) -> Evaluation<Verdict> {
         let id = match signing::identify_file(file, &self.limits, scratch) {
             Ok(id) => id,
@@ -271,6 +319,8 @@ impl ExecEvaluator {
             signing_status: status,
             is_platform_binary: platform,
             path,
+            signing_time: signing.and_then(|s| s.signing_time_unix()),
+            secure_signing_time: signing.and_then(|s| s.secure_signing_time_unix()),
         };
         if id.hash.changed {
             // No version of the file that held still was read: neither trust nor cache it.
@@ -279,9 +329,10 @@ impl ExecEvaluator {
                 cacheability: Cacheability::FileChanged,
             };
         }
-        let decision = rules_eval.decide(&identity);
+        let decision = rules_eval.decide_exec(&identity, exec);
         let mut cacheability = cacheability(&decision, false);
-        if !stamp_settled(id.hash.stamp.ctime_ns, now_realtime_ns()) {
+        if !stamp_settled(id.hash.stamp.ctime_ns, now_realtime_ns()) && cacheability.is_cacheable()
+        {
             // Changed moments ago: a rewrite in the same clock tick could keep this stamp.
             cacheability = Cacheability::Never;
         }
@@ -327,11 +378,12 @@ impl<P: Subject> Evaluator<P> for ExecEvaluator {
         let hold = payload.hold_writers();
         let trusted = payload.path_trusted();
         let rules_path: &[u8] = if trusted { path.as_bytes() } else { b"" };
-        let mut evaluation = self.evaluate_with(rules, scratch, payload.file(), rules_path);
-        if !trusted {
-            // Decided without the path rules: another exec of this file by a real path must
-            // be decided with them.
-            evaluation.cacheability = Cacheability::Never;
+        let facts = SubjectFacts(payload);
+        let mut evaluation = self.evaluate_with(rules, scratch, payload.file(), rules_path, &facts);
+        if !trusted && evaluation.cacheability != Cacheability::FileChanged {
+            // Decided without the path rules: another exec of this file by a real path, cached
+            // or waiting on this evaluation, must be decided with them.
+            evaluation.cacheability = Cacheability::PerExec;
         }
         match hold {
             WriteHold::Held | WriteHold::NotNeeded => {}

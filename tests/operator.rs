@@ -78,3 +78,180 @@ fn a_static_block_rule_cannot_be_removed_with_santactl() {
     let status = json(&ctl(&sock, &["status", "--json"]));
     assert_eq!(status["daemon"]["static_rules"], 0);
 }
+
+/// Runs `path` as uid/gid `id`.
+fn run_as(id: u32, path: &std::path::Path) -> std::io::Result<std::process::ExitStatus> {
+    use std::os::unix::process::CommandExt;
+    std::process::Command::new(path)
+        .uid(id)
+        .gid(id)
+        .current_dir("/")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+}
+
+const NOBODY: u32 = 65534;
+
+fn checkcache(sock: &std::path::Path, path: &std::path::Path) -> String {
+    ok(&ctl(sock, &["checkcache", path.to_str().unwrap()]))
+        .trim()
+        .to_owned()
+}
+
+/// CEL rules decide by path and by euid, per execution: one file (one inode, two hard links)
+/// is allowed by one path and blocked by the other, and by root but not by nobody; such a
+/// result is never cached.
+#[test]
+fn cel_rules_allow_and_block_by_path_and_by_euid_per_execution() {
+    let s = common::start("LOCKDOWN", "");
+    let sock = &s.socket_path;
+    let bin = s.binary("cel-path", "cp");
+    std::fs::create_dir(s.mount.join("ok")).unwrap();
+    let good = s.mount.join("ok").join("tool");
+    std::fs::hard_link(&bin, &good).unwrap();
+    let expr = format!(
+        "path.startsWith('{}/') ? ALLOWLIST : BLOCKLIST",
+        s.mount.join("ok").display()
+    );
+    let added = ctl(
+        sock,
+        &["rule", "--cel", &expr, "--path", bin.to_str().unwrap()],
+    );
+    assert_eq!(
+        ok(&added).trim(),
+        format!("Added rule for SHA-256: {}.", sha256_hex(&bin))
+    );
+    for _ in 0..2 {
+        assert!(run(&good).unwrap().success(), "allowed by its path");
+        assert!(
+            is_eperm(&run(&bin)),
+            "the same inode, blocked by the other path"
+        );
+    }
+    assert_eq!(checkcache(sock, &bin), "File does not exist in cache");
+    let line = s.wait_log(1, |l| {
+        l.contains("decision=ALLOW") && l.contains("/ok/tool")
+    });
+    assert!(line[0].contains("reason=BINARY"), "{}", line[0]);
+    let check = ctl(sock, &["rule", "--check", "--sha256", &sha256_hex(&bin)]);
+    assert_eq!(ok(&check).trim(), "CEL (Binary)");
+
+    // By euid: root runs it, nobody does not.
+    let by_uid = s.binary("cel-euid", "ce");
+    ok(&ctl(
+        sock,
+        &[
+            "rule",
+            "--cel",
+            "euid == 0 ? ALLOWLIST : BLOCKLIST",
+            "--path",
+            by_uid.to_str().unwrap(),
+        ],
+    ));
+    for _ in 0..2 {
+        assert!(run(&by_uid).unwrap().success(), "root");
+        assert!(is_eperm(&run_as(NOBODY, &by_uid)), "nobody");
+    }
+    assert_eq!(checkcache(sock, &by_uid), "File does not exist in cache");
+}
+
+/// A result that read only `target` is cached like any rule's; one that read `args` is not
+/// (and on Linux `args` cannot be read for a held exec: the evaluation fails, Santa's error
+/// path, so the mode decides — Monitor here — and a FailClosed Lockdown would deny).
+#[test]
+fn a_target_result_is_cached_and_an_args_result_is_not() {
+    let s = common::start("MONITOR", "");
+    let sock = &s.socket_path;
+    let on_target = s.binary("cel-target", "ct");
+    ok(&ctl(
+        sock,
+        &[
+            "rule",
+            "--cel",
+            "target.team_id == '' && !target.is_platform_binary ? BLOCKLIST : ALLOWLIST",
+            "--path",
+            on_target.to_str().unwrap(),
+        ],
+    ));
+    assert!(is_eperm(&run(&on_target)), "an ELF has no Team ID: blocked");
+    assert_eq!(
+        checkcache(sock, &on_target),
+        "File exists in [blocklist] cache"
+    );
+
+    let on_args = s.binary("cel-args", "ca");
+    ok(&ctl(
+        sock,
+        &[
+            "rule",
+            "--cel",
+            "args.exists(a, a == '--evil') ? BLOCKLIST : ALLOWLIST",
+            "--path",
+            on_args.to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        run(&on_args).unwrap().success(),
+        "Monitor: no rule, allowed"
+    );
+    assert_eq!(checkcache(sock, &on_args), "File does not exist in cache");
+    let line = s.wait_log(1, |l| {
+        l.contains("cel-args") && l.contains("decision=ALLOW")
+    });
+    assert!(line[0].contains("reason=UNKNOWN"), "{}", line[0]);
+}
+
+/// An expression that does not compile is refused when the rule is added, by santactl and, for
+/// a client that skips santactl's check, by santad; nothing is stored.
+#[test]
+fn an_invalid_cel_expression_is_refused_when_added() {
+    let s = common::start("MONITOR", "");
+    let sock = &s.socket_path;
+    let bin = s.binary("cel-bad", "cb");
+    for bad in ["this is not CEL", "nosuchvar == 1", "target.nope == 'x'"] {
+        let out = ctl(
+            sock,
+            &["rule", "--cel", bad, "--path", bin.to_str().unwrap()],
+        );
+        assert_eq!(out.code, 2, "{bad}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("invalid CEL expression"),
+            "{}",
+            out.stderr
+        );
+    }
+    // Straight to the socket, as a client that does not check.
+    let spec = santa_control::RuleSpec {
+        cel_expr: Some("nosuchvar == 1".into()),
+        ..santa_control::RuleSpec::new(
+            sha256_hex(&bin),
+            "BINARY".into(),
+            santa_rules::RuleState::Cel.db_value(),
+        )
+    };
+    let reply = santa_control::ask(
+        sock,
+        &santa_control::Request::ApplyRules {
+            rules: vec![spec],
+            cleanup: santa_control::CleanupSpec::None,
+        },
+        std::time::Duration::from_secs(10),
+    );
+    let err = reply.expect_err("refused");
+    assert!(err.contains("invalid CEL expression"), "{err}");
+    let export = ctl(
+        sock,
+        &[
+            "rule",
+            "--export",
+            s.state.path().join("x.json").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        export.stderr.contains("No rules to export"),
+        "{}",
+        export.stderr
+    );
+}

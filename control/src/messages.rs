@@ -173,6 +173,8 @@ pub enum RuleSpecError {
     UnknownState(i64),
     /// The identifier is not valid for its type.
     Identifier(rules::IdentifierError),
+    /// A CEL rule's expression is missing or does not compile.
+    Cel(rules::CelError),
 }
 
 impl fmt::Display for RuleSpecError {
@@ -181,6 +183,7 @@ impl fmt::Display for RuleSpecError {
             Self::UnknownType(t) => write!(f, "unknown rule type {t:?}"),
             Self::UnknownState(s) => write!(f, "unknown rule state {s}"),
             Self::Identifier(e) => write!(f, "{e}"),
+            Self::Cel(e) => write!(f, "{e}"),
         }
     }
 }
@@ -238,7 +241,7 @@ impl RuleSpec {
         let state = rules::RuleState::from_db_value(self.state)
             .ok_or(RuleSpecError::UnknownState(self.state))?;
         let nonempty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
-        Ok(rules::RuleChange::Upsert(rules::Rule {
+        let rule = rules::Rule {
             identifier,
             state,
             custom_msg: nonempty(&self.custom_msg),
@@ -249,7 +252,9 @@ impl RuleSpec {
             seatbelt_policy: None,
             rule_id: self.rule_id,
             timestamp: self.timestamp,
-        }))
+        };
+        rule.check().map_err(RuleSpecError::Cel)?;
+        Ok(rules::RuleChange::Upsert(rule))
     }
 }
 

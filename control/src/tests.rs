@@ -8,6 +8,9 @@ fn rule_specs_round_trip_every_stored_state_and_removal() {
     for state in rules::RuleState::ALL {
         let mut rule = rules::Rule::new(id.clone(), state);
         rule.comment = Some("c".into());
+        if state == rules::RuleState::Cel {
+            rule.cel_expr = Some("euid == 0".into());
+        }
         let change = rules::RuleChange::Upsert(rule);
         let wire = RuleSpec::from_change(&change);
         assert_eq!(wire.identifier, "ABCDE12345", "normalised");
@@ -32,6 +35,15 @@ fn rule_specs_with_bad_fields_are_refused_with_the_reason() {
         spec("TEAMID", "ABCDE12345", 99).to_change(),
         Err(RuleSpecError::UnknownState(99))
     );
+    let cel = rules::RuleState::Cel.db_value();
+    for bad in [None, Some("this is not CEL"), Some("nosuchvar == 1")] {
+        let mut s = spec("TEAMID", "ABCDE12345", cel);
+        s.cel_expr = bad.map(str::to_owned);
+        assert!(
+            matches!(s.to_change(), Err(RuleSpecError::Cel(_))),
+            "{bad:?}"
+        );
+    }
 }
 
 #[test]
@@ -50,7 +62,10 @@ fn santa_rule_text() {
         state,
         is_static,
     };
-    assert_eq!(view(3, true).santa_text(), "Blocked (Binary, Silent, Static)");
+    assert_eq!(
+        view(3, true).santa_text(),
+        "Blocked (Binary, Silent, Static)"
+    );
     assert_eq!(view(1, true).santa_text(), "Allowed (Binary, Static)");
     assert_eq!(view(1, false).santa_text(), "Allowed (Binary)");
     assert_eq!(view(99, true).santa_text(), "None");

@@ -77,6 +77,10 @@ pub enum Cacheability {
     /// version of the file that held still, so events parked on the evaluation are handed back
     /// to be evaluated again instead of taking it.
     FileChanged,
+    /// Not at all, because it depends on the execution, not only on the file (a CEL rule that
+    /// read `euid` or `cwd`, a path through another mount namespace): events parked on the
+    /// evaluation are handed back to be decided each with its own (the file is not re-stamped).
+    PerExec,
 }
 
 impl Cacheability {
@@ -127,6 +131,8 @@ pub struct Parked {
     head: u32,
     /// The tokens must be evaluated again: the file changed while they waited.
     pub restart: bool,
+    /// The tokens must be decided each on its own (the decision depended on the execution).
+    pub requeue: bool,
 }
 
 impl Parked {
@@ -134,6 +140,7 @@ impl Parked {
     pub const NONE: Parked = Parked {
         head: NO_TOKEN,
         restart: false,
+        requeue: false,
     };
 
     /// Whether there is no token.
@@ -331,7 +338,7 @@ impl<D: Clone> DecisionCache<D> {
             _ if invalidated => None,
             Cacheability::UntilChanged => Some(u64::MAX),
             Cacheability::DenyTtl => Some(now_ns.saturating_add(self.deny_ttl_ns)),
-            Cacheability::Never | Cacheability::FileChanged => None,
+            Cacheability::Never | Cacheability::FileChanged | Cacheability::PerExec => None,
         };
         if let Some(expires_ns) = expires_ns {
             let entry = Entry {
@@ -349,6 +356,7 @@ impl<D: Clone> DecisionCache<D> {
         Parked {
             head: parked,
             restart: cacheability == Cacheability::FileChanged,
+            requeue: cacheability == Cacheability::PerExec,
         }
     }
 
@@ -361,6 +369,7 @@ impl<D: Clone> DecisionCache<D> {
         Parked {
             head,
             restart: false,
+            requeue: false,
         }
     }
 
@@ -429,6 +438,7 @@ impl<D: Clone> DecisionCache<D> {
             Some(p) => Parked {
                 head: p.parked,
                 restart: true,
+                requeue: false,
             },
             None => Parked::NONE,
         }
@@ -700,6 +710,22 @@ mod tests {
         let rest = c.complete(owner, &1, Cacheability::UntilChanged, 0);
         assert!(rest.is_empty());
         assert!(matches!(c.lookup(key(1), STAMP, 0, 0), Lookup::Miss(_)));
+    }
+
+    #[test]
+    fn a_per_exec_decision_is_not_cached_and_its_parked_events_are_decided_on_their_own() {
+        let c = cache(16, 2);
+        let owner = miss(&c, key(1), 0);
+        assert!(matches!(c.lookup(key(1), STAMP, 0, 4), Lookup::Parked));
+        assert!(matches!(c.lookup(key(1), STAMP, 0, 5), Lookup::Parked));
+        let parked = c.complete(owner, &1, Cacheability::PerExec, 0);
+        assert!(
+            parked.requeue && !parked.restart,
+            "re-queued, not re-stamped"
+        );
+        assert_eq!(drain(&c, parked), vec![4, 5]);
+        assert!(matches!(c.lookup(key(1), STAMP, 0, 0), Lookup::Miss(_)));
+        assert!(!Cacheability::PerExec.is_cacheable());
     }
 
     #[test]

@@ -29,6 +29,10 @@ pub struct FileIdentity<'a> {
     pub is_platform_binary: bool,
     /// The path being executed, as bytes (paths need not be UTF-8).
     pub path: &'a [u8],
+    /// The signature's CMS signing time, seconds since the epoch (CEL's `target.signing_time`).
+    pub signing_time: Option<i64>,
+    /// The signature's timestamp-authority time (CEL's `target.secure_signing_time`).
+    pub secure_signing_time: Option<i64>,
 }
 
 impl<'a> FileIdentity<'a> {
@@ -43,6 +47,8 @@ impl<'a> FileIdentity<'a> {
             signing_status: SigningStatus::Unsigned,
             is_platform_binary: false,
             path,
+            signing_time: None,
+            secure_signing_time: None,
         }
     }
 
@@ -122,6 +128,8 @@ mod tests {
             signing_status: status,
             is_platform_binary: platform,
             path: b"/bin/tool",
+            signing_time: None,
+            secure_signing_time: None,
         }
     }
 

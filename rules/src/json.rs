@@ -228,7 +228,7 @@ fn parse_entry(index: usize, entry: &Value) -> Result<RuleChange, JsonError> {
     if state == crate::model::RuleState::Cel && cel_expr.is_none() {
         return Err(invalid("policy CEL needs a non-empty \"cel_expr\"".into()));
     }
-    Ok(RuleChange::Upsert(Rule {
+    let rule = Rule {
         identifier: id,
         state,
         custom_msg: optional_text(fields.custom_msg),
@@ -239,7 +239,9 @@ fn parse_entry(index: usize, entry: &Value) -> Result<RuleChange, JsonError> {
         seatbelt_policy: None,
         rule_id: 0,
         timestamp: 0,
-    }))
+    };
+    rule.check().map_err(|e| invalid(e.to_string()))?;
+    Ok(RuleChange::Upsert(rule))
 }
 
 /// Parses one rule of Santa's shape (`identifier`, `policy`, `rule_type`, `custom_msg`,

@@ -67,6 +67,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod cel;
 pub mod identity;
 pub mod json;
 pub mod model;
@@ -74,6 +75,7 @@ pub mod pipeline;
 pub mod snapshot;
 pub mod store;
 
+pub use cel::{CelError, CelOutcome, CelResult, CelRule, ExecFacts, NoExec};
 pub use identity::{FileIdentity, RuleIdentifiers, SigningIdRef, SigningStatus};
 pub use json::{
     ExportSummary, JsonError, JsonFileError, export_rules_json, parse_rule_object,
@@ -85,7 +87,7 @@ pub use model::{
 };
 pub use pipeline::{
     Action, ClientMode, Decision, Evaluator, MatchedRule, PathScopes, Policy, PolicyConfig,
-    PolicyEngine, PolicyError, Reason, Silence, decide,
+    PolicyEngine, PolicyError, Reason, Silence, decide, decide_exec,
 };
 pub use snapshot::{
     CustomText, RuleMatch, Snapshot, SnapshotBuilder, SnapshotCell, SnapshotError, SnapshotStats,

@@ -356,6 +356,19 @@ impl Rule {
     pub fn rule_type(&self) -> RuleType {
         self.identifier.rule_type()
     }
+
+    /// What every way in (santactl, an import, a sync, `StaticRules`) checks beyond the
+    /// identifier: a CEL rule has an expression, and it compiles (Santa refuses such a rule when
+    /// it is added).
+    pub fn check(&self) -> Result<(), crate::cel::CelError> {
+        match (self.state, self.cel_expr.as_deref()) {
+            (RuleState::Cel, Some(expr)) => crate::cel::check(expr),
+            (RuleState::Cel, None) => Err(crate::cel::CelError(
+                "policy CEL needs a non-empty cel_expr".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// One change to the rule set, as `santactl rule` or an import sends it.

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use regex::bytes::{RegexSet, RegexSetBuilder};
 
+use crate::cel::{CelOutcome, ExecFacts, NoExec};
 use crate::identity::{FileIdentity, RuleIdentifiers, SigningStatus};
 use crate::model::{Rule, RuleIdentifier, RuleState, RuleType, Sha256, shorten};
 use crate::snapshot::{CustomText, RuleMatch, Snapshot, SnapshotCell, SnapshotError};
@@ -494,21 +495,79 @@ impl Decision {
     }
 }
 
+/// The inputs of one decision beyond the snapshot and the policy.
+struct Ask<'a> {
+    policy: &'a Policy,
+    generation: u64,
+    file: &'a FileIdentity<'a>,
+    exec: &'a dyn ExecFacts,
+}
+
 /// The decision a matched rule makes, or `None` when Santa treats the match as "no rule": an
-/// invalid type/state pair, a transitive rule with transitive rules off, an unevaluated CEL rule.
-/// As in Santa, a lower-precedence rule is then *not* consulted; the pipeline goes on to step 4.
+/// invalid type/state pair, a transitive rule with transitive rules off, a CEL rule whose
+/// evaluation failed (without FailClosed) or returned `UNSPECIFIED`. As in Santa, a
+/// lower-precedence rule is then *not* consulted; the pipeline goes on to step 4. `cacheable`
+/// is cleared when the outcome, rule or no rule, depended on the execution (a CEL rule that
+/// read `args`, `euid`, ...).
 fn rule_decision(
     m: &RuleMatch<'_>,
     is_static: bool,
-    policy: &Policy,
-    generation: u64,
+    ask: &Ask<'_>,
+    cacheable: &mut bool,
 ) -> Option<Decision> {
-    let cfg = &policy.config;
-    let t = m.rule_type();
     let state = m.state();
+    let mut d = match state {
+        RuleState::Cel => {
+            let Some(rule) = m.custom().cel.as_deref() else {
+                return cel_failed(ask, "the CEL rule has no expression");
+            };
+            let result = rule.evaluate(ask.file, ask.exec);
+            *cacheable &= result.cacheable;
+            let mut d = match result.outcome {
+                CelOutcome::State(s) => state_decision(m.rule_type(), s, ask)?,
+                CelOutcome::Unspecified => return None,
+                CelOutcome::Error(_) => {
+                    return cel_failed(ask, "CEL evaluation failed (FailClosed)");
+                }
+            };
+            d.explain = Some("CEL rule");
+            d
+        }
+        // CEL v2 is not evaluated here: Santa's "evaluator unavailable" path.
+        RuleState::CelV2 => return cel_failed(ask, "CEL v2 rules are not evaluated (FailClosed)"),
+        _ => state_decision(m.rule_type(), state, ask)?,
+    };
+    let identifier = m.identifier()?;
+    d.matched = Some(MatchedRule {
+        identifier,
+        state,
+        rule_id: m.rule_id(),
+        is_static,
+    });
+    d.custom = m.custom().clone();
+    if !*cacheable {
+        d.cacheable = false;
+    }
+    Some(d)
+}
+
+/// A CEL rule that could not be evaluated: with FailClosed in Lockdown, blocked as unknown
+/// (Santa's `SNTEventStateBlockUnknown`, no custom message); otherwise no rule.
+fn cel_failed(ask: &Ask<'_>, why: &'static str) -> Option<Decision> {
+    let cfg = &ask.policy.config;
+    (cfg.fail_closed && cfg.mode == ClientMode::Lockdown).then(|| {
+        Decision::new(Action::Deny, Reason::Unknown, cfg.mode, ask.generation).explained(why)
+    })
+}
+
+/// What a rule of type `t` in `state` decides (Santa's type/state table), or `None` for a pair
+/// Santa treats as no rule.
+fn state_decision(t: RuleType, state: RuleState, ask: &Ask<'_>) -> Option<Decision> {
+    let cfg = &ask.policy.config;
+    let generation = ask.generation;
     let base_reason = Reason::for_type(t);
     let compiler_capable = matches!(t, RuleType::CdHash | RuleType::Binary | RuleType::SigningId);
-    let mut d = match state {
+    Some(match state {
         RuleState::Allow => Decision::new(Action::Allow, base_reason, cfg.mode, generation),
         RuleState::AllowCompiler if compiler_capable => {
             let mut d = Decision::new(Action::Allow, base_reason, cfg.mode, generation);
@@ -545,42 +604,37 @@ fn rule_decision(
             d.cacheable = false;
             d
         }
-        // No CEL evaluator here: Santa's "evaluator unavailable" path. Fail closed only when
-        // configured and in Lockdown.
-        RuleState::Cel | RuleState::CelV2 => {
-            if cfg.fail_closed && cfg.mode == ClientMode::Lockdown {
-                return Some(
-                    Decision::new(Action::Deny, Reason::Unknown, cfg.mode, generation)
-                        .explained("CEL rule matched but CEL is not evaluated (FailClosed)"),
-                );
-            }
-            return None;
-        }
+        // Evaluated by `rule_decision`; a CEL result is never CEL again.
+        RuleState::Cel | RuleState::CelV2 => return None,
         // Invalid type/state pairs (e.g. a compiler Team ID rule): stale data or a bug; Santa
         // treats them as no rule.
         RuleState::AllowCompiler
         | RuleState::AllowTransitive
         | RuleState::AllowLocalBinary
         | RuleState::AllowLocalSigningId => return None,
-    };
-    let identifier = m.identifier()?;
-    d.matched = Some(MatchedRule {
-        identifier,
-        state,
-        rule_id: m.rule_id(),
-        is_static,
-    });
-    d.custom = m.custom().clone();
-    Some(d)
+    })
 }
 
 /// Runs the pipeline for one file against one snapshot and policy, with the caller's scopes
-/// (normally a worker's own clone, see [`Evaluator`]).
+/// (normally a worker's own clone, see [`Evaluator`]), outside any execution: a CEL rule that
+/// reads an execution field fails to evaluate (see [`decide_exec`]).
 pub fn decide(
     snapshot: &Snapshot,
     policy: &Policy,
     scopes: &PathScopes,
     file: &FileIdentity<'_>,
+) -> Decision {
+    decide_exec(snapshot, policy, scopes, file, &NoExec)
+}
+
+/// Runs the pipeline for one execution of `file`: `exec` gives CEL rules what they read of the
+/// execution.
+pub fn decide_exec(
+    snapshot: &Snapshot,
+    policy: &Policy,
+    scopes: &PathScopes,
+    file: &FileIdentity<'_>,
+    exec: &dyn ExecFacts,
 ) -> Decision {
     let cfg = &policy.config;
     let generation = snapshot.generation();
@@ -591,12 +645,32 @@ pub fn decide(
     }
 
     let ids = file.rule_identifiers();
-    if let Some((m, is_static)) = policy.lookup(snapshot, &ids)
-        && let Some(d) = rule_decision(&m, is_static, policy, generation)
-    {
-        return d;
+    let mut cacheable = true;
+    if let Some((m, is_static)) = policy.lookup(snapshot, &ids) {
+        let ask = Ask {
+            policy,
+            generation,
+            file,
+            exec,
+        };
+        if let Some(d) = rule_decision(&m, is_static, &ask, &mut cacheable) {
+            return d;
+        }
     }
+    let mut d = unruled(policy, scopes, file, generation);
+    d.cacheable &= cacheable;
+    d
+}
 
+/// Steps 4 on: what decides when no rule did.
+fn unruled(
+    policy: &Policy,
+    scopes: &PathScopes,
+    file: &FileIdentity<'_>,
+    generation: u64,
+) -> Decision {
+    let cfg = &policy.config;
+    let new = |action, reason| Decision::new(action, reason, cfg.mode, generation);
     if cfg.enable_bad_signature_protection && file.signing_status == SigningStatus::Invalid {
         return new(Action::Deny, Reason::Cert).explained("Blocked due to signature error");
     }
@@ -705,8 +779,14 @@ impl Evaluator {
     /// on the first decision after a policy change (to clone that policy's regexes).
     #[inline]
     pub fn decide(&mut self, file: &FileIdentity<'_>) -> Decision {
+        self.decide_exec(file, &NoExec)
+    }
+
+    /// Decides for one execution of a file ([`decide_exec`]).
+    #[inline]
+    pub fn decide_exec(&mut self, file: &FileIdentity<'_>, exec: &dyn ExecFacts) -> Decision {
         self.refresh();
-        decide(&self.snapshot, &self.policy, &self.scopes, file)
+        decide_exec(&self.snapshot, &self.policy, &self.scopes, file, exec)
     }
 
     /// Picks up a newly published snapshot or policy, if any.

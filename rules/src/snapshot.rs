@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Guard};
 
+use crate::cel::CelRule;
 use crate::identity::{RuleIdentifiers, SigningIdRef};
 use crate::model::{CdHash, Rule, RuleIdentifier, RuleState, RuleType, Sha256, SigningId, TeamId};
 
@@ -46,6 +47,8 @@ pub struct CustomText {
     pub url: Option<Arc<str>>,
     /// Label for the block dialog's button.
     pub button: Option<Arc<str>>,
+    /// A CEL rule's expression, compiled.
+    pub cel: Option<Arc<CelRule>>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -362,6 +365,7 @@ static EMPTY_CUSTOM: CustomText = CustomText {
     msg: None,
     url: None,
     button: None,
+    cel: None,
 };
 
 impl Snapshot {
@@ -516,6 +520,7 @@ impl Snapshot {
                     .iter()
                     .filter_map(|s| s.as_ref().map(|s| s.len() + 16))
                     .sum::<usize>()
+                    + c.cel.as_ref().map_or(0, |r| r.text().len() * 8)
             })
             .sum();
         SnapshotStats {
@@ -599,6 +604,9 @@ impl KeyHasher {
 pub struct SnapshotBuilder {
     snapshot: Snapshot,
     custom_ids: HashMap<CustomText, u32>,
+    /// Compiled expressions by text, so a rule set with one expression many times compiles it
+    /// once.
+    cels: HashMap<Arc<str>, Arc<CelRule>>,
     rules: usize,
 }
 
@@ -629,15 +637,28 @@ impl SnapshotBuilder {
                 signing_id_bytes: 0,
             },
             custom_ids: HashMap::new(),
+            cels: HashMap::new(),
             rules: 0,
         }
     }
 
     fn intern(&mut self, rule: &Rule) -> Result<u32, SnapshotError> {
+        let cel = match (&rule.state, rule.cel_expr.as_deref()) {
+            (RuleState::Cel, Some(text)) => Some(match self.cels.get(text) {
+                Some(c) => Arc::clone(c),
+                None => {
+                    let c = Arc::new(CelRule::compile(text));
+                    self.cels.insert(Arc::from(text), Arc::clone(&c));
+                    c
+                }
+            }),
+            _ => None,
+        };
         let custom = CustomText {
             msg: opt_arc(&rule.custom_msg),
             url: opt_arc(&rule.custom_url),
             button: opt_arc(&rule.event_detail_button_text),
+            cel,
         };
         if custom == CustomText::default() {
             return Ok(0);
@@ -668,10 +689,17 @@ impl SnapshotBuilder {
             .skip(1)
             .map(|(i, c)| (c.clone(), i as u32))
             .collect();
+        let cels = snapshot
+            .customs
+            .iter()
+            .filter_map(|c| c.cel.as_ref())
+            .map(|c| (Arc::from(c.text()), Arc::clone(c)))
+            .collect();
         let rules = snapshot.stats().rules();
         SnapshotBuilder {
             snapshot,
             custom_ids,
+            cels,
             rules,
         }
     }

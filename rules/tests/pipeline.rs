@@ -381,7 +381,8 @@ fn seatbelt_denies_uncached_and_cel_follows_fail_closed() {
         (Action::Deny, Reason::Binary, false)
     );
 
-    let mut cel = rule(RuleType::SigningId, RuleState::Cel);
+    // A CEL v2 rule is not evaluated here: Santa's "evaluator unavailable" path.
+    let mut cel = rule(RuleType::SigningId, RuleState::CelV2);
     cel.cel_expr = Some("true".into());
     let mut cfg = config(ClientMode::Lockdown);
     cfg.allowed_path_regex = vec!["/opt/".into()];

@@ -109,6 +109,8 @@ fn file_for(p: &Probe) -> FileIdentity<'static> {
         signing_status: p.status,
         is_platform_binary: p.platform,
         path: b"/x",
+        signing_time: None,
+        secure_signing_time: None,
     }
 }
 

@@ -307,6 +307,18 @@ impl Subject for ExecEvent {
         &self.file
     }
 
+    /// The executing process's effective uid before the exec (a set-user-ID file's owner is
+    /// not applied yet when the kernel asks), read from its /proc entry. The process is held in
+    /// `execve` while santad decides, so the pid names it unless it was killed meanwhile (then
+    /// no exec follows the answer).
+    fn exec_euid(&self) -> Result<u32, &'static str> {
+        procinfo::read_euid(self.pid).map_err(|_| "the process's /proc status could not be read")
+    }
+
+    fn exec_cwd(&self) -> Result<String, &'static str> {
+        procinfo::read_cwd(self.pid).map_err(|_| "the process's /proc cwd could not be read")
+    }
+
     fn path_into(&self, out: &mut Text<{ eventlog::PATH_BYTES_MAX }>) {
         if procinfo::fd_path_into(self.file.as_fd(), out).is_err() {
             out.clear();

@@ -189,6 +189,33 @@ pub fn read_ids(pid: i32) -> Result<(u32, u32), ProcError> {
     read_parsed::<STATUS_BYTES_MAX, _>(pid, "status", "Uid/Gid lines missing", parse_status_ids)
 }
 
+/// Parses the effective uid (the `Uid:` line's second number) from the text of /proc/PID/status.
+pub fn parse_status_euid(text: &[u8]) -> Option<u32> {
+    let line = text
+        .split(|&b| b == b'\n')
+        .find(|l| l.starts_with(b"Uid:"))?;
+    let line = std::str::from_utf8(&line[4..]).ok()?;
+    line.split_ascii_whitespace().nth(1)?.parse().ok()
+}
+
+/// Reads the effective uid from /proc/PID/status (the thread group leader's credentials).
+pub fn read_euid(pid: i32) -> Result<u32, ProcError> {
+    read_parsed::<STATUS_BYTES_MAX, _>(pid, "status", "Uid line missing", parse_status_euid)
+}
+
+/// Reads /proc/PID/cwd: the process's working directory (lossy where it is not UTF-8). Cut at
+/// the kernel's `PATH_MAX`.
+pub fn read_cwd(pid: i32) -> Result<String, ProcError> {
+    let path = ProcPath::new(pid, "cwd");
+    std::fs::read_link(path.as_path())
+        .map(|p| p.to_string_lossy().into_owned())
+        .map_err(|source| ProcError::Io {
+            file: "cwd",
+            pid,
+            source,
+        })
+}
+
 /// Reads /proc/PID/cmdline (NUL-separated arguments) into `out`, cut and marked at its capacity.
 /// Empty for kernel threads and zombies.
 pub fn read_cmdline_into<const N: usize>(pid: i32, out: &mut Text<N>) -> Result<(), ProcError> {

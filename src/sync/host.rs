@@ -111,13 +111,15 @@ pub fn rule_change(rule: &SyncRule) -> Result<rules::RuleChange, String> {
         None => return Err(format!("policy {} is not an execution rule", rule.policy)),
     };
     let text = |s: &str| (!s.is_empty()).then(|| s.to_owned());
-    Ok(rules::RuleChange::Upsert(rules::Rule {
+    let rule = rules::Rule {
         custom_msg: text(&rule.custom_msg),
         custom_url: text(&rule.custom_url),
         event_detail_button_text: text(&rule.event_detail_button_label),
         cel_expr: text(&rule.cel_expr),
         ..rules::Rule::new(identifier, state)
-    }))
+    };
+    rule.check().map_err(|e| e.to_string())?;
+    Ok(rules::RuleChange::Upsert(rule))
 }
 
 impl DaemonHost {

@@ -98,7 +98,7 @@ Notes:
   --import / --export use Santa's JSON: {\"rules\": [{\"identifier\": …, \"policy\": \"BLOCKLIST\",
   \"rule_type\": \"BINARY\", \"custom_msg\": …}]}. Rules are not cleared on import unless
   --clean (every rule but transitive ones) or --clean-all is given.")]
-#[command(group(clap::ArgGroup::new("state").args(["allow", "block", "silent_block", "silent_block_gui", "silent_block_tty", "compiler", "remove", "check", "import", "export"])))]
+#[command(group(clap::ArgGroup::new("state").args(["allow", "block", "silent_block", "silent_block_gui", "silent_block_tty", "compiler", "cel", "remove", "check", "import", "export"])))]
 #[command(group(clap::ArgGroup::new("kind").args(["sha256", "certificate", "teamid", "signingid", "cdhash"])))]
 struct RuleArgs {
     /// Add an allow rule.
@@ -119,6 +119,11 @@ struct RuleArgs {
     /// Allow, and mark as a compiler.
     #[arg(long)]
     compiler: bool,
+    /// Add a CEL rule: the expression decides, over Santa's v1 context (`target.signing_id`,
+    /// `target.team_id`, `target.signing_time`, `target.is_platform_binary`, `args`, `envs`,
+    /// `euid`, `cwd`, `path`), returning ALLOWLIST, BLOCKLIST, ... or a bool.
+    #[arg(long, value_name = "EXPR")]
+    cel: Option<String>,
     /// Remove an existing rule.
     #[arg(long)]
     remove: bool,
@@ -668,6 +673,9 @@ fn rule(d: &Daemon, args: &RuleArgs) -> Result<(), Failure> {
         rules::RuleState::SilentBlockTty.db_value()
     } else if args.compiler {
         rules::RuleState::AllowCompiler.db_value()
+    } else if let Some(expr) = &args.cel {
+        rules::cel::check(expr).map_err(|e| Failure::Usage(e.to_string()))?;
+        rules::RuleState::Cel.db_value()
     } else if args.remove {
         rules::RuleState::REMOVE_DB_VALUE
     } else {
@@ -692,6 +700,7 @@ fn rule(d: &Daemon, args: &RuleArgs) -> Result<(), Failure> {
         rules::RuleIdentifier::parse(t, &identifier).map_err(|e| Failure::Usage(e.to_string()))?;
     let spec = RuleSpec {
         custom_msg: args.message.clone(),
+        cel_expr: args.cel.clone(),
         comment,
         ..RuleSpec::new(id.to_string(), t.santa_name().to_owned(), state)
     };

@@ -26,6 +26,11 @@ impl<K: Parts> Shared<K> {
             self.requeue_parked(worker, parked, true);
             return;
         }
+        if parked.requeue {
+            // Decided for the owner's execution only: each parked exec is decided for its own.
+            self.requeue_parked(worker, parked, false);
+            return;
+        }
         if outcome.is_ok() && self.cache.epoch() != epoch {
             // Rules, mode or scopes changed while they waited: a parked exec may have started
             // after the change took effect, so it is decided again, under the new rules.

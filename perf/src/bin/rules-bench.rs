@@ -126,6 +126,8 @@ impl ProbeFile {
             signing_status: SigningStatus::Production,
             is_platform_binary: false,
             path: self.path,
+            signing_time: None,
+            secure_signing_time: None,
         }
     }
 }

@@ -29,6 +29,8 @@ pub fn file() -> FileIdentity<'static> {
         signing_status: SigningStatus::Production,
         is_platform_binary: false,
         path: PATH,
+        signing_time: None,
+        secure_signing_time: None,
     }
 }
 

@@ -610,6 +610,8 @@ impl ControlContext {
                     signing_status: facts.signing_status,
                     is_platform_binary: facts.platform_binary,
                     path: facts.path.as_bytes(),
+                    signing_time: None,
+                    secure_signing_time: None,
                 };
                 let decision = self.policy.evaluator().decide(&identity);
                 Ok(RuleCheckReply {

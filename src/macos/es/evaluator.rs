@@ -65,7 +65,15 @@ impl EsEvaluator {
             signing_status: kernel.status,
             is_platform_binary: exec.target.is_platform_binary,
             path: executable.path,
+            signing_time: id.signing.as_ref().and_then(|s| s.signing_time_unix()),
+            secure_signing_time: id
+                .signing
+                .as_ref()
+                .and_then(|s| s.secure_signing_time_unix()),
         };
+        // CEL's execution fields (args, envs, euid, cwd) are not yet taken from the ES message:
+        // a CEL rule that reads one fails to evaluate (Santa's error path); `path` and `target`
+        // are available.
         let decision = local.rules.decide(&identity);
         let cacheability = cacheability(&decision, id.hash.changed);
         Evaluation {

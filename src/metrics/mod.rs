@@ -257,17 +257,21 @@ impl MetricExport {
 
 fn export_loop(exporter: &mut Exporter, stop: &AtomicBool) {
     let mut last: Option<Instant> = None;
+    let mut exported_with: Option<crate::config::MetricSettings> = None;
     while !stop.load(Ordering::Acquire) {
         let config = exporter.control.config();
         let interval = Duration::from_secs(config.metrics.export_interval_secs);
         if config.metrics.enabled() {
-            let due = last.is_none_or(|t| t.elapsed() >= interval);
-            if due {
+            // New settings (a SIGHUP) export at once, then on their interval.
+            let changed = exported_with.as_ref() != Some(&config.metrics);
+            if changed || last.is_none_or(|t| t.elapsed() >= interval) {
                 last = Some(Instant::now());
+                exported_with = Some(config.metrics.clone());
                 exporter.export(&config);
                 continue;
             }
         } else {
+            exported_with = None;
             last = None;
             exporter.poster = None;
         }

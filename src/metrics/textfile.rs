@@ -138,6 +138,7 @@ pub fn write_atomically(path: &Path, text: &[u8]) -> Result<(), TextfileError> {
 }
 
 #[cfg(all(test, target_os = "linux"))]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -6,12 +6,14 @@ NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 .PHONY: deps build run demo demo-sync test check check-macos bench perf perf-backstop perf-sync perf-quick flamegraph fuzz-smoke fmt clean
 
 # The system packages the build and tests need, from Debian's packages: clang (it builds santad's
-# BPF exec backstop, build.rs) and golang-go (the sync tests build Moroz, the Santa sync server
-# vendored in ../shared/sync-servers/moroz, offline).
+# BPF exec backstop, build.rs), golang-go (the sync tests build Moroz, the Santa sync server
+# vendored in ../shared/sync-servers/moroz, offline) and prometheus (its promtool checks the
+# metrics santad exports: tests/metrics.rs, control/src/metrics.rs).
 deps:
 	@missing=; \
 	command -v $${CLANG:-clang} >/dev/null 2>&1 || missing="$$missing clang"; \
 	command -v go >/dev/null 2>&1 || missing="$$missing golang-go"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	[ -z "$$missing" ] || { \
 		echo "installing$$missing from Debian's packages"; \
 		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \

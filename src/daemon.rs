@@ -339,6 +339,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
     );
     let control_server = crate::setup::start_control_server(&control, &config);
     let sync = crate::setup::start_sync(&config, &control, &log);
+    let metric_export = crate::setup::start_metrics(&control);
 
     let report = coverage.report();
     log::info!(
@@ -398,6 +399,9 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
     }
     if let Some(sync) = sync {
         sync.stop();
+    }
+    if let Some(export) = metric_export {
+        export.stop();
     }
     engine.shutdown();
     stop_bundles.store(true, Ordering::Release);

@@ -42,6 +42,8 @@ pub mod control;
 pub mod eventlog;
 mod fdwait;
 pub mod identity;
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+pub mod metrics;
 pub mod setup;
 pub mod stderr_logger;
 pub mod sync;

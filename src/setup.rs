@@ -307,6 +307,20 @@ pub fn start_sync(
     }
 }
 
+/// Starts the metric export thread (`MetricURL`, `MetricExportTextfile`). It idles while
+/// neither is set and follows the config in force, so a SIGHUP can turn it on or off. Without
+/// it santad still enforces, so a failure is logged and gives `None`.
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+pub fn start_metrics(control: &Arc<ControlContext>) -> Option<crate::metrics::MetricExport> {
+    match crate::metrics::MetricExport::start(control.clone()) {
+        Ok(export) => Some(export),
+        Err(e) => {
+            log::error!("the metric export thread cannot start: {e}; no metrics are exported");
+            None
+        }
+    }
+}
+
 /// SIGHUP's steps on every platform: the log reopened; the config re-read (the running one kept
 /// if the file is bad); the policy published; the rules snapshot published under the control
 /// socket's rules lock, so a concurrent `santactl rule` cannot publish an older snapshot after

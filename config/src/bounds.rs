@@ -112,3 +112,23 @@ pub const SYNC_REQUEST_TRIES_MIN: u64 = 1;
 pub const SYNC_REQUEST_TRIES_MAX: u64 = 10;
 /// Santa's five tries.
 pub const SYNC_REQUEST_TRIES_DEFAULT: u64 = 5;
+
+/// `MetricExportInterval` bounds, seconds: at most once a second (an export is a snapshot of
+/// counters, a few KiB; more often tells a collector nothing new), at least once a day.
+pub const METRIC_EXPORT_INTERVAL_SECS_MIN: u64 = 1;
+/// See [`METRIC_EXPORT_INTERVAL_SECS_MIN`].
+pub const METRIC_EXPORT_INTERVAL_SECS_MAX: u64 = 24 * 3600;
+/// Santa's default export interval (`SNTConfigurator metricExportInterval`): 30 s.
+pub const METRIC_EXPORT_INTERVAL_SECS_DEFAULT: u64 = 30;
+
+/// `MetricExportTimeout` bounds, seconds: a POST of a few KiB needs at least a second over a
+/// slow link, and one that takes five minutes has failed.
+pub const METRIC_EXPORT_TIMEOUT_SECS_MIN: u64 = 1;
+/// See [`METRIC_EXPORT_TIMEOUT_SECS_MIN`].
+pub const METRIC_EXPORT_TIMEOUT_SECS_MAX: u64 = 300;
+/// Santa's default export timeout (`SNTConfigurator metricExportTimeout`): 30 s.
+pub const METRIC_EXPORT_TIMEOUT_SECS_DEFAULT: u64 = 30;
+
+/// At most this many `MetricExtraLabels`: root labels identify a host (site, fleet, role); a
+/// handful is usual.
+pub const METRIC_EXTRA_LABELS_MAX: usize = 32;

@@ -15,7 +15,7 @@ use std::marker::PhantomData;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Unexpected, Visitor};
 
-use crate::{BackstopMode, ClientMode, SyncEncoding, WatchScope};
+use crate::{BackstopMode, ClientMode, MetricFormat, SyncEncoding, WatchScope};
 
 /// The top-level table. Each field is the key of the same name in PascalCase (Santa's
 /// spelling where it differs); [`crate::Config`] says what each one means.
@@ -76,6 +76,13 @@ pub(crate) struct Keys {
     /// Santa's rule dictionaries (`identifier`, `policy`, `rule_type`, ...), read by the rules
     /// crate's JSON reader so that both spell rules the same way.
     pub static_rules: Option<List<toml::Value>>,
+    #[serde(rename = "MetricURL")]
+    pub metric_url: Option<String>,
+    pub metric_format: Option<Spelled<MetricFormat>>,
+    pub metric_export_interval: Option<Integer>,
+    pub metric_export_timeout: Option<Integer>,
+    pub metric_extra_labels: Option<std::collections::BTreeMap<String, String>>,
+    pub metric_export_textfile: Option<String>,
 }
 
 /// `LockdownScope = { Users = [...], Groups = [...], Cgroups = [...] }`.
@@ -342,4 +349,12 @@ impl Words for SyncEncoding {
         ("gzip", SyncEncoding::Gzip),
         ("none", SyncEncoding::None),
     ];
+}
+
+impl Words for MetricFormat {
+    const WORDS: &'static [(&'static str, Self)] = &[("rawjson", MetricFormat::RawJson)];
+    fn refused_word(word: &str) -> Option<String> {
+        matches!(word, "monarchjson" | "proto")
+            .then(|| format!("\"{word}\" is not supported by santad; use \"rawjson\""))
+    }
 }

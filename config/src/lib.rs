@@ -95,6 +95,58 @@ pub enum SyncEncoding {
     None,
 }
 
+/// `MetricFormat`: the body `MetricURL` receives. Santa also has `monarchjson` and `proto`,
+/// which santad refuses (a config error naming the key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MetricFormat {
+    /// Santa's `rawjson`: `{"root_labels": {...}, "metrics": {name: {type, description,
+    /// fields}}}` (`SNTMetricRawJSONFormat`).
+    #[default]
+    RawJson,
+}
+
+/// The metric exports: Santa's `MetricURL` (a POST of every metric each
+/// `MetricExportInterval`) and ours, a Prometheus text file for node_exporter's textfile
+/// collector. Neither set, santad exports nothing (santactl metrics still answers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricSettings {
+    /// `MetricURL`: where the metrics are POSTed (http or https, as Santa allows).
+    pub url: Option<String>,
+    /// `MetricFormat`: required with `MetricURL` (Santa exports nothing without it).
+    pub format: Option<MetricFormat>,
+    /// `MetricExportInterval`, seconds between exports (Santa's default 30); the text file
+    /// is written on the same interval.
+    pub export_interval_secs: u64,
+    /// `MetricExportTimeout`, seconds one POST may take, connect to answer (Santa's default 30).
+    pub export_timeout_secs: u64,
+    /// `MetricExtraLabels`: root labels added to (or, with an empty value, removed from) the
+    /// `MetricURL` export's `root_labels`, as Santa's `RegisterHostnameAndUsernameLabels` does.
+    pub extra_labels: Vec<(String, String)>,
+    /// `MetricExportTextfile` (ours): a `*.prom` file santad rewrites atomically each interval,
+    /// mode 0644, in a directory only root can write.
+    pub textfile: Option<PathBuf>,
+}
+
+impl Default for MetricSettings {
+    fn default() -> Self {
+        MetricSettings {
+            url: None,
+            format: None,
+            export_interval_secs: METRIC_EXPORT_INTERVAL_SECS_DEFAULT,
+            export_timeout_secs: METRIC_EXPORT_TIMEOUT_SECS_DEFAULT,
+            extra_labels: Vec::new(),
+            textfile: None,
+        }
+    }
+}
+
+impl MetricSettings {
+    /// Whether anything is exported.
+    pub fn enabled(&self) -> bool {
+        self.url.is_some() || self.textfile.is_some()
+    }
+}
+
 /// The sync server and the event spool (Santa's sync keys, and ours for the spool's files).
 /// With no `SyncBaseURL`, santad never syncs, and spools nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -266,6 +318,8 @@ pub struct Config {
     pub static_rules: Vec<santa_rules::Rule>,
     /// The sync server and the event spool.
     pub sync: SyncSettings,
+    /// The metric exports.
+    pub metrics: MetricSettings,
 }
 
 impl Default for Config {
@@ -307,6 +361,7 @@ impl Default for Config {
             enable_transitive_rules: false,
             static_rules: Vec::new(),
             sync: SyncSettings::default(),
+            metrics: MetricSettings::default(),
         }
     }
 }

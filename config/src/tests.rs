@@ -783,3 +783,116 @@ policy = "ALLOWLIST"
         ("StaticRules = 3", &["StaticRules"]),
     ]);
 }
+
+#[test]
+fn metric_keys_take_santas_names_defaults_and_bounds() {
+    let c = parse(
+        r#"
+MetricURL = "https://metrics.example.com/santa?fleet=blue"
+MetricFormat = "RawJSON"
+MetricExportInterval = 5
+MetricExportTimeout = 3
+MetricExtraLabels = { site = "roam", host_name = "" }
+MetricExportTextfile = "/var/lib/node_exporter/textfile_collector/santa.prom"
+"#,
+    )
+    .unwrap();
+    let m = &c.metrics;
+    assert_eq!(
+        m.url.as_deref(),
+        Some("https://metrics.example.com/santa?fleet=blue")
+    );
+    assert_eq!(m.format, Some(MetricFormat::RawJson));
+    assert_eq!((m.export_interval_secs, m.export_timeout_secs), (5, 3));
+    assert_eq!(
+        m.extra_labels,
+        [
+            ("host_name".to_owned(), String::new()),
+            ("site".to_owned(), "roam".to_owned())
+        ]
+    );
+    assert_eq!(
+        m.textfile.as_deref(),
+        Some(Path::new(
+            "/var/lib/node_exporter/textfile_collector/santa.prom"
+        ))
+    );
+    assert!(m.enabled());
+    let d = Config::default().metrics;
+    assert_eq!((d.export_interval_secs, d.export_timeout_secs), (30, 30));
+    assert!(!d.enabled() && d.url.is_none() && d.format.is_none());
+    assert!(
+        parse("MetricFormat = \"rawjson\"").is_ok(),
+        "a format alone exports nothing"
+    );
+    assert_messages(&[
+        (
+            "MetricURL = \"https://m.example.com/\"",
+            &["MetricFormat", "rawjson"],
+        ),
+        (
+            "MetricURL = \"http://m/\"\nMetricFormat = \"monarchjson\"",
+            &["MetricFormat", "monarchjson", "not supported"],
+        ),
+        (
+            "MetricFormat = \"proto\"",
+            &["MetricFormat", "not supported"],
+        ),
+        ("MetricFormat = \"xml\"", &["MetricFormat", "rawjson"]),
+        (
+            "MetricURL = \"ftp://m/\"\nMetricFormat = \"rawjson\"",
+            &["MetricURL", "http or https"],
+        ),
+        (
+            "MetricURL = \"file:///tmp/m.json\"\nMetricFormat = \"rawjson\"",
+            &["MetricURL", "MetricExportTextfile"],
+        ),
+        (
+            "MetricURL = \"https:///path\"\nMetricFormat = \"rawjson\"",
+            &["MetricURL", "no host"],
+        ),
+        (
+            "MetricURL = \"https://a b/\"\nMetricFormat = \"rawjson\"",
+            &["MetricURL", "whitespace"],
+        ),
+        (
+            "MetricExportInterval = 0",
+            &["MetricExportInterval", "1..=86400"],
+        ),
+        ("MetricExportInterval = 86401", &["MetricExportInterval"]),
+        (
+            "MetricExportTimeout = 0",
+            &["MetricExportTimeout", "1..=300"],
+        ),
+        ("MetricExportTimeout = 301", &["MetricExportTimeout"]),
+        (
+            "MetricExtraLabels = { \"\" = \"x\" }",
+            &["MetricExtraLabels", "empty name"],
+        ),
+        ("MetricExtraLabels = [\"x\"]", &["MetricExtraLabels"]),
+        (
+            "MetricExportTextfile = \"santa.prom\"",
+            &["MetricExportTextfile", "absolute"],
+        ),
+        (
+            "MetricExportTextfile = \"/var/lib/santa.txt\"",
+            &["MetricExportTextfile", ".prom"],
+        ),
+        (
+            "MetricExportTextfile = \"/var/lib/.prom\"",
+            &["MetricExportTextfile", ".prom"],
+        ),
+        (
+            "MetricExportTextfile = \"/var/lib/../etc/santa.prom\"",
+            &["MetricExportTextfile", ".."],
+        ),
+        ("MetricUrl = \"https://x/\"", &["MetricURL"]),
+    ]);
+    let many: Vec<String> = (0..=METRIC_EXTRA_LABELS_MAX)
+        .map(|i| format!("l{i} = \"v\""))
+        .collect();
+    assert_messages(&[(
+        &format!("MetricExtraLabels = {{ {} }}", many.join(", ")),
+        &["MetricExtraLabels", "more than 32"],
+    )]);
+}

@@ -58,6 +58,16 @@ const SYNC_REQUEST_TRIES: Bound = (
     SYNC_REQUEST_TRIES_MIN,
     SYNC_REQUEST_TRIES_MAX,
 );
+const METRIC_EXPORT_INTERVAL: Bound = (
+    "MetricExportInterval",
+    METRIC_EXPORT_INTERVAL_SECS_MIN,
+    METRIC_EXPORT_INTERVAL_SECS_MAX,
+);
+const METRIC_EXPORT_TIMEOUT: Bound = (
+    "MetricExportTimeout",
+    METRIC_EXPORT_TIMEOUT_SECS_MIN,
+    METRIC_EXPORT_TIMEOUT_SECS_MAX,
+);
 const EVENT_SPOOL_MAX_EVENTS: Bound = (
     "EventSpoolMaxEvents",
     EVENT_SPOOL_MAX_EVENTS_MIN,
@@ -116,6 +126,12 @@ pub(crate) fn validate(keys: Keys) -> Result<Config, Invalid> {
         enable_bundles,
         enable_transitive_rules,
         static_rules,
+        metric_url,
+        metric_format,
+        metric_export_interval,
+        metric_export_timeout,
+        metric_extra_labels,
+        metric_export_textfile,
     } = keys;
     let mut c = Config::default();
     set(&mut c.client_mode, client_mode, |m| Ok(m.0))?;
@@ -234,6 +250,16 @@ pub(crate) fn validate(keys: Keys) -> Result<Config, Invalid> {
             sync_request_tries,
             SYNC_REQUEST_TRIES,
         ),
+        (
+            &mut c.metrics.export_interval_secs,
+            metric_export_interval,
+            METRIC_EXPORT_INTERVAL,
+        ),
+        (
+            &mut c.metrics.export_timeout_secs,
+            metric_export_timeout,
+            METRIC_EXPORT_TIMEOUT,
+        ),
     ] {
         set(slot, value, bounded(bound))?;
     }
@@ -279,6 +305,18 @@ pub(crate) fn validate(keys: Keys) -> Result<Config, Invalid> {
             "ClientAuthCertificateFile and ClientAuthKeyFile go together: give both or neither",
         ));
     }
+    set(&mut c.metrics.url, metric_url, metric_url_check)?;
+    set(&mut c.metrics.format, metric_format, |f| Ok(Some(f.0)))?;
+    if c.metrics.url.is_some() && c.metrics.format.is_none() {
+        return Err(invalid(
+            "MetricFormat",
+            "MetricURL is set: give MetricFormat = \"rawjson\" (Santa exports nothing without it)",
+        ));
+    }
+    set(&mut c.metrics.extra_labels, metric_extra_labels, labels)?;
+    set(&mut c.metrics.textfile, metric_export_textfile, |p| {
+        textfile("MetricExportTextfile")(p).map(Some)
+    })?;
     let socket = socket_path("ControlSocketPath");
     set(&mut c.control_socket_path, control_socket_path, socket)?;
     if c.queue_depth > c.in_flight_slots {
@@ -346,6 +384,96 @@ fn headers(
             Ok((text(&key)(name)?, text(&key)(value)?))
         })
         .collect()
+}
+
+/// `MetricURL`: http or https (Santa's writers; its `file` scheme is refused: the text file is
+/// `MetricExportTextfile`), with a host, no whitespace or control characters. The HTTP client
+/// parses it again when the export starts.
+fn metric_url_check(s: String) -> Result<Option<String>, Invalid> {
+    let key = "MetricURL";
+    let Some(url) = optional_text(key)(s)? else {
+        return Ok(None);
+    };
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid(key, "contains whitespace or control characters"));
+    }
+    let lower = url.to_ascii_lowercase();
+    let rest = if let Some(rest) = lower.strip_prefix("https://") {
+        rest
+    } else if let Some(rest) = lower.strip_prefix("http://") {
+        rest
+    } else if lower.starts_with("file:") {
+        return Err(invalid(
+            key,
+            "file URLs are not supported by santad; use MetricExportTextfile for a file",
+        ));
+    } else {
+        return Err(invalid(
+            key,
+            format!("`{url}`: the scheme must be http or https"),
+        ));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    if host.is_empty() || host.starts_with(':') {
+        return Err(invalid(key, format!("`{url}` has no host")));
+    }
+    Ok(Some(url))
+}
+
+/// `MetricExtraLabels`: each name a non-empty bounded text, each value a bounded text (empty:
+/// remove that root label, as in Santa).
+fn labels(
+    table: std::collections::BTreeMap<String, String>,
+) -> Result<Vec<(String, String)>, Invalid> {
+    if table.len() > METRIC_EXTRA_LABELS_MAX {
+        return Err(invalid(
+            "MetricExtraLabels",
+            format!("more than {METRIC_EXTRA_LABELS_MAX} labels"),
+        ));
+    }
+    table
+        .into_iter()
+        .map(|(name, value)| {
+            let key = format!("MetricExtraLabels.{name}");
+            if name.is_empty() {
+                return Err(invalid("MetricExtraLabels", "a label with an empty name"));
+            }
+            Ok((text(&key)(name)?, text(&key)(value)?))
+        })
+        .collect()
+}
+
+/// `MetricExportTextfile`: an absolute path whose file name ends in `.prom` (node_exporter's
+/// textfile collector reads only those) and has no `..` or `.` component; whether its directory
+/// is safe to write is checked at each write, where it counts.
+fn textfile(key: &str) -> impl FnOnce(String) -> Result<PathBuf, Invalid> {
+    move |s| {
+        let path = absolute_path(key)(s)?;
+        if path.components().any(|c| {
+            matches!(
+                c,
+                std::path::Component::ParentDir | std::path::Component::CurDir
+            )
+        }) || path.as_os_str().as_encoded_bytes().ends_with(b"/")
+        {
+            return Err(invalid(
+                key,
+                format!("`{}` must name a file, with no `.` or `..`", path.display()),
+            ));
+        }
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        match name {
+            Some(n) if n.len() > ".prom".len() && n.ends_with(".prom") => Ok(path),
+            _ => Err(invalid(
+                key,
+                format!(
+                    "`{}`: the file name must end in .prom (node_exporter reads only *.prom)",
+                    path.display()
+                ),
+            )),
+        }
+    }
 }
 
 fn absolute_path(key: &str) -> impl FnOnce(String) -> Result<PathBuf, Invalid> {

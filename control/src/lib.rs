@@ -63,6 +63,7 @@ const READ_SLICE: Duration = Duration::from_millis(250);
 mod client;
 mod framing;
 mod messages;
+pub mod metrics;
 
 pub use client::*;
 pub use framing::*;

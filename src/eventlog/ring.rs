@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
 
-use super::{LogWriter, Record, WRITE_BATCH_BYTES};
+use super::{LogWriter, Record, RecordKind, WRITE_BATCH_BYTES};
+use santa_rules as rules;
 
 /// How long the logger sleeps when idle before looking again; the first line after an idle spell
 /// wakes it at once.
@@ -38,6 +39,40 @@ pub struct EventLog {
     wake_threshold: usize,
     /// Sees every record the logger writes (the sync event spool), if set.
     tap: std::sync::OnceLock<Arc<dyn RecordTap>>,
+    /// EXEC records the logger took, by decision (allow, deny) and reason ([`REASONS`] order).
+    decisions: [[AtomicU64; REASONS.len()]; 2],
+}
+
+/// Every decision reason, in the order of [`EventLog::decisions`].
+pub const REASONS: [rules::Reason; 10] = [
+    rules::Reason::Binary,
+    rules::Reason::Cert,
+    rules::Reason::TeamId,
+    rules::Reason::SigningId,
+    rules::Reason::CdHash,
+    rules::Reason::Scope,
+    rules::Reason::Unknown,
+    rules::Reason::Transitive,
+    rules::Reason::Platform,
+    rules::Reason::Failsafe,
+];
+
+/// The index of `reason` in [`REASONS`] (a match, so a new reason does not compile until it
+/// has a place).
+fn reason_index(reason: rules::Reason) -> usize {
+    use rules::Reason as R;
+    match reason {
+        R::Binary => 0,
+        R::Cert => 1,
+        R::TeamId => 2,
+        R::SigningId => 3,
+        R::CdHash => 4,
+        R::Scope => 5,
+        R::Unknown => 6,
+        R::Transitive => 7,
+        R::Platform => 8,
+        R::Failsafe => 9,
+    }
 }
 
 /// Something that sees each record as the logger thread writes it (off the workers' path): the
@@ -68,7 +103,32 @@ impl EventLog {
             logger_idle: AtomicBool::new(true),
             wake_threshold: (capacity / 4).max(1),
             tap: std::sync::OnceLock::new(),
+            decisions: Default::default(),
         })
+    }
+
+    /// EXEC records logged with decision `action` and `reason`: every execution the log saw
+    /// (held ones and those the kernel cache answered), as it was applied. Records dropped
+    /// because the ring was full are in [`EventLog::dropped`] instead.
+    pub fn decisions(&self, action: rules::Action, reason: rules::Reason) -> u64 {
+        let row = match action {
+            rules::Action::Allow => 0,
+            rules::Action::Deny => 1,
+        };
+        self.decisions[row][reason_index(reason)].load(Ordering::Relaxed)
+    }
+
+    /// Counts one record taken off the ring (the logger thread).
+    fn count_decision(&self, rec: &Record) {
+        if rec.kind != RecordKind::Exec {
+            return;
+        }
+        let row = match rec.decision {
+            Some(rules::Action::Allow) => 0,
+            Some(rules::Action::Deny) => 1,
+            None => return,
+        };
+        self.decisions[row][reason_index(rec.reason)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Takes a free record, cleared, or — when the ring is full — counts a drop and returns
@@ -216,6 +276,7 @@ pub fn spawn_logger(log: Arc<EventLog>, mut writer: LogWriter) -> io::Result<Log
                 let mut drained = 0u64;
                 while let Some(mut rec) = log.ready.pop() {
                     writer.format(&rec);
+                    log.count_decision(&rec);
                     if let Some(tap) = log.tap.get() {
                         tap.offer(&rec);
                     }

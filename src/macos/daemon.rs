@@ -194,6 +194,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), MacError>
     );
     let control_server = crate::setup::start_control_server(&control, &config);
     let sync = crate::setup::start_sync(&config, &control, &log);
+    let metric_export = crate::setup::start_metrics(&control);
     log::info!(
         "santad running on Endpoint Security: {:?} mode, {} worker(s)",
         config.client_mode,
@@ -220,6 +221,9 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), MacError>
     }
     if let Some(sync) = sync {
         sync.stop();
+    }
+    if let Some(export) = metric_export {
+        export.stop();
     }
     client.unsubscribe_all();
     engine.shutdown();

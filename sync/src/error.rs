@@ -26,6 +26,14 @@ pub enum ConfigError {
         /// The URL as configured.
         url: String,
     },
+    /// A URL other than `SyncBaseURL` (santad's `MetricURL`) is not an absolute http(s) URL.
+    #[error("URL {url:?}: {reason}")]
+    Url {
+        /// The URL as configured (shortened).
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// `MachineID` is empty, too long or has control characters.
     #[error("MachineID: {reason}")]
     MachineId {

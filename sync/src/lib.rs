@@ -33,6 +33,7 @@ mod client;
 mod config;
 mod error;
 mod hash;
+mod post;
 pub mod proto;
 mod transport;
 
@@ -47,4 +48,5 @@ pub use client::{
 pub use config::{ContentEncoding, Limits, SyncConfig, TlsFiles};
 pub use error::{ConfigError, HostError, RequestError, Stage, SyncError};
 pub use hash::{HashedRule, SANTA_STATE_ALLOW_TRANSITIVE, rules_hash};
+pub use post::{ANSWER_BYTES_MAX, JsonPoster, PostError};
 pub use transport::{XSRF_HEADER_NAME_HEADER, XSRF_TOKEN_HEADER, strip_xssi};

@@ -339,7 +339,7 @@ pub(crate) fn parse_answer<R: DeserializeOwned + Default>(
 }
 
 /// The rustls settings: the CA bundle's roots or the system's, and the client certificate.
-fn tls_config(files: &TlsFiles) -> Result<TlsConfig, ConfigError> {
+pub(crate) fn tls_config(files: &TlsFiles) -> Result<TlsConfig, ConfigError> {
     let roots = match &files.ca_bundle {
         Some(path) => {
             let pem = read_tls_file("CA bundle", path)?;

@@ -17,7 +17,8 @@
 //! Also [`Rng`], the seeded generator of the randomized tests, [`count_in_parallel`], the
 //! thread pool of the storm tests, [`BplistTrailer`], for hand-built binary plists, and
 //! [`universal`], for universal Mach-O files assembled from the slices of real ones, and
-//! [`moroz`], the Santa sync server Moroz built and run for the sync tests.
+//! [`moroz`], the Santa sync server Moroz built and run for the sync tests, and
+//! [`promtool_check_metrics`], Prometheus's linter over an exposition.
 
 mod bplist;
 pub mod moroz;
@@ -25,6 +26,7 @@ pub mod moroz;
 mod mount;
 mod parallel;
 mod process;
+mod promtool;
 mod rng;
 mod universal;
 
@@ -33,6 +35,7 @@ pub use bplist::BplistTrailer;
 pub use mount::*;
 pub use parallel::count_in_parallel;
 pub use process::{KillOnDrop, built_binary, start_santad};
+pub use promtool::promtool_check_metrics;
 pub use rng::Rng;
 pub use universal::{FatSlice, slices_of, universal};
 

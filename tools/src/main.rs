@@ -71,9 +71,13 @@ enum Command {
     },
     /// Show every counter santad keeps.
     Metrics {
-        /// Output in JSON format.
-        #[arg(long)]
+        /// Output in JSON format (the same as `--format json`).
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// Output format: text (one counter a line), json (the counters by name), or
+        /// prometheus (the text exposition format 0.0.4, as santad's MetricExportTextfile).
+        #[arg(long, value_enum)]
+        format: Option<MetricsFormat>,
     },
     /// Sync with the sync server now (SyncBaseURL) and wait for the outcome. Root only.
     Sync {
@@ -493,14 +497,27 @@ fn version(d: &Daemon, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-fn metrics(d: &Daemon, json: bool) -> Result<(), Failure> {
+/// `santactl metrics --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum MetricsFormat {
+    /// One counter a line.
+    Text,
+    /// The counters by name, as JSON.
+    Json,
+    /// Prometheus's text exposition format 0.0.4.
+    Prometheus,
+}
+
+fn metrics(d: &Daemon, format: MetricsFormat) -> Result<(), Failure> {
     let m = ask!(d, Request::Metrics => Reply::Metrics);
-    if json {
-        outln!("{}", json_text(&m));
-    } else {
-        outln!(">>> Metrics");
-        for (k, v) in &m {
-            row(k, v);
+    match format {
+        MetricsFormat::Json => outln!("{}", json_text(&m)),
+        MetricsFormat::Prometheus => out!("{}", control::metrics::render_prometheus(&m)),
+        MetricsFormat::Text => {
+            outln!(">>> Metrics");
+            for (k, v) in &m {
+                row(k, v);
+            }
         }
     }
     Ok(())
@@ -791,7 +808,13 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Flushcache => flushcache(&daemon),
         Command::Checkcache { path } => checkcache(&daemon, path),
         Command::Version { json } => version(&daemon, *json),
-        Command::Metrics { json } => metrics(&daemon, *json),
+        Command::Metrics { json, format } => metrics(
+            &daemon,
+            match (json, format) {
+                (true, _) => MetricsFormat::Json,
+                (false, f) => f.unwrap_or(MetricsFormat::Text),
+            },
+        ),
         Command::Sync {
             clean,
             clean_all,

@@ -230,6 +230,20 @@ pub struct ControlCounters {
     pub handler_panics: AtomicU64,
 }
 
+/// Counters of the metric exports (`crate::metrics`): the node_exporter text file and
+/// `MetricURL`.
+#[derive(Debug, Default)]
+pub struct ExportCounters {
+    /// Text files written.
+    pub textfile_ok: AtomicU64,
+    /// Text file writes that failed.
+    pub textfile_failed: AtomicU64,
+    /// Exports the `MetricURL` server answered with 200.
+    pub url_ok: AtomicU64,
+    /// Exports to `MetricURL` that failed (transport, timeout, another status).
+    pub url_failed: AtomicU64,
+}
+
 /// Everything the handlers share with the daemon.
 pub struct ControlContext {
     engine: Arc<dyn EngineControl>,
@@ -238,10 +252,13 @@ pub struct ControlContext {
     config: Mutex<Arc<Config>>,
     rules: Mutex<RulesDb>,
     started: Instant,
+    started_at: std::time::SystemTime,
     dispatcher: std::sync::OnceLock<Arc<Dispatcher<Connection>>>,
     sync: std::sync::OnceLock<Arc<crate::sync::SyncHandle>>,
     /// The socket's counters.
     pub counters: ControlCounters,
+    /// The metric exports' counters.
+    pub exports: ExportCounters,
 }
 
 impl fmt::Debug for ControlContext {
@@ -270,10 +287,17 @@ impl ControlContext {
             rules: Mutex::new(RulesDb::new(config.rules_db_path.clone())),
             config: Mutex::new(Arc::new(config)),
             started: Instant::now(),
+            started_at: std::time::SystemTime::now(),
             dispatcher: std::sync::OnceLock::new(),
             sync: std::sync::OnceLock::new(),
             counters: ControlCounters::default(),
+            exports: ExportCounters::default(),
         })
+    }
+
+    /// When santad started (wall clock).
+    pub fn started_at(&self) -> std::time::SystemTime {
+        self.started_at
     }
 
     /// Runs `f` with the rules database locked: every publisher of rules snapshots (the
@@ -452,12 +476,40 @@ impl ControlContext {
         })
     }
 
-    fn metrics(&self) -> BTreeMap<String, u64> {
+    /// Every metric by name (`santactl metrics`, the exports): flat keys whose meaning, as
+    /// Prometheus families and labels, is `santa_control::metrics::TABLE`.
+    pub fn metrics(&self) -> BTreeMap<String, u64> {
         let c = self.engine.counters();
         let mut m = BTreeMap::new();
         let mut put = |k: &str, v: u64| {
             m.insert(k.to_owned(), v);
         };
+        for action in [rules::Action::Allow, rules::Action::Deny] {
+            for reason in crate::eventlog::REASONS {
+                put(
+                    &format!(
+                        "decisions.{}.{}",
+                        action_name(action),
+                        reason.as_str().to_ascii_lowercase()
+                    ),
+                    self.log.decisions(action, reason),
+                );
+            }
+        }
+        let stats = self.policy.snapshot().stats();
+        for (t, n) in rules::RuleType::ALL.iter().zip(stats.rules_by_type) {
+            put(
+                &format!("rules.{}", t.santa_name().to_ascii_lowercase()),
+                n as u64,
+            );
+        }
+        let mode = self.policy.policy().config().mode;
+        for (name, m) in [
+            ("monitor", rules::ClientMode::Monitor),
+            ("lockdown", rules::ClientMode::Lockdown),
+        ] {
+            put(&format!("mode.{name}"), u64::from(mode == m));
+        }
         for (k, v) in named_counters("engine", &c) {
             put(&k, v);
         }
@@ -493,6 +545,20 @@ impl ControlContext {
             put("control.unprivileged_serving", load.users_serving as u64);
         }
         put("daemon.uptime_secs", self.started.elapsed().as_secs());
+        put(
+            "daemon.started_unix",
+            self.started_at
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        );
+        for (k, v) in crate::metrics::process_usage() {
+            put(k, v);
+        }
+        let ex = &self.exports;
+        put("export.textfile_ok", get(&ex.textfile_ok));
+        put("export.textfile_failed", get(&ex.textfile_failed));
+        put("export.url_ok", get(&ex.url_ok));
+        put("export.url_failed", get(&ex.url_failed));
         if let Some(sync) = self.sync.get() {
             let s = sync.status();
             put("sync.syncs_ok", s.syncs_ok);
@@ -798,4 +864,5 @@ use connection::{refuse_now, serve};
 pub use dispatch::{DispatchLoad, Dispatcher, Job, Refusal};
 pub use listener::ControlServer;
 pub use socket::ServerError;
+pub(crate) use socket::open_root_dir;
 use socket::{Bound, SocketEntry, bind};

@@ -166,6 +166,18 @@ pub(super) fn check_dir(
 /// caller's umask) and checking each with [`check_dir`]. No symlink is followed anywhere on
 /// the way: give the real path.
 pub(super) fn open_socket_dir(dir: &Path) -> Result<OwnedFd, ServerError> {
+    open_root_dir(dir, true, true)
+}
+
+/// Opens `dir` (absolute) as [`open_socket_dir`] does, walking from `/` with `O_NOFOLLOW` and
+/// checking each component with [`check_dir`]: missing components are created only with
+/// `create`; the last directory may be sticky and writable by all (`/tmp`) unless
+/// `strict_last`. Also what santad's metrics text file is written through.
+pub(crate) fn open_root_dir(
+    dir: &Path,
+    create: bool,
+    strict_last: bool,
+) -> Result<OwnedFd, ServerError> {
     let unsafe_dir = |reason: String| ServerError::UnsafeDirectory {
         path: dir.to_owned(),
         reason,
@@ -195,7 +207,7 @@ pub(super) fn open_socket_dir(dir: &Path) -> Result<OwnedFd, ServerError> {
     check_dir(
         &walked,
         &fstat_fd(fd.as_raw_fd()).map_err(dir_err)?,
-        names.is_empty(),
+        names.is_empty() && strict_last,
         euid,
     )
     .map_err(unsafe_dir)?;
@@ -205,7 +217,7 @@ pub(super) fn open_socket_dir(dir: &Path) -> Result<OwnedFd, ServerError> {
             .map_err(|_| unsafe_dir("a NUL byte in the path".into()))?;
         let next = match open_dir_at(fd.as_raw_fd(), &cname) {
             Ok(next) => next,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+            Err(e) if create && e.raw_os_error() == Some(libc::ENOENT) => {
                 // SAFETY: `fd` is an open directory and `cname` is NUL-terminated.
                 let rc =
                     unsafe { libc::mkdirat(fd.as_raw_fd(), cname.as_ptr(), SOCKET_DIR_MODE as _) };
@@ -231,7 +243,7 @@ pub(super) fn open_socket_dir(dir: &Path) -> Result<OwnedFd, ServerError> {
             Err(e) => return Err(dir_err(e)),
         };
         let st = fstat_fd(next.as_raw_fd()).map_err(dir_err)?;
-        check_dir(&walked, &st, i + 1 == names.len(), euid).map_err(unsafe_dir)?;
+        check_dir(&walked, &st, i + 1 == names.len() && strict_last, euid).map_err(unsafe_dir)?;
         fd = next;
     }
     Ok(fd)

@@ -98,16 +98,21 @@ impl EngineControl for DaemonControl {
         let mut watched = Vec::new();
         let mut skipped = Vec::new();
         for sb in &report.superblocks {
-            let entry = |reason: Option<String>| FilesystemStatus {
+            let entry = |reason: Option<String>, gap| FilesystemStatus {
                 dev: format!("{}:{}", sb.dev.0, sb.dev.1),
                 fs_type: sb.fs_type.clone(),
                 mount_point: sb.mount_point.display().to_string(),
                 reason,
+                gap,
             };
+            // A type that cannot hold executables (proc, sysfs, ...) is no gap.
+            let typed = crate::linux::mountinfo::skip_reason(&sb.fs_type).is_some();
             match &sb.state {
-                SbState::Watched => watched.push(entry(None)),
-                SbState::Skipped(why) => skipped.push(entry(Some((*why).to_owned()))),
-                SbState::Failed(e) => skipped.push(entry(Some(format!("mark failed: {e}")))),
+                SbState::Watched => watched.push(entry(None, false)),
+                SbState::Skipped(why) => skipped.push(entry(Some((*why).to_owned()), !typed)),
+                SbState::Failed(e) => {
+                    skipped.push(entry(Some(format!("mark failed: {e}")), true));
+                }
             }
         }
         let backstop = match &self.backstop {

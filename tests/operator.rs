@@ -255,3 +255,76 @@ fn an_invalid_cel_expression_is_refused_when_added() {
         export.stderr
     );
 }
+
+/// `santactl doctor` as a script sees it: exit status and JSON.
+fn doctor(sock: &std::path::Path) -> (i32, serde_json::Value, String) {
+    let out = ctl(sock, &["doctor", "--json"]);
+    let v = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}{}", out.stdout, out.stderr));
+    let text = ctl(sock, &["doctor"]);
+    (out.code, v, text.stdout + &text.stderr)
+}
+
+fn state_of<'v>(v: &'v serde_json::Value, name: &str) -> &'v str {
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name}: {v}"))["state"]
+        .as_str()
+        .unwrap()
+}
+
+/// A Lockdown santad that watches only its test tmpfs leaves every other filesystem uncovered:
+/// doctor fails, names the gap, and exits 1.
+#[test]
+fn doctor_fails_on_a_host_with_a_coverage_gap() {
+    let s = common::start("LOCKDOWN", "FailClosed = true");
+    let (code, v, text) = doctor(&s.socket_path);
+    eprintln!("{text}");
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["protected"], false);
+    assert_eq!(state_of(&v, "coverage"), "fail", "{v}");
+    assert_eq!(state_of(&v, "backstop"), "fail", "{v}");
+    assert!(
+        text.contains("every filesystem outside WatchPaths"),
+        "{text}"
+    );
+    assert!(text.contains("not protected"), "{text}");
+    assert!(text.contains("FAIL  coverage"), "{text}");
+    for fine in [
+        "fail_closed",
+        "rules_db",
+        "log",
+        "sync",
+        "clock",
+        "defaults",
+        "mode",
+    ] {
+        assert_eq!(state_of(&v, fine), "ok", "{fine}: {v}");
+    }
+}
+
+/// Every filesystem watched and the backstop loaded (Lockdown scoped to a test-only user, so
+/// nothing else on the host is held): doctor passes, exit 0, with the scope as a warning.
+#[test]
+fn doctor_passes_on_a_covered_host() {
+    let s = common::start_covering(
+        "LOCKDOWN",
+        "FailClosed = true\nLockdownScope = { Users = [64713] }",
+    );
+    let (code, v, text) = doctor(&s.socket_path);
+    eprintln!("{text}");
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["protected"], true);
+    // A filesystem whose every mount point another mount covers cannot be marked; the
+    // backstop kills its execs, which doctor reports as a warning, not a failure.
+    assert_ne!(state_of(&v, "coverage"), "fail", "{v}");
+    assert_eq!(state_of(&v, "backstop"), "ok", "{v}");
+    assert_eq!(state_of(&v, "lockdown_scope"), "warn");
+    assert!(
+        text.contains("This host is protected as configured."),
+        "{text}"
+    );
+}

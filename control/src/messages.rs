@@ -34,6 +34,8 @@ pub enum Request {
     },
     /// Every stored rule. Root only (the rule set is policy, as in Santa).
     ExportRules,
+    /// Whether this host is protected, and why not: one check per concern (`santactl doctor`).
+    Doctor,
     /// Sync with the sync server now and wait for the outcome. Root only (as Santa's
     /// `santactl sync`).
     Sync {
@@ -67,6 +69,7 @@ impl Request {
             Request::ApplyRules { .. } => "rule",
             Request::ExportRules => "rule --export",
             Request::Sync { .. } => "sync",
+            Request::Doctor => "doctor",
         }
     }
 }
@@ -306,6 +309,8 @@ pub enum Reply {
     Rules(Vec<RuleSpec>),
     /// To [`Request::Sync`].
     Synced(SyncReply),
+    /// The checks of `santactl doctor`.
+    Doctor(DoctorReply),
 }
 
 /// What one sync did (`santactl sync`).
@@ -440,6 +445,10 @@ pub struct FilesystemStatus {
     pub mount_point: String,
     /// Why it is skipped.
     pub reason: Option<String>,
+    /// Skipped although it can hold executables (outside `WatchPaths`, in `IgnoreMounts`, or
+    /// its mark failed): an exec from it is not held.
+    #[serde(default)]
+    pub gap: bool,
 }
 
 /// The exec backstop's state and counters.
@@ -593,6 +602,39 @@ pub struct TransitiveStatus {
     pub compiler_rules: i64,
     /// Transitive rules.
     pub transitive_rules: i64,
+}
+
+/// How one doctor check came out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckState {
+    /// As it should be.
+    Ok,
+    /// Worth knowing; the host is still protected.
+    Warn,
+    /// The host is not protected as configured (or a part of santad is broken).
+    Fail,
+}
+
+/// One doctor check.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DoctorCheck {
+    /// What was checked (`coverage`, `backstop`, `mode`, `fail_closed`, `defaults`, `rules_db`,
+    /// `spool_db`, `log`, `sync`, `clock`).
+    pub name: String,
+    /// The outcome.
+    pub state: CheckState,
+    /// What was found, and what to do.
+    pub detail: String,
+}
+
+/// `santactl doctor`'s answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DoctorReply {
+    /// No check failed.
+    pub protected: bool,
+    /// Every check, in a fixed order.
+    pub checks: Vec<DoctorCheck>,
 }
 
 /// A cached decision.

@@ -115,6 +115,9 @@ pub struct CountersSnapshot {
     pub flushes: [u64; 4],
     /// Single-file invalidations (the file was written).
     pub invalidations: u64,
+    /// How long ago the last answer with the default was given (`None`: never).
+    #[cfg_attr(feature = "serde", serde(skip))]
+    pub last_default_age_ns: Option<u64>,
 }
 
 impl CountersSnapshot {

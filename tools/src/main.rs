@@ -79,6 +79,14 @@ enum Command {
         #[arg(long, value_enum)]
         format: Option<MetricsFormat>,
     },
+    /// Say whether this host is protected, and why not: coverage and backstop, mode and
+    /// FailClosed, recent default answers, the rules and spool databases, the log, sync and the
+    /// clock. Exit status 0 when no check failed (warnings allowed), 1 when one did.
+    Doctor {
+        /// Output in JSON format.
+        #[arg(long)]
+        json: bool,
+    },
     /// Sync with the sync server now (SyncBaseURL) and wait for the outcome. Root only.
     Sync {
         /// Ask the server for a clean sync: every rule but transitive ones is replaced.
@@ -550,6 +558,37 @@ fn cache_key(path: &Path) -> Result<control::CacheKey, Failure> {
     })
 }
 
+fn doctor(d: &Daemon, json: bool) -> Result<(), Failure> {
+    let r = ask!(d, Request::Doctor => Reply::Doctor);
+    if json {
+        outln!("{}", json_text(&r));
+    } else {
+        outln!(">>> Doctor");
+        for c in &r.checks {
+            let state = match c.state {
+                control::CheckState::Ok => "ok",
+                control::CheckState::Warn => "WARN",
+                control::CheckState::Fail => "FAIL",
+            };
+            outln!("  {state:<5} {:<15} {}", c.name, c.detail);
+        }
+    }
+    let failed = r
+        .checks
+        .iter()
+        .filter(|c| c.state == control::CheckState::Fail)
+        .count();
+    if failed > 0 {
+        return Err(Failure::Failed(format!(
+            "This host is not protected as configured: {failed} check(s) failed."
+        )));
+    }
+    if !json {
+        outln!("This host is protected as configured.");
+    }
+    Ok(())
+}
+
 fn checkcache(d: &Daemon, path: &Path) -> Result<(), Failure> {
     let reply = d.ask(&Request::CheckCache {
         file: cache_key(path)?,
@@ -808,6 +847,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Flushcache => flushcache(&daemon),
         Command::Checkcache { path } => checkcache(&daemon, path),
         Command::Version { json } => version(&daemon, *json),
+        Command::Doctor { json } => doctor(&daemon, *json),
         Command::Metrics { json, format } => metrics(
             &daemon,
             match (json, format) {

@@ -261,6 +261,7 @@ impl<P: Send + Sync + 'static, D: Clone + Send + Sync + 'static> Engine<P, D> {
             next_wake: CachePadded::new(AtomicU64::new(SCANNING)),
             deadline_thread: OnceLock::new(),
             deadline_stop: AtomicBool::new(false),
+            last_default_ns: CachePadded::new(AtomicU64::new(0)),
         });
         let mut engine = Engine {
             handle: Handle {

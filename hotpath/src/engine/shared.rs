@@ -77,6 +77,9 @@ pub(super) struct Shared<K: Types> {
     pub(super) next_wake: CachePadded<AtomicU64>,
     pub(super) deadline_thread: OnceLock<Thread>,
     pub(super) deadline_stop: AtomicBool,
+    /// The clock's time of the last answer given with the default (0: none yet), for
+    /// `santactl doctor`. Written only on that rare path.
+    pub(super) last_default_ns: CachePadded<AtomicU64>,
 }
 
 impl<K: Parts> Shared<K> {
@@ -193,6 +196,10 @@ impl<K: Parts> Shared<K> {
     #[inline]
     pub(super) fn answer(&self, by: AnsweredBy, slot: SlotRef, answer: Answer<'_, Decision<K>>) {
         if self.slots.try_answer(slot) {
+            if let Answer::Default(_) = answer {
+                self.last_default_ns
+                    .store(self.clock.now_ns().max(1), Ordering::Relaxed);
+            }
             self.respond_guarded(by, &self.slots.data(slot).payload, answer);
         }
     }
@@ -264,6 +271,8 @@ impl<K: Parts> Shared<K> {
         let mut s = self.counters.snapshot();
         s.flushes = self.cache.flush_counts();
         s.invalidations = self.cache.invalidation_count();
+        let last = self.last_default_ns.load(Ordering::Relaxed);
+        s.last_default_age_ns = (last != 0).then(|| self.clock.now_ns().saturating_sub(last));
         s
     }
 }

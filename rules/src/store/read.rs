@@ -154,6 +154,17 @@ impl RuleStore {
         Ok(row.and_then(|r| row_to_rule(r).ok()))
     }
 
+    /// SQLite's `PRAGMA quick_check`: `Ok(None)` when the file is sound, else its first
+    /// complaint.
+    pub fn quick_check(&self) -> Result<Option<String>, StoreError> {
+        let loc = &self.location;
+        let first: String = self
+            .conn
+            .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+            .map_err(sql_err(loc, "checking the database"))?;
+        Ok((first != "ok").then_some(first))
+    }
+
     /// Rule counts by type and by special state.
     pub fn counts(&self) -> Result<RuleCounts, StoreError> {
         let loc = &self.location;

@@ -350,6 +350,7 @@ impl ControlContext {
             })),
             Request::Status => self.status().map(|s| Reply::Status(Box::new(s))),
             Request::Metrics => Ok(Reply::Metrics(self.metrics())),
+            Request::Doctor => self.doctor().map(Reply::Doctor),
             Request::FlushCache => self
                 .engine
                 .flush(FlushReason::Operator)
@@ -854,6 +855,7 @@ pub fn decision_text(d: &rules::Decision) -> String {
 
 mod connection;
 mod dispatch;
+mod doctor;
 mod listener;
 mod socket;
 #[cfg(all(test, target_os = "linux"))]

@@ -149,6 +149,8 @@ pub struct BlockWatchers {
     stopping: AtomicBool,
     /// A writer thread runs (one per set of watchers).
     writer_claimed: AtomicBool,
+    /// [`WATCHER_STALL_MAX`], shorter in tests.
+    stall_max: Duration,
     /// The counters.
     pub counters: WatchCounters,
 }
@@ -320,6 +322,7 @@ impl BlockWatchers {
             config: Mutex::new(Arc::new(config)),
             stopping: AtomicBool::new(false),
             writer_claimed: AtomicBool::new(false),
+            stall_max: WATCHER_STALL_MAX,
             counters: WatchCounters::default(),
         })
     }
@@ -395,13 +398,13 @@ impl BlockWatchers {
                     Err(()) => dead[i] = true,
                 }
                 if let Some(since) = conn.stalled_since
-                    && now.duration_since(since) >= WATCHER_STALL_MAX
+                    && now.duration_since(since) >= self.stall_max
                 {
                     self.counters.closed_stalled.fetch_add(1, Ordering::Relaxed);
                     log::info!(
                         "block watcher of uid {} closed: it read nothing for {} s",
                         conn.watcher.uid,
-                        WATCHER_STALL_MAX.as_secs()
+                        self.stall_max.as_secs()
                     );
                     dead[i] = true;
                 }
@@ -554,5 +557,272 @@ impl RecordTap for BlockWatchers {
         }
         drop(list);
         self.wake();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn deny(uid: u32, sha: u8) -> Record {
+        let mut rec = Record::new();
+        rec.kind = RecordKind::Exec;
+        rec.decision = Some(rules::Action::Deny);
+        rec.reason = rules::Reason::Binary;
+        rec.uid = uid;
+        rec.pid = 4242;
+        rec.ppid = 7;
+        rec.sha256 = Some([sha; 32]);
+        rec.user.set(b"alice");
+        rec.path.set(b"/opt/tool & <b>x</b>");
+        rec.time = std::time::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        rec
+    }
+
+    fn config() -> MessageConfig {
+        MessageConfig {
+            banned_block_message: Some("Ask <i>IT</i>,<br />please".into()),
+            event_detail_url: Some("https://santa.example/%file_identifier%?u=%username%".into()),
+            event_detail_text: Some("Details".into()),
+            ..MessageConfig::default()
+        }
+    }
+
+    fn watchers(stall_max: Duration) -> (Arc<BlockWatchers>, Arc<AtomicBool>, JoinHandle<()>) {
+        let mut w = BlockWatchers::new(config()).unwrap();
+        w.stall_max = stall_max;
+        let w = Arc::new(w);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (w2, stop2) = (w.clone(), stop.clone());
+        let t = std::thread::spawn(move || w2.run_writer(&stop2));
+        (w, stop, t)
+    }
+
+    fn watch(w: &BlockWatchers, uid: u32, all_users: bool) -> UnixStream {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        w.reserve(uid, all_users).unwrap().start(theirs);
+        ours
+    }
+
+    fn next(stream: &mut UnixStream) -> BlockEvent {
+        let body = read_frame(
+            stream,
+            BLOCK_EVENT_BYTES_MAX,
+            Duration::from_secs(5),
+            Instant::now() + Duration::from_secs(5),
+            &|| false,
+        )
+        .unwrap();
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    fn nothing_more(stream: &mut UnixStream) {
+        stream
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut b = [0u8; 1];
+        let r = stream.read(&mut b);
+        assert!(matches!(&r, Err(e) if is_retryable(e)), "{r:?}");
+    }
+
+    fn wait_until(what: &str, f: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(Instant::now() < deadline, "waited for {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn notice_has_santas_message_url_and_label() {
+        let mut rec = deny(1000, 0xab);
+        let e = block_event(&rec, &config());
+        assert_eq!(e.message, "Ask IT,\nplease");
+        assert_eq!(e.reason, "BINARY");
+        assert_eq!(e.reason_text, "Binary rule");
+        assert_eq!(e.identifier.as_deref(), Some("ab".repeat(32).as_str()));
+        assert_eq!(
+            e.url.as_deref(),
+            Some(format!("https://santa.example/{}?u=alice", "ab".repeat(32)).as_str())
+        );
+        assert_eq!(e.url_label, "Details");
+        assert_eq!((e.pid, e.ppid, e.uid), (4242, 7, 1000));
+        assert_eq!(e.time_ms, 1_700_000_000_123);
+        assert_eq!(e.path, "/opt/tool & <b>x</b>");
+        // A rule's own texts win; no rule is Santa's unknown-block case.
+        rec.custom = rules::CustomText {
+            msg: Some("not on this host".into()),
+            url: Some("null".into()),
+            button: Some("Why?".into()),
+        };
+        let e = block_event(&rec, &config());
+        assert_eq!(e.message, "not on this host");
+        assert_eq!(e.url, None, "a rule's \"null\" URL means none");
+        assert_eq!(e.url_label, "Why?");
+        rec.custom = rules::CustomText::default();
+        rec.reason = rules::Reason::Unknown;
+        let e = block_event(&rec, &MessageConfig::default());
+        assert_eq!(
+            e.message,
+            blockmsg::html_to_text(blockmsg::DEFAULT_UNKNOWN_MESSAGE)
+        );
+        assert_eq!((e.url, e.url_label.as_str()), (None, "Open"));
+        // Texts are cut to their bound, so a message always fits its frame.
+        let long = MessageConfig {
+            banned_block_message: Some("é".repeat(BLOCK_TEXT_BYTES_MAX)),
+            ..config()
+        };
+        let mut rec = deny(1000, 1);
+        rec.path.set(&[b'\x01'; crate::eventlog::PATH_BYTES_MAX]);
+        let e = block_event(&rec, &long);
+        assert!(e.message.len() <= BLOCK_TEXT_BYTES_MAX);
+        assert!(encode(&e).is_some());
+    }
+
+    #[test]
+    fn each_watcher_gets_its_own_uids_blocks_and_silent_ones_are_not_sent() {
+        let (w, stop, t) = watchers(WATCHER_STALL_MAX);
+        let mut alice = watch(&w, 1000, false);
+        let mut bob = watch(&w, 1001, false);
+        let mut root = watch(&w, 0, false);
+        let mut all = watch(&w, 0, true);
+        assert_eq!(w.active(), 4);
+        w.offer(&deny(1000, 1));
+        let mut silent = deny(1000, 2);
+        silent.silence.gui = true;
+        w.offer(&silent);
+        let mut tty_only = deny(1000, 3);
+        tty_only.silence.tty = true;
+        w.offer(&tty_only);
+        let mut allow = deny(1000, 4);
+        allow.decision = Some(rules::Action::Allow);
+        w.offer(&allow);
+        w.offer(&deny(1001, 5));
+        let got = |e: BlockEvent| e.identifier.unwrap()[..2].to_owned();
+        assert_eq!(got(next(&mut alice)), "01");
+        assert_eq!(
+            got(next(&mut alice)),
+            "03",
+            "a TTY-silent rule still shows the notice"
+        );
+        assert_eq!(got(next(&mut bob)), "05");
+        assert_eq!(got(next(&mut all)), "01");
+        assert_eq!(got(next(&mut all)), "03");
+        assert_eq!(got(next(&mut all)), "05");
+        nothing_more(&mut alice);
+        nothing_more(&mut bob);
+        nothing_more(&mut root);
+        nothing_more(&mut all);
+        assert_eq!(w.counters.silenced.load(Ordering::Relaxed), 1);
+        assert_eq!(w.counters.sent.load(Ordering::Relaxed), 6);
+        // EnableSilentMode: nobody is told.
+        w.set_config(MessageConfig {
+            silent_gui: true,
+            ..config()
+        });
+        w.offer(&deny(1000, 6));
+        nothing_more(&mut alice);
+        // A hang-up gives the place back.
+        drop(bob);
+        wait_until("bob's watcher closed", || w.active() == 3);
+        stop.store(true, Ordering::Relaxed);
+        w.wake();
+        t.join().unwrap();
+        assert_eq!(
+            w.active(),
+            0,
+            "the writer closes every watcher when it stops"
+        );
+    }
+
+    #[test]
+    fn places_are_bounded_per_uid_and_for_all_users_with_roots_own_beside_them() {
+        let w = BlockWatchers::new(config()).unwrap();
+        let mut places = Vec::new();
+        for _ in 0..WATCHERS_PER_UID_MAX {
+            places.push(w.reserve(1000, false).unwrap());
+        }
+        assert_eq!(w.reserve(1000, false).unwrap_err(), WatchRefusal::UidLimit);
+        places.pop();
+        places.push(w.reserve(1000, false).expect("a place given back is free"));
+        let mut uid = 2000;
+        while places.len() < WATCHERS_MAX {
+            if let Ok(p) = w.reserve(uid, false) {
+                places.push(p);
+            } else {
+                uid += 1;
+            }
+        }
+        assert_eq!(w.reserve(5000, false).unwrap_err(), WatchRefusal::Full);
+        for _ in 0..WATCHERS_PER_UID_MAX {
+            places.push(w.reserve(0, false).expect("root's places are its own"));
+        }
+        assert_eq!(w.reserve(0, true).unwrap_err(), WatchRefusal::UidLimit);
+        w.stop();
+        places.clear();
+        assert_eq!(w.reserve(0, false).unwrap_err(), WatchRefusal::Stopping);
+    }
+
+    #[test]
+    fn a_watcher_that_never_reads_loses_notices_and_is_closed_never_blocking_the_logger() {
+        let stall = Duration::from_millis(300);
+        let (w, stop, t) = watchers(stall);
+        let _stuck = watch(&w, 1000, false);
+        let mut reader = watch(&w, 1001, false);
+        let start = Instant::now();
+        let offered = 5000;
+        for i in 0..offered {
+            w.offer(&deny(1000, (i % 251) as u8));
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "offering took {:?}",
+            start.elapsed()
+        );
+        wait_until("the stuck watcher closed", || {
+            w.counters.closed_stalled.load(Ordering::Relaxed) == 1
+        });
+        let (sent, dropped) = (
+            w.counters.sent.load(Ordering::Relaxed),
+            w.counters.dropped.load(Ordering::Relaxed),
+        );
+        assert!(dropped > 0, "sent {sent}, dropped {dropped}");
+        assert!(sent + dropped <= offered);
+        assert_eq!(w.active(), 1);
+        // The other watcher is served all along.
+        w.offer(&deny(1001, 9));
+        assert_eq!(next(&mut reader).uid, 1001);
+        // The stuck one's place is free again.
+        let places: Vec<_> = (0..WATCHERS_PER_UID_MAX)
+            .map(|_| w.reserve(1000, false).unwrap())
+            .collect();
+        drop(places);
+        stop.store(true, Ordering::Relaxed);
+        w.wake();
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn a_watcher_that_sends_anything_is_closed() {
+        let (w, stop, t) = watchers(WATCHER_STALL_MAX);
+        let mut chatty = watch(&w, 1000, false);
+        wait_until("the watcher is listed", || w.active() == 1);
+        chatty.write_all(b"\x00\x00\x00\x02{}").unwrap();
+        wait_until("the chatty watcher closed", || w.active() == 0);
+        let mut b = [0u8; 1];
+        chatty
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        // Closed with our bytes unread: an end of stream or a reset.
+        let r = chatty.read(&mut b);
+        assert!(
+            matches!(&r, Ok(0))
+                || matches!(&r, Err(e) if e.kind() == io::ErrorKind::ConnectionReset),
+            "{r:?}"
+        );
+        stop.store(true, Ordering::Relaxed);
+        w.wake();
+        t.join().unwrap();
     }
 }

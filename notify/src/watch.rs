@@ -1,7 +1,7 @@
 //! The connection to santad: one [`santa_control::WatchStream`] at a time, reopened with
 //! backoff when santad goes away (a restart, an upgrade) or turns the watch away (busy).
 
-use santa_control::{BlockEvent, ClientError, ErrorKind, WatchReply, watch_blocks};
+use santa_control::{BlockEvent, ClientError, ErrorKind, FrameError, WatchReply, watch_blocks};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,6 +76,9 @@ fn run(socket: PathBuf, all_users: bool, stop: Arc<AtomicBool>, tx: SyncSender<E
                             if tx.send(Event::Block(Box::new(event))).is_err() {
                                 return;
                             }
+                        }
+                        Err(ClientError::Receive(FrameError::Truncated { received: 0 })) => {
+                            break "santad closed the connection".to_owned();
                         }
                         Err(e) => break e.to_string(),
                     }

@@ -7,13 +7,23 @@ NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
 # The system packages the build and tests need, from Debian's packages: clang (it builds santad's
 # BPF exec backstop, build.rs), golang-go (the sync tests build Moroz, the Santa sync server
-# vendored in ../shared/sync-servers/moroz, offline) and prometheus (its promtool checks the
-# metrics santad exports: tests/metrics.rs, control/src/metrics.rs).
+# vendored in ../shared/sync-servers/moroz, offline), prometheus (its promtool checks the
+# metrics santad exports: tests/metrics.rs, control/src/metrics.rs), libdbus-1-dev and
+# pkg-config (santa-notify links libdbus), and for the desktop-notice tests (tests/notify.rs) a
+# session bus, an X server and a notification server: dbus-daemon, dbus-bin (dbus-monitor,
+# dbus-send), xvfb, dunst, and systemd's busctl, which `dunstctl history` calls.
 deps:
 	@missing=; \
 	command -v $${CLANG:-clang} >/dev/null 2>&1 || missing="$$missing clang"; \
 	command -v go >/dev/null 2>&1 || missing="$$missing golang-go"; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v pkg-config >/dev/null 2>&1 || missing="$$missing pkg-config"; \
+	pkg-config --exists dbus-1 2>/dev/null || missing="$$missing libdbus-1-dev"; \
+	command -v dbus-daemon >/dev/null 2>&1 || missing="$$missing dbus-daemon"; \
+	command -v dbus-monitor >/dev/null 2>&1 || missing="$$missing dbus-bin"; \
+	command -v Xvfb >/dev/null 2>&1 || missing="$$missing xvfb"; \
+	command -v dunstctl >/dev/null 2>&1 || missing="$$missing dunst"; \
+	command -v busctl >/dev/null 2>&1 || missing="$$missing systemd"; \
 	[ -z "$$missing" ] || { \
 		echo "installing$$missing from Debian's packages"; \
 		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \

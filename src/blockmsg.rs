@@ -113,6 +113,12 @@ pub struct MessageConfig {
     pub banned_block_message: Option<String>,
     /// `EventDetailURL`.
     pub event_detail_url: Option<String>,
+    /// `EventDetailText`: the label of the desktop notice's "open the URL" action.
+    pub event_detail_text: Option<String>,
+    /// `EnableSilentMode`: no desktop notices at all.
+    pub silent_gui: bool,
+    /// `EnableSilentTTYMode`: no terminal messages at all.
+    pub silent_tty: bool,
     /// `MachineID` (`%machine_id%`).
     pub machine_id: Option<String>,
     /// `%hostname%`.
@@ -247,9 +253,15 @@ fn terminal_safe(value: &str) -> String {
         .collect()
 }
 
-/// Renders the whole terminal text.
-pub fn render(notice: &BlockNotice, config: &MessageConfig) -> String {
-    let unknown = notice.reason.is_some_and(no_matching_rule);
+/// Santa's block message for a block of `reason` (Santa's HTML-ish text, as configured): the
+/// rule's custom message, else `UnknownBlockMessage` (no rule matched) or `BannedBlockMessage`
+/// (a rule blocked), else Santa's default for the case.
+pub fn block_message<'a>(
+    reason: Option<rules::Reason>,
+    custom_message: Option<&'a str>,
+    config: &'a MessageConfig,
+) -> &'a str {
+    let unknown = reason.is_some_and(no_matching_rule);
     let fallback = if unknown {
         DEFAULT_UNKNOWN_MESSAGE
     } else {
@@ -260,12 +272,15 @@ pub fn render(notice: &BlockNotice, config: &MessageConfig) -> String {
     } else {
         config.banned_block_message.as_deref()
     };
-    let message = notice
-        .custom_message
-        .as_deref()
+    custom_message
         .filter(|m| !m.is_empty())
         .or(configured.filter(|m| !m.is_empty()))
-        .unwrap_or(fallback);
+        .unwrap_or(fallback)
+}
+
+/// Renders the whole terminal text.
+pub fn render(notice: &BlockNotice, config: &MessageConfig) -> String {
+    let message = block_message(notice.reason, notice.custom_message.as_deref(), config);
     let mut text = String::with_capacity(1024);
     let _ = write!(
         text,
@@ -408,6 +423,10 @@ impl BlockMessenger {
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
                             .clone();
+                        if config.silent_tty {
+                            // EnableSilentTTYMode: Santa's TTY writer is created silent.
+                            continue;
+                        }
                         let text = render(&notice, &config);
                         match write_to_tty(&notice.tty, text.as_bytes(), TTY_WRITE_TIMEOUT) {
                             Ok(()) => shared.written.fetch_add(1, Ordering::Relaxed),

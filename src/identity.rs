@@ -442,6 +442,8 @@ pub fn fill_decision(
             }
             rec.cdhash = v.cdhash;
             rec.signing_status = v.signing_status;
+            rec.silence = v.decision.silence;
+            rec.custom = v.decision.custom.clone();
         }
         None => {
             rec.reason = rules::Reason::Unknown;

@@ -137,6 +137,9 @@ pub fn block_config(config: &Config) -> MessageConfig {
         unknown_block_message: config.unknown_block_message.clone(),
         banned_block_message: config.banned_block_message.clone(),
         event_detail_url: config.event_detail_url.clone(),
+        event_detail_text: config.event_detail_text.clone(),
+        silent_gui: config.enable_silent_mode,
+        silent_tty: config.enable_silent_tty_mode,
         machine_id: config.machine_id.clone(),
         ..MessageConfig::default()
     }

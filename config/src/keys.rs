@@ -34,6 +34,9 @@ pub(crate) struct Keys {
     pub event_detail_text: Option<String>,
     pub unknown_block_message: Option<String>,
     pub banned_block_message: Option<String>,
+    pub enable_silent_mode: Option<bool>,
+    #[serde(rename = "EnableSilentTTYMode")]
+    pub enable_silent_tty_mode: Option<bool>,
     #[serde(rename = "MachineID")]
     pub machine_id: Option<String>,
     #[serde(rename = "EnableMachineIDDecoration")]

@@ -260,6 +260,11 @@ pub struct Config {
     pub unknown_block_message: Option<String>,
     /// `BannedBlockMessage`: replaces the default text for a block by a rule.
     pub banned_block_message: Option<String>,
+    /// `EnableSilentMode`: no desktop notice for any block (santad sends `santa-notify` agents
+    /// nothing), as Santa's GUI then shows none. Default false.
+    pub enable_silent_mode: bool,
+    /// `EnableSilentTTYMode`: no block message on the blocked process's terminal. Default false.
+    pub enable_silent_tty_mode: bool,
     /// `MachineID`: for `%machine_id%` and the `machineid=` log field.
     pub machine_id: Option<String>,
     /// `EnableMachineIDDecoration`: append `|machineid=…` to every log line. Default false.
@@ -345,6 +350,8 @@ impl Default for Config {
             lockdown_scope: None,
             backstop: BackstopMode::Auto,
             memfd_noexec: false,
+            enable_silent_mode: false,
+            enable_silent_tty_mode: false,
             deadline_ms: DEADLINE_MS_DEFAULT,
             max_hash_bytes: MAX_HASH_BYTES_DEFAULT,
             worker_count: 0,

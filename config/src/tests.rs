@@ -57,7 +57,8 @@ fn to_toml(c: &Config) -> String {
         "ClientMode = \"{mode}\"\nFailClosed = {}\nAllowedPathRegex = {}\nBlockedPathRegex = {}\n\
          EnableBadSignatureProtection = {}\nEventLogType = \"{log_type}\"\n\
          EventDetailURL = {}\nEventDetailText = {}\nUnknownBlockMessage = {}\n\
-         BannedBlockMessage = {}\nMachineID = {}\nEnableMachineIDDecoration = {}\n\
+         BannedBlockMessage = {}\nEnableSilentMode = {}\nEnableSilentTTYMode = {}\n\
+         MachineID = {}\nEnableMachineIDDecoration = {}\n\
          IgnoreMounts = [{}]\nBackstop = \"{backstop}\"\nMemfdNoexec = {}\nDeadlineMs = {}\n\
          MaxHashBytes = {}\nWorkerCount = {}\nCacheCapacity = {}\nDenyCacheTtlMs = {}\n\
          InFlightSlots = {}\nQueueDepth = {}\nEventLogRingSize = {}\nRulesDbPath = {}\n\
@@ -71,6 +72,8 @@ fn to_toml(c: &Config) -> String {
         text(&c.event_detail_text),
         text(&c.unknown_block_message),
         text(&c.banned_block_message),
+        c.enable_silent_mode,
+        c.enable_silent_tty_mode,
         text(&c.machine_id),
         c.enable_machine_id_decoration,
         paths(&c.ignore_mounts),
@@ -678,6 +681,8 @@ SyncStatePath = "/var/lib/santa/state.json"
 SyncRequestTries = 2
 EnableBundles = false
 EnableTransitiveRules = true
+EnableSilentMode = true
+EnableSilentTTYMode = true
 "#,
     )
     .unwrap();
@@ -705,6 +710,8 @@ EnableTransitiveRules = true
     assert_eq!(s.event_spool_max_events, 500);
     assert_eq!(s.request_tries, 2);
     assert!(!c.enable_bundles && c.enable_transitive_rules);
+    assert!(c.enable_silent_mode && c.enable_silent_tty_mode);
+    assert!(!Config::default().enable_silent_mode && !Config::default().enable_silent_tty_mode);
     assert!(Config::default().enable_bundles && !Config::default().enable_transitive_rules);
     let d = Config::default().sync;
     assert_eq!(d.full_sync_interval_secs, 600);

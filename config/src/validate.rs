@@ -89,6 +89,8 @@ pub(crate) fn validate(keys: Keys) -> Result<Config, Invalid> {
         event_detail_text,
         unknown_block_message,
         banned_block_message,
+        enable_silent_mode,
+        enable_silent_tty_mode,
         machine_id,
         enable_machine_id_decoration,
         watch_paths,
@@ -147,6 +149,8 @@ pub(crate) fn validate(keys: Keys) -> Result<Config, Invalid> {
             enable_machine_id_decoration,
         ),
         (&mut c.memfd_noexec, memfd_noexec),
+        (&mut c.enable_silent_mode, enable_silent_mode),
+        (&mut c.enable_silent_tty_mode, enable_silent_tty_mode),
         (&mut c.log_exec_notifications, log_exec_notifications),
         (
             &mut c.ignore_other_endpoint_security_clients,

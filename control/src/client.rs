@@ -18,6 +18,8 @@ pub enum ClientError {
     Receive(FrameError),
     /// The answer is not valid JSON of the expected shape.
     BadReply(String),
+    /// santad refused the request (its reason).
+    Refused(ControlError),
 }
 
 impl fmt::Display for ClientError {
@@ -29,6 +31,7 @@ impl fmt::Display for ClientError {
             Self::Send(e) => write!(f, "sending to santad: {e}"),
             Self::Receive(e) => write!(f, "reading santad's answer: {e}"),
             Self::BadReply(e) => write!(f, "santad's answer is not understood: {e}"),
+            Self::Refused(e) => write!(f, "santad refused: {e}"),
         }
     }
 }
@@ -78,5 +81,62 @@ pub fn ask(socket: &Path, request: &Request, timeout: Duration) -> Result<Reply,
         Ok(Ok(reply)) => Ok(reply),
         Ok(Err(e)) => Err(e.message),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A stream of block notices from santad ([`Request::WatchBlocks`]), opened by [`watch_blocks`].
+#[derive(Debug)]
+pub struct WatchStream {
+    stream: UnixStream,
+    /// What santad said when it took the watch.
+    pub reply: WatchReply,
+}
+
+/// Asks the santad at `socket` for block notices (the peer's own, or every user's with
+/// `all_users`, root only) and waits up to `timeout` for its answer.
+pub fn watch_blocks(
+    socket: &Path,
+    all_users: bool,
+    timeout: Duration,
+) -> Result<WatchStream, ClientError> {
+    let mut stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
+        path: socket.to_owned(),
+        source,
+    })?;
+    let message = encode_request(&Request::WatchBlocks { all_users }).map_err(ClientError::Send)?;
+    stream
+        .set_write_timeout(Some(timeout))
+        .map_err(ClientError::Send)?;
+    stream
+        .write_all(&message)
+        .and_then(|()| stream.flush())
+        .map_err(ClientError::Send)?;
+    let body = read_frame(
+        &mut stream,
+        BLOCK_EVENT_BYTES_MAX,
+        timeout,
+        Instant::now() + timeout,
+        &|| false,
+    )
+    .map_err(ClientError::Receive)?;
+    let response: Response =
+        serde_json::from_slice(&body).map_err(|e| ClientError::BadReply(e.to_string()))?;
+    match response {
+        Ok(Reply::Watching(reply)) => Ok(WatchStream { stream, reply }),
+        Ok(other) => Err(ClientError::BadReply(format!(
+            "expected a watch reply, got {other:?}"
+        ))),
+        Err(e) => Err(ClientError::Refused(e)),
+    }
+}
+
+impl WatchStream {
+    /// The next block notice, waiting as long as it takes (checking `stop()` a few times a
+    /// second). An error ends the stream: santad went away, sent something that is not a
+    /// notice, or `stop()` said so ([`FrameError::Stopped`]).
+    pub fn next_event(&mut self, stop: &dyn Fn() -> bool) -> Result<BlockEvent, ClientError> {
+        let body = read_frame_waiting(&mut self.stream, BLOCK_EVENT_BYTES_MAX, IDLE_TIMEOUT, stop)
+            .map_err(ClientError::Receive)?;
+        serde_json::from_slice(&body).map_err(|e| ClientError::BadReply(shorten(&e.to_string())))
     }
 }

@@ -254,6 +254,70 @@ pub fn read_frame(
     }
 }
 
+/// Reads one message of at most `max` bytes from `stream` that may be a long time coming (a
+/// stream of notices, quiet for days): waits for its first byte for as long as it takes, checking
+/// `stop()` every `READ_SLICE`, then reads the rest within `idle` between bytes and `idle` times
+/// [`STREAM_MESSAGE_IDLE_PERIODS`] in all, as [`read_frame`] does.
+pub fn read_frame_waiting(
+    stream: &mut UnixStream,
+    max: usize,
+    idle: Duration,
+    stop: &dyn Fn() -> bool,
+) -> Result<Vec<u8>, FrameError> {
+    let mut decoder = FrameDecoder::new(max);
+    let mut first = [0u8; 1];
+    stream
+        .set_read_timeout(Some(READ_SLICE))
+        .map_err(FrameError::Io)?;
+    loop {
+        if stop() {
+            return Err(FrameError::Stopped);
+        }
+        match stream.read(&mut first) {
+            Ok(0) => return Err(FrameError::Truncated { received: 0 }),
+            Ok(_) => break,
+            Err(e) if is_retryable(&e) => {}
+            Err(e) => return Err(FrameError::Io(e)),
+        }
+    }
+    decoder.feed(&first)?;
+    let deadline = Instant::now() + idle * STREAM_MESSAGE_IDLE_PERIODS;
+    let mut last_progress = Instant::now();
+    let mut chunk = [0u8; 16 << 10];
+    loop {
+        if decoder.is_complete() {
+            return decoder.finish();
+        }
+        if stop() {
+            return Err(FrameError::Stopped);
+        }
+        let now = Instant::now();
+        if now >= deadline || now.duration_since(last_progress) >= idle {
+            return Err(FrameError::TimedOut);
+        }
+        stream
+            .set_read_timeout(Some(READ_SLICE))
+            .map_err(FrameError::Io)?;
+        let want = decoder.wanted().min(chunk.len());
+        match stream.read(&mut chunk[..want]) {
+            Ok(0) => {
+                return Err(FrameError::Truncated {
+                    received: decoder.received(),
+                });
+            }
+            Ok(n) => {
+                last_progress = Instant::now();
+                decoder.feed(&chunk[..n])?;
+            }
+            Err(e) if is_retryable(&e) => {}
+            Err(e) => return Err(FrameError::Io(e)),
+        }
+    }
+}
+
+/// A streamed message, once begun, must arrive whole within this many idle periods.
+pub const STREAM_MESSAGE_IDLE_PERIODS: u32 = 4;
+
 /// True for the errors of a socket read or write under a timeout that only say "not yet": no
 /// data, this one call's timeout, a signal. The caller tries again until its own deadline.
 pub fn is_retryable(e: &io::Error) -> bool {

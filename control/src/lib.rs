@@ -6,15 +6,17 @@
 //! decodes it ([`decode_request`]), checks the peer's right to it ([`Request::needs_root`]),
 //! handles it and frames a [`Reply`] back, which [`request`] decodes.
 //!
-//! Wire format: one request per connection. Each message is a 4-byte big-endian length followed
+//! Wire format: one request per connection (a block watch, [`Request::WatchBlocks`], then
+//! keeps it: [`Reply::Watching`], then one [`BlockEvent`] message per block). Each message is a 4-byte big-endian length followed
 //! by that many bytes of JSON ([`Request`] one way, [`Response`] the other). The length is
 //! checked against a cap before anything is read, and the body is read as it arrives (a client
 //! announcing 256 MiB and sending nothing costs nothing).
 //!
 //! Authorization is by the peer's credentials (`SO_PEERCRED` on Linux, `getpeereid` on macOS),
 //! never by anything in the message: anyone may read (version, status, metrics, rule checks,
-//! cache checks); only uid 0 may change policy or caches (rule changes, import, export,
-//! flushcache). See [`Request::needs_root`].
+//! cache checks, a watch of their own blocks); only uid 0 may change policy or caches (rule
+//! changes, import, export, flushcache) or watch every user's blocks. See
+//! [`Request::needs_root`].
 //!
 //! Everything here is platform-neutral, so `santactl` builds everywhere.
 

@@ -43,6 +43,16 @@ pub enum Request {
         #[serde(default)]
         clean: CleanupSpec,
     },
+    /// Stream block notices (`santa-notify`): santad answers [`Reply::Watching`], keeps the
+    /// connection, and sends one [`BlockEvent`] message per blocked execution of the peer's own
+    /// uid (every uid's with `all_users`, which only root may ask for) until either side closes
+    /// it. The peer sends nothing more: anything it sends closes the stream. Silent blocks
+    /// (silent rules, `EnableSilentMode`) are not sent.
+    WatchBlocks {
+        /// Every user's blocks, not only the peer's own. Root only.
+        #[serde(default)]
+        all_users: bool,
+    },
 }
 
 impl Request {
@@ -70,6 +80,7 @@ impl Request {
             Request::ExportRules => "rule --export",
             Request::Sync { .. } => "sync",
             Request::Doctor => "doctor",
+            Request::WatchBlocks { .. } => "watch-blocks",
         }
     }
 }
@@ -311,6 +322,67 @@ pub enum Reply {
     Synced(SyncReply),
     /// The checks of `santactl doctor`.
     Doctor(DoctorReply),
+    /// To [`Request::WatchBlocks`]: the stream of [`BlockEvent`]s follows.
+    Watching(WatchReply),
+}
+
+/// What a block watcher gets ([`Request::WatchBlocks`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchReply {
+    /// Whose blocks are sent: the peer's uid, or `None` for every user's.
+    pub uid: Option<u32>,
+    /// Notices santad holds for this watcher while it is not reading; past them, notices are
+    /// dropped (and counted in santad's metrics, `notify.dropped`).
+    pub queue_depth: u32,
+}
+
+/// Largest [`BlockEvent`] message santad sends: a path of 4 KiB, a message and a URL of at most
+/// [`BLOCK_TEXT_BYTES_MAX`] each, and a few hashes, in JSON (escaping can grow text up to six
+/// times for control characters; santad cuts the texts before encoding).
+pub const BLOCK_EVENT_BYTES_MAX: usize = 128 << 10;
+
+/// Longest block message or URL in a [`BlockEvent`] (santad cuts longer ones).
+pub const BLOCK_TEXT_BYTES_MAX: usize = 4096;
+
+/// One blocked execution, for the desktop notice of the user who ran it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockEvent {
+    /// When it was decided, milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// The process that tried to execute.
+    pub pid: i32,
+    /// Its parent.
+    pub ppid: i32,
+    /// Its real uid.
+    pub uid: u32,
+    /// Its user's name, when known.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The blocked file.
+    pub path: String,
+    /// Its SHA-256, lowercase hex (Santa's "Identifier"), when it could be read.
+    #[serde(default)]
+    pub identifier: Option<String>,
+    /// Team ID, when signed.
+    #[serde(default)]
+    pub team_id: Option<String>,
+    /// Signing ID, when signed.
+    #[serde(default)]
+    pub signing_id: Option<String>,
+    /// Santa's reason (`BINARY`, `UNKNOWN`, `SCOPE`, …).
+    pub reason: String,
+    /// Santa's words for it (`Binary rule`, `No matching rule`, …).
+    pub reason_text: String,
+    /// Santa's block message as plain text: the rule's custom message, else the configured
+    /// `BannedBlockMessage` / `UnknownBlockMessage`, else Santa's default.
+    pub message: String,
+    /// The event detail URL with its placeholders filled (the rule's custom URL, else
+    /// `EventDetailURL`), if there is one.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The label for opening the URL (the rule's button text, else `EventDetailText`, else
+    /// `Open`).
+    pub url_label: String,
 }
 
 /// What one sync did (`santactl sync`).

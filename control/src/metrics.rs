@@ -225,6 +225,14 @@ families! {
         "When the last full sync succeeded, in seconds since the Unix epoch (0: never).";
     EXPORTS = "santa_metric_exports_total", Counter,
         "Metric exports (the node_exporter text file, MetricURL), by target and result.";
+    NOTIFY_WATCHERS = "santa_notify_watchers", Gauge,
+        "Block watchers (santa-notify agents) connected now.";
+    NOTIFY_WATCHES = "santa_notify_watches_total", Counter,
+        "Block watch requests, by result: accepted, refused (over a bound).";
+    NOTIFY_NOTICES = "santa_notify_notices_total", Counter,
+        "Block notices, by result: sent, dropped (a watcher's queue was full), silenced (silent rule or mode).";
+    NOTIFY_CLOSED = "santa_notify_watchers_closed_total", Counter,
+        "Block watchers closed, by why: closed (hung up or misbehaved), stalled (took nothing for 30 s).";
 }
 
 macro_rules! spec {
@@ -425,6 +433,14 @@ pub static TABLE: &[KeySpec] = &[
         EXPORTS,
         [("target", "url"), ("result", "failed")]
     ),
+    spec!("notify.watchers", NOTIFY_WATCHERS),
+    spec!("notify.accepted", NOTIFY_WATCHES, [("result", "accepted")]),
+    spec!("notify.refused", NOTIFY_WATCHES, [("result", "refused")]),
+    spec!("notify.sent", NOTIFY_NOTICES, [("result", "sent")]),
+    spec!("notify.dropped", NOTIFY_NOTICES, [("result", "dropped")]),
+    spec!("notify.silenced", NOTIFY_NOTICES, [("result", "silenced")]),
+    spec!("notify.closed", NOTIFY_CLOSED, [("why", "closed")]),
+    spec!("notify.closed_stalled", NOTIFY_CLOSED, [("why", "stalled")]),
 ];
 
 /// The table's row for `key`: an exact key first, else a `prefix.*` whose prefix is all of

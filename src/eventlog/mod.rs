@@ -44,7 +44,7 @@ pub use record::{
     EXPLAIN_BYTES_MAX, NAME_BYTES_MAX, PATH_BYTES_MAX, Record, RecordKind, SIGNING_ID_BYTES_MAX,
     TEAM_ID_BYTES_MAX, TRUNCATED_MARKER, Text,
 };
-pub use ring::{EventLog, LoggerHandle, REASONS, RecordSlot, RecordTap, spawn_logger};
+pub use ring::{EventLog, LoggerHandle, REASONS, RecordSlot, RecordTap, TAPS_MAX, spawn_logger};
 use writer::WRITE_BATCH_BYTES;
 pub use writer::{LogWriter, OpenError, WriterConfig};
 

@@ -164,6 +164,13 @@ pub struct Record {
     pub cdhash: Option<[u8; 20]>,
     /// How the file is signed (not in the log lines: for the sync server's events).
     pub signing_status: Option<rules::SigningStatus>,
+    /// The user notices this decision suppresses (a silent block rule; a refused
+    /// `AT_EXECVE_CHECK`, which ran nothing). Not in the log lines: for the desktop notices.
+    pub silence: rules::Silence,
+    /// The matched rule's custom block message, URL and button label (not in the log lines: for
+    /// the desktop notices). Shared with the rules snapshot: setting it copies reference counts
+    /// and never allocates.
+    pub custom: rules::CustomText,
     /// Process id.
     pub pid: i32,
     /// Process start time in clock ticks (Linux stand-in for Santa's pidversion).
@@ -209,6 +216,8 @@ impl Record {
             signing_id: Text::new(),
             cdhash: None,
             signing_status: None,
+            silence: rules::Silence::default(),
+            custom: rules::CustomText::default(),
             pid: 0,
             pidversion: 0,
             ppid: 0,
@@ -240,6 +249,8 @@ impl Record {
         self.signing_id.clear();
         self.cdhash = None;
         self.signing_status = None;
+        self.silence = rules::Silence::default();
+        self.custom = rules::CustomText::default();
         self.pid = 0;
         self.pidversion = 0;
         self.ppid = 0;

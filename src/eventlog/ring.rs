@@ -37,8 +37,9 @@ pub struct EventLog {
     logger_idle: AtomicBool,
     /// Ready records at which a commit wakes a batching logger early (a quarter of the ring).
     wake_threshold: usize,
-    /// Sees every record the logger writes (the sync event spool), if set.
-    tap: std::sync::OnceLock<Arc<dyn RecordTap>>,
+    /// See every record the logger writes (the sync event spool, the block watchers), in the
+    /// order they were added; filled once each, read without a lock.
+    taps: [std::sync::OnceLock<Arc<dyn RecordTap>>; TAPS_MAX],
     /// EXEC records the logger took, by decision (allow, deny) and reason ([`REASONS`] order).
     decisions: [[AtomicU64; REASONS.len()]; 2],
 }
@@ -75,8 +76,11 @@ fn reason_index(reason: rules::Reason) -> usize {
     }
 }
 
+/// Taps one log can have: santad has two (the sync event spool, the desktop block notices).
+pub const TAPS_MAX: usize = 4;
+
 /// Something that sees each record as the logger thread writes it (off the workers' path): the
-/// sync event spool. It must not block for long: the ring fills behind it.
+/// sync event spool, the block watchers. It must not block for long: the ring fills behind it.
 pub trait RecordTap: Send + Sync + std::fmt::Debug {
     /// One record, just formatted.
     fn offer(&self, rec: &Record);
@@ -102,7 +106,7 @@ impl EventLog {
             logger: std::sync::OnceLock::new(),
             logger_idle: AtomicBool::new(true),
             wake_threshold: (capacity / 4).max(1),
-            tap: std::sync::OnceLock::new(),
+            taps: std::array::from_fn(|_| std::sync::OnceLock::new()),
             decisions: Default::default(),
         })
     }
@@ -164,9 +168,20 @@ impl EventLog {
         self.write_errors.load(Ordering::Relaxed)
     }
 
-    /// Sets the tap that sees every record the logger writes (once; a second call is refused).
-    pub fn set_tap(&self, tap: Arc<dyn RecordTap>) -> bool {
-        self.tap.set(tap).is_ok()
+    /// Adds a tap that sees every record the logger writes, after those added before it;
+    /// refused (false) once [`TAPS_MAX`] are set.
+    pub fn add_tap(&self, tap: Arc<dyn RecordTap>) -> bool {
+        let mut tap = Some(tap);
+        for slot in &self.taps {
+            let Some(t) = tap.take() else { break };
+            // `set` hands the tap back when the slot is taken (by us before, or a racing add).
+            if let Err(t) = slot.set(t) {
+                tap = Some(t);
+            } else {
+                return true;
+            }
+        }
+        false
     }
 
     fn wake_logger(&self) {
@@ -277,7 +292,7 @@ pub fn spawn_logger(log: Arc<EventLog>, mut writer: LogWriter) -> io::Result<Log
                 while let Some(mut rec) = log.ready.pop() {
                     writer.format(&rec);
                     log.count_decision(&rec);
-                    if let Some(tap) = log.tap.get() {
+                    for tap in log.taps.iter().map_while(std::sync::OnceLock::get) {
                         tap.offer(&rec);
                     }
                     rec.clear();

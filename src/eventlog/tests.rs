@@ -257,3 +257,55 @@ fn logger_writes_and_reopens_after_rename() {
     assert_eq!(log.dropped(), 0);
     assert_eq!(log.write_errors(), 0);
 }
+
+/// Counts the records it sees and remembers the last pid.
+#[derive(Debug, Default)]
+struct CountingTap {
+    seen: std::sync::atomic::AtomicU64,
+    last_pid: std::sync::atomic::AtomicI32,
+}
+
+impl RecordTap for CountingTap {
+    fn offer(&self, rec: &Record) {
+        self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.last_pid
+            .store(rec.pid, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn every_tap_sees_every_record_and_a_fifth_is_refused() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    let log = EventLog::new(8);
+    let taps: Vec<Arc<CountingTap>> = (0..TAPS_MAX).map(|_| Arc::default()).collect();
+    for tap in &taps {
+        assert!(log.add_tap(tap.clone()));
+    }
+    assert!(!log.add_tap(Arc::new(CountingTap::default())));
+    let writer = LogWriter::new(WriterConfig {
+        format: LogFormat::Json,
+        destination: LogDestination::Null,
+        machine_id: None,
+    })
+    .expect("null writer");
+    let handle = spawn_logger(log.clone(), writer).expect("spawn");
+    for pid in 1..=5 {
+        let mut slot = log.acquire().expect("free record");
+        slot.pid = pid;
+        slot.commit();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while taps.iter().any(|t| t.seen.load(Ordering::SeqCst) < 5) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "taps did not see 5 records"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for tap in &taps {
+        assert_eq!(tap.seen.load(Ordering::SeqCst), 5);
+        assert_eq!(tap.last_pid.load(Ordering::SeqCst), 5);
+    }
+    drop(handle);
+}

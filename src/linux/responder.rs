@@ -403,6 +403,11 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
                 }
                 rec.explain
                     .push(b"execveat AT_EXECVE_CHECK: a check, nothing was executed");
+                // Nothing ran, so nobody is told of a block: no terminal message, no notice.
+                rec.silence = rules::Silence {
+                    gui: true,
+                    tty: true,
+                };
             } else if response == rules::Action::Deny {
                 self.block_message(event, verdict, rec);
                 if let Some(bundles) = &self.bundles {

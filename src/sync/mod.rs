@@ -481,7 +481,9 @@ impl SyncService {
                     let _ = lock(&stored).send(Command::EventsStored);
                 },
             )?);
-            log.set_tap(tap.clone());
+            if !log.add_tap(tap.clone()) {
+                log::error!("sync: the event log has no room for the spool's tap");
+            }
         }
         let mut worker = Worker {
             config: config.clone(),

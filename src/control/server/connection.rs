@@ -173,6 +173,10 @@ pub(super) fn serve(ctx: &ControlContext, conn: Connection, stop: &AtomicBool) {
         }
     };
     let response = match parse_request(&body) {
+        Ok(Request::WatchBlocks { all_users }) => {
+            log::debug!("control: watch-blocks from uid {uid} pid {pid}");
+            return watch(ctx, stream, uid, all_users, reply_deadline);
+        }
         Ok(request) => {
             log::debug!("control: {} from uid {uid} pid {pid}", request.name());
             ctx.handle(uid, request)
@@ -185,4 +189,54 @@ pub(super) fn serve(ctx: &ControlContext, conn: Connection, stop: &AtomicBool) {
     if send_within(&mut stream, &response, Instant::now() + reply_deadline).is_err() {
         ctx.counters.dropped.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// Takes a block watch: a place (or a refusal), the answer, then the socket goes to the
+/// watchers' writer thread and this handler is free again.
+fn watch(
+    ctx: &ControlContext,
+    mut stream: UnixStream,
+    uid: u32,
+    all_users: bool,
+    reply_deadline: Duration,
+) {
+    let refuse = |stream: &mut UnixStream, kind: ErrorKind, message: String| {
+        if let Some(w) = ctx.watchers() {
+            w.counters.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        log::info!("control: watch-blocks from uid {uid} refused: {message}");
+        let response: Response = Err(ControlError::new(kind, message));
+        let _ = send_within(stream, &response, Instant::now() + reply_deadline);
+    };
+    let Some(watchers) = ctx.watchers() else {
+        return refuse(
+            &mut stream,
+            ErrorKind::Internal,
+            "watch-blocks: santad has no block watchers (see its log)".into(),
+        );
+    };
+    if all_users && uid != 0 {
+        ctx.counters.refused.fetch_add(1, Ordering::Relaxed);
+        return refuse(
+            &mut stream,
+            ErrorKind::PermissionDenied,
+            "watch-blocks --all-users: permission denied (only root may watch every user's blocks)"
+                .into(),
+        );
+    }
+    let place = match watchers.reserve(uid, all_users) {
+        Ok(place) => place,
+        Err(why) => return refuse(&mut stream, ErrorKind::Busy, format!("watch-blocks: {why}")),
+    };
+    let response: Response = Ok(Reply::Watching(WatchReply {
+        uid: (!all_users).then_some(uid),
+        queue_depth: WATCHER_QUEUE_DEPTH as u32,
+    }));
+    if send_within(&mut stream, &response, Instant::now() + reply_deadline).is_err() {
+        ctx.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    watchers.counters.accepted.fetch_add(1, Ordering::Relaxed);
+    ctx.counters.replies.fetch_add(1, Ordering::Relaxed);
+    place.start(stream);
 }

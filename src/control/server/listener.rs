@@ -10,6 +10,8 @@ pub struct ControlServer {
     socket: SocketEntry,
     stop: Arc<AtomicBool>,
     dispatcher: Arc<Dispatcher<Connection>>,
+    /// The block watchers whose writer this server runs, if it runs one.
+    watchers: Option<Arc<BlockWatchers>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -101,6 +103,7 @@ impl ControlServer {
             socket: entry,
             stop: stop.clone(),
             dispatcher: dispatcher.clone(),
+            watchers: None,
             threads: Vec::new(),
         };
         let spawn_err = |source| ServerError::Io {
@@ -114,6 +117,17 @@ impl ControlServer {
                 .spawn(move || handler_loop(&ctx, &dispatcher, &stop))
                 .map_err(spawn_err)?;
             server.threads.push(t);
+        }
+        if let Some(watchers) = ctx.watchers().cloned()
+            && watchers.claim_writer()
+        {
+            let stop = stop.clone();
+            let t = std::thread::Builder::new()
+                .name("santad-notify".into())
+                .spawn(move || watchers.run_writer(&stop))
+                .map_err(spawn_err)?;
+            server.threads.push(t);
+            server.watchers = ctx.watchers().cloned();
         }
         let t = std::thread::Builder::new()
             .name("santad-control".into())
@@ -137,6 +151,9 @@ impl ControlServer {
     fn shutdown(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         self.dispatcher.stop();
+        if let Some(w) = &self.watchers {
+            w.stop();
+        }
         for t in self.threads.drain(..) {
             let _ = t.join();
         }

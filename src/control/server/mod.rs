@@ -255,6 +255,8 @@ pub struct ControlContext {
     started_at: std::time::SystemTime,
     dispatcher: std::sync::OnceLock<Arc<Dispatcher<Connection>>>,
     sync: std::sync::OnceLock<Arc<crate::sync::SyncHandle>>,
+    /// The block watchers (`santa-notify`); `None` if their wake socket could not be made.
+    watchers: Option<Arc<BlockWatchers>>,
     /// The socket's counters.
     pub counters: ControlCounters,
     /// The metric exports' counters.
@@ -280,7 +282,23 @@ impl ControlContext {
         log: Arc<EventLog>,
         config: Config,
     ) -> Arc<ControlContext> {
+        let watchers = match BlockWatchers::new(crate::setup::block_config(&config)) {
+            Ok(w) => {
+                let w = Arc::new(w);
+                if log.add_tap(w.clone()) {
+                    Some(w)
+                } else {
+                    log::error!("control: the event log has no room for the block watchers");
+                    None
+                }
+            }
+            Err(e) => {
+                log::error!("control: block watchers unavailable: {e}");
+                None
+            }
+        };
         Arc::new(ControlContext {
+            watchers,
             engine,
             policy,
             log,
@@ -314,7 +332,15 @@ impl ControlContext {
 
     /// The configuration now in force (after a reload).
     pub fn set_config(&self, config: Config) {
+        if let Some(w) = &self.watchers {
+            w.set_config(crate::setup::block_config(&config));
+        }
         *lock(&self.config) = Arc::new(config);
+    }
+
+    /// The block watchers, if santad has them.
+    pub fn watchers(&self) -> Option<&Arc<BlockWatchers>> {
+        self.watchers.as_ref()
     }
 
     /// The configuration now in force.
@@ -372,6 +398,11 @@ impl ControlContext {
                     "sync: no sync server is configured (SyncBaseURL)",
                 )),
             },
+            // Served by the connection itself (`serve`), which keeps the socket.
+            Request::WatchBlocks { .. } => Err(ControlError::new(
+                ErrorKind::InvalidRequest,
+                "watch-blocks: only on a connection of its own",
+            )),
         };
         if reply.is_ok() {
             self.counters.replies.fetch_add(1, Ordering::Relaxed);
@@ -540,6 +571,17 @@ impl ControlContext {
         put("control.busy", get(&cc.busy));
         put("control.uid_limited", get(&cc.uid_limited));
         put("control.handler_panics", get(&cc.handler_panics));
+        if let Some(w) = &self.watchers {
+            let wc = &w.counters;
+            put("notify.watchers", w.active() as u64);
+            put("notify.accepted", get(&wc.accepted));
+            put("notify.refused", get(&wc.refused));
+            put("notify.sent", get(&wc.sent));
+            put("notify.dropped", get(&wc.dropped));
+            put("notify.silenced", get(&wc.silenced));
+            put("notify.closed", get(&wc.closed));
+            put("notify.closed_stalled", get(&wc.closed_stalled));
+        }
         if let Some(load) = self.load() {
             put("control.root_waiting", load.root_waiting as u64);
             put("control.unprivileged_waiting", load.users_waiting as u64);
@@ -860,6 +902,7 @@ mod listener;
 mod socket;
 #[cfg(all(test, target_os = "linux"))]
 mod tests;
+mod watch;
 
 pub use connection::{Connection, peer_credentials};
 use connection::{refuse_now, serve};
@@ -868,3 +911,7 @@ pub use listener::ControlServer;
 pub use socket::ServerError;
 pub(crate) use socket::open_root_dir;
 use socket::{Bound, SocketEntry, bind};
+pub use watch::{
+    BlockWatchers, Place, WATCHER_QUEUE_DEPTH, WATCHER_STALL_MAX, WATCHERS_MAX,
+    WATCHERS_PER_UID_MAX, WatchCounters, WatchRefusal, block_event,
+};

@@ -9,6 +9,8 @@ const DEFAULTS_RECENT: Duration = Duration::from_secs(600);
 /// The clock may drift (or be corrected) this far from santad's own count of time since it
 /// started before the check says so.
 const CLOCK_DRIFT_MAX: Duration = Duration::from_secs(120);
+/// How long a rules database integrity check stands before doctor runs another.
+const RULES_CHECK_TTL: Duration = Duration::from_secs(60);
 /// Earlier than this (2024-01-01) the wall clock is certainly wrong: certificates, sync times
 /// and log timestamps cannot be trusted.
 const CLOCK_FLOOR_UNIX: u64 = 1_704_067_200;
@@ -114,9 +116,21 @@ impl ControlContext {
     /// The rules database: SQLite's quick check, and its rule count against the snapshot in
     /// force (they differ when a change reached one and not the other).
     fn rules_check(&self, status: &StatusReply) -> DoctorCheck {
+        let cached = lock(&self.rules_checked)
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < RULES_CHECK_TTL)
+            .map(|(_, p)| p.clone());
         let result = self.with_rules(|db| {
             let store = db.store()?;
-            Ok::<_, rules::StoreError>((store.quick_check()?, store.counts()?))
+            let problem = match cached {
+                Some(p) => p,
+                None => {
+                    let p = store.quick_check()?;
+                    *lock(&self.rules_checked) = Some((Instant::now(), p.clone()));
+                    p
+                }
+            };
+            Ok::<_, rules::StoreError>((problem, store.counts()?))
         });
         let (problem, counts) = match result {
             Ok(r) => r,

@@ -253,6 +253,9 @@ pub struct ControlContext {
     rules: Mutex<RulesDb>,
     started: Instant,
     started_at: std::time::SystemTime,
+    /// The rules database's last integrity check for `doctor` (any user may ask; the check
+    /// reads the whole file under the rules lock, so it runs at most once a minute).
+    rules_checked: Mutex<Option<(Instant, Option<String>)>>,
     dispatcher: std::sync::OnceLock<Arc<Dispatcher<Connection>>>,
     sync: std::sync::OnceLock<Arc<crate::sync::SyncHandle>>,
     /// The block watchers (`santa-notify`); `None` if their wake socket could not be made.
@@ -306,6 +309,7 @@ impl ControlContext {
             config: Mutex::new(Arc::new(config)),
             started: Instant::now(),
             started_at: std::time::SystemTime::now(),
+            rules_checked: Mutex::new(None),
             dispatcher: std::sync::OnceLock::new(),
             sync: std::sync::OnceLock::new(),
             counters: ControlCounters::default(),

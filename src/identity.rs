@@ -393,7 +393,11 @@ impl<P: Subject> Evaluator<P> for ExecEvaluator {
                 if evaluation.decision.decision.action == rules::Action::Allow {
                     evaluation.decision = unidentified(&self.policy, OPEN_FOR_WRITING);
                 }
-                evaluation.cacheability = Cacheability::Never;
+                // A decision about this execution alone stays that (parked execs are decided
+                // for their own).
+                if evaluation.cacheability != Cacheability::PerExec {
+                    evaluation.cacheability = Cacheability::Never;
+                }
             }
             // Writers cannot be held off here: the decision stands, but is not kept.
             WriteHold::Unavailable => {

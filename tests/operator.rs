@@ -3,7 +3,13 @@
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+#[path = "common/attacker.rs"]
+#[allow(dead_code)] // fork.rs's helpers use it; this file needs few of them
+mod attacker;
 mod common;
+#[path = "common/fork.rs"]
+#[allow(dead_code)]
+mod fork;
 
 use common::ctl::{ctl, json, ok};
 use common::{is_eperm, run, sha256_hex};
@@ -326,5 +332,59 @@ fn doctor_passes_on_a_covered_host() {
     assert!(
         text.contains("This host is protected as configured."),
         "{text}"
+    );
+}
+
+/// `cwd` is read only for a process in santad's mount namespace: in a namespace of its own a
+/// process (a user, with a user namespace) can mount a directory where a rule expects one, and
+/// `/proc/PID/cwd` would name it. There the evaluation fails (Santa's error path: no rule).
+/// Every filesystem is watched (a mount namespace's copies of the test's tmpfs included), in
+/// Monitor, so only the log tells the outcomes apart.
+#[test]
+fn cel_cwd_from_another_mount_namespace_is_not_believed() {
+    use fork::{bind, cstr, enter_userns, execve, fork_attempt_after, mount_tmpfs};
+    let s = common::start_covering("MONITOR", "");
+    let sock = &s.socket_path;
+    let bin = s.binary("cel-cwd", "cw");
+    let trusted = s.mount.join("ci");
+    let fake = s.mount.join("fake");
+    std::fs::create_dir(&trusted).unwrap();
+    std::fs::create_dir(&fake).unwrap();
+    let expr = format!("cwd == '{}' ? ALLOWLIST : BLOCKLIST", trusted.display());
+    ok(&ctl(
+        sock,
+        &["rule", "--cel", &expr, "--path", bin.to_str().unwrap()],
+    ));
+    let mut from_trusted = std::process::Command::new(&bin)
+        .current_dir(&trusted)
+        .spawn()
+        .unwrap();
+    let pid = from_trusted.id() as i32;
+    assert!(from_trusted.wait().unwrap().success());
+    assert!(s.logged(pid, "ALLOW").contains("reason=BINARY"));
+    assert!(
+        is_eperm(&run(&bin)),
+        "from another directory the rule blocks"
+    );
+
+    let (bin_c, fake_c, trusted_c) = (cstr(&bin), cstr(&fake), cstr(&trusted));
+    let (attempt, pid) = fork_attempt_after(
+        || {
+            enter_userns("0 0 1")?;
+            mount_tmpfs(&fake_c, 6)?;
+            bind(&fake_c, &trusted_c, 7)?;
+            // SAFETY: chdir with a valid C string, in the single-threaded child.
+            if unsafe { libc::chdir(trusted_c.as_ptr()) } != 0 {
+                return Err((8, fork::errno()));
+            }
+            Ok(())
+        },
+        || execve(&bin_c, &[], 9),
+    );
+    assert!(matches!(attempt, fork::Attempt::Ran(0)), "{attempt:?}");
+    let line = s.logged(pid, "ALLOW");
+    assert!(
+        line.contains("reason=UNKNOWN"),
+        "the rule must not have matched the faked cwd: {line}"
     );
 }

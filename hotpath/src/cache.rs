@@ -156,6 +156,10 @@ struct Entry<D> {
     expires_ns: u64,
     /// `None` once invalidated: kept as a dead node for reuse.
     decision: Option<D>,
+    /// No decision, but a mark that this version of the file is decided per execution (its
+    /// last decision was [`Cacheability::PerExec`]): execs of it are evaluated side by side,
+    /// not parked behind one another.
+    per_exec: bool,
 }
 
 #[derive(Debug)]
@@ -224,6 +228,7 @@ impl<D: Clone> DecisionCache<D> {
                         epoch: 0,
                         expires_ns: 0,
                         decision: None,
+                        per_exec: false,
                     };
                     lru.push(FileKey { dev: DEAD_DEV, ino }, dead);
                 }
@@ -278,8 +283,22 @@ impl<D: Clone> DecisionCache<D> {
         let shard = self.shard(&key);
         let mut inner = lock(&shard.inner);
         let epoch = self.epoch();
+        // One probe of the LRU: a decision that still applies, or the mark that this version
+        // is decided per execution (evaluated without a placeholder: one exec's evaluation
+        // says nothing about another's, so none waits for another).
         let mut placeholder = true;
-        if let Some(p) = inner.pending.get_mut(&key) {
+        if let Some(e) = inner.lru.get(&key)
+            && e.stamp == stamp
+            && e.epoch == epoch
+        {
+            if let Some(d) = &e.decision
+                && now_ns < e.expires_ns
+            {
+                return Lookup::Hit(d.clone());
+            }
+            placeholder = !e.per_exec;
+        }
+        if placeholder && let Some(p) = inner.pending.get_mut(&key) {
             match self.links.get(token as usize) {
                 Some(link) if p.stamp == stamp => {
                     link.store(p.parked, Ordering::Relaxed);
@@ -290,14 +309,6 @@ impl<D: Clone> DecisionCache<D> {
                 // without coalescing.
                 _ => placeholder = false,
             }
-        }
-        if let Some(e) = inner.lru.get(&key)
-            && let Some(d) = &e.decision
-            && e.stamp == stamp
-            && e.epoch == epoch
-            && now_ns < e.expires_ns
-        {
-            return Lookup::Hit(d.clone());
         }
         let seq = inner.next_seq;
         inner.next_seq += 1;
@@ -346,11 +357,25 @@ impl<D: Clone> DecisionCache<D> {
                 epoch: ticket.epoch,
                 expires_ns,
                 decision: Some(decision.clone()),
+                per_exec: false,
             };
             if let Some(existing) = inner.lru.get_mut(&ticket.key) {
                 *existing = entry;
             } else {
                 inner.lru.push(ticket.key, entry);
+            }
+        } else if cacheability == Cacheability::PerExec && !invalidated {
+            let mark = Entry {
+                stamp: ticket.stamp,
+                epoch: ticket.epoch,
+                expires_ns: 0,
+                decision: None,
+                per_exec: true,
+            };
+            if let Some(existing) = inner.lru.get_mut(&ticket.key) {
+                *existing = mark;
+            } else {
+                inner.lru.push(ticket.key, mark);
             }
         }
         Parked {
@@ -431,6 +456,7 @@ impl<D: Clone> DecisionCache<D> {
         let mut inner = lock(&shard.inner);
         if let Some(e) = inner.lru.peek_mut(&key) {
             e.decision = None;
+            e.per_exec = false;
             inner.lru.demote(&key);
             self.invalidations.fetch_add(1, Ordering::Relaxed);
         }
@@ -724,8 +750,24 @@ mod tests {
             "re-queued, not re-stamped"
         );
         assert_eq!(drain(&c, parked), vec![4, 5]);
-        assert!(matches!(c.lookup(key(1), STAMP, 0, 0), Lookup::Miss(_)));
         assert!(!Cacheability::PerExec.is_cacheable());
+        // From now on execs of this version are evaluated side by side: no one parks.
+        let Lookup::Miss(a) = c.lookup(key(1), STAMP, 0, 6) else {
+            panic!("a miss")
+        };
+        let Lookup::Miss(b) = c.lookup(key(1), STAMP, 0, 7) else {
+            panic!("a second miss, not parked")
+        };
+        assert_eq!(c.pending_len(), 0);
+        assert!(c.complete(a, &1, Cacheability::PerExec, 0).is_empty());
+        assert!(c.complete(b, &2, Cacheability::PerExec, 0).is_empty());
+        // A new version of the file (or a flush) coalesces again.
+        let other = FileStamp {
+            ctime_ns: 99,
+            ..STAMP
+        };
+        assert!(matches!(c.lookup(key(1), other, 0, 8), Lookup::Miss(_)));
+        assert!(matches!(c.lookup(key(1), other, 0, 9), Lookup::Parked));
     }
 
     #[test]

@@ -43,6 +43,14 @@ pub const CEL_EXPR_BYTES_MAX: usize = 8 * 1024;
 /// expression far from the 2 MiB of a thread's stack; real rules nest a handful of levels.
 pub const CEL_DEPTH_MAX: usize = 32;
 
+/// Comprehensions (`exists`, `all`, `map`, `filter`, ...) inside another's body, and entries of
+/// one list or map literal: with both bounded, an expression's work is bounded by a small power
+/// of what it iterates (Santa's cel-cpp sets no such limit; six nested `exists` over ten-element
+/// lists already take half a second, on the worker an exec waits for).
+pub const CEL_NESTED_COMPREHENSIONS_MAX: usize = 2;
+/// See [`CEL_NESTED_COMPREHENSIONS_MAX`].
+pub const CEL_LITERAL_ENTRIES_MAX: usize = 256;
+
 /// The parser's thread stack: cel-rust's ANTLR parser recurses deeply per bracket (a debug
 /// build overflows 2 MiB at 20 nested parentheses) before its own limit of 96 levels stops it,
 /// so expressions are parsed on a thread of their own with room for that limit. Reserved, not
@@ -205,7 +213,7 @@ fn compile(text: &str) -> Result<Program, CelError> {
                 let program = env()
                     .compile(text)
                     .map_err(|e| CelError(one_line(&e.to_string())))?;
-                validate(program.expression(), &mut Vec::new(), 0)?;
+                validate(program.expression(), &mut Vec::new(), 0, 0)?;
                 Ok(program)
             })
             .map_err(|e| CelError(format!("could not start the parser: {e}")))?;
@@ -236,7 +244,12 @@ fn is_declared(name: &str) -> bool {
 
 /// The part of cel-cpp's checker Santa relies on: every name declared, every `target` field
 /// known, and (ours) a bounded depth.
-fn validate(e: &Expression, scope: &mut Vec<String>, depth: usize) -> Result<(), CelError> {
+fn validate(
+    e: &Expression,
+    scope: &mut Vec<String>,
+    depth: usize,
+    loops: usize,
+) -> Result<(), CelError> {
     if depth > CEL_DEPTH_MAX {
         return Err(CelError(format!(
             "nested deeper than {CEL_DEPTH_MAX} levels"
@@ -268,34 +281,47 @@ fn validate(e: &Expression, scope: &mut Vec<String>, depth: usize) -> Result<(),
                     TARGET_FIELDS.join(", ")
                 )));
             }
-            validate(&s.operand, scope, d)
+            validate(&s.operand, scope, d, loops)
         }
         Expr::Call(c) => {
             if let Some(t) = &c.target {
-                validate(t, scope, d)?;
+                validate(t, scope, d, loops)?;
             }
-            c.args.iter().try_for_each(|a| validate(a, scope, d))
+            c.args.iter().try_for_each(|a| validate(a, scope, d, loops))
         }
         Expr::Comprehension(c) => {
-            validate(&c.iter_range, scope, d)?;
-            validate(&c.accu_init, scope, d)?;
+            if loops >= CEL_NESTED_COMPREHENSIONS_MAX {
+                return Err(CelError(format!(
+                    "more than {CEL_NESTED_COMPREHENSIONS_MAX} comprehensions (exists, all, map, \
+                     filter) nested in one another"
+                )));
+            }
+            validate(&c.iter_range, scope, d, loops)?;
+            validate(&c.accu_init, scope, d, loops)?;
             let before = scope.len();
             scope.push(c.iter_var.clone());
             scope.extend(c.iter_var2.clone());
             scope.push(c.accu_var.clone());
-            let r = validate(&c.loop_cond, scope, d)
-                .and_then(|()| validate(&c.loop_step, scope, d))
-                .and_then(|()| validate(&c.result, scope, d));
+            let r = validate(&c.loop_cond, scope, d, loops + 1)
+                .and_then(|()| validate(&c.loop_step, scope, d, loops + 1))
+                .and_then(|()| validate(&c.result, scope, d, loops));
             scope.truncate(before);
             r
         }
-        Expr::List(l) => l.elements.iter().try_for_each(|x| validate(x, scope, d)),
+        Expr::List(l) if l.elements.len() > CEL_LITERAL_ENTRIES_MAX => {
+            Err(too_many(l.elements.len()))
+        }
+        Expr::Map(m) if m.entries.len() > CEL_LITERAL_ENTRIES_MAX => Err(too_many(m.entries.len())),
+        Expr::List(l) => l
+            .elements
+            .iter()
+            .try_for_each(|x| validate(x, scope, d, loops)),
         Expr::Map(m) => m.entries.iter().try_for_each(|en| match &en.expr {
             EntryExpr::MapEntry(me) => {
-                validate(&me.key, scope, d)?;
-                validate(&me.value, scope, d)
+                validate(&me.key, scope, d, loops)?;
+                validate(&me.value, scope, d, loops)
             }
-            EntryExpr::StructField(f) => validate(&f.value, scope, d),
+            EntryExpr::StructField(f) => validate(&f.value, scope, d, loops),
         }),
         Expr::Struct(s) => Err(CelError(format!(
             "message construction ({}) is not supported",
@@ -303,6 +329,12 @@ fn validate(e: &Expression, scope: &mut Vec<String>, depth: usize) -> Result<(),
         ))),
         Expr::Literal(_) | Expr::Unspecified => Ok(()),
     }
+}
+
+fn too_many(n: usize) -> CelError {
+    CelError(format!(
+        "a literal of {n} entries; at most {CEL_LITERAL_ENTRIES_MAX} are allowed"
+    ))
 }
 
 impl CelRule {

@@ -527,7 +527,11 @@ fn rule_decision(
                 CelOutcome::State(s) => state_decision(m.rule_type(), s, ask)?,
                 CelOutcome::Unspecified => return None,
                 CelOutcome::Error(_) => {
-                    return cel_failed(ask, "CEL evaluation failed (FailClosed)");
+                    // A failure that came from this execution (a field it could not supply)
+                    // must not be cached or handed to another execution.
+                    let mut d = cel_failed(ask, "CEL evaluation failed (FailClosed)")?;
+                    d.cacheable &= *cacheable;
+                    return Some(d);
                 }
             };
             d.explain = Some("CEL rule");

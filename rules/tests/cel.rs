@@ -281,6 +281,10 @@ fn errors_are_no_rule_or_fail_closed_and_unspecified_is_always_no_rule() {
             ),
             "{expr}"
         );
+        // An error about what this execution supplied is not cached (another execution of the
+        // file may evaluate fine); one about the expression alone is.
+        let exec_read = !["'a string'", "99", "1u"].contains(&expr);
+        assert_eq!(d.cacheable, !exec_read, "{expr}");
     }
     let r = CelRule::compile("args.size() > 1").evaluate(&file(), &as_uid(0));
     assert!(
@@ -316,6 +320,8 @@ fn invalid_expressions_are_refused_when_added() {
         &format!("{}1 > 0", "1 + ".repeat(40)),
         &format!("{}true", "[".repeat(40)),
         &"x".repeat(9000),
+        "[1].exists(a, [2].exists(b, [3].exists(c, a + b + c > 5)))",
+        &format!("[{}].size() > 0", vec!["1"; 300].join(", ")),
     ] {
         assert!(santa_rules::cel::check(bad).is_err(), "{bad:.60}");
         let json = format!(
@@ -330,6 +336,8 @@ fn invalid_expressions_are_refused_when_added() {
         "[1, 2].map(x, x * 2) == [2, 4]",
         "has(envs.HOME)",
         "path.matches('^/usr/')",
+        "[1, 2].exists(a, [3].exists(b, a < b))",
+        "args.filter(a, a.startsWith('-')).map(a, a.size()).exists(n, n > 2)",
         "santa_free_var_shadow.exists(x, true)"
             .replace("santa_free_var_shadow", "args")
             .as_str(),

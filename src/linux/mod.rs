@@ -315,7 +315,12 @@ impl Subject for ExecEvent {
         procinfo::read_euid(self.pid).map_err(|_| "the process's /proc status could not be read")
     }
 
+    /// Only for a process in santad's own mount namespace: elsewhere `/proc/PID/cwd` may name a
+    /// directory of the process's own mounts (a user's namespace), which is not that path here.
     fn exec_cwd(&self) -> Result<String, &'static str> {
+        if !procinfo::same_mount_namespace(self.pid) {
+            return Err("the process runs in another mount namespace");
+        }
         procinfo::read_cwd(self.pid).map_err(|_| "the process's /proc cwd could not be read")
     }
 

@@ -203,6 +203,18 @@ pub fn read_euid(pid: i32) -> Result<u32, ProcError> {
     read_parsed::<STATUS_BYTES_MAX, _>(pid, "status", "Uid line missing", parse_status_euid)
 }
 
+/// Whether process `pid` shares santad's mount namespace (the `ns/mnt` links' inodes agree).
+/// False when either cannot be read.
+pub fn same_mount_namespace(pid: i32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let theirs = std::fs::metadata(ProcPath::new(pid, "ns/mnt").as_path());
+    let ours = std::fs::metadata("/proc/self/ns/mnt");
+    match (theirs, ours) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
+}
+
 /// Reads /proc/PID/cwd: the process's working directory (lossy where it is not UTF-8). Cut at
 /// the kernel's `PATH_MAX`.
 pub fn read_cwd(pid: i32) -> Result<String, ProcError> {

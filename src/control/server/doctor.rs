@@ -116,30 +116,35 @@ impl ControlContext {
     /// The rules database: SQLite's quick check, and its rule count against the snapshot in
     /// force (they differ when a change reached one and not the other).
     fn rules_check(&self, status: &StatusReply) -> DoctorCheck {
-        let cached = lock(&self.rules_checked)
-            .as_ref()
-            .filter(|(at, _)| at.elapsed() < RULES_CHECK_TTL)
-            .map(|(_, p)| p.clone());
+        // Under the rules lock: concurrent doctors wait for one check instead of each running
+        // their own, and the snapshot read is the one the counted rows built.
         let result = self.with_rules(|db| {
             let store = db.store()?;
+            let cached = lock(&self.rules_checked)
+                .as_ref()
+                .filter(|(at, _)| at.elapsed() < RULES_CHECK_TTL)
+                .map(|(_, p)| p.clone());
             let problem = match cached {
                 Some(p) => p,
                 None => {
-                    let p = store.quick_check()?;
+                    let p = match store.quick_check() {
+                        Ok(p) => p,
+                        Err(e) => Some(format!("unreadable: {e}")),
+                    };
                     *lock(&self.rules_checked) = Some((Instant::now(), p.clone()));
                     p
                 }
             };
-            Ok::<_, rules::StoreError>((problem, store.counts()?))
+            let in_force = self.policy.snapshot().stats().rules() as i64;
+            Ok::<_, rules::StoreError>((problem, store.counts()?, in_force))
         });
-        let (problem, counts) = match result {
+        let (problem, counts, in_force) = match result {
             Ok(r) => r,
             Err(e) => return check("rules_db", CheckState::Fail, format!("unreadable: {e}")),
         };
         if let Some(p) = problem {
             return check("rules_db", CheckState::Fail, format!("damaged: {p}"));
         }
-        let in_force = self.policy.snapshot().stats().rules() as i64;
         if counts.total != in_force {
             return check(
                 "rules_db",

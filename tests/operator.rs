@@ -4,11 +4,9 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 #[path = "common/attacker.rs"]
-#[allow(dead_code)] // fork.rs's helpers use it; this file needs few of them
 mod attacker;
 mod common;
 #[path = "common/fork.rs"]
-#[allow(dead_code)]
 mod fork;
 
 use common::ctl::{ctl, json, ok};

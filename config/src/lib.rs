@@ -396,6 +396,19 @@ pub enum ConfigSource {
     Embedded,
 }
 
+/// The control socket a client (santactl, santa-notify) talks to: `socket` if given, else the
+/// configuration's `ControlSocketPath` (`config`, or the default file), else the default path
+/// (an unreadable configuration is the daemon's problem, not the client's).
+pub fn control_socket_path(socket: Option<&Path>, config: Option<&Path>) -> PathBuf {
+    if let Some(s) = socket {
+        return s.to_path_buf();
+    }
+    match load(config) {
+        Ok((c, _)) => c.control_socket_path,
+        Err(_) => Config::default().control_socket_path,
+    }
+}
+
 /// Loads the configuration: `cli_path` if given (it must exist), else [`DEFAULT_CONFIG_PATH`] if
 /// it exists, else the embedded defaults.
 pub fn load(cli_path: Option<&Path>) -> Result<(Config, ConfigSource), ConfigError> {

@@ -52,6 +52,18 @@ pub fn encode_request(request: &Request) -> io::Result<Vec<u8>> {
 
 /// Sends one request to the santad listening at `socket` and waits up to `timeout` for its answer.
 pub fn call(socket: &Path, request: &Request, timeout: Duration) -> Result<Response, ClientError> {
+    let (_, response) = exchange(socket, request, RESPONSE_BYTES_MAX, timeout)?;
+    Ok(response)
+}
+
+/// Connects, sends `request` and reads santad's first answer (at most `max` bytes), each step
+/// within `timeout`; the stream stays open for what may follow.
+fn exchange(
+    socket: &Path,
+    request: &Request,
+    max: usize,
+    timeout: Duration,
+) -> Result<(UnixStream, Response), ClientError> {
     let mut stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
         path: socket.to_owned(),
         source,
@@ -64,15 +76,13 @@ pub fn call(socket: &Path, request: &Request, timeout: Duration) -> Result<Respo
         .write_all(&message)
         .and_then(|()| stream.flush())
         .map_err(ClientError::Send)?;
-    let reply = read_frame(
-        &mut stream,
-        RESPONSE_BYTES_MAX,
-        timeout,
-        Instant::now() + timeout,
-        &|| false,
-    )
+    let body = read_frame(&mut stream, max, timeout, Instant::now() + timeout, &|| {
+        false
+    })
     .map_err(ClientError::Receive)?;
-    serde_json::from_slice(&reply).map_err(|e| ClientError::BadReply(e.to_string()))
+    let response =
+        serde_json::from_slice(&body).map_err(|e| ClientError::BadReply(e.to_string()))?;
+    Ok((stream, response))
 }
 
 /// [`call`] with every failure as text: santad's refusal (its message) or no answer.
@@ -99,28 +109,8 @@ pub fn watch_blocks(
     all_users: bool,
     timeout: Duration,
 ) -> Result<WatchStream, ClientError> {
-    let mut stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
-        path: socket.to_owned(),
-        source,
-    })?;
-    let message = encode_request(&Request::WatchBlocks { all_users }).map_err(ClientError::Send)?;
-    stream
-        .set_write_timeout(Some(timeout))
-        .map_err(ClientError::Send)?;
-    stream
-        .write_all(&message)
-        .and_then(|()| stream.flush())
-        .map_err(ClientError::Send)?;
-    let body = read_frame(
-        &mut stream,
-        BLOCK_EVENT_BYTES_MAX,
-        timeout,
-        Instant::now() + timeout,
-        &|| false,
-    )
-    .map_err(ClientError::Receive)?;
-    let response: Response =
-        serde_json::from_slice(&body).map_err(|e| ClientError::BadReply(e.to_string()))?;
+    let request = Request::WatchBlocks { all_users };
+    let (stream, response) = exchange(socket, &request, BLOCK_EVENT_BYTES_MAX, timeout)?;
     match response {
         Ok(Reply::Watching(reply)) => Ok(WatchStream { stream, reply }),
         Ok(other) => Err(ClientError::BadReply(format!(

@@ -217,7 +217,17 @@ pub fn read_frame(
     deadline: Instant,
     stop: &dyn Fn() -> bool,
 ) -> Result<Vec<u8>, FrameError> {
-    let mut decoder = FrameDecoder::new(max);
+    read_rest(stream, FrameDecoder::new(max), idle, deadline, stop)
+}
+
+/// The rest of a message `decoder` has begun (or not): [`read_frame`]'s loop.
+fn read_rest(
+    stream: &mut UnixStream,
+    mut decoder: FrameDecoder,
+    idle: Duration,
+    deadline: Instant,
+    stop: &dyn Fn() -> bool,
+) -> Result<Vec<u8>, FrameError> {
     let mut last_progress = Instant::now();
     let mut chunk = [0u8; 16 << 10];
     loop {
@@ -282,37 +292,7 @@ pub fn read_frame_waiting(
     }
     decoder.feed(&first)?;
     let deadline = Instant::now() + idle * STREAM_MESSAGE_IDLE_PERIODS;
-    let mut last_progress = Instant::now();
-    let mut chunk = [0u8; 16 << 10];
-    loop {
-        if decoder.is_complete() {
-            return decoder.finish();
-        }
-        if stop() {
-            return Err(FrameError::Stopped);
-        }
-        let now = Instant::now();
-        if now >= deadline || now.duration_since(last_progress) >= idle {
-            return Err(FrameError::TimedOut);
-        }
-        stream
-            .set_read_timeout(Some(READ_SLICE))
-            .map_err(FrameError::Io)?;
-        let want = decoder.wanted().min(chunk.len());
-        match stream.read(&mut chunk[..want]) {
-            Ok(0) => {
-                return Err(FrameError::Truncated {
-                    received: decoder.received(),
-                });
-            }
-            Ok(n) => {
-                last_progress = Instant::now();
-                decoder.feed(&chunk[..n])?;
-            }
-            Err(e) if is_retryable(&e) => {}
-            Err(e) => return Err(FrameError::Io(e)),
-        }
-    }
+    read_rest(stream, decoder, idle, deadline, stop)
 }
 
 /// A streamed message, once begun, must arrive whole within this many idle periods.

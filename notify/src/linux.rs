@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Default control socket when neither `--socket` nor a readable config names one (as santactl).
-const DEFAULT_SOCKET: &str = "/run/santad/santad.sock";
 /// How long one pass of the loop waits on the bus: how soon a block is shown.
 const PUMP: Duration = Duration::from_millis(100);
 
@@ -47,13 +46,7 @@ extern "C" fn on_signal(_: libc::c_int) {
 }
 
 fn socket_path(cli: &Cli) -> PathBuf {
-    if let Some(s) = &cli.socket {
-        return s.clone();
-    }
-    match santa_config::load(cli.config.as_deref()) {
-        Ok((config, _)) => config.control_socket_path,
-        Err(_) => PathBuf::from(DEFAULT_SOCKET),
-    }
+    santa_config::control_socket_path(cli.socket.as_deref(), cli.config.as_deref())
 }
 
 /// The session bus, connected again after it failed (the session may come up after us).

@@ -28,7 +28,6 @@ EXIT CODES:
   3  santad could not be reached (not running, wrong --socket, no answer in time)";
 
 /// Default control socket when neither `--socket` nor a readable config names one.
-const DEFAULT_SOCKET: &str = "/run/santad/santad.sock";
 
 #[derive(Parser, Debug)]
 #[command(name = "santactl", version, about = "Control and inspect santad.", after_help = EXIT_CODES)]
@@ -256,13 +255,7 @@ macro_rules! ask {
 }
 
 fn socket_path(cli: &Cli) -> PathBuf {
-    if let Some(s) = &cli.socket {
-        return s.clone();
-    }
-    match santa_config::load(cli.config.as_deref()) {
-        Ok((config, _)) => config.control_socket_path,
-        Err(_) => PathBuf::from(DEFAULT_SOCKET),
-    }
+    santa_config::control_socket_path(cli.socket.as_deref(), cli.config.as_deref())
 }
 
 fn json_text(value: &impl serde::Serialize) -> String {

@@ -21,6 +21,7 @@ use crate::linux::coverage::{Coverage, Scope};
 use crate::linux::fanotify::{self, Fanotify, InitOptions, MarkScope};
 use crate::linux::{BundleTask, ExecEvent, FanotifyResponder, FanotifySource, LeaseLinger, Linux};
 use crate::setup::{StartError, block_config, engine_config};
+use crate::transitive::TransitiveRules;
 use santa_hotpath::{Engine, EngineView, FlushReason, Handle, MonotonicClock};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -78,6 +79,16 @@ struct DaemonControl {
     /// Why there is no backstop, when there is none.
     backstop_absent: String,
     scope: Option<String>,
+    transitive: Arc<std::sync::OnceLock<Arc<TransitiveRules>>>,
+}
+
+/// What santad prefetches, from its configuration.
+fn prefetch_settings(config: &Config) -> crate::linux::PrefetchSettings {
+    crate::linux::PrefetchSettings {
+        enabled: config.prefetch_new_executables,
+        file_bytes_max: config.prefetch_file_bytes_max,
+        bytes_per_second: config.prefetch_bytes_per_second,
+    }
 }
 
 impl EngineControl for DaemonControl {
@@ -158,6 +169,10 @@ impl EngineControl for DaemonControl {
 
     fn platform_metrics(&self) -> Vec<(String, u64)> {
         let mut m = named_counters("fanotify", &self.linux.counters);
+        m.extend(named_counters("compilers", &self.linux.compilers.counters));
+        if let Some(t) = self.transitive.get() {
+            m.extend(named_counters("transitive", &t.counters));
+        }
         let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         m.extend([
             ("fanotify.leases_lingering".into(), self.linger.len() as u64),
@@ -303,7 +318,9 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
         config.deadline_ms.saturating_mul(1_000_000),
     )
     .map_err(DaemonError::Fanotify)?;
-    let evaluator = ExecEvaluator::new(policy_engine.clone(), config.max_hash_bytes);
+    linux.set_prefetch(prefetch_settings(&config));
+    let evaluator = ExecEvaluator::new(policy_engine.clone(), config.max_hash_bytes)
+        .with_transitive(linux.transitive.clone());
     let engine: SantaEngine = Engine::start(
         engine_cfg,
         evaluator,
@@ -328,6 +345,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
         }
         None => None,
     };
+    let transitive_slot = Arc::new(std::sync::OnceLock::new());
     let control = ControlContext::new(
         Arc::new(DaemonControl {
             engine: engine.handle(),
@@ -337,11 +355,23 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
             backstop: backstop.clone(),
             backstop_absent,
             scope: scope.as_ref().map(Scope::describe),
+            transitive: transitive_slot.clone(),
         }),
         policy_engine.clone(),
         log.clone(),
         config.clone(),
     );
+    let transitive = TransitiveRules::new(control.clone(), log.clone());
+    let _ = transitive_slot.set(transitive.clone());
+    let _ = linux.transitive.set(transitive.clone());
+    let stop_housekeeping = Arc::new(AtomicBool::new(false));
+    let housekeeping = transitive
+        .spawn_housekeeping(stop_housekeeping.clone())
+        .map_err(DaemonError::Io)?;
+    let reaper = linux
+        .compilers
+        .spawn_reaper(stop_housekeeping.clone())
+        .map_err(DaemonError::Io)?;
     let control_server = crate::setup::start_control_server(&control, &config);
     let sync = crate::setup::start_sync(&config, &control, &log);
     let metric_export = crate::setup::start_metrics(&control);
@@ -386,6 +416,10 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
     );
 
     crate::setup::serve_signals(config, &started, &control, |next, current| {
+        linux.set_prefetch(prefetch_settings(next));
+        if let Err(e) = transitive.cull() {
+            log::error!("reload: culling transitive rules: {e}");
+        }
         reload(&engine, &linux, next, current);
         bundles_on.store(next.enable_bundles, Ordering::Relaxed);
         block_settings.set(block_config(next));
@@ -409,6 +443,9 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
         export.stop();
     }
     engine.shutdown();
+    stop_housekeeping.store(true, Ordering::Release);
+    let _ = housekeeping.join();
+    let _ = reaper.join();
     stop_bundles.store(true, Ordering::Release);
     let _ = bundle_thread.join();
     stop_coverage.store(true, Ordering::Release);

@@ -51,6 +51,17 @@ pub trait Subject: Send + Sync + 'static {
     fn exec_envs(&self) -> Result<Vec<(String, String)>, &'static str> {
         Err(ARGS_UNAVAILABLE)
     }
+    /// For a file being evaluated because a compiler just wrote it: the compiler's pid. Its
+    /// SHA-256 then gets a transitive rule, if it is an executable, before the rules decide.
+    fn transitive_writer(&self) -> Option<i32> {
+        None
+    }
+    /// Whether the file's filesystem stamps every change after a stat with a new fine-grained
+    /// ctime (Linux 6.13's multigrain timestamps: ext4, XFS, Btrfs, tmpfs), so a decision about
+    /// a file changed moments ago may be cached (see [`STAMP_SETTLE_NS`]).
+    fn stamps_fine_grained(&self) -> bool {
+        false
+    }
 }
 
 const NOT_ON_THIS_PLATFORM: &str = "not supplied for this event";
@@ -164,6 +175,7 @@ impl Verdict {
 pub struct ExecEvaluator {
     policy: Arc<rules::PolicyEngine>,
     limits: signing::HashLimits,
+    transitive: crate::transitive::SinkSlot,
 }
 
 impl ExecEvaluator {
@@ -172,8 +184,44 @@ impl ExecEvaluator {
         Self {
             policy,
             limits: hash_limits(hash_bytes_max),
+            transitive: Default::default(),
         }
     }
+
+    /// Hands compiler outputs to `slot`'s sink (filled once the rules database is served).
+    pub fn with_transitive(mut self, slot: crate::transitive::SinkSlot) -> Self {
+        self.transitive = slot;
+        self
+    }
+}
+
+/// Whether a file a compiler wrote is an executable, for a transitive rule: an exec bit, a
+/// Mach-O, or an ELF executable or position-independent executable (`ET_EXEC`, `ET_DYN`; not
+/// the objects, `ET_REL`, a compiler writes on its way).
+fn is_executable_output(file: &File, format: signing::macho::FileFormat) -> bool {
+    use std::os::unix::fs::{FileExt, PermissionsExt};
+    if file
+        .metadata()
+        .is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+    {
+        return true;
+    }
+    if matches!(
+        format,
+        signing::macho::FileFormat::MachO | signing::macho::FileFormat::FatMachO
+    ) {
+        return true;
+    }
+    let mut head = [0u8; 18];
+    if file.read_exact_at(&mut head, 0).is_err() || &head[..4] != b"\x7fELF" {
+        return false;
+    }
+    let e_type = match head[5] {
+        1 => u16::from_le_bytes([head[16], head[17]]),
+        2 => u16::from_be_bytes([head[16], head[17]]),
+        _ => return false,
+    };
+    matches!(e_type, 2 | 3)
 }
 
 /// The hashing bounds of an evaluator: `MaxHashBytes`, and the signing crate's defaults.
@@ -182,6 +230,17 @@ pub(crate) fn hash_limits(hash_bytes_max: u64) -> signing::HashLimits {
         hash_bytes_max,
         ..signing::HashLimits::default()
     }
+}
+
+/// What an evaluation knows of its event beyond the file and the path rules see.
+#[derive(Debug, Clone, Copy, Default)]
+struct Context<'a> {
+    /// A compiler wrote the file: its pid ([`Subject::transitive_writer`]).
+    transitive_writer: Option<i32>,
+    /// The file's path for the log (whatever the path rules were given).
+    log_path: &'a [u8],
+    /// [`Subject::stamps_fine_grained`].
+    fine_grained: bool,
 }
 
 /// One worker's state: its rules evaluator and reusable buffers.
@@ -277,6 +336,7 @@ impl ExecEvaluator {
             file,
             path,
             &rules::NoExec,
+            Context::default(),
         )
     }
 
@@ -289,6 +349,7 @@ impl ExecEvaluator {
         file: &File,
         path: &[u8],
         exec: &dyn rules::ExecFacts,
+        context: Context<'_>,
     ) -> Evaluation<Verdict> {
         let id = match signing::identify_file(file, &self.limits, scratch) {
             Ok(id) => id,
@@ -329,9 +390,19 @@ impl ExecEvaluator {
                 cacheability: Cacheability::FileChanged,
             };
         }
+        if let Some(writer) = context.transitive_writer
+            && let Some(sink) = self.transitive.get()
+            && is_executable_output(file, id.format)
+        {
+            // Stored and published before the rules decide, so this very decision (and the
+            // first exec waiting on it) sees the transitive rule.
+            sink.compiler_output(sha256, context.log_path, writer);
+        }
         let decision = rules_eval.decide_exec(&identity, exec);
         let mut cacheability = cacheability(&decision, false);
-        if !stamp_settled(id.hash.stamp.ctime_ns, now_realtime_ns()) && cacheability.is_cacheable()
+        if !context.fine_grained
+            && !stamp_settled(id.hash.stamp.ctime_ns, now_realtime_ns())
+            && cacheability.is_cacheable()
         {
             // Changed moments ago: a rewrite in the same clock tick could keep this stamp.
             cacheability = Cacheability::Never;
@@ -379,7 +450,13 @@ impl<P: Subject> Evaluator<P> for ExecEvaluator {
         let trusted = payload.path_trusted();
         let rules_path: &[u8] = if trusted { path.as_bytes() } else { b"" };
         let facts = SubjectFacts(payload);
-        let mut evaluation = self.evaluate_with(rules, scratch, payload.file(), rules_path, &facts);
+        let context = Context {
+            transitive_writer: payload.transitive_writer(),
+            log_path: path.as_bytes(),
+            fine_grained: payload.stamps_fine_grained(),
+        };
+        let mut evaluation =
+            self.evaluate_with(rules, scratch, payload.file(), rules_path, &facts, context);
         if !trusted && evaluation.cacheability != Cacheability::FileChanged {
             // Decided without the path rules: another exec of this file by a real path, cached
             // or waiting on this evaluation, must be decided with them.

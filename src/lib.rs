@@ -47,3 +47,4 @@ pub mod metrics;
 pub mod setup;
 pub mod stderr_logger;
 pub mod sync;
+pub mod transitive;

@@ -55,6 +55,7 @@ pub fn engine_config(config: &Config) -> EngineConfig {
         deny_ttl_ms: config.deny_cache_ttl_ms,
         idle_spins: 0,
         deadline_thread: true,
+        prefetch_queue_depth: config.prefetch_queue_depth as usize,
         // One user's files: at most workers - 1 evaluations and 256 MiB hashed at once.
         ..EngineConfig::default()
     }

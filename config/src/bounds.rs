@@ -132,3 +132,26 @@ pub const METRIC_EXPORT_TIMEOUT_SECS_DEFAULT: u64 = 30;
 /// At most this many `MetricExtraLabels`: root labels identify a host (site, fleet, role); a
 /// handful is usual.
 pub const METRIC_EXTRA_LABELS_MAX: usize = 32;
+
+/// `PrefetchQueueDepth` bounds: written executables waiting to be decided before their first
+/// exec. Each holds an in-flight slot and an fd; a full queue only means a first exec hashes
+/// the file itself (or, for a compiler's output, that it gets no transitive rule: logged).
+pub const PREFETCH_QUEUE_DEPTH_MIN: u64 = 1;
+/// See [`PREFETCH_QUEUE_DEPTH_MIN`].
+pub const PREFETCH_QUEUE_DEPTH_MAX: u64 = 4_096;
+/// Default: 256, more than a parallel build links at once.
+pub const PREFETCH_QUEUE_DEPTH_DEFAULT: u64 = 256;
+
+/// `PrefetchBytesPerSecond` upper bound (0: only compilers' outputs are prefetched): 16 GiB/s is
+/// more than SHA-256 runs on all cores of any host.
+pub const PREFETCH_BYTES_PER_SECOND_MAX: u64 = 16 << 30;
+/// Default: 256 MiB/s, about 14 % of one core's SHA-256 here (1.8 GB/s): a build writing
+/// binaries all the time costs at most that much, and a user writing files with exec bits to
+/// keep santad busy gets no more.
+pub const PREFETCH_BYTES_PER_SECOND_DEFAULT: u64 = 256 << 20;
+
+/// `PrefetchFileBytesMax` upper bound: `MaxHashBytes`'s.
+pub const PREFETCH_FILE_BYTES_MAX_MAX: u64 = MAX_HASH_BYTES_MAX;
+/// Default: 64 MiB (~35 ms of SHA-256), above nearly every program a build links; a larger file
+/// is decided at its exec.
+pub const PREFETCH_FILE_BYTES_MAX_DEFAULT: u64 = 64 << 20;

@@ -57,6 +57,10 @@ pub(crate) struct Keys {
     pub rules_db_path: Option<String>,
     pub control_socket_path: Option<String>,
     pub log_exec_notifications: Option<bool>,
+    pub prefetch_new_executables: Option<bool>,
+    pub prefetch_queue_depth: Option<Integer>,
+    pub prefetch_bytes_per_second: Option<Integer>,
+    pub prefetch_file_bytes_max: Option<Integer>,
     pub ignore_other_endpoint_security_clients: Option<bool>,
     #[serde(rename = "SyncBaseURL")]
     pub sync_base_url: Option<String>,

@@ -307,6 +307,18 @@ pub struct Config {
     /// `LogExecNotifications` (ours): also log execs the kernel cache answered, from the
     /// `FAN_OPEN_EXEC` notification. Default true.
     pub log_exec_notifications: bool,
+    /// `PrefetchNewExecutables` (ours, default true): a file with an exec bit closed after a
+    /// write on a watched filesystem is decided in the background (hash, identity, rules) so
+    /// its first exec finds the decision cached. A compiler's output always is (its transitive
+    /// rule is made there).
+    pub prefetch_new_executables: bool,
+    /// `PrefetchQueueDepth` (ours): written files waiting for that evaluation.
+    pub prefetch_queue_depth: u64,
+    /// `PrefetchBytesPerSecond` (ours): the byte budget of prefetches other than compilers'
+    /// outputs.
+    pub prefetch_bytes_per_second: u64,
+    /// `PrefetchFileBytesMax` (ours): larger written files are decided at their first exec.
+    pub prefetch_file_bytes_max: u64,
     /// `IgnoreOtherEndpointSecurityClients` (macOS): allow at once an exec made by another
     /// Endpoint Security client and leave its other events alone, as Santa does. No effect on
     /// Linux. Default false.
@@ -363,6 +375,10 @@ impl Default for Config {
             rules_db_path: PathBuf::from("/var/db/santa/rules.db"),
             control_socket_path: PathBuf::from("/run/santad/santad.sock"),
             log_exec_notifications: true,
+            prefetch_new_executables: true,
+            prefetch_queue_depth: PREFETCH_QUEUE_DEPTH_DEFAULT,
+            prefetch_bytes_per_second: PREFETCH_BYTES_PER_SECOND_DEFAULT,
+            prefetch_file_bytes_max: PREFETCH_FILE_BYTES_MAX_DEFAULT,
             ignore_other_endpoint_security_clients: false,
             enable_bundles: true,
             enable_transitive_rules: false,

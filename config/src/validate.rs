@@ -68,6 +68,14 @@ const METRIC_EXPORT_TIMEOUT: Bound = (
     METRIC_EXPORT_TIMEOUT_SECS_MIN,
     METRIC_EXPORT_TIMEOUT_SECS_MAX,
 );
+const PREFETCH_QUEUE_DEPTH: Bound = (
+    "PrefetchQueueDepth",
+    PREFETCH_QUEUE_DEPTH_MIN,
+    PREFETCH_QUEUE_DEPTH_MAX,
+);
+const PREFETCH_BYTES_PER_SECOND: Bound =
+    ("PrefetchBytesPerSecond", 0, PREFETCH_BYTES_PER_SECOND_MAX);
+const PREFETCH_FILE_BYTES_MAX: Bound = ("PrefetchFileBytesMax", 0, PREFETCH_FILE_BYTES_MAX_MAX);
 const EVENT_SPOOL_MAX_EVENTS: Bound = (
     "EventSpoolMaxEvents",
     EVENT_SPOOL_MAX_EVENTS_MIN,
@@ -109,6 +117,10 @@ pub(crate) fn validate(keys: Keys) -> Result<Config, Invalid> {
         rules_db_path,
         control_socket_path,
         log_exec_notifications,
+        prefetch_new_executables,
+        prefetch_queue_depth,
+        prefetch_bytes_per_second,
+        prefetch_file_bytes_max,
         ignore_other_endpoint_security_clients,
         sync_base_url,
         machine_owner,
@@ -152,6 +164,7 @@ pub(crate) fn validate(keys: Keys) -> Result<Config, Invalid> {
         (&mut c.enable_silent_mode, enable_silent_mode),
         (&mut c.enable_silent_tty_mode, enable_silent_tty_mode),
         (&mut c.log_exec_notifications, log_exec_notifications),
+        (&mut c.prefetch_new_executables, prefetch_new_executables),
         (
             &mut c.ignore_other_endpoint_security_clients,
             ignore_other_endpoint_security_clients,
@@ -234,6 +247,21 @@ pub(crate) fn validate(keys: Keys) -> Result<Config, Invalid> {
         ),
         (&mut c.in_flight_slots, in_flight_slots, IN_FLIGHT_SLOTS),
         (&mut c.queue_depth, queue_depth, QUEUE_DEPTH),
+        (
+            &mut c.prefetch_queue_depth,
+            prefetch_queue_depth,
+            PREFETCH_QUEUE_DEPTH,
+        ),
+        (
+            &mut c.prefetch_bytes_per_second,
+            prefetch_bytes_per_second,
+            PREFETCH_BYTES_PER_SECOND,
+        ),
+        (
+            &mut c.prefetch_file_bytes_max,
+            prefetch_file_bytes_max,
+            PREFETCH_FILE_BYTES_MAX,
+        ),
         (
             &mut c.event_log_ring_size,
             event_log_ring_size,

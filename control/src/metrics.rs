@@ -96,6 +96,12 @@ macro_rules! families {
 }
 
 families! {
+    PREFETCH = "santa_prefetch_total", Counter,
+        "Written executables decided before their first exec (the prefetch lane), by what became of them.";
+    COMPILERS = "santa_compiler_events_total", Counter,
+        "Compiler processes (transitive rules): registrations at their exec, and closes after writing credited to them or not.";
+    TRANSITIVE = "santa_transitive_rule_events_total", Counter,
+        "Transitive rules: added, compiler outputs that already had a rule, timestamp updates, expiries, errors.";
     DECISIONS = "santa_decisions_total", Counter,
         "Executions logged, by the decision that reached the kernel and its reason.";
     RULES = "santa_rules", Gauge, "Rules in the snapshot being enforced, by rule type.";
@@ -341,6 +347,83 @@ pub static TABLE: &[KeySpec] = &[
     spec!("fanotify.unasked_kills", FAN_UNASKED_KILLS),
     spec!("fanotify.malformed_records", FAN_MALFORMED_RECORDS),
     spec!("fanotify.bundle_drops", BUNDLE_DROPS),
+    spec!("engine.prefetch_queued", PREFETCH, [("result", "queued")]),
+    spec!(
+        "engine.prefetch_cached",
+        PREFETCH,
+        [("result", "already_cached")]
+    ),
+    spec!(
+        "engine.prefetch_coalesced",
+        PREFETCH,
+        [("result", "exec_evaluating")]
+    ),
+    spec!("engine.prefetch_full", PREFETCH, [("result", "lane_full")]),
+    spec!("engine.prefetch_changed", PREFETCH, [("result", "changed")]),
+    spec!(
+        "engine.prefetch_evaluations",
+        PREFETCH,
+        [("result", "evaluated")]
+    ),
+    spec!(
+        "fanotify.prefetch_offered",
+        PREFETCH,
+        [("result", "offered")]
+    ),
+    spec!(
+        "fanotify.prefetch_skipped_large",
+        PREFETCH,
+        [("result", "skipped_large")]
+    ),
+    spec!(
+        "fanotify.prefetch_skipped_budget",
+        PREFETCH,
+        [("result", "skipped_budget")]
+    ),
+    spec!(
+        "fanotify.compiler_outputs_dropped",
+        PREFETCH,
+        [("result", "compiler_output_dropped")]
+    ),
+    spec!("compilers.registered", COMPILERS, [("event", "registered")]),
+    spec!(
+        "compilers.refused",
+        COMPILERS,
+        [("event", "registration_refused")]
+    ),
+    spec!(
+        "compilers.closes_credited",
+        COMPILERS,
+        [("event", "close_credited")]
+    ),
+    spec!(
+        "compilers.closes_refused",
+        COMPILERS,
+        [("event", "close_refused")]
+    ),
+    spec!("transitive.rules_added", TRANSITIVE, [("event", "added")]),
+    spec!(
+        "transitive.outputs_with_rules",
+        TRANSITIVE,
+        [("event", "output_had_rule")]
+    ),
+    spec!(
+        "transitive.outputs_known",
+        TRANSITIVE,
+        [("event", "output_known")]
+    ),
+    spec!(
+        "transitive.outputs_while_off",
+        TRANSITIVE,
+        [("event", "output_while_off")]
+    ),
+    spec!(
+        "transitive.store_errors",
+        TRANSITIVE,
+        [("event", "store_error")]
+    ),
+    spec!("transitive.touches", TRANSITIVE, [("event", "touched")]),
+    spec!("transitive.expired", TRANSITIVE, [("event", "expired")]),
     spec!("fanotify.leases_lingering", FAN_LEASES_LINGERING),
     spec!(
         "fanotify.lease_linger_overflows",

@@ -57,6 +57,12 @@ pub(crate) struct CoreCounters {
     pub restarts: AtomicU64,
     pub responder_panics: AtomicU64,
     pub worker_panics: AtomicU64,
+    pub prefetch_queued: AtomicU64,
+    pub prefetch_cached: AtomicU64,
+    pub prefetch_coalesced: AtomicU64,
+    pub prefetch_full: AtomicU64,
+    pub prefetch_changed: AtomicU64,
+    pub prefetch_evaluations: AtomicU64,
 }
 
 #[inline]
@@ -110,6 +116,18 @@ pub struct CountersSnapshot {
     pub responder_panics: u64,
     /// Panics caught on a worker outside the evaluator and responder (the worker kept going).
     pub worker_panics: u64,
+    /// Written files queued for evaluation before their first exec.
+    pub prefetch_queued: u64,
+    /// Of the files offered for prefetch, those whose decision was already cached.
+    pub prefetch_cached: u64,
+    /// Of the files offered for prefetch, those an exec was already evaluating.
+    pub prefetch_coalesced: u64,
+    /// Prefetches dropped because the lane's queue or the slot table was full.
+    pub prefetch_full: u64,
+    /// Queued prefetches given up because the file changed again before its turn.
+    pub prefetch_changed: u64,
+    /// Prefetch evaluations run (on the prefetch thread, never a worker).
+    pub prefetch_evaluations: u64,
     /// Cache flushes, by [`FlushReason`] (indexed as [`FlushReason::ALL`]).
     #[cfg_attr(feature = "serde", serde(skip))]
     pub flushes: [u64; 4],
@@ -176,6 +194,12 @@ impl Counters {
             s.restarts += c.restarts.load(Relaxed);
             s.responder_panics += c.responder_panics.load(Relaxed);
             s.worker_panics += c.worker_panics.load(Relaxed);
+            s.prefetch_queued += c.prefetch_queued.load(Relaxed);
+            s.prefetch_cached += c.prefetch_cached.load(Relaxed);
+            s.prefetch_coalesced += c.prefetch_coalesced.load(Relaxed);
+            s.prefetch_full += c.prefetch_full.load(Relaxed);
+            s.prefetch_changed += c.prefetch_changed.load(Relaxed);
+            s.prefetch_evaluations += c.prefetch_evaluations.load(Relaxed);
         }
         s
     }

@@ -28,12 +28,14 @@
 //! - `worker`: a worker's loop, one event's path (cache, throttle, evaluation) and the
 //!   delivery to events parked on an evaluation.
 //! - `deadline`: the deadline thread, which answers the default for whatever is late.
+//! - `prefetch`: files evaluated before their first exec, on a thread of their own.
 //! - `api`: [`Engine`] (start, shutdown) and [`Handle`] (for outside threads).
 
 mod answer;
 mod api;
 mod config;
 mod deadline;
+mod prefetch;
 mod shared;
 mod traits;
 mod worker;
@@ -41,4 +43,5 @@ mod worker;
 pub use answer::{Answer, AnsweredBy, DefaultReason, Origin, Submitted};
 pub use api::{Engine, EngineView, Handle};
 pub use config::EngineConfig;
+pub use prefetch::Prefetched;
 pub use traits::{Evaluation, Evaluator, ExternalSource, Responder, Source, Submit};

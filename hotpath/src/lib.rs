@@ -41,7 +41,7 @@ pub use clock::{Clock, MonotonicClock, SimClock};
 pub use counters::{CountersSnapshot, FlushReason};
 pub use engine::{
     Answer, AnsweredBy, DefaultReason, Engine, EngineConfig, EngineView, Evaluation, Evaluator,
-    ExternalSource, Handle, Origin, Responder, Source, Submit, Submitted,
+    ExternalSource, Handle, Origin, Prefetched, Responder, Source, Submit, Submitted,
 };
 pub use key::{FileKey, FileStamp, KeyHashBuilder};
 pub use slots::Event;

@@ -752,3 +752,155 @@ fn a_panicking_responder_costs_one_answer_not_the_worker() {
     engine.shutdown();
     recorder.assert_each_answered_once();
 }
+
+fn prefetch_config(workers: usize) -> EngineConfig {
+    EngineConfig {
+        prefetch_queue_depth: 4,
+        ..config(workers)
+    }
+}
+
+/// A file prefetched before its exec: the exec arriving while the prefetch evaluates waits on
+/// it (one evaluation, the exec answered `Coalesced`), a later exec is a cache hit, and while
+/// the prefetch is held at the gate both workers still answer other files.
+#[test]
+fn an_exec_waits_on_the_prefetch_of_its_file_and_workers_stay_free() {
+    // Event 0 is the prefetch of inode 1000; 1 its exec; 2 a later exec; 3 and 4 other files.
+    let inos = Arc::new(vec![1_000u64, 1_000, 1_000, 2, 3]);
+    let (gate, entered) = Gate::new();
+    let (recorder, rx) = Recorder::new(inos.len());
+    let evaluator = gated_from(&gate, 1_000, &inos);
+    let engine = start_by_id(
+        prefetch_config(2),
+        evaluator,
+        &recorder,
+        MonotonicClock::new(),
+    );
+    let deadline = engine.now_ns() + 60_000_000_000;
+    assert_eq!(
+        engine.prefetch(event(0, 1_000, u64::MAX)),
+        santa_hotpath::Prefetched::Queued
+    );
+    entered.recv_timeout(PROMPT).expect("the prefetch started");
+    engine.submit(0, event(1, 1_000, deadline));
+    // Both workers are free for other files while the prefetch is held.
+    engine.submit(0, event(3, 2, deadline));
+    engine.submit(1, event(4, 3, deadline));
+    let mut others = Vec::new();
+    for _ in 0..2 {
+        let (id, seen) = rx.recv_timeout(PROMPT).expect("other files answered");
+        others.push((id, seen));
+    }
+    others.sort_by_key(|(id, _)| *id);
+    assert_eq!(
+        others,
+        vec![
+            (3, Seen::Decided(20, Origin::Evaluated)),
+            (4, Seen::Decided(30, Origin::Evaluated))
+        ]
+    );
+    gate.open();
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        got.push(rx.recv_timeout(PROMPT).expect("prefetch and exec answered"));
+    }
+    got.sort_by_key(|(id, _)| *id);
+    // The prefetch's own answer goes to the responder too (Linux's ignores it).
+    assert_eq!(
+        got,
+        vec![
+            (0, Seen::Decided(10_000, Origin::Evaluated)),
+            (1, Seen::Decided(10_000, Origin::Coalesced))
+        ]
+    );
+    engine.submit(0, event(2, 1_000, deadline));
+    assert_eq!(
+        rx.recv_timeout(PROMPT).unwrap(),
+        (2, Seen::Decided(10_000, Origin::Cache))
+    );
+    let c = engine.counters();
+    assert_eq!(c.prefetch_queued, 1);
+    assert_eq!(c.prefetch_evaluations, 1);
+    assert_eq!(
+        c.evaluations, 2,
+        "only the two other files on workers: {c:?}"
+    );
+    assert_eq!(c.waits, 1);
+    engine.shutdown();
+    recorder.assert_each_answered_once();
+}
+
+/// The lane is bounded: with its queue full a prefetch is dropped (counted) and leaves no
+/// placeholder behind, so an exec of that file evaluates it itself; an already cached file is
+/// not prefetched again; an engine without a lane says so.
+#[test]
+fn a_full_prefetch_lane_drops_prefetches_and_never_an_exec() {
+    let inos = Arc::new((0..8u64).map(|i| 1_000 + i).collect::<Vec<_>>());
+    let (gate, entered) = Gate::new();
+    let (recorder, rx) = Recorder::new(inos.len() + 1);
+    let mut all = (*inos).clone();
+    all.push(5);
+    let evaluator = gated_from(&gate, 1_000, &Arc::new(all));
+    let engine = start_by_id(
+        prefetch_config(2),
+        evaluator,
+        &recorder,
+        MonotonicClock::new(),
+    );
+    // The first is taken by the lane's thread and held; four more fill the queue.
+    assert_eq!(
+        engine.prefetch(event(0, 1_000, u64::MAX)),
+        santa_hotpath::Prefetched::Queued
+    );
+    entered.recv_timeout(PROMPT).unwrap();
+    for id in 1..5 {
+        assert_eq!(
+            engine.prefetch(event(id, 1_000 + id as u64, u64::MAX)),
+            santa_hotpath::Prefetched::Queued
+        );
+    }
+    assert_eq!(
+        engine.prefetch(event(5, 1_005, u64::MAX)),
+        santa_hotpath::Prefetched::Full
+    );
+    // A full lane holds up no exec.
+    let deadline = engine.now_ns() + 60_000_000_000;
+    engine.submit(0, event(8, 5, deadline));
+    assert_eq!(
+        rx.recv_timeout(PROMPT).unwrap(),
+        (8, Seen::Decided(50, Origin::Evaluated))
+    );
+    gate.open();
+    for _ in 0..5 {
+        rx.recv_timeout(PROMPT).unwrap();
+    }
+    // No placeholder was left for the dropped one: its exec is evaluated, not parked forever.
+    engine.submit(1, event(7, 1_005, deadline));
+    assert_eq!(
+        rx.recv_timeout(PROMPT).unwrap(),
+        (7, Seen::Decided(10_070, Origin::Evaluated))
+    );
+    assert_eq!(
+        engine.prefetch(event(6, 1_001, u64::MAX)),
+        santa_hotpath::Prefetched::Cached
+    );
+    let c = engine.counters();
+    assert_eq!(
+        (c.prefetch_queued, c.prefetch_full, c.prefetch_cached),
+        (5, 1, 1)
+    );
+    engine.shutdown();
+    let (recorder, _rx) = Recorder::new(1);
+    let (gate, _entered) = Gate::new();
+    let plain = start_by_id(
+        config(1),
+        gated_from(&gate, u64::MAX, &Arc::new(vec![1])),
+        &recorder,
+        MonotonicClock::new(),
+    );
+    assert_eq!(
+        plain.prefetch(event(0, 1, u64::MAX)),
+        santa_hotpath::Prefetched::Off
+    );
+    plain.shutdown();
+}

@@ -131,6 +131,12 @@ fn write_fields<W: Syntax>(w: &mut W, rec: &Record, machine_id: Option<&str>) {
             w.text("bundlepath", &rec.bundle_path);
             w.text("path", &rec.path);
         }
+        RecordKind::Allowlist => {
+            w.word("action", "ALLOWLIST");
+            w.num("pid", rec.pid);
+            w.text("path", &rec.path);
+            w.hex("sha256", rec.sha256.as_ref().map(|h| &h[..]));
+        }
     }
     if let Some(id) = machine_id {
         w.str("machineid", id.as_bytes());

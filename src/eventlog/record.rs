@@ -132,6 +132,9 @@ pub enum RecordKind {
     Exec,
     /// `action=BUNDLE` (bundle hash of a denied binary's bundle).
     Bundle,
+    /// `action=ALLOWLIST`: a transitive rule was added for a file a compiler wrote (Santa's
+    /// `LogAllowlist`: the writer's pid, the file's path and SHA-256).
+    Allowlist,
 }
 
 /// One log record: fixed size, preallocated, reused. A worker fills what it knows; empty texts

@@ -133,6 +133,13 @@ impl Coverage {
                 .map(|sb| (sb.dev, sb.mount_point.clone()))
                 .collect(),
         );
+        crate::linux::set_fine_grained(
+            mounts
+                .iter()
+                .filter(|m| crate::linux::multigrain_type(&m.fs_type))
+                .map(|m| m.dev)
+                .collect(),
+        );
         if !self.every_filesystem {
             return Ok(());
         }

@@ -48,6 +48,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 pub mod backstop;
+pub mod compilers;
 pub mod coverage;
 pub mod fanotify;
 mod handle;
@@ -202,6 +203,47 @@ pub fn set_own_mounts(mut ids: Vec<u32>, superblocks: Vec<((u32, u32), PathBuf)>
     OWN_SUPERBLOCKS.store(Some(Arc::new(superblocks)));
 }
 
+/// Superblocks (`major:minor`) whose filesystem gives multigrain ctimes (see
+/// [`multigrain_type`]); `None` until the mount table is read.
+static FINE_GRAINED: arc_swap::ArcSwapOption<Vec<(u32, u32)>> =
+    arc_swap::ArcSwapOption::const_empty();
+
+/// Replaces the set of superblocks with multigrain ctimes.
+pub fn set_fine_grained(mut devs: Vec<(u32, u32)>) {
+    devs.sort_unstable();
+    devs.dedup();
+    FINE_GRAINED.store(Some(Arc::new(devs)));
+}
+
+/// Whether this kernel (6.13 or later) gives a filesystem of this `mountinfo` type multigrain
+/// timestamps: once a ctime has been read, the next change stamps a fine-grained, later ctime,
+/// so a stamp santad took always moves on the next write. Linux 6.13 turned them on for ext4,
+/// XFS, Btrfs and tmpfs (not ext2/ext3 mounted by their own type, which ext4 serves without
+/// them: checked on 6.18, a rewrite after a stat kept the ctime on ext2 and never on ext4 or
+/// tmpfs).
+pub fn multigrain_type(fs_type: &str) -> bool {
+    static KERNEL: OnceLock<bool> = OnceLock::new();
+    let new_enough = *KERNEL.get_or_init(|| {
+        let Ok(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease") else {
+            return false;
+        };
+        let mut parts = release.trim().split(['.', '-']);
+        let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        (major, minor) >= (6, 13)
+    });
+    new_enough && matches!(fs_type, "ext4" | "xfs" | "btrfs" | "tmpfs")
+}
+
+/// Whether the filesystem with `st_dev` `dev` has multigrain ctimes.
+fn fine_grained_dev(dev: u64) -> bool {
+    let dev = (libc::major(dev), libc::minor(dev));
+    FINE_GRAINED
+        .load()
+        .as_deref()
+        .is_some_and(|d| d.binary_search(&dev).is_ok())
+}
+
 /// The path of `file` in santad's own mount namespace, found through a file handle opened on
 /// one of santad's mounts of the same superblock (for a file exec'd through a mount only
 /// another namespace has, whose own path is that namespace's choice).
@@ -263,6 +305,9 @@ pub enum Kind {
     /// a kernel-cache mark: the kernel ran it without a decision. Evaluated after the fact,
     /// logged, and killed when the decision is a deny (see `FanotifyResponder::respond`).
     Unasked,
+    /// `FAN_CLOSE_WRITE` of a file that may be executed next (an exec bit, or a compiler wrote
+    /// it): decided before anyone runs it, on the engine's prefetch lane. Nobody waits for it.
+    Prefetch,
 }
 
 /// One exec event: the payload the engine carries. Dropping it closes the event fd.
@@ -282,6 +327,10 @@ pub struct ExecEvent {
     restamped_size: AtomicU64,
     /// 0: not looked at; 1: the file's mount is in santad's own mount table; 2: it is not.
     path_trust: std::sync::atomic::AtomicU8,
+    /// A prefetch of a file a compiler wrote (`pid` is the compiler's).
+    compiler_output: bool,
+    /// The number of the group read that brought it (see `compilers`).
+    read: u64,
 }
 
 impl ExecEvent {
@@ -302,6 +351,9 @@ impl ExecEvent {
     }
 }
 
+/// Why a prefetch has no execution facts for CEL.
+const NOT_EXECUTED: &str = "not executed yet: the file is being decided before its first exec";
+
 impl Subject for ExecEvent {
     fn file(&self) -> &File {
         &self.file
@@ -312,16 +364,30 @@ impl Subject for ExecEvent {
     /// `execve` while santad decides, so the pid names it unless it was killed meanwhile (then
     /// no exec follows the answer).
     fn exec_euid(&self) -> Result<u32, &'static str> {
+        if self.kind == Kind::Prefetch {
+            return Err(NOT_EXECUTED);
+        }
         procinfo::read_euid(self.pid).map_err(|_| "the process's /proc status could not be read")
     }
 
     /// Only for a process in santad's own mount namespace: elsewhere `/proc/PID/cwd` may name a
     /// directory of the process's own mounts (a user's namespace), which is not that path here.
     fn exec_cwd(&self) -> Result<String, &'static str> {
+        if self.kind == Kind::Prefetch {
+            return Err(NOT_EXECUTED);
+        }
         if !procinfo::same_mount_namespace(self.pid) {
             return Err("the process runs in another mount namespace");
         }
         procinfo::read_cwd(self.pid).map_err(|_| "the process's /proc cwd could not be read")
+    }
+
+    fn transitive_writer(&self) -> Option<i32> {
+        (self.kind == Kind::Prefetch && self.compiler_output).then_some(self.pid)
+    }
+
+    fn stamps_fine_grained(&self) -> bool {
+        fine_grained_dev(self.key.dev)
     }
 
     fn path_into(&self, out: &mut Text<{ eventlog::PATH_BYTES_MAX }>) {
@@ -468,6 +534,14 @@ pub struct LinuxCounters {
     pub malformed_records: AtomicU64,
     /// Denied paths not handed to the bundle task because its queue was full.
     pub bundle_drops: AtomicU64,
+    /// Written executables handed to the prefetch lane (decided before their first exec).
+    pub prefetch_offered: AtomicU64,
+    /// Written executables not prefetched: larger than `PrefetchFileBytesMax`.
+    pub prefetch_skipped_large: AtomicU64,
+    /// Written executables not prefetched: over `PrefetchBytesPerSecond`.
+    pub prefetch_skipped_budget: AtomicU64,
+    /// Compiler outputs the lane had no room for: no transitive rule for them (logged).
+    pub compiler_outputs_dropped: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -498,8 +572,65 @@ pub struct Linux {
     epoch: OnceLock<Epoch>,
     /// The dynamic loaders' inodes ([`crate::linux::coverage::find_loaders`]).
     loaders: arc_swap::ArcSwap<Vec<FileKey>>,
+    /// The compiler processes (transitive rules).
+    pub compilers: Arc<compilers::Compilers>,
+    /// Where transitive rules are made, once the rules database is served.
+    pub transitive: crate::transitive::SinkSlot,
+    /// What is prefetched, and the byte budget.
+    prefetch: Mutex<PrefetchBudget>,
     /// Counters.
     pub counters: LinuxCounters,
+}
+
+/// Which written files are decided before their first exec, and how many bytes a second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PrefetchSettings {
+    /// `PrefetchNewExecutables`: files with an exec bit (compiler outputs always are, for their
+    /// transitive rules).
+    pub enabled: bool,
+    /// `PrefetchFileBytesMax`: larger files wait for their exec.
+    pub file_bytes_max: u64,
+    /// `PrefetchBytesPerSecond`: the byte budget (a token bucket holding one second's worth).
+    pub bytes_per_second: u64,
+}
+
+#[derive(Debug, Default)]
+struct PrefetchBudget {
+    settings: PrefetchSettings,
+    tokens: u64,
+    refilled_ns: u64,
+}
+
+impl PrefetchBudget {
+    /// Takes `bytes` from the bucket if it holds them.
+    fn take(&mut self, bytes: u64, now_ns: u64) -> bool {
+        let rate = self.settings.bytes_per_second;
+        let elapsed = now_ns.saturating_sub(self.refilled_ns);
+        let refill = (u128::from(rate) * u128::from(elapsed) / 1_000_000_000) as u64;
+        if refill > 0 {
+            self.tokens = self.tokens.saturating_add(refill).min(rate);
+            self.refilled_ns = now_ns;
+        }
+        if self.tokens >= bytes {
+            self.tokens -= bytes;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Why a written file was not prefetched, or that it was queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PrefetchVerdict {
+    /// Hand it to the engine's lane.
+    Go,
+    /// Not a candidate (no exec bit, not regular, empty, or prefetching is off): not counted.
+    NotCandidate,
+    /// Larger than `PrefetchFileBytesMax`.
+    Large,
+    /// Over the byte budget.
+    Budget,
 }
 
 impl Linux {
@@ -512,8 +643,47 @@ impl Linux {
             retired: Mutex::new(HashMap::new()),
             epoch: OnceLock::new(),
             loaders: arc_swap::ArcSwap::from_pointee(Vec::new()),
+            compilers: compilers::Compilers::new(),
+            transitive: Default::default(),
+            prefetch: Mutex::new(PrefetchBudget::default()),
             counters: LinuxCounters::default(),
         })
+    }
+
+    /// Sets what is prefetched (start, SIGHUP).
+    pub fn set_prefetch(&self, settings: PrefetchSettings) {
+        let mut b = self.prefetch.lock().unwrap_or_else(PoisonError::into_inner);
+        if b.settings != settings {
+            b.settings = settings;
+            b.tokens = settings.bytes_per_second;
+            b.refilled_ns = compilers::monotonic_ns();
+        }
+    }
+
+    /// Whether a file closed after writing goes to the prefetch lane. A compiler's output
+    /// always does (its transitive rule is made there); anything else only with an exec bit,
+    /// within the size bound and the byte budget.
+    fn prefetch_verdict(&self, facts: &FileFacts, compiler_output: bool) -> PrefetchVerdict {
+        if facts.mode & libc::S_IFMT != libc::S_IFREG || facts.stamp.size_bytes == 0 {
+            return PrefetchVerdict::NotCandidate;
+        }
+        if compiler_output {
+            return PrefetchVerdict::Go;
+        }
+        if facts.mode & 0o111 == 0 {
+            return PrefetchVerdict::NotCandidate;
+        }
+        let mut b = self.prefetch.lock().unwrap_or_else(PoisonError::into_inner);
+        if !b.settings.enabled {
+            return PrefetchVerdict::NotCandidate;
+        }
+        if facts.stamp.size_bytes > b.settings.file_bytes_max {
+            return PrefetchVerdict::Large;
+        }
+        if !b.take(facts.stamp.size_bytes, compilers::monotonic_ns()) {
+            return PrefetchVerdict::Budget;
+        }
+        PrefetchVerdict::Go
     }
 
     /// Replaces the set of dynamic-loader inodes.

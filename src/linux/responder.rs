@@ -219,6 +219,11 @@ impl FanotifyResponder {
 
 impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
     fn respond(&self, by: AnsweredBy, event: &ExecEvent, answer: Answer<'_, Arc<Verdict>>) {
+        if event.kind == Kind::Prefetch {
+            // Decided before any exec: nobody to answer, nothing to log (its decision is in
+            // the cache for the first exec).
+            return;
+        }
         let (verdict, cacheable, default, epoch) = match answer {
             Answer::Decided {
                 decision,
@@ -314,8 +319,28 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
                 }
             }
         }
+        // A compiler's exec: registered while it is held, so its first write is already its
+        // own. Never given to the kernel cache: each exec of a compiler must reach us.
+        let compiler = response == rules::Action::Allow
+            && !unasked
+            && withdrawn.is_none()
+            && verdict.is_some_and(|v| v.decision.compiler);
+        if compiler {
+            self.linux
+                .compilers
+                .register(event.pid, event.key, event.read);
+        }
+        if response == rules::Action::Allow
+            && let Some(v) = verdict
+            && v.decision.reason == rules::Reason::Transitive
+            && let Some(sha) = v.sha256
+            && let Some(sink) = self.linux.transitive.get()
+        {
+            sink.used(sha);
+        }
         if response == rules::Action::Allow
             && cacheable
+            && !compiler
             && !scoped_out
             && !unasked
             && withdrawn.is_none()

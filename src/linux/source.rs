@@ -61,6 +61,8 @@ pub struct FanotifySource {
     wakes: Box<[WakeFd]>,
     waits: Box<[WaitSet]>,
     deadline_ns: u64,
+    /// Reads of the group so far (see `poll`).
+    reads: Mutex<u64>,
 }
 
 impl FanotifySource {
@@ -95,6 +97,7 @@ impl FanotifySource {
             wakes,
             waits,
             deadline_ns,
+            reads: Mutex::new(0),
         })
     }
 }
@@ -106,7 +109,17 @@ impl Source<ExecEvent> for FanotifySource {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let default = default_response(&self.policy);
-        let events = match self.linux.fan.read_answering(&mut buffer, default) {
+        // Reads are numbered in the order the kernel hands out events (the number is taken
+        // under the lock held across the read): how a close from before a compiler's exec is
+        // told from the compiler's own (see `compilers`).
+        let (read, read_started_ns, events) = {
+            let mut reads = self.reads.lock().unwrap_or_else(PoisonError::into_inner);
+            let started = compilers::monotonic_ns();
+            let events = self.linux.fan.read_answering(&mut buffer, default);
+            *reads += 1;
+            (*reads, started, events)
+        };
+        let events = match events {
             Ok(events) => events,
             Err(e) => {
                 bump(&counters.read_errors);
@@ -153,6 +166,48 @@ impl Source<ExecEvent> for FanotifySource {
             if event.mask & fanotify::MASK_CLOSE_WRITE != 0 {
                 bump(&counters.close_writes);
                 intake.invalidate(worker, key);
+                let compiler_output =
+                    self.linux
+                        .compilers
+                        .credits(event.pid, read, read_started_ns);
+                match self.linux.prefetch_verdict(&facts, compiler_output) {
+                    PrefetchVerdict::Go => {
+                        bump(&counters.prefetch_offered);
+                        let prefetch = Event {
+                            payload: ExecEvent {
+                                file,
+                                pid: event.pid,
+                                kind: Kind::Prefetch,
+                                key,
+                                facts,
+                                leased: std::sync::atomic::AtomicBool::new(false),
+                                restamped_ctime_ns: std::sync::atomic::AtomicI64::new(i64::MIN),
+                                restamped_size: AtomicU64::new(0),
+                                path_trust: std::sync::atomic::AtomicU8::new(0),
+                                compiler_output,
+                                read,
+                            },
+                            key,
+                            stamp: facts.stamp,
+                            // Nobody waits for it: the deadline thread leaves it alone.
+                            deadline_ns: u64::MAX,
+                        };
+                        if intake.prefetch(prefetch) == santa_hotpath::Prefetched::Full
+                            && compiler_output
+                        {
+                            bump(&counters.compiler_outputs_dropped);
+                            log::warn!(
+                                "a file compiler pid {} wrote gets no transitive rule: the \
+                                 prefetch queue is full",
+                                event.pid
+                            );
+                        }
+                    }
+                    PrefetchVerdict::Large => bump(&counters.prefetch_skipped_large),
+                    PrefetchVerdict::Budget => bump(&counters.prefetch_skipped_budget),
+                    PrefetchVerdict::NotCandidate => {}
+                }
+                continue;
             }
             if self.linux.is_loader(key) && facts.mode_root_only() && facts.uid == 0 {
                 // The kernel loading the ELF interpreter of an exec it is running: part of that
@@ -186,6 +241,8 @@ impl Source<ExecEvent> for FanotifySource {
                 }
                 continue;
             }
+            // An exec by a registered compiler's pid of anything but the compiler ends it.
+            self.linux.compilers.exec_seen(event.pid, key);
             let payload = |kind| ExecEvent {
                 file,
                 pid: event.pid,
@@ -196,6 +253,8 @@ impl Source<ExecEvent> for FanotifySource {
                 restamped_ctime_ns: std::sync::atomic::AtomicI64::new(i64::MIN),
                 restamped_size: AtomicU64::new(0),
                 path_trust: std::sync::atomic::AtomicU8::new(0),
+                compiler_output: false,
+                read,
             };
             if permission {
                 bump(&counters.permission_events);
@@ -251,6 +310,10 @@ impl Source<ExecEvent> for FanotifySource {
         let _ = self.wakes[worker].wake();
     }
 
+    fn is_prefetch(&self, event: &ExecEvent) -> bool {
+        event.kind == Kind::Prefetch
+    }
+
     fn restamp(&self, event: &ExecEvent) -> Option<FileStamp> {
         let (_, stamp) = key_and_stamp(&event.file).ok()?;
         event
@@ -265,7 +328,8 @@ impl Source<ExecEvent> for FanotifySource {
     /// The file's owner pays for hashing it; root's files (the system's own binaries, which no
     /// unprivileged user can grow or slow down) are not bounded.
     fn principal(&self, event: &ExecEvent) -> Option<Principal> {
-        (event.facts.uid != 0).then_some(Principal {
+        // A prefetch holds no charge: it runs on its own thread and nobody waits for it.
+        (event.facts.uid != 0 && event.kind != Kind::Prefetch).then_some(Principal {
             id: event.facts.uid,
             cost_bytes: event.facts.stamp.size_bytes,
         })

@@ -510,6 +510,8 @@ impl RecordTap for SpoolTap {
                 let event = event_of(rec);
                 self.push(Item::Event(Box::new(event)));
             }
+            // A rule santad made itself: Santa uploads no event for it.
+            RecordKind::Allowlist => {}
             RecordKind::Bundle => {
                 let (Some(sha), Some(bundle_hash)) = (rec.sha256, rec.bundle_hash) else {
                     return;

@@ -26,6 +26,7 @@ pub struct Engine<P, D> {
     life: Arc<dyn Lifecycle>,
     workers: Vec<JoinHandle<()>>,
     deadline: Option<JoinHandle<()>>,
+    prefetcher: Option<JoinHandle<()>>,
 }
 
 /// A cheap, cloneable handle for outside threads: submit (through [`Submit`]), and through
@@ -146,6 +147,9 @@ impl<P, D> Submit<P> for Handle<P, D> {
     fn invalidate(&self, core: usize, key: FileKey) {
         self.submit.invalidate(core, key);
     }
+    fn prefetch(&self, event: Event<P>) -> super::prefetch::Prefetched {
+        self.submit.prefetch(event)
+    }
 }
 
 /// What the engine itself does to its shared state on its way down and for tests, with the
@@ -158,6 +162,8 @@ trait Lifecycle: Send + Sync {
     /// After the workers left: answers what was queued behind their backs, then lets the
     /// deadline thread go.
     fn drain(&self);
+    /// Wakes the prefetch thread so that it sees the engine stopping.
+    fn wake_prefetcher(&self);
 }
 
 impl<K: Parts> Lifecycle for Shared<K>
@@ -176,7 +182,15 @@ where
         }
     }
 
+    fn wake_prefetcher(&self) {
+        if let Some(t) = self.prefetch.as_ref().and_then(|l| l.thread()) {
+            t.unpark();
+        }
+    }
+
     fn drain(&self) {
+        // Queued prefetches first: their parked execs go onto the queues drained next.
+        self.drain_prefetch();
         // A submitter that passed the running check just before it flipped may have queued
         // after the workers left.
         let shut = |index: u32| {
@@ -250,8 +264,8 @@ impl<P: Send + Sync + 'static, D: Clone + Send + Sync + 'static> Engine<P, D> {
                 config.hash_bytes_per_principal_max,
                 inflight_max,
             ),
-            // workers, then the deadline thread, then outside submitters.
-            counters: Counters::new(workers + 2),
+            // workers, then the deadline thread, outside submitters, the prefetch thread.
+            counters: Counters::new(workers + 3),
             evaluator,
             responder,
             clock,
@@ -262,6 +276,7 @@ impl<P: Send + Sync + 'static, D: Clone + Send + Sync + 'static> Engine<P, D> {
             deadline_thread: OnceLock::new(),
             deadline_stop: AtomicBool::new(false),
             last_default_ns: CachePadded::new(AtomicU64::new(0)),
+            prefetch: super::prefetch::PrefetchLane::new(config.prefetch_queue_depth),
         });
         let mut engine = Engine {
             handle: Handle {
@@ -271,6 +286,7 @@ impl<P: Send + Sync + 'static, D: Clone + Send + Sync + 'static> Engine<P, D> {
             life: shared.clone(),
             workers: Vec::with_capacity(workers),
             deadline: None,
+            prefetcher: None,
         };
         if config.deadline_thread {
             let s = shared.clone();
@@ -279,6 +295,14 @@ impl<P: Send + Sync + 'static, D: Clone + Send + Sync + 'static> Engine<P, D> {
                 .spawn(move || s.run_deadline())?;
             let _ = shared.deadline_thread.set(handle.thread().clone());
             engine.deadline = Some(handle);
+        }
+        if shared.prefetch.is_some() {
+            let s = shared.clone();
+            // Not pinned: it must not take a worker's core when the scheduler has another.
+            let handle = std::thread::Builder::new()
+                .name("santad-prefetch".into())
+                .spawn(move || s.run_prefetcher())?;
+            engine.prefetcher = Some(handle);
         }
         let cores = if config.pin_workers {
             core_affinity::get_core_ids().unwrap_or_default()
@@ -327,6 +351,10 @@ impl<P, D> Drop for Engine<P, D> {
     fn drop(&mut self) {
         self.life.stop_taking();
         for handle in self.workers.drain(..) {
+            let _ = handle.join();
+        }
+        self.life.wake_prefetcher();
+        if let Some(handle) = self.prefetcher.take() {
             let _ = handle.join();
         }
         self.life.drain();

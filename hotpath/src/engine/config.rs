@@ -35,6 +35,10 @@ pub struct EngineConfig {
     /// alone). 256 MiB is ~150 ms of SHA-256 here: enough for any real binary to be evaluated
     /// beside another, not enough to pin two workers with sparse giants.
     pub hash_bytes_per_principal_max: u64,
+    /// Depth of the prefetch lane's queue (files evaluated before their first exec, on a
+    /// thread of their own); 0: no lane. A full lane drops the prefetch (counted), never an
+    /// exec. Each queued file holds an in-flight slot and, on Linux, an fd.
+    pub prefetch_queue_depth: usize,
 }
 
 impl Default for EngineConfig {
@@ -51,6 +55,7 @@ impl Default for EngineConfig {
             deadline_thread: true,
             evaluations_per_principal_max: 0,
             hash_bytes_per_principal_max: 256 << 20,
+            prefetch_queue_depth: 0,
         }
     }
 }

@@ -80,6 +80,8 @@ pub(super) struct Shared<K: Types> {
     /// The clock's time of the last answer given with the default (0: none yet), for
     /// `santactl doctor`. Written only on that rare path.
     pub(super) last_default_ns: CachePadded<AtomicU64>,
+    /// Files evaluated before their first exec, on a thread of their own (`None`: off).
+    pub(super) prefetch: Option<super::prefetch::PrefetchLane>,
 }
 
 impl<K: Parts> Shared<K> {
@@ -238,9 +240,11 @@ impl<K: Parts> Shared<K> {
     /// Puts `item` back on `worker`'s queue; if it is full, answers the default and drops the
     /// reference. Returns whether it was queued.
     pub(super) fn requeue(&self, worker: usize, item: u32) -> bool {
-        match self.queues[worker].push(item) {
+        // The prefetch thread hands back to the first queue.
+        let target = worker % self.workers();
+        match self.queues[target].push(item) {
             Ok(()) => {
-                self.after_push(worker);
+                self.after_push(target);
                 true
             }
             Err(_) => {
@@ -289,5 +293,8 @@ impl<K: Parts> Submit<K::P> for Shared<K> {
         if !parked.is_empty() {
             self.requeue_parked(core % self.workers(), parked, true);
         }
+    }
+    fn prefetch(&self, event: Event<K::P>) -> super::prefetch::Prefetched {
+        self.prefetch_event(event)
     }
 }

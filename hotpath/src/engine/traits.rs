@@ -58,6 +58,12 @@ pub trait Submit<P> {
     /// Forgets the cached decision about one file (the source saw it written); events parked
     /// on an evaluation of it go back on `core`'s queue to be evaluated again.
     fn invalidate(&self, core: usize, key: FileKey);
+    /// Evaluates a file nobody is executing yet (it was just written), off every worker, so
+    /// that its first exec finds the decision cached; an exec arriving meanwhile waits on
+    /// this evaluation. The payload's responder call is an answer to nobody.
+    fn prefetch(&self, _event: Event<P>) -> super::prefetch::Prefetched {
+        super::prefetch::Prefetched::Off
+    }
 }
 
 /// Where events come from, read by the workers themselves when they are idle.
@@ -83,6 +89,11 @@ pub trait Source<P>: Send + Sync + 'static {
     /// bounds; `None` (the default) is not bounded.
     fn principal(&self, _payload: &P) -> Option<Principal> {
         None
+    }
+    /// Whether this payload was handed to [`Submit::prefetch`]: no exec waits for it, and
+    /// workers never evaluate it.
+    fn is_prefetch(&self, _payload: &P) -> bool {
+        false
     }
 }
 

@@ -15,7 +15,7 @@ use std::sync::atomic::{Ordering, fence};
 impl<K: Parts> Shared<K> {
     /// Answers the events parked on an evaluation with its outcome, or re-queues them if the
     /// file changed meanwhile. Each parked event's reference is released here.
-    fn deliver(
+    pub(super) fn deliver(
         &self,
         worker: usize,
         mut parked: Parked,
@@ -96,6 +96,13 @@ impl<K: Parts> Shared<K> {
         let by = AnsweredBy::Worker(worker);
         let slot = self.slots.held(item & ITEM_INDEX);
         let event = self.slots.data(slot);
+        if self.source.is_prefetch(&event.payload) {
+            // A prefetch handed back from an evaluation it waited on (the file changed, or the
+            // decision was for one execution): workers never evaluate prefetches.
+            let _ = self.slots.try_answer(slot);
+            self.slots.release(slot);
+            return;
+        }
         let principal = self.source.principal(&event.payload);
         let charged = if item & ITEM_CHARGED != 0 {
             principal

@@ -185,6 +185,16 @@ impl RuleStore {
         if total < TRANSITIVE_CULL_THRESHOLD_RULES {
             return Ok(0);
         }
+        self.cull_transitive_rules_any_size(now_apple_secs)
+    }
+
+    /// Deletes transitive rules unused for [`TRANSITIVE_RULE_EXPIRY_SECS`], whatever the size
+    /// of the table (santad's expiry; Santa waits for [`TRANSITIVE_CULL_THRESHOLD_RULES`]).
+    pub fn cull_transitive_rules_any_size(
+        &mut self,
+        now_apple_secs: i64,
+    ) -> Result<usize, StoreError> {
+        let loc = self.location.clone();
         let n = self
             .conn
             .execute(

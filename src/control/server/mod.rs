@@ -317,6 +317,16 @@ impl ControlContext {
         })
     }
 
+    /// The policy engine (rules snapshot and policy) the workers decide with.
+    pub fn policy(&self) -> &Arc<rules::PolicyEngine> {
+        &self.policy
+    }
+
+    /// Drops every cached decision, the engine's and the platform's.
+    pub fn flush_engine(&self, reason: FlushReason) -> Result<(), String> {
+        self.engine.flush(reason)
+    }
+
     /// When santad started (wall clock).
     pub fn started_at(&self) -> std::time::SystemTime {
         self.started_at

@@ -65,8 +65,17 @@ pub struct TransitiveCounters {
     pub expired: AtomicU64,
 }
 
-/// Timestamp updates waiting for the housekeeping thread (a worker never writes the database).
-const TOUCH_QUEUE: usize = 1024;
+/// Work waiting for the housekeeping thread (a worker never writes the database).
+const WORK_QUEUE: usize = 1024;
+
+/// What the housekeeping thread is asked to do.
+#[derive(Debug)]
+enum Work {
+    /// Renew the timestamp of the transitive rule for this hash.
+    Touch([u8; 32]),
+    /// Write the transitive rules made since the last write.
+    Write,
+}
 
 /// The daemon's transitive rules: made in the rules database through the control context.
 pub struct TransitiveRules {
@@ -74,8 +83,8 @@ pub struct TransitiveRules {
     ctx: std::sync::Weak<ControlContext>,
     log: Arc<EventLog>,
     touched: Mutex<HashMap<[u8; 32], Instant>>,
-    touches: std::sync::mpsc::SyncSender<[u8; 32]>,
-    pending: Mutex<Option<std::sync::mpsc::Receiver<[u8; 32]>>>,
+    work: std::sync::mpsc::SyncSender<Work>,
+    pending: Mutex<Option<std::sync::mpsc::Receiver<Work>>>,
     /// Counters.
     pub counters: TransitiveCounters,
 }
@@ -93,12 +102,12 @@ fn hex(b: &[u8]) -> String {
 impl TransitiveRules {
     /// Transitive rules over santad's rules database.
     pub fn new(ctx: Arc<ControlContext>, log: Arc<EventLog>) -> Arc<Self> {
-        let (touches, pending) = std::sync::mpsc::sync_channel(TOUCH_QUEUE);
+        let (work, pending) = std::sync::mpsc::sync_channel(WORK_QUEUE);
         Arc::new(Self {
             ctx: Arc::downgrade(&ctx),
             log,
             touched: Mutex::new(HashMap::new()),
-            touches,
+            work,
             pending: Mutex::new(Some(pending)),
             counters: TransitiveCounters::default(),
         })
@@ -129,12 +138,23 @@ impl TransitiveRules {
                         next_cull = Instant::now() + CULL_INTERVAL;
                     }
                     match pending.recv_timeout(Duration::from_secs(1)) {
-                        Ok(sha) => me.touch(sha),
-                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                        Ok(Work::Touch(sha)) => me.touch(sha),
+                        // Writes whatever is pending (a batch, if more were made meanwhile).
+                        Ok(Work::Write) => me.write_pending(),
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => me.write_pending(),
                         Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
                     }
                 }
+                me.write_pending();
             })
+    }
+
+    fn write_pending(&self) {
+        let Some(ctx) = self.ctx() else { return };
+        if let Err(e) = ctx.with_rules_deferred(|db| db.write_pending()) {
+            self.counters.store_errors.fetch_add(1, Ordering::Relaxed);
+            log::error!("transitive rules not stored in the rules database: {e}");
+        }
     }
 
     fn touch(&self, sha256: [u8; 32]) {
@@ -220,43 +240,37 @@ impl TransitiveSink for TransitiveRules {
             return;
         }
         let policy = ctx.policy();
-        let outcome = ctx.with_rules(|db| -> Result<Option<bool>, String> {
-            // Under the rules lock the published snapshot is the database's latest state.
+        let outcome = ctx.with_rules_deferred(|db| -> Result<Option<bool>, String> {
+            // Under the rules lock the published snapshot is the rules' latest state: the
+            // database's plus what is pending for it.
             let snapshot = policy.snapshot();
             let ids = rules::RuleIdentifiers {
                 binary: Some(sha),
                 ..Default::default()
             };
-            let store = db.store().map_err(|e| e.to_string())?;
             match snapshot.lookup(&ids).map(|m| m.state()) {
-                Some(rules::RuleState::AllowTransitive) => {
-                    store
-                        .touch_transitive_rule(&sha, rules::store::now_apple_reference_secs())
-                        .map_err(|e| e.to_string())?;
-                    return Ok(Some(false));
-                }
+                Some(rules::RuleState::AllowTransitive) => return Ok(Some(false)),
                 Some(_) => return Ok(None),
                 None => {}
             }
-            let changes = [rules::RuleChange::Upsert(rules::Rule::new(
-                id.clone(),
-                rules::RuleState::AllowTransitive,
-            ))];
-            store
-                .apply(&changes, rules::Cleanup::None)
-                .map_err(|e| e.to_string())?;
+            let mut rule = rules::Rule::new(id.clone(), rules::RuleState::AllowTransitive);
+            rule.timestamp = rules::store::now_apple_reference_secs();
+            let change = rules::RuleChange::Upsert(rule);
+            let generation = db.defer(change.clone()).map_err(|e| e.to_string())?;
             let next = snapshot
-                .with_changes(store.generation(), &changes)
+                .with_changes(generation, std::slice::from_ref(&change))
                 .map_err(|e| e.to_string())?;
-            // No cache flush: no cached decision is about this file's new bytes yet (its
-            // close invalidated it), and a cached deny of another file with the same bytes
-            // lasts only the deny TTL.
+            // Published now, written by the housekeeping thread (woken below) within a commit's
+            // time, or by whoever takes the rules database next. No cache flush: no cached
+            // decision is about this file's new bytes yet (its close invalidated it), and a
+            // cached deny of another file with the same bytes lasts only the deny TTL.
             policy.publish_snapshot(next);
             Ok(Some(true))
         });
         match outcome {
             Ok(Some(true)) => {
                 self.counters.rules_added.fetch_add(1, Ordering::Relaxed);
+                let _ = self.work.try_send(Work::Write);
                 log::info!(
                     "transitive rule added for {} (written by compiler pid {writer_pid}: {})",
                     hex(&sha256),
@@ -266,6 +280,8 @@ impl TransitiveSink for TransitiveRules {
             }
             Ok(Some(false)) => {
                 self.counters.outputs_known.fetch_add(1, Ordering::Relaxed);
+                // Santa re-adds it to renew its timestamp.
+                self.used(sha256);
             }
             Ok(None) => {
                 self.counters
@@ -298,6 +314,6 @@ impl TransitiveSink for TransitiveRules {
         }
         // A full queue loses one update; the next use within the hour is skipped too, and the
         // rule is six months from expiring.
-        let _ = self.touches.try_send(sha256);
+        let _ = self.work.try_send(Work::Touch(sha256));
     }
 }

@@ -202,13 +202,21 @@ fn a_transitive_rule_expires() {
     let sha = sha256_hex(&out);
     {
         let db = rusqlite::Connection::open(&s.db_path).unwrap();
-        let stamp: i64 = db
-            .query_row(
+        // Written to the database by santad's housekeeping thread, moments after it is made.
+        let start = Instant::now();
+        let stamp: i64 = loop {
+            match db.query_row(
                 "SELECT timestamp FROM execution_rules WHERE identifier = ?1 AND state = 6",
                 [&sha],
                 |r| r.get(0),
-            )
-            .unwrap();
+            ) {
+                Ok(stamp) => break stamp,
+                Err(e) => {
+                    assert!(start.elapsed() < common::WAIT, "not in the database: {e}");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        };
         assert!(stamp > 0, "stamped when made");
         // Used 181 days ago, never since.
         let months_ago = stamp - 181 * 24 * 3600;

@@ -198,7 +198,8 @@ impl<K: Parts> Shared<K> {
         let Some(lane) = &self.prefetch else { return };
         let _ = lane.thread.set(std::thread::current());
         let mut local = self.evaluator.local(self.prefetch_core());
-        loop {
+        // On the way down what is still queued is given up by `drain_prefetch`, not evaluated.
+        while self.running.load(Ordering::Acquire) {
             if let Some((index, ticket)) = lane.queue.pop() {
                 // The evaluator catches its own panics; this is the net for the rest.
                 if catch_unwind(AssertUnwindSafe(|| {
@@ -209,9 +210,6 @@ impl<K: Parts> Shared<K> {
                     bump(&self.counters.core(self.prefetch_core()).worker_panics);
                 }
                 continue;
-            }
-            if !self.running.load(Ordering::Acquire) {
-                break;
             }
             std::thread::park_timeout(PREFETCH_PARK_MAX);
         }

@@ -171,20 +171,56 @@ pub const PLATFORM_DEFAULT_METRICS: [(&str, &str); 1] = [("fanotify.stat_failure
 pub struct RulesDb {
     path: PathBuf,
     store: Option<rules::RuleStore>,
+    /// Changes already in the published snapshot and not yet in the database (transitive rules,
+    /// made on an exec's path: a commit costs milliseconds of fsync). Written by the next
+    /// [`ControlContext::with_rules`], before anyone reads the database, or by the transitive
+    /// housekeeping thread, which is woken for it.
+    pending: Vec<rules::RuleChange>,
 }
 
 impl RulesDb {
     /// The database at `path` (not opened yet).
     pub fn new(path: PathBuf) -> RulesDb {
-        RulesDb { path, store: None }
+        RulesDb {
+            path,
+            store: None,
+            pending: Vec::new(),
+        }
     }
 
     /// Points at another file (a reload changed `RulesDbPath`).
     pub fn set_path(&mut self, path: &Path) {
         if self.path != path {
+            // What was made for the old database goes there.
+            let _ = self.write_pending();
             self.path = path.to_owned();
             self.store = None;
         }
+    }
+
+    /// Queues `change`, already published, for the database; returns the generation the
+    /// snapshot with it should carry.
+    pub fn defer(&mut self, change: rules::RuleChange) -> Result<u64, rules::StoreError> {
+        let generation = self.store()?.generation() + self.pending.len() as u64 + 1;
+        self.pending.push(change);
+        Ok(generation)
+    }
+
+    /// Changes waiting for the database.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Writes the pending changes in one transaction; returns how many. On an error they are
+    /// dropped (and the error returned, to be logged): they stay in force until the next
+    /// snapshot is built from the database.
+    pub fn write_pending(&mut self) -> Result<usize, rules::StoreError> {
+        if self.pending.is_empty() {
+            return Ok(0);
+        }
+        let pending = std::mem::take(&mut self.pending);
+        self.store()?.apply(&pending, rules::Cleanup::None)?;
+        Ok(pending.len())
     }
 
     /// The open store.
@@ -336,6 +372,16 @@ impl ControlContext {
     /// control handlers and santad's reload) goes through here, so a snapshot built from an
     /// older read of the database can never replace a newer one.
     pub fn with_rules<T>(&self, f: impl FnOnce(&mut RulesDb) -> T) -> T {
+        let mut db = lock(&self.rules);
+        if let Err(e) = db.write_pending() {
+            log::error!("rules database: transitive rules not stored: {e}");
+        }
+        f(&mut db)
+    }
+
+    /// [`ControlContext::with_rules`] without writing what is pending first: for a change that
+    /// is itself deferred ([`RulesDb::defer`]).
+    pub fn with_rules_deferred<T>(&self, f: impl FnOnce(&mut RulesDb) -> T) -> T {
         f(&mut lock(&self.rules))
     }
 

@@ -361,7 +361,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErr
         log.clone(),
         config.clone(),
     );
-    let transitive = TransitiveRules::new(control.clone(), log.clone());
+    let transitive = TransitiveRules::new(control.clone(), log.clone(), config.max_hash_bytes);
     let _ = transitive_slot.set(transitive.clone());
     let _ = linux.transitive.set(transitive.clone());
     let stop_housekeeping = Arc::new(AtomicBool::new(false));

@@ -198,7 +198,7 @@ impl ExecEvaluator {
 /// Whether a file a compiler wrote is an executable, for a transitive rule: an exec bit, a
 /// Mach-O, or an ELF executable or position-independent executable (`ET_EXEC`, `ET_DYN`; not
 /// the objects, `ET_REL`, a compiler writes on its way).
-fn is_executable_output(file: &File, format: signing::macho::FileFormat) -> bool {
+pub(crate) fn is_executable_output(file: &File, format: signing::macho::FileFormat) -> bool {
     use std::os::unix::fs::{FileExt, PermissionsExt};
     if file
         .metadata()

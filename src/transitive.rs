@@ -40,6 +40,15 @@ pub trait TransitiveSink: Send + Sync + std::fmt::Debug {
     fn compiler_output(&self, sha256: [u8; 32], path: &[u8], writer_pid: i32);
     /// A transitive rule allowed an exec of a file with this SHA-256.
     fn used(&self, sha256: [u8; 32]);
+    /// A compiler's output that no evaluation will hash: hashed off the exec path, its rule
+    /// made, its cached decision dropped. False if the queue for that is full.
+    fn compiler_output_unevaluated(
+        &self,
+        file: std::fs::File,
+        key: santa_hotpath::FileKey,
+        path: &[u8],
+        writer_pid: i32,
+    ) -> bool;
 }
 
 /// The slot the evaluator holds before santad's control context (and so the rules database)
@@ -71,6 +80,15 @@ const WORK_QUEUE: usize = 1024;
 /// What the housekeeping thread is asked to do.
 #[derive(Debug)]
 enum Work {
+    /// A compiler's output the engine did not evaluate for us (its decision was cached, or an
+    /// exec of it was being evaluated, or the prefetch lane was full): hash it here, make its
+    /// rule, and drop the file's cached decision.
+    Hash {
+        file: std::fs::File,
+        key: santa_hotpath::FileKey,
+        path: Vec<u8>,
+        pid: i32,
+    },
     /// Renew the timestamp of the transitive rule for this hash.
     Touch([u8; 32]),
     /// Write the transitive rules made since the last write.
@@ -85,6 +103,7 @@ pub struct TransitiveRules {
     touched: Mutex<HashMap<[u8; 32], Instant>>,
     work: std::sync::mpsc::SyncSender<Work>,
     pending: Mutex<Option<std::sync::mpsc::Receiver<Work>>>,
+    limits: santa_signing::HashLimits,
     /// Counters.
     pub counters: TransitiveCounters,
 }
@@ -101,7 +120,7 @@ fn hex(b: &[u8]) -> String {
 
 impl TransitiveRules {
     /// Transitive rules over santad's rules database.
-    pub fn new(ctx: Arc<ControlContext>, log: Arc<EventLog>) -> Arc<Self> {
+    pub fn new(ctx: Arc<ControlContext>, log: Arc<EventLog>, hash_bytes_max: u64) -> Arc<Self> {
         let (work, pending) = std::sync::mpsc::sync_channel(WORK_QUEUE);
         Arc::new(Self {
             ctx: Arc::downgrade(&ctx),
@@ -109,6 +128,7 @@ impl TransitiveRules {
             touched: Mutex::new(HashMap::new()),
             work,
             pending: Mutex::new(Some(pending)),
+            limits: crate::identity::hash_limits(hash_bytes_max),
             counters: TransitiveCounters::default(),
         })
     }
@@ -139,6 +159,12 @@ impl TransitiveRules {
                     }
                     match pending.recv_timeout(Duration::from_secs(1)) {
                         Ok(Work::Touch(sha)) => me.touch(sha),
+                        Ok(Work::Hash {
+                            file,
+                            key,
+                            path,
+                            pid,
+                        }) => me.hash_output(&file, key, &path, pid),
                         // Writes whatever is pending (a batch, if more were made meanwhile).
                         Ok(Work::Write) => me.write_pending(),
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => me.write_pending(),
@@ -147,6 +173,28 @@ impl TransitiveRules {
                 }
                 me.write_pending();
             })
+    }
+
+    fn hash_output(
+        &self,
+        file: &std::fs::File,
+        key: santa_hotpath::FileKey,
+        path: &[u8],
+        pid: i32,
+    ) {
+        let mut scratch = Vec::new();
+        let Ok(id) = santa_signing::identify_file(file, &self.limits, &mut scratch) else {
+            return;
+        };
+        if id.hash.changed || !crate::identity::is_executable_output(file, id.format) {
+            return;
+        }
+        self.compiler_output(*id.hash.sha256.as_bytes(), path, pid);
+        self.write_pending();
+        if let Some(ctx) = self.ctx() {
+            // A decision cached before the rule existed (an exec that raced the close).
+            ctx.invalidate(key);
+        }
     }
 
     fn write_pending(&self) {
@@ -296,6 +344,23 @@ impl TransitiveSink for TransitiveRules {
                 );
             }
         }
+    }
+
+    fn compiler_output_unevaluated(
+        &self,
+        file: std::fs::File,
+        key: santa_hotpath::FileKey,
+        path: &[u8],
+        writer_pid: i32,
+    ) -> bool {
+        self.work
+            .try_send(Work::Hash {
+                file,
+                key,
+                path: path.to_vec(),
+                pid: writer_pid,
+            })
+            .is_ok()
     }
 
     fn used(&self, sha256: [u8; 32]) {

@@ -173,6 +173,13 @@ impl Source<ExecEvent> for FanotifySource {
                 match self.linux.prefetch_verdict(&facts, compiler_output) {
                     PrefetchVerdict::Go => {
                         bump(&counters.prefetch_offered);
+                        // A compiler's output must be hashed for its rule even when the engine
+                        // does not evaluate it: a second fd for that (a dup, compilers only).
+                        let spare = if compiler_output {
+                            file.try_clone().ok()
+                        } else {
+                            None
+                        };
                         let prefetch = Event {
                             payload: ExecEvent {
                                 file,
@@ -192,15 +199,31 @@ impl Source<ExecEvent> for FanotifySource {
                             // Nobody waits for it: the deadline thread leaves it alone.
                             deadline_ns: u64::MAX,
                         };
-                        if intake.prefetch(prefetch) == santa_hotpath::Prefetched::Full
-                            && compiler_output
-                        {
-                            bump(&counters.compiler_outputs_dropped);
-                            log::warn!(
-                                "a file compiler pid {} wrote gets no transitive rule: the \
-                                 prefetch queue is full",
-                                event.pid
+                        let outcome = intake.prefetch(prefetch);
+                        if compiler_output && outcome != santa_hotpath::Prefetched::Queued {
+                            // Already decided, being decided for an exec that raced the close,
+                            // or no room: the rule is made off the lane (and the cached
+                            // decision dropped).
+                            let handed = spare.zip(self.linux.transitive.get()).is_some_and(
+                                |(spare, sink)| {
+                                    let mut path = Text::<{ eventlog::PATH_BYTES_MAX }>::new();
+                                    let _ = procinfo::fd_path_into(spare.as_fd(), &mut path);
+                                    sink.compiler_output_unevaluated(
+                                        spare,
+                                        key,
+                                        path.as_bytes(),
+                                        event.pid,
+                                    )
+                                },
                             );
+                            if !handed {
+                                bump(&counters.compiler_outputs_dropped);
+                                log::warn!(
+                                    "a file compiler pid {} wrote gets no transitive rule: no \
+                                     room to hash it",
+                                    event.pid
+                                );
+                            }
                         }
                     }
                     PrefetchVerdict::Large => bump(&counters.prefetch_skipped_large),

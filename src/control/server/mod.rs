@@ -363,6 +363,11 @@ impl ControlContext {
         self.engine.flush(reason)
     }
 
+    /// Forgets the engine's cached decision about one file.
+    pub fn invalidate(&self, key: santa_hotpath::FileKey) {
+        self.engine.engine().invalidate(key);
+    }
+
     /// When santad started (wall clock).
     pub fn started_at(&self) -> std::time::SystemTime {
         self.started_at

@@ -318,6 +318,11 @@ impl TransitiveSink for TransitiveRules {
         match outcome {
             Ok(Some(true)) => {
                 self.counters.rules_added.fetch_add(1, Ordering::Relaxed);
+                // Stamped just now: its first uses need no timestamp update.
+                self.touched
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(sha256, Instant::now());
                 let _ = self.work.try_send(Work::Write);
                 log::info!(
                     "transitive rule added for {} (written by compiler pid {writer_pid}: {})",

@@ -195,6 +195,13 @@ impl FanotifyResponder {
             );
         } else {
             bump(&counters.kernel_cached_execs);
+            if mark.verdict.decision.reason == rules::Reason::Transitive
+                && let Some(sha) = mark.verdict.sha256
+                && let Some(sink) = self.linux.transitive.get()
+            {
+                // Used, whoever answered: its timestamp is renewed (at most hourly).
+                sink.used(sha);
+            }
         }
         if let Some(mut rec) = record {
             self.finish_record(
@@ -221,7 +228,21 @@ impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
     fn respond(&self, by: AnsweredBy, event: &ExecEvent, answer: Answer<'_, Arc<Verdict>>) {
         if event.kind == Kind::Prefetch {
             // Decided before any exec: nobody to answer, nothing to log (its decision is in
-            // the cache for the first exec).
+            // the cache for the first exec). An allow of a file only root can modify goes to
+            // the kernel cache at once, as after an exec, so the first exec is not even asked
+            // about (it is logged from its exec notification, with this decision).
+            if let Answer::Decided {
+                decision,
+                cacheable: true,
+                epoch,
+                ..
+            } = answer
+                && decision.decision.action == rules::Action::Allow
+                && !decision.decision.compiler
+                && only_root_can_modify(&event.file, &event.facts)
+            {
+                self.linux.place_mark(event, decision, epoch, true);
+            }
             return;
         }
         let (verdict, cacheable, default, epoch) = match answer {

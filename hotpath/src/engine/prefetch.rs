@@ -170,14 +170,15 @@ impl<K: Parts> Shared<K> {
                     cacheability,
                     self.clock.now_ns(),
                 );
-                // The prefetch's own answer goes to the responder, which has nobody to tell.
+                // The prefetch's own answer goes to the responder, which has nobody to tell
+                // (but may give a cacheable allow to a kernel-side cache, as for an exec).
                 self.answer(
                     by,
                     slot,
                     Answer::Decided {
                         decision: &evaluation.decision,
                         origin: Origin::Evaluated,
-                        cacheable: false,
+                        cacheable: cacheability.is_cacheable(),
                         epoch,
                     },
                 );

@@ -62,6 +62,12 @@ pub trait Subject: Send + Sync + 'static {
     fn stamps_fine_grained(&self) -> bool {
         false
     }
+    /// Waits (bounded) while a transitive rule is being made for this exec's file (a compiler
+    /// just wrote it, and its rule is not published yet); whether it waited. Called only when
+    /// the rules would deny the exec, so an allowed exec never waits.
+    fn wait_transitive(&self) -> bool {
+        false
+    }
 }
 
 const NOT_ON_THIS_PLATFORM: &str = "not supplied for this event";
@@ -457,6 +463,16 @@ impl<P: Subject> Evaluator<P> for ExecEvaluator {
         };
         let mut evaluation =
             self.evaluate_with(rules, scratch, payload.file(), rules_path, &facts, context);
+        if evaluation.decision.decision.action == santa_rules::Action::Deny
+            && evaluation.decision.decision.reason == santa_rules::Reason::Unknown
+            && evaluation.decision.sha256.is_some()
+            && payload.wait_transitive()
+        {
+            // The exec raced the close of a compiler's output: decided again now that its
+            // transitive rule is published (the file is hashed again; this is rare).
+            evaluation =
+                self.evaluate_with(rules, scratch, payload.file(), rules_path, &facts, context);
+        }
         if !trusted && evaluation.cacheability != Cacheability::FileChanged {
             // Decided without the path rules: another exec of this file by a real path, cached
             // or waiting on this evaluation, must be decided with them.

@@ -48,6 +48,7 @@ pub trait TransitiveSink: Send + Sync + std::fmt::Debug {
         key: santa_hotpath::FileKey,
         path: &[u8],
         writer_pid: i32,
+        pending: Box<dyn std::any::Any + Send>,
     ) -> bool;
 }
 
@@ -88,6 +89,8 @@ enum Work {
         key: santa_hotpath::FileKey,
         path: Vec<u8>,
         pid: i32,
+        /// Held until the rule is made: the platform's mark that it is being made.
+        pending: Box<dyn std::any::Any + Send>,
     },
     /// Renew the timestamp of the transitive rule for this hash.
     Touch([u8; 32]),
@@ -164,7 +167,11 @@ impl TransitiveRules {
                             key,
                             path,
                             pid,
-                        }) => me.hash_output(&file, key, &path, pid),
+                            pending,
+                        }) => {
+                            me.hash_output(&file, key, &path, pid);
+                            drop(pending);
+                        }
                         // Writes whatever is pending (a batch, if more were made meanwhile).
                         Ok(Work::Write) => me.write_pending(),
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => me.write_pending(),
@@ -357,6 +364,7 @@ impl TransitiveSink for TransitiveRules {
         key: santa_hotpath::FileKey,
         path: &[u8],
         writer_pid: i32,
+        pending: Box<dyn std::any::Any + Send>,
     ) -> bool {
         self.work
             .try_send(Work::Hash {
@@ -364,6 +372,7 @@ impl TransitiveSink for TransitiveRules {
                 key,
                 path: path.to_vec(),
                 pid: writer_pid,
+                pending,
             })
             .is_ok()
     }

@@ -410,3 +410,71 @@ mod tests {
         assert!(!c.credits(pid, 3, monotonic_ns() + 2 * GRACE_MAX_NS));
     }
 }
+
+/// Compiler outputs whose transitive rule is being made (hashed on the prefetch lane or the
+/// housekeeping thread), by file: an exec of one that the rules would deny waits for it (an
+/// exec can race the close it follows, under load or when the linker changes the file's mode
+/// after closing it, as `ld.bfd` does).
+#[derive(Debug, Default)]
+pub struct PendingOutputs {
+    files: Mutex<HashMap<FileKey, u32>>,
+    done: std::sync::Condvar,
+}
+
+/// A pending mark shared between a prefetch event and its source, which takes it back when the
+/// lane does not evaluate the event.
+pub type PendingCell = Arc<Mutex<Option<PendingOutput>>>;
+
+/// One pending compiler output; dropping it (the work is done, or given up) lets waiters go.
+#[derive(Debug)]
+pub struct PendingOutput {
+    set: Arc<PendingOutputs>,
+    key: FileKey,
+}
+
+impl PendingOutputs {
+    /// Marks `key` pending until the returned guard drops.
+    pub fn add(self: &Arc<Self>, key: FileKey) -> PendingOutput {
+        *self
+            .files
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key)
+            .or_default() += 1;
+        PendingOutput {
+            set: self.clone(),
+            key,
+        }
+    }
+
+    /// Waits at most `max` for no work on `key` to be pending; whether there was any.
+    pub fn wait(&self, key: FileKey, max: std::time::Duration) -> bool {
+        let files = self.files.lock().unwrap_or_else(PoisonError::into_inner);
+        if !files.contains_key(&key) {
+            return false;
+        }
+        let _unused = self
+            .done
+            .wait_timeout_while(files, max, |f| f.contains_key(&key))
+            .unwrap_or_else(PoisonError::into_inner);
+        true
+    }
+}
+
+impl Drop for PendingOutput {
+    fn drop(&mut self) {
+        let mut files = self
+            .set
+            .files
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = files.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                files.remove(&self.key);
+            }
+        }
+        drop(files);
+        self.set.done.notify_all();
+    }
+}

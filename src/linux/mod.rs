@@ -329,6 +329,11 @@ pub struct ExecEvent {
     path_trust: std::sync::atomic::AtomicU8,
     /// A prefetch of a file a compiler wrote (`pid` is the compiler's).
     compiler_output: bool,
+    /// For such a prefetch: marks its file pending until the rule is made (when the event
+    /// drops, after its evaluation); taken back by the source if the lane does not evaluate it.
+    _pending: Option<compilers::PendingCell>,
+    /// The pending compiler outputs, for an exec that the rules would deny to wait on.
+    outputs: Option<Arc<compilers::PendingOutputs>>,
     /// The number of the group read that brought it (see `compilers`).
     read: u64,
 }
@@ -350,6 +355,10 @@ impl ExecEvent {
         self
     }
 }
+
+/// Longest an exec the rules would deny waits for a transitive rule being made for its file
+/// (hashing a compiler's output and publishing the rule takes far less; the deadline is 5 s).
+const TRANSITIVE_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Why a prefetch has no execution facts for CEL.
 const NOT_EXECUTED: &str = "not executed yet: the file is being decided before its first exec";
@@ -388,6 +397,15 @@ impl Subject for ExecEvent {
 
     fn stamps_fine_grained(&self) -> bool {
         fine_grained_dev(self.key.dev)
+    }
+
+    fn wait_transitive(&self) -> bool {
+        match (&self.outputs, self.kind) {
+            (Some(outputs), Kind::Permission | Kind::Unasked) => {
+                outputs.wait(self.key, TRANSITIVE_WAIT_MAX)
+            }
+            _ => false,
+        }
     }
 
     fn path_into(&self, out: &mut Text<{ eventlog::PATH_BYTES_MAX }>) {
@@ -574,6 +592,8 @@ pub struct Linux {
     loaders: arc_swap::ArcSwap<Vec<FileKey>>,
     /// The compiler processes (transitive rules).
     pub compilers: Arc<compilers::Compilers>,
+    /// Compiler outputs whose transitive rule is being made.
+    pub pending_outputs: Arc<compilers::PendingOutputs>,
     /// Where transitive rules are made, once the rules database is served.
     pub transitive: crate::transitive::SinkSlot,
     /// What is prefetched, and the byte budget.
@@ -644,6 +664,7 @@ impl Linux {
             epoch: OnceLock::new(),
             loaders: arc_swap::ArcSwap::from_pointee(Vec::new()),
             compilers: compilers::Compilers::new(),
+            pending_outputs: Default::default(),
             transitive: Default::default(),
             prefetch: Mutex::new(PrefetchBudget::default()),
             counters: LinuxCounters::default(),

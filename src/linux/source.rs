@@ -180,6 +180,9 @@ impl Source<ExecEvent> for FanotifySource {
                         } else {
                             None
                         };
+                        let pending: Option<compilers::PendingCell> = compiler_output.then(|| {
+                            Arc::new(Mutex::new(Some(self.linux.pending_outputs.add(key))))
+                        });
                         let prefetch = Event {
                             payload: ExecEvent {
                                 file,
@@ -192,6 +195,8 @@ impl Source<ExecEvent> for FanotifySource {
                                 restamped_size: AtomicU64::new(0),
                                 path_trust: std::sync::atomic::AtomicU8::new(0),
                                 compiler_output,
+                                _pending: pending.clone(),
+                                outputs: None,
                                 read,
                             },
                             key,
@@ -213,9 +218,28 @@ impl Source<ExecEvent> for FanotifySource {
                                         key,
                                         path.as_bytes(),
                                         event.pid,
+                                        // The mark moves with the work (the slot that
+                                        // held it may wait for the very exec that waits
+                                        // on it).
+                                        Box::new(
+                                            pending
+                                                .as_ref()
+                                                .and_then(|p| {
+                                                    p.lock()
+                                                        .unwrap_or_else(PoisonError::into_inner)
+                                                        .take()
+                                                })
+                                                .unwrap_or_else(|| {
+                                                    self.linux.pending_outputs.add(key)
+                                                }),
+                                        ),
                                     )
                                 },
                             );
+                            // Not handed: nobody makes the rule, nobody should wait for it.
+                            if let Some(p) = &pending {
+                                drop(p.lock().unwrap_or_else(PoisonError::into_inner).take());
+                            }
                             if !handed {
                                 bump(&counters.compiler_outputs_dropped);
                                 log::warn!(
@@ -277,6 +301,14 @@ impl Source<ExecEvent> for FanotifySource {
                 restamped_size: AtomicU64::new(0),
                 path_trust: std::sync::atomic::AtomicU8::new(0),
                 compiler_output: false,
+                _pending: None,
+                // While compilers run, an exec the rules would deny may be racing the close of
+                // a compiler's output: it can wait for that rule.
+                outputs: self
+                    .linux
+                    .compilers
+                    .any()
+                    .then(|| self.linux.pending_outputs.clone()),
                 read,
             };
             if permission {
@@ -335,6 +367,10 @@ impl Source<ExecEvent> for FanotifySource {
 
     fn is_prefetch(&self, event: &ExecEvent) -> bool {
         event.kind == Kind::Prefetch
+    }
+
+    fn prefetch_must_run(&self, event: &ExecEvent) -> bool {
+        event.compiler_output
     }
 
     fn restamp(&self, event: &ExecEvent) -> Option<FileStamp> {

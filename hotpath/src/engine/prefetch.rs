@@ -139,10 +139,11 @@ impl<K: Parts> Shared<K> {
         let event = self.slots.data(slot);
         // Still being written (another write since the close that queued it): its next
         // close-after-write brings it back; an exec parked meanwhile evaluates it itself.
-        if self
-            .source
-            .restamp(&event.payload)
-            .is_some_and(|now| now != event.stamp)
+        if !self.source.prefetch_must_run(&event.payload)
+            && self
+                .source
+                .restamp(&event.payload)
+                .is_some_and(|now| now != event.stamp)
         {
             bump(&counters.prefetch_changed);
             let parked = self.cache.abandon(ticket);

@@ -95,6 +95,12 @@ pub trait Source<P>: Send + Sync + 'static {
     fn is_prefetch(&self, _payload: &P) -> bool {
         false
     }
+    /// Whether a prefetch must be evaluated even if its file changed again before its turn
+    /// (a compiler's output, whose evaluation makes its transitive rule: a chmod after the
+    /// close, as `ld.bfd` does, must not cost it the rule).
+    fn prefetch_must_run(&self, _payload: &P) -> bool {
+        false
+    }
 }
 
 /// A source that reads nothing itself: events come from other threads through

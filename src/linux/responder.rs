@@ -227,22 +227,12 @@ impl FanotifyResponder {
 impl Responder<ExecEvent, Arc<Verdict>> for FanotifyResponder {
     fn respond(&self, by: AnsweredBy, event: &ExecEvent, answer: Answer<'_, Arc<Verdict>>) {
         if event.kind == Kind::Prefetch {
-            // Decided before any exec: nobody to answer, nothing to log (its decision is in
-            // the cache for the first exec). An allow of a file only root can modify goes to
-            // the kernel cache at once, as after an exec, so the first exec is not even asked
-            // about (it is logged from its exec notification, with this decision).
-            if let Answer::Decided {
-                decision,
-                cacheable: true,
-                epoch,
-                ..
-            } = answer
-                && decision.decision.action == rules::Action::Allow
-                && !decision.decision.compiler
-                && only_root_can_modify(&event.file, &event.facts)
-            {
-                self.linux.place_mark(event, decision, epoch, true);
-            }
+            // Decided before any exec: nobody to answer, nothing to log; its decision waits in
+            // the cache for the first exec. Not given to the kernel cache yet: tools change a
+            // file's mode or times after closing it (`install`, `ld.bfd`), which leaves a
+            // kernel mark in place but moves the stamp it was placed for, and the first exec
+            // would then be taken for a root rewrite behind the mark (an alert, a kill in
+            // Lockdown). The first exec's answer places the mark, as for any file.
             return;
         }
         let (verdict, cacheable, default, epoch) = match answer {

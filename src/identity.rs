@@ -238,6 +238,10 @@ pub(crate) fn hash_limits(hash_bytes_max: u64) -> signing::HashLimits {
     }
 }
 
+/// Reads of a compiler's output that changed while it was read, before it goes without a
+/// transitive rule.
+const TRANSITIVE_HASH_TRIES: u32 = 3;
+
 /// What an evaluation knows of its event beyond the file and the path rules see.
 #[derive(Debug, Clone, Copy, Default)]
 struct Context<'a> {
@@ -463,6 +467,18 @@ impl<P: Subject> Evaluator<P> for ExecEvaluator {
         };
         let mut evaluation =
             self.evaluate_with(rules, scratch, payload.file(), rules_path, &facts, context);
+        // A compiler's output is hashed again if it changed while it was read: its rule is
+        // made from a version that held still, and the change is usually the linker's own
+        // chmod after the close (`ld.bfd`), not new bytes.
+        let mut tries = 1;
+        while evaluation.cacheability == Cacheability::FileChanged
+            && context.transitive_writer.is_some()
+            && tries < TRANSITIVE_HASH_TRIES
+        {
+            tries += 1;
+            evaluation =
+                self.evaluate_with(rules, scratch, payload.file(), rules_path, &facts, context);
+        }
         if evaluation.decision.decision.action == santa_rules::Action::Deny
             && evaluation.decision.decision.reason == santa_rules::Reason::Unknown
             && evaluation.decision.sha256.is_some()

@@ -269,3 +269,38 @@ fn a_block_rule_on_the_same_hash_wins() {
     assert!(metric(&s, "transitive.outputs_with_rules") >= 1);
     assert_eq!(metric(&s, "transitive.rules_added"), 1);
 }
+
+/// `ld.bfd` writes its output without an exec bit and adds it after closing the file: an ELF
+/// executable is still a compiler's executable output, and the chmod (which moves the file's
+/// stamp before the first exec) does not cost it its rule.
+#[test]
+fn an_elf_chmodded_after_its_close_runs_by_its_rule() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = common::start("LOCKDOWN", TRANSITIVE);
+    let cc = compiler(&s);
+    let src = source(&s, "bfd");
+    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = s.mount.join("bfd");
+    compile(&cc, &src, &out);
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ran = run(&out);
+    assert!(
+        matches!(&ran, Ok(st) if st.success()),
+        "the chmodded output runs: {ran:?}; {}; metrics: {}",
+        check(&s, &out),
+        ctl(&s.socket_path, &["metrics", "--format", "json"]).stdout
+    );
+    assert!(check(&s, &out).starts_with("Allowed (Binary, Transitive)"));
+    // A plain file without an exec bit and without an executable format gets no rule.
+    let text = s.state.path().join("notes.txt");
+    std::fs::write(&text, b"#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&text, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let copied = s.mount.join("notes.txt");
+    compile(&cc, &text, &copied);
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::set_permissions(&copied, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(
+        is_eperm(&run(&copied)),
+        "no rule for a script written without an exec bit"
+    );
+}

@@ -381,6 +381,35 @@ mod tests {
     }
 
     #[test]
+    fn an_exec_waits_for_a_pending_output_until_its_mark_drops() {
+        let set = Arc::new(PendingOutputs::default());
+        let key = FileKey { dev: 1, ino: 2 };
+        assert!(
+            !set.wait(key, std::time::Duration::from_secs(5)),
+            "nothing pending"
+        );
+        let mark = set.add(key);
+        let second = set.add(key);
+        let started = std::time::Instant::now();
+        let waiter = {
+            let set = set.clone();
+            std::thread::spawn(move || set.wait(key, std::time::Duration::from_secs(10)))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        drop(mark);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "one mark is still held");
+        drop(second);
+        assert!(waiter.join().unwrap());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // Bounded: a mark never dropped holds a waiter only `max`.
+        let _stuck = set.add(key);
+        let started = std::time::Instant::now();
+        assert!(set.wait(key, std::time::Duration::from_millis(100)));
+        assert!(started.elapsed() >= std::time::Duration::from_millis(100));
+    }
+
+    #[test]
     fn the_cursor_check_follows_the_cycle() {
         assert!(!cursor_passed(100, 200, 50));
         assert!(cursor_passed(100, 200, 150));

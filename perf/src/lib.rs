@@ -4,6 +4,10 @@
 //! ran on and the command that reproduces it. Figures are tails (p50/p99/p99.9/max) and ratios
 //! against a baseline measured in the same run: these machines are shared and noisy.
 
+#[cfg(target_os = "linux")]
+pub mod fapolicyd;
+#[cfg(target_os = "linux")]
+pub mod listen;
 pub mod stats;
 
 use std::ffi::CString;
@@ -58,6 +62,80 @@ pub fn write_result(name: &str, text: &str) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(name);
     std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+/// `perf/RESULTS.md` of this checkout.
+pub fn results_md() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md")
+}
+
+fn section_markers(key: &str) -> (String, String) {
+    (
+        format!("<!-- section {key}: written by its benchmark, kept by exec-storm -->"),
+        format!("<!-- end of section {key} -->"),
+    )
+}
+
+/// The sections of `text` that a benchmark other than exec-storm wrote (see
+/// [`write_results_section`]), each with its markers, in order.
+pub fn results_sections(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("<!-- section ") {
+        let after = &rest[start + "<!-- section ".len()..];
+        let Some(key) = after.split(':').next().map(str::to_string) else {
+            break;
+        };
+        let (_, end) = section_markers(&key);
+        let Some(stop) = rest[start..].find(&end) else {
+            break;
+        };
+        let stop = start + stop + end.len();
+        out.push((key, rest[start..stop].to_string()));
+        rest = &rest[stop..];
+    }
+    out
+}
+
+/// `report` (exec-storm's new RESULTS.md) followed by every section of `old` (the file it
+/// replaces) that `report` does not have: the other benchmarks' sections survive a rerun of
+/// exec-storm.
+pub fn keep_results_sections(report: &str, old: &str) -> String {
+    let mut out = report.trim_end().to_string();
+    out.push('\n');
+    let have: Vec<String> = results_sections(report)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    for (key, section) in results_sections(old) {
+        if !have.contains(&key) {
+            out.push('\n');
+            out.push_str(&section);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Replaces section `key` of `perf/RESULTS.md` with `text` (appended when the file has no such
+/// section yet; the file is created when missing); returns its path.
+pub fn write_results_section(key: &str, text: &str) -> std::io::Result<PathBuf> {
+    let path = results_md();
+    let old = match std::fs::read_to_string(&path) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e),
+    };
+    let (begin, end) = section_markers(key);
+    let section = format!("{begin}\n{}\n{end}", text.trim_end());
+    let new = match (old.find(&begin), old.find(&end)) {
+        (Some(b), Some(e)) if e > b => {
+            format!("{}{section}{}", &old[..b], &old[e + end.len()..])
+        }
+        _ => format!("{}\n\n{section}\n", old.trim_end()),
+    };
+    std::fs::write(&path, new)?;
     Ok(path)
 }
 

@@ -1,174 +1,31 @@
-//! fapolicyd beside santad, safely (../shared/PERF-NOTES.md):
-//! - installed from Debian when missing, with service starts forbidden (`policy-rc.d`): the
-//!   package ships "deny every execute" and an enabled unit;
-//! - `/etc/fapolicyd` and `/var/lib/fapolicyd` backed up and restored around each run;
-//! - `watch_fs = ext2`, a filesystem type only the harness's private image uses (checked in
-//!   /proc/mounts first), `uid = gid = 0` (these VMs lack CAP_SYS_RESOURCE in the bounding set);
-//! - run in the foreground under `timeout`, stopped by the pid we started.
+//! fapolicyd in exec-storm's three configurations: every file on the private image trusted
+//! (size and SHA-256 in the trust file), anything else denied. The safe start (backup and
+//! restore of its configuration, `watch_fs = ext2`, foreground under `timeout`) is
+//! santa_perf::fapolicyd's.
 
 use super::{Config, Listener};
+use santa_perf::fapolicyd::{RULES_TRUSTED_ONLY, Setup};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-
-const ETC: &str = "/etc/fapolicyd";
-const LIB: &str = "/var/lib/fapolicyd";
-
-fn ensure_installed() -> Result<(), String> {
-    if Path::new("/usr/sbin/fapolicyd").exists() {
-        return Ok(());
-    }
-    let guard = Path::new("/usr/sbin/policy-rc.d");
-    let had_guard = guard.exists();
-    if !had_guard {
-        std::fs::write(guard, "#!/bin/sh\nexit 101\n").map_err(|e| format!("policy-rc.d: {e}"))?;
-        let _ = Command::new("chmod")
-            .args(["+x", "/usr/sbin/policy-rc.d"])
-            .status();
-    }
-    let _ = Command::new("apt-get")
-        .args(["update", "-qq"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    let status = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "fapolicyd"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    if !had_guard {
-        let _ = std::fs::remove_file(guard);
-    }
-    match status {
-        Ok(s) if s.success() && Path::new("/usr/sbin/fapolicyd").exists() => Ok(()),
-        _ => Err("fapolicyd is not installed and `apt-get install fapolicyd` failed".into()),
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), target)?;
-        }
-    }
-    Ok(())
-}
-
-/// Puts a directory back exactly as backed up.
-fn restore(backup: &Path, dir: &Path) {
-    let _ = std::fs::remove_dir_all(dir);
-    if backup.exists() {
-        let _ = copy_dir(backup, dir);
-    }
-}
 
 /// Starts fapolicyd for `config`, trusting every file on `watched`.
 pub fn start(config: Config, watched: &Path, scratch: &Path) -> Result<Listener, String> {
-    ensure_installed()?;
-    let mounts = std::fs::read_to_string("/proc/mounts").map_err(|e| e.to_string())?;
-    let watched_str = watched.to_string_lossy();
-    if let Some(other) = mounts.lines().find(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        f.len() > 2 && f[2] == "ext2" && f[1] != watched_str
-    }) {
-        return Err(format!(
-            "another ext2 mount exists ({other}); fapolicyd would watch it too"
-        ));
-    }
-    let backup = scratch.join("fapolicyd-backup");
-    let etc_backup = backup.join("etc");
-    let lib_backup = backup.join("lib");
-    if !etc_backup.exists() {
-        copy_dir(Path::new(ETC), &etc_backup).map_err(|e| format!("backing up {ETC}: {e}"))?;
-        if Path::new(LIB).exists() {
-            copy_dir(Path::new(LIB), &lib_backup).map_err(|e| format!("backing up {LIB}: {e}"))?;
-        }
-    }
-    let restore_all = {
-        let (etc_backup, lib_backup) = (etc_backup.clone(), lib_backup.clone());
-        move || {
-            restore(&etc_backup, Path::new(ETC));
-            restore(&lib_backup, Path::new(LIB));
-        }
-    };
-    let result = configure(config, watched).and_then(|()| launch());
-    match result {
-        Ok(child) => Ok(Listener {
-            child: Some(child),
-            cleanup: Some(Box::new(restore_all)),
-        }),
-        Err(e) => {
-            restore_all();
-            Err(e)
-        }
-    }
-}
-
-fn configure(config: Config, watched: &Path) -> Result<(), String> {
     let (permissive, integrity) = match config {
-        Config::FapolicydPermissive => (1, "none"),
-        Config::FapolicydEnforcing => (0, "none"),
-        _ => (0, "sha256"),
+        Config::FapolicydPermissive => (true, "none"),
+        Config::FapolicydEnforcing => (false, "none"),
+        _ => (false, "sha256"),
     };
-    let conf = format!(
-        "permissive = {permissive}\nnice_val = 0\nq_size = 640\nuid = 0\ngid = 0\ndo_stat_report = 0\n\
-         detailed_report = 0\ndb_max_size = 100\nsubj_cache_size = 1549\nobj_cache_size = 8191\n\
-         watch_fs = ext2\ntrust = file\nintegrity = {integrity}\n\
-         syslog_format = rule,dec,perm,auid,pid,exe,:,path,ftype,trust\nrpm_sha256_only = 0\nallow_filesystem_mark = 0\n"
-    );
-    std::fs::write(Path::new(ETC).join("fapolicyd.conf"), conf).map_err(|e| e.to_string())?;
-    // Trusted files execute; anything else is denied; plain opens are allowed.
-    let rules = "allow perm=execute all : trust=1\ndeny_audit perm=execute all : all\nallow perm=open all : all\n";
-    let rules_d = Path::new(ETC).join("rules.d");
-    let _ = std::fs::remove_dir_all(&rules_d);
-    std::fs::create_dir_all(&rules_d).map_err(|e| e.to_string())?;
-    std::fs::write(rules_d.join("50-harness.rules"), rules).map_err(|e| e.to_string())?;
-    std::fs::write(Path::new(ETC).join("compiled.rules"), rules).map_err(|e| e.to_string())?;
-    // The trust list: every file on the private image, with size and SHA-256.
-    let mut trust = String::from("# exec-storm harness\n");
+    let mut trust = Vec::new();
     for entry in std::fs::read_dir(watched).map_err(|e| e.to_string())? {
         let path: PathBuf = entry.map_err(|e| e.to_string())?.path();
-        if !path.is_file() {
-            continue;
-        }
-        let hash =
-            santa_signing::hash_path(&path, &Default::default()).map_err(|e| e.to_string())?;
-        trust.push_str(&format!(
-            "{} {} {}\n",
-            path.display(),
-            hash.stamp.size_bytes,
-            hash.sha256
-        ));
-    }
-    std::fs::write(Path::new(ETC).join("fapolicyd.trust"), trust).map_err(|e| e.to_string())?;
-    let trust_d = Path::new(ETC).join("trust.d");
-    let _ = std::fs::remove_dir_all(&trust_d);
-    let _ = std::fs::create_dir_all(&trust_d);
-    // A fresh trust database, built from the trust file at start.
-    let _ = std::fs::remove_dir_all(LIB);
-    std::fs::create_dir_all(LIB).map_err(|e| e.to_string())?;
-    Ok(())
-}
-
-fn launch() -> Result<std::process::Child, String> {
-    let mut child = Command::new("timeout")
-        .args(["-s", "TERM", "3600", "/usr/sbin/fapolicyd", "--debug-deny"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("fapolicyd: {e}"))?;
-    let stderr = child.stderr.take().ok_or("no stderr")?;
-    match super::wait_line(stderr, "Starting to listen for events") {
-        Ok(()) => Ok(child),
-        Err(e) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            Err(format!("fapolicyd did not start: {e}"))
+        if path.is_file() {
+            trust.push(path);
         }
     }
+    let setup = Setup {
+        permissive,
+        integrity,
+        rules: RULES_TRUSTED_ONLY.to_string(),
+        trust,
+    };
+    santa_perf::fapolicyd::start(&setup, watched, scratch)
 }

@@ -59,9 +59,9 @@ use context::{loadavg, openssl_rate, source_state};
 use flamegraph::flamegraph;
 #[cfg(target_os = "linux")]
 use harness::{Harness, Pair};
-// `wait_line` (and `Config`, `Listener`) also for fapolicyd.rs, which names them `super::`.
+// `Config` and `Listener` also for fapolicyd.rs, which names them `super::`.
 #[cfg(target_os = "linux")]
-use listener::{Config, Listener, wait_line};
+use listener::{Config, Listener};
 #[cfg(target_os = "linux")]
 use process::{cpu_ns, spawn_wait};
 #[cfg(target_os = "linux")]
@@ -251,7 +251,12 @@ fn main() {
         sizes.rounds
     );
     print!("{report}");
-    match write_result("../RESULTS.md", &report) {
+    // The sections other benchmarks wrote into RESULTS.md (written-exec, configure-bench) stay.
+    let old = std::fs::read_to_string(santa_perf::results_md()).unwrap_or_default();
+    match write_result(
+        "../RESULTS.md",
+        &santa_perf::keep_results_sections(&report, &old),
+    ) {
         Ok(p) => eprintln!("wrote {}", p.display()),
         Err(e) => eprintln!("could not write RESULTS.md: {e}"),
     }

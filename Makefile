@@ -3,7 +3,7 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: deps build run demo demo-sync test check check-macos bench perf perf-backstop perf-sync perf-quick flamegraph fuzz-smoke fmt clean
+.PHONY: deps build run demo demo-sync test check check-macos bench perf perf-backstop perf-sync perf-written-exec perf-configure perf-quick flamegraph fuzz-smoke fmt clean
 
 # The system packages the build and tests need, from Debian's packages: clang (it builds santad's
 # BPF exec backstop, build.rs), golang-go (the sync tests build Moroz, the Santa sync server
@@ -105,10 +105,12 @@ bench: deps
 	$(CARGO) build --release -p santa-perf --bins
 	@for b in $(BENCHES); do echo "== $$b"; $(CARGO) run --release -q -p santa-perf --bin $$b || exit 1; done
 
-# The full performance run, as root: the benchmarks above, then the exec storm beside the minimal
-# responder and fapolicyd (installed from Debian if missing), santad's RSS; rewrites
-# perf/RESULTS.md and perf/results/exec-overhead.svg.
-perf: bench perf-backstop perf-sync
+# The full performance run, as root: the benchmarks above, the first exec of binaries written
+# while the listener runs and jemalloc's configure under each listener (their sections of
+# perf/RESULTS.md), then the exec storm beside the minimal responder and fapolicyd (installed
+# from Debian if missing), santad's RSS; rewrites perf/RESULTS.md (keeping the other benchmarks'
+# sections) and perf/results/exec-overhead.svg.
+perf: bench perf-backstop perf-sync perf-written-exec perf-configure
 	$(CARGO) build --release -p santad -p santa-perf --bin santad --bin exec-storm --bin min-responder
 	$(TARGET_DIR)/release/exec-storm
 
@@ -123,9 +125,29 @@ perf-sync: deps
 	$(CARGO) build --release -p santad -p santa-perf --bin santad --bin sync-bench
 	$(TARGET_DIR)/release/sync-bench
 
+# The first exec of a binary written (by a cp copy on the watched image) while the listener runs,
+# 2 ms before it: no listener, the minimal responder, santad Monitor, santad Lockdown (transitive
+# rules from a compiler-ruled writer), fapolicyd: perf/results/written-exec.md and its section of
+# perf/RESULTS.md. Root. QUICK=1 for a short run.
+perf-written-exec: deps
+	$(CARGO) build --release -p santad -p santactl -p santa-perf --bin santad --bin santactl --bin written-exec --bin min-responder
+	$(TARGET_DIR)/release/written-exec $(if $(QUICK),--quick)
+
+# jemalloc's autoconf configure (from the crates.io crate tikv-jemalloc-sys, downloaded into the
+# build directory once) with a gcc toolchain copied onto the watched image, under each listener:
+# wall time, execs, listener CPU; perf/results/configure.md and its section of perf/RESULTS.md.
+# Root; needs strace and gcc. QUICK=1 for a short run.
+perf-configure: deps
+	@command -v strace >/dev/null 2>&1 || { SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq strace; }
+	$(CARGO) build --release -p santad -p santactl -p santa-perf --bin santad --bin santactl --bin configure-bench --bin min-responder
+	$(TARGET_DIR)/release/configure-bench $(if $(QUICK),--quick)
+
 # The same, smaller (a few minutes).
 perf-quick: deps
-	$(CARGO) build --release -p santad -p santa-perf --bin santad --bin exec-storm --bin min-responder
+	$(CARGO) build --release -p santad -p santactl -p santa-perf --bin santad --bin santactl --bin exec-storm --bin min-responder --bin written-exec --bin configure-bench
+	$(TARGET_DIR)/release/written-exec --quick
+	$(TARGET_DIR)/release/configure-bench --quick
 	$(TARGET_DIR)/release/exec-storm --quick
 
 # santad under the exec storm, sampled with `perf record -e cpu-clock`: perf/results/flamegraph.svg.

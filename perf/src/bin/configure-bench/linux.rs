@@ -345,13 +345,11 @@ impl Toolchain {
         )
         .map_err(|e| e.to_string())?;
         let out = scratch.join("tc-check");
-        let traces = scratch.join("tc-strace");
-        let _ = std::fs::remove_dir_all(&traces);
-        std::fs::create_dir_all(&traces).map_err(|e| e.to_string())?;
+        let traces = scratch.join("tc-strace.txt");
         let mut command = Command::new("strace");
         command
-            .args(["-ff", "-qq", "-e", "trace=execve", "-e", "signal=none", "-o"])
-            .arg(traces.join("t"))
+            .args(["-f", "-qq", "-e", "trace=execve", "-e", "signal=none", "-o"])
+            .arg(&traces)
             .arg(self.dir.join("gcc"))
             .arg(format!("-B{}/", self.dir.display()))
             .arg("-o")
@@ -381,39 +379,33 @@ impl Toolchain {
     }
 }
 
-/// The successful execve paths in a directory of `strace -ff` files, ordered by pid (the order
-/// they ran in, pids permitting) — relative paths as given.
-fn successful_execs(traces: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<(u64, PathBuf)> = std::fs::read_dir(traces)
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter_map(|e| {
-                    let pid = e
-                        .file_name()
-                        .to_string_lossy()
-                        .rsplit('.')
-                        .next()?
-                        .parse()
-                        .ok()?;
-                    Some((pid, e.path()))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    files.sort();
+/// The successful execve paths in an `strace -f -o FILE` trace, in the order they ran
+/// (relative paths as given). One file for all processes, each line led by its pid, because
+/// `-ff` names a file per pid and this machine's pids wrap (pid_max 32768): a reused pid would
+/// overwrite an earlier process's file. A call another process interrupted is split into
+/// `PID execve("…", … <unfinished ...>` and `PID <... execve resumed>…) = 0`.
+fn successful_execs(trace: &Path) -> Vec<PathBuf> {
+    let text = std::fs::read_to_string(trace).unwrap_or_default();
+    let mut pending: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut out = Vec::new();
-    for (_, f) in files {
-        let text = std::fs::read_to_string(&f).unwrap_or_default();
-        for line in text.lines() {
-            let Some(rest) = line.strip_prefix("execve(\"") else {
-                continue;
-            };
-            if !line.trim_end().ends_with("= 0") {
-                continue;
-            }
-            if let Some(end) = rest.find('"') {
-                out.push(PathBuf::from(&rest[..end]));
-            }
+    for line in text.lines() {
+        let Some((pid, call)) = line.split_once(' ') else {
+            continue;
+        };
+        let call = call.trim_start();
+        if let Some(rest) = call.strip_prefix("execve(\"") {
+            let Some(end) = rest.find('"') else { continue };
+            pending.insert(pid.to_string(), PathBuf::from(&rest[..end]));
+        } else if !call.starts_with("<... execve resumed>") {
+            continue;
+        }
+        if line.ends_with("<unfinished ...>") {
+            continue;
+        }
+        if let Some(path) = pending.remove(pid)
+            && line.trim_end().ends_with("= 0")
+        {
+            out.push(path);
         }
     }
     out
@@ -651,18 +643,17 @@ impl Bench {
         result
     }
 
-    /// The exec census: one run with no listener under `strace -ff -e trace=execve`.
+    /// The exec census: one run with no listener under `strace -f -e trace=execve`.
     fn census(&self) -> Result<Census, String> {
         let dir = self.build_dir("census");
         prepare_tree(&self.crate_root, &dir)?;
-        let traces = self.state.path().join("census-strace");
-        std::fs::create_dir_all(&traces).map_err(|e| e.to_string())?;
+        let traces = self.state.path().join("census-strace.txt");
         let wrapper: Vec<String> = [
-            "strace", "-ff", "-qq", "-e", "trace=execve", "-e", "signal=none", "-o",
+            "strace", "-f", "-qq", "-e", "trace=execve", "-e", "signal=none", "-o",
         ]
         .iter()
         .map(|s| s.to_string())
-        .chain(std::iter::once(traces.join("t").display().to_string()))
+        .chain(std::iter::once(traces.display().to_string()))
         .collect();
         let log = self.state.path().join("configure-census.log");
         let r = self.configure(&dir, &log, &wrapper)?;
@@ -751,8 +742,65 @@ fn median_f(v: &[f64]) -> Option<f64> {
     })
 }
 
+/// Each round's wall time of `config` over that round's run with no listener (runs that
+/// succeeded).
+fn round_ratios(runs: &BTreeMap<Config, Vec<(usize, RunResult)>>, config: Config) -> Vec<f64> {
+    let (Some(c), Some(base)) = (runs.get(&config), runs.get(&Config::None)) else {
+        return Vec::new();
+    };
+    c.iter()
+        .filter(|(_, x)| x.ok)
+        .filter_map(|(round, x)| {
+            let b = base.iter().find(|(br, bx)| br == round && bx.ok)?;
+            Some(x.wall_s / b.1.wall_s)
+        })
+        .collect()
+}
+
 fn sum(m: &BTreeMap<String, usize>) -> usize {
     m.values().sum()
+}
+
+/// `name count` pairs, `quote`d names.
+fn counts(m: &BTreeMap<String, usize>, quote: bool) -> String {
+    let q = if quote { "`" } else { "" };
+    m.iter()
+        .map(|(k, n)| format!("{q}{k}{q} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The census paragraph of the report.
+fn census_text(c: &Census) -> String {
+    let watched = sum(&c.toolchain) + sum(&c.scripts) + sum(&c.built) + sum(&c.other_watched);
+    let mut busiest: Vec<(&String, &usize)> = c.root_fs.iter().collect();
+    busiest.sort_by(|a, b| b.1.cmp(a.1));
+    let busiest: BTreeMap<String, usize> = busiest
+        .into_iter()
+        .take(6)
+        .map(|(k, n)| (k.clone(), *n))
+        .collect();
+    let other = if c.other_watched.is_empty() {
+        String::new()
+    } else {
+        format!(", other {}", sum(&c.other_watched))
+    };
+    format!(
+        "Execs of one run (counted once, on a separate run with no listener, with `strace -f -e \
+         trace=execve`: successful execve calls): {} in all. On the watched image {watched}: the \
+         toolchain copies {} ({}), the source tree's scripts {} ({}), programs the run linked {} \
+         ({}){other}. On the unwatched root filesystem {} (sh, sed, grep, rm, cat, …: none of the \
+         listeners sees these; the most frequent: {}).\n\n",
+        watched + sum(&c.root_fs),
+        sum(&c.toolchain),
+        counts(&c.toolchain, false),
+        sum(&c.scripts),
+        counts(&c.scripts, true),
+        sum(&c.built),
+        counts(&c.built, true),
+        sum(&c.root_fs),
+        counts(&busiest, true),
+    )
 }
 
 struct Report<'a> {
@@ -834,53 +882,8 @@ fn render(r: &Report<'_>) -> String {
         b.scripts.len()
     );
     let _ = writeln!(out, "```\n{}```\n", fapolicyd_rules(Path::new("<image>/builds")));
-    // Exec census.
     match r.census {
-        Ok(c) => {
-            let total = sum(&c.toolchain) + sum(&c.scripts) + sum(&c.built) + sum(&c.other_watched) + sum(&c.root_fs);
-            let _ = writeln!(
-                out,
-                "Execs of one run (counted once, on a separate run with no listener, with `strace -ff \
-                 -e trace=execve`, successful execve calls): {total} in all; on the watched image {} \
-                 — the toolchain copies {} ({}), the source tree's scripts {} ({}), programs the run \
-                 linked {} ({}){}; on the unwatched root filesystem {} (sh, sed, grep, rm, cat, …: \
-                 none of the listeners sees these; the busiest: {}).\n",
-                sum(&c.toolchain) + sum(&c.scripts) + sum(&c.built) + sum(&c.other_watched),
-                sum(&c.toolchain),
-                c.toolchain
-                    .iter()
-                    .map(|(k, n)| format!("{k} {n}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                sum(&c.scripts),
-                c.scripts
-                    .iter()
-                    .map(|(k, n)| format!("`{k}` {n}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                sum(&c.built),
-                c.built
-                    .iter()
-                    .map(|(k, n)| format!("`{k}` {n}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                if c.other_watched.is_empty() {
-                    String::new()
-                } else {
-                    format!(", other {}", sum(&c.other_watched))
-                },
-                sum(&c.root_fs),
-                {
-                    let mut v: Vec<(&String, &usize)> = c.root_fs.iter().collect();
-                    v.sort_by(|a, b| b.1.cmp(a.1));
-                    v.iter()
-                        .take(6)
-                        .map(|(k, n)| format!("`{k}` {n}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                },
-            );
-        }
+        Ok(c) => out.push_str(&census_text(c)),
         Err(e) => {
             let _ = writeln!(out, "Exec census: not taken ({e}).\n");
         }
@@ -904,13 +907,9 @@ fn render(r: &Report<'_>) -> String {
         let med = median_f(&w);
         let lo = w.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = w.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let per_round: Vec<String> = runs
+        let per_round: Vec<String> = round_ratios(r.runs, *c)
             .iter()
-            .filter(|(_, x)| x.ok)
-            .filter_map(|(round, x)| {
-                let b = r.runs.get(&Config::None)?.iter().find(|(br, bx)| br == round && bx.ok)?;
-                Some(format!("{:.3}", x.wall_s / b.1.wall_s))
-            })
+            .map(|x| format!("{x:.3}"))
             .collect();
         let ms: Vec<f64> = ok.iter().filter_map(|x| x.listener_cpu_ms).collect();
         let ns: Vec<f64> = ok
@@ -1009,9 +1008,12 @@ fn render(r: &Report<'_>) -> String {
         "- santad Lockdown with compiler rules ≤ {TARGET_RATIO} × no listener (medians): {}.",
         match (lock, base, lock_clean) {
             (Some(l), Some(b), true) => format!(
-                "{} ({l:.2} s against {b:.2} s: {:.3} ×)",
+                "{} ({l:.2} s against {b:.2} s: {:.3} ×; the median of the per-round ratios, each \
+                 run against the same round's run with no listener: {})",
                 verdict(l <= TARGET_RATIO * b),
-                l / b
+                l / b,
+                median_f(&round_ratios(r.runs, Config::SantadLockdown))
+                    .map_or("—".to_string(), |x| format!("{x:.3} ×")),
             ),
             (_, _, false) if lock_runs.is_some_and(|v| !v.is_empty()) => {
                 "MISSED: not every run succeeded with the results of the run with no listener (see above)".to_string()

@@ -849,7 +849,9 @@ fn render(r: &Report<'_>) -> String {
          `GCC_EXEC_PREFIX={}` (so that it finds headers, crt files, libgcc and the LTO plugin where \
          they are installed) and `-B<image>/toolchain/` (so that it runs cc1, as and collect2 from \
          the copies, and collect2 runs the copy of ld.bfd). Checked at setup by compiling and \
-         linking a test program under `strace -f -e trace=execve`: it ran exactly {}.\n",
+         linking a test program under `strace -f -e trace=execve`: it ran exactly {}. Everything \
+         else configure runs (sh, bash, sed, grep, rm, cat, awk, …) lives on the unwatched root \
+         filesystem: none of the listeners sees those execs, in any configuration.\n",
         b.toolchain
             .files
             .iter()

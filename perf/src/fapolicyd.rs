@@ -3,8 +3,9 @@
 //!   package ships "deny every execute" and an enabled unit;
 //! - `/etc/fapolicyd` and `/var/lib/fapolicyd` backed up before the first start and restored
 //!   when the listener's guard stops it (also on failure);
-//! - `watch_fs = ext2`, a filesystem type only the benchmark's private image uses (checked in
-//!   /proc/mounts first), `uid = gid = 0` (these VMs lack CAP_SYS_RESOURCE in the bounding set);
+//! - `watch_fs` set to a filesystem type only the benchmark's private image uses (ext2 or XFS,
+//!   checked in /proc/mounts first), `uid = gid = 0` (these VMs lack CAP_SYS_RESOURCE in the
+//!   bounding set);
 //! - run in the foreground (`--debug-deny`) under `timeout`, stopped by the pid we started.
 
 use crate::listen::{Listener, wait_line};
@@ -28,6 +29,8 @@ pub struct Setup {
     pub rules: String,
     /// The trusted files: each goes into the trust file with its size and SHA-256.
     pub trust: Vec<PathBuf>,
+    /// `watch_fs`: the type of the benchmark's private image, which no other mount may have.
+    pub watch_fs: &'static str,
 }
 
 /// Trusted files execute, anything else is denied, plain opens are allowed.
@@ -87,25 +90,27 @@ fn restore(backup: &Path, dir: &Path) {
     }
 }
 
-/// Starts fapolicyd with `setup`, watching only ext2 (`watched`, the benchmark's private image,
-/// must be the only ext2 mount); `scratch` holds the backup of its configuration.
+/// Starts fapolicyd with `setup`, watching only `setup.watch_fs` (`watched`, the benchmark's
+/// private image, must be the only mount of that type); `scratch` holds the backup of its
+/// configuration.
 pub fn start(setup: &Setup, watched: &Path, scratch: &Path) -> Result<Listener, String> {
     ensure_installed()?;
     let mounts = std::fs::read_to_string("/proc/mounts").map_err(|e| e.to_string())?;
     let watched_str = watched.to_string_lossy();
+    let fs = setup.watch_fs;
     if let Some(other) = mounts.lines().find(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
-        f.len() > 2 && f[2] == "ext2" && f[1] != watched_str
+        f.len() > 2 && f[2] == fs && f[1] != watched_str
     }) {
         return Err(format!(
-            "another ext2 mount exists ({other}); fapolicyd would watch it too"
+            "another {fs} mount exists ({other}); fapolicyd would watch it too"
         ));
     }
     if !mounts.lines().any(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
-        f.len() > 2 && f[2] == "ext2" && f[1] == watched_str
+        f.len() > 2 && f[2] == fs && f[1] == watched_str
     }) {
-        return Err(format!("{watched_str} is not an ext2 mount"));
+        return Err(format!("{watched_str} is not an {fs} mount"));
     }
     let backup = scratch.join("fapolicyd-backup");
     let etc_backup = backup.join("etc");
@@ -133,9 +138,10 @@ fn configure(setup: &Setup) -> Result<(), String> {
     let conf = format!(
         "permissive = {}\nnice_val = 0\nq_size = 640\nuid = 0\ngid = 0\ndo_stat_report = 0\n\
          detailed_report = 0\ndb_max_size = 100\nsubj_cache_size = 1549\nobj_cache_size = 8191\n\
-         watch_fs = ext2\ntrust = file\nintegrity = {}\n\
+         watch_fs = {}\ntrust = file\nintegrity = {}\n\
          syslog_format = rule,dec,perm,auid,pid,exe,:,path,ftype,trust\nrpm_sha256_only = 0\nallow_filesystem_mark = 0\n",
         u8::from(setup.permissive),
+        setup.watch_fs,
         setup.integrity
     );
     std::fs::write(Path::new(ETC).join("fapolicyd.conf"), conf).map_err(|e| e.to_string())?;

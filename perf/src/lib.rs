@@ -7,6 +7,8 @@
 #[cfg(target_os = "linux")]
 pub mod fapolicyd;
 #[cfg(target_os = "linux")]
+pub mod image;
+#[cfg(target_os = "linux")]
 pub mod listen;
 pub mod stats;
 

@@ -270,6 +270,48 @@ impl SantadSetup {
     }
 }
 
+/// santad's counters whose names start with one of `prefixes` (`santactl metrics`, the text
+/// table: `  name | value`), with their values; empty when santad cannot be asked.
+pub fn santad_counters(
+    setup: &SantadSetup,
+    prefixes: &[&str],
+) -> std::collections::BTreeMap<String, u64> {
+    let text = setup.santactl(&["metrics"]).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let (name, value) = l.split_once('|')?;
+            let name = name.trim();
+            let value: u64 = value.trim().parse().ok()?;
+            prefixes
+                .iter()
+                .any(|p| name.starts_with(p))
+                .then(|| (name.to_string(), value))
+        })
+        .collect()
+}
+
+/// A log line of santad's (`key=value|…`) summed up: `action=…` for anything but an exec, else
+/// `decision=…|reason=…`.
+pub fn santad_log_key(line: &str) -> String {
+    let field = |k: &str| {
+        line.split('|')
+            .find_map(|f| f.split(' ').next_back().and_then(|f| f.strip_prefix(k)))
+            .or_else(|| line.split('|').find_map(|f| f.strip_prefix(k)))
+            .unwrap_or("?")
+            .to_string()
+    };
+    let action = field("action=");
+    if action == "EXEC" {
+        format!(
+            "decision={}|reason={}",
+            field("decision="),
+            field("reason=")
+        )
+    } else {
+        format!("action={action}")
+    }
+}
+
 /// A process's CPU time so far (all threads), from each task's schedstat, in nanoseconds.
 pub fn cpu_ns(pid: i32) -> u64 {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {

@@ -6,11 +6,12 @@
 mod context;
 
 use santa_perf::fapolicyd;
+use santa_perf::image::{ImageFs, LoopImage};
 use santa_perf::listen::{
-    Listener, SantadSetup, cpu_ns, start_min_responder, stat_cpu_ms, target_dir,
+    Listener, SantadSetup, cpu_ns, santad_counters, santad_log_key, start_min_responder,
+    stat_cpu_ms, target_dir,
 };
 use santa_perf::{machine_summary, write_result, write_results_section};
-use santa_testkit::PrivateMount;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt;
@@ -51,6 +52,15 @@ const RESULT_FILES: [&str; 2] = [
 ];
 /// The toolchain copied onto the watched image: gcc's driver and what it runs.
 const TOOLCHAIN: [&str; 5] = ["gcc", "cc1", "as", "collect2", "ld"];
+/// The santad counters that say how the run's execs were decided.
+const COUNTERS: &[&str] = &[
+    "engine.prefetch",
+    "fanotify.prefetch",
+    "fanotify.compiler",
+    "compilers.",
+    "transitive.",
+    "decisions.",
+];
 /// The longest one configure run may take before it is killed (a listener holding an exec).
 const RUN_TIMEOUT: Duration = Duration::from_secs(600);
 /// Targets: santad Lockdown (compiler rules) at most this multiple of no listener's median.
@@ -107,6 +117,10 @@ struct Args {
     quick: bool,
     rounds: usize,
     only: Option<Vec<String>>,
+    /// `--fs xfs|ext2`: the watched image's filesystem.
+    fs: ImageFs,
+    /// `--keep DIR`: copy each run's logs (configure's output, config.log, santad's log) there.
+    keep: Option<PathBuf>,
 }
 
 impl Args {
@@ -124,6 +138,10 @@ impl Args {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(if quick { 2 } else { 6 }),
             only: value("--only").map(|v| v.split(',').map(str::to_string).collect()),
+            fs: value("--fs")
+                .and_then(|v| ImageFs::parse(v))
+                .unwrap_or(ImageFs::Xfs),
+            keep: value("--keep").map(PathBuf::from),
         }
     }
 }
@@ -132,14 +150,16 @@ fn usage() -> String {
     let keys: Vec<&str> = Config::ALL.iter().map(|c| c.key()).collect();
     format!(
         "configure-bench: jemalloc's autoconf configure (from the crates.io crate {CRATE}) run on a\n\
-         watched mount under each listener (needs root: it mounts a private ext2 image and starts\n\
+         watched mount under each listener (needs root: it mounts a private XFS (or ext2) image and starts\n\
          fanotify listeners on it; downloads the crate once into the build directory).\n\
          \n\
-         usage: configure-bench [--quick] [--rounds N] [--only CONFIG,...]\n\
+         usage: configure-bench [--quick] [--rounds N] [--only CONFIG,...] [--fs xfs|ext2] [--keep DIR]\n\
          \n\
          \x20 --quick           2 rounds (default 6), one run of each configuration per round\n\
          \x20 --rounds N        rounds, configurations in rotating order\n\
          \x20 --only CONFIG,... only these configurations, beside `none`: {}\n\
+         \x20 --fs xfs|ext2     the watched image's filesystem (default xfs: multigrain ctimes)\n\
+         \x20 --keep DIR        copy each run's logs there (configure's output, config.log, santad's log)\n\
          \x20 --help            this text\n\
          \n\
          Writes perf/results/configure.md and its section of perf/RESULTS.md.\n",
@@ -426,14 +446,17 @@ struct RunResult {
     results: Option<Vec<u8>>,
     /// They equal the reference run's.
     same_results: Option<bool>,
-    /// santad's log: every line, and by `decision=…|reason=…` (santad configurations).
+    /// santad's log: its exec lines, and every line by `decision=…|reason=…` (`action=…` for
+    /// lines other than execs) (santad configurations).
     santad_lines: usize,
     decisions: BTreeMap<String, usize>,
+    /// santad's counters of [`COUNTERS`] at the end of the run.
+    counters: BTreeMap<String, u64>,
     failure: Option<String>,
 }
 
 struct Bench {
-    watched: PrivateMount,
+    watched: LoopImage,
     state: tempfile::TempDir,
     crate_root: PathBuf,
     toolchain: Toolchain,
@@ -443,6 +466,8 @@ struct Bench {
     builds: PathBuf,
     /// The generated headers of the reference run (no listener).
     reference: Option<Vec<u8>>,
+    /// `--keep`.
+    keep: Option<PathBuf>,
 }
 
 /// `RESULT_FILES`' bytes in `dir`, concatenated.
@@ -455,8 +480,9 @@ fn results_of(dir: &Path) -> Option<Vec<u8>> {
 }
 
 impl Bench {
-    fn new(crate_root: PathBuf) -> Result<Bench, String> {
-        let watched = PrivateMount::ext2_image(1 << 30).map_err(|e| format!("ext2 image: {e}"))?;
+    fn new(crate_root: PathBuf, fs: ImageFs) -> Result<Bench, String> {
+        let watched =
+            LoopImage::new(fs, 1 << 30).map_err(|e| format!("watched {} image: {e}", fs.name()))?;
         let state = tempfile::tempdir().map_err(|e| e.to_string())?;
         let toolchain = Toolchain::install(&watched.join("toolchain"))?;
         let builds = watched.join("builds");
@@ -481,6 +507,7 @@ impl Bench {
             scripts,
             builds,
             reference: None,
+            keep: None,
         })
     }
 
@@ -584,6 +611,7 @@ impl Bench {
                         .iter()
                         .map(|n| self.toolchain.dir.join(n))
                         .collect(),
+                    watch_fs: self.watched.fs().name(),
                 };
                 fapolicyd::start(&setup, self.watched.path(), self.state.path()).map(Some)
             }
@@ -603,10 +631,16 @@ impl Bench {
             let (ms0, ns0) = (stat_cpu_ms(pid), cpu_ns(pid));
             let r = self.configure(&dir, &log, &[]);
             let (ms1, ns1) = (stat_cpu_ms(pid), cpu_ns(pid));
+            let counters = if config.is_santad() {
+                santad_counters(&self.santad_setup(config, label), COUNTERS)
+            } else {
+                BTreeMap::new()
+            };
             if let Some(l) = listener.as_mut() {
                 l.stop();
             }
             let mut r = r?;
+            r.counters = counters;
             if pid > 0 {
                 r.listener_cpu_ms = ms0.zip(ms1).map(|(a, b)| b - a);
                 r.listener_cpu_ns = Some(ns1.saturating_sub(ns0));
@@ -627,16 +661,23 @@ impl Bench {
         if config.is_santad() {
             let text = std::fs::read_to_string(self.santad_setup(config, label).log_path())
                 .unwrap_or_default();
-            for line in text.lines().filter(|l| l.contains("action=EXEC")) {
-                result.santad_lines += 1;
-                let field = |k: &str| {
-                    line.split('|')
-                        .find_map(|f| f.strip_prefix(k))
-                        .map(str::to_string)
-                        .unwrap_or_else(|| "?".into())
-                };
-                let key = format!("decision={}|reason={}", field("decision="), field("reason="));
+            for line in text.lines().filter(|l| l.contains("action=")) {
+                let key = santad_log_key(line);
+                if key.starts_with("decision=") {
+                    result.santad_lines += 1;
+                }
                 *result.decisions.entry(key).or_default() += 1;
+            }
+        }
+        if let Some(keep) = &self.keep {
+            let _ = std::fs::create_dir_all(keep);
+            let santa_log = self.santad_setup(config, label).log_path();
+            for (from, name) in [
+                (log.clone(), "configure-output.txt"),
+                (dir.join("config.log"), "config.log"),
+                (santa_log, "santa.log"),
+            ] {
+                let _ = std::fs::copy(&from, keep.join(format!("{label}-{name}")));
             }
         }
         let _ = std::fs::remove_dir_all(&dir);
@@ -826,20 +867,30 @@ fn render(r: &Report<'_>) -> String {
         "{} Load average (1/5/15 min) at the start: {}; at the end: {}.\n",
         r.source, r.load.0, r.load.1
     );
+    let flags = format!(
+        "{}{}",
+        if r.args.quick { " --quick" } else { "" },
+        if r.args.fs == ImageFs::Xfs {
+            String::new()
+        } else {
+            format!(" --fs {}", r.args.fs.name())
+        }
+    );
     let _ = writeln!(
         out,
         "Rewritten by `make perf-configure` (`configure-bench{}`, as root; part of `make perf`). \
          The script: jemalloc's `configure` (generated by autoconf 2.69) as vendored in the crates.io \
          crate `{CRATE}` {VERSION}, downloaded at run time into the build directory \
          (`perf-downloads/`, checked against the crates.io index's SHA-256), never committed. Each \
-         run copies the sources into a fresh directory on a private ext2 loop image (the watched \
+         run copies the sources into a fresh directory on a private {} loop image (the watched \
          mount; the copy is made before the listener starts and is not timed), starts the listener, \
          runs `sh configure --with-version={JEMALLOC_VERSION} {}` there (the crate's build script's \
          arguments) with `CFLAGS=\"{CFLAGS}\"` and `CC=\"<image>/toolchain/gcc -B<image>/toolchain/\"`, \
          and stops the listener. {} rounds, one run of each configuration per round in rotating \
          order; each listener is started fresh for its run, santad with a fresh rules database \
          (no transitive rule survives from an earlier run).\n",
-        if r.args.quick { " --quick" } else { "" },
+        flags,
+        r.args.fs.name(),
         CONFIGURE_ARGS.join(" "),
         r.args.rounds,
     );
@@ -964,14 +1015,20 @@ fn render(r: &Report<'_>) -> String {
         let Some(runs) = r.runs.get(c) else { continue };
         if c.is_santad() {
             let mut all: BTreeMap<String, usize> = BTreeMap::new();
+            let mut counters: BTreeMap<String, u64> = BTreeMap::new();
             for (_, x) in runs {
                 for (k, n) in &x.decisions {
                     *all.entry(k.clone()).or_default() += n;
                 }
+                for (k, n) in &x.counters {
+                    *counters.entry(k.clone()).or_default() += n;
+                }
             }
+            counters.retain(|_, v| *v > 0);
             let _ = writeln!(
                 out,
-                "- {}: santad's log over its {} runs: {}.",
+                "- {}: santad's log over its {} runs: {}; its counters (summed over the runs, \
+                 non-zero): {}.",
                 c.name(),
                 runs.len(),
                 if all.is_empty() {
@@ -979,6 +1036,15 @@ fn render(r: &Report<'_>) -> String {
                 } else {
                     all.iter()
                         .map(|(k, n)| format!("`{k}` × {n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+                if counters.is_empty() {
+                    "none".to_string()
+                } else {
+                    counters
+                        .iter()
+                        .map(|(k, n)| format!("{k} {n}"))
                         .collect::<Vec<_>>()
                         .join(", ")
                 }
@@ -1070,7 +1136,7 @@ pub(crate) fn main() -> ExitCode {
     let source = context::source_state();
     let setup = || -> Result<(Bench, Vec<String>), String> {
         let crate_root = fetch_crate()?;
-        let bench = Bench::new(crate_root)?;
+        let bench = Bench::new(crate_root, args.fs)?;
         let verified = bench.toolchain.verify(bench.state.path())?;
         Ok((bench, verified))
     };
@@ -1081,6 +1147,7 @@ pub(crate) fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    bench.keep = args.keep.clone();
     eprintln!("configure-bench: exec census (strace, no listener)…");
     let census = bench.census();
     if let Err(e) = &census {

@@ -26,6 +26,8 @@ pub fn start(config: Config, watched: &Path, scratch: &Path) -> Result<Listener,
         integrity,
         rules: RULES_TRUSTED_ONLY.to_string(),
         trust,
+        // The harness's watched mount is santa_testkit's ext2 image.
+        watch_fs: "ext2",
     };
     santa_perf::fapolicyd::start(&setup, watched, scratch)
 }

@@ -6,7 +6,10 @@
 mod context;
 
 use santa_perf::fapolicyd;
-use santa_perf::listen::{Listener, SantadSetup, cpu_ns, start_min_responder};
+use santa_perf::image::{ImageFs, LoopImage};
+use santa_perf::listen::{
+    Listener, SantadSetup, cpu_ns, santad_counters, santad_log_key, start_min_responder,
+};
 use santa_perf::stats::{TRIM, median, percentile, trimmed_mean, trimmed_se};
 use santa_perf::{machine_summary, spawn_wait, write_result, write_results_section};
 use santa_testkit::{PrivateMount, TmpfsOptions};
@@ -85,6 +88,8 @@ struct Args {
     rounds: usize,
     execs: usize,
     only: Option<Vec<String>>,
+    /// `--fs xfs|ext2`: the watched image's filesystem.
+    fs: ImageFs,
     /// `--raw FILE.csv`: every exec pair (configuration, round, iteration, watched ns, control ns).
     raw: Option<String>,
 }
@@ -108,6 +113,9 @@ impl Args {
                 .unwrap_or(if quick { 100 } else { 400 }),
             only: value("--only").map(|v| v.split(',').map(str::to_string).collect()),
             raw: value("--raw").cloned(),
+            fs: value("--fs")
+                .and_then(|v| ImageFs::parse(v))
+                .unwrap_or(ImageFs::Xfs),
         }
     }
 }
@@ -116,14 +124,16 @@ fn usage() -> String {
     let keys: Vec<&str> = Config::ALL.iter().map(|c| c.key()).collect();
     format!(
         "written-exec: the first exec of a binary written while the listener runs (needs root:\n\
-         it mounts a private ext2 image and a tmpfs and starts fanotify listeners on the image).\n\
+         it mounts a private XFS (or ext2) image and a tmpfs and starts fanotify listeners on the\n\
+         image).\n\
          \n\
-         usage: written-exec [--quick] [--rounds N] [--execs N] [--only CONFIG,...] [--raw FILE.csv]\n\
+         usage: written-exec [--quick] [--rounds N] [--execs N] [--only CONFIG,...] [--fs xfs|ext2] [--raw FILE.csv]\n\
          \n\
          \x20 --quick           2 rounds of 100 execs (default: 3 rounds of 400)\n\
          \x20 --rounds N        rounds, configurations interleaved in rotating order\n\
          \x20 --execs N         written binaries per configuration and round\n\
          \x20 --only CONFIG,... only these configurations, beside `none` and `min`: {}\n\
+         \x20 --fs xfs|ext2     the watched image's filesystem (default xfs: multigrain ctimes)\n\
          \x20 --raw FILE.csv    also write every exec pair (watched and control ns)\n\
          \x20 --help            this text\n\
          \n\
@@ -134,7 +144,7 @@ fn usage() -> String {
 
 /// The mounts, the writer and the binary every copy is made from.
 struct Bench {
-    watched: PrivateMount,
+    watched: LoopImage,
     /// Held for its guard: the control copies and the stage live there until the bench drops.
     #[allow(dead_code)]
     control: PrivateMount,
@@ -165,12 +175,12 @@ fn sha256_hex(path: &Path) -> Result<String, String> {
 }
 
 impl Bench {
-    fn new(execs: usize) -> Result<Bench, String> {
+    fn new(execs: usize, fs: ImageFs) -> Result<Bench, String> {
         // Room for one round's written binaries of one configuration (deleted after each).
-        let image_bytes = (execs as u64 + 64) * (1 << 20);
-        let watched =
-            PrivateMount::ext2_image(image_bytes.min(santa_testkit::EXT2_IMAGE_BYTES_MAX))
-                .map_err(|e| format!("watched ext2 image: {e}"))?;
+        let image_bytes = ((execs as u64 + 64) << 20)
+            .clamp(512 << 20, santa_perf::image::IMAGE_BYTES_MAX);
+        let watched = LoopImage::new(fs, image_bytes)
+            .map_err(|e| format!("watched {} image: {e}", fs.name()))?;
         let control = PrivateMount::tmpfs(TmpfsOptions {
             size_bytes: 256 << 20,
             exec: true,
@@ -282,6 +292,7 @@ impl Bench {
                     integrity: "sha256",
                     rules: fapolicyd_rules(&self.out_dir),
                     trust: vec![self.cp.clone()],
+                    watch_fs: self.watched.fs().name(),
                 };
                 fapolicyd::start(&setup, self.watched.path(), self.state.path()).map(Some)
             }
@@ -315,9 +326,22 @@ struct Sample {
     refused: usize,
     /// Every pair as (round, iteration, watched ns or -errno, control ns), for `--raw`.
     raw: Vec<(usize, usize, i64, i64)>,
-    /// santad's log lines for the written binaries, by `decision=…|reason=…`.
+    /// santad's log lines for the written binaries, by `decision=…|reason=…` (`action=…` for
+    /// lines other than execs).
     decisions: BTreeMap<String, usize>,
+    /// santad's counters of [`COUNTERS`], summed over the rounds (non-zero ones reported).
+    counters: BTreeMap<String, u64>,
 }
+
+/// The santad counters that say how the written binaries were decided.
+const COUNTERS: &[&str] = &[
+    "engine.prefetch",
+    "fanotify.prefetch",
+    "fanotify.compiler",
+    "compilers.",
+    "transitive.",
+    "decisions.",
+];
 
 /// One round of `config`: `execs` binaries written, paused on, executed beside their twins.
 fn run_round(
@@ -381,6 +405,11 @@ fn run_round(
         sample.rounds.push((round, trimmed_mean(&diffs)));
     }
     sample.diffs.extend(diffs);
+    if config.is_santad() && outcome.is_ok() {
+        for (k, v) in santad_counters(&b.santad_setup(config, round), COUNTERS) {
+            *sample.counters.entry(k).or_default() += v;
+        }
+    }
     if let Some(l) = listener.as_mut() {
         l.stop();
     }
@@ -389,14 +418,7 @@ fn run_round(
             .unwrap_or_default();
         let needle = format!("path={}/w", b.out_dir.display());
         for line in log.lines().filter(|l| l.contains(&needle)) {
-            let field = |k: &str| {
-                line.split('|')
-                    .find_map(|f| f.strip_prefix(k))
-                    .map(str::to_string)
-                    .unwrap_or_else(|| "?".into())
-            };
-            let key = format!("decision={}|reason={}", field("decision="), field("reason="));
-            *sample.decisions.entry(key).or_default() += 1;
+            *sample.decisions.entry(santad_log_key(line)).or_default() += 1;
         }
     }
     clear_dir(&b.out_dir);
@@ -446,12 +468,21 @@ fn render(
         "{source} Load average (1/5/15 min) at the start: {}; at the end: {}.\n",
         load.0, load.1
     );
+    let flags = format!(
+        "{}{}",
+        if args.quick { " --quick" } else { "" },
+        if args.fs == ImageFs::Xfs {
+            String::new()
+        } else {
+            format!(" --fs {}", args.fs.name())
+        }
+    );
     let _ = writeln!(
         out,
         "Rewritten by `make perf-written-exec` (`written-exec{}`, as root; part of `make perf`). While \
          each listener runs, every iteration writes a fresh executable with distinct content (the \
          static ~760 KB `exit 0`, a salt unique to the run, round and iteration appended, all copies \
-         the same size), mode 0755, into a private ext2 loop image (watched) and an identical copy \
+         the same size), mode 0755, into a private {} loop image (watched) and an identical copy \
          onto a private tmpfs (control, unwatched); the writer is a copy of `/bin/cp` on the watched \
          image (a plain open, write, close; the same writer in every configuration). Then a {} ms \
          pause, as a build has between its link and the run, then one exec of each (posix_spawn + \
@@ -462,11 +493,22 @@ fn render(
          the standard error. \"× minimal responder\" divides by the minimal responder's overhead in \
          the same run. Listener CPU per iteration covers its whole work for the binary, the write \
          included. Default scheduling.\n",
-        if args.quick { " --quick" } else { "" },
+        flags,
+        args.fs.name(),
         PAUSE.as_millis(),
         TRIM * 100.0,
         args.rounds,
         args.execs,
+    );
+    let _ = writeln!(
+        out,
+        "Why {}: fapolicyd can only be confined by filesystem type, so the watched image must be of \
+         a type no mount of this host has (the root is ext4, the tmpfs mounts are the host's); and \
+         santad keeps a decision about a file changed moments ago only where the kernel gives \
+         multigrain ctimes (6.13+: ext4, XFS, Btrfs, tmpfs; not ext2), which is what lets a binary \
+         written 2 ms before its first exec be decided before it. XFS stands for the filesystems \
+         builds run on; `--fs ext2` shows the other case.\n",
+        args.fs.name()
     );
     let _ = writeln!(
         out,
@@ -553,14 +595,26 @@ fn render(
             .iter()
             .map(|(k, n)| format!("`{k}` × {n}"))
             .collect();
+        let counters: Vec<String> = s
+            .counters
+            .iter()
+            .filter(|(_, v)| **v > 0)
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
         let _ = writeln!(
             out,
-            "- {}: santad's log lines for the written binaries: {}.",
+            "- {}: santad's log lines for the written binaries: {}; its counters (summed over the \
+             rounds, non-zero): {}.",
             c.name(),
             if parts.is_empty() {
                 "none".to_string()
             } else {
                 parts.join(", ")
+            },
+            if counters.is_empty() {
+                "none".to_string()
+            } else {
+                counters.join(", ")
             }
         );
     }
@@ -631,7 +685,7 @@ pub(crate) fn main() -> ExitCode {
     let began = Instant::now();
     let load_start = context::loadavg();
     let source = context::source_state();
-    let bench = match Bench::new(args.execs) {
+    let bench = match Bench::new(args.execs, args.fs) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("written-exec: {e}");

@@ -67,6 +67,36 @@ pub fn write_result(name: &str, text: &str) -> std::io::Result<PathBuf> {
     Ok(path)
 }
 
+/// How many tasks the kernel has runnable right now, machine-wide (`procs_running` in
+/// /proc/stat; the reader itself is one of them).
+pub fn procs_running() -> Option<u32> {
+    std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("procs_running "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Waits, at most `max`, until the machine is quiet: at most `running_max` runnable tasks in
+/// five samples 100 ms apart (other builds share these cores, in bursts). Returns how long it
+/// waited and whether it got there.
+pub fn wait_quiet(running_max: u32, max: std::time::Duration) -> (std::time::Duration, bool) {
+    let start = Instant::now();
+    let mut calm = 0;
+    while start.elapsed() < max {
+        if procs_running().is_some_and(|n| n <= running_max) {
+            calm += 1;
+            if calm >= 5 {
+                return (start.elapsed(), true);
+            }
+        } else {
+            calm = 0;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    (start.elapsed(), false)
+}
+
 /// `perf/RESULTS.md` of this checkout.
 pub fn results_md() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md")

@@ -61,6 +61,11 @@ const COUNTERS: &[&str] = &[
     "transitive.",
     "decisions.",
 ];
+/// A quiet machine, waited for before each run: at most this many runnable tasks (this
+/// program and a kernel thread or two)…
+const QUIET_RUNNING_MAX: u32 = 3;
+/// …for at most this long (other builds share these cores, in bursts).
+const QUIET_WAIT_MAX: Duration = Duration::from_secs(30);
 /// The longest one configure run may take before it is killed (a listener holding an exec).
 const RUN_TIMEOUT: Duration = Duration::from_secs(600);
 /// Targets: santad Lockdown (compiler rules) at most this multiple of no listener's median.
@@ -1168,11 +1173,17 @@ pub(crate) fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let mut runs: BTreeMap<Config, Vec<(usize, RunResult)>> = BTreeMap::new();
+    // (runs started on a quiet machine, runs, time waited for it).
+    let mut quiet = (0usize, 0usize, Duration::ZERO);
     for round in 0..args.rounds {
         for k in 0..configs.len() {
             let config = configs[(k + round) % configs.len()];
             let label = format!("r{round}-{}", config.key());
             eprint!("round {}/{}: {} … ", round + 1, args.rounds, config.name());
+            let (waited, calm) = santa_perf::wait_quiet(QUIET_RUNNING_MAX, QUIET_WAIT_MAX);
+            quiet.0 += usize::from(calm);
+            quiet.1 += 1;
+            quiet.2 += waited;
             let result = bench.run(config, &label);
             eprintln!(
                 "{:.2} s{}",
@@ -1187,6 +1198,15 @@ pub(crate) fn main() -> ExitCode {
         }
     }
     let load_end = context::loadavg();
+    let source = format!(
+        "{source} Before each run the benchmark waited for a quiet machine (at most \
+         {QUIET_RUNNING_MAX} runnable tasks machine-wide for half a second, waiting at most {} s): \
+         {} of {} runs started quiet, {:.0} s waited in all.",
+        QUIET_WAIT_MAX.as_secs(),
+        quiet.0,
+        quiet.1,
+        quiet.2.as_secs_f64()
+    );
     let report = render(&Report {
         args: &args,
         configs: &configs,

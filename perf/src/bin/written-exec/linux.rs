@@ -28,6 +28,11 @@ const PAUSE: Duration = Duration::from_millis(2);
 /// Bytes appended to every copy: the salt that makes its content distinct, padded to a fixed
 /// length so that every copy has the same size.
 const SALT_BYTES: usize = 96;
+/// A quiet machine, waited for before each configuration's round: at most this many runnable
+/// tasks (this program and a kernel thread or two)…
+const QUIET_RUNNING_MAX: u32 = 3;
+/// …for at most this long (other builds share these cores, in bursts).
+const QUIET_WAIT_MAX: Duration = Duration::from_secs(30);
 /// The target: santad's overhead on this workload at most this multiple of the minimal
 /// responder's (it evaluates the file in the background on its close-after-write, before the
 /// first exec).
@@ -694,6 +699,8 @@ pub(crate) fn main() -> ExitCode {
     };
     let mut samples: BTreeMap<Config, Sample> = BTreeMap::new();
     let mut skipped: Vec<(Config, String)> = Vec::new();
+    // (rounds started on a quiet machine, rounds, time waited for it).
+    let mut quiet = (0usize, 0usize, Duration::ZERO);
     for round in 0..args.rounds {
         for k in 0..configs.len() {
             let config = configs[(k + round) % configs.len()];
@@ -701,6 +708,10 @@ pub(crate) fn main() -> ExitCode {
                 continue;
             }
             eprintln!("round {}/{}: {}", round + 1, args.rounds, config.name());
+            let (waited, calm) = santa_perf::wait_quiet(QUIET_RUNNING_MAX, QUIET_WAIT_MAX);
+            quiet.0 += usize::from(calm);
+            quiet.1 += 1;
+            quiet.2 += waited;
             let sample = samples.entry(config).or_default();
             if let Err(e) = run_round(&bench, config, round, args.execs, sample) {
                 eprintln!("  failed: {e}");
@@ -711,6 +722,15 @@ pub(crate) fn main() -> ExitCode {
         }
     }
     let load_end = context::loadavg();
+    let source = format!(
+        "{source} Before each configuration's round the benchmark waited for a quiet machine (at \
+         most {QUIET_RUNNING_MAX} runnable tasks machine-wide for half a second, waiting at most {} \
+         s): {} of {} started quiet, {:.0} s waited in all.",
+        QUIET_WAIT_MAX.as_secs(),
+        quiet.0,
+        quiet.1,
+        quiet.2.as_secs_f64()
+    );
     if let Some(path) = &args.raw {
         let mut csv = String::from("config,round,i,watched_ns,control_ns\n");
         for (c, s) in &samples {

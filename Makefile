@@ -3,7 +3,7 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: deps build run demo demo-sync test check check-macos bench perf perf-backstop perf-sync perf-written-exec perf-configure perf-quick flamegraph fuzz-smoke fmt clean
+.PHONY: deps build run demo demo-sync test check check-macos bench perf perf-backstop perf-sync perf-written-exec perf-configure perf-tools perf-quick flamegraph fuzz-smoke fmt clean
 
 # The system packages the build and tests need, from Debian's packages: clang (it builds santad's
 # BPF exec backstop, build.rs), golang-go (the sync tests build Moroz, the Santa sync server
@@ -128,23 +128,32 @@ perf-sync: deps
 # The first exec of a binary written (by a cp copy on the watched image) while the listener runs,
 # 2 ms before it: no listener, the minimal responder, santad Monitor, santad Lockdown (transitive
 # rules from a compiler-ruled writer), fapolicyd: perf/results/written-exec.md and its section of
-# perf/RESULTS.md. Root. QUICK=1 for a short run.
-perf-written-exec: deps
+# perf/RESULTS.md. Root; needs xfsprogs (the watched image is XFS). QUICK=1 for a short run.
+perf-written-exec: deps perf-tools
 	$(CARGO) build --release -p santad -p santactl -p santa-perf --bin santad --bin santactl --bin written-exec --bin min-responder
 	$(TARGET_DIR)/release/written-exec $(if $(QUICK),--quick)
 
 # jemalloc's autoconf configure (from the crates.io crate tikv-jemalloc-sys, downloaded into the
 # build directory once) with a gcc toolchain copied onto the watched image, under each listener:
 # wall time, execs, listener CPU; perf/results/configure.md and its section of perf/RESULTS.md.
-# Root; needs strace and gcc. QUICK=1 for a short run.
-perf-configure: deps
-	@command -v strace >/dev/null 2>&1 || { SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq strace; }
+# Root; needs strace, gcc and xfsprogs. QUICK=1 for a short run; CONFIGURE_LD=gold copies ld.gold
+# as the toolchain's ld instead of ld.bfd (perf/results/configure-gold.md).
+perf-configure: deps perf-tools
 	$(CARGO) build --release -p santad -p santactl -p santa-perf --bin santad --bin santactl --bin configure-bench --bin min-responder
-	$(TARGET_DIR)/release/configure-bench $(if $(QUICK),--quick)
+	$(TARGET_DIR)/release/configure-bench $(if $(QUICK),--quick) $(if $(CONFIGURE_LD),--ld $(CONFIGURE_LD))
+
+# What written-exec and configure-bench run besides the build's tools, from Debian's packages:
+# mkfs.xfs (xfsprogs: their watched image is XFS) and strace (configure-bench checks the
+# toolchain and counts execs with it).
+perf-tools:
+	@missing=; command -v strace >/dev/null 2>&1 || missing="$$missing strace"; \
+	command -v mkfs.xfs >/dev/null 2>&1 || missing="$$missing xfsprogs"; \
+	[ -z "$$missing" ] || { echo "installing$$missing from Debian's packages"; \
+		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing; }
 
 # The same, smaller (a few minutes).
-perf-quick: deps
+perf-quick: deps perf-tools
 	$(CARGO) build --release -p santad -p santactl -p santa-perf --bin santad --bin santactl --bin exec-storm --bin min-responder --bin written-exec --bin configure-bench
 	$(TARGET_DIR)/release/written-exec --quick
 	$(TARGET_DIR)/release/configure-bench --quick

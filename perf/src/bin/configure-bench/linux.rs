@@ -126,6 +126,9 @@ struct Args {
     fs: ImageFs,
     /// `--keep DIR`: copy each run's logs (configure's output, config.log, santad's log) there.
     keep: Option<PathBuf>,
+    /// `--ld bfd|gold`: the linker copied as the toolchain's `ld` (`ld.bfd`, the default, or
+    /// `ld.gold`).
+    linker: &'static str,
 }
 
 impl Args {
@@ -147,6 +150,11 @@ impl Args {
                 .and_then(|v| ImageFs::parse(v))
                 .unwrap_or(ImageFs::Xfs),
             keep: value("--keep").map(PathBuf::from),
+            linker: if value("--ld").map(String::as_str) == Some("gold") {
+                "ld.gold"
+            } else {
+                "ld.bfd"
+            },
         }
     }
 }
@@ -158,16 +166,18 @@ fn usage() -> String {
          watched mount under each listener (needs root: it mounts a private XFS (or ext2) image and starts\n\
          fanotify listeners on it; downloads the crate once into the build directory).\n\
          \n\
-         usage: configure-bench [--quick] [--rounds N] [--only CONFIG,...] [--fs xfs|ext2] [--keep DIR]\n\
+         usage: configure-bench [--quick] [--rounds N] [--only CONFIG,...] [--fs xfs|ext2] [--ld bfd|gold] [--keep DIR]\n\
          \n\
          \x20 --quick           2 rounds (default 6), one run of each configuration per round\n\
          \x20 --rounds N        rounds, configurations in rotating order\n\
          \x20 --only CONFIG,... only these configurations, beside `none`: {}\n\
          \x20 --fs xfs|ext2     the watched image's filesystem (default xfs: multigrain ctimes)\n\
+         \x20 --ld bfd|gold     the linker copied as the toolchain's ld (default ld.bfd, Debian's ld)\n\
          \x20 --keep DIR        copy each run's logs there (configure's output, config.log, santad's log)\n\
          \x20 --help            this text\n\
          \n\
-         Writes perf/results/configure.md and its section of perf/RESULTS.md.\n",
+         Writes perf/results/configure.md (configure-gold.md with --ld gold) and its section of\n\
+         perf/RESULTS.md.\n",
         keys.join(", ")
     )
 }
@@ -323,7 +333,8 @@ fn gcc_prog(name: &str) -> Result<PathBuf, String> {
 }
 
 impl Toolchain {
-    fn install(dir: &Path) -> Result<Toolchain, String> {
+    /// Copies the toolchain into `dir`, with `linker` (`ld.bfd` or `ld.gold`) as its `ld`.
+    fn install(dir: &Path, linker: &str) -> Result<Toolchain, String> {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         let sources = [
             ("gcc", which("gcc")?),
@@ -331,7 +342,7 @@ impl Toolchain {
             ("as", gcc_prog("as")?),
             ("collect2", gcc_prog("collect2")?),
             // collect2 looks for `ld` in gcc's program path (the -B directory first).
-            ("ld", which("ld.bfd")?),
+            ("ld", which(linker)?),
         ];
         let mut files = Vec::new();
         for (name, from) in sources {
@@ -485,11 +496,11 @@ fn results_of(dir: &Path) -> Option<Vec<u8>> {
 }
 
 impl Bench {
-    fn new(crate_root: PathBuf, fs: ImageFs) -> Result<Bench, String> {
+    fn new(crate_root: PathBuf, fs: ImageFs, linker: &str) -> Result<Bench, String> {
         let watched =
             LoopImage::new(fs, 1 << 30).map_err(|e| format!("watched {} image: {e}", fs.name()))?;
         let state = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let toolchain = Toolchain::install(&watched.join("toolchain"))?;
+        let toolchain = Toolchain::install(&watched.join("toolchain"), linker)?;
         let builds = watched.join("builds");
         std::fs::create_dir_all(&builds).map_err(|e| e.to_string())?;
         // The scripts of a pristine tree, hashed once.
@@ -865,7 +876,15 @@ struct Report<'a> {
 fn render(r: &Report<'_>) -> String {
     let b = r.bench;
     let mut out = String::new();
-    let _ = writeln!(out, "## configure: jemalloc's autoconf configure under each listener\n");
+    let _ = writeln!(
+        out,
+        "## configure: jemalloc's autoconf configure under each listener{}\n",
+        if r.args.linker == "ld.gold" {
+            ", ld.gold as the linker"
+        } else {
+            ""
+        }
+    );
     let _ = writeln!(out, "{}\n", machine_summary());
     let _ = writeln!(
         out,
@@ -873,12 +892,17 @@ fn render(r: &Report<'_>) -> String {
         r.source, r.load.0, r.load.1
     );
     let flags = format!(
-        "{}{}",
+        "{}{}{}",
         if r.args.quick { " --quick" } else { "" },
         if r.args.fs == ImageFs::Xfs {
             String::new()
         } else {
             format!(" --fs {}", r.args.fs.name())
+        },
+        if r.args.linker == "ld.gold" {
+            " --ld gold"
+        } else {
+            ""
         }
     );
     let _ = writeln!(
@@ -904,7 +928,7 @@ fn render(r: &Report<'_>) -> String {
         "The toolchain on the watched image: copies of {} as {}. The copied driver runs with \
          `GCC_EXEC_PREFIX={}` (so that it finds headers, crt files, libgcc and the LTO plugin where \
          they are installed) and `-B<image>/toolchain/` (so that it runs cc1, as and collect2 from \
-         the copies, and collect2 runs the copy of ld.bfd). Checked at setup by compiling and \
+         the copies, and collect2 runs the copy of {}). Checked at setup by compiling and \
          linking a test program under `strace -f -e trace=execve`: it ran exactly {}. Everything \
          else configure runs (sh, bash, sed, grep, rm, cat, awk, …) lives on the unwatched root \
          filesystem: none of the listeners sees those execs, in any configuration.\n",
@@ -920,6 +944,7 @@ fn render(r: &Report<'_>) -> String {
             .collect::<Vec<_>>()
             .join(", "),
         b.toolchain.gcc_exec_prefix,
+        r.args.linker,
         r.verified
             .iter()
             .map(|p| format!("`{p}`"))
@@ -1141,7 +1166,7 @@ pub(crate) fn main() -> ExitCode {
     let source = context::source_state();
     let setup = || -> Result<(Bench, Vec<String>), String> {
         let crate_root = fetch_crate()?;
-        let bench = Bench::new(crate_root, args.fs)?;
+        let bench = Bench::new(crate_root, args.fs, args.linker)?;
         let verified = bench.toolchain.verify(bench.state.path())?;
         Ok((bench, verified))
     };
@@ -1219,11 +1244,17 @@ pub(crate) fn main() -> ExitCode {
         elapsed: began.elapsed(),
     });
     print!("{report}");
-    match write_result("configure.md", &report) {
+    // The ld.gold variant has a file and a section of its own beside the default's.
+    let key = if args.linker == "ld.gold" {
+        "configure-gold"
+    } else {
+        "configure"
+    };
+    match write_result(&format!("{key}.md"), &report) {
         Ok(p) => eprintln!("wrote {}", p.display()),
-        Err(e) => eprintln!("could not write results/configure.md: {e}"),
+        Err(e) => eprintln!("could not write results/{key}.md: {e}"),
     }
-    match write_results_section("configure", &report) {
+    match write_results_section(key, &report) {
         Ok(p) => eprintln!("wrote its section of {}", p.display()),
         Err(e) => eprintln!("could not write RESULTS.md: {e}"),
     }

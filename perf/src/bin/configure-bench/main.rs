@@ -10,7 +10,7 @@
 //! copies the sources into a fresh directory on a private ext2 image (the watched mount) and
 //! runs `sh configure` there with the arguments the crate's build script gives it, with
 //! `CC="<image>/toolchain/gcc -B<image>/toolchain/"`: copies of the gcc driver, cc1, as, collect2
-//! and ld.bfd on the watched image, so that the compiler's execs are ones the listeners see
+//! and ld.bfd (`--ld gold`: ld.gold) on the watched image, so that the compiler's execs are ones the listeners see
 //! (checked at setup with strace: a test compile runs those five and nothing else). Everything
 //! else configure runs (sh, sed, grep, rm, …) lives on the unwatched root filesystem.
 //!

@@ -372,8 +372,9 @@ impl Toolchain {
     }
 
     /// Compiles and links a test program with `CC` under strace: gcc must run cc1, as, collect2
-    /// and ld from the copies, and nothing else. Returns the programs it ran, in order.
-    fn verify(&self, scratch: &Path) -> Result<Vec<String>, String> {
+    /// and ld from the copies, and nothing else. Returns the programs it ran, in order, and how
+    /// the linker wrote its output (the mode it created it with, and a chmod after it).
+    fn verify(&self, scratch: &Path) -> Result<(Vec<String>, String), String> {
         let src = scratch.join("tc-check.c");
         std::fs::write(
             &src,
@@ -384,7 +385,15 @@ impl Toolchain {
         let traces = scratch.join("tc-strace.txt");
         let mut command = Command::new("strace");
         command
-            .args(["-f", "-qq", "-e", "trace=execve", "-e", "signal=none", "-o"])
+            .args([
+                "-f",
+                "-qq",
+                "-e",
+                "trace=execve,openat,chmod,fchmodat",
+                "-e",
+                "signal=none",
+                "-o",
+            ])
             .arg(&traces)
             .arg(self.dir.join("gcc"))
             .arg(format!("-B{}/", self.dir.display()))
@@ -411,7 +420,31 @@ impl Toolchain {
         if said.trim() != "ok" {
             return Err(format!("the test program printed {said:?}"));
         }
-        Ok(ran)
+        Ok((ran, output_writes(&traces, &out)))
+    }
+}
+
+/// How a trace shows `out` written: the `openat` that created it (its mode argument) and any
+/// `chmod`/`fchmodat` of it afterwards, as strace printed them.
+fn output_writes(trace: &Path, out: &Path) -> String {
+    let text = std::fs::read_to_string(trace).unwrap_or_default();
+    let quoted = format!("\"{}\"", out.display());
+    let calls: Vec<String> = text
+        .lines()
+        .filter(|l| l.contains(&quoted))
+        .filter_map(|l| {
+            let call = l.split_once(' ')?.1.trim_start();
+            let creates = call.starts_with("openat(") && call.contains("O_CREAT");
+            let chmods = call.starts_with("chmod(") || call.starts_with("fchmodat(");
+            (creates || chmods).then(|| {
+                format!("`{}`", call.replace(&quoted, "\"OUT\"").split_whitespace().collect::<Vec<_>>().join(" "))
+            })
+        })
+        .collect();
+    if calls.is_empty() {
+        "no openat/chmod of the output seen".into()
+    } else {
+        calls.join(", then ")
     }
 }
 
@@ -867,6 +900,8 @@ struct Report<'a> {
     runs: &'a BTreeMap<Config, Vec<(usize, RunResult)>>,
     census: &'a Result<Census, String>,
     verified: &'a [String],
+    /// How the linker wrote the test program (see [`output_writes`]).
+    linker_writes: &'a str,
     bench: &'a Bench,
     source: &'a str,
     load: (&'a str, &'a str),
@@ -929,9 +964,11 @@ fn render(r: &Report<'_>) -> String {
          `GCC_EXEC_PREFIX={}` (so that it finds headers, crt files, libgcc and the LTO plugin where \
          they are installed) and `-B<image>/toolchain/` (so that it runs cc1, as and collect2 from \
          the copies, and collect2 runs the copy of {}). Checked at setup by compiling and \
-         linking a test program under `strace -f -e trace=execve`: it ran exactly {}. Everything \
-         else configure runs (sh, bash, sed, grep, rm, cat, awk, …) lives on the unwatched root \
-         filesystem: none of the listeners sees those execs, in any configuration.\n",
+         linking a test program under `strace -f`: it ran exactly {}, and the linker wrote the \
+         program with {} (what matters to santad: a transitive rule is made for a compiler's output \
+         when it is closed). Everything else configure runs (sh, bash, sed, grep, rm, cat, awk, …) \
+         lives on the unwatched root filesystem: none of the listeners sees those execs, in any \
+         configuration.\n",
         b.toolchain
             .files
             .iter()
@@ -950,6 +987,7 @@ fn render(r: &Report<'_>) -> String {
             .map(|p| format!("`{p}`"))
             .collect::<Vec<_>>()
             .join(", "),
+        r.linker_writes,
     );
     let _ = writeln!(
         out,
@@ -1164,13 +1202,13 @@ pub(crate) fn main() -> ExitCode {
     let began = Instant::now();
     let load_start = context::loadavg();
     let source = context::source_state();
-    let setup = || -> Result<(Bench, Vec<String>), String> {
+    let setup = || -> Result<(Bench, Vec<String>, String), String> {
         let crate_root = fetch_crate()?;
         let bench = Bench::new(crate_root, args.fs, args.linker)?;
-        let verified = bench.toolchain.verify(bench.state.path())?;
-        Ok((bench, verified))
+        let (verified, writes) = bench.toolchain.verify(bench.state.path())?;
+        Ok((bench, verified, writes))
     };
-    let (mut bench, verified) = match setup() {
+    let (mut bench, verified, linker_writes) = match setup() {
         Ok(x) => x,
         Err(e) => {
             eprintln!("configure-bench: {e}");
@@ -1238,6 +1276,7 @@ pub(crate) fn main() -> ExitCode {
         runs: &runs,
         census: &census,
         verified: &verified,
+        linker_writes: &linker_writes,
         bench: &bench,
         source: &source,
         load: (&load_start, &load_end),

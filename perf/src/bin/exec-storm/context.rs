@@ -37,6 +37,22 @@ pub(crate) fn source_state() -> String {
     let Some(commit) = git(&["log", "-1", "--format=%h %cI"]) else {
         return "santad's commit: unknown (not a git checkout).".into();
     };
+    // The checkout's commit may be a perf branch's: name the commit santad's sources come from.
+    let sources = git(&[
+        "log",
+        "-1",
+        "--format=%h",
+        "--",
+        "src",
+        "hotpath",
+        "signing",
+        "rules",
+        "config",
+        "control",
+        "Cargo.toml",
+        "Cargo.lock",
+    ])
+    .unwrap_or_default();
     let dirty = git(&[
         "status",
         "--porcelain",
@@ -55,7 +71,7 @@ pub(crate) fn source_state() -> String {
         .filter(|f| f.ends_with(".rs") || f.ends_with(".toml") || f.ends_with(".lock"))
         .collect();
     format!(
-        "santad built from commit {commit}; uncommitted changes to its sources at the start of the run: {}.",
+        "santad built from commit {commit} (its sources last changed in {sources}); uncommitted changes to its sources at the start of the run: {}.",
         if files.is_empty() {
             "none".to_string()
         } else {

@@ -339,6 +339,26 @@ pub struct ExecEvent {
 }
 
 impl ExecEvent {
+    /// An event as read from the group: nothing leased, re-stamped or looked at yet, no
+    /// compiler output, no pending outputs to wait for.
+    fn read(file: File, pid: i32, kind: Kind, facts: FileFacts, read: u64) -> Self {
+        Self {
+            file,
+            pid,
+            kind,
+            key: facts.key,
+            facts,
+            leased: std::sync::atomic::AtomicBool::new(false),
+            restamped_ctime_ns: std::sync::atomic::AtomicI64::new(i64::MIN),
+            restamped_size: AtomicU64::new(0),
+            path_trust: std::sync::atomic::AtomicU8::new(0),
+            compiler_output: false,
+            _pending: None,
+            outputs: None,
+            read,
+        }
+    }
+
     /// The process that executes.
     pub fn pid(&self) -> i32 {
         self.pid

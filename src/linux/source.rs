@@ -185,19 +185,9 @@ impl Source<ExecEvent> for FanotifySource {
                         });
                         let prefetch = Event {
                             payload: ExecEvent {
-                                file,
-                                pid: event.pid,
-                                kind: Kind::Prefetch,
-                                key,
-                                facts,
-                                leased: std::sync::atomic::AtomicBool::new(false),
-                                restamped_ctime_ns: std::sync::atomic::AtomicI64::new(i64::MIN),
-                                restamped_size: AtomicU64::new(0),
-                                path_trust: std::sync::atomic::AtomicU8::new(0),
                                 compiler_output,
                                 _pending: pending.clone(),
-                                outputs: None,
-                                read,
+                                ..ExecEvent::read(file, event.pid, Kind::Prefetch, facts, read)
                             },
                             key,
                             stamp: facts.stamp,
@@ -291,17 +281,6 @@ impl Source<ExecEvent> for FanotifySource {
             // An exec by a registered compiler's pid of anything but the compiler ends it.
             self.linux.compilers.exec_seen(event.pid, key);
             let payload = |kind| ExecEvent {
-                file,
-                pid: event.pid,
-                kind,
-                key,
-                facts,
-                leased: std::sync::atomic::AtomicBool::new(false),
-                restamped_ctime_ns: std::sync::atomic::AtomicI64::new(i64::MIN),
-                restamped_size: AtomicU64::new(0),
-                path_trust: std::sync::atomic::AtomicU8::new(0),
-                compiler_output: false,
-                _pending: None,
                 // While compilers run, an exec the rules would deny may be racing the close of
                 // a compiler's output: it can wait for that rule.
                 outputs: self
@@ -309,7 +288,7 @@ impl Source<ExecEvent> for FanotifySource {
                     .compilers
                     .any()
                     .then(|| self.linux.pending_outputs.clone()),
-                read,
+                ..ExecEvent::read(file, event.pid, kind, facts, read)
             };
             if permission {
                 bump(&counters.permission_events);
